@@ -1,0 +1,414 @@
+//! Server settings: every limit is a named constant with a flag and an
+//! environment variable, listed by `wschat serve --help`.
+//!
+//! Settings are read from, in increasing precedence: the defaults below, the
+//! environment (`WSCHAT_` and the flag's name in capitals, `-` as `_`), and
+//! the command line.
+
+use std::time::Duration;
+
+use crate::ws::handshake::DEFAULT_MAX_HEADER_BYTES;
+use crate::ws::message::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+
+/// Default address to listen on.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+/// Default time a client has to send its whole handshake request.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Default time to wait for the peer's side of the close handshake.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
+/// Default cap on open connections; more are answered 503. It stays far
+/// below the ~16,000 threads that Linux's default `vm.max_map_count`
+/// (65,530 maps, 4 per thread) allows one process.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default interval of server pings on a quiet connection.
+pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
+/// Default silence after which a connection is closed.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 75_000;
+/// Stack size of each connection thread: small, since thousands are idle.
+pub const CONNECTION_STACK_SIZE: usize = 128 * 1024;
+
+/// Everything `wschat serve` can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Limit on the handshake request's header block (431 past it).
+    pub max_header_bytes: usize,
+    /// Largest frame payload accepted (close 1009 past it).
+    pub max_frame_size: usize,
+    /// Largest message accepted, fragments together (close 1009 past it).
+    pub max_message_size: usize,
+    /// Time allowed for the whole handshake request.
+    pub handshake_timeout: Duration,
+    /// Time allowed for the peer's answer to a Close.
+    pub close_timeout: Duration,
+    /// Most connections open at once (503 past it).
+    pub max_connections: usize,
+    /// How often a quiet connection is pinged.
+    pub ping_interval: Duration,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Subprotocols the server accepts, in order of preference.
+    pub protocols: Vec<String>,
+    /// Serve the echo endpoint on every path (for conformance suites that
+    /// only take host:port).
+    pub echo_everywhere: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.to_string(),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: Duration::from_millis(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+            close_timeout: Duration::from_millis(DEFAULT_CLOSE_TIMEOUT_MS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            ping_interval: Duration::from_millis(DEFAULT_PING_INTERVAL_MS),
+            idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
+            protocols: Vec::new(),
+            echo_everywhere: false,
+        }
+    }
+}
+
+impl Config {
+    /// The frame and message limits for the codec.
+    pub fn limits(&self) -> crate::ws::Limits {
+        crate::ws::Limits {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+        }
+    }
+}
+
+/// One flag of `wschat serve`.
+pub struct Flag {
+    /// The long name, without `--`.
+    pub name: &'static str,
+    /// What its value looks like (`None` for a switch).
+    pub value: Option<&'static str>,
+    /// One line of help.
+    pub help: &'static str,
+    /// Read the value into the config.
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+    /// The value in a config, for `--help` (the default) and check-config.
+    show: fn(&Config) -> String,
+}
+
+impl Flag {
+    /// The environment variable that sets this flag.
+    pub fn env_var(&self) -> String {
+        format!(
+            "WSCHAT_{}",
+            self.name.to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+fn bytes(v: &str) -> Result<usize, String> {
+    let v = v.trim();
+    let (num, mult) = match v.as_bytes().last() {
+        Some(b'K' | b'k') => (&v[..v.len() - 1], 1024),
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 1024 * 1024),
+        _ => (v, 1),
+    };
+    num.parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{v:?} is not a size (a number, optionally with K or M)"))
+}
+
+fn millis(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let parse = |n: &str, unit: u64| {
+        n.parse::<u64>()
+            .ok()
+            .map(|n| Duration::from_millis(n.saturating_mul(unit)))
+    };
+    let d = if let Some(n) = v.strip_suffix("ms") {
+        parse(n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        parse(n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        parse(n, 60_000)
+    } else {
+        parse(v, 1000)
+    };
+    d.ok_or_else(|| format!("{v:?} is not a duration (like 500ms, 10s, 2m)"))
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn positive(n: usize, what: &str) -> Result<usize, String> {
+    if n == 0 {
+        Err(format!("{what} must be above 0"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Every flag of `wschat serve`, in the order `--help` lists them.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "listen",
+        value: Some("ADDR"),
+        help: "address and port to listen on",
+        apply: |c, v| {
+            c.listen = v.to_string();
+            Ok(())
+        },
+        show: |c| c.listen.clone(),
+    },
+    Flag {
+        name: "max-header-bytes",
+        value: Some("SIZE"),
+        help: "largest handshake request head; past it: 431",
+        apply: |c, v| {
+            c.max_header_bytes = positive(bytes(v)?, "max-header-bytes")?;
+            Ok(())
+        },
+        show: |c| c.max_header_bytes.to_string(),
+    },
+    Flag {
+        name: "max-frame-size",
+        value: Some("SIZE"),
+        help: "largest frame payload; past it: close 1009",
+        apply: |c, v| {
+            c.max_frame_size = positive(bytes(v)?, "max-frame-size")?;
+            Ok(())
+        },
+        show: |c| c.max_frame_size.to_string(),
+    },
+    Flag {
+        name: "max-message-size",
+        value: Some("SIZE"),
+        help: "largest message, all fragments; past it: close 1009",
+        apply: |c, v| {
+            c.max_message_size = positive(bytes(v)?, "max-message-size")?;
+            Ok(())
+        },
+        show: |c| c.max_message_size.to_string(),
+    },
+    Flag {
+        name: "handshake-timeout",
+        value: Some("DURATION"),
+        help: "time a client has to send its whole request",
+        apply: |c, v| {
+            c.handshake_timeout = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.handshake_timeout),
+    },
+    Flag {
+        name: "close-timeout",
+        value: Some("DURATION"),
+        help: "time to wait for the peer's Close before dropping TCP",
+        apply: |c, v| {
+            c.close_timeout = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.close_timeout),
+    },
+    Flag {
+        name: "max-connections",
+        value: Some("N"),
+        help: "most connections open at once; past it: 503",
+        apply: |c, v| {
+            c.max_connections = positive(
+                v.trim()
+                    .parse()
+                    .map_err(|_| format!("{v:?} is not a number"))?,
+                "max-connections",
+            )?;
+            Ok(())
+        },
+        show: |c| c.max_connections.to_string(),
+    },
+    Flag {
+        name: "ping-interval",
+        value: Some("DURATION"),
+        help: "ping a connection after this much silence",
+        apply: |c, v| {
+            c.ping_interval = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.ping_interval),
+    },
+    Flag {
+        name: "idle-timeout",
+        value: Some("DURATION"),
+        help: "close a connection after this much silence (pongs count)",
+        apply: |c, v| {
+            c.idle_timeout = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.idle_timeout),
+    },
+    Flag {
+        name: "protocol",
+        value: Some("NAME"),
+        help: "a subprotocol to accept (repeatable; env: comma list)",
+        apply: |c, v| {
+            c.protocols.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from),
+            );
+            Ok(())
+        },
+        show: |c| c.protocols.join(","),
+    },
+    Flag {
+        name: "echo-everywhere",
+        value: None,
+        help: "echo on every path, for conformance suites that take only host:port",
+        apply: |c, v| {
+            c.echo_everywhere = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| c.echo_everywhere.to_string(),
+    },
+];
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// Build a config from the environment and the arguments after `serve`.
+///
+/// ```
+/// use wschat::config::parse_args;
+/// let args = ["--listen", "127.0.0.1:0", "--max-message-size=64K"].map(String::from);
+/// let config = parse_args(&args, |_| None).unwrap();
+/// assert_eq!(config.listen, "127.0.0.1:0");
+/// assert_eq!(config.max_message_size, 65536);
+/// ```
+pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let mut config = Config::default();
+    for flag in FLAGS {
+        if let Some(value) = env(&flag.env_var()) {
+            (flag.apply)(&mut config, &value).map_err(|e| format!("{}: {e}", flag.env_var()))?;
+        }
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let Some(body) = arg.strip_prefix("--") else {
+            return Err(format!(
+                "unexpected argument {arg:?} (see wschat serve --help)"
+            ));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = FLAGS
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("unknown flag --{name} (see wschat serve --help)"))?;
+        let value = match (flag.value, inline) {
+            (_, Some(v)) => v,
+            (None, None) => "true".to_string(),
+            (Some(_), None) => {
+                i += 1;
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("--{name} needs a value"))?
+            }
+        };
+        (flag.apply)(&mut config, &value).map_err(|e| format!("--{name}: {e}"))?;
+        i += 1;
+    }
+    Ok(config)
+}
+
+/// The `--help` text of `wschat serve`: every flag, its default and its
+/// environment variable.
+pub fn help() -> String {
+    let defaults = Config::default();
+    let mut out = String::from(
+        "Usage: wschat [serve] [FLAGS]\n\nServe the chat, its pages and the /echo endpoint.\n\nFlags (each also read from its environment variable):\n",
+    );
+    for flag in FLAGS {
+        let left = match flag.value {
+            Some(v) => format!("--{} {v}", flag.name),
+            None => format!("--{}", flag.name),
+        };
+        let default = (flag.show)(&defaults);
+        let default = if default.is_empty() {
+            "none".to_string()
+        } else {
+            default
+        };
+        out.push_str(&format!(
+            "  {left:<28} {}\n  {:<28} [default: {default}] [env: {}]\n",
+            flag.help,
+            "",
+            flag.env_var()
+        ));
+    }
+    out.push_str("\nSizes take K or M (64K); durations take ms, s or m (500ms, 10s, 2m).\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_then_args_with_precedence() {
+        let env = |name: &str| match name {
+            "WSCHAT_LISTEN" => Some("0.0.0.0:9".to_string()),
+            "WSCHAT_IDLE_TIMEOUT" => Some("2m".to_string()),
+            _ => None,
+        };
+        let args: Vec<String> = [
+            "--listen=127.0.0.1:1",
+            "--echo-everywhere",
+            "--protocol",
+            "chat",
+        ]
+        .map(String::from)
+        .to_vec();
+        let c = parse_args(&args, env).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert!(c.echo_everywhere);
+        assert_eq!(c.protocols, vec!["chat".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse_args(&["--max-frame-size".into(), "lots".into()], |_| None).unwrap_err();
+        assert!(err.contains("--max-frame-size"), "{err}");
+        assert!(
+            parse_args(&["--nope".into()], |_| None)
+                .unwrap_err()
+                .contains("unknown flag")
+        );
+        assert!(parse_args(&["--max-connections=0".into()], |_| None).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_default_and_env() {
+        let text = help();
+        for flag in FLAGS {
+            assert!(text.contains(&format!("--{}", flag.name)));
+            assert!(text.contains(&flag.env_var()));
+        }
+        assert!(text.contains("[default: 127.0.0.1:3000]"));
+    }
+}

@@ -1,0 +1,20 @@
+//! # wschat
+//!
+//! A WebSocket chat and customer-service server whose RFC 6455 handshake
+//! and frame codec are written by hand, on plain synchronous threads.
+//!
+//! * [`ws`] — the protocol, sans-I/O: bytes in, messages out, and back.
+//! * [`WebSocket`] — a blocking WebSocket over any `Read + Write`.
+//! * [`client`] — `client::connect("ws://…")`.
+//! * [`server`] — the listener, the connection threads, the endpoints.
+//! * [`config`] — every limit, with its flag and environment variable.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod server;
+pub mod util;
+pub mod ws;
+
+pub use conn::{Error, WebSocket};

@@ -1,0 +1,717 @@
+//! The opening handshake, RFC 6455 §4: an HTTP/1.1 Upgrade request from the
+//! client, a `101 Switching Protocols` from the server.
+//!
+//! Sans-I/O: [`parse_request`] takes whatever bytes have arrived so far and
+//! either asks for more (`Ok(None)`), or returns the parsed request and how
+//! many bytes it used (anything after it already belongs to the WebSocket).
+//! [`validate_upgrade`] applies the rules of §4.2.1 and answers with an
+//! [`Accept`] (the 101) or a [`Rejection`] (an HTTP error with a reason).
+//! The client side is [`client_request`] and [`verify_response`].
+//!
+//! ```
+//! use wschat::ws::handshake::{parse_request, validate_upgrade};
+//! let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+//!               Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+//!               Sec-WebSocket-Version: 13\r\n\r\n";
+//! // Half the request: ask for more bytes.
+//! assert!(parse_request(&bytes[..40], 8192).unwrap().is_none());
+//! let (request, used) = parse_request(bytes, 8192).unwrap().unwrap();
+//! assert_eq!(used, bytes.len());
+//! let accept = validate_upgrade(&request, &[]).unwrap();
+//! assert_eq!(accept.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+//! ```
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha1::{Digest, Sha1};
+
+/// The GUID of §1.3 that the server appends to the client's key. It makes
+/// the answer something only a WebSocket server would compute, so a plain
+/// HTTP server (or a cache) cannot be tricked into "accepting" an upgrade.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Default limit on the request's header block, in bytes: 8 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Most header lines accepted in one request; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// The only protocol version RFC 6455 defines (§4.1, §11.6).
+pub const VERSION: &str = "13";
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key` (§4.2.2 step
+/// 5.4): base64 of the SHA-1 of the key followed by [`GUID`].
+///
+/// ```
+/// // The example of RFC 6455 §1.3.
+/// assert_eq!(
+///     wschat::ws::handshake::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/// );
+/// ```
+pub fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// A parsed HTTP request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method, such as `GET`.
+    pub method: String,
+    /// The request target as sent: path and query (`/chat?name=ann`).
+    pub target: String,
+    /// The HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub minor_version: u8,
+    /// Header lines in order; names as sent, values with invalid UTF-8
+    /// replaced.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether some value of header `name` holds `token` in its comma list
+    /// (case-insensitive), as `Connection: keep-alive, Upgrade` does.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers_named(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// The path without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// The value of query parameter `name`, percent-decoded (`+` is a space).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        let query = query.split('#').next().unwrap_or("");
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// Whether the client asks for a WebSocket: an `Upgrade: websocket`, a
+    /// `Sec-WebSocket-Key`, or the old draft's `Sec-WebSocket-Key1`. Such a
+    /// request goes to [`validate_upgrade`]; anything else is plain HTTP.
+    pub fn is_upgrade(&self) -> bool {
+        self.has_token("Upgrade", "websocket")
+            || self.header("Sec-WebSocket-Key").is_some()
+            || self.header("Sec-WebSocket-Key1").is_some()
+    }
+}
+
+/// Decode `%XX` escapes and `+` in a URL query component. Invalid escapes
+/// stay as they are; invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An answer that refuses a request: an HTTP status with a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The HTTP status code.
+    pub status: u16,
+    /// Why, in one line; sent as the body.
+    pub reason: String,
+    /// Extra headers (such as `Sec-WebSocket-Version: 13` with a 426).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Rejection {
+    /// A rejection with `status` and `reason`.
+    pub fn new(status: u16, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The full HTTP response, ending the connection.
+    pub fn to_response(&self) -> Vec<u8> {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let body = format!("{}\n", self.reason);
+        http_response(
+            self.status,
+            "text/plain; charset=utf-8",
+            &headers,
+            body.as_bytes(),
+        )
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            status_text(self.status),
+            self.reason
+        )
+    }
+}
+
+/// The reason phrase for the status codes wschat sends.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection afterwards.
+pub fn http_response(
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        status_text(status),
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Parse an HTTP request head from the bytes received so far (§4.1 says the
+/// handshake is a valid HTTP/1.1 request).
+///
+/// * `Ok(None)`: the head is not complete; read more and call again.
+/// * `Ok(Some((request, used)))`: bytes after `used` are not part of it.
+/// * `Err(rejection)`: 431 past `max_header_bytes` or [`MAX_HEADERS`]
+///   lines, 400 for bytes that are not an HTTP request.
+pub fn parse_request(
+    buf: &[u8],
+    max_header_bytes: usize,
+) -> Result<Option<(Request, usize)>, Rejection> {
+    let window = &buf[..buf.len().min(max_header_bytes)];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(window) {
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_header_bytes {
+                Err(Rejection::new(
+                    431,
+                    format!("the request header block is over the {max_header_bytes}-byte limit"),
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+        Ok(httparse::Status::Complete(used)) => {
+            let request = Request {
+                method: req.method.unwrap_or("").to_string(),
+                target: req.path.unwrap_or("").to_string(),
+                minor_version: req.version.unwrap_or(0),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Ok(Some((request, used)))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(Rejection::new(
+            431,
+            format!("more than {MAX_HEADERS} header lines"),
+        )),
+        Err(e) => Err(Rejection::new(400, format!("malformed HTTP request: {e}"))),
+    }
+}
+
+/// A request the server accepts: what goes into the 101 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept {
+    /// `Sec-WebSocket-Accept`, computed by [`accept_key`].
+    pub accept_key: String,
+    /// The subprotocol chosen from the client's offers, if any.
+    pub protocol: Option<String>,
+}
+
+impl Accept {
+    /// The `101 Switching Protocols` response (§4.2.2 step 5). Extension
+    /// offers are declined by leaving `Sec-WebSocket-Extensions` out.
+    ///
+    /// ```
+    /// use wschat::ws::handshake::Accept;
+    /// let accept = Accept { accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(), protocol: None };
+    /// assert_eq!(
+    ///     String::from_utf8(accept.response()).unwrap(),
+    ///     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///      Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    /// );
+    /// ```
+    pub fn response(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+            self.accept_key
+        );
+        if let Some(protocol) = &self.protocol {
+            out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+}
+
+/// Apply the server's rules of RFC 6455 §4.2.1 to an upgrade request, and
+/// choose a subprotocol: the first the client offers that is in `supported`.
+///
+/// The answers, each with a one-line reason:
+/// 405 for a method other than GET; 426 for a Hixie-76 request (it has
+/// `Sec-WebSocket-Key1`/`Key2`) and for a version other than 13; 400 for
+/// HTTP older than 1.1, a missing `Host`, an `Upgrade` without `websocket`,
+/// a `Connection` without `Upgrade`, a missing version, or a key that is not
+/// base64 of 16 bytes.
+pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accept, Rejection> {
+    if request.method != "GET" {
+        let mut r = Rejection::new(
+            405,
+            "a WebSocket upgrade must use the GET method (RFC 6455 §4.1)",
+        );
+        r.headers.push(("Allow", "GET".to_string()));
+        return Err(r);
+    }
+    if request.header("Sec-WebSocket-Key1").is_some()
+        || request.header("Sec-WebSocket-Key2").is_some()
+    {
+        let mut r = Rejection::new(
+            426,
+            "this is a Hixie-76 (draft-ietf-hybi-thewebsocketprotocol-00) handshake, which RFC 6455 replaced in 2011; \
+             use Sec-WebSocket-Key and Sec-WebSocket-Version: 13",
+        );
+        r.headers
+            .push(("Sec-WebSocket-Version", VERSION.to_string()));
+        return Err(r);
+    }
+    if request.minor_version < 1 {
+        return Err(Rejection::new(
+            400,
+            "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)",
+        ));
+    }
+    if request.header("Host").is_none_or(|h| h.trim().is_empty()) {
+        return Err(Rejection::new(400, "missing Host header (RFC 6455 §4.1)"));
+    }
+    if !request.has_token("Upgrade", "websocket") {
+        return Err(Rejection::new(
+            400,
+            "the Upgrade header must hold the token websocket (RFC 6455 §4.2.1)",
+        ));
+    }
+    if !request.has_token("Connection", "Upgrade") {
+        return Err(Rejection::new(
+            400,
+            "the Connection header must hold the token Upgrade (RFC 6455 §4.2.1)",
+        ));
+    }
+    let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
+    match versions.as_slice() {
+        [] => {
+            return Err(Rejection::new(
+                400,
+                "missing Sec-WebSocket-Version header (RFC 6455 §4.2.1)",
+            ));
+        }
+        [v] if v.trim() == VERSION => {}
+        _ => {
+            let mut r = Rejection::new(
+                426,
+                format!(
+                    "unsupported Sec-WebSocket-Version {:?}: this server speaks version 13 (RFC 6455 §4.4)",
+                    versions.join(", ")
+                ),
+            );
+            r.headers
+                .push(("Sec-WebSocket-Version", VERSION.to_string()));
+            return Err(r);
+        }
+    }
+    let keys: Vec<&str> = request.headers_named("Sec-WebSocket-Key").collect();
+    let key = match keys.as_slice() {
+        [key] => key.trim(),
+        [] => {
+            return Err(Rejection::new(
+                400,
+                "missing Sec-WebSocket-Key header (RFC 6455 §4.2.1)",
+            ));
+        }
+        _ => {
+            return Err(Rejection::new(
+                400,
+                "more than one Sec-WebSocket-Key header",
+            ));
+        }
+    };
+    if !is_valid_key(key) {
+        return Err(Rejection::new(
+            400,
+            "Sec-WebSocket-Key must be base64 of exactly 16 bytes (RFC 6455 §4.2.1)",
+        ));
+    }
+    let protocol = request
+        .headers_named("Sec-WebSocket-Protocol")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|offer| supported.iter().any(|s| s == offer))
+        .map(str::to_string);
+    Ok(Accept {
+        accept_key: accept_key(key),
+        protocol,
+    })
+}
+
+/// Whether `key` is base64 of exactly 16 bytes (24 characters with `==`).
+pub fn is_valid_key(key: &str) -> bool {
+    key.len() == 24 && BASE64.decode(key).is_ok_and(|bytes| bytes.len() == 16)
+}
+
+/// A new `Sec-WebSocket-Key`: base64 of 16 random bytes (§4.1 step 7).
+pub fn generate_key(nonce: [u8; 16]) -> String {
+    BASE64.encode(nonce)
+}
+
+/// The client's opening handshake request (§4.1) for `host` (with port, as
+/// it goes in the `Host` header) and `target` (path and query).
+///
+/// ```
+/// use wschat::ws::handshake::client_request;
+/// let req = client_request("server.example.com", "/chat", "dGhlIHNhbXBsZSBub25jZQ==", &[], &[]);
+/// assert!(req.starts_with(b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\n"));
+/// ```
+pub fn client_request(
+    host: &str,
+    target: &str,
+    key: &str,
+    protocols: &[&str],
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut out = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {VERSION}\r\n"
+    );
+    if !protocols.is_empty() {
+        out.push_str(&format!(
+            "Sec-WebSocket-Protocol: {}\r\n",
+            protocols.join(", ")
+        ));
+    }
+    for (name, value) in extra_headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// A parsed HTTP response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header lines in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parse the server's response head from the bytes received so far; as
+/// [`parse_request`], `Ok(None)` asks for more.
+pub fn parse_response(
+    buf: &[u8],
+    max_header_bytes: usize,
+) -> Result<Option<(Response, usize)>, String> {
+    let window = &buf[..buf.len().min(max_header_bytes)];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(window) {
+        Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => Err(format!(
+            "response header block over {max_header_bytes} bytes"
+        )),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(used)) => Ok(Some((
+            Response {
+                status: resp.code.unwrap_or(0),
+                headers: resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            },
+            used,
+        ))),
+        Err(e) => Err(format!("malformed HTTP response: {e}")),
+    }
+}
+
+/// Check the server's answer to a request sent with `key` (§4.1, the
+/// client's checks): status 101, `Upgrade: websocket`, `Connection: Upgrade`,
+/// the right `Sec-WebSocket-Accept`, no extension, and a subprotocol only
+/// from `offered`. Returns the chosen subprotocol.
+pub fn verify_response(
+    response: &Response,
+    key: &str,
+    offered: &[&str],
+) -> Result<Option<String>, String> {
+    if response.status != 101 {
+        return Err(format!(
+            "the server answered {} instead of 101",
+            response.status
+        ));
+    }
+    let has = |name: &str, token: &str| {
+        response
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has("Upgrade", "websocket") {
+        return Err("the 101 response lacks Upgrade: websocket".into());
+    }
+    if !has("Connection", "Upgrade") {
+        return Err("the 101 response lacks Connection: Upgrade".into());
+    }
+    let expected = accept_key(key);
+    match response.header("Sec-WebSocket-Accept") {
+        Some(v) if v.trim() == expected => {}
+        Some(v) => {
+            return Err(format!(
+                "wrong Sec-WebSocket-Accept {v:?}, expected {expected:?}"
+            ));
+        }
+        None => return Err("the 101 response lacks Sec-WebSocket-Accept".into()),
+    }
+    if response.header("Sec-WebSocket-Extensions").is_some() {
+        return Err("the server chose an extension that was not offered".into());
+    }
+    match response.header("Sec-WebSocket-Protocol") {
+        None => Ok(None),
+        Some(p) if offered.contains(&p.trim()) => Ok(Some(p.trim().to_string())),
+        Some(p) => Err(format!(
+            "the server chose subprotocol {p:?}, which was not offered"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+
+    fn parse(text: &str) -> Request {
+        parse_request(text.as_bytes(), DEFAULT_MAX_HEADER_BYTES)
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn status_of(text: &str) -> u16 {
+        match validate_upgrade(&parse(text), &[]) {
+            Ok(_) => 101,
+            Err(r) => r.status,
+        }
+    }
+
+    #[test]
+    fn rfc_1_3_example_is_accepted_with_the_rfc_accept_key() {
+        let supported = vec!["superchat".to_string()];
+        let accept = validate_upgrade(&parse(GOOD), &supported).unwrap();
+        assert_eq!(accept.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(accept.protocol.as_deref(), Some("superchat"));
+        let none = validate_upgrade(&parse(GOOD), &[]).unwrap();
+        assert_eq!(none.protocol, None);
+    }
+
+    #[test]
+    fn partial_requests_ask_for_more_at_every_cut() {
+        for cut in 0..GOOD.len() {
+            assert_eq!(
+                parse_request(&GOOD.as_bytes()[..cut], 8192),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_rule_has_its_status() {
+        let replace = |from: &str, to: &str| GOOD.replace(from, to);
+        assert_eq!(status_of(GOOD), 101);
+        assert_eq!(status_of(&replace("GET", "POST")), 405);
+        assert_eq!(status_of(&replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(status_of(&replace("Host: server.example.com\r\n", "")), 400);
+        assert_eq!(
+            status_of(&replace("Upgrade: websocket", "Upgrade: h2c")),
+            400
+        );
+        assert_eq!(
+            status_of(&replace("Connection: Upgrade", "Connection: keep-alive")),
+            400
+        );
+        assert_eq!(
+            status_of(&replace(
+                "Connection: Upgrade",
+                "connection: keep-alive, UPGRADE"
+            )),
+            101
+        );
+        assert_eq!(
+            status_of(&replace("Upgrade: websocket", "Upgrade: WebSocket")),
+            101
+        );
+        assert_eq!(status_of(&replace("Version: 13", "Version: 8")), 426);
+        assert_eq!(
+            status_of(&replace("Sec-WebSocket-Version: 13\r\n", "")),
+            400
+        );
+        assert_eq!(
+            status_of(&replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==")),
+            400
+        );
+        assert_eq!(
+            status_of(&replace(
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                "not base64 at all!!!!!!!"
+            )),
+            400
+        );
+        let hixie = "GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\n\
+            Upgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n\
+            Origin: http://example.com\r\n\r\n^n:ds[4U";
+        let r = validate_upgrade(&parse(hixie), &[]).unwrap_err();
+        assert_eq!(r.status, 426);
+        assert!(r.reason.contains("RFC 6455 replaced"));
+        assert!(
+            r.headers
+                .contains(&("Sec-WebSocket-Version", "13".to_string()))
+        );
+    }
+
+    #[test]
+    fn header_limit_gives_431() {
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
+        let r = parse_request(big.as_bytes(), 8192).unwrap_err();
+        assert_eq!(r.status, 431);
+        let many: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
+        let r =
+            parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), 8192).unwrap_err();
+        assert_eq!(r.status, 431);
+    }
+
+    #[test]
+    fn client_side_round_trip() {
+        let key = generate_key(*b"the sample nonce");
+        assert_eq!(key, "dGhlIHNhbXBsZSBub25jZQ==");
+        let req = client_request(
+            "h:1",
+            "/x?name=a%20b",
+            &key,
+            &["chat"],
+            &[("Origin", "http://h")],
+        );
+        let (parsed, _) = parse_request(&req, 8192).unwrap().unwrap();
+        assert_eq!(parsed.query_param("name").as_deref(), Some("a b"));
+        let accept = validate_upgrade(&parsed, &["chat".to_string()]).unwrap();
+        let (resp, used) = parse_response(&accept.response(), 8192).unwrap().unwrap();
+        assert_eq!(used, accept.response().len());
+        assert_eq!(
+            verify_response(&resp, &key, &["chat"]),
+            Ok(Some("chat".to_string()))
+        );
+        let other = generate_key([7; 16]);
+        assert!(verify_response(&resp, &other, &["chat"]).is_err());
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("%E7%94%A8%E6%88%B7"), "用户");
+        assert_eq!(percent_decode("a+b%2"), "a b%2");
+        assert_eq!(percent_decode("%zz%"), "%zz%");
+    }
+}

@@ -1,0 +1,540 @@
+//! Messages, RFC 6455 §5.4-§5.6: the streaming decoder that turns bytes into
+//! messages, and the encoder that turns messages into frames.
+//!
+//! The [`Decoder`] is fed whatever bytes the socket produced, in pieces of
+//! any size. It never waits and never asks for a whole frame to be buffered:
+//! payload bytes are unmasked as they arrive and appended straight to the
+//! message being assembled, and text is validated as it grows, so that
+//!
+//! * memory is bounded by the message limit, not by what a header claims
+//!   (a frame that declares 2^63 bytes allocates nothing);
+//! * invalid UTF-8 is caught at the first bad byte, even in the middle of a
+//!   fragmented message (§8.1 "fail fast");
+//! * control frames (ping, pong, close) may arrive between the fragments of a
+//!   message and are returned at once (§5.4).
+
+use super::Role;
+use super::close::CloseFrame;
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, encode_frame};
+use super::mask::extend_masked;
+use super::utf8::Utf8Validator;
+
+/// A WebSocket message, or a control frame, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (opcode 0x1), valid UTF-8.
+    Text(String),
+    /// A binary message (opcode 0x2).
+    Binary(Vec<u8>),
+    /// A ping (0x9) and its payload of at most 125 bytes.
+    Ping(Vec<u8>),
+    /// A pong (0xA) and its payload.
+    Pong(Vec<u8>),
+    /// A close frame (0x8); `None` when it carried no status code.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// The opcode of the (first) frame that carries this message.
+    pub fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+            Message::Ping(_) => OpCode::Ping,
+            Message::Pong(_) => OpCode::Pong,
+            Message::Close(_) => OpCode::Close,
+        }
+    }
+
+    /// The payload bytes as they go on the wire (before masking).
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Message::Text(t) => t.as_bytes().into(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.as_slice().into(),
+            Message::Close(None) => Vec::new().into(),
+            Message::Close(Some(frame)) => frame.to_payload().into(),
+        }
+    }
+
+    /// Append this message as one frame to `out`, masked with `mask` if given
+    /// (clients must mask, servers must not: §5.1).
+    ///
+    /// ```
+    /// use wschat::ws::Message;
+    /// let mut out = Vec::new();
+    /// Message::Text("Hello".into()).encode(&mut out, None);
+    /// assert_eq!(out, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>, mask: Option<[u8; 4]>) {
+        encode_frame(out, true, self.opcode(), &self.payload(), mask);
+    }
+}
+
+/// Size limits the decoder enforces, each answered with close code 1009.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest payload one frame may declare.
+    pub max_frame_size: usize,
+    /// The largest message, all fragments together.
+    pub max_message_size: usize,
+}
+
+/// Default frame size limit: 1 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
+/// Default message size limit: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// The largest allocation made for a frame before its bytes arrive.
+const INITIAL_RESERVE: usize = 64 * 1024;
+
+/// A frame whose header has been read and whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    remaining: u64,
+    mask_offset: usize,
+}
+
+/// Turns bytes from the peer into [`Message`]s. Sans-I/O: it is handed bytes
+/// and hands back messages; it never reads a socket or looks at a clock.
+///
+/// ```
+/// use wschat::ws::{Decoder, Limits, Message, Role};
+/// let mut decoder = Decoder::new(Role::Client, Limits::default());
+/// // RFC 6455 §5.7: a fragmented text message "Hel" + "lo", fed in pieces.
+/// let mut input: &[u8] = &[0x01, 0x03, 0x48, 0x65];
+/// assert_eq!(decoder.decode(&mut input), Ok(None)); // all consumed, no message yet
+/// let mut input: &[u8] = &[0x6c, 0x80, 0x02, 0x6c, 0x6f];
+/// assert_eq!(decoder.decode(&mut input), Ok(Some(Message::Text("Hello".into()))));
+/// assert!(input.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    limits: Limits,
+    /// Header bytes gathered so far (a header may be split across reads).
+    header: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+    /// The frame whose payload is arriving, if any.
+    frame: Option<InFrame>,
+    /// The data message being assembled: its opcode and payload so far.
+    message: Option<OpCode>,
+    data: Vec<u8>,
+    utf8: Utf8Validator,
+    /// The payload of the control frame being read (at most 125 bytes).
+    control: Vec<u8>,
+    /// Set after a Close frame or an error: further input is discarded
+    /// (§5.5.1, §7.1.7).
+    done: bool,
+}
+
+impl Decoder {
+    /// A decoder for an endpoint in `role` (a server expects masked frames).
+    pub fn new(role: Role, limits: Limits) -> Decoder {
+        Decoder {
+            role,
+            limits,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message: None,
+            data: Vec::new(),
+            utf8: Utf8Validator::new(),
+            control: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether the decoder has stopped: a Close frame was received, or the
+    /// peer broke a rule. Any further input is discarded.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Bytes held by the decoder for a message or frame in progress (the
+    /// allocated capacity, which is what costs memory).
+    pub fn buffered_bytes(&self) -> usize {
+        self.data.capacity() + self.control.capacity()
+    }
+
+    /// Consume bytes from the front of `input` until a message is complete
+    /// or `input` is empty.
+    ///
+    /// * `Ok(Some(message))`: a message or control frame; `input` now starts
+    ///   after it and may hold more.
+    /// * `Ok(None)`: all of `input` was consumed; more bytes are needed.
+    /// * `Err(e)`: the peer broke a rule; fail the connection with
+    ///   `e.close_code()`. The decoder then discards everything.
+    pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
+        let result = self.decode_inner(input);
+        if result.is_err() {
+            self.done = true;
+            self.data = Vec::new();
+            self.control = Vec::new();
+            *input = &[];
+        }
+        result
+    }
+
+    fn decode_inner(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.done {
+                *input = &[];
+                return Ok(None);
+            }
+            let Some(mut frame) = self.frame else {
+                // Gather the header: copy what we have into the 14-byte
+                // buffer and try to parse it.
+                let old = self.header_len;
+                let take = input.len().min(MAX_HEADER_LEN - old);
+                self.header[old..old + take].copy_from_slice(&input[..take]);
+                match FrameHeader::parse(&self.header[..old + take]) {
+                    None => {
+                        self.header_len = old + take;
+                        *input = &input[take..];
+                        return Ok(None);
+                    }
+                    Some((header, header_len)) => {
+                        *input = &input[header_len - old..];
+                        self.header_len = 0;
+                        self.start_frame(header)?;
+                        continue;
+                    }
+                }
+            };
+
+            // Payload: move what has arrived into place, unmasked.
+            let take = (input.len() as u64).min(frame.remaining) as usize;
+            let (chunk, rest) = input.split_at(take);
+            *input = rest;
+            if frame.header.opcode.is_control() {
+                frame.mask_offset = append(
+                    &mut self.control,
+                    chunk,
+                    frame.header.mask,
+                    frame.mask_offset,
+                );
+            } else {
+                let start = self.data.len();
+                self.grow_data(take, frame.remaining);
+                frame.mask_offset =
+                    append(&mut self.data, chunk, frame.header.mask, frame.mask_offset);
+                if self.message == Some(OpCode::Text) {
+                    self.utf8
+                        .feed(&self.data[start..])
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+            }
+            frame.remaining -= take as u64;
+            if frame.remaining > 0 {
+                self.frame = Some(frame);
+                return Ok(None);
+            }
+            self.frame = None;
+            if let Some(message) = self.finish_frame(frame.header)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// Apply the rules to a new header and set up for its payload.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        log::trace!(target: "wschat::ws", "frame in: {}", describe(&header));
+        header.check(self.role)?;
+        let len = header.payload_len;
+        if len > self.limits.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                len,
+                limit: self.limits.max_frame_size,
+            });
+        }
+        match header.opcode {
+            OpCode::Continuation if self.message.is_none() => {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+            OpCode::Text | OpCode::Binary if self.message.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message = Some(header.opcode);
+                self.utf8.reset();
+            }
+            _ => {}
+        }
+        if header.opcode.is_control() {
+            self.control.clear();
+        } else {
+            let total = self.data.len() as u64 + len;
+            if total > self.limits.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    len: total,
+                    limit: self.limits.max_message_size,
+                });
+            }
+        }
+        self.frame = Some(InFrame {
+            header,
+            remaining: len,
+            mask_offset: 0,
+        });
+        Ok(())
+    }
+
+    /// Reserve room for `incoming` more data bytes without ever holding more
+    /// than the frame still declares (so capacity stays within the limits),
+    /// and never more than [`INITIAL_RESERVE`] ahead of what has arrived.
+    fn grow_data(&mut self, incoming: usize, frame_remaining: u64) {
+        let needed = self.data.len() + incoming;
+        if needed <= self.data.capacity() {
+            return;
+        }
+        let ceiling = self.data.len() as u64 + frame_remaining;
+        let doubled = (self.data.capacity() * 2).max(INITIAL_RESERVE);
+        let target = (doubled as u64).min(ceiling).max(needed as u64) as usize;
+        self.data.reserve_exact(target - self.data.len());
+    }
+
+    /// A frame's payload is complete: return a control frame, or a message
+    /// if this was its final fragment.
+    fn finish_frame(&mut self, header: FrameHeader) -> Result<Option<Message>, ProtocolError> {
+        let message = match header.opcode {
+            OpCode::Ping => Message::Ping(std::mem::take(&mut self.control)),
+            OpCode::Pong => Message::Pong(std::mem::take(&mut self.control)),
+            OpCode::Close => {
+                let close = CloseFrame::parse(&self.control)?;
+                self.control = Vec::new();
+                self.done = true;
+                Message::Close(close)
+            }
+            _ if !header.fin => return Ok(None),
+            _ => {
+                let data = std::mem::take(&mut self.data);
+                match self.message.take() {
+                    Some(OpCode::Text) => {
+                        if !self.utf8.is_complete() {
+                            return Err(ProtocolError::InvalidUtf8);
+                        }
+                        Message::Text(
+                            String::from_utf8(data).map_err(|_| ProtocolError::InvalidUtf8)?,
+                        )
+                    }
+                    _ => Message::Binary(data),
+                }
+            }
+        };
+        Ok(Some(message))
+    }
+}
+
+/// Append `src` to `dst`, unmasking with `mask` if there is one.
+fn append(dst: &mut Vec<u8>, src: &[u8], mask: Option<[u8; 4]>, offset: usize) -> usize {
+    match mask {
+        Some(key) => extend_masked(dst, src, key, offset),
+        None => {
+            dst.extend_from_slice(src);
+            offset
+        }
+    }
+}
+
+/// A one-line description of a frame header, for trace logs.
+pub fn describe(header: &FrameHeader) -> String {
+    format!(
+        "{} fin={} rsv={:03b} mask={} len={}",
+        header.opcode.name(),
+        u8::from(header.fin),
+        header.rsv,
+        match header.mask {
+            Some(k) => format!("{:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]),
+            None => "-".to_string(),
+        },
+        header.payload_len
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::close::CloseCode;
+
+    fn client_frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, fin, op, payload, Some([1, 2, 3, 4]));
+        out
+    }
+
+    fn decode_all(dec: &mut Decoder, bytes: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+        let mut input = bytes;
+        let mut out = Vec::new();
+        while !input.is_empty() {
+            if let Some(m) = dec.decode(&mut input)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn server() -> Decoder {
+        Decoder::new(Role::Server, Limits::default())
+    }
+
+    #[test]
+    fn every_split_of_a_stream_gives_the_same_messages() {
+        let mut stream = client_frame(false, OpCode::Text, "héllo ".as_bytes());
+        stream.extend(client_frame(true, OpCode::Ping, b"p"));
+        stream.extend(client_frame(true, OpCode::Continuation, "wörld".as_bytes()));
+        stream.extend(client_frame(true, OpCode::Binary, &[0, 1, 2]));
+        let expected = vec![
+            Message::Ping(b"p".to_vec()),
+            Message::Text("héllo wörld".into()),
+            Message::Binary(vec![0, 1, 2]),
+        ];
+        for split in 0..=stream.len() {
+            let mut dec = server();
+            let mut got = decode_all(&mut dec, &stream[..split]).unwrap();
+            got.extend(decode_all(&mut dec, &stream[split..]).unwrap());
+            assert_eq!(got, expected, "split at {split}");
+        }
+        // One byte at a time.
+        let mut dec = server();
+        let mut got = Vec::new();
+        for b in &stream {
+            got.extend(decode_all(&mut dec, std::slice::from_ref(b)).unwrap());
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn fragment_rules() {
+        let cont = client_frame(true, OpCode::Continuation, b"x");
+        assert_eq!(
+            decode_all(&mut server(), &cont),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        let mut two = client_frame(false, OpCode::Text, b"a");
+        two.extend(client_frame(true, OpCode::Text, b"b"));
+        assert_eq!(
+            decode_all(&mut server(), &two),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_in_the_middle_of_a_fragmented_message() {
+        let mut dec = server();
+        let first = client_frame(false, OpCode::Text, b"ok");
+        assert_eq!(decode_all(&mut dec, &first), Ok(vec![]));
+        // The second fragment's header and first byte: 0xC0 is never valid.
+        let second = client_frame(false, OpCode::Continuation, &[0xC0, 0x80, b'z']);
+        let err = decode_all(&mut dec, &second[..7]).unwrap_err();
+        assert_eq!(err, ProtocolError::InvalidUtf8);
+        assert_eq!(err.close_code(), CloseCode::INVALID_PAYLOAD);
+        assert!(dec.is_done());
+        // A message that ends in the middle of a character is invalid too.
+        let cut = client_frame(true, OpCode::Text, &[b'a', 0xE2, 0x82]);
+        assert_eq!(
+            decode_all(&mut server(), &cut),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn a_huge_declared_length_allocates_nothing() {
+        let mut dec = Decoder::new(
+            Role::Server,
+            Limits {
+                max_frame_size: 1000,
+                max_message_size: 1000,
+            },
+        );
+        let mut bytes = vec![0x82, 0xFF];
+        bytes.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        let err = decode_all(&mut dec, &bytes).unwrap_err();
+        assert!(matches!(err, ProtocolError::FrameTooBig { .. }));
+        assert_eq!(err.close_code(), CloseCode::TOO_BIG);
+        assert_eq!(dec.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn message_limit_counts_all_fragments_and_capacity_stays_within_it() {
+        let limits = Limits {
+            max_frame_size: 100,
+            max_message_size: 250,
+        };
+        let mut dec = Decoder::new(Role::Server, limits);
+        for _ in 0..2 {
+            let part = client_frame(false, OpCode::Binary, &[7; 100]);
+            let part = if dec.buffered_bytes() == 0 {
+                part
+            } else {
+                client_frame(false, OpCode::Continuation, &[7; 100])
+            };
+            assert_eq!(decode_all(&mut dec, &part), Ok(vec![]));
+            assert!(dec.buffered_bytes() <= 250);
+        }
+        let third = client_frame(true, OpCode::Continuation, &[7; 100]);
+        assert!(matches!(
+            decode_all(&mut dec, &third),
+            Err(ProtocolError::MessageTooBig {
+                len: 300,
+                limit: 250
+            })
+        ));
+    }
+
+    #[test]
+    fn close_frames_are_validated_and_stop_the_decoder() {
+        let mut dec = server();
+        let mut bytes = client_frame(true, OpCode::Close, &[0x03, 0xe8, b'o', b'k']);
+        bytes.extend(client_frame(true, OpCode::Text, b"ignored"));
+        let got = decode_all(&mut dec, &bytes).unwrap();
+        assert_eq!(
+            got,
+            vec![Message::Close(Some(CloseFrame::new(
+                CloseCode::NORMAL,
+                "ok"
+            )))]
+        );
+        let one = client_frame(true, OpCode::Close, &[0x03]);
+        assert_eq!(
+            decode_all(&mut server(), &one),
+            Err(ProtocolError::CloseFrameOneByte)
+        );
+        let bad = client_frame(true, OpCode::Close, &[0x03, 0xed]); // 1005
+        assert_eq!(
+            decode_all(&mut server(), &bad),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        let reason = client_frame(true, OpCode::Close, &[0x03, 0xe8, 0xff]);
+        assert_eq!(
+            decode_all(&mut server(), &reason),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn client_role_rejects_masked_frames() {
+        let mut dec = Decoder::new(Role::Client, Limits::default());
+        let masked = client_frame(true, OpCode::Text, b"x");
+        assert_eq!(
+            decode_all(&mut dec, &masked),
+            Err(ProtocolError::MaskedFrame)
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The connection state machine, RFC 6455 §5.5 and §7: answering pings,
+//! the close handshake, and failing the connection on a broken rule.
+//!
+//! [`Connection`] is sans-I/O like the rest of `ws`: the caller hands it the
+//! bytes it read ([`Connection::receive`]) and writes out whatever
+//! [`Connection::take_output`] gives back. It never touches a socket or a
+//! clock, so the same core serves the blocking [`crate::WebSocket`], the
+//! server, tests, fuzz targets and docs.
+//!
+//! ```
+//! use wschat::ws::{Connection, Limits, Message, Role};
+//! let mut conn = Connection::new(Role::Server, Limits::default());
+//! // A masked ping "Hello" from a client (RFC 6455 §5.7 with a mask).
+//! let mut input: &[u8] = &[0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+//! assert_eq!(conn.receive(&mut input), Ok(Some(Message::Ping(b"Hello".to_vec()))));
+//! // The pong with the same payload is already queued, unmasked (§5.7).
+//! assert_eq!(conn.take_output(), [0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+//! ```
+
+use super::Role;
+use super::close::{CloseCode, CloseFrame};
+use super::error::ProtocolError;
+use super::message::{Decoder, Limits, Message};
+
+/// Where a connection is in its life (§4, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// This side sent a Close and waits for the peer's.
+    Closing,
+    /// Both Close frames were exchanged, or the connection failed: the TCP
+    /// connection should be closed (by the server first, §7.1.1).
+    Closed,
+}
+
+/// Sending after this side has sent a Close frame is not allowed (§5.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyClosing;
+
+impl std::fmt::Display for AlreadyClosing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the connection is closing: nothing more may be sent")
+    }
+}
+
+impl std::error::Error for AlreadyClosing {}
+
+/// The sans-I/O WebSocket connection for one role.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    decoder: Decoder,
+    state: State,
+    close_sent: bool,
+    out: Vec<u8>,
+    mask_source: fn() -> [u8; 4],
+}
+
+impl Connection {
+    /// A connection in `role` after a successful handshake. Masks for the
+    /// client role come from [`crate::util::random_mask`].
+    pub fn new(role: Role, limits: Limits) -> Connection {
+        Connection {
+            role,
+            decoder: Decoder::new(role, limits),
+            state: State::Open,
+            close_sent: false,
+            out: Vec::new(),
+            mask_source: crate::util::random_mask,
+        }
+    }
+
+    /// Use `source` for the masking keys of a client (tests fix the key to
+    /// compare bytes with the RFC's examples).
+    pub fn with_mask_source(mut self, source: fn() -> [u8; 4]) -> Connection {
+        self.mask_source = source;
+        self
+    }
+
+    /// The role of this side.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Bytes the decoder holds for a message in progress.
+    pub fn buffered_bytes(&self) -> usize {
+        self.decoder.buffered_bytes()
+    }
+
+    /// Feed bytes read from the peer; returns the next message, if one is
+    /// complete (see [`Decoder::decode`] for how `input` is consumed).
+    ///
+    /// Replies are queued for [`Connection::take_output`] on the way: a pong
+    /// for each ping, the answering Close for a Close, and for a broken rule
+    /// a Close with the rule's code (§7.1.7), after which the connection is
+    /// [`State::Closed`] and reads nothing more.
+    pub fn receive(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
+        match self.decoder.decode(input) {
+            Ok(Some(Message::Ping(payload))) => {
+                if !self.close_sent {
+                    self.queue(&Message::Pong(payload.clone()));
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            Ok(Some(Message::Close(frame))) => {
+                if !self.close_sent {
+                    // Echo the status code (§5.5.1); no code → empty close.
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.queue(&Message::Close(reply));
+                    self.close_sent = true;
+                }
+                self.state = State::Closed;
+                Ok(Some(Message::Close(frame)))
+            }
+            Ok(other) => Ok(other),
+            Err(error) => {
+                if !self.close_sent {
+                    let reason = error.to_string();
+                    self.queue(&Message::Close(Some(CloseFrame::new(
+                        error.close_code(),
+                        &reason,
+                    ))));
+                    self.close_sent = true;
+                }
+                self.state = State::Closed;
+                Err(error)
+            }
+        }
+    }
+
+    /// Queue a message (or a ping or pong) for sending.
+    pub fn send(&mut self, message: &Message) -> Result<(), AlreadyClosing> {
+        if self.close_sent {
+            return Err(AlreadyClosing);
+        }
+        if let Message::Close(frame) = message {
+            let (code, reason) = match frame {
+                Some(f) => (f.code, f.reason.as_str()),
+                None => (CloseCode::NO_STATUS, ""),
+            };
+            self.close(code, reason);
+            return Ok(());
+        }
+        self.queue(message);
+        Ok(())
+    }
+
+    /// Start the closing handshake (§7.1.2) with `code` and `reason`. A code
+    /// that may not go on the wire (such as 1005) sends an empty Close.
+    /// Does nothing if a Close was already sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        if self.close_sent {
+            return;
+        }
+        let frame = code
+            .is_allowed_on_wire()
+            .then(|| CloseFrame::new(code, reason));
+        self.queue(&Message::Close(frame));
+        self.close_sent = true;
+        if self.state == State::Open {
+            self.state = State::Closing;
+        }
+    }
+
+    /// Whether a Close frame was sent (nothing more may be sent).
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Bytes waiting to be written to the peer, if any.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Take the bytes to write to the peer.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn queue(&mut self, message: &Message) {
+        let mask = match self.role {
+            Role::Client => Some((self.mask_source)()),
+            Role::Server => None,
+        };
+        message.encode(&mut self.out, mask);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::frame::{OpCode, encode_frame};
+
+    fn masked(op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(&mut out, true, op, payload, Some([5, 6, 7, 8]));
+        out
+    }
+
+    #[test]
+    fn close_is_echoed_with_the_same_code_then_closed() {
+        let mut conn = Connection::new(Role::Server, Limits::default());
+        let bytes = masked(OpCode::Close, &[0x0f, 0xa1, b'x']); // 4001
+        let mut input = bytes.as_slice();
+        let got = conn.receive(&mut input).unwrap();
+        assert_eq!(
+            got,
+            Some(Message::Close(Some(CloseFrame::new(CloseCode(4001), "x"))))
+        );
+        assert_eq!(conn.take_output(), [0x88, 0x02, 0x0f, 0xa1]);
+        assert_eq!(conn.state(), State::Closed);
+        assert_eq!(
+            conn.send(&Message::Text("late".into())),
+            Err(AlreadyClosing)
+        );
+    }
+
+    #[test]
+    fn a_broken_rule_queues_a_close_with_its_code() {
+        let mut conn = Connection::new(Role::Server, Limits::default());
+        let mut unmasked = Vec::new();
+        encode_frame(&mut unmasked, true, OpCode::Text, b"hi", None);
+        let mut input = unmasked.as_slice();
+        assert_eq!(conn.receive(&mut input), Err(ProtocolError::UnmaskedFrame));
+        let out = conn.take_output();
+        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xea]); // 1002
+        assert_eq!(conn.state(), State::Closed);
+    }
+
+    #[test]
+    fn client_frames_are_masked_with_the_mask_source() {
+        let mut conn = Connection::new(Role::Client, Limits::default())
+            .with_mask_source(|| [0x37, 0xfa, 0x21, 0x3d]);
+        conn.send(&Message::Text("Hello".into())).unwrap();
+        assert_eq!(
+            conn.take_output(),
+            [
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
+            ]
+        );
+        conn.close(CloseCode::NORMAL, "");
+        assert_eq!(conn.state(), State::Closing);
+    }
+}
