@@ -36,6 +36,11 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Most header lines accepted in one request; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
 
+/// The whitespace HTTP allows around header values and list items (RFC 9110
+/// §5.6.3: `OWS = *( SP / HTAB )`). Not `str::trim`, which would also strip
+/// Unicode spaces such as U+00A0 and let `\u{a0}websocket` pass as a token.
+pub const HTTP_WS: [char; 2] = [' ', '\t'];
+
 /// The only protocol version RFC 6455 defines (§4.1, §11.6).
 pub const VERSION: &str = "13";
 
@@ -92,7 +97,7 @@ impl Request {
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.headers_named(name)
             .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .any(|t| t.trim_matches(HTTP_WS).eq_ignore_ascii_case(token))
     }
 
     /// The path without the query string.
@@ -358,8 +363,15 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
             "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)",
         ));
     }
-    if request.header("Host").is_none_or(|h| h.trim().is_empty()) {
-        return Err(Rejection::new(400, "missing Host header (RFC 6455 §4.1)"));
+    match request.headers_named("Host").collect::<Vec<_>>().as_slice() {
+        [host] if !host.trim_matches(HTTP_WS).is_empty() => {}
+        [] | [_] => return Err(Rejection::new(400, "missing Host header (RFC 6455 §4.1)")),
+        _ => {
+            return Err(Rejection::new(
+                400,
+                "more than one Host header (RFC 9112 §3.2)",
+            ));
+        }
     }
     if !request.has_token("Upgrade", "websocket") {
         return Err(Rejection::new(
@@ -381,7 +393,7 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
                 "missing Sec-WebSocket-Version header (RFC 6455 §4.2.1)",
             ));
         }
-        [v] if v.trim() == VERSION => {}
+        [v] if v.trim_matches(HTTP_WS) == VERSION => {}
         _ => {
             let mut r = Rejection::new(
                 426,
@@ -397,7 +409,7 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     }
     let keys: Vec<&str> = request.headers_named("Sec-WebSocket-Key").collect();
     let key = match keys.as_slice() {
-        [key] => key.trim(),
+        [key] => key.trim_matches(HTTP_WS),
         [] => {
             return Err(Rejection::new(
                 400,
@@ -420,7 +432,7 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     let protocol = request
         .headers_named("Sec-WebSocket-Protocol")
         .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .map(|t| t.trim_matches(HTTP_WS))
         .find(|offer| supported.iter().any(|s| s == offer))
         .map(str::to_string);
     Ok(Accept {
@@ -544,7 +556,7 @@ pub fn verify_response(
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .any(|t| t.trim_matches(HTTP_WS).eq_ignore_ascii_case(token))
     };
     if !has("Upgrade", "websocket") {
         return Err("the 101 response lacks Upgrade: websocket".into());
@@ -554,7 +566,7 @@ pub fn verify_response(
     }
     let expected = accept_key(key);
     match response.header("Sec-WebSocket-Accept") {
-        Some(v) if v.trim() == expected => {}
+        Some(v) if v.trim_matches(HTTP_WS) == expected => {}
         Some(v) => {
             return Err(format!(
                 "wrong Sec-WebSocket-Accept {v:?}, expected {expected:?}"
@@ -567,7 +579,9 @@ pub fn verify_response(
     }
     match response.header("Sec-WebSocket-Protocol") {
         None => Ok(None),
-        Some(p) if offered.contains(&p.trim()) => Ok(Some(p.trim().to_string())),
+        Some(p) if offered.contains(&p.trim_matches(HTTP_WS)) => {
+            Ok(Some(p.trim_matches(HTTP_WS).to_string()))
+        }
         Some(p) => Err(format!(
             "the server chose subprotocol {p:?}, which was not offered"
         )),

@@ -277,7 +277,10 @@ impl Decoder {
             _ => {}
         }
         if header.opcode.is_control() {
+            // At most 125 bytes (checked above): reserve exactly that, so
+            // a control frame read in pieces never over-allocates.
             self.control.clear();
+            self.control.reserve_exact(len as usize);
         } else {
             let total = self.data.len() as u64 + len;
             if total > self.limits.max_message_size as u64 {
@@ -295,9 +298,10 @@ impl Decoder {
         Ok(())
     }
 
-    /// Reserve room for `incoming` more data bytes without ever holding more
-    /// than the frame still declares (so capacity stays within the limits),
-    /// and never more than [`INITIAL_RESERVE`] ahead of what has arrived.
+    /// Reserve room for `incoming` more data bytes. Capacity grows by
+    /// doubling (at least [`INITIAL_RESERVE`]) but never past what the frame
+    /// still declares, so it stays within the message limit, and a header
+    /// that claims a large payload costs nothing until its bytes arrive.
     fn grow_data(&mut self, incoming: usize, frame_remaining: u64) {
         let needed = self.data.len() + incoming;
         if needed <= self.data.capacity() {
@@ -317,7 +321,9 @@ impl Decoder {
             OpCode::Pong => Message::Pong(std::mem::take(&mut self.control)),
             OpCode::Close => {
                 let close = CloseFrame::parse(&self.control)?;
+                // Nothing more will be read: free any unfinished message.
                 self.control = Vec::new();
+                self.data = Vec::new();
                 self.done = true;
                 Message::Close(close)
             }
