@@ -26,6 +26,14 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 75_000;
 /// Stack size of each connection thread: small, since thousands are idle.
 pub const CONNECTION_STACK_SIZE: usize = 128 * 1024;
+/// Default per-connection message rate, messages a second (0: no limit).
+pub const DEFAULT_RATE_LIMIT: u32 = 20;
+/// Default burst the rate limit allows at once.
+pub const DEFAULT_RATE_BURST: u32 = 40;
+/// Default limit on bytes waiting in one connection's outbox.
+pub const DEFAULT_MAX_OUTBOX_BYTES: usize = 1024 * 1024;
+/// Default limit on frames waiting in one connection's outbox.
+pub const DEFAULT_MAX_OUTBOX_FRAMES: usize = 4096;
 
 /// Everything `wschat serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +61,23 @@ pub struct Config {
     /// Serve the echo endpoint on every path (for conformance suites that
     /// only take host:port).
     pub echo_everywhere: bool,
+    /// Messages a second one connection may send (0: no limit).
+    pub rate_limit: u32,
+    /// Messages one connection may send at once.
+    pub rate_burst: u32,
+    /// Bytes that may wait in one connection's outbox before it is closed
+    /// as a slow consumer (1008).
+    pub max_outbox_bytes: usize,
+    /// Frames that may wait in one connection's outbox.
+    pub max_outbox_frames: usize,
+    /// Longest chat or private text, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest binary message relayed to a room, in bytes.
+    pub max_binary_bytes: usize,
+    /// Most chat rooms at once.
+    pub max_rooms: usize,
+    /// Origins allowed to open WebSockets (empty: any).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -69,6 +94,14 @@ impl Default for Config {
             idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS),
             protocols: Vec::new(),
             echo_everywhere: false,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            rate_burst: DEFAULT_RATE_BURST,
+            max_outbox_bytes: DEFAULT_MAX_OUTBOX_BYTES,
+            max_outbox_frames: DEFAULT_MAX_OUTBOX_FRAMES,
+            max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
+            max_binary_bytes: crate::chat::DEFAULT_MAX_BINARY_BYTES,
+            max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -81,6 +114,21 @@ impl Config {
             max_message_size: self.max_message_size,
         }
     }
+
+    /// The chat's limits.
+    pub fn chat(&self) -> crate::chat::ChatConfig {
+        crate::chat::ChatConfig {
+            max_text_bytes: self.max_text_bytes,
+            max_binary_bytes: self.max_binary_bytes,
+            max_rooms: self.max_rooms,
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not a whole number"))
 }
 
 /// One flag of `wschat serve`.
@@ -266,6 +314,91 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.protocols.join(","),
+    },
+    Flag {
+        name: "rate-limit",
+        value: Some("N"),
+        help: "messages a second one connection may send (0: no limit)",
+        apply: |c, v| {
+            c.rate_limit = number(v)?;
+            Ok(())
+        },
+        show: |c| c.rate_limit.to_string(),
+    },
+    Flag {
+        name: "rate-burst",
+        value: Some("N"),
+        help: "messages one connection may send at once",
+        apply: |c, v| {
+            c.rate_burst = number(v)?;
+            Ok(())
+        },
+        show: |c| c.rate_burst.to_string(),
+    },
+    Flag {
+        name: "max-outbox-bytes",
+        value: Some("SIZE"),
+        help: "bytes waiting for a slow reader before it is closed (1008)",
+        apply: |c, v| {
+            c.max_outbox_bytes = positive(bytes(v)?, "max-outbox-bytes")?;
+            Ok(())
+        },
+        show: |c| c.max_outbox_bytes.to_string(),
+    },
+    Flag {
+        name: "max-outbox-frames",
+        value: Some("N"),
+        help: "frames waiting for a slow reader before it is closed (1008)",
+        apply: |c, v| {
+            c.max_outbox_frames = positive(number(v)?, "max-outbox-frames")?;
+            Ok(())
+        },
+        show: |c| c.max_outbox_frames.to_string(),
+    },
+    Flag {
+        name: "max-text-bytes",
+        value: Some("SIZE"),
+        help: "longest chat or private text; past it: an error reply",
+        apply: |c, v| {
+            c.max_text_bytes = positive(bytes(v)?, "max-text-bytes")?;
+            Ok(())
+        },
+        show: |c| c.max_text_bytes.to_string(),
+    },
+    Flag {
+        name: "max-binary-bytes",
+        value: Some("SIZE"),
+        help: "longest binary message relayed to a room; past it: an error reply",
+        apply: |c, v| {
+            c.max_binary_bytes = positive(bytes(v)?, "max-binary-bytes")?;
+            Ok(())
+        },
+        show: |c| c.max_binary_bytes.to_string(),
+    },
+    Flag {
+        name: "max-rooms",
+        value: Some("N"),
+        help: "most chat rooms at once",
+        apply: |c, v| {
+            c.max_rooms = positive(number(v)?, "max-rooms")?;
+            Ok(())
+        },
+        show: |c| c.max_rooms.to_string(),
+    },
+    Flag {
+        name: "allowed-origin",
+        value: Some("ORIGIN"),
+        help: "an Origin allowed to open WebSockets, e.g. https://example.com (repeatable; env: comma list; none: any)",
+        apply: |c, v| {
+            c.allowed_origins.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from),
+            );
+            Ok(())
+        },
+        show: |c| c.allowed_origins.join(","),
     },
     Flag {
         name: "echo-everywhere",

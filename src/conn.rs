@@ -181,4 +181,11 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn into_inner(self) -> S {
         self.stream
     }
+
+    /// Take it apart: the stream, the sans-I/O connection, and bytes read
+    /// but not yet decoded.
+    pub fn into_parts(self) -> (S, Connection, Vec<u8>) {
+        let rest = self.buf[self.pos..].to_vec();
+        (self.stream, self.conn, rest)
+    }
 }

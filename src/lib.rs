@@ -10,9 +10,13 @@
 //! * [`config`] — every limit, with its flag and environment variable.
 #![warn(missing_docs)]
 
+pub mod chat;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod dissect;
+pub mod hub;
 pub mod server;
 pub mod util;
 pub mod ws;

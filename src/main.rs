@@ -9,6 +9,8 @@ const USAGE: &str = "wschat: a WebSocket chat server with a hand-written RFC 645
 
 Usage:
   wschat [serve] [FLAGS]   serve on 127.0.0.1:3000 (see wschat serve --help)
+  wschat client URL        an interactive terminal client (wschat client --help)
+  wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
   wschat --version         print the version
   wschat --help            print this help
 ";
@@ -33,12 +35,59 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "serve" => serve(rest),
+        "client" => wschat::cli::client::main(rest),
+        "dissect" => wschat::cli::dissect::main(rest),
         other => {
             eprintln!("wschat: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)
         }
     }
 }
+
+/// Run `stop` on the first SIGINT or SIGTERM (a second one exits at once).
+///
+/// The two signals are blocked in every thread (threads inherit the mask
+/// of the thread that starts them, and this runs before the server starts
+/// any), and one thread waits for them with `sigwait`: no code runs inside
+/// a signal handler, so nothing async-signal-unsafe can happen.
+#[cfg(unix)]
+fn on_termination(stop: impl FnOnce() + Send + 'static) {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
+    // only read and write that local set and this thread's signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let waiter = std::thread::Builder::new()
+        .name("wschat-signals".into())
+        .spawn(move || {
+            let mut stop = Some(stop);
+            loop {
+                let mut signal = 0;
+                // SAFETY: `set` is a valid signal set; `signal` is a valid out-pointer.
+                if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                    return;
+                }
+                match stop.take() {
+                    Some(stop) => {
+                        log::info!("signal {signal}: stopping");
+                        stop();
+                    }
+                    None => std::process::exit(130),
+                }
+            }
+        });
+    if let Err(e) = waiter {
+        log::warn!("no signal thread ({e}): SIGTERM will not shut down gracefully");
+    }
+}
+
+#[cfg(not(unix))]
+fn on_termination(_stop: impl FnOnce() + Send + 'static) {}
 
 fn serve(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -52,6 +101,13 @@ fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Block the signals before any thread starts, so that every thread
+    // inherits the mask and only the signal thread sees them.
+    static STOPPER: std::sync::OnceLock<wschat::server::Stopper> = std::sync::OnceLock::new();
+    on_termination(|| match STOPPER.get() {
+        Some(stopper) => stopper.stop(),
+        None => std::process::exit(130),
+    });
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -59,6 +115,12 @@ fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    match server.stopper() {
+        Ok(stopper) => {
+            let _ = STOPPER.set(stopper);
+        }
+        Err(e) => log::warn!("no graceful shutdown: {e}"),
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

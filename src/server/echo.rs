@@ -51,7 +51,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
             Err(_) => break None,
         }
     };
-    let mut stream = ws.into_inner();
-    super::finish(&mut stream, config.close_timeout);
+    let stream = ws.into_inner();
+    super::finish(&stream, config.close_timeout);
     code
 }

@@ -28,46 +28,105 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
         Ok(Some(parts)) => parts,
         Ok(None) => return,
         Err(rejection) => {
-            log::debug!("{peer}: {rejection}");
-            respond(&mut stream, &rejection.to_response());
+            refuse(&mut stream, &peer, &rejection, &shared.metrics);
             return;
         }
     };
     let path = request.path().to_string();
+    let metrics = &shared.metrics;
     if !request.is_upgrade() {
         log::debug!("{peer}: {} {}", request.method, request.target);
-        respond(&mut stream, &plain_response(&request));
+        let (status, response) = plain_response(&request, shared);
+        metrics.count_response(status);
+        respond(&mut stream, &response);
         return;
     }
-    let is_echo = config.echo_everywhere || path == "/echo";
-    if !is_echo {
-        let rejection = Rejection::new(
-            404,
-            format!("no WebSocket endpoint at {path}; the echo endpoint is /echo"),
-        );
-        log::debug!("{peer}: upgrade refused: {rejection}");
-        respond(&mut stream, &rejection.to_response());
-        return;
-    }
-    let accept = match handshake::validate_upgrade(&request, &config.protocols) {
+    let endpoint = match path.as_str() {
+        _ if config.echo_everywhere => Endpoint::Echo,
+        "/echo" => Endpoint::Echo,
+        "/" | "/chat" => Endpoint::Chat,
+        _ => {
+            let rejection = Rejection::new(
+                404,
+                format!("no WebSocket endpoint at {path}; try / (chat) or /echo"),
+            );
+            refuse(&mut stream, &peer, &rejection, metrics);
+            return;
+        }
+    };
+    let accept = match check_origin(&request, &config.allowed_origins)
+        .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
+    {
         Ok(accept) => accept,
         Err(rejection) => {
-            log::debug!("{peer}: upgrade refused: {rejection}");
-            respond(&mut stream, &rejection.to_response());
+            refuse(&mut stream, &peer, &rejection, metrics);
             return;
         }
     };
     if stream.write_all(&accept.response()).is_err() {
         return;
     }
+    metrics.count_response(101);
     log::debug!("{peer}: WebSocket open on {path}");
     let started = Instant::now();
-    let code = super::echo::run(stream, &leftover, config);
-    log::debug!(
-        "{peer}: WebSocket on {path} closed after {:.1}s ({})",
-        started.elapsed().as_secs_f64(),
-        code.map_or("no close code".to_string(), |c| c.to_string())
-    );
+    match endpoint {
+        Endpoint::Echo => {
+            let code = super::echo::run(stream, &leftover, config);
+            log::debug!(
+                "{peer}: WebSocket on {path} closed after {:.1}s ({})",
+                started.elapsed().as_secs_f64(),
+                code.map_or("no close code".to_string(), |c| c.to_string())
+            );
+        }
+        Endpoint::Chat => {
+            super::session::run(stream, &leftover, request, peer.clone(), shared);
+            log::debug!(
+                "{peer}: WebSocket on {path} closed after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The WebSocket endpoints, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `/echo`: every message back, on the connection's own thread.
+    Echo,
+    /// `/` and `/chat`: the chat, run by the hub.
+    Chat,
+}
+
+/// The Origin allowlist (`--allowed-origin`): with none configured, every
+/// origin is accepted (and logged); with some, any other gets 403. This is
+/// the defence against cross-site WebSocket hijacking: browsers always send
+/// `Origin`, and a page elsewhere cannot forge it.
+fn check_origin(request: &Request, allowed: &[String]) -> Result<(), Rejection> {
+    let origin = request.header("Origin");
+    if allowed.is_empty() {
+        log::debug!(
+            "origin {:?} accepted (no --allowed-origin configured)",
+            origin.unwrap_or("none")
+        );
+        return Ok(());
+    }
+    match origin {
+        Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())) => Ok(()),
+        Some(o) => Err(Rejection::new(403, format!("origin {o} is not allowed"))),
+        // Non-browser clients send no Origin; the allowlist is about pages.
+        None => Ok(()),
+    }
+}
+
+fn refuse(
+    stream: &mut TcpStream,
+    peer: &str,
+    rejection: &Rejection,
+    metrics: &super::metrics::Metrics,
+) {
+    log::debug!("{peer}: upgrade refused: {rejection}");
+    metrics.count_response(rejection.status);
+    respond(stream, &rejection.to_response());
 }
 
 /// Read the request head, within the header limit and the handshake
@@ -113,27 +172,43 @@ fn read_request(
     }
 }
 
-/// The answer to a request that is not an upgrade.
-fn plain_response(request: &Request) -> Vec<u8> {
+/// The answer to a request that is not an upgrade, and its status.
+fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
     if request.method != "GET" && request.method != "HEAD" {
         let body = format!("{} is not allowed here\n", request.method);
-        return http_response(
+        return (
             405,
-            "text/plain; charset=utf-8",
-            &[("Allow", "GET, HEAD")],
-            body.as_bytes(),
+            http_response(
+                405,
+                "text/plain; charset=utf-8",
+                &[("Allow", "GET, HEAD")],
+                body.as_bytes(),
+            ),
         );
     }
+    let metrics;
     let (status, content_type, body): (u16, &str, &[u8]) = match request.path() {
-        "/" => (200, "text/html; charset=utf-8", INDEX_PAGE.as_bytes()),
+        "/" | "/chat" => (200, "text/html; charset=utf-8", CHAT_PAGE.as_bytes()),
         "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
+        "/metrics" => {
+            metrics = shared.metrics.render();
+            (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.as_bytes(),
+            )
+        }
         _ => (404, "text/plain; charset=utf-8", b"not found\n"),
     };
-    let mut response = http_response(status, content_type, &[("Cache-Control", "no-store")], body);
+    let headers = [
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ];
+    let mut response = http_response(status, content_type, &headers, body);
     if request.method == "HEAD" {
         response.truncate(response.len() - body.len());
     }
-    response
+    (status, response)
 }
 
 /// Write a whole HTTP response and end the connection.
@@ -145,14 +220,5 @@ fn respond(stream: &mut TcpStream, response: &[u8]) {
     super::finish(stream, std::time::Duration::from_millis(500));
 }
 
-/// The page at `/` until the chat lands: what is here, said plainly.
-const INDEX_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>wschat</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem">
-<h1>wschat</h1>
-<p>A WebSocket server with a hand-written RFC 6455 handshake and frame codec.</p>
-<p>This build serves the WebSocket echo endpoint at <code>/echo</code>: every text and binary message is sent back unchanged.</p>
-<p>Try it from the browser console: <code>ws = new WebSocket(`ws://${location.host}/echo`); ws.onmessage = e =&gt; console.log(e.data); ws.onopen = () =&gt; ws.send("你好")</code></p>
-</body></html>
-"#;
+/// The chat page, embedded in the binary (plain HTML, CSS and JS).
+const CHAT_PAGE: &str = include_str!("../web/chat.html");

@@ -7,15 +7,27 @@
 
 pub mod echo;
 pub mod http;
+pub mod metrics;
+pub mod peer;
+pub mod session;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
+
 use crate::config::{CONNECTION_STACK_SIZE, Config};
+use crate::hub::Event;
+use metrics::Metrics;
+use peer::OutboxLimits;
+
+/// Room for events waiting for the hub; past it, connection threads wait
+/// (their TCP windows fill, and the clients slow down).
+pub const HUB_QUEUE: usize = 65_536;
 
 /// State shared by the listener and the connection threads.
 #[derive(Debug)]
@@ -26,6 +38,23 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Set when the server stops accepting.
     pub stopping: AtomicBool,
+    /// The hub's event queue.
+    pub hub: Sender<Event>,
+    /// Counters for /metrics.
+    pub metrics: Arc<Metrics>,
+    /// The next connection id.
+    pub next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    /// The outbox limits for a new connection.
+    pub fn outbox_limits(&self) -> OutboxLimits {
+        OutboxLimits {
+            max_bytes: self.config.max_outbox_bytes,
+            max_frames: self.config.max_outbox_frames,
+            write_timeout: self.config.close_timeout,
+        }
+    }
 }
 
 /// A bound server, not yet running.
@@ -33,13 +62,31 @@ pub struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    hub: JoinHandle<()>,
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Stopper {
+    /// Stop accepting; the server then closes every connection with 1001
+    /// and its `run` returns.
+    pub fn stop(&self) {
+        if !self.shared.stopping.swap(true, Ordering::SeqCst) {
+            // Wake the blocking accept() with a connection of our own.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        }
+    }
 }
 
 /// A server running on its own thread (see [`Server::spawn`]).
 #[derive(Debug)]
 pub struct ServerHandle {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
+    stopper: Stopper,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -47,14 +94,38 @@ impl Server {
     /// Bind the listening socket of `config.listen`.
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(&config.listen)?;
+        let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
+        let metrics = Arc::new(Metrics::default());
+        let chat = crate::chat::Chat::new(config.chat());
+        let hub_metrics = metrics.clone();
+        let hub = std::thread::Builder::new()
+            .name("wschat-hub".into())
+            .spawn(move || crate::hub::run(chat, inbox, hub_metrics))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
                 config,
                 open: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                hub: events,
+                metrics,
+                next_conn_id: AtomicU64::new(1),
             }),
+            hub,
         })
+    }
+
+    /// A handle that stops this server from another thread.
+    pub fn stopper(&self) -> io::Result<Stopper> {
+        Ok(Stopper {
+            addr: self.local_addr()?,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
     }
 
     /// The address it listens on (useful with port 0).
@@ -62,7 +133,9 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Accept connections until stopped.
+    /// Accept connections until stopped; then shut down gracefully: every
+    /// WebSocket gets Close 1001, and `run` waits (at most the close
+    /// timeout) for their closing handshakes.
     pub fn run(self) -> io::Result<()> {
         log::info!("wschat listening on http://{}", self.local_addr()?);
         for stream in self.listener.incoming() {
@@ -78,19 +151,27 @@ impl Server {
                 }
             }
         }
+        drop(self.listener);
+        log::info!("shutting down: closing every connection with 1001");
+        let _ = self.shared.hub.send(Event::Shutdown);
+        let _ = self.hub.join();
+        let deadline = Instant::now() + self.shared.config.close_timeout;
+        while self.shared.metrics.websockets_open.load(Ordering::SeqCst) > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(())
     }
 
     /// Run on a new thread; the handle stops it.
     pub fn spawn(self) -> io::Result<ServerHandle> {
-        let addr = self.local_addr()?;
-        let shared = self.shared.clone();
+        let stopper = self.stopper()?;
         let thread = std::thread::Builder::new()
             .name("wschat-listener".into())
             .spawn(move || self.run())?;
         Ok(ServerHandle {
-            addr,
-            shared,
+            stopper,
             thread: Some(thread),
         })
     }
@@ -99,23 +180,26 @@ impl Server {
 impl ServerHandle {
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.stopper.addr
     }
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.shared.open.load(Ordering::SeqCst)
+        self.stopper.shared.open.load(Ordering::SeqCst)
     }
 
-    /// Stop accepting new connections and wait for the listener to end.
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.stopper.shared.metrics
+    }
+
+    /// Shut down gracefully (Close 1001 to everyone) and wait for it.
     pub fn stop(mut self) {
         self.stop_listener();
     }
 
     fn stop_listener(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() with a connection of our own.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        self.stopper.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -142,7 +226,16 @@ impl Drop for OpenGuard {
 fn accept(stream: TcpStream, shared: &Arc<Shared>) {
     let open = shared.open.fetch_add(1, Ordering::SeqCst);
     let guard = OpenGuard(shared.clone());
+    shared
+        .metrics
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
     if open >= shared.config.max_connections {
+        shared
+            .metrics
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.count_response(503);
         reject_busy(stream, shared.config.max_connections);
         return;
     }
@@ -180,7 +273,7 @@ fn reject_busy(mut stream: TcpStream, cap: usize) {
 /// End a connection the way RFC 6455 §7.1.1 asks of a server: close our
 /// side of TCP first, then read and discard until the peer closes its side
 /// (so that our last frames are not lost to a reset), for at most `timeout`.
-pub fn finish(stream: &mut TcpStream, timeout: Duration) {
+pub fn finish(mut stream: &TcpStream, timeout: Duration) {
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + timeout;

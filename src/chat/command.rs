@@ -1,0 +1,281 @@
+//! What a chat client may say: the parser from a text message to a
+//! [`Command`], or an [`ErrorReply`] that keeps the connection open.
+//!
+//! The rule (docs/chat-protocol.md): a text that is not a JSON object is a
+//! chat message, so the seeds' clients, which send plain strings, work
+//! unchanged. A JSON object with a `"type"` is a command. Text that starts
+//! with `{`, ends with `}` and is not valid JSON is answered `bad_json`.
+
+use serde_json::{Map, Value};
+
+/// A client's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Say `text` in the current room.
+    Chat {
+        /// The text, verbatim.
+        text: String,
+    },
+    /// Take a new name.
+    Name {
+        /// The name asked for (validated by the chat).
+        name: String,
+    },
+    /// Move to a room.
+    Join {
+        /// The room's name.
+        room: String,
+    },
+    /// Go back to the lobby.
+    Leave,
+    /// The member list of the current room, from `offset`.
+    Users {
+        /// The first member to list.
+        offset: usize,
+    },
+    /// A message to one user.
+    Private {
+        /// The addressee's user id.
+        to: u64,
+        /// The text.
+        text: String,
+    },
+    /// Typing started (or stopped).
+    Typing {
+        /// Whether the user is typing.
+        active: bool,
+    },
+    /// A command the desk or another app understands: its type and body.
+    Other {
+        /// The `type` field.
+        kind: String,
+        /// The whole object.
+        body: Map<String, Value>,
+    },
+}
+
+/// A recoverable mistake, sent back as `{"type":"error","code","message"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// A stable code for programs (`bad_json`, `text_too_long`, …).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error with `code` and `message`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> ErrorReply {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON text sent to the client.
+    ///
+    /// ```
+    /// use wschat::chat::command::ErrorReply;
+    /// let e = ErrorReply::new("bad_json", "not JSON");
+    /// assert_eq!(e.to_json(), r#"{"type":"error","code":"bad_json","message":"not JSON"}"#);
+    /// ```
+    pub fn to_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            r#type: &'static str,
+            code: &'a str,
+            message: &'a str,
+        }
+        let wire = Wire {
+            r#type: "error",
+            code: self.code,
+            message: &self.message,
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+}
+
+/// Parse one text message from a client.
+///
+/// ```
+/// use wschat::chat::command::{parse, Command};
+/// assert_eq!(parse("你好"), Ok(Command::Chat { text: "你好".into() }));
+/// assert_eq!(parse(r#"{"type":"join","room":"rust"}"#), Ok(Command::Join { room: "rust".into() }));
+/// assert_eq!(parse(r#"{"type":"chat""#).unwrap(), Command::Chat { text: r#"{"type":"chat""#.into() });
+/// assert_eq!(parse(r#"{"type": oops}"#).unwrap_err().code, "bad_json");
+/// ```
+pub fn parse(text: &str) -> Result<Command, ErrorReply> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        return Ok(Command::Chat {
+            text: text.to_string(),
+        });
+    }
+    let value: Value = serde_json::from_str(trimmed).map_err(|e| {
+        ErrorReply::new(
+            "bad_json",
+            format!("a message that looks like a JSON object must be one: {e}"),
+        )
+    })?;
+    let Value::Object(body) = value else {
+        return Ok(Command::Chat {
+            text: text.to_string(),
+        });
+    };
+    let kind = match body.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(ErrorReply::new("bad_command", "\"type\" must be a string")),
+        None => {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "a JSON command needs a \"type\"",
+            ));
+        }
+    };
+    let string = |field: &str| -> Result<String, ErrorReply> {
+        match body.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(ErrorReply::new(
+                "bad_command",
+                format!("\"{field}\" must be a string"),
+            )),
+            None => Err(ErrorReply::new(
+                "bad_command",
+                format!("{kind} needs \"{field}\""),
+            )),
+        }
+    };
+    Ok(match kind.as_str() {
+        "chat" => Command::Chat {
+            text: string("text")?,
+        },
+        "name" => Command::Name {
+            name: string("name")?,
+        },
+        "join" => Command::Join {
+            room: string("room")?,
+        },
+        "leave" => Command::Leave,
+        "users" => Command::Users {
+            offset: match body.get("offset") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n.min(usize::MAX as u64) as usize)
+                    .ok_or_else(|| {
+                        ErrorReply::new("bad_command", "\"offset\" must be a whole number")
+                    })?,
+            },
+        },
+        "private" => Command::Private {
+            to: body
+                .get("to")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ErrorReply::new("bad_command", "private needs \"to\", a user id"))?,
+            text: string("text")?,
+        },
+        "typing" => Command::Typing {
+            active: match body.get("active") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(ErrorReply::new(
+                        "bad_command",
+                        "\"active\" must be true or false",
+                    ));
+                }
+            },
+        },
+        _ => Command::Other { kind, body },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_and_non_objects_are_chat() {
+        for text in [
+            "hello",
+            "  spaced  ",
+            "[1,2]",
+            "42",
+            "\"quoted\"",
+            "{not json",
+            "}{",
+            "",
+        ] {
+            assert_eq!(
+                parse(text),
+                Ok(Command::Chat {
+                    text: text.to_string()
+                }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn commands_and_their_errors() {
+        assert_eq!(
+            parse(r#"{"type":"chat","text":"hi"}"#),
+            Ok(Command::Chat { text: "hi".into() })
+        );
+        assert_eq!(
+            parse(r#"{"type":"name","name":"小明"}"#),
+            Ok(Command::Name {
+                name: "小明".into()
+            })
+        );
+        assert_eq!(parse(r#"{"type":"leave"}"#), Ok(Command::Leave));
+        assert_eq!(
+            parse(r#"{"type":"users"}"#),
+            Ok(Command::Users { offset: 0 })
+        );
+        assert_eq!(
+            parse(r#"{"type":"users","offset":100}"#),
+            Ok(Command::Users { offset: 100 })
+        );
+        assert_eq!(
+            parse(r#"{"type":"private","to":2,"text":"x"}"#),
+            Ok(Command::Private {
+                to: 2,
+                text: "x".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"typing"}"#),
+            Ok(Command::Typing { active: true })
+        );
+        assert_eq!(
+            parse(r#"{"type":"typing","active":false}"#),
+            Ok(Command::Typing { active: false })
+        );
+        assert!(matches!(
+            parse(r#"{"type":"nope"}"#),
+            Ok(Command::Other { .. })
+        ));
+        assert_eq!(
+            parse(r#"{"text":"no type"}"#).unwrap_err().code,
+            "bad_command"
+        );
+        assert_eq!(parse(r#"{"type":3}"#).unwrap_err().code, "bad_command");
+        assert_eq!(parse(r#"{"type":"chat"}"#).unwrap_err().code, "bad_command");
+        assert_eq!(
+            parse(r#"{"type":"chat","text":5}"#).unwrap_err().code,
+            "bad_command"
+        );
+        assert_eq!(
+            parse(r#"{"type":"private","to":"x","text":"y"}"#)
+                .unwrap_err()
+                .code,
+            "bad_command"
+        );
+        assert_eq!(
+            parse(r#"{"type":"users","offset":-1}"#).unwrap_err().code,
+            "bad_command"
+        );
+        assert_eq!(parse(r#"{"type": oops}"#).unwrap_err().code, "bad_json");
+    }
+}

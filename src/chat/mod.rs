@@ -1,0 +1,506 @@
+//! The chat: users, rooms, private messages and typing notices, run by the
+//! hub thread (see [`crate::hub`]) as an [`App`].
+//!
+//! Everything here is owned by the hub thread, so nothing is locked. A room
+//! message is serialized and framed once, and the same bytes go to every
+//! member. Joins and leaves that happen in one hub turn go out as one notice
+//! per room, so a crowd arriving at once does not cost O(n²) notices.
+//!
+//! The protocol is in docs/chat-protocol.md.
+
+pub mod command;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::util::now_ms;
+use command::{Command, ErrorReply};
+
+/// The room everyone starts in.
+pub const LOBBY: &str = "lobby";
+/// Longest name or room name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Default limit on a chat or private message's text, in bytes.
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
+/// Default limit on a binary message relayed to a room, in bytes.
+pub const DEFAULT_MAX_BINARY_BYTES: usize = 64 * 1024;
+/// Default limit on the number of rooms.
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
+/// Messages a room keeps for newcomers.
+pub const HISTORY_LEN: usize = 50;
+/// Members per `users` page; a room this size or smaller is sent whole.
+pub const USERS_PAGE: usize = 100;
+/// At most one typing notice per user per this interval.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The chat's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// Longest text, in bytes.
+    pub max_text_bytes: usize,
+    /// Longest binary message relayed to a room, in bytes.
+    pub max_binary_bytes: usize,
+    /// Most rooms at once (the lobby included).
+    pub max_rooms: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> ChatConfig {
+        ChatConfig {
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            max_binary_bytes: DEFAULT_MAX_BINARY_BYTES,
+            max_rooms: DEFAULT_MAX_ROOMS,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct User {
+    name: String,
+    room: String,
+    last_typing: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: BTreeSet<ConnId>,
+    /// Recent `chat` messages, serialized.
+    history: VecDeque<Arc<str>>,
+    /// Users who entered or left during this turn, for one notice each.
+    joined: Vec<Value>,
+    left: Vec<Value>,
+}
+
+/// The chat application.
+#[derive(Debug)]
+pub struct Chat {
+    config: ChatConfig,
+    users: HashMap<ConnId, User>,
+    /// Lower-cased names in use, for uniqueness.
+    names: HashMap<String, ConnId>,
+    rooms: HashMap<String, Room>,
+    /// Rooms with joins or leaves to announce at the end of the turn.
+    dirty: Vec<String>,
+    next_id: u64,
+    next_auto_name: u64,
+}
+
+impl Chat {
+    /// An empty chat with `config`.
+    pub fn new(config: ChatConfig) -> Chat {
+        let mut rooms = HashMap::new();
+        rooms.insert(LOBBY.to_string(), Room::default());
+        Chat {
+            config,
+            users: HashMap::new(),
+            names: HashMap::new(),
+            rooms,
+            dirty: Vec::new(),
+            next_id: 1,
+            next_auto_name: 1,
+        }
+    }
+
+    /// Users connected now.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    fn user_ref(&self, conn: ConnId) -> Value {
+        let name = self.users.get(&conn).map_or("", |u| u.name.as_str());
+        json!({"id": conn, "name": name})
+    }
+
+    fn error(ctx: &Ctx, conn: ConnId, error: ErrorReply) {
+        ctx.send_text(conn, &error.to_json());
+    }
+
+    /// A name nobody else has: `wanted`, or `wanted2`, `wanted3`, …
+    fn unique_name(&self, wanted: &str, me: ConnId) -> String {
+        let free = |name: &str| {
+            self.names
+                .get(&name.to_lowercase())
+                .is_none_or(|&owner| owner == me)
+        };
+        if free(wanted) {
+            return wanted.to_string();
+        }
+        (2u64..)
+            .map(|n| {
+                let suffix = n.to_string();
+                let base: String = wanted
+                    .chars()
+                    .take(MAX_NAME_CHARS - suffix.chars().count())
+                    .collect();
+                format!("{base}{suffix}")
+            })
+            .find(|candidate| free(candidate))
+            .unwrap_or_else(|| format!("用户{me}"))
+    }
+
+    fn auto_name(&mut self) -> String {
+        loop {
+            let name = format!("用户{}", self.next_auto_name);
+            self.next_auto_name += 1;
+            if !self.names.contains_key(&name.to_lowercase()) {
+                return name;
+            }
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn enter_room(&mut self, ctx: &Ctx, conn: ConnId, room_name: &str) {
+        let me = self.user_ref(conn);
+        let room = self.rooms.entry(room_name.to_string()).or_default();
+        room.members.insert(conn);
+        room.joined.push(me);
+        if let Some(user) = self.users.get_mut(&conn) {
+            user.room = room_name.to_string();
+        }
+        self.mark_dirty(room_name);
+        self.send_users(ctx, conn, 0);
+        self.send_history(ctx, conn);
+    }
+
+    fn leave_room(&mut self, conn: ConnId) {
+        let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
+            return;
+        };
+        let me = self.user_ref(conn);
+        if let Some(room) = self.rooms.get_mut(&room_name) {
+            room.members.remove(&conn);
+            room.left.push(me);
+        }
+        self.mark_dirty(&room_name);
+    }
+
+    fn mark_dirty(&mut self, room: &str) {
+        if !self.dirty.iter().any(|r| r == room) {
+            self.dirty.push(room.to_string());
+        }
+    }
+
+    fn send_users(&self, ctx: &Ctx, conn: ConnId, offset: usize) {
+        let Some(room_name) = self.users.get(&conn).map(|u| &u.room) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
+        let page: Vec<Value> = room
+            .members
+            .iter()
+            .skip(offset)
+            .take(USERS_PAGE)
+            .map(|&m| self.user_ref(m))
+            .collect();
+        let more = offset.saturating_add(page.len()) < room.members.len();
+        let msg = json!({
+            "type": "users", "room": room_name, "count": room.members.len(),
+            "offset": offset, "more": more, "users": page,
+        });
+        ctx.send_text(conn, &msg.to_string());
+    }
+
+    fn send_history(&self, ctx: &Ctx, conn: ConnId) {
+        let Some(room_name) = self.users.get(&conn).map(|u| &u.room) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
+        // The stored messages are already JSON: splice them in as they are.
+        let mut text = format!(
+            "{{\"type\":\"history\",\"room\":{},\"messages\":[",
+            Value::String(room_name.clone())
+        );
+        for (i, m) in room.history.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(m);
+        }
+        text.push_str("]}");
+        ctx.send_text(conn, &text);
+    }
+
+    fn check_text(&self, text: &str) -> Result<(), ErrorReply> {
+        if text.trim().is_empty() {
+            return Err(ErrorReply::new("empty_text", "a message needs some text"));
+        }
+        if text.len() > self.config.max_text_bytes {
+            return Err(ErrorReply::new(
+                "text_too_long",
+                format!(
+                    "text is {} bytes; the limit is {}",
+                    text.len(),
+                    self.config.max_text_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn chat(&mut self, ctx: &Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
+        self.check_text(&text)?;
+        let id = self.take_id();
+        let room_name = self.users[&conn].room.clone();
+        let msg: Arc<str> = json!({
+            "type": "chat", "id": id, "room": room_name,
+            "user": self.user_ref(conn), "text": text, "time": now_ms(),
+        })
+        .to_string()
+        .into();
+        let frame = Ctx::text_frame(&msg);
+        if let Some(room) = self.rooms.get_mut(&room_name) {
+            ctx.broadcast(room.members.iter().copied(), &frame);
+            if room.history.len() == HISTORY_LEN {
+                room.history.pop_front();
+            }
+            room.history.push_back(msg);
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, ctx: &Ctx, conn: ConnId, wanted: &str) -> Result<(), ErrorReply> {
+        let wanted = valid_name(wanted).map_err(|m| ErrorReply::new("bad_name", m))?;
+        let name = self.unique_name(&wanted, conn);
+        let Some(user) = self.users.get_mut(&conn) else {
+            return Ok(());
+        };
+        if user.name == name {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut user.name, name.clone());
+        let room_name = user.room.clone();
+        self.names.remove(&old.to_lowercase());
+        self.names.insert(name.to_lowercase(), conn);
+        let msg = json!({
+            "type": "rename", "room": room_name, "user": self.user_ref(conn),
+            "old": old, "time": now_ms(),
+        });
+        if let Some(room) = self.rooms.get(&room_name) {
+            ctx.broadcast(
+                room.members.iter().copied(),
+                &Ctx::text_frame(&msg.to_string()),
+            );
+        }
+        Ok(())
+    }
+
+    fn join(&mut self, ctx: &Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+        let room = valid_name(room)
+            .map_err(|m| ErrorReply::new("bad_room", m.replace("name", "room name")))?;
+        if self.users[&conn].room == room {
+            self.send_users(ctx, conn, 0);
+            self.send_history(ctx, conn);
+            return Ok(());
+        }
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.config.max_rooms {
+            return Err(ErrorReply::new(
+                "room_limit",
+                format!(
+                    "the server has its limit of {} rooms",
+                    self.config.max_rooms
+                ),
+            ));
+        }
+        self.leave_room(conn);
+        self.enter_room(ctx, conn, &room);
+        Ok(())
+    }
+
+    fn private(
+        &mut self,
+        ctx: &Ctx,
+        conn: ConnId,
+        to: u64,
+        text: String,
+    ) -> Result<(), ErrorReply> {
+        self.check_text(&text)?;
+        if !self.users.contains_key(&to) {
+            return Err(ErrorReply::new(
+                "unknown_user",
+                format!("no user with id {to} is connected"),
+            ));
+        }
+        let id = self.take_id();
+        let msg = json!({
+            "type": "private", "id": id, "from": self.user_ref(conn), "to": self.user_ref(to),
+            "text": text, "time": now_ms(),
+        });
+        let frame = Ctx::text_frame(&msg.to_string());
+        ctx.send_frame(to, &frame);
+        if to != conn {
+            ctx.send_frame(conn, &frame);
+        }
+        Ok(())
+    }
+
+    fn typing(&mut self, ctx: &Ctx, conn: ConnId, active: bool) {
+        let Some(user) = self.users.get_mut(&conn) else {
+            return;
+        };
+        let now = Instant::now();
+        if active
+            && user
+                .last_typing
+                .is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL)
+        {
+            return;
+        }
+        user.last_typing = if active { Some(now) } else { None };
+        let room_name = user.room.clone();
+        let msg = json!({"type": "typing", "room": room_name, "user": self.user_ref(conn), "active": active});
+        if let Some(room) = self.rooms.get(&room_name) {
+            let frame = Ctx::text_frame(&msg.to_string());
+            ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
+        }
+    }
+}
+
+/// Check a user or room name: trimmed, 1-32 characters, no control
+/// characters. Returns the trimmed name or why it is refused.
+///
+/// ```
+/// use wschat::chat::valid_name;
+/// assert_eq!(valid_name("  小明 "), Ok("小明".to_string()));
+/// assert!(valid_name("").is_err());
+/// assert!(valid_name("a\u{7}b").is_err());
+/// assert!(valid_name(&"x".repeat(33)).is_err());
+/// ```
+pub fn valid_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 {
+        return Err("a name cannot be empty".into());
+    }
+    if chars > MAX_NAME_CHARS {
+        return Err(format!("a name has at most {MAX_NAME_CHARS} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name cannot hold control characters".into());
+    }
+    Ok(name.to_string())
+}
+
+impl App for Chat {
+    fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
+        let asked = info.request.query_param("name");
+        let name = match asked.as_deref().map(valid_name) {
+            Some(Ok(name)) => self.unique_name(&name, conn),
+            Some(Err(why)) => {
+                Chat::error(ctx, conn, ErrorReply::new("bad_name", why));
+                self.auto_name()
+            }
+            None => self.auto_name(),
+        };
+        self.names.insert(name.to_lowercase(), conn);
+        self.users.insert(
+            conn,
+            User {
+                name,
+                room: LOBBY.to_string(),
+                last_typing: None,
+            },
+        );
+        let welcome = json!({
+            "type": "welcome", "user": self.user_ref(conn), "room": LOBBY,
+            "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
+        });
+        ctx.send_text(conn, &welcome.to_string());
+        self.enter_room(ctx, conn, LOBBY);
+    }
+
+    fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
+        if !self.users.contains_key(&conn) {
+            return;
+        }
+        let result = match command::parse(&text) {
+            Err(e) => Err(e),
+            Ok(Command::Chat { text }) => self.chat(ctx, conn, text),
+            Ok(Command::Name { name }) => self.rename(ctx, conn, &name),
+            Ok(Command::Join { room }) => self.join(ctx, conn, &room),
+            Ok(Command::Leave) => self.join(ctx, conn, LOBBY),
+            Ok(Command::Users { offset }) => {
+                self.send_users(ctx, conn, offset);
+                Ok(())
+            }
+            Ok(Command::Private { to, text }) => self.private(ctx, conn, to, text),
+            Ok(Command::Typing { active }) => {
+                self.typing(ctx, conn, active);
+                Ok(())
+            }
+            Ok(Command::Other { kind, .. }) => Err(ErrorReply::new(
+                "unknown_type",
+                format!("unknown message type {kind:?} (see docs/chat-protocol.md)"),
+            )),
+        };
+        if let Err(e) = result {
+            Chat::error(ctx, conn, e);
+        }
+    }
+
+    fn binary(&mut self, ctx: &mut Ctx, conn: ConnId, data: Vec<u8>) {
+        let Some(user) = self.users.get(&conn) else {
+            return;
+        };
+        if data.len() > self.config.max_binary_bytes {
+            let e = ErrorReply::new(
+                "binary_too_long",
+                format!(
+                    "binary message is {} bytes; the limit is {}",
+                    data.len(),
+                    self.config.max_binary_bytes
+                ),
+            );
+            Chat::error(ctx, conn, e);
+            return;
+        }
+        if let Some(room) = self.rooms.get(&user.room) {
+            ctx.broadcast(room.members.iter().copied(), &Ctx::binary_frame(&data));
+        }
+    }
+
+    fn closed(&mut self, _ctx: &mut Ctx, conn: ConnId) {
+        self.leave_room(conn);
+        if let Some(user) = self.users.remove(&conn) {
+            self.names.remove(&user.name.to_lowercase());
+        }
+    }
+
+    fn turn_end(&mut self, ctx: &mut Ctx) {
+        let time = now_ms();
+        for room_name in std::mem::take(&mut self.dirty) {
+            let Some(room) = self.rooms.get_mut(&room_name) else {
+                continue;
+            };
+            let count = room.members.len();
+            for (kind, users) in [
+                ("join", std::mem::take(&mut room.joined)),
+                ("leave", std::mem::take(&mut room.left)),
+            ] {
+                if users.is_empty() {
+                    continue;
+                }
+                let msg = json!({"type": kind, "room": room_name, "users": users, "count": count, "time": time});
+                ctx.broadcast(
+                    room.members.iter().copied(),
+                    &Ctx::text_frame(&msg.to_string()),
+                );
+            }
+            if room.members.is_empty() && room_name != LOBBY {
+                self.rooms.remove(&room_name);
+            }
+        }
+    }
+}

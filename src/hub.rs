@@ -1,0 +1,274 @@
+//! The hub: one thread that owns all application state.
+//!
+//! Connection threads never touch chat state. They decode messages and push
+//! [`Event`]s onto a crossbeam channel; the hub thread takes them one at a
+//! time and hands them to an [`App`] — the chat, the support desk, or one of
+//! your own. Since only the hub thread ever sees the state, there are no
+//! locks around it.
+//!
+//! The hub handles events in *turns*: it blocks for one event, then takes
+//! whatever else is already waiting (up to [`MAX_TURN_EVENTS`]), and calls
+//! [`App::turn_end`] once, so that an app can send one notice for many joins.
+//!
+//! An app talks back through a [`Ctx`]: send a frame to one connection, the
+//! same encoded bytes to many, or close one. Delivery never blocks the hub
+//! (see [`crate::server::peer`]).
+//!
+//! ```
+//! use wschat::hub::{App, ConnId, ConnInfo, Ctx};
+//!
+//! /// Every text message goes back to everyone, as the first seed's
+//! /// nodejs-websocket broadcast does with `server.connections`.
+//! #[derive(Default)]
+//! struct Broadcast;
+//!
+//! impl App for Broadcast {
+//!     fn opened(&mut self, _ctx: &mut Ctx, _conn: ConnId, _info: ConnInfo) {}
+//!     fn text(&mut self, ctx: &mut Ctx, _from: ConnId, text: String) {
+//!         let frame = Ctx::text_frame(&text);
+//!         let everyone: Vec<ConnId> = ctx.connections().collect();
+//!         ctx.broadcast(everyone, &frame);
+//!     }
+//!     fn closed(&mut self, _ctx: &mut Ctx, _conn: ConnId) {}
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::server::metrics::Metrics;
+use crate::server::peer::{Bytes, Delivery, Peer};
+use crate::ws::handshake::Request;
+use crate::ws::{CloseCode, Message};
+
+/// Most events handled in one turn before [`App::turn_end`] runs.
+pub const MAX_TURN_EVENTS: usize = 1024;
+
+/// How often [`App::tick`] runs.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A connection's id: unique for the life of the process, starting at 1.
+pub type ConnId = u64;
+
+/// What the hub learns about a new connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The endpoint path it connected to (`/`, `/chat`, `/support`, …).
+    pub path: String,
+    /// The upgrade request (query parameters, headers).
+    pub request: Request,
+    /// The client's address (after `--trust-proxy`, the forwarded one).
+    pub addr: String,
+    /// Its write side.
+    pub peer: Arc<Peer>,
+}
+
+/// What connection threads tell the hub.
+#[derive(Debug)]
+pub enum Event {
+    /// A WebSocket connection completed its handshake.
+    Opened(ConnId, ConnInfo),
+    /// A text message arrived.
+    Text(ConnId, String),
+    /// A binary message arrived.
+    Binary(ConnId, Vec<u8>),
+    /// The connection ended (its reader is gone).
+    Closed(ConnId),
+    /// Stop: close every connection with 1001 and return.
+    Shutdown,
+}
+
+/// An application run by the hub. Each method runs on the hub thread.
+pub trait App {
+    /// A connection opened.
+    fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo);
+    /// A text message arrived from `conn`.
+    fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String);
+    /// A binary message arrived from `conn`; ignored unless overridden.
+    fn binary(&mut self, ctx: &mut Ctx, conn: ConnId, data: Vec<u8>) {
+        let _ = (ctx, conn, data);
+    }
+    /// `conn` is gone; it can no longer be sent to.
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId);
+    /// Called every [`TICK_INTERVAL`] or so.
+    fn tick(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
+    /// Called after each turn of events.
+    fn turn_end(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
+    /// The server is stopping: last words before every connection gets
+    /// Close 1001.
+    fn shutdown(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
+}
+
+/// The hub's side of the connections: what an [`App`] uses to send.
+#[derive(Debug)]
+pub struct Ctx {
+    peers: HashMap<ConnId, Arc<Peer>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ctx {
+    /// A context with no connections.
+    pub fn new(metrics: Arc<Metrics>) -> Ctx {
+        Ctx {
+            peers: HashMap::new(),
+            metrics,
+        }
+    }
+
+    /// Encode a text message once, as a server frame, for sending to many.
+    pub fn text_frame(text: &str) -> Bytes {
+        let mut out = Vec::with_capacity(text.len() + 4);
+        crate::ws::frame::encode_frame(
+            &mut out,
+            true,
+            crate::ws::OpCode::Text,
+            text.as_bytes(),
+            None,
+        );
+        out.into()
+    }
+
+    /// Encode a binary message once, as a server frame.
+    pub fn binary_frame(data: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(data.len() + 10);
+        crate::ws::frame::encode_frame(&mut out, true, crate::ws::OpCode::Binary, data, None);
+        out.into()
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Whether `conn` is open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.peers.contains_key(&conn)
+    }
+
+    /// Send an encoded frame to one connection.
+    pub fn send_frame(&self, conn: ConnId, frame: &Bytes) -> bool {
+        match self.peers.get(&conn) {
+            Some(peer) => {
+                let delivered = matches!(peer.send(frame), Delivery::Sent | Delivery::Queued);
+                if delivered {
+                    self.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+                }
+                delivered
+            }
+            None => false,
+        }
+    }
+
+    /// Send a text message to one connection.
+    pub fn send_text(&self, conn: ConnId, text: &str) -> bool {
+        self.send_frame(conn, &Ctx::text_frame(text))
+    }
+
+    /// Send the same encoded frame to every connection in `conns`.
+    pub fn broadcast(&self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) {
+        let mut delivered = 0;
+        for conn in conns {
+            if let Some(peer) = self.peers.get(&conn)
+                && matches!(peer.send(frame), Delivery::Sent | Delivery::Queued)
+            {
+                delivered += 1;
+            }
+        }
+        self.metrics
+            .messages_out
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    /// Close one connection with `code` and `reason`.
+    pub fn close(&self, conn: ConnId, code: CloseCode, reason: &str) {
+        if let Some(peer) = self.peers.get(&conn) {
+            peer.close(code, reason);
+        }
+    }
+
+    /// Send a message built on the spot (for one recipient).
+    pub fn send_message(&self, conn: ConnId, message: &Message) -> bool {
+        let mut out = Vec::new();
+        message.encode(&mut out, None);
+        self.send_frame(conn, &out.into())
+    }
+}
+
+/// Run `app` on the current thread until [`Event::Shutdown`] arrives or
+/// every sender is gone.
+pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
+    let mut ctx = Ctx::new(metrics.clone());
+    let mut next_tick = Instant::now() + TICK_INTERVAL;
+    loop {
+        let first = match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut stop = false;
+        if let Some(event) = first {
+            stop |= handle(&mut app, &mut ctx, event);
+            for _ in 1..MAX_TURN_EVENTS {
+                if stop {
+                    break;
+                }
+                match events.try_recv() {
+                    Ok(event) => stop |= handle(&mut app, &mut ctx, event),
+                    Err(_) => break,
+                }
+            }
+            app.turn_end(&mut ctx);
+        }
+        metrics
+            .hub_queue_depth
+            .store(events.len(), Ordering::Relaxed);
+        if Instant::now() >= next_tick {
+            app.tick(&mut ctx);
+            app.turn_end(&mut ctx);
+            next_tick = Instant::now() + TICK_INTERVAL;
+        }
+        if stop {
+            app.shutdown(&mut ctx);
+            for peer in ctx.peers.values() {
+                peer.close(CloseCode::GOING_AWAY, "server shutting down");
+            }
+            break;
+        }
+    }
+}
+
+fn handle<A: App>(app: &mut A, ctx: &mut Ctx, event: Event) -> bool {
+    match event {
+        Event::Opened(conn, info) => {
+            ctx.peers.insert(conn, info.peer.clone());
+            app.opened(ctx, conn, info);
+        }
+        Event::Text(conn, text) => {
+            if ctx.peers.contains_key(&conn) {
+                app.text(ctx, conn, text);
+            }
+        }
+        Event::Binary(conn, data) => {
+            if ctx.peers.contains_key(&conn) {
+                app.binary(ctx, conn, data);
+            }
+        }
+        Event::Closed(conn) => {
+            if ctx.peers.remove(&conn).is_some() {
+                app.closed(ctx, conn);
+            }
+        }
+        Event::Shutdown => return true,
+    }
+    false
+}

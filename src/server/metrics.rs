@@ -1,0 +1,194 @@
+//! Counters for `/metrics`, in the Prometheus text format, written by hand.
+//!
+//! Every counter is an atomic that the thread doing the work bumps; nothing
+//! takes a lock. `/metrics` reads them all and prints one line each.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::ws::CloseCode;
+
+/// Close codes counted one by one; any other code is counted as `other`.
+const CLOSE_CODES: [u16; 11] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 4001, 4003,
+];
+
+/// HTTP statuses counted for handshakes; any other is counted as `other`.
+const STATUSES: [u16; 10] = [101, 400, 403, 404, 405, 408, 426, 431, 503, 200];
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// TCP connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections refused with 503 at the connection cap.
+    pub connections_refused: AtomicU64,
+    /// WebSocket connections open now.
+    pub websockets_open: AtomicUsize,
+    /// Answers to requests, by status (101 = handshake accepted).
+    responses: [AtomicU64; STATUSES.len() + 1],
+    /// Data messages received from clients.
+    pub messages_in: AtomicU64,
+    /// Data messages handed to clients' outboxes (a broadcast counts once per recipient).
+    pub messages_out: AtomicU64,
+    /// Bytes read from WebSocket clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to WebSocket clients.
+    pub bytes_out: AtomicU64,
+    /// Clients closed because their outbox filled.
+    pub slow_consumer_closes: AtomicU64,
+    /// Close frames sent, by code.
+    closes_sent: [AtomicU64; CLOSE_CODES.len() + 1],
+    /// Bytes waiting in all outboxes now.
+    pub outbox_bytes: AtomicUsize,
+    /// The most bytes ever waiting in all outboxes at once.
+    pub outbox_bytes_peak: AtomicUsize,
+    /// Events waiting for the hub thread (set by the hub each turn).
+    pub hub_queue_depth: AtomicUsize,
+    /// Records written by the store.
+    pub store_writes: AtomicU64,
+    /// Messages refused by the rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+impl Metrics {
+    /// Count an HTTP answer (101 for an accepted handshake).
+    pub fn count_response(&self, status: u16) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
+        self.responses[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a Close frame sent with `code`.
+    pub fn count_close_sent(&self, code: CloseCode) {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|&c| c == code.0)
+            .unwrap_or(CLOSE_CODES.len());
+        self.closes_sent[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Close frames sent with `code` so far.
+    pub fn closes_sent(&self, code: CloseCode) -> u64 {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|&c| c == code.0)
+            .unwrap_or(CLOSE_CODES.len());
+        self.closes_sent[i].load(Ordering::Relaxed)
+    }
+
+    /// Everything in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            "wschat_connections_accepted_total",
+            "TCP connections accepted.",
+            "counter",
+            load(&self.connections_accepted),
+        );
+        counter(
+            "wschat_connections_refused_total",
+            "Connections refused with 503 at the connection cap.",
+            "counter",
+            load(&self.connections_refused),
+        );
+        counter(
+            "wschat_websockets_open",
+            "WebSocket connections open now.",
+            "gauge",
+            self.websockets_open.load(Ordering::Relaxed) as u64,
+        );
+        counter(
+            "wschat_messages_in_total",
+            "Data messages received from clients.",
+            "counter",
+            load(&self.messages_in),
+        );
+        counter(
+            "wschat_messages_out_total",
+            "Data messages delivered to clients (per recipient).",
+            "counter",
+            load(&self.messages_out),
+        );
+        counter(
+            "wschat_bytes_in_total",
+            "Bytes read from WebSocket clients.",
+            "counter",
+            load(&self.bytes_in),
+        );
+        counter(
+            "wschat_bytes_out_total",
+            "Bytes written to WebSocket clients.",
+            "counter",
+            load(&self.bytes_out),
+        );
+        counter(
+            "wschat_slow_consumer_closes_total",
+            "Clients closed because their outbox filled.",
+            "counter",
+            load(&self.slow_consumer_closes),
+        );
+        counter(
+            "wschat_rate_limited_total",
+            "Messages refused by the rate limit.",
+            "counter",
+            load(&self.rate_limited),
+        );
+        counter(
+            "wschat_outbox_bytes",
+            "Bytes waiting in all outboxes.",
+            "gauge",
+            self.outbox_bytes.load(Ordering::Relaxed) as u64,
+        );
+        counter(
+            "wschat_hub_queue_depth",
+            "Events waiting for the hub thread.",
+            "gauge",
+            self.hub_queue_depth.load(Ordering::Relaxed) as u64,
+        );
+        counter(
+            "wschat_store_writes_total",
+            "Records written by the store.",
+            "counter",
+            load(&self.store_writes),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wschat_http_responses_total Answers to requests by status (101: handshake accepted).\n# TYPE wschat_http_responses_total counter"
+        );
+        for (i, n) in self.responses.iter().enumerate() {
+            let label = STATUSES
+                .get(i)
+                .map_or("other".to_string(), |s| s.to_string());
+            let _ = writeln!(
+                out,
+                "wschat_http_responses_total{{status=\"{label}\"}} {}",
+                load(n)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wschat_closes_sent_total Close frames sent by code.\n# TYPE wschat_closes_sent_total counter"
+        );
+        for (i, n) in self.closes_sent.iter().enumerate() {
+            let label = CLOSE_CODES
+                .get(i)
+                .map_or("other".to_string(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "wschat_closes_sent_total{{code=\"{label}\"}} {}",
+                load(n)
+            );
+        }
+        out
+    }
+}

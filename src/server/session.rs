@@ -1,0 +1,266 @@
+//! The reader side of a connection served by the hub (the chat, the desk):
+//! read bytes, decode them with the sans-I/O [`Decoder`], push messages to
+//! the hub, answer pings and closes through the connection's [`Peer`], keep
+//! the per-connection rate limit, and ping a quiet client.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::Shared;
+use super::peer::Peer;
+use crate::chat::command::ErrorReply;
+use crate::hub::{ConnInfo, Event};
+use crate::ws::handshake::Request;
+use crate::ws::{CloseCode, Decoder, Message, Role};
+
+/// Bytes read at a time. Small, because it lives on each connection
+/// thread's stack and most connections are idle; a large message simply
+/// takes a few more reads.
+pub const READ_BUF: usize = 1024;
+
+/// A token bucket: `rate` messages a second on average, `burst` at once.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    /// Messages refused since the last one allowed.
+    refused_in_a_row: u32,
+}
+
+/// What the rate limit decided about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through.
+    Allow,
+    /// Refuse it; tell the client (first refusal in a row).
+    RefuseAndTell,
+    /// Refuse it quietly (the client was told already).
+    Refuse,
+    /// The client keeps going over the limit: close 1008.
+    Close,
+}
+
+impl RateLimit {
+    /// `rate` messages a second (0: no limit) with bursts of `burst`.
+    pub fn new(rate: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: Instant::now(),
+            refused_in_a_row: 0,
+        }
+    }
+
+    /// Decide on a message arriving at `now`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use wschat::server::session::{RateLimit, Verdict};
+    /// let mut limit = RateLimit::new(1, 2);
+    /// let now = Instant::now();
+    /// assert_eq!(limit.check(now), Verdict::Allow);
+    /// assert_eq!(limit.check(now), Verdict::Allow);
+    /// assert_eq!(limit.check(now), Verdict::RefuseAndTell);
+    /// assert_eq!(limit.check(now), Verdict::Refuse);
+    /// assert_eq!(limit.check(now), Verdict::Close); // a whole burst refused in a row
+    /// ```
+    pub fn check(&mut self, now: Instant) -> Verdict {
+        if self.rate == 0.0 {
+            return Verdict::Allow;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            return Verdict::Allow;
+        }
+        self.refused_in_a_row += 1;
+        if f64::from(self.refused_in_a_row) > self.burst {
+            Verdict::Close
+        } else if self.refused_in_a_row == 1 {
+            Verdict::RefuseAndTell
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+/// How handling a batch of bytes ended.
+enum Flow {
+    Continue,
+    /// The connection is over (Close exchanged, failed, or hub gone).
+    Stop,
+}
+
+struct Reader<'a> {
+    id: u64,
+    shared: &'a Shared,
+    peer: Arc<Peer>,
+    decoder: Decoder,
+    limit: RateLimit,
+    last_heard: Instant,
+    pinged: bool,
+}
+
+impl Reader<'_> {
+    fn feed(&mut self, mut input: &[u8]) -> Flow {
+        let metrics = &self.shared.metrics;
+        while !input.is_empty() {
+            let message = match self.decoder.decode(&mut input) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(e) => {
+                    log::debug!("conn {}: failing the connection: {e}", self.id);
+                    self.peer.close(e.close_code(), &e.to_string());
+                    return Flow::Stop;
+                }
+            };
+            let event = match message {
+                Message::Text(text) => Event::Text(self.id, text),
+                Message::Binary(data) => Event::Binary(self.id, data),
+                Message::Ping(payload) => {
+                    self.peer.send_message(&Message::Pong(payload));
+                    continue;
+                }
+                Message::Pong(_) => continue,
+                Message::Close(frame) => {
+                    // Answer with the same code (RFC 6455 §5.5.1); none → empty.
+                    let code = frame.map_or(CloseCode::NO_STATUS, |f| f.code);
+                    self.peer.close(code, "");
+                    return Flow::Stop;
+                }
+            };
+            metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+            match self.limit.check(Instant::now()) {
+                Verdict::Allow => {
+                    if self.shared.hub.send(event).is_err() {
+                        return Flow::Stop;
+                    }
+                }
+                Verdict::RefuseAndTell => {
+                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let e = ErrorReply::new(
+                        "rate_limited",
+                        format!(
+                            "more than {} messages a second: slow down (this message was not delivered)",
+                            self.shared.config.rate_limit
+                        ),
+                    );
+                    self.peer.send_message(&Message::Text(e.to_json()));
+                }
+                Verdict::Refuse => {
+                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+                Verdict::Close => {
+                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    self.peer
+                        .close(CloseCode::POLICY, "rate limit exceeded again and again");
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Serve a hub connection whose 101 has been sent. Returns when it is over.
+pub fn run(
+    stream: TcpStream,
+    leftover: &[u8],
+    request: Request,
+    addr: String,
+    shared: &Arc<Shared>,
+) {
+    let config = &shared.config;
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let stream = Arc::new(stream);
+    let peer = Arc::new(Peer::new(
+        id,
+        stream.clone(),
+        shared.outbox_limits(),
+        shared.metrics.clone(),
+    ));
+    let path = request.path().to_string();
+    let info = ConnInfo {
+        path,
+        request,
+        addr,
+        peer: peer.clone(),
+    };
+    if shared.hub.send(Event::Opened(id, info)).is_err() {
+        return;
+    }
+    shared
+        .metrics
+        .websockets_open
+        .fetch_add(1, Ordering::Relaxed);
+    let mut reader = Reader {
+        id,
+        shared,
+        peer: peer.clone(),
+        decoder: Decoder::new(Role::Server, config.limits()),
+        limit: RateLimit::new(config.rate_limit, config.rate_burst),
+        last_heard: Instant::now(),
+        pinged: false,
+    };
+    // Wake often enough to ping, to notice idleness and close timeouts.
+    let step = config
+        .ping_interval
+        .min(config.idle_timeout)
+        .min(config.close_timeout)
+        .checked_div(3)
+        .unwrap_or_default()
+        .max(Duration::from_millis(20));
+    let _ = stream.set_read_timeout(Some(step));
+    let mut flow = reader.feed(leftover);
+    let mut buf = [0u8; READ_BUF];
+    while let Flow::Continue = flow {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                shared
+                    .metrics
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                reader.last_heard = Instant::now();
+                reader.pinged = false;
+                flow = reader.feed(&buf[..n]);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if peer
+                    .closing_since()
+                    .is_some_and(|t| t.elapsed() >= config.close_timeout)
+                {
+                    break;
+                }
+                let silent = reader.last_heard.elapsed();
+                if silent >= config.idle_timeout {
+                    peer.close(CloseCode::GOING_AWAY, "idle timeout");
+                } else if silent >= config.ping_interval && !reader.pinged {
+                    peer.send_message(&Message::Ping(Vec::new()));
+                    reader.pinged = true;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = shared.hub.send(Event::Closed(id));
+    shared
+        .metrics
+        .websockets_open
+        .fetch_sub(1, Ordering::Relaxed);
+    // Let the last frames (our Close) go out, then close TCP first, as a
+    // server should (RFC 6455 §7.1.1).
+    peer.wait_drained(config.close_timeout);
+    peer.abandon();
+    super::finish(&stream, config.close_timeout);
+}
