@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Benchmark wschat beside its peers. One command on a fresh machine:
+#
+#     bash bench/run.sh                      # everything (about 5 minutes)
+#     BENCH_QUICK=1 bash bench/run.sh        # short runs, 1,000 idle connections
+#     BENCH_TARGETS="wschat tungstenite" BENCH_SCENARIOS="echo idle" bash bench/run.sh
+#
+# It builds wschat and bench/ (cargo build --release), installs the Node peers
+# (npm ci in bench/peers), then runs each scenario for each target on a freshly
+# started server (in a fresh temporary directory), the server pinned to one
+# CPU and the load generator to the other with taskset, and prints one markdown
+# table per scenario. A target that fails gets "n/a (error ...)" in its row and
+# the run goes on. The tables are also written to bench/results/.
+#
+# Settings (environment variables, defaults in brackets):
+#   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket]
+#   BENCH_SCENARIOS    scenarios, in order [codec echo broadcast broadcast-light idle]
+#   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 150 ms codec cells [0]
+#   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
+#   BENCH_ECHO_CONNS   echo connections [50]
+#   BENCH_SIZE         message size in bytes, echo and broadcast [32]
+#   BENCH_RECEIVERS    broadcast receivers [500]
+#   BENCH_SENDERS      broadcast senders [5]
+#   BENCH_RATE         messages/s per sender, broadcast [100]
+#   BENCH_LIGHT_RATE   messages/s per sender, broadcast-light [10]
+#   BENCH_IDLE_CONNS   idle connections [5000; quick 1000]
+#   BENCH_IDLE_CONCURRENCY  handshakes in flight while opening them [64]
+#   BENCH_IDLE_PATH    path the idle connections open [/echo]
+#   BENCH_CODEC_CELL_MS  time per codec cell in ms [500; quick 150]
+#   BENCH_PORT         first port; each server start takes the next one [23400]
+#   BENCH_PIN          1: pin with taskset; 0: don't [1]
+#   BENCH_SERVER_CPU / BENCH_GEN_CPU  CPUs for the server and the generator [0 / 1]
+#   BENCH_BUILD        0: skip cargo builds and npm (use what is built) [1]
+#   BENCH_OUT          file to write the tables to [bench/results/run-DATE.md]
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+PEERS="$BENCH_DIR/peers"
+
+QUICK=${BENCH_QUICK:-0}
+if [[ $QUICK == 1 ]]; then q_dur=3 q_idle=1000 q_cell=150; else q_dur=10 q_idle=5000 q_cell=500; fi
+TARGETS=${BENCH_TARGETS:-wschat tungstenite uws ws nodejs-websocket}
+SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light idle}
+DURATION=${BENCH_DURATION:-$q_dur}
+ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
+SIZE=${BENCH_SIZE:-32}
+RECEIVERS=${BENCH_RECEIVERS:-500}
+SENDERS=${BENCH_SENDERS:-5}
+RATE=${BENCH_RATE:-100}
+LIGHT_RATE=${BENCH_LIGHT_RATE:-10}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-$q_idle}
+IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
+IDLE_PATH=${BENCH_IDLE_PATH:-/echo}
+CODEC_CELL_MS=${BENCH_CODEC_CELL_MS:-$q_cell}
+PORT=${BENCH_PORT:-23400}
+PIN=${BENCH_PIN:-1}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+GEN_CPU=${BENCH_GEN_CPU:-1}
+BUILD=${BENCH_BUILD:-1}
+mkdir -p "$BENCH_DIR/results"
+OUT=${BENCH_OUT:-$BENCH_DIR/results/run-$(date -u +%Y%m%d-%H%M%S).md}
+
+WSCHAT="$ROOT/target/release/wschat"
+BIN="$BENCH_DIR/target/release"
+WSLOAD="$BIN/wsload"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+# Everything printed to stdout also goes to the results file.
+emit() { printf '%s\n' "$*" | tee -a "$OUT"; }
+
+# ------------------------------------------------------------------ checks
+command -v cargo >/dev/null || die "cargo is missing (install Rust with rustup)"
+if [[ $PIN == 1 ]]; then
+    command -v taskset >/dev/null ||
+        die "taskset is missing: apt-get install util-linux (or run with BENCH_PIN=0)"
+    ncpu=$(nproc)
+    ((ncpu >= 2)) || { log "only $ncpu CPU: not pinning"; PIN=0; }
+fi
+if [[ $PIN == 1 ]]; then
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PIN_GEN=(taskset -c "$GEN_CPU")
+else
+    PIN_SERVER=()
+    PIN_GEN=()
+fi
+command -v timeout >/dev/null || die "timeout (coreutils) is missing"
+
+needs_node=0
+for t in $TARGETS; do
+    case $t in
+        wschat | tungstenite) ;;
+        uws | ws | nodejs-websocket) needs_node=1 ;;
+        *) die "unknown target $t (known: wschat tungstenite uws ws nodejs-websocket)" ;;
+    esac
+done
+for s in $SCENARIOS; do
+    case $s in
+        codec | echo | broadcast | broadcast-light | idle) ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light idle)" ;;
+    esac
+done
+NODE_ERROR=""
+if ((needs_node)); then
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        NODE_ERROR="node and npm are not installed"
+        log "run.sh: $NODE_ERROR: the Node peers will be n/a"
+    fi
+fi
+
+# Servers and the generator need a descriptor per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (($(ulimit -n) < IDLE_CONNS + 200)); then
+    log "run.sh: open-file limit $(ulimit -n) is below the $IDLE_CONNS idle connections"
+fi
+
+# ------------------------------------------------------------------ build
+if [[ $BUILD == 1 ]]; then
+    log "==> cargo build --release (wschat)"
+    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin wschat >&2 ||
+        die "wschat did not build"
+    log "==> cargo build --release (bench)"
+    cargo build --release --manifest-path "$BENCH_DIR/Cargo.toml" >&2 ||
+        die "bench/ did not build"
+    if ((needs_node)) && [[ -z $NODE_ERROR ]]; then
+        if [[ ! -f $PEERS/node_modules/.package-lock.json ||
+            $PEERS/package-lock.json -nt $PEERS/node_modules/.package-lock.json ]]; then
+            log "==> npm ci (bench/peers)"
+            (cd "$PEERS" && npm ci --no-audit --no-fund >&2) || NODE_ERROR="npm ci failed"
+        fi
+    fi
+fi
+[[ -x $WSLOAD ]] || die "$WSLOAD is missing: run with BENCH_BUILD=1"
+
+# ------------------------------------------------------------------ servers
+SERVER_PID=""
+SERVER_TMP=""
+NOTES=()
+
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 30); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+    if [[ -n $SERVER_TMP ]]; then
+        rm -rf "$SERVER_TMP"
+        SERVER_TMP=""
+    fi
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+server_command() { # target port -> SERVER_CMD
+    local target=$1 port=$2
+    case $target in
+        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0) ;;
+        tungstenite) SERVER_CMD=("$BIN/tungstenite-peer" "$port") ;;
+        uws) SERVER_CMD=(node "$PEERS/uws-server.js" "$port") ;;
+        ws) SERVER_CMD=(node "$PEERS/ws-server.js" "$port") ;;
+        nodejs-websocket) SERVER_CMD=(node "$PEERS/nodejs-websocket-server.js" "$port") ;;
+    esac
+}
+
+# Start SERVER_CMD in a fresh temporary directory (wschat's data directory
+# goes there too), pinned, and wait until it listens. Sets SERVER_PID, or
+# SERVER_ERROR and returns 1.
+launch() {
+    local port=$1
+    SERVER_TMP=$(mktemp -d "${TMPDIR:-/tmp}/wschat-bench.XXXXXX")
+    (cd "$SERVER_TMP" && WSCHAT_DATA_DIR="$SERVER_TMP/data" exec "${PIN_SERVER[@]}" "${SERVER_CMD[@]}") \
+        >"$SERVER_TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    local deadline=$((SECONDS + 20))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            SERVER_ERROR="the server exited: $(grep -v '^\s*$' "$SERVER_TMP/server.log" | tail -1 | cut -c1-200)"
+            return 1
+        fi
+        if "$WSLOAD" wait-port --port "$port" --timeout 0.2 2>/dev/null; then
+            sleep 0.3 # let the probe connection go away before measuring
+            return 0
+        fi
+    done
+    SERVER_ERROR="nothing listened on port $port within 20 s"
+    stop_server
+    return 1
+}
+
+start_server() { # target port
+    local target=$1 port=$2
+    SERVER_ERROR=""
+    if [[ $target == uws || $target == ws || $target == nodejs-websocket ]] && [[ -n $NODE_ERROR ]]; then
+        SERVER_ERROR=$NODE_ERROR
+        return 1
+    fi
+    server_command "$target" "$port"
+    if launch "$port"; then return 0; fi
+    if [[ $target == wschat ]]; then
+        # An older wschat without a rate limit flag: run without it, and say so.
+        local first_error=$SERVER_ERROR
+        rm -rf "$SERVER_TMP"
+        SERVER_TMP=""
+        SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port")
+        if launch "$port"; then
+            local note="wschat refused \`--rate-limit 0\` (${first_error#the server exited: }); it ran without that flag."
+            [[ " ${NOTES[*]-} " == *"refused"* ]] || NOTES+=("$note")
+            return 0
+        fi
+    fi
+    return 1
+}
+
+PORT_NEXT=$PORT
+run_one() { # scenario target
+    local scenario=$1 target=$2
+    # Skip ports someone else listens on: the generator must reach our server.
+    while "$WSLOAD" wait-port --port "$PORT_NEXT" --timeout 0 2>/dev/null; do
+        PORT_NEXT=$((PORT_NEXT + 1))
+    done
+    local port=$PORT_NEXT
+    PORT_NEXT=$((PORT_NEXT + 1))
+    if ! start_server "$target" "$port"; then
+        emit "| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
+        stop_server
+        return
+    fi
+    local args=(--port "$port" --pid "$SERVER_PID" --target "$target")
+    case $scenario in
+        echo) args=(echo "${args[@]}" --conns "$ECHO_CONNS" --size "$SIZE" --duration "$DURATION") ;;
+        broadcast | broadcast-light)
+            local rate=$RATE
+            [[ $scenario == broadcast-light ]] && rate=$LIGHT_RATE
+            args=(broadcast "${args[@]}" --receivers "$RECEIVERS" --senders "$SENDERS"
+                --rate "$rate" --size "$SIZE" --duration "$DURATION")
+            ;;
+        idle) args=(idle "${args[@]}" --conns "$IDLE_CONNS" --concurrency "$IDLE_CONCURRENCY"
+            --path "$IDLE_PATH" --hold 1) ;;
+    esac
+    local err="$SERVER_TMP/generator.err" row
+    # Bounded in time whatever happens.
+    if row=$(timeout --kill-after=5 $((DURATION * 3 + 90)) "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
+        emit "$row"
+    else
+        local why
+        why=$(grep -v '^\s*$' "$err" | tail -1 | sed 's/^error: //' | cut -c1-200)
+        [[ -n $why ]] || why="the generator failed or timed out"
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then why="$why; the server died: $(tail -1 "$SERVER_TMP/server.log" | cut -c1-120)"; fi
+        emit "| $target | n/a (error: ${why//|/\\|}) |"
+    fi
+    stop_server
+}
+
+describe() { # scenario -> one line
+    case $1 in
+        codec) echo "In-process codec, payload GB/s (decode: masked client binary frames, read in 128 KiB pieces; encode: unmasked server frames); ~${CODEC_CELL_MS} ms per cell." ;;
+        echo) echo "$ECHO_CONNS connections to /echo, $SIZE-byte text messages, closed loop, ${DURATION} s. CPU = server utime+stime per message." ;;
+        broadcast | broadcast-light)
+            local rate=$RATE
+            [[ $1 == broadcast-light ]] && rate=$LIGHT_RATE
+            echo "$RECEIVERS receivers and $SENDERS senders on /, each sender ${rate} msg/s of $SIZE bytes, ${DURATION} s. Deliveries/s counts receiver deliveries inside the send window; lost = sent × receivers − delivered after up to 5 s of draining; CPU = server utime+stime per delivery."
+            ;;
+        idle) echo "$IDLE_CONNS connections to $IDLE_PATH opened with $IDLE_CONCURRENCY handshakes in flight, then held; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
+    esac
+}
+
+# ------------------------------------------------------------------ run
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+wschat_size=$(stat -c %s "$WSCHAT" 2>/dev/null || echo "?")
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+emit "## wschat benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+emit ""
+emit "Machine: $(nproc) CPUs (${cpu_model:-unknown CPU}), $(uname -sr). wschat at commit $commit (working tree as built), release binary $wschat_size bytes."
+if [[ $PIN == 1 ]]; then
+    emit "Server pinned to CPU $SERVER_CPU, generator to CPU $GEN_CPU (taskset)."
+else
+    emit "Not pinned."
+fi
+[[ $QUICK == 1 ]] && emit "Quick run (BENCH_QUICK=1): shorter and smaller than the full run."
+emit ""
+
+for scenario in $SCENARIOS; do
+    NOTES=()
+    emit "### $scenario"
+    emit ""
+    emit "$(describe "$scenario")"
+    emit ""
+    if [[ $scenario == codec ]]; then
+        if table=$("${PIN_GEN[@]}" "$BIN/codec" --cell-ms "$CODEC_CELL_MS" 2>&1); then
+            emit "$table"
+        else
+            emit "n/a (error: $(tail -1 <<<"$table"))"
+        fi
+        emit ""
+        continue
+    fi
+    emit "$("$WSLOAD" header "$scenario")"
+    for target in $TARGETS; do
+        log "==> $scenario: $target"
+        run_one "$scenario" "$target"
+    done
+    emit ""
+    for note in "${NOTES[@]}"; do emit "Note: $note"; done
+    ((${#NOTES[@]} == 0)) || emit ""
+done
+log "tables written to $OUT"

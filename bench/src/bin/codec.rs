@@ -1,0 +1,269 @@
+//! In-process codec throughput: wschat's codec beside tungstenite's on the
+//! same bytes, and beside a plain memcpy of those bytes (the physical limit).
+//!
+//! Rows: decode+unmask of masked client binary frames (the server's receive
+//! path), encode of unmasked server frames (the server's send path), memcpy.
+//! Columns: payload sizes. Each cell runs for about `--cell-ms` (default 500)
+//! after a calibration, and reports payload bytes per second in GB/s (10^9).
+//!
+//! Both decoders are fed the way a socket feeds them: the "socket" bytes are
+//! copied into the codec's read buffer in reads of at most 128 KiB (for
+//! tungstenite through its `Read`-based API, for wschat into a buffer that is
+//! then handed to `Decoder::decode`), so each pays one copy standing in for
+//! read(2).
+//!
+//! Usage: codec [--cell-ms N] [--sizes 16,1024,65536,1048576]
+
+use std::hint::black_box;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::Frame as TFrame;
+use tungstenite::protocol::frame::coding::{Data as TData, OpCode as TOpCode};
+use tungstenite::protocol::{Role as TRole, WebSocketConfig, WebSocketContext};
+use wschat::ws::frame::{OpCode, encode_frame};
+use wschat::ws::{Decoder, Limits, Message, Role};
+
+/// Bytes one simulated read(2) hands the codec.
+const READ_CHUNK: usize = 128 * 1024;
+/// The input of one decode pass holds at least this many bytes of frames.
+const BATCH_BYTES: usize = 1 << 20;
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One benchmark: payload size and time per cell in, payload bytes/s out.
+type Cell = fn(usize, Duration) -> f64;
+
+fn main() {
+    let mut cell = Duration::from_millis(500);
+    let mut sizes = vec![16usize, 1024, 64 * 1024, 1024 * 1024];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--cell-ms" => cell = Duration::from_millis(value.parse().expect("--cell-ms N")),
+            "--sizes" => {
+                sizes = value
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--sizes 16,1024,..."))
+                    .collect()
+            }
+            "--help" | "-h" => {
+                println!("usage: codec [--cell-ms N] [--sizes 16,1024,65536,1048576]");
+                return;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+
+    let rows: [(&str, Cell); 5] = [
+        ("wschat decode+unmask", wschat_decode),
+        ("tungstenite decode+unmask", tungstenite_decode),
+        ("wschat encode", wschat_encode),
+        ("tungstenite encode", tungstenite_encode),
+        ("memcpy (limit)", memcpy),
+    ];
+    print!("| codec, GB/s of payload |");
+    for &size in &sizes {
+        print!(" {} |", size_name(size));
+    }
+    println!();
+    print!("|---|");
+    for _ in &sizes {
+        print!("---:|");
+    }
+    println!();
+    for (name, run) in rows {
+        print!("| {name} |");
+        for &size in &sizes {
+            let bytes_per_sec = run(size, cell);
+            print!(" {:.2} |", bytes_per_sec / 1e9);
+            io::stdout().flush().ok();
+        }
+        println!();
+    }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1024 && size.is_multiple_of(1024) {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// Run `pass` (which handles `bytes_per_pass` payload bytes) for about
+/// `cell`, after doubling the pass count until a batch takes 50 ms; returns
+/// payload bytes per second.
+fn measure(cell: Duration, bytes_per_pass: usize, mut pass: impl FnMut()) -> f64 {
+    let mut n: u64 = 1;
+    let per_pass = loop {
+        let start = Instant::now();
+        for _ in 0..n {
+            pass();
+        }
+        let took = start.elapsed();
+        if took >= Duration::from_millis(50) || n >= 1 << 30 {
+            break took.as_secs_f64() / n as f64;
+        }
+        n *= 2;
+    };
+    let n = ((cell.as_secs_f64() / per_pass).ceil() as u64).max(1);
+    let start = Instant::now();
+    for _ in 0..n {
+        pass();
+    }
+    let took = start.elapsed().as_secs_f64();
+    (n as f64 * bytes_per_pass as f64) / took
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 31 + 7) as u8).collect()
+}
+
+/// Frames per pass: enough that a pass holds about 1 MiB (at least one).
+fn frames_per_pass(size: usize) -> usize {
+    (BATCH_BYTES / size.max(1)).max(1)
+}
+
+/// Masked client binary frames of `size`, as a client puts them on the wire.
+fn masked_stream(size: usize) -> (Vec<u8>, usize) {
+    let data = payload(size);
+    let count = frames_per_pass(size);
+    let mut wire = Vec::new();
+    for _ in 0..count {
+        encode_frame(&mut wire, true, OpCode::Binary, &data, Some(MASK));
+    }
+    (wire, count)
+}
+
+fn limits(size: usize) -> Limits {
+    Limits {
+        max_frame_size: size.max(1 << 20) * 2,
+        max_message_size: size.max(1 << 20) * 2,
+    }
+}
+
+fn wschat_decode(size: usize, cell: Duration) -> f64 {
+    let (wire, count) = masked_stream(size);
+    let mut decoder = Decoder::new(Role::Server, limits(size));
+    let mut read_buf = vec![0u8; READ_CHUNK];
+    measure(cell, size * count, || {
+        let mut got = 0;
+        for chunk in wire.chunks(READ_CHUNK) {
+            // The stand-in for read(2): the bytes land in the read buffer.
+            read_buf[..chunk.len()].copy_from_slice(chunk);
+            let mut input: &[u8] = &read_buf[..chunk.len()];
+            while !input.is_empty() {
+                match decoder.decode(&mut input) {
+                    Ok(Some(Message::Binary(data))) => {
+                        black_box(&data);
+                        got += 1;
+                    }
+                    Ok(Some(other)) => panic!("unexpected {other:?}"),
+                    Ok(None) => break,
+                    Err(e) => panic!("wschat decode failed: {e}"),
+                }
+            }
+        }
+        assert_eq!(got, count);
+    })
+}
+
+/// An in-memory socket: reads come from `wire` at most `READ_CHUNK` at a
+/// time; writes are discarded.
+struct MemSocket<'a> {
+    wire: &'a [u8],
+    pos: usize,
+}
+
+impl Read for MemSocket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(READ_CHUNK).min(self.wire.len() - self.pos);
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        buf[..n].copy_from_slice(&self.wire[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for MemSocket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn tungstenite_decode(size: usize, cell: Duration) -> f64 {
+    let (wire, count) = masked_stream(size);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .max_frame_size(Some(size.max(1 << 20) * 2))
+        .max_message_size(Some(size.max(1 << 20) * 2));
+    let mut ctx = WebSocketContext::new(TRole::Server, Some(config));
+    measure(cell, size * count, || {
+        let mut socket = MemSocket {
+            wire: &wire,
+            pos: 0,
+        };
+        for _ in 0..count {
+            match ctx.read(&mut socket) {
+                Ok(tungstenite::Message::Binary(data)) => {
+                    black_box(&data);
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => panic!("tungstenite decode failed: {e}"),
+            }
+        }
+        assert_eq!(socket.pos, wire.len());
+    })
+}
+
+fn wschat_encode(size: usize, cell: Duration) -> f64 {
+    let data = payload(size);
+    let count = frames_per_pass(size);
+    let mut out = Vec::with_capacity(size + 16);
+    measure(cell, size * count, || {
+        for _ in 0..count {
+            out.clear();
+            encode_frame(&mut out, true, OpCode::Binary, black_box(&data), None);
+            black_box(&out);
+        }
+    })
+}
+
+fn tungstenite_encode(size: usize, cell: Duration) -> f64 {
+    // A `Bytes` made once and cloned (a reference count), so that building
+    // the frame does not copy the payload: only formatting it does.
+    let data = tungstenite::Bytes::from(payload(size));
+    let count = frames_per_pass(size);
+    let mut out = Vec::with_capacity(size + 16);
+    measure(cell, size * count, || {
+        for _ in 0..count {
+            out.clear();
+            let frame =
+                TFrame::message(black_box(data.clone()), TOpCode::Data(TData::Binary), true);
+            frame.format(&mut out).expect("format into a Vec");
+            black_box(&out);
+        }
+    })
+}
+
+fn memcpy(size: usize, cell: Duration) -> f64 {
+    let data = payload(size);
+    let count = frames_per_pass(size);
+    let mut out = vec![0u8; size];
+    measure(cell, size * count, || {
+        for _ in 0..count {
+            out.copy_from_slice(black_box(&data));
+            black_box(&out);
+        }
+    })
+}

@@ -1,0 +1,785 @@
+//! The load generator: one async client process (tokio, one thread, no
+//! thread per connection) that drives a WebSocket server on 127.0.0.1 and
+//! prints one markdown table row per run.
+//!
+//! ```text
+//! wsload header SCENARIO                 the table head for a scenario
+//! wsload echo      --port P [--pid PID] [--target NAME] [--conns 50] [--size 32] [--duration 10]
+//! wsload broadcast --port P [--pid PID] [--target NAME] [--receivers 500] [--senders 5]
+//!                  [--rate 100] [--size 32] [--duration 10]
+//! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
+//!                  [--path /echo] [--hold 1]
+//! wsload wait-port --port P [--timeout 10]
+//! ```
+//!
+//! `--pid` names the server process: its CPU time (utime+stime from
+//! /proc/PID/stat), resident memory (VmRSS) and thread count (Threads, from
+//! /proc/PID/status) are read before and after the measured window. Every
+//! loop is bounded in count and time; only loopback addresses are accepted.
+//! On failure the error goes to stderr as one line and the exit code is 1.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Error = String;
+
+/// Time allowed for one TCP connect plus handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections opened at once while setting up echo and broadcast.
+const SETUP_CONCURRENCY: usize = 64;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first().cloned() else {
+        eprintln!("usage: wsload header|echo|broadcast|idle|wait-port [--flag value]...");
+        return ExitCode::from(2);
+    };
+    let opts = match Opts::parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if command == "header" {
+        let scenario = args.get(1).map(String::as_str).unwrap_or("");
+        return match header(scenario) {
+            Some(h) => {
+                println!("{h}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no scenario {scenario:?}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match command.as_str() {
+            "echo" => echo(&opts).await,
+            "broadcast" => broadcast(&opts).await,
+            "idle" => idle(&opts).await,
+            "wait-port" => wait_port(&opts).await.map(|()| String::new()),
+            other => Err(format!("unknown scenario {other:?}")),
+        }
+    });
+    // Close whatever is left without waiting for a graceful shutdown.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(row) => {
+            if !row.is_empty() {
+                println!("{row}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn header(scenario: &str) -> Option<&'static str> {
+    Some(match scenario {
+        "echo" => {
+            "| target | conns | msgs/s | RTT p50 ms | RTT p99 ms | server CPU µs/msg | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|"
+        }
+        "broadcast" | "broadcast-light" => {
+            "| target | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
+        "idle" => {
+            "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------- options
+
+struct Opts {
+    host: IpAddr,
+    port: u16,
+    pid: Option<u32>,
+    target: String,
+    duration: Duration,
+    conns: usize,
+    size: usize,
+    receivers: usize,
+    senders: usize,
+    rate: f64,
+    concurrency: usize,
+    path: String,
+    hold: Duration,
+    timeout: Duration,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Opts, Error> {
+        let mut o = Opts {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            pid: None,
+            target: "server".into(),
+            duration: Duration::from_secs(10),
+            conns: 0,
+            size: 32,
+            receivers: 500,
+            senders: 5,
+            rate: 100.0,
+            concurrency: 64,
+            path: "/echo".into(),
+            hold: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let flag = args[i].as_str();
+            if !flag.starts_with("--") {
+                i += 1; // the scenario name after `header`
+                continue;
+            }
+            let v = args
+                .get(i + 1)
+                .ok_or_else(|| format!("{flag} needs a value"))?
+                .as_str();
+            let num = |v: &str| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("{flag}: {v:?} is not a number"))
+            };
+            match flag {
+                "--host" => {
+                    o.host = v
+                        .parse()
+                        .map_err(|_| format!("--host: {v:?} is not an IP address"))?;
+                    if !o.host.is_loopback() {
+                        return Err(format!("--host {v}: only loopback addresses are allowed"));
+                    }
+                }
+                "--port" => o.port = num(v)? as u16,
+                "--pid" => o.pid = Some(num(v)? as u32),
+                "--target" => o.target = v.to_string(),
+                "--duration" => o.duration = Duration::from_secs_f64(num(v)?),
+                "--conns" => o.conns = num(v)? as usize,
+                "--size" => o.size = (num(v)? as usize).max(32),
+                "--receivers" => o.receivers = num(v)? as usize,
+                "--senders" => o.senders = num(v)? as usize,
+                "--rate" => o.rate = num(v)?,
+                "--concurrency" => o.concurrency = (num(v)? as usize).max(1),
+                "--path" => o.path = v.to_string(),
+                "--hold" => o.hold = Duration::from_secs_f64(num(v)?),
+                "--timeout" => o.timeout = Duration::from_secs_f64(num(v)?),
+                other => return Err(format!("unknown flag {other}")),
+            }
+            i += 2;
+        }
+        if o.duration > Duration::from_secs(600) {
+            return Err("--duration is capped at 600 s".into());
+        }
+        Ok(o)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+// ---------------------------------------------------------------- /proc
+
+/// Server CPU time (user + system, all threads) in seconds.
+fn proc_cpu(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name is in parentheses and may hold spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of the line (utime, stime); `rest` starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// A number from /proc/PID/status (`VmRSS` in KiB, `Threads`).
+fn proc_status(pid: Option<u32>, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// This process's CPU time in seconds.
+fn self_cpu() -> f64 {
+    // SAFETY: getrusage writes into the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Measures the generator's own CPU and the server's over a window.
+struct Window {
+    started: Instant,
+    server_cpu: Option<f64>,
+    self_cpu: f64,
+}
+
+impl Window {
+    fn start(pid: Option<u32>) -> Window {
+        Window {
+            started: Instant::now(),
+            server_cpu: proc_cpu(pid),
+            self_cpu: self_cpu(),
+        }
+    }
+
+    /// (wall seconds, server CPU seconds, generator CPU share of one core)
+    fn end(&self, pid: Option<u32>) -> (f64, Option<f64>, f64) {
+        let wall = self.started.elapsed().as_secs_f64();
+        let server = match (self.server_cpu, proc_cpu(pid)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        (wall, server, (self_cpu() - self.self_cpu) / wall)
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+fn client_config() -> WebSocketConfig {
+    // Small read buffers: thousands of connections share one process.
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> Result<Ws, Error> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let url = format!("ws://{addr}{path}");
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            url,
+            MaybeTlsStream::Plain(tcp),
+            Some(client_config()),
+        )
+        .await
+        .map_err(|e| format!("handshake on {path}: {e}"))?;
+        Ok(ws)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| format!("connect to {path}: no handshake in {CONNECT_TIMEOUT:?}"))?
+}
+
+/// Open `n` connections with at most `in_flight` handshakes at once.
+/// Returns the connections and the errors, in no particular order.
+async fn connect_many(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    in_flight: usize,
+) -> (Vec<Ws>, Vec<Error>) {
+    let gate = Arc::new(Semaphore::new(in_flight));
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let gate = gate.clone();
+        let path = path.to_string();
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            connect(addr, &path).await
+        });
+    }
+    let mut ok = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(ws)) => ok.push(ws),
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (ok, errors)
+}
+
+async fn connect_all(addr: SocketAddr, path: &str, n: usize) -> Result<Vec<Ws>, Error> {
+    let (ok, errors) = connect_many(addr, path, n, SETUP_CONCURRENCY).await;
+    match errors.first() {
+        None => Ok(ok),
+        Some(e) => Err(format!(
+            "{} of {n} connections to {path} failed: {e}",
+            errors.len()
+        )),
+    }
+}
+
+/// (p50, p99) of microsecond samples, in milliseconds.
+fn percentiles(samples: &mut [u32]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i] as f64 / 1000.0
+    };
+    (at(0.50), at(0.99))
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "?".into(),
+    }
+}
+
+fn fmt_ms(v: f64) -> String {
+    if !v.is_finite() {
+        "?".into()
+    } else if v < 10.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn pct(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+// ---------------------------------------------------------------- wait-port
+
+async fn wait_port(o: &Opts) -> Result<(), Error> {
+    let deadline = Instant::now() + o.timeout;
+    loop {
+        if TcpStream::connect(o.addr()).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nothing listens on {} after {:?}",
+                o.addr(),
+                o.timeout
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------- echo
+
+async fn echo(o: &Opts) -> Result<String, Error> {
+    let conns = if o.conns == 0 { 50 } else { o.conns };
+    let clients = connect_all(o.addr(), "/echo", conns).await?;
+    let text: String = "e".repeat(o.size);
+    let window = Window::start(o.pid);
+    let deadline = tokio::time::Instant::now() + o.duration;
+    let mut set = JoinSet::new();
+    for mut ws in clients {
+        let text = text.clone();
+        set.spawn(async move {
+            let mut rtts: Vec<u32> = Vec::with_capacity(1 << 16);
+            while tokio::time::Instant::now() < deadline {
+                let sent = Instant::now();
+                ws.send(Message::text(text.clone()))
+                    .await
+                    .map_err(|e| format!("echo send: {e}"))?;
+                // Bounded: a server that stops answering ends the run.
+                let reply = tokio::time::timeout_at(deadline + Duration::from_secs(5), async {
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) => return Ok(t),
+                            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                            Some(Ok(other)) => return Err(format!("echo: unexpected {other}")),
+                            Some(Err(e)) => return Err(format!("echo read: {e}")),
+                            None => return Err("echo: the server closed the connection".into()),
+                        }
+                    }
+                })
+                .await
+                .map_err(|_| "echo: no reply within 5 s of the deadline".to_string())??;
+                if reply.as_str() != text {
+                    return Err("echo: the reply differs from what was sent".into());
+                }
+                rtts.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+            Ok::<_, Error>((ws, rtts))
+        });
+    }
+    let mut rtts = Vec::new();
+    let mut keep = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (ws, mut r) = joined.map_err(|e| e.to_string())??;
+        rtts.append(&mut r);
+        keep.push(ws);
+    }
+    let (wall, server_cpu, gen_cpu) = window.end(o.pid);
+    drop(keep);
+    let count = rtts.len() as f64;
+    let (p50, p99) = percentiles(&mut rtts);
+    Ok(format!(
+        "| {} | {} | {:.0} | {} | {} | {} | {} |",
+        o.target,
+        conns,
+        count / wall,
+        fmt_ms(p50),
+        fmt_ms(p99),
+        fmt_opt(server_cpu.map(|c| c * 1e6 / count), 2),
+        pct(gen_cpu),
+    ))
+}
+
+// ---------------------------------------------------------------- broadcast
+
+/// The text a sender sends: a marker, the sender, the sequence number and
+/// the send time in microseconds since the generator started, padded.
+fn probe_text(sender: usize, seq: u64, size: usize) -> String {
+    let mut s = format!("B{sender} {seq} {} ", now_us());
+    while s.len() < size {
+        s.push('.');
+    }
+    s
+}
+
+/// The send time out of a probe text, if it is one.
+fn parse_probe(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix('B')?;
+    let mut parts = rest.split(' ');
+    let _sender: u32 = parts.next()?.parse().ok()?;
+    let _seq: u64 = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
+}
+
+#[derive(serde::Deserialize)]
+struct ServerMessage<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// The send time carried by a message from the server: plain text (the
+/// peers relay it as is) or wschat's `{"type":"chat",...,"text":"..."}`.
+/// Other messages (welcome, users, history, join, leave, ...) give `None`.
+fn probe_time(message: &str) -> Option<u64> {
+    if message.starts_with('{') {
+        let parsed: ServerMessage = serde_json::from_str(message).ok()?;
+        if parsed.kind.as_deref() != Some("chat") {
+            return None;
+        }
+        parse_probe(&parsed.text?)
+    } else {
+        parse_probe(message)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Every message the receivers saw, of any kind (for settling).
+    any: AtomicU64,
+    /// Probe deliveries to receivers, and those inside the send window.
+    delivered: AtomicU64,
+    in_window: AtomicU64,
+    /// Probes sent.
+    sent: AtomicU64,
+    /// Receivers whose connection ended early.
+    dropped: AtomicU64,
+}
+
+async fn wait_quiet(counter: &AtomicU64, quiet: Duration, max: Duration) {
+    let end = Instant::now() + max;
+    let mut last = counter.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    while Instant::now() < end && since.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counter.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
+async fn broadcast(o: &Opts) -> Result<String, Error> {
+    let addr = o.addr();
+    let receivers = connect_all(addr, "/", o.receivers).await?;
+    let senders = connect_all(addr, "/", o.senders).await?;
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let window_end_us = Arc::new(AtomicU64::new(u64::MAX));
+
+    let mut receiver_set = JoinSet::new();
+    for mut ws in receivers {
+        let counters = counters.clone();
+        let mut stop = stop_rx.clone();
+        let window_end_us = window_end_us.clone();
+        receiver_set.spawn(async move {
+            let mut latencies: Vec<u32> = Vec::new();
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    next = ws.next() => next,
+                };
+                match next {
+                    Some(Ok(Message::Text(text))) => {
+                        counters.any.fetch_add(1, Ordering::Relaxed);
+                        if let Some(sent) = probe_time(text.as_str()) {
+                            let now = now_us();
+                            latencies.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+                            counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            if now <= window_end_us.load(Ordering::Relaxed) {
+                                counters.in_window.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {
+                        counters.any.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(_)) | None => {
+                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            (ws, latencies)
+        });
+    }
+    // The senders read too (they are members of the room), and discard.
+    let mut sinks = Vec::new();
+    let mut drains = JoinSet::new();
+    for ws in senders {
+        let (sink, mut stream) = ws.split();
+        sinks.push(sink);
+        let mut stop = stop_rx.clone();
+        drains.spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    next = stream.next() => if !matches!(next, Some(Ok(_))) { break },
+                }
+            }
+            stream
+        });
+    }
+
+    // Let join notices, user lists and history settle before measuring.
+    wait_quiet(
+        &counters.any,
+        Duration::from_millis(300),
+        Duration::from_secs(5),
+    )
+    .await;
+    let base_delivered = counters.delivered.load(Ordering::Relaxed);
+    if base_delivered != 0 {
+        return Err("probes arrived before any were sent".into());
+    }
+
+    let window = Window::start(o.pid);
+    let start = tokio::time::Instant::now();
+    window_end_us.store(now_us() + o.duration.as_micros() as u64, Ordering::Relaxed);
+    let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
+    let per_sender = (o.duration.as_secs_f64() * o.rate).floor() as u64;
+    let mut sender_set = JoinSet::new();
+    for (id, mut sink) in sinks.into_iter().enumerate() {
+        let counters = counters.clone();
+        let size = o.size;
+        // Spread the senders' ticks over one period.
+        let offset = period.mul_f64(id as f64 / o.senders.max(1) as f64);
+        let hard_stop = start + o.duration + Duration::from_secs(5);
+        sender_set.spawn(async move {
+            for seq in 0..per_sender {
+                let at = start + offset + period.mul_f64(seq as f64);
+                tokio::time::sleep_until(at).await;
+                if tokio::time::Instant::now() >= hard_stop {
+                    break; // the server holds us back: stop offering
+                }
+                sink.send(Message::text(probe_text(id, seq, size)))
+                    .await
+                    .map_err(|e| format!("sender {id}: {e}"))?;
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, Error>(sink)
+        });
+    }
+    let mut sinks = Vec::new();
+    let mut send_error = None;
+    while let Some(joined) = sender_set.join_next().await {
+        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(sink) => sinks.push(sink),
+            Err(e) => send_error = Some(e),
+        }
+    }
+    let sent = counters.sent.load(Ordering::Relaxed);
+    let alive = o.receivers as u64;
+    let expected = sent * alive;
+    // Drain: until every delivery arrived, or none for 1 s, at most 5 s.
+    let drain_end = Instant::now() + Duration::from_secs(5);
+    let mut last = counters.delivered.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    while Instant::now() < drain_end && since.elapsed() < Duration::from_secs(1) {
+        let now = counters.delivered.load(Ordering::Relaxed);
+        if now >= expected {
+            break;
+        }
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let server_cpu = match (window.server_cpu, proc_cpu(o.pid)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let gen_cpu = (self_cpu() - window.self_cpu) / window.started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+
+    let mut latencies = Vec::new();
+    let mut keep = Vec::new();
+    while let Some(joined) = receiver_set.join_next().await {
+        let (ws, mut l) = joined.map_err(|e| e.to_string())?;
+        latencies.append(&mut l);
+        keep.push(ws);
+    }
+    while drains.join_next().await.is_some() {}
+    drop((keep, sinks));
+    if let Some(e) = send_error {
+        return Err(e);
+    }
+
+    let delivered = counters.delivered.load(Ordering::Relaxed);
+    let in_window = counters.in_window.load(Ordering::Relaxed);
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    let (p50, p99) = percentiles(&mut latencies);
+    let secs = o.duration.as_secs_f64();
+    let lost = expected.saturating_sub(delivered);
+    let lost = if dropped > 0 {
+        format!("{lost} ({dropped} receivers dropped)")
+    } else {
+        lost.to_string()
+    };
+    Ok(format!(
+        "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+        o.target,
+        o.receivers,
+        o.senders as f64 * o.rate * o.receivers as f64,
+        in_window as f64 / secs,
+        fmt_ms(p50),
+        fmt_ms(p99),
+        lost,
+        fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2),
+        pct(gen_cpu),
+    ))
+}
+
+// ---------------------------------------------------------------- idle
+
+async fn idle(o: &Opts) -> Result<String, Error> {
+    let n = if o.conns == 0 { 5000 } else { o.conns };
+    let rss_before = proc_status(o.pid, "VmRSS");
+    let threads_before = proc_status(o.pid, "Threads");
+    let window = Window::start(o.pid);
+    let (clients, errors) = connect_many(o.addr(), &o.path, n, o.concurrency).await;
+    let (wall, _, gen_cpu) = window.end(o.pid);
+    if clients.is_empty() {
+        return Err(format!(
+            "no connection to {} opened: {}",
+            o.path,
+            errors.first().map_or("", String::as_str)
+        ));
+    }
+    let opened = clients.len();
+    // Let the server finish setting up after the last handshake.
+    tokio::time::sleep(o.hold).await;
+    let rss_after = proc_status(o.pid, "VmRSS");
+    let threads_after = proc_status(o.pid, "Threads");
+    drop(clients);
+    let per = |a: Option<u64>, b: Option<u64>, scale: f64| match (a, b) {
+        (Some(a), Some(b)) => Some((b as f64 - a as f64) * scale / opened as f64),
+        _ => None,
+    };
+    let mib = |v: Option<u64>| fmt_opt(v.map(|k| k as f64 / 1024.0), 1);
+    let conns = if errors.is_empty() {
+        opened.to_string()
+    } else {
+        format!("{opened} of {n} ({})", errors[0])
+    };
+    Ok(format!(
+        "| {} | {} | {:.0} | {} | {} | {} | {}→{} | {} | {} |",
+        o.target,
+        conns,
+        opened as f64 / wall,
+        mib(rss_before),
+        mib(rss_after),
+        fmt_opt(per(rss_before, rss_after, 1.0), 1),
+        threads_before.map_or("?".into(), |t| t.to_string()),
+        threads_after.map_or("?".into(), |t| t.to_string()),
+        fmt_opt(per(threads_before, threads_after, 1.0), 2),
+        pct(gen_cpu),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_found_in_plain_text_and_in_wschat_json() {
+        let t = probe_text(3, 42, 32);
+        assert_eq!(t.len(), 32);
+        let sent = parse_probe(&t).unwrap();
+        assert_eq!(probe_time(&t), Some(sent));
+        let json = format!(
+            r#"{{"type":"chat","id":7,"room":"lobby","user":{{"id":1,"name":"用户1"}},"text":"{t}","time":1}}"#
+        );
+        assert_eq!(probe_time(&json), Some(sent));
+        let history = format!(r#"{{"type":"history","room":"lobby","messages":[{json}]}}"#);
+        assert_eq!(probe_time(&history), None);
+        assert_eq!(probe_time(r#"{"type":"join","users":[]}"#), None);
+        assert_eq!(probe_time("hello"), None);
+    }
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let mut v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentiles(&mut v), (50.0, 99.0));
+    }
+}
