@@ -213,6 +213,7 @@ impl Peer {
     }
 
     fn push(self: &Arc<Self>, out: &mut Outbox, frame: &Bytes) -> Delivery {
+        trace_frame_out(self.id, frame);
         let queued = out.queue.len() + usize::from(out.flushing);
         if queued > 0
             && (out.bytes + frame.len() > self.limits.max_bytes
@@ -225,6 +226,9 @@ impl Peer {
     }
 
     fn push_unbounded(self: &Arc<Self>, out: &mut Outbox, frame: &Bytes) -> Delivery {
+        if frame.first().is_some_and(|b| b & 0x0F == 0x8) {
+            trace_frame_out(self.id, frame);
+        }
         if out.queue.is_empty() && !out.flushing {
             // Nothing ahead of it: try to hand it to the kernel now.
             match send_nonblocking(&self.stream, frame) {
@@ -373,6 +377,17 @@ impl Peer {
                 }
             }
         }
+    }
+}
+
+/// Log an outgoing frame in the dissector's one-line form, at trace level
+/// under `wschat::ws` (`RUST_LOG=wschat::ws=trace`).
+fn trace_frame_out(id: u64, frame: &[u8]) {
+    if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
+        && let Some((header, len)) = crate::ws::FrameHeader::parse(frame)
+    {
+        let line = crate::dissect::one_line(&header, Some(&frame[len..]));
+        log::trace!(target: "wschat::ws", "conn {id}: frame out: {line}");
     }
 }
 

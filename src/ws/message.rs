@@ -254,8 +254,10 @@ impl Decoder {
 
     /// Apply the rules to a new header and set up for its payload.
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
-        log::trace!(target: "wschat::ws", "frame in: {}", describe(&header));
-        header.check(self.role)?;
+        if let Err(e) = header.check(self.role) {
+            log::trace!(target: "wschat::ws", "frame in: {} rejected: {e}", crate::dissect::one_line(&header, None));
+            return Err(e);
+        }
         let len = header.payload_len;
         if len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
@@ -316,6 +318,16 @@ impl Decoder {
     /// A frame's payload is complete: return a control frame, or a message
     /// if this was its final fragment.
     fn finish_frame(&mut self, header: FrameHeader) -> Result<Option<Message>, ProtocolError> {
+        if log::log_enabled!(target: "wschat::ws", log::Level::Trace) {
+            // The frame's unmasked payload: the control buffer, or the last
+            // payload_len bytes of the message being assembled.
+            let payload: &[u8] = if header.opcode.is_control() {
+                &self.control
+            } else {
+                &self.data[self.data.len() - header.payload_len as usize..]
+            };
+            log::trace!(target: "wschat::ws", "frame in: {}", crate::dissect::one_line(&header, Some(payload)));
+        }
         let message = match header.opcode {
             OpCode::Ping => Message::Ping(std::mem::take(&mut self.control)),
             OpCode::Pong => Message::Pong(std::mem::take(&mut self.control)),
@@ -356,21 +368,6 @@ fn append(dst: &mut Vec<u8>, src: &[u8], mask: Option<[u8; 4]>, offset: usize) -
             offset
         }
     }
-}
-
-/// A one-line description of a frame header, for trace logs.
-pub fn describe(header: &FrameHeader) -> String {
-    format!(
-        "{} fin={} rsv={:03b} mask={} len={}",
-        header.opcode.name(),
-        u8::from(header.fin),
-        header.rsv,
-        match header.mask {
-            Some(k) => format!("{:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]),
-            None => "-".to_string(),
-        },
-        header.payload_len
-    )
 }
 
 #[cfg(test)]

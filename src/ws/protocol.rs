@@ -188,7 +188,13 @@ impl Connection {
             Role::Client => Some((self.mask_source)()),
             Role::Server => None,
         };
+        let start = self.out.len();
         message.encode(&mut self.out, mask);
+        if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
+            && let Some((header, _)) = super::frame::FrameHeader::parse(&self.out[start..])
+        {
+            log::trace!(target: "wschat::ws", "frame out: {}", crate::dissect::one_line(&header, Some(&message.payload())));
+        }
     }
 }
 

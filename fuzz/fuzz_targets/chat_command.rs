@@ -1,0 +1,37 @@
+//! `chat_command`: arbitrary text as a client's chat message.
+//!
+//! `chat::command::parse` returns a command or an error, never panics; an
+//! error carries one of the documented codes (docs/chat-protocol.md) and
+//! renders as a JSON object; a text that is not a JSON object is always a
+//! chat message with the text verbatim.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wschat::chat::command::{Command, parse};
+
+const CODES: [&str; 2] = ["bad_json", "bad_command"];
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match parse(text) {
+        Ok(Command::Chat { text: said }) => {
+            // Either not an object at all, or a JSON object with type chat.
+            let trimmed = text.trim();
+            if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+                assert_eq!(said, text, "plain text must pass through verbatim");
+            }
+        }
+        Ok(_) => {
+            let value: serde_json::Value = serde_json::from_str(text.trim()).expect("a command was valid JSON");
+            assert!(value.get("type").is_some_and(|t| t.is_string()));
+        }
+        Err(e) => {
+            assert!(CODES.contains(&e.code), "undocumented code {}", e.code);
+            let rendered: serde_json::Value = serde_json::from_str(&e.to_json()).expect("error is JSON");
+            assert_eq!(rendered["type"], "error");
+            assert_eq!(rendered["code"], e.code);
+        }
+    }
+});
