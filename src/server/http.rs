@@ -44,6 +44,7 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
     let endpoint = match path.as_str() {
         _ if config.echo_everywhere => Endpoint::Echo,
         "/echo" => Endpoint::Echo,
+        "/inspect" => Endpoint::Inspect,
         "/" | "/chat" => Endpoint::Chat,
         _ => {
             let rejection = Rejection::new(
@@ -78,6 +79,10 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
                 code.map_or("no close code".to_string(), |c| c.to_string())
             );
         }
+        Endpoint::Inspect => {
+            let code = super::inspect::run(stream, &leftover, config);
+            log::debug!("{peer}: /inspect closed ({code:?})");
+        }
         Endpoint::Chat => {
             super::session::run(stream, &leftover, request, peer.clone(), shared);
             log::debug!(
@@ -93,6 +98,8 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
 enum Endpoint {
     /// `/echo`: every message back, on the connection's own thread.
     Echo,
+    /// `/inspect`: every frame answered with its dissection.
+    Inspect,
     /// `/` and `/chat`: the chat, run by the hub.
     Chat,
 }
@@ -189,6 +196,7 @@ fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
     let metrics;
     let (status, content_type, body): (u16, &str, &[u8]) = match request.path() {
         "/" | "/chat" => (200, "text/html; charset=utf-8", CHAT_PAGE.as_bytes()),
+        "/inspect" => (200, "text/html; charset=utf-8", INSPECT_PAGE.as_bytes()),
         "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
         "/metrics" => {
             metrics = shared.metrics.render();
@@ -222,3 +230,6 @@ fn respond(stream: &mut TcpStream, response: &[u8]) {
 
 /// The chat page, embedded in the binary (plain HTML, CSS and JS).
 const CHAT_PAGE: &str = include_str!("../web/chat.html");
+
+/// The frame inspector's page.
+const INSPECT_PAGE: &str = include_str!("../web/inspect.html");

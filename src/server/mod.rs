@@ -7,6 +7,7 @@
 
 pub mod echo;
 pub mod http;
+pub mod inspect;
 pub mod metrics;
 pub mod peer;
 pub mod session;

@@ -1,0 +1,96 @@
+//! The `/inspect` endpoint: every frame a client sends is answered with a
+//! JSON dissection of the exact bytes that arrived (header fields, masking
+//! key, masked and unmasked payload), so a student can see what their own
+//! browser put on the wire. The page at `GET /inspect` drives it.
+//!
+//! It runs on the connection's own thread, like `/echo`, and is bounded like
+//! every endpoint: frames and messages are limited to [`INSPECT_MAX_BYTES`]
+//! (a dissection is several times larger than the frame it describes), the
+//! rate limit applies to frames, and the usual ping and idle timeouts hold.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::session::{RateLimit, Verdict};
+use crate::config::Config;
+use crate::dissect::{Direction, Dissector, Options};
+use crate::ws::{CloseCode, Connection, Limits, Message, Role, State};
+
+/// Largest frame and message `/inspect` accepts (close 1009 past it).
+pub const INSPECT_MAX_BYTES: usize = 16 * 1024;
+
+/// Serve `/inspect` on a connection whose 101 was sent. Returns the close
+/// code that ended it, if any.
+pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseCode> {
+    let limits = Limits {
+        max_frame_size: INSPECT_MAX_BYTES.min(config.max_frame_size),
+        max_message_size: INSPECT_MAX_BYTES.min(config.max_message_size),
+    };
+    let mut conn = Connection::new(Role::Server, limits);
+    let mut dissector = Dissector::new(Options {
+        direction: Direction::ClientToServer,
+        limits,
+    });
+    let mut limit = RateLimit::new(config.rate_limit, config.rate_burst);
+    let mut stream = stream;
+    let _ = stream.set_read_timeout(Some(config.ping_interval.min(config.idle_timeout)));
+    let mut last_heard = Instant::now();
+    let mut code = None;
+    let mut buf = vec![0u8; 4096];
+    let mut pending = leftover.to_vec();
+    loop {
+        if !pending.is_empty() {
+            last_heard = Instant::now();
+            // The dissection of each frame first, then the protocol's own
+            // answers (pong, close), in the order the frames came.
+            for report in dissector.feed(&pending) {
+                match limit.check(Instant::now()) {
+                    Verdict::Allow => {
+                        let text = json!({"type": "frame", "frame": report.to_json()}).to_string();
+                        let _ = conn.send(&Message::Text(text));
+                    }
+                    Verdict::Close => {
+                        conn.close(CloseCode::POLICY, "rate limit exceeded again and again")
+                    }
+                    Verdict::Refuse | Verdict::RefuseAndTell => {}
+                }
+            }
+            let mut input = pending.as_slice();
+            while !input.is_empty() && conn.state() != State::Closed {
+                match conn.receive(&mut input) {
+                    Ok(Some(Message::Close(frame))) => {
+                        code = Some(frame.map_or(CloseCode::NO_STATUS, |f| f.code));
+                    }
+                    Ok(_) => {}
+                    Err(e) => code = Some(e.close_code()),
+                }
+            }
+            pending.clear();
+        }
+        if conn.has_output() && stream.write_all(&conn.take_output()).is_err() {
+            break;
+        }
+        if conn.state() == State::Closed {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if conn.state() == State::Closing || last_heard.elapsed() >= config.idle_timeout {
+                    conn.close(CloseCode::GOING_AWAY, "idle timeout");
+                    let _ = stream.write_all(&conn.take_output());
+                    break;
+                }
+                let _ = conn.send(&Message::Ping(Vec::new()));
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    super::finish(&stream, config.close_timeout);
+    code
+}
