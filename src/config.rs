@@ -78,6 +78,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Origins allowed to open WebSockets (empty: any).
     pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (empty: none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -102,6 +104,7 @@ impl Default for Config {
             max_binary_bytes: crate::chat::DEFAULT_MAX_BINARY_BYTES,
             max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -401,6 +404,27 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.allowed_origins.join(","),
     },
     Flag {
+        name: "trust-proxy",
+        value: Some("IP"),
+        help: "a reverse proxy whose X-Forwarded-For is believed (repeatable; env: comma list)",
+        apply: |c, v| {
+            for ip in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                c.trusted_proxies.push(
+                    ip.parse()
+                        .map_err(|_| format!("{ip:?} is not an IP address"))?,
+                );
+            }
+            Ok(())
+        },
+        show: |c| {
+            c.trusted_proxies
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Flag {
         name: "echo-everywhere",
         value: None,
         help: "echo on every path, for conformance suites that take only host:port",
@@ -466,6 +490,102 @@ pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Resu
         i += 1;
     }
     Ok(config)
+}
+
+/// Check a configuration against itself and this machine. Returns every
+/// problem found, each a sentence saying what to change.
+pub fn check(config: &Config) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let mut problems = Vec::new();
+    if !config
+        .listen
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some())
+    {
+        problems.push(format!(
+            "--listen {:?} is not an address:port",
+            config.listen
+        ));
+    }
+    if config.max_frame_size > config.max_message_size {
+        problems.push(format!(
+            "--max-frame-size ({}) is above --max-message-size ({}): a single frame could never be accepted whole",
+            config.max_frame_size, config.max_message_size
+        ));
+    }
+    if config.ping_interval >= config.idle_timeout {
+        problems.push(format!(
+            "--ping-interval ({}) must be shorter than --idle-timeout ({}), or quiet clients are closed before they are pinged",
+            show_duration(config.ping_interval),
+            show_duration(config.idle_timeout)
+        ));
+    }
+    if config.max_text_bytes > config.max_message_size {
+        problems.push(
+            "--max-text-bytes is above --max-message-size: such texts could never arrive".into(),
+        );
+    }
+    // Each connection is a thread, and each thread takes about 4 memory
+    // maps: the kernel's map limit caps the number of threads.
+    if let Some(maps) = read_number("/proc/sys/vm/max_map_count")
+        && config.max_connections as u64 * 4 + 1000 > maps
+    {
+        problems.push(format!(
+            "--max-connections {} needs about {} memory maps but vm.max_map_count is {maps}: raise it (sysctl vm.max_map_count={}) or lower --max-connections",
+            config.max_connections,
+            config.max_connections * 4 + 1000,
+            config.max_connections * 8
+        ));
+    }
+    if let Some(files) = open_file_limit()
+        && config.max_connections as u64 + 64 > files
+    {
+        problems.push(format!(
+            "--max-connections {} is above the open-file limit {files}: raise it (ulimit -n, or LimitNOFILE= in the systemd unit) or lower --max-connections",
+            config.max_connections
+        ));
+    }
+    problems
+}
+
+fn read_number(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+        .then_some(limit.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+fn open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Every setting and its value, one per line, for `check-config`.
+pub fn describe(config: &Config) -> String {
+    FLAGS
+        .iter()
+        .map(|f| {
+            let value = (f.show)(config);
+            format!(
+                "{:<20} {}\n",
+                f.name,
+                if value.is_empty() {
+                    "none".into()
+                } else {
+                    value
+                }
+            )
+        })
+        .collect()
 }
 
 /// The `--help` text of `wschat serve`: every flag, its default and its

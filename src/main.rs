@@ -11,6 +11,7 @@ Usage:
   wschat [serve] [FLAGS]   serve on 127.0.0.1:3000 (see wschat serve --help)
   wschat client URL        an interactive terminal client (wschat client --help)
   wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
+  wschat check-config [FLAGS]  check flags and environment, print the settings
   wschat --version         print the version
   wschat --help            print this help
 ";
@@ -31,9 +32,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "--help" | "-h" | "help" => {
-            print!("{USAGE}");
+            print!("{USAGE}\n{}", config::help());
             ExitCode::SUCCESS
         }
+        "check-config" => check_config(rest),
         "serve" => serve(rest),
         "client" => wschat::cli::client::main(rest),
         "dissect" => wschat::cli::dissect::main(rest),
@@ -89,6 +91,30 @@ fn on_termination(stop: impl FnOnce() + Send + 'static) {
 #[cfg(not(unix))]
 fn on_termination(_stop: impl FnOnce() + Send + 'static) {}
 
+/// `wschat check-config`: parse the flags and environment as `serve`
+/// would, check them against this machine, print the settings, and exit
+/// non-zero with a clear message when something is wrong.
+fn check_config(args: &[String]) -> ExitCode {
+    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("wschat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let problems = config::check(&config);
+    print!("{}", config::describe(&config));
+    if problems.is_empty() {
+        println!("configuration ok");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("wschat: {p}");
+        }
+        ExitCode::from(1)
+    }
+}
+
 fn serve(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{}", config::help());
@@ -101,6 +127,9 @@ fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for problem in config::check(&config) {
+        log::warn!("{problem}");
+    }
     // Block the signals before any thread starts, so that every thread
     // inherits the mask and only the signal thread sees them.
     static STOPPER: std::sync::OnceLock<wschat::server::Stopper> = std::sync::OnceLock::new();

@@ -2,7 +2,7 @@
 //! GET gets a page, an upgrade gets the RFC 6455 handshake and an endpoint.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,10 +15,8 @@ const REQUEST_CHUNK: usize = 1024;
 /// Serve one connection from its first byte to its last.
 pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
     let config = &shared.config;
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let tcp_peer = stream.peer_addr().ok();
+    let mut peer = tcp_peer.map_or_else(|| "?".to_string(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
     let (request, leftover) = match read_request(
         &mut stream,
@@ -32,6 +30,7 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
             return;
         }
     };
+    peer = client_addr(tcp_peer, &request, &config.trusted_proxies);
     let path = request.path().to_string();
     let metrics = &shared.metrics;
     if !request.is_upgrade() {
@@ -68,29 +67,60 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
         return;
     }
     metrics.count_response(101);
-    log::debug!("{peer}: WebSocket open on {path}");
+    log::info!("open {peer} {path}");
     let started = Instant::now();
-    match endpoint {
-        Endpoint::Echo => {
-            let code = super::echo::run(stream, &leftover, config);
-            log::debug!(
-                "{peer}: WebSocket on {path} closed after {:.1}s ({})",
-                started.elapsed().as_secs_f64(),
-                code.map_or("no close code".to_string(), |c| c.to_string())
-            );
-        }
-        Endpoint::Inspect => {
-            let code = super::inspect::run(stream, &leftover, config);
-            log::debug!("{peer}: /inspect closed ({code:?})");
-        }
-        Endpoint::Chat => {
-            super::session::run(stream, &leftover, request, peer.clone(), shared);
-            log::debug!(
-                "{peer}: WebSocket on {path} closed after {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+    let code = match endpoint {
+        Endpoint::Echo => super::echo::run(stream, &leftover, config),
+        Endpoint::Inspect => super::inspect::run(stream, &leftover, config),
+        Endpoint::Chat => super::session::run(stream, &leftover, request, peer.clone(), shared),
+    };
+    log::info!(
+        "close {peer} {path} after {:.1}s, code {}",
+        started.elapsed().as_secs_f64(),
+        code.map_or("none (connection dropped)".to_string(), |c| c.to_string())
+    );
+}
+
+/// The client's address: the TCP peer, or, when the peer is one of the
+/// `--trust-proxy` addresses, the nearest address in `X-Forwarded-For` that
+/// is not a trusted proxy (else `X-Real-IP`). Headers from anyone else are
+/// ignored, since any client can write them.
+///
+/// ```
+/// use wschat::server::http::client_addr;
+/// use wschat::ws::handshake::parse_request;
+/// let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n\r\n";
+/// let (req, _) = parse_request(raw, 8192).unwrap().unwrap();
+/// let proxy = "10.0.0.2:443".parse().ok();
+/// let trusted = ["10.0.0.2".parse().unwrap()];
+/// assert_eq!(client_addr(proxy, &req, &trusted), "203.0.113.9");
+/// assert_eq!(client_addr(proxy, &req, &[]), "10.0.0.2:443");
+/// ```
+pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAddr]) -> String {
+    let Some(peer) = peer else {
+        return "?".to_string();
+    };
+    if !trusted.contains(&peer.ip()) {
+        return peer.to_string();
     }
+    let hops: Vec<&str> = request
+        .headers_named("X-Forwarded-For")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    let forwarded = hops
+        .iter()
+        .rev()
+        .find(|h| {
+            h.parse::<IpAddr>()
+                .map_or(true, |ip| !trusted.contains(&ip))
+        })
+        .or(hops.first())
+        .map(|h| h.to_string());
+    forwarded
+        .or_else(|| request.header("X-Real-IP").map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| peer.to_string())
 }
 
 /// The WebSocket endpoints, by path.

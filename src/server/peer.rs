@@ -83,6 +83,8 @@ struct Outbox {
     state: OutState,
     /// When a Close was queued, for the close timeout.
     closing_since: Option<Instant>,
+    /// The code of the Close queued, for the connection's log line.
+    close_code: Option<CloseCode>,
     /// Shut the socket down once the outbox is empty (slow consumers).
     shutdown_when_empty: bool,
 }
@@ -118,6 +120,7 @@ impl Peer {
                 flushing: false,
                 state: OutState::Open,
                 closing_since: None,
+                close_code: None,
                 shutdown_when_empty: false,
             }),
             drained: Condvar::new(),
@@ -166,6 +169,7 @@ impl Peer {
         self.metrics.count_close_sent(code);
         out.state = OutState::Closing;
         out.closing_since = Some(Instant::now());
+        out.close_code = Some(code);
         // A Close goes out even past the limits: it is at most 127 bytes.
         self.push_unbounded(&mut out, &bytes.into());
     }
@@ -173,6 +177,11 @@ impl Peer {
     /// When a Close was queued, if one was.
     pub fn closing_since(&self) -> Option<Instant> {
         self.lock().closing_since
+    }
+
+    /// The code of the Close sent (or queued), if one was.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        self.lock().close_code
     }
 
     /// Whether the peer's socket is still writable (not closing or dead).
@@ -300,6 +309,7 @@ impl Peer {
         }
         out.state = OutState::Closing;
         out.closing_since = Some(Instant::now());
+        out.close_code = Some(CloseCode::POLICY);
         out.shutdown_when_empty = true;
         let mut bytes = Vec::new();
         Message::Close(Some(CloseFrame::new(

@@ -171,14 +171,16 @@ impl Reader<'_> {
     }
 }
 
-/// Serve a hub connection whose 101 has been sent. Returns when it is over.
+/// Serve a hub connection whose 101 has been sent. Returns, when it is
+/// over, the code of the Close the server sent (an echo of the client's, or
+/// its own), if any.
 pub fn run(
     stream: TcpStream,
     leftover: &[u8],
     request: Request,
     addr: String,
     shared: &Arc<Shared>,
-) {
+) -> Option<CloseCode> {
     let config = &shared.config;
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let stream = Arc::new(stream);
@@ -196,7 +198,7 @@ pub fn run(
         peer: peer.clone(),
     };
     if shared.hub.send(Event::Opened(id, info)).is_err() {
-        return;
+        return None;
     }
     shared
         .metrics
@@ -263,4 +265,5 @@ pub fn run(
     peer.wait_drained(config.close_timeout);
     peer.abandon();
     super::finish(&stream, config.close_timeout);
+    peer.close_code()
 }
