@@ -80,6 +80,18 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The data directory of the store; `None` keeps history in memory.
+    /// The library's default is `None` (tests and embedders start clean);
+    /// the `wschat` command's default is [`crate::store::DEFAULT_DATA_DIR`].
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When a message counts as stored.
+    pub durability: crate::store::Durability,
+    /// Whole log segments older than this many days are deleted.
+    pub retain_days: u32,
+    /// Log segment size before a new one is started.
+    pub segment_bytes: u64,
+    /// Recent messages per room kept in memory for history and resume.
+    pub history_keep: usize,
 }
 
 impl Default for Config {
@@ -105,6 +117,11 @@ impl Default for Config {
             max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            data_dir: None,
+            durability: crate::store::Durability::Process,
+            retain_days: crate::store::DEFAULT_RETAIN_DAYS,
+            segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
+            history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
         }
     }
 }
@@ -115,6 +132,30 @@ impl Config {
         crate::ws::Limits {
             max_frame_size: self.max_frame_size,
             max_message_size: self.max_message_size,
+        }
+    }
+
+    /// The defaults of the `wschat` command: the library's, with the store
+    /// in `./wschat-data`.
+    pub fn command_default() -> Config {
+        Config {
+            data_dir: Some(crate::store::DEFAULT_DATA_DIR.into()),
+            ..Config::default()
+        }
+    }
+
+    /// How to open the store.
+    pub fn store(&self) -> crate::store::StoreConfig {
+        crate::store::StoreConfig {
+            dir: self.data_dir.clone(),
+            durability: if self.data_dir.is_some() {
+                self.durability
+            } else {
+                crate::store::Durability::None
+            },
+            segment_bytes: self.segment_bytes,
+            retain_days: self.retain_days,
+            keep_per_room: self.history_keep,
         }
     }
 
@@ -425,6 +466,72 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "data-dir",
+        value: Some("DIR"),
+        help: "where the message log is kept",
+        apply: |c, v| {
+            c.data_dir = Some(v.trim().into());
+            Ok(())
+        },
+        show: |c| {
+            c.data_dir
+                .as_ref()
+                .map_or(String::new(), |d| d.display().to_string())
+        },
+    },
+    Flag {
+        name: "memory",
+        value: None,
+        help: "keep history in memory only (no data directory)",
+        apply: |c, v| {
+            if parse_bool(v)? {
+                c.data_dir = None;
+            }
+            Ok(())
+        },
+        show: |c| c.data_dir.is_none().to_string(),
+    },
+    Flag {
+        name: "durability",
+        value: Some("MODE"),
+        help: "process: logged before delivery; fsync: also fsynced; none: memory only",
+        apply: |c, v| {
+            c.durability = crate::store::Durability::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.durability.name().to_string(),
+    },
+    Flag {
+        name: "retain-days",
+        value: Some("N"),
+        help: "delete whole log segments older than this",
+        apply: |c, v| {
+            c.retain_days = positive(number::<usize>(v)?, "retain-days")? as u32;
+            Ok(())
+        },
+        show: |c| c.retain_days.to_string(),
+    },
+    Flag {
+        name: "segment-bytes",
+        value: Some("SIZE"),
+        help: "start a new log segment past this size",
+        apply: |c, v| {
+            c.segment_bytes = positive(bytes(v)?, "segment-bytes")? as u64;
+            Ok(())
+        },
+        show: |c| c.segment_bytes.to_string(),
+    },
+    Flag {
+        name: "history-keep",
+        value: Some("N"),
+        help: "recent messages per room kept in memory for history pages and resume",
+        apply: |c, v| {
+            c.history_keep = positive(number(v)?, "history-keep")?;
+            Ok(())
+        },
+        show: |c| c.history_keep.to_string(),
+    },
+    Flag {
         name: "echo-everywhere",
         value: None,
         help: "echo on every path, for conformance suites that take only host:port",
@@ -454,7 +561,7 @@ fn parse_bool(v: &str) -> Result<bool, String> {
 /// assert_eq!(config.max_message_size, 65536);
 /// ```
 pub fn parse_args(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let mut config = Config::default();
+    let mut config = Config::command_default();
     for flag in FLAGS {
         if let Some(value) = env(&flag.env_var()) {
             (flag.apply)(&mut config, &value).map_err(|e| format!("{}: {e}", flag.env_var()))?;
@@ -525,6 +632,11 @@ pub fn check(config: &Config) -> Vec<String> {
             "--max-text-bytes is above --max-message-size: such texts could never arrive".into(),
         );
     }
+    if let Some(dir) = &config.data_dir
+        && let Err(e) = check_writable(dir)
+    {
+        problems.push(format!("--data-dir {}: {e}", dir.display()));
+    }
     // Each connection is a thread, and each thread takes about 4 memory
     // maps: the kernel's map limit caps the number of threads.
     if let Some(maps) = read_number("/proc/sys/vm/max_map_count")
@@ -546,6 +658,31 @@ pub fn check(config: &Config) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// Whether files can be created in `dir` (or, if it does not exist yet, in
+/// the folder that would hold it).
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let target = if dir.exists() {
+        dir.to_path_buf()
+    } else {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} does not exist", parent.display()),
+            ));
+        }
+        parent.to_path_buf()
+    };
+    let probe = target.join(format!(".wschat-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| std::io::Error::new(e.kind(), format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 fn read_number(path: &str) -> Option<u64> {
@@ -591,7 +728,7 @@ pub fn describe(config: &Config) -> String {
 /// The `--help` text of `wschat serve`: every flag, its default and its
 /// environment variable.
 pub fn help() -> String {
-    let defaults = Config::default();
+    let defaults = Config::command_default();
     let mut out = String::from(
         "Usage: wschat [serve] [FLAGS]\n\nServe the chat, its pages and the /echo endpoint.\n\nFlags (each also read from its environment variable):\n",
     );

@@ -11,8 +11,9 @@
 //! [`App::turn_end`] once, so that an app can send one notice for many joins.
 //!
 //! An app talks back through a [`Ctx`]: send a frame to one connection, the
-//! same encoded bytes to many, or close one. Delivery never blocks the hub
-//! (see [`crate::server::peer`]).
+//! same encoded bytes to many, or close one. What a turn sends goes out at
+//! the end of the turn, after [`App::commit`] has stored the turn's records.
+//! Delivery never blocks the hub (see [`crate::server::peer`]).
 //!
 //! ```
 //! use wschat::hub::{App, ConnId, ConnInfo, Ctx};
@@ -107,13 +108,31 @@ pub trait App {
     fn shutdown(&mut self, ctx: &mut Ctx) {
         let _ = ctx;
     }
+    /// Store what this turn recorded, before its messages are delivered.
+    /// Returns whether anything was written.
+    fn commit(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Something to do once the turn's records are stored.
+#[derive(Debug)]
+enum Out {
+    One(ConnId, Bytes),
+    Many(Vec<ConnId>, Bytes),
+    Close(ConnId, CloseCode, String),
 }
 
 /// The hub's side of the connections: what an [`App`] uses to send.
+///
+/// Sends are queued during a turn and carried out after the app's
+/// [`App::commit`]: so a message reaches nobody before it is in the log
+/// (docs/storage.md), and everything one turn sends goes out in order.
 #[derive(Debug)]
 pub struct Ctx {
     peers: HashMap<ConnId, Arc<Peer>>,
     metrics: Arc<Metrics>,
+    queue: Vec<Out>,
 }
 
 impl Ctx {
@@ -122,6 +141,7 @@ impl Ctx {
         Ctx {
             peers: HashMap::new(),
             metrics,
+            queue: Vec::new(),
         }
     }
 
@@ -155,53 +175,88 @@ impl Ctx {
         self.peers.contains_key(&conn)
     }
 
-    /// Send an encoded frame to one connection.
-    pub fn send_frame(&self, conn: ConnId, frame: &Bytes) -> bool {
-        match self.peers.get(&conn) {
-            Some(peer) => {
-                let delivered = matches!(peer.send(frame), Delivery::Sent | Delivery::Queued);
-                if delivered {
-                    self.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
-                }
-                delivered
-            }
-            None => false,
+    /// Send an encoded frame to one connection. Returns whether it is open.
+    pub fn send_frame(&mut self, conn: ConnId, frame: &Bytes) -> bool {
+        let open = self.peers.contains_key(&conn);
+        if open {
+            self.queue.push(Out::One(conn, frame.clone()));
         }
+        open
     }
 
     /// Send a text message to one connection.
-    pub fn send_text(&self, conn: ConnId, text: &str) -> bool {
+    pub fn send_text(&mut self, conn: ConnId, text: &str) -> bool {
         self.send_frame(conn, &Ctx::text_frame(text))
     }
 
     /// Send the same encoded frame to every connection in `conns`.
-    pub fn broadcast(&self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) {
-        let mut delivered = 0;
-        for conn in conns {
-            if let Some(peer) = self.peers.get(&conn)
-                && matches!(peer.send(frame), Delivery::Sent | Delivery::Queued)
-            {
-                delivered += 1;
+    pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) {
+        let conns: Vec<ConnId> = conns.into_iter().collect();
+        if !conns.is_empty() {
+            self.queue.push(Out::Many(conns, frame.clone()));
+        }
+    }
+
+    /// Close one connection with `code` and `reason`.
+    pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
+        self.queue.push(Out::Close(conn, code, reason.to_string()));
+    }
+
+    /// Send a message built on the spot (for one recipient).
+    pub fn send_message(&mut self, conn: ConnId, message: &Message) -> bool {
+        let mut out = Vec::new();
+        message.encode(&mut out, None);
+        self.send_frame(conn, &out.into())
+    }
+
+    /// Carry out the turn's sends, in order.
+    fn deliver(&mut self) {
+        let mut delivered = 0u64;
+        let ok = |d: Delivery| matches!(d, Delivery::Sent | Delivery::Queued);
+        for out in self.queue.drain(..) {
+            match out {
+                Out::One(conn, frame) => {
+                    if let Some(peer) = self.peers.get(&conn)
+                        && ok(peer.send(&frame))
+                    {
+                        delivered += 1;
+                    }
+                }
+                Out::Many(conns, frame) => {
+                    for conn in conns {
+                        if let Some(peer) = self.peers.get(&conn)
+                            && ok(peer.send(&frame))
+                        {
+                            delivered += 1;
+                        }
+                    }
+                }
+                Out::Close(conn, code, reason) => {
+                    if let Some(peer) = self.peers.get(&conn) {
+                        peer.close(code, &reason);
+                    }
+                }
             }
         }
         self.metrics
             .messages_out
             .fetch_add(delivered, Ordering::Relaxed);
     }
+}
 
-    /// Close one connection with `code` and `reason`.
-    pub fn close(&self, conn: ConnId, code: CloseCode, reason: &str) {
-        if let Some(peer) = self.peers.get(&conn) {
-            peer.close(code, reason);
+/// Store the turn's records, then deliver the turn's messages.
+fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
+    app.turn_end(ctx);
+    match app.commit() {
+        Ok(true) => {
+            ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(false) => {}
+        // Availability over durability: the messages still go out, and the
+        // failure is loud in the log.
+        Err(e) => log::error!("store: writing the log failed: {e}"),
     }
-
-    /// Send a message built on the spot (for one recipient).
-    pub fn send_message(&self, conn: ConnId, message: &Message) -> bool {
-        let mut out = Vec::new();
-        message.encode(&mut out, None);
-        self.send_frame(conn, &out.into())
-    }
+    ctx.deliver();
 }
 
 /// Run `app` on the current thread until [`Event::Shutdown`] arrives or
@@ -234,11 +289,12 @@ pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
             .store(events.len(), Ordering::Relaxed);
         if Instant::now() >= next_tick {
             app.tick(&mut ctx);
-            app.turn_end(&mut ctx);
+            end_turn(&mut app, &mut ctx);
             next_tick = Instant::now() + TICK_INTERVAL;
         }
         if stop {
             app.shutdown(&mut ctx);
+            end_turn(&mut app, &mut ctx);
             for peer in ctx.peers.values() {
                 peer.close(CloseCode::GOING_AWAY, "server shutting down");
             }

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod dissect;
 pub mod hub;
 pub mod server;
+pub mod store;
 pub mod util;
 pub mod ws;
 

@@ -10,13 +10,16 @@
 
 pub mod command;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use serde_json::Map;
+
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::store::Store;
 use crate::util::now_ms;
 use command::{Command, ErrorReply};
 
@@ -34,6 +37,10 @@ pub const DEFAULT_MAX_ROOMS: usize = 1000;
 pub const HISTORY_LEN: usize = 50;
 /// Members per `users` page; a room this size or smaller is sent whole.
 pub const USERS_PAGE: usize = 100;
+/// Most messages one `history` page returns.
+pub const MAX_HISTORY_PAGE: usize = 100;
+/// How often whole old segments are looked for and deleted.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// At most one typing notice per user per this interval.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -68,8 +75,6 @@ struct User {
 #[derive(Debug, Default)]
 struct Room {
     members: BTreeSet<ConnId>,
-    /// Recent `chat` messages, serialized.
-    history: VecDeque<Arc<str>>,
     /// Users who entered or left during this turn, for one notice each.
     joined: Vec<Value>,
     left: Vec<Value>,
@@ -85,13 +90,15 @@ pub struct Chat {
     rooms: HashMap<String, Room>,
     /// Rooms with joins or leaves to announce at the end of the turn.
     dirty: Vec<String>,
-    next_id: u64,
     next_auto_name: u64,
+    /// Messages and membership records, durable or in memory.
+    store: Store,
+    last_retention: Instant,
 }
 
 impl Chat {
-    /// An empty chat with `config`.
-    pub fn new(config: ChatConfig) -> Chat {
+    /// A chat with `config` over `store` (history and ids come from it).
+    pub fn new(config: ChatConfig, store: Store) -> Chat {
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -100,8 +107,9 @@ impl Chat {
             names: HashMap::new(),
             rooms,
             dirty: Vec::new(),
-            next_id: 1,
             next_auto_name: 1,
+            store,
+            last_retention: Instant::now(),
         }
     }
 
@@ -115,7 +123,7 @@ impl Chat {
         json!({"id": conn, "name": name})
     }
 
-    fn error(ctx: &Ctx, conn: ConnId, error: ErrorReply) {
+    fn error(ctx: &mut Ctx, conn: ConnId, error: ErrorReply) {
         ctx.send_text(conn, &error.to_json());
     }
 
@@ -153,12 +161,30 @@ impl Chat {
     }
 
     fn take_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.store.take_id()
     }
 
-    fn enter_room(&mut self, ctx: &Ctx, conn: ConnId, room_name: &str) {
+    /// Record a member entering or leaving a room.
+    fn record_membership(&mut self, kind: &str, conn: ConnId, room: &str) {
+        let id = self.take_id();
+        let record = json!({"type": kind, "id": id, "room": room, "user": self.user_ref(conn), "time": now_ms()});
+        self.store.append(&record.to_string());
+    }
+
+    fn enter_room(&mut self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
+        self.enter_room_then(ctx, conn, room_name, None);
+    }
+
+    /// Enter a room; the newcomer gets the member list, then the room's
+    /// history, or with `since`, everything after that id.
+    fn enter_room_then(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        room_name: &str,
+        since: Option<u64>,
+    ) {
+        self.record_membership("joined", conn, room_name);
         let me = self.user_ref(conn);
         let room = self.rooms.entry(room_name.to_string()).or_default();
         room.members.insert(conn);
@@ -168,13 +194,17 @@ impl Chat {
         }
         self.mark_dirty(room_name);
         self.send_users(ctx, conn, 0);
-        self.send_history(ctx, conn);
+        match since {
+            Some(since) => self.resume(ctx, conn, since),
+            None => self.send_history(ctx, conn),
+        }
     }
 
     fn leave_room(&mut self, conn: ConnId) {
         let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
             return;
         };
+        self.record_membership("left", conn, &room_name);
         let me = self.user_ref(conn);
         if let Some(room) = self.rooms.get_mut(&room_name) {
             room.members.remove(&conn);
@@ -189,7 +219,7 @@ impl Chat {
         }
     }
 
-    fn send_users(&self, ctx: &Ctx, conn: ConnId, offset: usize) {
+    fn send_users(&self, ctx: &mut Ctx, conn: ConnId, offset: usize) {
         let Some(room_name) = self.users.get(&conn).map(|u| &u.room) else {
             return;
         };
@@ -211,26 +241,55 @@ impl Chat {
         ctx.send_text(conn, &msg.to_string());
     }
 
-    fn send_history(&self, ctx: &Ctx, conn: ConnId) {
-        let Some(room_name) = self.users.get(&conn).map(|u| &u.room) else {
+    fn send_history(&self, ctx: &mut Ctx, conn: ConnId) {
+        let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
             return;
         };
-        let Some(room) = self.rooms.get(room_name) else {
+        let messages = self.store.history(&room_name, None, HISTORY_LEN);
+        ctx.send_text(conn, &message_list("history", &room_name, &[], &messages));
+    }
+
+    /// `{"type":"history","room","before","limit"}`: a page further back.
+    fn history_page(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let room = match body.get("room") {
+            None | Some(Value::Null) => self.users[&conn].room.clone(),
+            Some(Value::String(r)) => valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?,
+            Some(_) => return Err(ErrorReply::new("bad_command", "\"room\" must be a string")),
+        };
+        let number = |field: &str| match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
+            }),
+        };
+        let before = number("before")?;
+        let limit = number("limit")?
+            .unwrap_or(HISTORY_LEN as u64)
+            .min(MAX_HISTORY_PAGE as u64) as usize;
+        let messages = self.store.history(&room, before, limit);
+        let extra = [("before", before.map_or(Value::Null, Value::from))];
+        ctx.send_text(conn, &message_list("history", &room, &extra, &messages));
+        Ok(())
+    }
+
+    /// Send what `conn` missed since `since`: its room's messages and its
+    /// private messages, in order, then (being the hub) the live stream
+    /// follows with nothing in between.
+    fn resume(&self, ctx: &mut Ctx, conn: ConnId, since: u64) {
+        let Some(user) = self.users.get(&conn) else {
             return;
         };
-        // The stored messages are already JSON: splice them in as they are.
-        let mut text = format!(
-            "{{\"type\":\"history\",\"room\":{},\"messages\":[",
-            Value::String(room_name.clone())
-        );
-        for (i, m) in room.history.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            text.push_str(m);
-        }
-        text.push_str("]}");
-        ctx.send_text(conn, &text);
+        let (messages, incomplete) = self.store.since(&user.room, &user.name, since);
+        let extra = [
+            ("since", Value::from(since)),
+            ("complete", Value::from(!incomplete)),
+        ];
+        ctx.send_text(conn, &message_list("resume", &user.room, &extra, &messages));
     }
 
     fn check_text(&self, text: &str) -> Result<(), ErrorReply> {
@@ -250,7 +309,7 @@ impl Chat {
         Ok(())
     }
 
-    fn chat(&mut self, ctx: &Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
+    fn chat(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
         let id = self.take_id();
         let room_name = self.users[&conn].room.clone();
@@ -261,17 +320,14 @@ impl Chat {
         .to_string()
         .into();
         let frame = Ctx::text_frame(&msg);
-        if let Some(room) = self.rooms.get_mut(&room_name) {
+        self.store.append(&msg);
+        if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(room.members.iter().copied(), &frame);
-            if room.history.len() == HISTORY_LEN {
-                room.history.pop_front();
-            }
-            room.history.push_back(msg);
         }
         Ok(())
     }
 
-    fn rename(&mut self, ctx: &Ctx, conn: ConnId, wanted: &str) -> Result<(), ErrorReply> {
+    fn rename(&mut self, ctx: &mut Ctx, conn: ConnId, wanted: &str) -> Result<(), ErrorReply> {
         let wanted = valid_name(wanted).map_err(|m| ErrorReply::new("bad_name", m))?;
         let name = self.unique_name(&wanted, conn);
         let Some(user) = self.users.get_mut(&conn) else {
@@ -297,7 +353,7 @@ impl Chat {
         Ok(())
     }
 
-    fn join(&mut self, ctx: &Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+    fn join(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
         let room = valid_name(room)
             .map_err(|m| ErrorReply::new("bad_room", m.replace("name", "room name")))?;
         if self.users[&conn].room == room {
@@ -321,7 +377,7 @@ impl Chat {
 
     fn private(
         &mut self,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         conn: ConnId,
         to: u64,
         text: String,
@@ -338,7 +394,9 @@ impl Chat {
             "type": "private", "id": id, "from": self.user_ref(conn), "to": self.user_ref(to),
             "text": text, "time": now_ms(),
         });
-        let frame = Ctx::text_frame(&msg.to_string());
+        let msg = msg.to_string();
+        self.store.append(&msg);
+        let frame = Ctx::text_frame(&msg);
         ctx.send_frame(to, &frame);
         if to != conn {
             ctx.send_frame(conn, &frame);
@@ -346,7 +404,7 @@ impl Chat {
         Ok(())
     }
 
-    fn typing(&mut self, ctx: &Ctx, conn: ConnId, active: bool) {
+    fn typing(&mut self, ctx: &mut Ctx, conn: ConnId, active: bool) {
         let Some(user) = self.users.get_mut(&conn) else {
             return;
         };
@@ -366,6 +424,24 @@ impl Chat {
             ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
         }
     }
+}
+
+/// `{"type":KIND,"room":ROOM,...extra,"messages":[...]}` with the stored
+/// messages spliced in as the JSON they already are.
+fn message_list(kind: &str, room: &str, extra: &[(&str, Value)], messages: &[Arc<str>]) -> String {
+    let mut text = format!("{{\"type\":\"{kind}\",\"room\":{}", Value::from(room));
+    for (key, value) in extra {
+        text.push_str(&format!(",\"{key}\":{value}"));
+    }
+    text.push_str(",\"messages\":[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(m);
+    }
+    text.push_str("]}");
+    text
 }
 
 /// Check a user or room name: trimmed, 1-32 characters, no control
@@ -413,12 +489,41 @@ impl App for Chat {
                 last_typing: None,
             },
         );
+        // `?room=` enters a room at once (a reconnecting page goes back to
+        // where it was); `?since=` resumes after the last message seen.
+        let room = match info.request.query_param("room").as_deref().map(valid_name) {
+            Some(Ok(room))
+                if self.rooms.contains_key(&room) || self.rooms.len() < self.config.max_rooms =>
+            {
+                room
+            }
+            Some(Ok(_)) => {
+                Chat::error(
+                    ctx,
+                    conn,
+                    ErrorReply::new(
+                        "room_limit",
+                        "the server has its limit of rooms; you are in the lobby",
+                    ),
+                );
+                LOBBY.to_string()
+            }
+            Some(Err(why)) => {
+                Chat::error(ctx, conn, ErrorReply::new("bad_room", why));
+                LOBBY.to_string()
+            }
+            None => LOBBY.to_string(),
+        };
+        let since = info
+            .request
+            .query_param("since")
+            .and_then(|s| s.parse::<u64>().ok());
         let welcome = json!({
-            "type": "welcome", "user": self.user_ref(conn), "room": LOBBY,
+            "type": "welcome", "user": self.user_ref(conn), "room": room,
             "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
         });
         ctx.send_text(conn, &welcome.to_string());
-        self.enter_room(ctx, conn, LOBBY);
+        self.enter_room_then(ctx, conn, &room, since);
     }
 
     fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
@@ -439,6 +544,21 @@ impl App for Chat {
             Ok(Command::Typing { active }) => {
                 self.typing(ctx, conn, active);
                 Ok(())
+            }
+            Ok(Command::Other { kind, body }) if kind == "history" => {
+                self.history_page(ctx, conn, &body)
+            }
+            Ok(Command::Other { kind, body }) if kind == "resume" => {
+                match body.get("since").and_then(Value::as_u64) {
+                    Some(since) => {
+                        self.resume(ctx, conn, since);
+                        Ok(())
+                    }
+                    None => Err(ErrorReply::new(
+                        "bad_command",
+                        "resume needs \"since\", a message id",
+                    )),
+                }
             }
             Ok(Command::Other { kind, .. }) => Err(ErrorReply::new(
                 "unknown_type",
@@ -476,6 +596,20 @@ impl App for Chat {
         if let Some(user) = self.users.remove(&conn) {
             self.names.remove(&user.name.to_lowercase());
         }
+    }
+
+    fn tick(&mut self, _ctx: &mut Ctx) {
+        if self.last_retention.elapsed() >= RETENTION_INTERVAL {
+            self.last_retention = Instant::now();
+            self.store.apply_retention(std::time::SystemTime::now());
+            log::info!("store: {} bytes on disk", self.store.disk_bytes());
+        }
+    }
+
+    fn commit(&mut self) -> std::io::Result<bool> {
+        let before = self.store.writes();
+        self.store.commit()?;
+        Ok(self.store.writes() > before)
     }
 
     fn turn_end(&mut self, ctx: &mut Ctx) {

@@ -97,7 +97,30 @@ impl Server {
         let listener = TcpListener::bind(&config.listen)?;
         let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let chat = crate::chat::Chat::new(config.chat());
+        let store = crate::store::Store::open(&config.store())?;
+        let recovery = store.recovery();
+        if store.is_durable() {
+            log::info!(
+                "store: {} records from {} segments in {}{}{}",
+                recovery.records,
+                recovery.segments,
+                config
+                    .data_dir
+                    .as_deref()
+                    .map_or("?".into(), |d| d.display().to_string()),
+                if recovery.torn_bytes > 0 {
+                    format!(", cut a torn last line of {} bytes", recovery.torn_bytes)
+                } else {
+                    String::new()
+                },
+                if recovery.corrupt > 0 {
+                    format!(", skipped {} corrupt records", recovery.corrupt)
+                } else {
+                    String::new()
+                },
+            );
+        }
+        let chat = crate::chat::Chat::new(config.chat(), store);
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())

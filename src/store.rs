@@ -1,0 +1,645 @@
+//! The embedded store: an append-only log of JSON lines in a data directory,
+//! and the in-memory indexes rebuilt from it at start.
+//!
+//! Every record is one line: the JSON message exactly as clients receive it
+//! (a `chat`, a `private`), or a membership record (`joined`, `left`), each
+//! with the server-wide increasing `id`. A student can read the log with
+//! `cat`. Lines go into segment files (`log-00000001.jsonl`, …) rotated by
+//! size; whole old segments are deleted after `--retain-days`.
+//!
+//! The hub appends the records of one turn to a buffer and [`Store::commit`]
+//! writes the buffer with one `write` (and, in `fsync` mode, one `fsync`)
+//! *before* the turn's messages are delivered: a message anyone saw is in
+//! the log. See docs/storage.md.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+/// Default data directory of the `wschat` binary.
+pub const DEFAULT_DATA_DIR: &str = "wschat-data";
+/// Default size at which a segment is closed and a new one started.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default age after which whole segments are deleted.
+pub const DEFAULT_RETAIN_DAYS: u32 = 30;
+/// Default number of recent messages kept in memory per room (history
+/// pages and resume are served from these).
+pub const DEFAULT_KEEP_PER_ROOM: usize = 10_000;
+/// Most private messages kept in memory for resume.
+pub const KEEP_PRIVATE: usize = 100_000;
+
+/// When a message counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the log (the kernel's page cache) before delivery: a
+    /// killed process loses nothing anyone saw. The default.
+    Process,
+    /// Written and `fsync`ed (one fsync per hub turn, a group commit)
+    /// before delivery: survives a power loss too.
+    Fsync,
+    /// Memory only: nothing is written; a restart forgets everything.
+    None,
+}
+
+impl Durability {
+    /// Parse `process`, `fsync` or `none`.
+    pub fn parse(s: &str) -> Result<Durability, String> {
+        match s.trim() {
+            "process" => Ok(Durability::Process),
+            "fsync" => Ok(Durability::Fsync),
+            "none" => Ok(Durability::None),
+            other => Err(format!("{other:?} is not process, fsync or none")),
+        }
+    }
+
+    /// The name used by the flag.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Process => "process",
+            Durability::Fsync => "fsync",
+            Durability::None => "none",
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The data directory; `None` keeps everything in memory.
+    pub dir: Option<PathBuf>,
+    /// When a message counts as stored.
+    pub durability: Durability,
+    /// Segment size before rotation.
+    pub segment_bytes: u64,
+    /// Whole segments older than this many days are deleted.
+    pub retain_days: u32,
+    /// Recent messages kept in memory per room.
+    pub keep_per_room: usize,
+}
+
+impl StoreConfig {
+    /// A store that keeps everything in memory.
+    pub fn memory() -> StoreConfig {
+        StoreConfig {
+            dir: None,
+            durability: Durability::None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            retain_days: DEFAULT_RETAIN_DAYS,
+            keep_per_room: DEFAULT_KEEP_PER_ROOM,
+        }
+    }
+}
+
+/// What recovery found when the store opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments read.
+    pub segments: usize,
+    /// Records read.
+    pub records: u64,
+    /// Bytes of a torn last line that were cut off.
+    pub torn_bytes: u64,
+    /// Lines in the middle that were not valid records, skipped.
+    pub corrupt: u64,
+}
+
+/// A stored private message, for resume.
+#[derive(Debug, Clone)]
+struct Private {
+    id: u64,
+    from: String,
+    to: String,
+    json: Arc<str>,
+}
+
+/// The store. Owned by the hub thread.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    file: Option<File>,
+    /// Held for the life of the store, so two servers never share a log.
+    _lock: Option<File>,
+    segment: u64,
+    segment_len: u64,
+    pending: Vec<u8>,
+    next_id: u64,
+    rooms: HashMap<String, VecDeque<(u64, Arc<str>)>>,
+    privates: VecDeque<Private>,
+    recovery: Recovery,
+    writes: u64,
+}
+
+impl Store {
+    /// A store in memory only.
+    pub fn memory() -> Store {
+        Store::open(&StoreConfig::memory())
+            .unwrap_or_else(|_| unreachable!("a memory store cannot fail"))
+    }
+
+    /// Open (or create) the store: lock the directory, read every segment,
+    /// rebuild the indexes, cut a torn last line, skip (and count) corrupt
+    /// lines, and make sure the directory is writable now rather than at the
+    /// first message.
+    pub fn open(config: &StoreConfig) -> io::Result<Store> {
+        let mut store = Store {
+            config: config.clone(),
+            file: None,
+            _lock: None,
+            segment: 1,
+            segment_len: 0,
+            pending: Vec::new(),
+            next_id: 1,
+            rooms: HashMap::new(),
+            privates: VecDeque::new(),
+            recovery: Recovery::default(),
+            writes: 0,
+        };
+        let Some(dir) = config
+            .dir
+            .clone()
+            .filter(|_| config.durability != Durability::None)
+        else {
+            return Ok(store);
+        };
+        fs::create_dir_all(&dir)
+            .map_err(|e| annotate(e, "cannot create the data directory", &dir))?;
+        store._lock = Some(lock_dir(&dir)?);
+        let segments = list_segments(&dir)?;
+        let count = segments.len();
+        for (i, (number, path)) in segments.iter().enumerate() {
+            store.recover_segment(path, i + 1 == count)?;
+            store.segment = *number;
+        }
+        store.recovery.segments = count;
+        let path = segment_path(&dir, store.segment);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| annotate(e, "cannot write the log", &path))?;
+        store.segment_len = file.metadata()?.len();
+        store.file = Some(file);
+        store.apply_retention(SystemTime::now());
+        Ok(store)
+    }
+
+    fn recover_segment(&mut self, path: &Path, last: bool) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| annotate(e, "cannot read the log", path))?;
+        let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => 0,
+        };
+        if complete < bytes.len() {
+            let torn = (bytes.len() - complete) as u64;
+            if last {
+                // A write cut short by a crash: the line never counted.
+                log::warn!(
+                    "{}: cutting a torn last line of {torn} bytes",
+                    path.display()
+                );
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| annotate(e, "cannot repair the log", path))?;
+                file.set_len(complete as u64)?;
+                self.recovery.torn_bytes += torn;
+            } else {
+                log::warn!(
+                    "{}: {torn} bytes without a newline at the end of an old segment, skipped",
+                    path.display()
+                );
+                self.recovery.corrupt += 1;
+            }
+        }
+        for (n, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let text = std::str::from_utf8(line).ok();
+            match text.and_then(|t| serde_json::from_str::<Value>(t).ok().map(|v| (t, v))) {
+                Some((text, value)) if value.get("id").and_then(Value::as_u64).is_some() => {
+                    self.index(text, &value);
+                    self.recovery.records += 1;
+                }
+                _ => {
+                    log::warn!(
+                        "{} line {}: not a valid record, skipped",
+                        path.display(),
+                        n + 1
+                    );
+                    self.recovery.corrupt += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What recovery found.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Whether records go to disk.
+    pub fn is_durable(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The next id, taken: ids increase across the server and never repeat,
+    /// restarts included.
+    pub fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Append a record: `json` is the message as delivered, with its `id`.
+    /// It is indexed at once and written at the next [`Store::commit`].
+    pub fn append(&mut self, json: &str) {
+        if let Ok(value) = serde_json::from_str::<Value>(json) {
+            self.index(json, &value);
+        }
+        if self.file.is_some() {
+            self.pending.extend_from_slice(json.as_bytes());
+            self.pending.push(b'\n');
+        }
+    }
+
+    fn index(&mut self, text: &str, value: &Value) {
+        let Some(id) = value.get("id").and_then(Value::as_u64) else {
+            return;
+        };
+        self.next_id = self.next_id.max(id + 1);
+        let name_of = |field: &str| {
+            value
+                .get(field)
+                .and_then(|u| u.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        match value.get("type").and_then(Value::as_str) {
+            Some("chat") => {
+                if let Some(room) = value.get("room").and_then(Value::as_str) {
+                    let list = self.rooms.entry(room.to_string()).or_default();
+                    if list.len() >= self.config.keep_per_room.max(1) {
+                        list.pop_front();
+                    }
+                    list.push_back((id, text.into()));
+                }
+            }
+            Some("private") => {
+                if let (Some(from), Some(to)) = (name_of("from"), name_of("to")) {
+                    if self.privates.len() >= KEEP_PRIVATE {
+                        self.privates.pop_front();
+                    }
+                    self.privates.push_back(Private {
+                        id,
+                        from,
+                        to,
+                        json: text.into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Write what was appended since the last commit: one write, and in
+    /// `fsync` mode one fsync. Rotates the segment when it is full.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(file) = self.file.as_mut() else {
+            self.pending.clear();
+            return Ok(());
+        };
+        let result = file.write_all(&self.pending).and_then(|()| {
+            if self.config.durability == Durability::Fsync {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        self.segment_len += self.pending.len() as u64;
+        self.writes += 1;
+        self.pending.clear();
+        result?;
+        if self.segment_len >= self.config.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Commits so far.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let Some(dir) = self.config.dir.clone() else {
+            return Ok(());
+        };
+        self.segment += 1;
+        let path = segment_path(&dir, self.segment);
+        self.file = Some(OpenOptions::new().create(true).append(true).open(&path)?);
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    /// Delete whole segments (never the one being written) last modified
+    /// more than `--retain-days` before `now`.
+    pub fn apply_retention(&mut self, now: SystemTime) {
+        let Some(dir) = self.config.dir.clone() else {
+            return;
+        };
+        let max_age = Duration::from_secs(u64::from(self.config.retain_days) * 86_400);
+        for (number, path) in list_segments(&dir).unwrap_or_default() {
+            if number == self.segment {
+                continue;
+            }
+            let old = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age));
+            if old {
+                match fs::remove_file(&path) {
+                    Ok(()) => log::info!("retention: deleted {}", path.display()),
+                    Err(e) => log::warn!("retention: cannot delete {}: {e}", path.display()),
+                }
+            }
+        }
+    }
+
+    /// Bytes the data directory's segments take.
+    pub fn disk_bytes(&self) -> u64 {
+        let Some(dir) = &self.config.dir else {
+            return 0;
+        };
+        list_segments(dir)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// The last `limit` messages of `room`, oldest first, all with an id
+    /// below `before` (when given). Served from memory; a page that reaches
+    /// past the messages memory keeps (`--history-keep`) is read from the
+    /// log on disk, which costs a scan of the segments.
+    pub fn history(&self, room: &str, before: Option<u64>, limit: usize) -> Vec<Arc<str>> {
+        let empty = VecDeque::new();
+        let list = self.rooms.get(room).unwrap_or(&empty);
+        let end = match before {
+            Some(b) => list.partition_point(|(id, _)| *id < b),
+            None => list.len(),
+        };
+        let start = end.saturating_sub(limit);
+        let mut page: Vec<Arc<str>> = list.range(start..end).map(|(_, m)| m.clone()).collect();
+        // Memory holds everything when the room never filled its window.
+        let window_full = list.len() >= self.config.keep_per_room.max(1);
+        if page.len() < limit && window_full && self.file.is_some() {
+            let oldest_in_memory = list.front().map_or(u64::MAX, |(id, _)| *id);
+            let below = before.unwrap_or(u64::MAX).min(oldest_in_memory);
+            let mut older = self.scan_disk(room, below, limit - page.len());
+            older.append(&mut page);
+            page = older;
+        }
+        page
+    }
+
+    /// Read the log for the last `limit` chat messages of `room` with an id
+    /// below `below`.
+    fn scan_disk(&self, room: &str, below: u64, limit: usize) -> Vec<Arc<str>> {
+        let Some(dir) = &self.config.dir else {
+            return Vec::new();
+        };
+        let mut found: VecDeque<Arc<str>> = VecDeque::new();
+        for (_, path) in list_segments(dir).unwrap_or_default() {
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            for line in text.lines() {
+                let Ok(value) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                let id = value.get("id").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                if id < below
+                    && value.get("type").and_then(Value::as_str) == Some("chat")
+                    && value.get("room").and_then(Value::as_str) == Some(room)
+                {
+                    if found.len() == limit {
+                        found.pop_front();
+                    }
+                    found.push_back(line.into());
+                }
+            }
+        }
+        found.into()
+    }
+
+    /// Everything after `since` that a user named `name` in `room` should
+    /// have seen: the room's messages and the private messages to or from
+    /// that name, in id order. The flag says whether older messages than
+    /// memory holds were asked for (a gap that cannot be filled).
+    pub fn since(&self, room: &str, name: &str, since: u64) -> (Vec<Arc<str>>, bool) {
+        let mut out: Vec<(u64, Arc<str>)> = Vec::new();
+        let mut incomplete = false;
+        if let Some(list) = self.rooms.get(room) {
+            let start = list.partition_point(|(id, _)| *id <= since);
+            if start == 0
+                && list.front().is_some_and(|(id, _)| *id > since + 1)
+                && list.len() >= self.config.keep_per_room
+            {
+                incomplete = true;
+            }
+            out.extend(list.range(start..).cloned());
+        }
+        let start = self.privates.partition_point(|p| p.id <= since);
+        out.extend(
+            self.privates
+                .range(start..)
+                .filter(|p| p.from == name || p.to == name)
+                .map(|p| (p.id, p.json.clone())),
+        );
+        out.sort_by_key(|(id, _)| *id);
+        (out.into_iter().map(|(_, m)| m).collect(), incomplete)
+    }
+}
+
+fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("log-{number:08}.jsonl"))
+}
+
+/// The segments in `dir`, by number.
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in
+        fs::read_dir(dir).map_err(|e| annotate(e, "cannot read the data directory", dir))?
+    {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("log-")
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse().ok())
+        {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Take an exclusive lock on `dir/LOCK` for as long as the file is open.
+#[cfg(unix)]
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| annotate(e, "cannot write in the data directory", dir))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "another wschat is using the data directory {}",
+                dir.display()
+            ),
+        ));
+    }
+    let mut f = &file;
+    let _ = f.seek(SeekFrom::Start(0));
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wschat-store-{name}-{}-{}",
+            std::process::id(),
+            crate::util::random_u64()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn config(dir: &Path) -> StoreConfig {
+        StoreConfig {
+            dir: Some(dir.to_path_buf()),
+            durability: Durability::Process,
+            segment_bytes: 300,
+            retain_days: 30,
+            keep_per_room: 100,
+        }
+    }
+
+    fn chat(store: &mut Store, room: &str, text: &str) -> u64 {
+        let id = store.take_id();
+        let json = serde_json::json!({"type":"chat","id":id,"room":room,"user":{"id":1,"name":"a"},"text":text,"time":1}).to_string();
+        store.append(&json);
+        id
+    }
+
+    #[test]
+    fn records_survive_a_reopen_across_rotated_segments_and_ids_continue() {
+        let dir = temp_dir("reopen");
+        let mut ids = Vec::new();
+        {
+            let mut store = Store::open(&config(&dir)).unwrap();
+            for i in 0..20 {
+                ids.push(chat(&mut store, "lobby", &format!("m{i}")));
+                store.commit().unwrap();
+            }
+        }
+        assert!(
+            list_segments(&dir).unwrap().len() > 1,
+            "segments rotate at 300 bytes"
+        );
+        let mut store = Store::open(&config(&dir)).unwrap();
+        assert_eq!(store.recovery().records, 20);
+        let history = store.history("lobby", None, 50);
+        assert_eq!(history.len(), 20);
+        assert!(history[19].contains("\"m19\""));
+        assert_eq!(store.take_id(), ids[19] + 1);
+        let page = store.history("lobby", Some(ids[10]), 5);
+        assert_eq!(page.len(), 5);
+        assert!(page[4].contains("\"m9\""));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_a_corrupt_middle_line_skipped() {
+        let dir = temp_dir("torn");
+        fs::create_dir_all(&dir).unwrap();
+        let good =
+            |id: u64| format!("{{\"type\":\"chat\",\"id\":{id},\"room\":\"r\",\"text\":\"t\"}}\n");
+        let content = format!(
+            "{}garbage line\n{}{{\"type\":\"chat\",\"id\":9",
+            good(1),
+            good(2)
+        );
+        fs::write(segment_path(&dir, 1), &content).unwrap();
+        let mut store = Store::open(&config(&dir)).unwrap();
+        assert_eq!(store.recovery().records, 2);
+        assert_eq!(store.recovery().corrupt, 1);
+        assert!(store.recovery().torn_bytes > 0);
+        assert_eq!(store.take_id(), 3);
+        let on_disk = fs::read_to_string(segment_path(&dir, 1)).unwrap();
+        assert!(on_disk.ends_with('\n'));
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = temp_dir("lock");
+        let _first = Store::open(&config(&dir)).unwrap();
+        let err = Store::open(&config(&dir)).unwrap_err();
+        assert!(err.to_string().contains("another wschat"), "{err}");
+    }
+
+    #[test]
+    fn since_merges_room_and_private_messages_in_order() {
+        let mut store = Store::memory();
+        let a = chat(&mut store, "lobby", "one");
+        let id = store.take_id();
+        store.append(&serde_json::json!({"type":"private","id":id,"from":{"id":1,"name":"ann"},"to":{"id":2,"name":"bob"},"text":"psst"}).to_string());
+        chat(&mut store, "other", "elsewhere");
+        chat(&mut store, "lobby", "two");
+        let (got, incomplete) = store.since("lobby", "bob", a);
+        assert!(!incomplete);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].contains("psst") && got[1].contains("two"));
+        let (got, _) = store.since("lobby", "carol", a);
+        assert_eq!(got.len(), 1);
+    }
+}
