@@ -9,8 +9,11 @@ use std::io::{self, Read, Write};
 
 use crate::ws::{CloseCode, Connection, Limits, Message, ProtocolError, Role, State};
 
-/// Bytes read from the stream at a time.
-pub const READ_CHUNK: usize = 8 * 1024;
+/// Bytes read at a time while data streams in (a burst, a big message).
+pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read at a time otherwise, into a buffer on the stack: an idle
+/// connection holds no read buffer at all.
+pub const STACK_CHUNK: usize = 2 * 1024;
 
 /// What can go wrong on a WebSocket.
 #[derive(Debug)]
@@ -67,6 +70,8 @@ pub struct WebSocket<S> {
     conn: Connection,
     buf: Vec<u8>,
     pos: usize,
+    /// The last read filled its buffer: read in large pieces for now.
+    big: bool,
     close_seen: bool,
 }
 
@@ -84,6 +89,7 @@ impl<S: Read + Write> WebSocket<S> {
             conn: Connection::new(role, limits),
             buf: leftover.to_vec(),
             pos: 0,
+            big: false,
             close_seen: false,
         }
     }
@@ -120,32 +126,68 @@ impl<S: Read + Write> WebSocket<S> {
                 let mut input = &self.buf[self.pos..];
                 let result = self.conn.receive(&mut input);
                 self.pos = self.buf.len() - input.len();
-                self.flush()?;
-                match result {
-                    Ok(Some(message)) => {
-                        if matches!(message, Message::Close(_)) {
-                            self.close_seen = true;
-                        }
-                        return Ok(message);
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(Error::Protocol(e)),
+                if self.pos == self.buf.len() && !self.big {
+                    // Consumed: a quiet connection keeps no heap buffer.
+                    self.buf = Vec::new();
+                    self.pos = 0;
+                }
+                if let Some(done) = self.after_receive(result)? {
+                    return Ok(done);
                 }
                 continue;
             }
-            self.buf.resize(READ_CHUNK, 0);
             self.pos = 0;
-            let n = match self.stream.read(&mut self.buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.clear();
-                    return Err(Error::Io(e));
+            if self.big {
+                // A burst or a big message: read in large pieces.
+                self.buf.resize(READ_CHUNK, 0);
+                let n = self
+                    .stream
+                    .read(&mut self.buf)
+                    .inspect_err(|_| self.buf.clear())?;
+                self.buf.truncate(n);
+                if n == 0 {
+                    return Err(Error::ConnectionClosed);
                 }
-            };
-            self.buf.truncate(n);
+                if n < READ_CHUNK / 2 {
+                    self.big = false;
+                }
+                continue;
+            }
+            // Small reads go through the stack; only what a message leaves
+            // over is kept on the heap.
+            let mut stack = [0u8; STACK_CHUNK];
+            let n = self.stream.read(&mut stack)?;
             if n == 0 {
                 return Err(Error::ConnectionClosed);
             }
+            self.big = n == STACK_CHUNK;
+            let mut input = &stack[..n];
+            let result = self.conn.receive(&mut input);
+            if !input.is_empty() {
+                self.buf = input.to_vec();
+            }
+            if let Some(done) = self.after_receive(result)? {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Flush replies, and turn a decoding result into what `read_message`
+    /// returns (`None`: keep reading).
+    fn after_receive(
+        &mut self,
+        result: Result<Option<Message>, ProtocolError>,
+    ) -> Result<Option<Message>, Error> {
+        self.flush()?;
+        match result {
+            Ok(Some(message)) => {
+                if matches!(message, Message::Close(_)) {
+                    self.close_seen = true;
+                }
+                Ok(Some(message))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::Protocol(e)),
         }
     }
 

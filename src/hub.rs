@@ -209,39 +209,87 @@ impl Ctx {
         self.send_frame(conn, &out.into())
     }
 
-    /// Carry out the turn's sends, in order.
+    /// Carry out the turn's sends: per connection, in order, and with
+    /// everything one connection gets this turn handed to the kernel in one
+    /// system call where possible (see [`Peer::send_batch`]).
     fn deliver(&mut self) {
-        let mut delivered = 0u64;
-        let ok = |d: Delivery| matches!(d, Delivery::Sent | Delivery::Queued);
-        for out in self.queue.drain(..) {
-            match out {
-                Out::One(conn, frame) => {
-                    if let Some(peer) = self.peers.get(&conn)
-                        && ok(peer.send(&frame))
-                    {
-                        delivered += 1;
+        let queue = std::mem::take(&mut self.queue);
+        let mut delivered = 0usize;
+        if let [Out::One(..) | Out::Many(..)] = queue.as_slice() {
+            // One message this turn (the common case when the hub keeps up):
+            // no grouping needed.
+            for out in queue {
+                match out {
+                    Out::One(conn, frame) => delivered += self.send_now(conn, &frame),
+                    Out::Many(conns, frame) => {
+                        for conn in conns {
+                            delivered += self.send_now(conn, &frame);
+                        }
                     }
+                    Out::Close(..) => {}
                 }
-                Out::Many(conns, frame) => {
-                    for conn in conns {
-                        if let Some(peer) = self.peers.get(&conn)
-                            && ok(peer.send(&frame))
-                        {
-                            delivered += 1;
+            }
+        } else {
+            let mut order: Vec<ConnId> = Vec::new();
+            let mut per_conn: HashMap<ConnId, Vec<Item>> = HashMap::new();
+            let mut add = |conn: ConnId, item: Item| {
+                per_conn
+                    .entry(conn)
+                    .or_insert_with(|| {
+                        order.push(conn);
+                        Vec::new()
+                    })
+                    .push(item);
+            };
+            for out in queue {
+                match out {
+                    Out::One(conn, frame) => add(conn, Item::Frame(frame)),
+                    Out::Many(conns, frame) => {
+                        for conn in conns {
+                            add(conn, Item::Frame(frame.clone()));
+                        }
+                    }
+                    Out::Close(conn, code, reason) => add(conn, Item::Close(code, reason)),
+                }
+            }
+            let mut frames: Vec<Bytes> = Vec::new();
+            for conn in order {
+                let Some(peer) = self.peers.get(&conn) else {
+                    continue;
+                };
+                for item in per_conn.remove(&conn).unwrap_or_default() {
+                    match item {
+                        Item::Frame(frame) => frames.push(frame),
+                        Item::Close(code, reason) => {
+                            delivered += peer.send_batch(&frames);
+                            frames.clear();
+                            peer.close(code, &reason);
                         }
                     }
                 }
-                Out::Close(conn, code, reason) => {
-                    if let Some(peer) = self.peers.get(&conn) {
-                        peer.close(code, &reason);
-                    }
-                }
+                delivered += peer.send_batch(&frames);
+                frames.clear();
             }
         }
         self.metrics
             .messages_out
-            .fetch_add(delivered, Ordering::Relaxed);
+            .fetch_add(delivered as u64, Ordering::Relaxed);
     }
+
+    fn send_now(&self, conn: ConnId, frame: &Bytes) -> usize {
+        self.peers.get(&conn).map_or(0, |peer| {
+            usize::from(matches!(
+                peer.send(frame),
+                Delivery::Sent | Delivery::Queued
+            ))
+        })
+    }
+}
+
+/// One connection's share of a turn.
+enum Item {
+    Frame(Bytes),
+    Close(CloseCode, String),
 }
 
 /// Store the turn's records, then deliver the turn's messages.
@@ -282,7 +330,7 @@ pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
                     Err(_) => break,
                 }
             }
-            app.turn_end(&mut ctx);
+            end_turn(&mut app, &mut ctx);
         }
         metrics
             .hub_queue_depth
