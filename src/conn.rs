@@ -13,7 +13,7 @@ use crate::ws::{CloseCode, Connection, Limits, Message, ProtocolError, Role, Sta
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read at a time otherwise, into a buffer on the stack: an idle
 /// connection holds no read buffer at all.
-pub const STACK_CHUNK: usize = 2 * 1024;
+pub const STACK_CHUNK: usize = 1024;
 
 /// What can go wrong on a WebSocket.
 #[derive(Debug)]

@@ -15,6 +15,8 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
     let mut ws = WebSocket::with_leftover(stream, Role::Server, config.limits(), leftover);
     let _ = ws.get_mut().set_read_timeout(Some(config.ping_interval));
     let mut last_heard = Instant::now();
+    // The handshake went deep into the stack; a parked reader does not.
+    crate::util::trim_stack();
     let code = loop {
         match ws.read_message() {
             Ok(Message::Text(text)) => {

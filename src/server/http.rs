@@ -178,7 +178,9 @@ fn read_request(
 ) -> Result<Option<(Request, Vec<u8>)>, Rejection> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; REQUEST_CHUNK];
+    // A heap buffer, freed after the handshake: stack pages a thread
+    // touches stay resident for as long as it lives.
+    let mut chunk = vec![0u8; REQUEST_CHUNK];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {

@@ -222,6 +222,8 @@ pub fn run(
         .unwrap_or_default()
         .max(Duration::from_millis(20));
     let _ = stream.set_read_timeout(Some(step));
+    // The handshake went deep into the stack; a parked reader does not.
+    crate::util::trim_stack();
     let mut flow = reader.feed(leftover);
     let mut buf = [0u8; READ_BUF];
     while let Flow::Continue = flow {
