@@ -17,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod dissect;
 pub mod hub;
+pub mod router;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -33,6 +33,10 @@ pub const DEFAULT_KEEP_PER_ROOM: usize = 10_000;
 /// Most private messages kept in memory for resume.
 pub const KEEP_PRIVATE: usize = 100_000;
 
+/// The store as the hub thread's applications share it (the chat and the
+/// support desk write to one log with one sequence of ids).
+pub type SharedStore = std::sync::Arc<std::sync::Mutex<Store>>;
+
 /// When a message counts as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

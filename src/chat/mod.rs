@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use serde_json::Map;
 
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
-use crate::store::Store;
+use crate::store::SharedStore;
 use crate::util::now_ms;
 use command::{Command, ErrorReply};
 
@@ -92,13 +92,13 @@ pub struct Chat {
     dirty: Vec<String>,
     next_auto_name: u64,
     /// Messages and membership records, durable or in memory.
-    store: Store,
+    store: SharedStore,
     last_retention: Instant,
 }
 
 impl Chat {
     /// A chat with `config` over `store` (history and ids come from it).
-    pub fn new(config: ChatConfig, store: Store) -> Chat {
+    pub fn new(config: ChatConfig, store: SharedStore) -> Chat {
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -160,15 +160,21 @@ impl Chat {
         }
     }
 
+    /// The store (shared with the other apps of the hub thread; only that
+    /// thread locks it, so the lock is never contended).
+    fn store(&self) -> std::sync::MutexGuard<'_, crate::store::Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn take_id(&mut self) -> u64 {
-        self.store.take_id()
+        self.store().take_id()
     }
 
     /// Record a member entering or leaving a room.
     fn record_membership(&mut self, kind: &str, conn: ConnId, room: &str) {
         let id = self.take_id();
         let record = json!({"type": kind, "id": id, "room": room, "user": self.user_ref(conn), "time": now_ms()});
-        self.store.append(&record.to_string());
+        self.store().append(&record.to_string());
     }
 
     fn enter_room(&mut self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
@@ -245,7 +251,7 @@ impl Chat {
         let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
             return;
         };
-        let messages = self.store.history(&room_name, None, HISTORY_LEN);
+        let messages = self.store().history(&room_name, None, HISTORY_LEN);
         ctx.send_text(conn, &message_list("history", &room_name, &[], &messages));
     }
 
@@ -271,7 +277,7 @@ impl Chat {
         let limit = number("limit")?
             .unwrap_or(HISTORY_LEN as u64)
             .min(MAX_HISTORY_PAGE as u64) as usize;
-        let messages = self.store.history(&room, before, limit);
+        let messages = self.store().history(&room, before, limit);
         let extra = [("before", before.map_or(Value::Null, Value::from))];
         ctx.send_text(conn, &message_list("history", &room, &extra, &messages));
         Ok(())
@@ -284,7 +290,7 @@ impl Chat {
         let Some(user) = self.users.get(&conn) else {
             return;
         };
-        let (messages, incomplete) = self.store.since(&user.room, &user.name, since);
+        let (messages, incomplete) = self.store().since(&user.room, &user.name, since);
         let extra = [
             ("since", Value::from(since)),
             ("complete", Value::from(!incomplete)),
@@ -320,7 +326,7 @@ impl Chat {
         .to_string()
         .into();
         let frame = Ctx::text_frame(&msg);
-        self.store.append(&msg);
+        self.store().append(&msg);
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(room.members.iter().copied(), &frame);
         }
@@ -395,7 +401,7 @@ impl Chat {
             "text": text, "time": now_ms(),
         });
         let msg = msg.to_string();
-        self.store.append(&msg);
+        self.store().append(&msg);
         let frame = Ctx::text_frame(&msg);
         ctx.send_frame(to, &frame);
         if to != conn {
@@ -601,15 +607,17 @@ impl App for Chat {
     fn tick(&mut self, _ctx: &mut Ctx) {
         if self.last_retention.elapsed() >= RETENTION_INTERVAL {
             self.last_retention = Instant::now();
-            self.store.apply_retention(std::time::SystemTime::now());
-            log::info!("store: {} bytes on disk", self.store.disk_bytes());
+            let mut store = self.store();
+            store.apply_retention(std::time::SystemTime::now());
+            log::info!("store: {} bytes on disk", store.disk_bytes());
         }
     }
 
     fn commit(&mut self) -> std::io::Result<bool> {
-        let before = self.store.writes();
-        self.store.commit()?;
-        Ok(self.store.writes() > before)
+        let mut store = self.store();
+        let before = store.writes();
+        store.commit()?;
+        Ok(store.writes() > before)
     }
 
     fn turn_end(&mut self, ctx: &mut Ctx) {

@@ -120,11 +120,13 @@ impl Server {
                 },
             );
         }
-        let chat = crate::chat::Chat::new(config.chat(), store);
+        let store: crate::store::SharedStore = Arc::new(std::sync::Mutex::new(store));
+        let chat = crate::chat::Chat::new(config.chat(), store.clone());
+        let router = crate::router::Router::new(chat);
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())
-            .spawn(move || crate::hub::run(chat, inbox, hub_metrics))?;
+            .spawn(move || crate::hub::run(router, inbox, hub_metrics))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {

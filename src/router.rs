@@ -1,0 +1,101 @@
+//! The hub's application: routes each connection, by the path it opened,
+//! to the chat or to another application (the support desk), all on the
+//! one hub thread, sharing one store.
+
+use std::collections::HashMap;
+
+use crate::chat::Chat;
+use crate::hub::{App, ConnId, ConnInfo, Ctx};
+
+/// An application the router can host beside the chat.
+pub type BoxedApp = Box<dyn App + Send>;
+
+/// Routes connections to the chat or to an app mounted on a path.
+pub struct Router {
+    chat: Chat,
+    /// Other apps and the paths they serve.
+    mounts: Vec<(Vec<&'static str>, BoxedApp)>,
+    /// Which app each connection belongs to: `None` is the chat, `Some(i)`
+    /// the i-th mount.
+    routes: HashMap<ConnId, Option<usize>>,
+}
+
+impl Router {
+    /// A router with the chat only.
+    pub fn new(chat: Chat) -> Router {
+        Router {
+            chat,
+            mounts: Vec::new(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Serve `paths` with `app`.
+    pub fn mount(&mut self, paths: Vec<&'static str>, app: BoxedApp) {
+        self.mounts.push((paths, app));
+    }
+
+    /// Whether some app serves `path` (the chat serves `/` and `/chat`).
+    pub fn serves(&self, path: &str) -> bool {
+        matches!(path, "/" | "/chat") || self.mounts.iter().any(|(paths, _)| paths.contains(&path))
+    }
+
+    fn app(&mut self, route: Option<usize>) -> &mut dyn App {
+        match route.and_then(|i| self.mounts.get_mut(i)) {
+            Some((_, app)) => app.as_mut(),
+            None => &mut self.chat,
+        }
+    }
+}
+
+impl App for Router {
+    fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
+        let route = self
+            .mounts
+            .iter()
+            .position(|(paths, _)| paths.contains(&info.path.as_str()));
+        self.routes.insert(conn, route);
+        self.app(route).opened(ctx, conn, info);
+    }
+
+    fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
+        let route = self.routes.get(&conn).copied().flatten();
+        self.app(route).text(ctx, conn, text);
+    }
+
+    fn binary(&mut self, ctx: &mut Ctx, conn: ConnId, data: Vec<u8>) {
+        let route = self.routes.get(&conn).copied().flatten();
+        self.app(route).binary(ctx, conn, data);
+    }
+
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
+        let route = self.routes.remove(&conn).flatten();
+        self.app(route).closed(ctx, conn);
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx) {
+        self.chat.tick(ctx);
+        for (_, app) in &mut self.mounts {
+            app.tick(ctx);
+        }
+    }
+
+    fn turn_end(&mut self, ctx: &mut Ctx) {
+        self.chat.turn_end(ctx);
+        for (_, app) in &mut self.mounts {
+            app.turn_end(ctx);
+        }
+    }
+
+    fn shutdown(&mut self, ctx: &mut Ctx) {
+        self.chat.shutdown(ctx);
+        for (_, app) in &mut self.mounts {
+            app.shutdown(ctx);
+        }
+    }
+
+    /// The chat commits the shared store, which holds every app's records.
+    fn commit(&mut self) -> std::io::Result<bool> {
+        self.chat.commit()
+    }
+}
