@@ -112,7 +112,8 @@ pub struct Recovery {
     pub corrupt: u64,
 }
 
-/// A stored private message, for resume.
+/// A private message kept for resume, under the *session keys* of its two
+/// users (never their names: a name can be taken by someone else later).
 #[derive(Debug, Clone)]
 struct Private {
     id: u64,
@@ -276,18 +277,31 @@ impl Store {
         }
     }
 
+    /// Append a private message, and keep it for resume under the session
+    /// keys of its sender and addressee.
+    pub fn append_private(&mut self, json: &str, from_session: &str, to_session: &str) {
+        self.append(json);
+        if let Some(id) = serde_json::from_str::<Value>(json)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_u64))
+        {
+            if self.privates.len() >= KEEP_PRIVATE {
+                self.privates.pop_front();
+            }
+            self.privates.push_back(Private {
+                id,
+                from: from_session.to_string(),
+                to: to_session.to_string(),
+                json: json.into(),
+            });
+        }
+    }
+
     fn index(&mut self, text: &str, value: &Value) {
         let Some(id) = value.get("id").and_then(Value::as_u64) else {
             return;
         };
         self.next_id = self.next_id.max(id + 1);
-        let name_of = |field: &str| {
-            value
-                .get(field)
-                .and_then(|u| u.get("name"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
         match value.get("type").and_then(Value::as_str) {
             Some("chat") => {
                 if let Some(room) = value.get("room").and_then(Value::as_str) {
@@ -298,19 +312,9 @@ impl Store {
                     list.push_back((id, text.into()));
                 }
             }
-            Some("private") => {
-                if let (Some(from), Some(to)) = (name_of("from"), name_of("to")) {
-                    if self.privates.len() >= KEEP_PRIVATE {
-                        self.privates.pop_front();
-                    }
-                    self.privates.push_back(Private {
-                        id,
-                        from,
-                        to,
-                        json: text.into(),
-                    });
-                }
-            }
+            // Private messages are indexed by append_private, under session
+            // keys; those recovered from disk have none and are not resumed.
+            Some("private") => {}
             _ => {}
         }
     }
@@ -449,11 +453,11 @@ impl Store {
         found.into()
     }
 
-    /// Everything after `since` that a user named `name` in `room` should
-    /// have seen: the room's messages and the private messages to or from
-    /// that name, in id order. The flag says whether older messages than
+    /// Everything after `since` that the user of session `session` in
+    /// `room` should have seen: the room's messages and the private messages
+    /// to or from that session, in id order. The flag says whether older messages than
     /// memory holds were asked for (a gap that cannot be filled).
-    pub fn since(&self, room: &str, name: &str, since: u64) -> (Vec<Arc<str>>, bool) {
+    pub fn since(&self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, bool) {
         let mut out: Vec<(u64, Arc<str>)> = Vec::new();
         let mut incomplete = false;
         if let Some(list) = self.rooms.get(room) {
@@ -470,7 +474,7 @@ impl Store {
         out.extend(
             self.privates
                 .range(start..)
-                .filter(|p| p.from == name || p.to == name)
+                .filter(|p| p.from == session || p.to == session)
                 .map(|p| (p.id, p.json.clone())),
         );
         out.sort_by_key(|(id, _)| *id);
@@ -636,14 +640,16 @@ mod tests {
         let mut store = Store::memory();
         let a = chat(&mut store, "lobby", "one");
         let id = store.take_id();
-        store.append(&serde_json::json!({"type":"private","id":id,"from":{"id":1,"name":"ann"},"to":{"id":2,"name":"bob"},"text":"psst"}).to_string());
+        let psst = serde_json::json!({"type":"private","id":id,"from":{"id":1,"name":"ann"},"to":{"id":2,"name":"bob"},"text":"psst"});
+        store.append_private(&psst.to_string(), "s-ann", "s-bob");
         chat(&mut store, "other", "elsewhere");
         chat(&mut store, "lobby", "two");
-        let (got, incomplete) = store.since("lobby", "bob", a);
+        let (got, incomplete) = store.since("lobby", "s-bob", a);
         assert!(!incomplete);
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("psst") && got[1].contains("two"));
-        let (got, _) = store.since("lobby", "carol", a);
+        // Someone else, even named bob, has another session.
+        let (got, _) = store.since("lobby", "s-other-bob", a);
         assert_eq!(got.len(), 1);
     }
 }

@@ -46,18 +46,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn random_values_differ() {
-        let a: Vec<u64> = (0..100).map(|_| super::random_u64()).collect();
-        let mut b = a.clone();
-        b.sort();
-        b.dedup();
-        assert_eq!(b.len(), a.len());
-    }
-}
-
 /// Give back to the kernel the pages of this thread's stack that lie below
 /// the current frame (with a safety margin): they held frames that have
 /// returned, such as the handshake's, and a parked thread does not need
@@ -101,3 +89,15 @@ pub fn trim_stack() {
 /// Elsewhere, nothing to do.
 #[cfg(not(target_os = "linux"))]
 pub fn trim_stack() {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_values_differ() {
+        let a: Vec<u64> = (0..100).map(|_| super::random_u64()).collect();
+        let mut b = a.clone();
+        b.sort();
+        b.dedup();
+        assert_eq!(b.len(), a.len());
+    }
+}

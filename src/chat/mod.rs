@@ -70,7 +70,14 @@ struct User {
     name: String,
     room: String,
     last_typing: Option<Instant>,
+    /// A secret that identifies this user's session across reconnects
+    /// (given in `welcome`, presented as `?session=`): private messages
+    /// are resumed by it, never by name.
+    session: String,
 }
+
+/// Most sessions remembered for resume.
+pub const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Room {
@@ -91,6 +98,9 @@ pub struct Chat {
     /// Rooms with joins or leaves to announce at the end of the turn.
     dirty: Vec<String>,
     next_auto_name: u64,
+    /// Sessions handed out, oldest first, for `?session=` on reconnect.
+    sessions: std::collections::HashSet<String>,
+    session_order: std::collections::VecDeque<String>,
     /// Messages and membership records, durable or in memory.
     store: SharedStore,
     last_retention: Instant,
@@ -108,6 +118,8 @@ impl Chat {
             rooms,
             dirty: Vec::new(),
             next_auto_name: 1,
+            sessions: Default::default(),
+            session_order: Default::default(),
             store,
             last_retention: Instant::now(),
         }
@@ -164,6 +176,26 @@ impl Chat {
     /// thread locks it, so the lock is never contended).
     fn store(&self) -> std::sync::MutexGuard<'_, crate::store::Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session a connection presents, if this server issued it, else a
+    /// new one (128 random bits, hex).
+    fn session(&mut self, presented: Option<String>) -> String {
+        if let Some(token) = presented.filter(|t| self.sessions.contains(t)) {
+            return token;
+        }
+        let token: String = crate::util::random_16()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if self.session_order.len() >= MAX_SESSIONS
+            && let Some(old) = self.session_order.pop_front()
+        {
+            self.sessions.remove(&old);
+        }
+        self.sessions.insert(token.clone());
+        self.session_order.push_back(token.clone());
+        token
     }
 
     fn take_id(&mut self) -> u64 {
@@ -290,7 +322,7 @@ impl Chat {
         let Some(user) = self.users.get(&conn) else {
             return;
         };
-        let (messages, incomplete) = self.store().since(&user.room, &user.name, since);
+        let (messages, incomplete) = self.store().since(&user.room, &user.session, since);
         let extra = [
             ("since", Value::from(since)),
             ("complete", Value::from(!incomplete)),
@@ -401,7 +433,12 @@ impl Chat {
             "text": text, "time": now_ms(),
         });
         let msg = msg.to_string();
-        self.store().append(&msg);
+        let (from_session, to_session) = (
+            self.users[&conn].session.clone(),
+            self.users[&to].session.clone(),
+        );
+        self.store()
+            .append_private(&msg, &from_session, &to_session);
         let frame = Ctx::text_frame(&msg);
         ctx.send_frame(to, &frame);
         if to != conn {
@@ -487,12 +524,14 @@ impl App for Chat {
             None => self.auto_name(),
         };
         self.names.insert(name.to_lowercase(), conn);
+        let session = self.session(info.request.query_param("session"));
         self.users.insert(
             conn,
             User {
                 name,
                 room: LOBBY.to_string(),
                 last_typing: None,
+                session,
             },
         );
         // `?room=` enters a room at once (a reconnecting page goes back to
@@ -526,6 +565,7 @@ impl App for Chat {
             .and_then(|s| s.parse::<u64>().ok());
         let welcome = json!({
             "type": "welcome", "user": self.user_ref(conn), "room": room,
+            "session": self.users[&conn].session,
             "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
         });
         ctx.send_text(conn, &welcome.to_string());

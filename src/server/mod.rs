@@ -95,6 +95,7 @@ impl Server {
     /// Bind the listening socket of `config.listen`.
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(&config.listen)?;
+        widen_backlog(&listener);
         let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
         let metrics = Arc::new(Metrics::default());
         let store = crate::store::Store::open(&config.store())?;
@@ -239,6 +240,23 @@ impl Drop for ServerHandle {
         }
     }
 }
+
+/// How many connections may wait for `accept`. The standard library asks
+/// for 128, too few for a burst of clients (the kernel then drops SYNs and
+/// clients retry a second later); Linux lets `listen` be called again.
+const LISTEN_BACKLOG: i32 = 4096;
+
+#[cfg(unix)]
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket we own and that is already listening.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
+    }
+}
+
+#[cfg(not(unix))]
+fn widen_backlog(_listener: &TcpListener) {}
 
 /// Counts a connection as open for as long as it lives.
 struct OpenGuard(Arc<Shared>);
