@@ -632,6 +632,11 @@ pub fn check(config: &Config) -> Vec<String> {
             "--max-text-bytes is above --max-message-size: such texts could never arrive".into(),
         );
     }
+    for name in unknown_env_vars(std::env::vars().map(|(k, _)| k)) {
+        problems.push(format!(
+            "{name} is set but is not a wschat setting (see wschat --help): a typo?"
+        ));
+    }
     if let Some(dir) = &config.data_dir
         && let Err(e) = check_writable(dir)
     {
@@ -658,6 +663,20 @@ pub fn check(config: &Config) -> Vec<String> {
         ));
     }
     problems
+}
+
+/// The `WSCHAT_*` names among `names` that no flag reads (`RUST_LOG` and
+/// the like are not ours and are left alone).
+///
+/// ```
+/// let names = ["WSCHAT_LISTEN", "WSCHAT_LISTNE", "HOME"].map(String::from);
+/// assert_eq!(wschat::config::unknown_env_vars(names), ["WSCHAT_LISTNE"]);
+/// ```
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| n.starts_with("WSCHAT_") && !FLAGS.iter().any(|f| f.env_var() == *n))
+        .collect()
 }
 
 /// Whether files can be created in `dir` (or, if it does not exist yet, in
