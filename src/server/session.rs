@@ -30,7 +30,14 @@ pub struct RateLimit {
     last: Instant,
     /// Messages refused since the last one allowed.
     refused_in_a_row: u32,
+    /// When the client went over the limit; cleared by an allowed message
+    /// that follows no refusal (the client really slowed down).
+    refusing_since: Option<Instant>,
 }
+
+/// How long a client may keep sending over the rate limit before it is
+/// closed with 1008. A burst (a pasted paragraph) is only refused.
+pub const FLOOD_GRACE: Duration = Duration::from_secs(2);
 
 /// What the rate limit decided about one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +61,7 @@ impl RateLimit {
             tokens: f64::from(burst.max(1)),
             last: Instant::now(),
             refused_in_a_row: 0,
+            refusing_since: None,
         }
     }
 
@@ -61,14 +69,15 @@ impl RateLimit {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use wschat::server::session::{RateLimit, Verdict};
-    /// let mut limit = RateLimit::new(1, 2);
+    /// use wschat::server::session::{FLOOD_GRACE, RateLimit, Verdict};
+    /// let mut limit = RateLimit::new(1, 1);
     /// let now = Instant::now();
     /// assert_eq!(limit.check(now), Verdict::Allow);
-    /// assert_eq!(limit.check(now), Verdict::Allow);
     /// assert_eq!(limit.check(now), Verdict::RefuseAndTell);
-    /// assert_eq!(limit.check(now), Verdict::Refuse);
-    /// assert_eq!(limit.check(now), Verdict::Close); // a whole burst refused in a row
+    /// assert_eq!(limit.check(now), Verdict::Refuse); // a burst: refused, still open
+    /// let later = now + FLOOD_GRACE;
+    /// assert_eq!(limit.check(later), Verdict::Allow); // a token came back…
+    /// assert_eq!(limit.check(later), Verdict::Close); // …but the flood never paused
     /// ```
     pub fn check(&mut self, now: Instant) -> Verdict {
         if self.rate == 0.0 {
@@ -79,11 +88,15 @@ impl RateLimit {
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            if self.refused_in_a_row == 0 {
+                self.refusing_since = None;
+            }
             self.refused_in_a_row = 0;
             return Verdict::Allow;
         }
         self.refused_in_a_row += 1;
-        if f64::from(self.refused_in_a_row) > self.burst {
+        let since = *self.refusing_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= FLOOD_GRACE {
             Verdict::Close
         } else if self.refused_in_a_row == 1 {
             Verdict::RefuseAndTell

@@ -1,0 +1,1191 @@
+//! The chat over real sockets, with wschat's own client against an
+//! in-process server on 127.0.0.1: what a newcomer gets, messages to a room
+//! and to one user, rooms, names, typing, mistakes that keep the connection
+//! open, binary relay, the rate limit, the connection cap, the idle timeout,
+//! graceful shutdown and /metrics (docs/chat-protocol.md).
+//!
+//! "Nobody else receives it" is shown without waiting for silence: after
+//! the message, the outsider sends a marker of its own and reads up to it.
+//! The hub handles events one at a time and each connection's frames go out
+//! in order, so anything sent to the outsider before the marker would have
+//! arrived before it.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ChatClient, Incoming, READ_TIMEOUT, RawClient, eventually, names_user};
+use serde_json::{Value, json};
+use wschat::config::Config;
+use wschat::server::ServerHandle;
+use wschat::util::now_ms;
+use wschat::ws::frame::OpCode;
+use wschat::ws::{CloseCode, CloseFrame};
+
+/// The default configuration on an ephemeral port, without the rate limit
+/// (tests that send many messages quickly are not testing it).
+fn unlimited() -> Config {
+    Config {
+        rate_limit: 0,
+        ..common::config()
+    }
+}
+
+fn start(config: Config) -> ServerHandle {
+    common::start(config)
+}
+
+/// The user ids in a JSON array of `{"id","name"}`.
+fn ids(users: &Value) -> Vec<u64> {
+    users
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array of users: {users}"))
+        .iter()
+        .map(|u| u["id"].as_u64().expect("a user has an id"))
+        .collect()
+}
+
+/// `client` sends `marker` to its own room and reads up to it; nothing it
+/// read before may match `forbidden`.
+fn assert_never_got(client: &mut ChatClient, marker: &str, forbidden: impl Fn(&Incoming) -> bool) {
+    client.send_text(marker);
+    let id = client.id;
+    let (_, before) = client.until_chat_from(id, marker);
+    if let Some(bad) = before.iter().find(|m| forbidden(m)) {
+        panic!("user {id} received what was not meant for it: {bad:?} (all: {before:?})");
+    }
+}
+
+/// A chat message from user `from` with `text`.
+fn is_chat(m: &Incoming, from: u64, text: &str) -> bool {
+    matches!(m, Incoming::Json(v) if v["type"] == "chat" && v["user"]["id"] == from && v["text"] == text)
+}
+
+/// Read until the `rename` notice of `client`'s own user.
+fn own_rename(client: &mut ChatClient) -> Value {
+    let id = client.id;
+    client.until("my own rename", |m| {
+        m["type"] == "rename" && m["user"]["id"] == id
+    })
+}
+
+/// A message of type `kind`.
+fn is_type(m: &Incoming, kind: &str) -> bool {
+    matches!(m, Incoming::Json(v) if v["type"] == kind)
+}
+
+// ---- Connecting and leaving ----
+
+#[test]
+fn a_newcomer_gets_welcome_users_history_and_a_join_notice_in_that_order() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::open(&server, "/?name=Ann");
+    let first: Vec<Value> = (0..4)
+        .map(|_| match ann.next() {
+            Incoming::Json(v) => v,
+            other => panic!("expected JSON, got {other:?}"),
+        })
+        .collect();
+    let kinds: Vec<&str> = first.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["welcome", "users", "history", "join"], "{first:?}");
+
+    let welcome = &first[0];
+    let ann_id = welcome["user"]["id"].as_u64().expect("welcome.user.id");
+    assert!(ann_id > 0, "{welcome}");
+    assert_eq!(welcome["user"]["name"], "Ann");
+    assert_eq!(welcome["room"], "lobby");
+    assert!(
+        welcome["server"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("wschat ")),
+        "{welcome}"
+    );
+    let users = &first[1];
+    assert_eq!(users["room"], "lobby");
+    assert_eq!(users["count"], 1);
+    assert_eq!(users["offset"], 0);
+    assert_eq!(users["more"], false);
+    assert_eq!(users["users"], json!([{"id": ann_id, "name": "Ann"}]));
+    let history = &first[2];
+    assert_eq!(history["room"], "lobby");
+    assert_eq!(history["messages"], json!([]));
+    let join = &first[3];
+    assert_eq!(join["room"], "lobby");
+    assert_eq!(join["users"], json!([{"id": ann_id, "name": "Ann"}]));
+    assert_eq!(join["count"], 1);
+    assert!(join["time"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    ann.id = ann_id;
+    ann.name = "Ann".into();
+
+    // A second user: the list holds both, and the room (the newcomer
+    // included) hears of the join.
+    let mut bob = ChatClient::open(&server, "/?name=Bob");
+    let welcome = bob.until_type("welcome");
+    let bob_id = welcome["user"]["id"].as_u64().unwrap();
+    assert_ne!(bob_id, ann_id);
+    let users = bob.until_type("users");
+    assert_eq!(users["count"], 2);
+    let mut listed = ids(&users["users"]);
+    listed.sort();
+    let mut both = vec![ann_id, bob_id];
+    both.sort();
+    assert_eq!(listed, both);
+    bob.until_type("history");
+    let join = bob.until_type("join");
+    assert_eq!(join["users"], json!([{"id": bob_id, "name": "Bob"}]));
+    assert_eq!(join["count"], 2);
+    let join = ann.until_type("join");
+    assert_eq!(join["room"], "lobby");
+    assert_eq!(join["users"], json!([{"id": bob_id, "name": "Bob"}]));
+    assert_eq!(join["count"], 2);
+    bob.id = bob_id;
+
+    // Leaving with the close handshake: a leave notice.
+    bob.ws.close(CloseCode::NORMAL, "bye").unwrap();
+    assert!(matches!(
+        bob.until_close(),
+        Some(CloseFrame {
+            code: CloseCode::NORMAL,
+            ..
+        })
+    ));
+    let leave = ann.until_type("leave");
+    assert_eq!(leave["room"], "lobby");
+    assert_eq!(leave["users"], json!([{"id": bob_id, "name": "Bob"}]));
+    assert_eq!(leave["count"], 1);
+
+    // Leaving by dropping TCP: a leave notice too.
+    let carol = ChatClient::join(&server, Some("Carol"));
+    let carol_id = carol.id;
+    ann.until("Carol's join", |m| {
+        m["type"] == "join" && names_user(&m["users"], carol_id)
+    });
+    drop(carol);
+    let leave = ann.until_type("leave");
+    assert_eq!(leave["users"], json!([{"id": carol_id, "name": "Carol"}]));
+    assert_eq!(leave["count"], 1);
+}
+
+#[test]
+fn history_keeps_the_last_50_messages_in_order() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    for i in 0..60 {
+        ann.send_text(&format!("m{i}"));
+    }
+    ann.until_own_chat("m59");
+
+    let mut bob = ChatClient::open(&server, "/");
+    bob.until_type("welcome");
+    let history = bob.until_type("history");
+    assert_eq!(history["room"], "lobby");
+    let messages = history["messages"].as_array().expect("messages");
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (10..60).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected);
+    let mut last = 0;
+    for m in messages {
+        assert_eq!(m["type"], "chat");
+        assert_eq!(m["room"], "lobby");
+        assert_eq!(m["user"], json!({"id": ann.id, "name": "Ann"}));
+        let id = m["id"].as_u64().unwrap();
+        assert!(id > last, "ids increase: {id} after {last}");
+        last = id;
+        assert!(m["time"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    }
+
+    // History is per room.
+    bob.send_json(&json!({"type": "join", "room": "empty"}));
+    let history = bob.until_type("history");
+    assert_eq!(history["room"], "empty");
+    assert_eq!(history["messages"], json!([]));
+}
+
+// ---- Chat messages ----
+
+#[test]
+fn chat_reaches_every_member_of_the_room_verbatim_and_nobody_else() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut carol = ChatClient::join(&server, Some("Carol"));
+    carol.send_json(&json!({"type": "join", "room": "elsewhere"}));
+    carol.until("my join in elsewhere", |m| {
+        m["type"] == "join" && m["room"] == "elsewhere"
+    });
+
+    // (what is sent, the text the room must get)
+    let cases: Vec<(String, String)> = vec![
+        ("你好，世界".into(), "你好，世界".into()),
+        (
+            r#"she said "hi" and 'bye'"#.into(),
+            r#"she said "hi" and 'bye'"#.into(),
+        ),
+        ("{oops".into(), "{oops".into()),
+        (r#"{"type":"chat""#.into(), r#"{"type":"chat""#.into()),
+        ("[1, 2]".into(), "[1, 2]".into()),
+        ("\"just a string\"".into(), "\"just a string\"".into()),
+        ("  spaced  ".into(), "  spaced  ".into()),
+        (
+            "back\\slash, tab\t, new\nline, \u{1F600}".into(),
+            "back\\slash, tab\t, new\nline, \u{1F600}".into(),
+        ),
+        (
+            json!({"type": "chat", "text": "命令: \"quoted\" {x}"}).to_string(),
+            "命令: \"quoted\" {x}".into(),
+        ),
+    ];
+    let mut last_id = 0;
+    for (sent, text) in &cases {
+        let before = now_ms();
+        ann.send_text(sent);
+        let mine = ann.until_own_chat(text);
+        let (theirs, _) = bob.until_chat_from(ann.id, text);
+        let after = now_ms();
+        assert_eq!(mine, theirs, "everyone gets the same message");
+        assert_eq!(mine["room"], "lobby");
+        assert_eq!(mine["user"], json!({"id": ann.id, "name": "Ann"}));
+        assert_eq!(&mine["text"], text.as_str());
+        let id = mine["id"].as_u64().expect("id");
+        assert!(id > last_id, "ids increase: {id} after {last_id}");
+        last_id = id;
+        let time = mine["time"].as_u64().expect("time");
+        assert!(
+            before.saturating_sub(1000) <= time && time <= after + 1000,
+            "time {time} is not between {before} and {after} (epoch ms)"
+        );
+    }
+    // Bob's message reaches Ann, with the next id.
+    let from_bob = bob.say("from Bob");
+    let (got, _) = ann.until_chat_from(bob.id, "from Bob");
+    assert_eq!(got, from_bob);
+    assert!(got["id"].as_u64().unwrap() > last_id);
+    last_id = got["id"].as_u64().unwrap();
+
+    // Carol, in another room, got none of it.
+    let ann_id = ann.id;
+    let bob_id = bob.id;
+    carol.send_text("marker");
+    let (marker, before) = carol.until_chat_from(carol.id, "marker");
+    assert_eq!(marker["room"], "elsewhere");
+    assert!(
+        marker["id"].as_u64().unwrap() > last_id,
+        "ids are server-wide: {marker} after {last_id}"
+    );
+    assert!(
+        !before.iter().any(|m| is_type(m, "chat")),
+        "a chat of another room reached Carol: {before:?}"
+    );
+    assert!(!before.iter().any(|m| matches!(m, Incoming::Json(v)
+        if v["user"]["id"] == ann_id || v["user"]["id"] == bob_id)));
+}
+
+#[test]
+fn each_turn_is_delivered_at_once_not_on_the_hub_tick() {
+    // A conversation where each side answers the other: a server that
+    // holds a turn's messages until its periodic tick (500 ms) cannot fit
+    // 40 exchanges in READ_TIMEOUT, while a server that delivers at the
+    // end of each turn takes milliseconds. Not a timing measurement: the
+    // bound is the one every read in these tests has.
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let started = Instant::now();
+    for i in 0..40 {
+        let ping = format!("ping {i}");
+        ann.send_text(&ping);
+        bob.until_chat_from(ann.id, &ping);
+        let pong = format!("pong {i}");
+        bob.send_text(&pong);
+        ann.until_chat_from(bob.id, &pong);
+        assert!(
+            started.elapsed() < READ_TIMEOUT,
+            "only {i} of 40 exchanges in {READ_TIMEOUT:?}: messages wait for the hub's tick"
+        );
+    }
+}
+
+// ---- Rooms ----
+
+#[test]
+fn join_and_leave_move_a_user_between_rooms() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+
+    ann.send_json(&json!({"type": "join", "room": " rust "}));
+    let users = ann.until_type("users");
+    assert_eq!(users["room"], "rust", "room names are trimmed");
+    assert_eq!(users["count"], 1);
+    assert_eq!(ids(&users["users"]), [ann.id]);
+    let history = ann.until_type("history");
+    assert_eq!(history["room"], "rust");
+    let join = ann.until_type("join");
+    assert_eq!(join["room"], "rust");
+    assert_eq!(join["count"], 1);
+    assert_eq!(ids(&join["users"]), [ann.id]);
+    let leave = bob.until_type("leave");
+    assert_eq!(leave["room"], "lobby");
+    assert_eq!(ids(&leave["users"]), [ann.id]);
+    assert_eq!(leave["count"], 1);
+
+    // A message in rust stays in rust.
+    let in_rust = ann.say("in rust");
+    assert_eq!(in_rust["room"], "rust");
+    let ann_id = ann.id;
+    assert_never_got(&mut bob, "bob marker", |m| is_chat(m, ann_id, "in rust"));
+
+    // Bob follows: both hear it.
+    bob.send_json(&json!({"type": "join", "room": "rust"}));
+    let users = bob.until_type("users");
+    assert_eq!(users["count"], 2);
+    let history = bob.until_type("history");
+    let texts: Vec<&Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["text"])
+        .collect();
+    assert_eq!(texts, [&json!("in rust")], "rust's own history");
+    let join = ann.until_type("join");
+    assert_eq!(join["room"], "rust");
+    assert_eq!(ids(&join["users"]), [bob.id]);
+    assert_eq!(join["count"], 2);
+
+    // `leave` goes back to the lobby.
+    ann.send_json(&json!({"type": "leave"}));
+    let users = ann.until_type("users");
+    assert_eq!(users["room"], "lobby");
+    let join = ann.until_type("join");
+    assert_eq!(join["room"], "lobby");
+    assert_eq!(ids(&join["users"]), [ann.id]);
+    let leave = bob.until_type("leave");
+    assert_eq!(leave["room"], "rust");
+    assert_eq!(ids(&leave["users"]), [ann.id]);
+    assert_eq!(leave["count"], 1);
+    let bob_id = bob.id;
+    bob.say("bob in rust");
+    assert_never_got(&mut ann, "ann marker", |m| {
+        is_chat(m, bob_id, "bob in rust")
+    });
+
+    // Joining the room one is in sends the list and history again.
+    ann.send_json(&json!({"type": "join", "room": "lobby"}));
+    assert_eq!(ann.until_type("users")["room"], "lobby");
+    assert_eq!(ann.until_type("history")["room"], "lobby");
+}
+
+#[test]
+fn the_room_limit_and_bad_room_names_are_errors() {
+    let server = start(Config {
+        max_rooms: 2,
+        ..unlimited()
+    });
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    ann.send_json(&json!({"type": "join", "room": "r1"}));
+    assert_eq!(ann.until_type("users")["room"], "r1");
+
+    // Lobby and r1: the limit.
+    bob.send_json(&json!({"type": "join", "room": "r2"}));
+    bob.expect_error("room_limit");
+    // Bob is still in the lobby and can talk.
+    assert_eq!(bob.say("still here")["room"], "lobby");
+    // An existing room can still be joined.
+    bob.send_json(&json!({"type": "join", "room": "r1"}));
+    assert_eq!(bob.until_type("users")["room"], "r1");
+    bob.send_json(&json!({"type": "leave"}));
+    assert_eq!(bob.until_type("users")["room"], "lobby");
+
+    // Once r1 is empty it is gone, and r2 fits.
+    ann.send_json(&json!({"type": "leave"}));
+    ann.until("my join in the lobby", |m| {
+        m["type"] == "join" && m["room"] == "lobby"
+    });
+    bob.send_json(&json!({"type": "join", "room": "r2"}));
+    assert_eq!(bob.until_type("users")["room"], "r2");
+
+    for bad in [
+        json!(""),
+        json!("   "),
+        json!("r".repeat(33)),
+        json!("名".repeat(33)),
+        json!("a\u{1}b"),
+        json!("tab\there"),
+        json!("new\nline"),
+    ] {
+        ann.send_json(&json!({"type": "join", "room": bad}));
+        ann.expect_error("bad_room");
+        assert_eq!(ann.say(&format!("after {bad}"))["room"], "lobby");
+    }
+    // 32 characters are fine (Bob leaves r2 first, to stay under the limit).
+    bob.send_json(&json!({"type": "leave"}));
+    assert_eq!(bob.until_type("users")["room"], "lobby");
+    let long = "名".repeat(32);
+    ann.send_json(&json!({"type": "join", "room": long}));
+    assert_eq!(ann.until_type("users")["room"], long.as_str());
+}
+
+#[test]
+fn users_are_paged_past_100_members() {
+    const EXTRA: usize = 120;
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    // Lightweight members: connected, never read from (what they are sent
+    // is small enough for their socket buffers).
+    let extras: Vec<_> = (0..EXTRA).map(|_| ChatClient::open(&server, "/")).collect();
+    let total = EXTRA + 1;
+    let mut members = BTreeSet::from([ann.id]);
+    while members.len() < total {
+        let join = ann.until_type("join");
+        members.extend(ids(&join["users"]));
+    }
+    assert_eq!(members.len(), total);
+
+    ann.send_json(&json!({"type": "users"}));
+    let first = ann.until_type("users");
+    assert_eq!(first["room"], "lobby");
+    assert_eq!(first["count"], total);
+    assert_eq!(first["offset"], 0);
+    assert_eq!(first["more"], true);
+    let first_ids = ids(&first["users"]);
+    assert_eq!(first_ids.len(), 100);
+
+    ann.send_json(&json!({"type": "users", "offset": 100}));
+    let second = ann.until_type("users");
+    assert_eq!(second["count"], total);
+    assert_eq!(second["offset"], 100);
+    assert_eq!(second["more"], false);
+    let second_ids = ids(&second["users"]);
+    assert_eq!(second_ids.len(), total - 100);
+
+    let paged: BTreeSet<u64> = first_ids.iter().chain(&second_ids).copied().collect();
+    assert_eq!(paged.len(), total, "no one listed twice");
+    assert_eq!(paged, members, "every member listed");
+
+    ann.send_json(&json!({"type": "users", "offset": 1000}));
+    let past = ann.until_type("users");
+    assert_eq!(past["users"], json!([]));
+    assert_eq!(past["more"], false);
+
+    // A newcomer to the crowd gets the count and the first page only.
+    let mut newcomer = ChatClient::open(&server, "/");
+    let users = newcomer.until_type("users");
+    assert_eq!(users["count"], total + 1);
+    assert_eq!(ids(&users["users"]).len(), 100);
+    assert_eq!(users["more"], true);
+    drop(extras);
+}
+
+// ---- Private messages ----
+
+#[test]
+fn a_private_message_reaches_only_the_addressee_and_is_echoed() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut carol = ChatClient::join(&server, Some("Carol"));
+    let last_chat = ann.say("public")["id"].as_u64().unwrap();
+
+    ann.send_json(&json!({"type": "private", "to": bob.id, "text": "只给你 \"secret\""}));
+    let echoed = ann.until_type("private");
+    let received = bob.until_type("private");
+    assert_eq!(echoed, received);
+    assert_eq!(received["from"], json!({"id": ann.id, "name": "Ann"}));
+    assert_eq!(received["to"], json!({"id": bob.id, "name": "Bob"}));
+    assert_eq!(received["text"], "只给你 \"secret\"");
+    assert!(received["id"].as_u64().unwrap() > last_chat, "{received}");
+    assert!(
+        received["time"]
+            .as_u64()
+            .is_some_and(|t| t.abs_diff(now_ms()) < 60_000)
+    );
+    assert_never_got(&mut carol, "carol marker", |m| is_type(m, "private"));
+
+    // To oneself: one copy.
+    ann.send_json(&json!({"type": "private", "to": ann.id, "text": "note to self"}));
+    ann.send_text("after the note");
+    let (_, before) = ann.until_chat_from(ann.id, "after the note");
+    let copies = before
+        .iter()
+        .filter(|m| matches!(m, Incoming::Json(v) if v["type"] == "private" && v["text"] == "note to self"))
+        .count();
+    assert_eq!(copies, 1, "{before:?}");
+
+    ann.send_json(&json!({"type": "private", "to": 999_999, "text": "anyone?"}));
+    ann.expect_error("unknown_user");
+    ann.send_json(&json!({"type": "private", "to": bob.id, "text": " "}));
+    ann.expect_error("empty_text");
+    ann.send_json(&json!({"type": "private", "text": "to whom?"}));
+    ann.expect_error("bad_command");
+    // Bob got none of those, and a departed user is unknown.
+    let ann_id = ann.id;
+    assert_never_got(
+        &mut bob,
+        "bob marker",
+        |m| matches!(m, Incoming::Json(v) if v["type"] == "private" && v["from"]["id"] == ann_id),
+    );
+    let carol_id = carol.id;
+    drop(carol);
+    ann.until("Carol's leave", |m| {
+        m["type"] == "leave" && names_user(&m["users"], carol_id)
+    });
+    ann.send_json(&json!({"type": "private", "to": carol_id, "text": "gone?"}));
+    ann.expect_error("unknown_user");
+}
+
+// ---- Names ----
+
+#[test]
+fn renames_are_announced_and_names_stay_unique() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut carol = ChatClient::join(&server, Some("Carol"));
+    carol.send_json(&json!({"type": "join", "room": "other"}));
+    carol.until_type("history");
+
+    ann.send_json(&json!({"type": "name", "name": " 小明 "}));
+    let ann_id = ann.id;
+    for client in [&mut ann, &mut bob] {
+        let rename = client.until_type("rename");
+        assert_eq!(rename["room"], "lobby");
+        assert_eq!(rename["user"], json!({"id": ann_id, "name": "小明"}));
+        assert_eq!(rename["old"], "Ann");
+        assert!(rename["time"].as_u64().is_some());
+    }
+    assert_never_got(&mut carol, "carol marker", |m| is_type(m, "rename"));
+    assert_eq!(bob.say("hi")["user"]["name"], "Bob");
+    assert_eq!(ann.say("hi")["user"]["name"], "小明");
+
+    // A taken name gets a suffix.
+    bob.send_json(&json!({"type": "name", "name": "小明"}));
+    assert_eq!(own_rename(&mut bob)["user"]["name"], "小明2");
+    // Case-insensitively.
+    ann.send_json(&json!({"type": "name", "name": "Alice"}));
+    assert_eq!(own_rename(&mut ann)["user"]["name"], "Alice");
+    bob.send_json(&json!({"type": "name", "name": "ALICE"}));
+    let rename = own_rename(&mut bob);
+    assert_eq!(rename["user"]["name"], "ALICE2");
+    assert_eq!(rename["old"], "小明2");
+    // A name given up is free again.
+    let mut dan = ChatClient::join(&server, Some("小明"));
+    assert_eq!(dan.name, "小明");
+    // And ?name= takes suffixes too.
+    let eve = ChatClient::join(&server, Some("cAROL"));
+    assert_eq!(eve.name, "cAROL2");
+
+    for bad in [
+        json!(""),
+        json!("   "),
+        json!("x".repeat(33)),
+        json!("名".repeat(33)),
+        json!("a\u{7}b"),
+        json!("new\nline"),
+        json!("del\u{7f}"),
+    ] {
+        dan.send_json(&json!({"type": "name", "name": bad}));
+        dan.expect_error("bad_name");
+        assert_eq!(dan.say(&format!("after {bad}"))["user"]["name"], "小明");
+    }
+    let long = "名".repeat(32);
+    dan.send_json(&json!({"type": "name", "name": long}));
+    assert_eq!(own_rename(&mut dan)["user"]["name"], long.as_str());
+    dan.send_json(&json!({"type": "name", "name": 5}));
+    dan.expect_error("bad_command");
+}
+
+#[test]
+fn the_name_in_the_url_is_percent_decoded_and_checked() {
+    let server = start(unlimited());
+    let mut red = ChatClient::open(&server, "/?name=%E5%B0%8F%E7%BA%A2");
+    red.settle();
+    assert_eq!(red.name, "小红");
+    let mut spaced = ChatClient::open(&server, "/chat?lang=zh&name=Mr+Smith%21");
+    spaced.settle();
+    assert_eq!(spaced.name, "Mr Smith!");
+    let helped = ChatClient::join(&server, Some("王 五"));
+    assert_eq!(helped.name, "王 五");
+
+    // A bad name in the URL: an error, then an automatic name.
+    let mut bad = ChatClient::open(&server, &format!("/?name={}", "x".repeat(33)));
+    bad.expect_error("bad_name");
+    bad.settle();
+    assert!(bad.name.starts_with("用户"), "{}", bad.name);
+    let mut auto = ChatClient::join(&server, None);
+    assert!(auto.name.starts_with("用户"), "{}", auto.name);
+    assert_ne!(auto.name, bad.name);
+    assert_eq!(auto.say("hi")["user"]["name"], auto.name.as_str());
+}
+
+// ---- Typing ----
+
+#[test]
+fn typing_goes_to_the_others_in_the_room_at_most_once_a_second() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut carol = ChatClient::join(&server, Some("Carol"));
+    carol.send_json(&json!({"type": "join", "room": "other"}));
+    carol.until_type("history");
+
+    // Ten at once: one notice.
+    for _ in 0..10 {
+        ann.send_json(&json!({"type": "typing"}));
+    }
+    ann.send_text("done typing");
+    let (_, before) = bob.until_chat_from(ann.id, "done typing");
+    let notices: Vec<&Value> = before
+        .iter()
+        .filter_map(|m| match m {
+            Incoming::Json(v) if v["type"] == "typing" => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !notices.is_empty() && notices.len() <= 2,
+        "ten typing commands at once gave {} notices (one a second allowed)",
+        notices.len()
+    );
+    assert_eq!(
+        notices[0],
+        &json!({"type": "typing", "room": "lobby", "user": {"id": ann.id, "name": "Ann"}, "active": true})
+    );
+    // Not to oneself, not to another room.
+    let (_, before) = ann.until_chat_from(ann.id, "done typing");
+    assert!(!before.iter().any(|m| is_type(m, "typing")), "{before:?}");
+    assert_never_got(&mut carol, "carol marker", |m| is_type(m, "typing"));
+
+    // Later, another notice is allowed: keep typing until one arrives.
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no second typing notice within {READ_TIMEOUT:?}"
+        );
+        ann.send_json(&json!({"type": "typing", "active": true}));
+        match bob.next_within(Duration::from_millis(200)) {
+            Some(Incoming::Json(v)) if v["type"] == "typing" => {
+                assert_eq!(v["user"]["id"], ann.id);
+                break;
+            }
+            Some(Incoming::Json(_)) | None => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // Stopping is announced as well.
+    ann.send_json(&json!({"type": "typing", "active": false}));
+    let stop = bob.until("typing stopped", |m| {
+        m["type"] == "typing" && m["active"] == false
+    });
+    assert_eq!(stop["user"]["id"], ann.id);
+}
+
+// ---- Mistakes ----
+
+#[test]
+fn mistakes_get_an_error_and_the_connection_stays_open() {
+    let server = start(Config {
+        max_text_bytes: 16,
+        ..unlimited()
+    });
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let long = "x".repeat(17);
+    let cases: Vec<(String, &str)> = vec![
+        (r#"{"type": oops}"#.into(), "bad_json"),
+        (r#"  {"type":"chat","text":"x",}  "#.into(), "bad_json"),
+        (r#"{"type":"nope"}"#.into(), "unknown_type"),
+        (r#"{"type":"chat"}"#.into(), "bad_command"),
+        (r#"{"type":"chat","text":5}"#.into(), "bad_command"),
+        (r#"{"type":"join"}"#.into(), "bad_command"),
+        (r#"{"type":"name"}"#.into(), "bad_command"),
+        (r#"{"text":"no type"}"#.into(), "bad_command"),
+        (r#"{"type":7}"#.into(), "bad_command"),
+        (
+            r#"{"type":"private","to":"x","text":"y"}"#.into(),
+            "bad_command",
+        ),
+        (r#"{"type":"users","offset":-1}"#.into(), "bad_command"),
+        (r#"{"type":"typing","active":"yes"}"#.into(), "bad_command"),
+        (long.clone(), "text_too_long"),
+        ("中".repeat(6), "text_too_long"), // 6 characters, 18 bytes
+        (
+            json!({"type": "chat", "text": long}).to_string(),
+            "text_too_long",
+        ),
+        (
+            json!({"type": "private", "to": bob.id, "text": long}).to_string(),
+            "text_too_long",
+        ),
+        (String::new(), "empty_text"),
+        ("   ".into(), "empty_text"),
+        (r#"{"type":"chat","text":""}"#.into(), "empty_text"),
+    ];
+    let ann_id = ann.id;
+    for (i, (sent, code)) in cases.iter().enumerate() {
+        ann.send_text(sent);
+        let error = ann.expect_error(code);
+        assert_eq!(error.as_object().unwrap().len(), 3, "{error}");
+        // Still open: the next message goes through, to both.
+        let ok = format!("ok {i}");
+        ann.say(&ok);
+        let (_, before) = bob.until_chat_from(ann_id, &ok);
+        assert!(
+            !before.iter().any(|m| is_type(m, "error")
+                || matches!(m, Incoming::Json(v) if v["user"]["id"] == ann_id)),
+            "after {sent:?}, Bob got {before:?}"
+        );
+    }
+    // Exactly the limit is fine.
+    ann.say(&"y".repeat(16));
+}
+
+// ---- Binary ----
+
+#[test]
+fn binary_is_relayed_to_the_room_and_too_long_binary_is_an_error() {
+    let server = start(Config {
+        max_binary_bytes: 64,
+        ..unlimited()
+    });
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut carol = ChatClient::join(&server, Some("Carol"));
+    carol.send_json(&json!({"type": "join", "room": "other"}));
+    carol.until_type("history");
+
+    let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
+    ann.send_binary(&data);
+    let got = loop {
+        match bob.next() {
+            Incoming::Binary(b) => break b,
+            Incoming::Json(_) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(got, data);
+    let data_for_carol = data.clone();
+    assert_never_got(
+        &mut carol,
+        "carol marker",
+        move |m| matches!(m, Incoming::Binary(b) if *b == data_for_carol),
+    );
+
+    ann.send_binary(&[7u8; 65]);
+    ann.expect_error("binary_too_long");
+    assert_never_got(
+        &mut bob,
+        "bob marker",
+        |m| matches!(m, Incoming::Binary(b) if b.len() == 65),
+    );
+    ann.say("still open");
+}
+
+// ---- The rate limit ----
+
+fn rate_limited(rate: u32, burst: u32) -> Config {
+    Config {
+        rate_limit: rate,
+        rate_burst: burst,
+        ..common::config()
+    }
+}
+
+/// A burst is refused past the burst size, with one `rate_limited` error,
+/// and the connection stays open: "a recoverable mistake (... rate
+/// exceeded) gets an error and the connection stays open" (DESIGN.md).
+/// Only a sustained flood is closed (next test).
+#[test]
+fn a_burst_over_the_rate_limit_is_refused_and_the_connection_stays_open() {
+    let server = start(rate_limited(5, 5));
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    for i in 0..20 {
+        ann.send_text(&format!("burst {i}"));
+    }
+    // Then slower, reading for 300 ms between messages (the limit refills
+    // one every 200 ms), until one is accepted.
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut errors = 0;
+    let mut accepted: Option<String> = None;
+    let mut attempt = 0;
+    while accepted.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepted after the burst"
+        );
+        ann.send_text(&format!("slow {attempt}"));
+        attempt += 1;
+        let pause = Instant::now() + Duration::from_millis(300);
+        while let Some(m) = ann.next_within(pause.saturating_duration_since(Instant::now())) {
+            match m {
+                Incoming::Json(v) if v["type"] == "error" => {
+                    assert_eq!(v["code"], "rate_limited", "{v}");
+                    errors += 1;
+                }
+                Incoming::Json(v)
+                    if v["type"] == "chat"
+                        && v["text"].as_str().is_some_and(|t| t.starts_with("slow ")) =>
+                {
+                    accepted = v["text"].as_str().map(String::from);
+                    break;
+                }
+                Incoming::Json(_) => {}
+                other => panic!(
+                    "after a burst of 20 (rate 5/s, burst 5) the connection ended: {other:?}"
+                ),
+            }
+        }
+    }
+    assert!(errors >= 1, "the burst got no rate_limited error");
+    let accepted = accepted.unwrap();
+    let ann_id = ann.id;
+    let (_, before) = bob.until_chat_from(ann_id, &accepted);
+    let delivered = before
+        .iter()
+        .filter(|m| {
+            matches!(m, Incoming::Json(v) if v["type"] == "chat" && v["user"]["id"] == ann_id
+                && v["text"].as_str().is_some_and(|t| t.starts_with("burst ")))
+        })
+        .count();
+    assert!(
+        (5..20).contains(&delivered),
+        "{delivered} of a burst of 20 were delivered"
+    );
+    assert!(server.metrics().rate_limited.load(Ordering::Relaxed) >= 1);
+    assert_eq!(server.metrics().closes_sent(CloseCode::POLICY), 0);
+}
+
+#[test]
+fn a_sustained_flood_is_closed_with_1008() {
+    let server = start(rate_limited(5, 5));
+    let mut raw = RawClient::connect(server.addr(), "/");
+    let mut writer = raw.stream.try_clone().unwrap();
+    let stop = AtomicBool::new(false);
+    let close = std::thread::scope(|scope| {
+        let flooder = scope.spawn(|| {
+            use std::io::Write;
+            let deadline = Instant::now() + READ_TIMEOUT;
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let frame =
+                    common::client_frame(true, OpCode::Text, format!("flood {sent}").as_bytes());
+                if writer.write_all(&frame).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let close = loop {
+            let frame = raw.read_frame();
+            match frame.header.opcode {
+                OpCode::Text | OpCode::Ping => {}
+                OpCode::Close => break frame,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        let sent = flooder.join().unwrap();
+        assert!(sent > 10, "the flood sent {sent}");
+        close
+    });
+    let close = CloseFrame::parse(&close.payload).unwrap().unwrap();
+    assert_eq!(close.code, CloseCode::POLICY, "{close:?}");
+    assert!(close.reason.contains("rate"), "{close:?}");
+    let _ = raw.stream.shutdown(std::net::Shutdown::Write);
+    raw.expect_eof();
+    assert!(server.metrics().rate_limited.load(Ordering::Relaxed) > 5);
+    assert_eq!(server.metrics().closes_sent(CloseCode::POLICY), 1);
+}
+
+#[test]
+fn a_rate_limit_of_zero_is_no_limit() {
+    let server = start(rate_limited(0, 1));
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    for i in 0..300 {
+        ann.send_text(&format!("n{i}"));
+    }
+    let (_, before) = bob.until_chat_from(ann.id, "n299");
+    let texts: Vec<String> = before
+        .iter()
+        .filter_map(|m| match m {
+            Incoming::Json(v) if v["type"] == "chat" => {
+                Some(v["text"].as_str().unwrap().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = (0..299).map(|i| format!("n{i}")).collect();
+    assert_eq!(texts, expected);
+    let (_, before) = ann.until_chat_from(ann.id, "n299");
+    assert!(!before.iter().any(|m| is_type(m, "error")), "{before:?}");
+    assert_eq!(server.metrics().rate_limited.load(Ordering::Relaxed), 0);
+}
+
+// ---- Connections ----
+
+#[test]
+fn past_the_connection_cap_the_next_gets_503() {
+    let server = start(Config {
+        max_connections: 3,
+        ..unlimited()
+    });
+    let ann = ChatClient::join(&server, Some("Ann"));
+    let bob = ChatClient::join(&server, Some("Bob"));
+    let carol = ChatClient::join(&server, Some("Carol"));
+    let reply = common::http_exchange(server.addr(), &common::upgrade_request(server.addr(), "/"));
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.header("Retry-After").is_some(), "{reply:?}");
+    match wschat::client::connect(&common::ws_url(&server, "/")) {
+        Err(wschat::Error::Handshake(e)) => assert!(e.contains("503"), "{e}"),
+        other => panic!("expected a refused handshake, got {:?}", other.map(|_| ())),
+    }
+    assert!(server.metrics().connections_refused.load(Ordering::Relaxed) >= 2);
+
+    // One leaves: there is room again.
+    drop(carol);
+    eventually(READ_TIMEOUT, "the server notices Carol left", || {
+        server.open_connections() < 3
+    });
+    let mut dan = ChatClient::join(&server, Some("Dan"));
+    dan.say("in");
+    drop((ann, bob));
+}
+
+#[test]
+fn a_silent_connection_is_closed_for_idleness_and_a_live_one_stays() {
+    let server = start(Config {
+        ping_interval: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(800),
+        close_timeout: Duration::from_secs(1),
+        ..unlimited()
+    });
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let done = AtomicBool::new(false);
+    let (close, pings) = std::thread::scope(|scope| {
+        // Ann reads (and so answers pings) until the silent one is closed.
+        let live = scope.spawn(|| {
+            let mut pings = 0;
+            while !done.load(Ordering::Relaxed) {
+                ann.ws
+                    .get_ref()
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                match ann.ws.read_message() {
+                    Ok(wschat::ws::Message::Ping(_)) => pings += 1,
+                    Ok(wschat::ws::Message::Close(c)) => {
+                        panic!("the live client was closed: {c:?}")
+                    }
+                    Ok(_) => {}
+                    Err(wschat::Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => panic!("the live client: {e}"),
+                }
+            }
+            pings
+        });
+        // A raw client that completes the handshake and then says nothing.
+        let mut silent = RawClient::connect(server.addr(), "/");
+        let close = loop {
+            let frame = silent.read_frame();
+            match frame.header.opcode {
+                OpCode::Text | OpCode::Ping => {}
+                OpCode::Close => break frame,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        silent.expect_eof();
+        done.store(true, Ordering::Relaxed);
+        (close, live.join().unwrap())
+    });
+    let close = CloseFrame::parse(&close.payload).unwrap().unwrap();
+    assert_eq!(close.code, CloseCode::GOING_AWAY, "{close:?}");
+    assert_eq!(close.reason, "idle timeout");
+    assert!(pings >= 1, "the live client was never pinged");
+    // Ann has been connected longer than the idle timeout and still talks.
+    ann.say("still here");
+    assert_eq!(server.metrics().closes_sent(CloseCode::GOING_AWAY), 1);
+}
+
+#[test]
+fn stop_closes_every_connection_with_1001_and_returns() {
+    let server = start(Config {
+        close_timeout: Duration::from_secs(1),
+        ..unlimited()
+    });
+    let mut clients = vec![
+        ChatClient::join(&server, Some("Ann")),
+        ChatClient::join(&server, Some("Bob")),
+        ChatClient::join(&server, Some("Carol")),
+    ];
+    clients[2].send_json(&json!({"type": "join", "room": "other"}));
+    clients[2].until_type("history");
+    // One that never answers the Close: stop() must not wait for it
+    // forever. Its welcome shows the hub knows it.
+    let mut deaf = RawClient::connect(server.addr(), "/");
+    let welcome = deaf.expect(OpCode::Text);
+    assert!(String::from_utf8_lossy(&welcome).contains("\"welcome\""));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopper = std::thread::spawn(move || {
+        server.stop();
+        let _ = tx.send(());
+    });
+    for client in &mut clients {
+        let close = client.until_close().expect("a Close with a code");
+        assert_eq!(close.code, CloseCode::GOING_AWAY, "{close:?}");
+        assert_eq!(close.reason, "server shutting down");
+    }
+    let close = loop {
+        let frame = deaf.read_frame();
+        if frame.header.opcode == OpCode::Close {
+            break CloseFrame::parse(&frame.payload).unwrap().unwrap();
+        }
+    };
+    assert_eq!(close.code, CloseCode::GOING_AWAY);
+    rx.recv_timeout(READ_TIMEOUT + Duration::from_secs(5))
+        .expect("stop() returned");
+    stopper.join().unwrap();
+    for client in &mut clients {
+        assert_eq!(client.next(), Incoming::End);
+    }
+}
+
+// ---- /metrics ----
+
+/// Parse the Prometheus text format: every line that is not a comment must
+/// be `name{labels} value`; returns `name{labels}` → value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (
+                name,
+                Some(
+                    rest.strip_suffix('}')
+                        .unwrap_or_else(|| panic!("unclosed labels in {line:?}")),
+                ),
+            ),
+            None => (series, None),
+        };
+        assert!(
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if let Some(labels) = labels {
+            for pair in labels.split(',') {
+                let (key, value) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                assert!(
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "bad label name in {line:?}"
+                );
+                assert!(
+                    value.len() >= 2 && value.starts_with('"') && value.ends_with('"'),
+                    "unquoted label value in {line:?}"
+                );
+            }
+        }
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "no TYPE line for {name}"
+        );
+        assert!(
+            out.insert(series.to_string(), value).is_none(),
+            "{series} twice"
+        );
+    }
+    out
+}
+
+fn scrape(server: &ServerHandle) -> BTreeMap<String, f64> {
+    let reply = common::http_exchange(
+        server.addr(),
+        format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr()).as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{reply:?}"
+    );
+    parse_metrics(&reply.body_text())
+}
+
+#[test]
+fn metrics_move_during_a_chat() {
+    let server = start(unlimited());
+    let before = scrape(&server);
+    let value = |m: &BTreeMap<String, f64>, key: &str| -> f64 {
+        *m.get(key)
+            .unwrap_or_else(|| panic!("{key} is not in /metrics: {m:?}"))
+    };
+    assert_eq!(value(&before, "wschat_messages_in_total"), 0.0);
+    assert_eq!(
+        value(&before, r#"wschat_http_responses_total{status="101"}"#),
+        0.0
+    );
+
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    for i in 0..5 {
+        ann.say(&format!("m{i}"));
+        bob.until_chat_from(ann.id, &format!("m{i}"));
+    }
+    eventually(READ_TIMEOUT, "two WebSockets counted open", || {
+        server.metrics().websockets_open.load(Ordering::Relaxed) == 2
+    });
+    let during = scrape(&server);
+    let delta = |key: &str| value(&during, key) - value(&before, key);
+    assert_eq!(delta("wschat_messages_in_total"), 5.0);
+    // Each chat to both, plus welcome, users, history and joins.
+    assert!(delta("wschat_messages_out_total") >= 10.0 + 6.0);
+    assert_eq!(delta(r#"wschat_http_responses_total{status="101"}"#), 2.0);
+    assert_eq!(value(&during, "wschat_slow_consumer_closes_total"), 0.0);
+    assert!(delta(r#"wschat_http_responses_total{status="200"}"#) >= 1.0);
+    assert!(delta("wschat_bytes_in_total") > 0.0);
+    assert!(delta("wschat_bytes_out_total") > 0.0);
+    assert!(delta("wschat_connections_accepted_total") >= 3.0);
+    assert_eq!(value(&during, "wschat_websockets_open"), 2.0);
+
+    drop(bob);
+    ann.until_type("leave");
+    eventually(READ_TIMEOUT, "Bob's socket counted closed", || {
+        server.metrics().websockets_open.load(Ordering::Relaxed) == 1
+    });
+    // The leave notice is counted once the hub has handed it out, which
+    // may be just after Ann read it.
+    let out_during = value(&during, "wschat_messages_out_total");
+    eventually(READ_TIMEOUT, "the leave notice counted", || {
+        server.metrics().messages_out.load(Ordering::Relaxed) as f64 > out_during
+    });
+    let after = scrape(&server);
+    assert_eq!(value(&after, "wschat_websockets_open"), 1.0);
+    assert!(value(&after, "wschat_messages_out_total") > out_during);
+}
