@@ -1,0 +1,223 @@
+// wschat's own chat page, driven like people use it: names, messages typed
+// and sent with Enter, the member list, private messages, the typing
+// indicator, rooms.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bubbles, chatPage, launch, memberNames, say, server, tag, waitMessage, waitText } from './helpers.mjs';
+
+let browser, srv;
+before(async () => { [browser, srv] = await Promise.all([launch(), server()]); });
+after(async () => { await browser?.close(); await srv?.stop(); });
+
+const members = (page, names) => page.waitForFunction(
+  (want) => { const have = [...document.querySelectorAll('#users li .n')].map((n) => n.textContent); return want.every((w) => have.includes(w)); },
+  names,
+);
+
+test('two pages chat, see each other, whisper, and switch rooms', { timeout: 90_000 }, async () => {
+  const t = tag();
+  const ann = 'Ann-' + t, bob = '小明-' + t, cat = 'Cat-' + t;
+  const a = await chatPage(browser, srv.url, ann, { locale: 'zh-CN' });
+  const b = await chatPage(browser, srv.url, bob);
+  const c = await chatPage(browser, srv.url, cat);
+
+  // Connection state in words, in each page's language.
+  await waitText(a, '#statusText', '已连接');
+  await waitText(b, '#statusText', 'Connected');
+  // The name is kept for the next visit.
+  assert.equal(await a.evaluate(() => localStorage.getItem('wschat.name')), ann);
+
+  // Both see each other in the member list; a join notice names the newcomer.
+  await members(a, [ann, bob, cat]);
+  await members(b, [ann, bob, cat]);
+  await a.waitForFunction((n) => [...document.querySelectorAll('#messages .notice b')].some((e) => e.textContent === n), cat);
+
+  // A message typed and sent with Enter reaches the other page, with the
+  // sender's name and an hh:mm time; the sender sees it as its own.
+  const hello = `hello from Ann ${t}`;
+  await say(a, hello);
+  await waitMessage(b, hello);
+  await waitMessage(a, hello);
+  const seenByB = await b.$eval(`#messages li[data-id]:last-of-type`, (li) => ({
+    who: li.querySelector('.who')?.textContent, time: li.querySelector('time').textContent, mine: li.classList.contains('mine'),
+  }));
+  assert.equal(seenByB.who, ann);
+  assert.match(seenByB.time, /^\d\d:\d\d$/);
+  assert.equal(seenByB.mine, false);
+  assert.equal(await a.$eval('#messages li[data-id]:last-of-type', (li) => li.classList.contains('mine')), true);
+  assert.equal(await a.inputValue('#input'), '', 'the box is emptied after sending');
+
+  // Shift+Enter makes a new line instead of sending.
+  await a.fill('#input', 'line one');
+  await a.press('#input', 'Shift+Enter');
+  await a.type('#input', 'line two');
+  await a.press('#input', 'Enter');
+  await waitMessage(b, 'line one\nline two');
+
+  // Typing indicator: Bob types, Ann sees "… 正在输入…"; it goes when he sends.
+  await b.type('#input', 'typing something', { delay: 40 });
+  await waitText(a, '#typing', `${bob} 正在输入…`);
+  await b.press('#input', 'Enter');
+  await waitMessage(a, 'typing something');
+  await waitText(a, '#typing', '');
+
+  // A private message: Ann clicks Bob in the list; only Bob gets it, and both
+  // see it marked private. Cat, in the same room, does not.
+  const secret = `just for Bob ${t}`;
+  await a.click(`#users li:has(.n:text-is("${bob}"))`);
+  assert.equal(await a.isVisible('#pmBar'), true);
+  await say(a, secret);
+  await waitMessage(b, secret);
+  await waitMessage(a, secret);
+  assert.equal(await b.$eval('#messages li.private:last-of-type .ptag', (e) => e.textContent), 'Private');
+  assert.equal(await a.$eval('#messages li.private:last-of-type .ptag', (e) => e.textContent), `私聊给 ${bob}`);
+  await a.click('#pmCancel');
+  // Messages to Cat's room after the private one arrive in order: once Cat
+  // has the later one, the private one would have arrived first.
+  const after1 = `after the secret ${t}`;
+  await say(a, after1);
+  await waitMessage(c, after1);
+  assert.ok(!(await bubbles(c)).includes(secret), 'a third page must not see a private message');
+  assert.equal(await c.$$eval('#messages li.private', (l) => l.length), 0);
+
+  // Bob answers privately by clicking Ann's name on her message.
+  await b.click(`#messages li:not(.mine) .who:text-is("${ann}")`);
+  await say(b, `reply to Ann ${t}`);
+  await waitMessage(a, `reply to Ann ${t}`);
+  await b.click('#pmCancel');
+
+  // Rooms: Ann goes to another room; the lobby and the room do not mix.
+  const room = 'room-' + t;
+  await a.fill('#roomInput', room);
+  await a.press('#roomInput', 'Enter');
+  await waitText(a, '#roomName', room);
+  await waitText(a, '#userCount', '1');
+  await b.waitForFunction((n) => ![...document.querySelectorAll('#users li .n')].some((e) => e.textContent === n), ann);
+  const lobbyOnly = `lobby only ${t}`;
+  await say(b, lobbyOnly);
+  await waitMessage(c, lobbyOnly);
+  await b.fill('#roomInput', room);
+  await b.press('#roomInput', 'Enter');
+  await waitText(b, '#roomName', room);
+  await members(a, [ann, bob]);
+  await waitText(a, '#userCount', '2');
+  assert.deepEqual((await memberNames(b)).sort(), [ann, bob].sort());
+  const inRoom = `in the room ${t}`;
+  await say(b, inRoom);
+  await waitMessage(a, inRoom);
+  assert.ok(!(await bubbles(a)).includes(lobbyOnly), 'a room must not see the lobby');
+  // Bob goes back to the lobby with the button; Cat sees what he says next,
+  // and never saw what was said in the room.
+  await b.click('#leaveBtn');
+  await waitText(b, '#roomName', 'lobby');
+  const back = `back in the lobby ${t}`;
+  await say(b, back);
+  await waitMessage(c, back);
+  assert.ok(!(await bubbles(c)).includes(inRoom), 'the lobby must not see a room');
+  // The room's history is shown to whoever enters it.
+  await c.fill('#roomInput', room);
+  await c.press('#roomInput', 'Enter');
+  await waitMessage(c, inRoom);
+
+  // Renaming: Cat renames; Ann (same room now) sees the notice and the new name.
+  const kitty = 'Kitty-' + t;
+  await c.fill('#nameInput', kitty);
+  await c.press('#nameInput', 'Enter');
+  await members(a, [kitty]);
+  await a.waitForFunction((n) => [...document.querySelectorAll('#messages .notice b')].some((e) => e.textContent === n), kitty);
+  assert.equal(await c.evaluate(() => localStorage.getItem('wschat.name')), kitty);
+
+  for (const p of [a, b, c]) assert.deepEqual(p.errors || [], []);
+});
+
+test('errors show without breaking the page; binary messages show their size', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const a = await chatPage(browser, srv.url, 'Err-' + t, { locale: 'zh-CN' });
+  // An over-long message: the server answers text_too_long; the page says so.
+  await say(a, '长'.repeat(2000)); // 6000 bytes; the default limit is 4096
+  await a.waitForSelector('#toast.show.err');
+  assert.equal(await a.textContent('#toast'), '消息太长了');
+  assert.equal(await a.inputValue('#input'), '长'.repeat(2000), 'a refused message is put back in the box');
+  await waitText(a, '#statusText', '已连接');
+  // A binary message relayed to the room shows as its size.
+  const b = await chatPage(browser, srv.url, 'Bin-' + t);
+  await a.evaluate(() => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/?name=raw`);
+    ws.onopen = () => { ws.send(new Uint8Array(7)); setTimeout(() => { ws.close(); resolve(); }, 200); };
+  }));
+  await waitMessage(b, '[binary 7 bytes]');
+  await waitMessage(a, '[二进制消息 7 字节]');
+});
+
+test('a room of more than 100 members pages its member list', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const room = 'crowd-' + t;
+  // 101 plain WebSocket clients (from one page, to keep it cheap) fill a room.
+  const ctx = await browser.newContext();
+  const bots = await ctx.newPage();
+  await bots.goto(srv.url + '/healthz');
+  await bots.evaluate(([n, room, t]) => Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${location.host}/?name=bot${i}-${t}`);
+    (window.bots ||= []).push(ws);
+    ws.onerror = () => reject(new Error('bot ' + i + ' failed'));
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', room }));
+      if (m.type === 'users' && m.room === room) resolve();
+    };
+  }))), [101, room, t]);
+
+  const page = await chatPage(browser, srv.url, 'Counter-' + t, { room, locale: 'zh-CN' });
+  await waitText(page, '#userCount', '102');
+  await waitText(page, '#roomSub', '102 人在线');
+  // The first page holds 100 members; the page adds itself from its own
+  // join notice (it is last in the server's order, so not on page one).
+  await page.waitForFunction(() => document.querySelectorAll('#users li').length === 101);
+  assert.equal(await page.$eval('#users li.me .n', (e) => e.textContent), 'Counter-' + t);
+  await page.waitForSelector('#moreUsers:not([hidden])');
+  await page.click('#moreUsers');
+  await page.waitForFunction(() => document.querySelectorAll('#users li').length === 102);
+  await page.waitForSelector('#moreUsers', { state: 'hidden' });
+  // Leaving is one notice, and the list follows it.
+  await bots.evaluate(() => window.bots.slice(0, 5).forEach((ws) => ws.close()));
+  await waitText(page, '#userCount', '97');
+  assert.equal(await page.$$eval('#users li', (l) => l.length), 97);
+  await ctx.close();
+});
+
+test('earlier messages load above the recent ones', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const room = 'old-' + t;
+  // 60 messages in a room, from three plain clients (20 each, inside the
+  // default rate limit), one after another so their order is known.
+  const ctx = await browser.newContext();
+  const bots = await ctx.newPage();
+  await bots.goto(srv.url + '/healthz');
+  await bots.evaluate(async ([room, t]) => {
+    const open = (i) => new Promise((resolve) => {
+      const ws = new WebSocket(`ws://${location.host}/?room=${room}&name=old${i}-${t}`);
+      ws.onmessage = (e) => { if (JSON.parse(e.data).type === 'history') resolve(ws); };
+    });
+    const socks = [await open(0), await open(1), await open(2)];
+    for (let n = 1; n <= 60; n++) {
+      const ws = socks[(n - 1) % 3];
+      await new Promise((resolve) => {
+        const text = `old message ${n}`;
+        const seen = (e) => { if (JSON.parse(e.data).text === text) { ws.removeEventListener('message', seen); resolve(); } };
+        ws.addEventListener('message', seen);
+        ws.send(text);
+      });
+    }
+  }, [room, t]);
+
+  const page = await chatPage(browser, srv.url, 'Reader-' + t, { room });
+  await waitMessage(page, 'old message 60');
+  assert.equal((await bubbles(page)).length, 50, 'a room shows its last 50 messages');
+  await page.waitForSelector('#messages li.older:not([hidden]) button');
+  await page.click('#messages li.older button');
+  await waitMessage(page, 'old message 1');
+  const texts = await bubbles(page);
+  assert.deepEqual(texts, Array.from({ length: 60 }, (_, i) => `old message ${i + 1}`));
+  await page.waitForSelector('#messages li.older', { state: 'hidden' });
+  await ctx.close();
+});
