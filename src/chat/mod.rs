@@ -41,8 +41,9 @@ pub const USERS_PAGE: usize = 100;
 pub const MAX_HISTORY_PAGE: usize = 100;
 /// How often whole old segments are looked for and deleted.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
-/// At most one typing notice per user per this interval.
-pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one typing notice per user per this interval (a client that
+/// sends one a second is never cut by timing jitter).
+pub const TYPING_INTERVAL: Duration = Duration::from_millis(900);
 
 /// The chat's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +137,7 @@ impl Chat {
     }
 
     fn error(ctx: &mut Ctx, conn: ConnId, error: ErrorReply) {
-        ctx.send_text(conn, &error.to_json());
+        ctx.send_json(conn, &error.to_json());
     }
 
     /// A name nobody else has: `wanted`, or `wanted2`, `wanted3`, …
@@ -276,7 +277,7 @@ impl Chat {
             "type": "users", "room": room_name, "count": room.members.len(),
             "offset": offset, "more": more, "users": page,
         });
-        ctx.send_text(conn, &msg.to_string());
+        ctx.send_json(conn, &msg.to_string());
     }
 
     fn send_history(&self, ctx: &mut Ctx, conn: ConnId) {
@@ -284,7 +285,7 @@ impl Chat {
             return;
         };
         let messages = self.store().history(&room_name, None, HISTORY_LEN);
-        ctx.send_text(conn, &message_list("history", &room_name, &[], &messages));
+        ctx.send_json(conn, &message_list("history", &room_name, &[], &messages));
     }
 
     /// `{"type":"history","room","before","limit"}`: a page further back.
@@ -311,7 +312,7 @@ impl Chat {
             .min(MAX_HISTORY_PAGE as u64) as usize;
         let messages = self.store().history(&room, before, limit);
         let extra = [("before", before.map_or(Value::Null, Value::from))];
-        ctx.send_text(conn, &message_list("history", &room, &extra, &messages));
+        ctx.send_json(conn, &message_list("history", &room, &extra, &messages));
         Ok(())
     }
 
@@ -327,7 +328,7 @@ impl Chat {
             ("since", Value::from(since)),
             ("complete", Value::from(!incomplete)),
         ];
-        ctx.send_text(conn, &message_list("resume", &user.room, &extra, &messages));
+        ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
     }
 
     fn check_text(&self, text: &str) -> Result<(), ErrorReply> {
@@ -357,7 +358,7 @@ impl Chat {
         })
         .to_string()
         .into();
-        let frame = Ctx::text_frame(&msg);
+        let frame = Ctx::json_frame(&msg);
         self.store().append(&msg);
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(room.members.iter().copied(), &frame);
@@ -385,7 +386,7 @@ impl Chat {
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(
                 room.members.iter().copied(),
-                &Ctx::text_frame(&msg.to_string()),
+                &Ctx::json_frame(&msg.to_string()),
             );
         }
         Ok(())
@@ -439,7 +440,7 @@ impl Chat {
         );
         self.store()
             .append_private(&msg, &from_session, &to_session);
-        let frame = Ctx::text_frame(&msg);
+        let frame = Ctx::json_frame(&msg);
         ctx.send_frame(to, &frame);
         if to != conn {
             ctx.send_frame(conn, &frame);
@@ -463,7 +464,7 @@ impl Chat {
         let room_name = user.room.clone();
         let msg = json!({"type": "typing", "room": room_name, "user": self.user_ref(conn), "active": active});
         if let Some(room) = self.rooms.get(&room_name) {
-            let frame = Ctx::text_frame(&msg.to_string());
+            let frame = Ctx::json_frame(&msg.to_string());
             ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
         }
     }
@@ -568,7 +569,7 @@ impl App for Chat {
             "session": self.users[&conn].session,
             "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
         });
-        ctx.send_text(conn, &welcome.to_string());
+        ctx.send_json(conn, &welcome.to_string());
         self.enter_room_then(ctx, conn, &room, since);
     }
 
@@ -677,7 +678,7 @@ impl App for Chat {
                 let msg = json!({"type": kind, "room": room_name, "users": users, "count": count, "time": time});
                 ctx.broadcast(
                     room.members.iter().copied(),
-                    &Ctx::text_frame(&msg.to_string()),
+                    &Ctx::json_frame(&msg.to_string()),
                 );
             }
             if room.members.is_empty() && room_name != LOBBY {
