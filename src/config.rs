@@ -34,6 +34,11 @@ pub const DEFAULT_RATE_BURST: u32 = 40;
 pub const DEFAULT_MAX_OUTBOX_BYTES: usize = 1024 * 1024;
 /// Default limit on frames waiting in one connection's outbox.
 pub const DEFAULT_MAX_OUTBOX_FRAMES: usize = 4096;
+/// Default number of open conversations the desk gives one agent at once.
+pub const DEFAULT_AGENT_CAPACITY: usize = 5;
+/// Default time an agent who disconnected keeps their conversations before
+/// they go back to the front of the desk's queue.
+pub const DEFAULT_AGENT_GRACE_MS: u64 = 30_000;
 
 /// Everything `wschat serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +97,10 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Recent messages per room kept in memory for history and resume.
     pub history_keep: usize,
+    /// Open conversations the support desk gives one agent at once.
+    pub agent_capacity: usize,
+    /// How long a disconnected agent keeps their conversations.
+    pub agent_grace: Duration,
 }
 
 impl Default for Config {
@@ -122,6 +131,8 @@ impl Default for Config {
             retain_days: crate::store::DEFAULT_RETAIN_DAYS,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
+            agent_capacity: DEFAULT_AGENT_CAPACITY,
+            agent_grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
         }
     }
 }
@@ -156,6 +167,16 @@ impl Config {
             segment_bytes: self.segment_bytes,
             retain_days: self.retain_days,
             keep_per_room: self.history_keep,
+        }
+    }
+
+    /// The support desk's settings.
+    pub fn desk(&self) -> crate::desk::DeskConfig {
+        crate::desk::DeskConfig {
+            capacity: self.agent_capacity,
+            grace: self.agent_grace,
+            max_text_bytes: self.max_text_bytes,
+            data_dir: self.data_dir.clone(),
         }
     }
 
@@ -428,6 +449,26 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.max_rooms.to_string(),
+    },
+    Flag {
+        name: "agent-capacity",
+        value: Some("N"),
+        help: "open conversations the support desk gives one agent at once",
+        apply: |c, v| {
+            c.agent_capacity = positive(number(v)?, "agent-capacity")?;
+            Ok(())
+        },
+        show: |c| c.agent_capacity.to_string(),
+    },
+    Flag {
+        name: "agent-grace",
+        value: Some("DURATION"),
+        help: "how long a disconnected agent keeps their conversations before they are re-queued",
+        apply: |c, v| {
+            c.agent_grace = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.agent_grace),
     },
     Flag {
         name: "allowed-origin",

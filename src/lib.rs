@@ -8,6 +8,7 @@
 //! * [`client`] — `client::connect("ws://…")`.
 //! * [`server`] — the listener, the connection threads, the endpoints.
 //! * [`config`] — every limit, with its flag and environment variable.
+//! * [`desk`] — the customer-service desk (`/support`, `/agent`).
 #![warn(missing_docs)]
 
 pub mod chat;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod desk;
 pub mod dissect;
 pub mod hub;
 pub mod router;

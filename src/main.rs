@@ -12,6 +12,7 @@ Usage:
   wschat client URL        an interactive terminal client (wschat client --help)
   wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
   wschat check-config [FLAGS]  check flags and environment, print the settings
+  wschat agent add|list|remove [NAME] [--data-dir DIR]  manage support-desk agents
   wschat --version         print the version
   wschat --help            print this help
 ";
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         "serve" => serve(rest),
         "client" => wschat::cli::client::main(rest),
         "dissect" => wschat::cli::dissect::main(rest),
+        "agent" => wschat::desk::agents::main(rest),
         other => {
             eprintln!("wschat: unknown command {other:?}\n\n{USAGE}");
             ExitCode::from(2)

@@ -137,6 +137,9 @@ pub struct Store {
     privates: VecDeque<Private>,
     recovery: Recovery,
     writes: u64,
+    /// The support desk's records (`desk_…`) read at start, until the desk
+    /// takes them with [`Store::take_desk_records`]; `None` afterwards.
+    desk: Option<Vec<Arc<str>>>,
 }
 
 impl Store {
@@ -163,6 +166,7 @@ impl Store {
             privates: VecDeque::new(),
             recovery: Recovery::default(),
             writes: 0,
+            desk: Some(Vec::new()),
         };
         let Some(dir) = config
             .dir
@@ -315,6 +319,11 @@ impl Store {
             // Private messages are indexed by append_private, under session
             // keys; those recovered from disk have none and are not resumed.
             Some("private") => {}
+            Some(kind) if kind.starts_with("desk_") => {
+                if let Some(desk) = self.desk.as_mut() {
+                    desk.push(text.into());
+                }
+            }
             _ => {}
         }
     }
@@ -344,6 +353,14 @@ impl Store {
             self.rotate()?;
         }
         Ok(())
+    }
+
+    /// The support desk's records (type `desk_…`) found in the log, in
+    /// order, so the desk can rebuild its conversations at start. The first
+    /// call takes them; later calls (and records appended after it) give
+    /// nothing: the desk keeps its own state from then on.
+    pub fn take_desk_records(&mut self) -> Vec<Arc<str>> {
+        self.desk.take().unwrap_or_default()
     }
 
     /// Commits so far.

@@ -44,7 +44,7 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
         _ if config.echo_everywhere => Endpoint::Echo,
         "/echo" => Endpoint::Echo,
         "/inspect" => Endpoint::Inspect,
-        "/" | "/chat" => Endpoint::Chat,
+        "/" | "/chat" | "/support" | "/agent" => Endpoint::Chat,
         _ => {
             let rejection = Rejection::new(
                 404,
@@ -130,7 +130,8 @@ enum Endpoint {
     Echo,
     /// `/inspect`: every frame answered with its dissection.
     Inspect,
-    /// `/` and `/chat`: the chat, run by the hub.
+    /// `/` and `/chat` (the chat), `/support` and `/agent` (the desk): run
+    /// by the hub.
     Chat,
 }
 
@@ -229,6 +230,9 @@ fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
     let (status, content_type, body): (u16, &str, &[u8]) = match request.path() {
         "/" | "/chat" => (200, "text/html; charset=utf-8", CHAT_PAGE.as_bytes()),
         "/inspect" => (200, "text/html; charset=utf-8", INSPECT_PAGE.as_bytes()),
+        "/support" => (200, "text/html; charset=utf-8", SUPPORT_PAGE.as_bytes()),
+        "/agent" => (200, "text/html; charset=utf-8", AGENT_PAGE.as_bytes()),
+        "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
         "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
         "/metrics" => {
             metrics = shared.metrics.render();
@@ -262,6 +266,15 @@ fn respond(stream: &mut TcpStream, response: &[u8]) {
 
 /// The chat page, embedded in the binary (plain HTML, CSS and JS).
 const CHAT_PAGE: &str = include_str!("../web/chat.html");
+
+/// The support desk's visitor widget (embeddable in an iframe).
+const SUPPORT_PAGE: &str = include_str!("../web/support.html");
+
+/// The support desk's agent console.
+const AGENT_PAGE: &str = include_str!("../web/agent.html");
+
+/// The one-line embed: a chat bubble that opens the visitor widget.
+const WIDGET_JS: &str = include_str!("../web/widget.js");
 
 /// The frame inspector's page.
 const INSPECT_PAGE: &str = include_str!("../web/inspect.html");

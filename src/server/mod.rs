@@ -123,7 +123,9 @@ impl Server {
         }
         let store: crate::store::SharedStore = Arc::new(std::sync::Mutex::new(store));
         let chat = crate::chat::Chat::new(config.chat(), store.clone());
-        let router = crate::router::Router::new(chat);
+        let desk = crate::desk::Desk::new(config.desk(), store.clone());
+        let mut router = crate::router::Router::new(chat);
+        router.mount(vec!["/support", "/agent"], Box::new(desk));
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())

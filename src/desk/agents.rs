@@ -1,0 +1,251 @@
+//! Agent accounts of the support desk: `agents.json` in the data directory.
+//!
+//! `wschat agent add NAME` makes a random 128-bit token, prints it once, and
+//! stores only its SHA-1 digest. SHA-1 is fine here although it is broken
+//! for collisions and far too fast for passwords: the token is 128 random
+//! bits, not something a person chose, so there is no dictionary to try and
+//! guessing a preimage means searching 2^128 values; and a collision (two
+//! tokens with the same digest, made by whoever makes them) gains nothing,
+//! since the server makes the tokens. A slow password hash would only slow
+//! every sign-in down.
+//!
+//! A token presented by a console is hashed, and its digest is compared
+//! with *every* account's digest in constant time, so neither the time
+//! taken nor an early exit tells an attacker how close a guess came, or
+//! which account it nearly matched.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+/// The accounts file's name inside the data directory.
+pub const AGENTS_FILE: &str = "agents.json";
+
+/// One agent account as stored (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The agent's name, shown to visitors.
+    pub name: String,
+    /// Hex SHA-1 digest of the login token.
+    pub token_sha1: String,
+    /// When the account was made, Unix epoch milliseconds.
+    pub created: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    agents: Vec<Account>,
+}
+
+/// The accounts file of data directory `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(AGENTS_FILE)
+}
+
+/// The accounts in `dir` (none when there is no file yet).
+pub fn load(dir: &Path) -> io::Result<Vec<Account>> {
+    let file = path(dir);
+    match fs::read_to_string(&file) {
+        Ok(text) => serde_json::from_str::<File>(&text)
+            .map(|f| f.agents)
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", file.display()),
+                )
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write the accounts: to a temporary file, then renamed over the old one,
+/// so that a crash never leaves half a file.
+fn save(dir: &Path, agents: &[Account]) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let text = serde_json::to_string_pretty(&File {
+        agents: agents.to_vec(),
+    })
+    .map_err(io::Error::other)?;
+    let tmp = dir.join(format!("{AGENTS_FILE}.tmp"));
+    fs::write(&tmp, text + "\n")?;
+    fs::rename(&tmp, path(dir))
+}
+
+/// The hex SHA-1 digest of `token`.
+pub fn digest_hex(token: &str) -> String {
+    Sha1::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random token: 128 bits as 32 hex digits.
+pub fn new_token() -> String {
+    crate::util::random_16()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Create agent `name` in `dir` and return its token (shown once; only its
+/// digest is kept). This is what `wschat agent add` runs.
+pub fn add(dir: &Path, name: &str) -> Result<String, String> {
+    let name = crate::chat::valid_name(name)?;
+    let mut agents = load(dir).map_err(|e| e.to_string())?;
+    if agents.iter().any(|a| a.name.eq_ignore_ascii_case(&name)) {
+        return Err(format!("an agent named {name:?} exists already"));
+    }
+    let token = new_token();
+    agents.push(Account {
+        name,
+        token_sha1: digest_hex(&token),
+        created: crate::util::now_ms(),
+    });
+    save(dir, &agents).map_err(|e| e.to_string())?;
+    Ok(token)
+}
+
+/// Remove agent `name` from `dir`; returns whether it existed. A console
+/// signed in already stays signed in until it disconnects.
+pub fn remove(dir: &Path, name: &str) -> Result<bool, String> {
+    let mut agents = load(dir).map_err(|e| e.to_string())?;
+    let before = agents.len();
+    agents.retain(|a| !a.name.eq_ignore_ascii_case(name.trim()));
+    if agents.len() == before {
+        return Ok(false);
+    }
+    save(dir, &agents).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths.
+///
+/// ```
+/// use wschat::desk::agents::constant_time_eq;
+/// assert!(constant_time_eq(b"abc", b"abc"));
+/// assert!(!constant_time_eq(b"abc", b"abd"));
+/// assert!(!constant_time_eq(b"abc", b"ab"));
+/// ```
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The account whose token is `token`, if any. Every account is compared,
+/// each in constant time, whatever matches.
+pub fn verify<'a>(accounts: &'a [Account], token: &str) -> Option<&'a Account> {
+    let presented = digest_hex(token);
+    let mut found = None;
+    for account in accounts {
+        if constant_time_eq(presented.as_bytes(), account.token_sha1.as_bytes()) && found.is_none()
+        {
+            found = Some(account);
+        }
+    }
+    found
+}
+
+const USAGE: &str = "Usage:
+  wschat agent add NAME [--data-dir DIR]     create an agent; prints its token once
+  wschat agent list [--data-dir DIR]         list the agents
+  wschat agent remove NAME [--data-dir DIR]  remove an agent
+The data directory defaults to $WSCHAT_DATA_DIR, else ./wschat-data.
+";
+
+/// `wschat agent …`: the admin commands.
+pub fn main(args: &[String]) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let mut dir: PathBuf = std::env::var("WSCHAT_DATA_DIR")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .map_or_else(|| crate::store::DEFAULT_DATA_DIR.into(), PathBuf::from);
+    let mut words = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if let Some(v) = arg.strip_prefix("--data-dir=") {
+            dir = v.into();
+        } else if arg == "--data-dir" {
+            match iter.next() {
+                Some(v) => dir = v.into(),
+                None => {
+                    eprintln!("wschat agent: --data-dir needs a value");
+                    return ExitCode::from(2);
+                }
+            }
+        } else if arg == "--help" || arg == "-h" {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        } else {
+            words.push(arg.as_str());
+        }
+    }
+    let result = match words.as_slice() {
+        ["add", name] => add(&dir, name).map(|token| {
+            println!(
+                "agent {} created; its login token (shown only this once):",
+                name.trim()
+            );
+            println!("{token}");
+        }),
+        ["list"] => load(&dir).map_err(|e| e.to_string()).map(|agents| {
+            if agents.is_empty() {
+                println!("no agents in {}", path(&dir).display());
+            }
+            for a in agents {
+                println!("{}", a.name);
+            }
+        }),
+        ["remove", name] => remove(&dir, name).and_then(|found| {
+            if found {
+                println!("agent {} removed", name.trim());
+                Ok(())
+            } else {
+                Err(format!("no agent named {:?}", name.trim()))
+            }
+        }),
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wschat agent: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_verify_remove() {
+        let dir = std::env::temp_dir().join(format!(
+            "wschat-agents-unit-{}-{}",
+            std::process::id(),
+            crate::util::random_u64()
+        ));
+        let token = add(&dir, "alice").unwrap();
+        assert_eq!(token.len(), 32);
+        assert!(add(&dir, "Alice").is_err());
+        let accounts = load(&dir).unwrap();
+        let text = fs::read_to_string(path(&dir)).unwrap();
+        assert!(!text.contains(&token), "the token itself is never stored");
+        assert_eq!(verify(&accounts, &token).unwrap().name, "alice");
+        assert!(verify(&accounts, "nope").is_none());
+        assert!(remove(&dir, "alice").unwrap());
+        assert!(load(&dir).unwrap().is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,1069 @@
+//! The customer-service desk (客服): visitors on `/support`, agents on
+//! `/agent`, run by the hub thread as an [`App`] beside the chat.
+//!
+//! A visitor's first message opens a *conversation* and puts it at the back
+//! of a FIFO queue. Whenever something changes, the router hands the front
+//! of the queue to the online (not away) agent with the fewest open
+//! conversations under the capacity; a tie goes to the agent who has gone
+//! longest without getting one. Messages of a conversation reach only its
+//! visitor and its agent, and are stored in the shared log as `desk_…`
+//! records, from which the desk rebuilds its state at start.
+//!
+//! The protocol, the states of a conversation and the routing rules are in
+//! docs/customer-service.md.
+
+pub mod agents;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::chat::command::ErrorReply;
+use crate::chat::valid_name;
+use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::store::SharedStore;
+use crate::util::now_ms;
+use crate::ws::CloseCode;
+
+/// Close code for an agent whose token was refused.
+pub const AUTH_FAILED: CloseCode = CloseCode(4001);
+/// How long a refused agent waits before being closed (slows guessing; the
+/// hub thread does not wait: the connection is closed on a later tick).
+pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
+/// Time an agent connection has to send its `auth` message.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most conversations waiting in the queue; past it, new ones are refused.
+pub const MAX_QUEUE: usize = 10_000;
+/// Lowest and highest rating a visitor can give.
+pub const RATINGS: std::ops::RangeInclusive<u64> = 1..=5;
+/// Longest transfer note, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// The desk's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskConfig {
+    /// Open conversations one agent gets at once.
+    pub capacity: usize,
+    /// How long a disconnected agent keeps their conversations.
+    pub grace: Duration,
+    /// Longest message text, in bytes.
+    pub max_text_bytes: usize,
+    /// Where `agents.json` lives; `None`: no agent can sign in.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for DeskConfig {
+    fn default() -> DeskConfig {
+        DeskConfig {
+            capacity: crate::config::DEFAULT_AGENT_CAPACITY,
+            grace: Duration::from_millis(crate::config::DEFAULT_AGENT_GRACE_MS),
+            max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
+            data_dir: None,
+        }
+    }
+}
+
+/// Where a conversation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Waiting in the queue.
+    Queued,
+    /// With an agent (who may be within their grace period).
+    Assigned(String),
+    /// Closed by an agent; the visitor may rate it.
+    Resolved,
+}
+
+#[derive(Debug)]
+struct Conversation {
+    id: u64,
+    /// The visitor's session key (a digest of its token).
+    session: String,
+    visitor: String,
+    state: State,
+    /// `desk_message` records, as sent.
+    messages: Vec<Arc<str>>,
+    /// When it was opened, epoch ms.
+    opened: u64,
+    /// When it last entered the queue, epoch ms.
+    queued_at: u64,
+    rating: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    conns: BTreeSet<ConnId>,
+    /// The latest conversation (open, or resolved and kept for its rating).
+    conversation: Option<u64>,
+    name: String,
+}
+
+#[derive(Debug)]
+struct Agent {
+    conns: BTreeSet<ConnId>,
+    away: bool,
+    /// When the agent last got a conversation (or signed in): the longest
+    /// idle wins a tie.
+    last_assigned: Instant,
+    /// When the last console disconnected (grace period running).
+    gone_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum Role {
+    Visitor(String),
+    /// An agent connection that has not authenticated yet.
+    Pending {
+        addr: String,
+        since: Instant,
+    },
+    /// Refused; closed with 4001 at the first tick after `at`.
+    Refused {
+        at: Instant,
+    },
+    Agent(String),
+}
+
+/// The support desk application.
+#[derive(Debug)]
+pub struct Desk {
+    config: DeskConfig,
+    store: SharedStore,
+    conns: HashMap<ConnId, Role>,
+    sessions: HashMap<String, Session>,
+    conversations: BTreeMap<u64, Conversation>,
+    queue: VecDeque<u64>,
+    agents: BTreeMap<String, Agent>,
+    /// Queue or agent list changed: tell the agents and waiting visitors.
+    dirty: bool,
+    /// The last queue notice each waiting conversation got.
+    told: HashMap<u64, (usize, usize)>,
+    next_visitor: u64,
+}
+
+/// `value` (a JSON object) with `"messages"` added: the given records,
+/// spliced in as they were stored.
+fn with_messages(value: Value, messages: &[Arc<str>]) -> String {
+    let mut text = value.to_string();
+    text.pop();
+    if text.len() > 1 {
+        text.push(',');
+    }
+    text.push_str("\"messages\":[");
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(m);
+    }
+    text.push_str("]}");
+    text
+}
+
+fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
+    ctx.send_text(conn, &ErrorReply::new(code, message).to_json());
+}
+
+impl Desk {
+    /// A desk with `config` over `store`; rebuilds the conversations from
+    /// the `desk_…` records the store found in the log.
+    pub fn new(config: DeskConfig, store: SharedStore) -> Desk {
+        let records = store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_desk_records();
+        let mut desk = Desk {
+            config,
+            store,
+            conns: HashMap::new(),
+            sessions: HashMap::new(),
+            conversations: BTreeMap::new(),
+            queue: VecDeque::new(),
+            agents: BTreeMap::new(),
+            dirty: false,
+            told: HashMap::new(),
+            next_visitor: 1,
+        };
+        for record in records {
+            desk.replay(record);
+        }
+        // Agents who had conversations are not here yet: their grace
+        // period starts now.
+        let now = Instant::now();
+        for conv in desk.conversations.values() {
+            if let State::Assigned(name) = &conv.state {
+                desk.agents.entry(name.clone()).or_insert(Agent {
+                    conns: BTreeSet::new(),
+                    away: false,
+                    last_assigned: now,
+                    gone_since: Some(now),
+                });
+            }
+        }
+        desk
+    }
+
+    fn replay(&mut self, record: Arc<str>) {
+        let Ok(v) = serde_json::from_str::<Value>(&record) else {
+            return;
+        };
+        let kind = v["type"].as_str().unwrap_or("");
+        let Some(cid) = v["conversation"].as_u64() else {
+            return;
+        };
+        let time = v["time"].as_u64().unwrap_or(0);
+        match kind {
+            "desk_opened" => {
+                let session = v["session"].as_str().unwrap_or("").to_string();
+                let visitor = v["visitor"].as_str().unwrap_or("").to_string();
+                self.open_conversation(cid, session, visitor, time);
+            }
+            "desk_message" => {
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.messages.push(record);
+                }
+            }
+            "desk_assigned" => {
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.state = State::Assigned(v["agent"].as_str().unwrap_or("").into());
+                    self.queue.retain(|&c| c != cid);
+                }
+            }
+            "desk_queued" => {
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.state = State::Queued;
+                    conv.queued_at = time;
+                    self.queue.retain(|&c| c != cid);
+                    self.queue.push_front(cid);
+                }
+            }
+            "desk_resolved" => {
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.state = State::Resolved;
+                    self.queue.retain(|&c| c != cid);
+                }
+            }
+            "desk_rated" => {
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.rating = v["rating"].as_u64();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Add a conversation to the back of the queue; the session's older,
+    /// resolved one is forgotten (it stays in the log).
+    fn open_conversation(&mut self, cid: u64, session: String, visitor: String, time: u64) {
+        let s = self.sessions.entry(session.clone()).or_default();
+        s.name = visitor.clone();
+        if let Some(old) = s.conversation.replace(cid) {
+            self.conversations.remove(&old);
+        }
+        self.conversations.insert(
+            cid,
+            Conversation {
+                id: cid,
+                session,
+                visitor,
+                state: State::Queued,
+                messages: Vec::new(),
+                opened: time,
+                queued_at: time,
+                rating: None,
+            },
+        );
+        self.queue.push_back(cid);
+    }
+
+    /// Conversations waiting now.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn record(&self, value: &Value) -> Arc<str> {
+        let text: Arc<str> = value.to_string().into();
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&text);
+        text
+    }
+
+    fn take_id(&self) -> u64 {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_id()
+    }
+
+    fn load(&self, agent: &str) -> usize {
+        self.conversations
+            .values()
+            .filter(|c| matches!(&c.state, State::Assigned(a) if a == agent))
+            .count()
+    }
+
+    fn visitor_conns(&self, conv: &Conversation) -> Vec<ConnId> {
+        self.sessions
+            .get(&conv.session)
+            .map(|s| s.conns.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn agent_conns(&self, name: &str) -> Vec<ConnId> {
+        self.agents
+            .get(name)
+            .map(|a| a.conns.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn all_agent_conns(&self) -> Vec<ConnId> {
+        self.agents
+            .values()
+            .flat_map(|a| a.conns.iter().copied())
+            .collect()
+    }
+
+    fn visitor_online(&self, conv: &Conversation) -> bool {
+        self.sessions
+            .get(&conv.session)
+            .is_some_and(|s| !s.conns.is_empty())
+    }
+
+    /// A conversation as an agent sees it, with its transcript.
+    fn conversation_json(&self, conv: &Conversation, extra: &[(&str, Value)]) -> String {
+        let mut v = json!({
+            "type": "conversation",
+            "conversation": conv.id,
+            "visitor": conv.visitor,
+            "online": self.visitor_online(conv),
+            "opened": conv.opened,
+            "waiting_since": conv.queued_at,
+        });
+        for (k, x) in extra {
+            v[*k] = x.clone();
+        }
+        with_messages(v, &conv.messages)
+    }
+
+    fn agents_json(&self) -> String {
+        let list: Vec<Value> = self
+            .agents
+            .iter()
+            .map(|(name, a)| {
+                let status = if a.conns.is_empty() {
+                    "offline"
+                } else if a.away {
+                    "away"
+                } else {
+                    "online"
+                };
+                json!({"name": name, "status": status, "load": self.load(name)})
+            })
+            .collect();
+        json!({"type": "agents", "capacity": self.config.capacity, "agents": list}).to_string()
+    }
+
+    fn queue_json(&self) -> String {
+        let list: Vec<Value> = self
+            .queue
+            .iter()
+            .filter_map(|id| self.conversations.get(id))
+            .map(|c| {
+                json!({
+                    "conversation": c.id, "visitor": c.visitor,
+                    "online": self.visitor_online(c), "waiting_since": c.queued_at,
+                    "messages": c.messages.len(),
+                })
+            })
+            .collect();
+        json!({"type": "queue", "queue": list}).to_string()
+    }
+
+    fn online_agents(&self) -> usize {
+        self.agents
+            .values()
+            .filter(|a| !a.conns.is_empty() && !a.away)
+            .count()
+    }
+
+    /// Hand waiting conversations to agents: the front of the queue to the
+    /// least-loaded online agent under capacity, ties to the longest idle.
+    fn route(&mut self, ctx: &mut Ctx) {
+        while let Some(&cid) = self.queue.front() {
+            let best = self
+                .agents
+                .iter()
+                .filter(|(_, a)| !a.conns.is_empty() && !a.away)
+                .map(|(name, a)| (self.load(name), a.last_assigned, name))
+                .filter(|(load, _, _)| *load < self.config.capacity)
+                .min()
+                .map(|(_, _, name)| name.clone());
+            let Some(agent) = best else {
+                break;
+            };
+            self.queue.pop_front();
+            self.assign(ctx, cid, &agent, None);
+        }
+    }
+
+    /// Give conversation `cid` to `agent` (from `transfer`: the previous
+    /// agent and a note).
+    fn assign(&mut self, ctx: &mut Ctx, cid: u64, agent: &str, from: Option<(&str, &str)>) {
+        let id = self.take_id();
+        let mut rec = json!({"type": "desk_assigned", "id": id, "conversation": cid, "agent": agent, "time": now_ms()});
+        if let Some((prev, note)) = from {
+            rec["from"] = prev.into();
+            rec["note"] = note.into();
+        }
+        self.record(&rec);
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.state = State::Assigned(agent.to_string());
+        self.told.remove(&cid);
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.last_assigned = Instant::now();
+        }
+        let conv = &self.conversations[&cid];
+        let mut extra = vec![("type", Value::from("assigned"))];
+        if let Some((prev, note)) = from {
+            extra.push(("from", prev.into()));
+            extra.push(("note", note.into()));
+        }
+        let text = self.conversation_json(conv, &extra);
+        let frame = Ctx::text_frame(&text);
+        ctx.broadcast(self.agent_conns(agent), &frame);
+        let to_visitor = json!({"type": "assigned", "conversation": cid, "agent": agent});
+        ctx.broadcast(
+            self.visitor_conns(conv),
+            &Ctx::text_frame(&to_visitor.to_string()),
+        );
+        self.dirty = true;
+    }
+
+    /// Put `cid` back in the queue, at the front (it has waited already).
+    fn requeue(&mut self, cid: u64, reason: &str) {
+        let id = self.take_id();
+        let time = now_ms();
+        self.record(&json!({"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time}));
+        if let Some(conv) = self.conversations.get_mut(&cid) {
+            conv.state = State::Queued;
+            conv.queued_at = time;
+            self.queue.retain(|&c| c != cid);
+            self.queue.push_front(cid);
+            self.told.remove(&cid);
+            self.dirty = true;
+        }
+    }
+
+    /// Route, then tell agents about the queue and the agent list, and
+    /// waiting visitors their (changed) positions.
+    fn settle(&mut self, ctx: &mut Ctx) {
+        self.route(ctx);
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let conns = self.all_agent_conns();
+        ctx.broadcast(conns.clone(), &Ctx::text_frame(&self.queue_json()));
+        ctx.broadcast(conns, &Ctx::text_frame(&self.agents_json()));
+        let online = self.online_agents();
+        for (i, &cid) in self.queue.iter().enumerate() {
+            let position = i + 1;
+            if self.told.get(&cid) == Some(&(position, online)) {
+                continue;
+            }
+            self.told.insert(cid, (position, online));
+            if let Some(conv) = self.conversations.get(&cid) {
+                let msg = json!({"type": "queued", "conversation": cid, "position": position, "agents_online": online});
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::text_frame(&msg.to_string()));
+            }
+        }
+    }
+
+    fn visitor_opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: &ConnInfo) {
+        let presented = info
+            .request
+            .query_param("session")
+            .filter(|t| !t.is_empty() && t.len() <= 128);
+        let (token, key) = match presented {
+            Some(t) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
+                let key = agents::digest_hex(&t);
+                (t, key)
+            }
+            _ => {
+                let t = agents::new_token();
+                let key = agents::digest_hex(&t);
+                (t, key)
+            }
+        };
+        let asked = info
+            .request
+            .query_param("name")
+            .and_then(|n| valid_name(&n).ok());
+        let fresh = !self.sessions.contains_key(&key);
+        let next = &mut self.next_visitor;
+        let session = self.sessions.entry(key.clone()).or_insert_with(|| {
+            let n = *next;
+            *next += 1;
+            Session {
+                name: format!("访客{n}"),
+                ..Session::default()
+            }
+        });
+        if let Some(name) = asked {
+            session.name = name;
+        }
+        let was_offline = session.conns.is_empty();
+        session.conns.insert(conn);
+        let name = session.name.clone();
+        let current = session.conversation;
+        self.conns.insert(conn, Role::Visitor(key));
+        let welcome = json!({"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current});
+        ctx.send_text(conn, &welcome.to_string());
+        let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
+            return;
+        };
+        let state = match &conv.state {
+            State::Queued => "queued",
+            State::Assigned(_) => "assigned",
+            State::Resolved => "resolved",
+        };
+        let mut head = json!({"type": "transcript", "conversation": conv.id, "state": state});
+        if let State::Assigned(agent) = &conv.state {
+            head["agent"] = agent.as_str().into();
+        }
+        if conv.state == State::Resolved {
+            head["rating"] = conv.rating.map_or(Value::Null, Value::from);
+        }
+        ctx.send_text(conn, &with_messages(head, &conv.messages));
+        match &conv.state {
+            State::Queued => {
+                if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
+                    let msg = json!({"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()});
+                    ctx.send_text(conn, &msg.to_string());
+                }
+                self.dirty = true;
+            }
+            State::Assigned(agent) if was_offline => {
+                let msg =
+                    json!({"type": "visitor_status", "conversation": conv.id, "online": true});
+                ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    fn visitor_text(&mut self, ctx: &mut Ctx, conn: ConnId, key: String, text: String) {
+        let body = match parse(&text) {
+            Ok(body) => body,
+            Err(e) => {
+                ctx.send_text(conn, &e.to_json());
+                return;
+            }
+        };
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+        let current = self.sessions.get(&key).and_then(|s| s.conversation);
+        let open = current.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| c.state != State::Resolved)
+        });
+        match kind {
+            "message" => {
+                let Some(text) = self.message_text(ctx, conn, &body) else {
+                    return;
+                };
+                let cid = match open {
+                    Some(cid) => cid,
+                    None => {
+                        if self.queue.len() >= MAX_QUEUE {
+                            return error(
+                                ctx,
+                                conn,
+                                "desk_full",
+                                "too many visitors are waiting; try again later",
+                            );
+                        }
+                        let cid = self.take_id();
+                        let name = self.sessions[&key].name.clone();
+                        let time = now_ms();
+                        self.record(&json!({"type": "desk_opened", "id": cid, "conversation": cid, "session": key, "visitor": name, "time": time}));
+                        self.open_conversation(cid, key.clone(), name, time);
+                        self.dirty = true;
+                        cid
+                    }
+                };
+                let name = self.sessions[&key].name.clone();
+                self.post(ctx, cid, "visitor", &name, &text);
+            }
+            "typing" => {
+                if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
+                    && let State::Assigned(agent) = &conv.state
+                {
+                    let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
+                    let msg = json!({"type": "typing", "conversation": conv.id, "from": "visitor", "active": active});
+                    ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+                }
+            }
+            "rate" => {
+                let rating = body.get("rating").and_then(Value::as_u64);
+                let Some(cid) = current.filter(|c| {
+                    self.conversations
+                        .get(c)
+                        .is_some_and(|c| c.state == State::Resolved && c.rating.is_none())
+                }) else {
+                    return error(
+                        ctx,
+                        conn,
+                        "not_resolved",
+                        "there is no resolved conversation to rate",
+                    );
+                };
+                let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
+                    return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
+                };
+                let id = self.take_id();
+                self.record(&json!({"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()}));
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.rating = Some(rating);
+                }
+                let msg = json!({"type": "rated", "conversation": cid, "rating": rating});
+                let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
+                ctx.broadcast(conns, &Ctx::text_frame(&msg.to_string()));
+            }
+            other => error(
+                ctx,
+                conn,
+                "unknown_type",
+                format!("unknown message type {other:?}"),
+            ),
+        }
+    }
+
+    /// The `"text"` of a message, checked; or an error sent.
+    fn message_text(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Option<String> {
+        let Some(text) = body.get("text").and_then(Value::as_str) else {
+            error(ctx, conn, "bad_command", "\"text\" must be a string");
+            return None;
+        };
+        if text.trim().is_empty() {
+            error(ctx, conn, "empty", "the message is empty");
+            return None;
+        }
+        if text.len() > self.config.max_text_bytes {
+            error(
+                ctx,
+                conn,
+                "text_too_long",
+                format!("a message has at most {} bytes", self.config.max_text_bytes),
+            );
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    /// Store a message of conversation `cid` and send it to its visitor and
+    /// its agent: nobody else.
+    fn post(&mut self, ctx: &mut Ctx, cid: u64, from: &str, name: &str, text: &str) {
+        let id = self.take_id();
+        let rec = self.record(&json!({"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()}));
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.messages.push(rec.clone());
+        let conv = &self.conversations[&cid];
+        let mut to = self.visitor_conns(conv);
+        if let State::Assigned(agent) = &conv.state {
+            to.extend(self.agent_conns(agent));
+        }
+        ctx.broadcast(to, &Ctx::text_frame(&rec));
+    }
+
+    fn agent_auth(&mut self, ctx: &mut Ctx, conn: ConnId, addr: String, text: &str) {
+        let token = parse(text).ok().and_then(|b| {
+            (b.get("type").and_then(Value::as_str) == Some("auth"))
+                .then(|| b.get("token").and_then(Value::as_str).map(String::from))
+                .flatten()
+        });
+        let accounts = match &self.config.data_dir {
+            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let name = token
+            .as_deref()
+            .and_then(|t| agents::verify(&accounts, t))
+            .map(|a| a.name.clone());
+        let Some(name) = name else {
+            // The token is never logged.
+            log::warn!("desk: agent authentication failed from {addr}");
+            self.conns
+                .insert(conn, Role::Refused { at: Instant::now() });
+            return;
+        };
+        log::info!("desk: agent {name} signed in from {addr}");
+        self.conns.insert(conn, Role::Agent(name.clone()));
+        let agent = self.agents.entry(name.clone()).or_insert(Agent {
+            conns: BTreeSet::new(),
+            away: false,
+            last_assigned: Instant::now(),
+            gone_since: None,
+        });
+        agent.conns.insert(conn);
+        if agent.gone_since.take().is_some() {
+            self.tell_agent_status(ctx, &name, true);
+        }
+        let agent = &self.agents[&name];
+        let status = if agent.away { "away" } else { "online" };
+        let ready = json!({"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity});
+        ctx.send_text(conn, &ready.to_string());
+        let mine: Vec<String> = self
+            .conversations
+            .values()
+            .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+            .map(|c| self.conversation_json(c, &[]))
+            .collect();
+        ctx.send_text(
+            conn,
+            &format!(
+                "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
+                mine.join(",")
+            ),
+        );
+        ctx.send_text(conn, &self.queue_json());
+        ctx.send_text(conn, &self.agents_json());
+        self.dirty = true;
+    }
+
+    /// Tell the visitors of `agent`'s conversations that the agent went
+    /// offline (grace period running) or came back.
+    fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
+        for conv in self.conversations.values() {
+            if matches!(&conv.state, State::Assigned(a) if a == agent) {
+                let msg = json!({"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online});
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::text_frame(&msg.to_string()));
+            }
+        }
+    }
+
+    fn agent_text(&mut self, ctx: &mut Ctx, conn: ConnId, name: String, text: String) {
+        let body = match parse(&text) {
+            Ok(body) => body,
+            Err(e) => {
+                ctx.send_text(conn, &e.to_json());
+                return;
+            }
+        };
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind == "presence" {
+            let away = match body.get("status").and_then(Value::as_str) {
+                Some("away") => true,
+                Some("online") => false,
+                _ => return error(ctx, conn, "bad_command", "\"status\" is online or away"),
+            };
+            if let Some(a) = self.agents.get_mut(&name) {
+                a.away = away;
+            }
+            let msg = json!({"type": "presence", "status": if away { "away" } else { "online" }});
+            ctx.broadcast(self.agent_conns(&name), &Ctx::text_frame(&msg.to_string()));
+            self.dirty = true;
+            return;
+        }
+        if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
+            return error(
+                ctx,
+                conn,
+                "unknown_type",
+                format!("unknown message type {kind:?}"),
+            );
+        }
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let Some(cid) = cid.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+        }) else {
+            return error(
+                ctx,
+                conn,
+                "not_yours",
+                "that conversation is not assigned to you",
+            );
+        };
+        match kind {
+            "message" => {
+                if let Some(text) = self.message_text(ctx, conn, &body) {
+                    self.post(ctx, cid, "agent", &name, &text);
+                }
+            }
+            "typing" => {
+                let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
+                let msg = json!({"type": "typing", "conversation": cid, "from": "agent", "active": active});
+                let to = self.visitor_conns(&self.conversations[&cid]);
+                ctx.broadcast(to, &Ctx::text_frame(&msg.to_string()));
+            }
+            "resolve" => {
+                let id = self.take_id();
+                self.record(&json!({"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()}));
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.state = State::Resolved;
+                }
+                let msg = json!({"type": "resolved", "conversation": cid}).to_string();
+                let conv = &self.conversations[&cid];
+                let mut to = self.visitor_conns(conv);
+                to.extend(self.agent_conns(&name));
+                ctx.broadcast(to, &Ctx::text_frame(&msg));
+                self.dirty = true;
+            }
+            _ => self.transfer(ctx, conn, &name, cid, &body),
+        }
+    }
+
+    fn transfer(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        from: &str,
+        cid: u64,
+        body: &Map<String, Value>,
+    ) {
+        let note: String = body
+            .get("note")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(MAX_NOTE_CHARS)
+            .collect();
+        let target = match body.get("to") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => {
+                return error(
+                    ctx,
+                    conn,
+                    "bad_command",
+                    "\"to\" is an agent's name or null",
+                );
+            }
+        };
+        let unassigned =
+            |to: Value| json!({"type": "unassigned", "conversation": cid, "to": to}).to_string();
+        match target {
+            None => {
+                self.requeue(cid, "transferred");
+                let frame = Ctx::text_frame(&unassigned(Value::Null));
+                ctx.broadcast(self.agent_conns(from), &frame);
+            }
+            Some(to) => {
+                let ok = self
+                    .agents
+                    .get(&to)
+                    .is_some_and(|a| !a.conns.is_empty() && !a.away);
+                if to == from || !ok {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("{to} is not online"),
+                    );
+                }
+                if self.load(&to) >= self.config.capacity {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_full",
+                        format!("{to} has no free capacity"),
+                    );
+                }
+                let frame = Ctx::text_frame(&unassigned(to.as_str().into()));
+                ctx.broadcast(self.agent_conns(from), &frame);
+                self.assign(ctx, cid, &to, Some((from, &note)));
+            }
+        }
+    }
+}
+
+/// A client's text as a command object: a JSON object with a `"type"`, or
+/// plain text, which is a `message`.
+fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        let mut body = Map::new();
+        body.insert("type".into(), "message".into());
+        body.insert("text".into(), text.into());
+        return Ok(body);
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(Value::Object(body)) if body.get("type").is_some_and(Value::is_string) => Ok(body),
+        Ok(_) => Err(ErrorReply::new(
+            "bad_command",
+            "a command is a JSON object with a \"type\"",
+        )),
+        Err(e) => Err(ErrorReply::new("bad_json", format!("not valid JSON: {e}"))),
+    }
+}
+
+impl App for Desk {
+    fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
+        if info.path == "/agent" {
+            self.conns.insert(
+                conn,
+                Role::Pending {
+                    addr: info.addr.clone(),
+                    since: Instant::now(),
+                },
+            );
+            ctx.send_text(
+                conn,
+                &json!({"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"})
+                    .to_string(),
+            );
+        } else {
+            self.visitor_opened(ctx, conn, &info);
+        }
+    }
+
+    fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
+        match self.conns.get(&conn) {
+            Some(Role::Visitor(key)) => {
+                let key = key.clone();
+                self.visitor_text(ctx, conn, key, text);
+            }
+            Some(Role::Pending { addr, .. }) => {
+                let addr = addr.clone();
+                self.agent_auth(ctx, conn, addr, &text);
+            }
+            Some(Role::Agent(name)) => {
+                let name = name.clone();
+                self.agent_text(ctx, conn, name, text);
+            }
+            Some(Role::Refused { .. }) | None => {}
+        }
+    }
+
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
+        match self.conns.remove(&conn) {
+            Some(Role::Visitor(key)) => {
+                let Some(session) = self.sessions.get_mut(&key) else {
+                    return;
+                };
+                session.conns.remove(&conn);
+                if !session.conns.is_empty() {
+                    return;
+                }
+                let current = session.conversation;
+                if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
+                    if let State::Assigned(agent) = &conv.state {
+                        let msg = json!({"type": "visitor_status", "conversation": conv.id, "online": false});
+                        ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+                    }
+                } else {
+                    // Nothing to resume: forget the session.
+                    self.sessions.remove(&key);
+                }
+                self.dirty = true;
+            }
+            Some(Role::Agent(name)) => {
+                if let Some(agent) = self.agents.get_mut(&name) {
+                    agent.conns.remove(&conn);
+                    if agent.conns.is_empty() {
+                        log::info!("desk: agent {name} disconnected; grace period started");
+                        agent.gone_since = Some(Instant::now());
+                        self.tell_agent_status(ctx, &name, false);
+                    }
+                }
+                self.dirty = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx) {
+        let now = Instant::now();
+        let mut refuse = Vec::new();
+        for (&conn, role) in &mut self.conns {
+            match role {
+                Role::Refused { at } if now.duration_since(*at) >= AUTH_FAIL_DELAY => {
+                    refuse.push(conn);
+                }
+                Role::Pending { addr, since } if now.duration_since(*since) >= AUTH_TIMEOUT => {
+                    log::warn!("desk: agent from {addr} did not authenticate in time");
+                    *role = Role::Refused { at: now };
+                }
+                _ => {}
+            }
+        }
+        for conn in refuse {
+            self.conns.remove(&conn);
+            ctx.close(conn, AUTH_FAILED, "authentication failed");
+        }
+        let expired: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.gone_since
+                    .is_some_and(|t| now.duration_since(t) >= self.config.grace)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.agents.remove(&name);
+            let theirs: Vec<u64> = self
+                .conversations
+                .values()
+                .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+                .map(|c| c.id)
+                .collect();
+            log::info!(
+                "desk: agent {name}'s grace period is over; {} conversations re-queued",
+                theirs.len()
+            );
+            // Oldest first at the very front.
+            for &cid in theirs.iter().rev() {
+                self.requeue(cid, "agent_gone");
+            }
+            self.dirty = true;
+        }
+        self.settle(ctx);
+    }
+
+    fn turn_end(&mut self, ctx: &mut Ctx) {
+        self.settle(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_messages() {
+        let m: Vec<Arc<str>> = vec!["{\"a\":1}".into(), "{\"b\":2}".into()];
+        assert_eq!(
+            with_messages(json!({"type": "x"}), &m),
+            r#"{"type":"x","messages":[{"a":1},{"b":2}]}"#
+        );
+        assert_eq!(with_messages(json!({}), &[]), r#"{"messages":[]}"#);
+    }
+
+    #[test]
+    fn plain_text_is_a_message() {
+        let b = parse("hello").unwrap();
+        assert_eq!(b["type"], "message");
+        assert_eq!(b["text"], "hello");
+        assert_eq!(parse("{nope}").unwrap_err().code, "bad_json");
+    }
+}

@@ -1,0 +1,521 @@
+//! The customer-service desk over real sockets: an in-process server on
+//! 127.0.0.1 with a temporary data directory, agents created with the same
+//! code `wschat agent add` runs, visitors on `/support`, agents on `/agent`.
+//!
+//! Every wait is a socket read with a timeout (a broken server fails the
+//! test instead of hanging it); nothing sleeps and nothing is timed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wschat::config::Config;
+use wschat::conn::WebSocket;
+use wschat::desk::agents;
+use wschat::server::{Server, ServerHandle};
+use wschat::ws::Message;
+
+/// The longest any one read may wait. Generous: it only matters when
+/// something is broken.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A temporary data directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "wschat-desk-{tag}-{}-{}",
+            std::process::id(),
+            wschat::util::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server with agents `names` (their tokens returned in order).
+fn desk(
+    tag: &str,
+    capacity: usize,
+    grace: Duration,
+    names: &[&str],
+) -> (ServerHandle, Vec<String>, TempDir) {
+    let dir = TempDir::new(tag);
+    let tokens = names
+        .iter()
+        .map(|n| agents::add(&dir.0, n).expect("add agent"))
+        .collect();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        agent_capacity: capacity,
+        agent_grace: grace,
+        rate_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    (server, tokens, dir)
+}
+
+/// One WebSocket client and everything it has received.
+struct Client {
+    ws: WebSocket<TcpStream>,
+    seen: Vec<Value>,
+}
+
+impl Client {
+    fn connect(server: &ServerHandle, path: &str) -> Client {
+        let url = format!("ws://{}{path}", server.addr());
+        let ws = wschat::client::connect(&url).expect("connect");
+        ws.get_ref().set_read_timeout(Some(TIMEOUT)).unwrap();
+        Client {
+            ws,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A visitor that has had its `welcome`.
+    fn visitor(server: &ServerHandle, query: &str) -> (Client, Value) {
+        let mut c = Client::connect(server, &format!("/support{query}"));
+        let welcome = c.expect("welcome");
+        (c, welcome)
+    }
+
+    /// An agent that has signed in with `token`.
+    fn agent(server: &ServerHandle, token: &str) -> Client {
+        let mut c = Client::connect(server, "/agent");
+        c.send(json!({"type": "auth", "token": token}));
+        c.expect("ready");
+        c
+    }
+
+    fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string())).expect("send");
+    }
+
+    fn say(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).expect("send");
+    }
+
+    /// The next JSON message (pings and pongs skipped).
+    fn next(&mut self) -> Value {
+        loop {
+            match self.ws.read_message() {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON from the server");
+                    self.seen.push(v.clone());
+                    return v;
+                }
+                Ok(Message::Close(c)) => panic!("closed by the server: {c:?}"),
+                Ok(_) => {}
+                Err(e) => panic!("reading (seen so far: {:?}): {e}", self.seen),
+            }
+        }
+    }
+
+    /// The next message of type `kind` for which `pred` holds.
+    fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next();
+            if v["type"] == kind && pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// Like [`Client::expect_where`], but a matching message that arrived
+    /// already (and was passed over) counts too.
+    fn seen_or_expect(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| v["type"] == kind && pred(v)) {
+            return v.clone();
+        }
+        self.expect_where(kind, pred)
+    }
+
+    fn expect(&mut self, kind: &str) -> Value {
+        self.expect_where(kind, |_| true)
+    }
+
+    /// A round trip that proves everything sent to this client before now
+    /// has arrived: an unknown command is answered with an error.
+    fn sync(&mut self) {
+        self.send(json!({"type": "sync-probe"}));
+        self.expect_where("error", |v| v["code"] == "unknown_type");
+    }
+}
+
+/// A visitor's first message; returns the conversation id and the agent it
+/// went to (`None`: queued).
+fn open(visitor: &mut Client, text: &str) -> (u64, Option<String>) {
+    visitor.say(text);
+    loop {
+        let v = visitor.next();
+        match v["type"].as_str() {
+            Some("assigned") => {
+                return (
+                    v["conversation"].as_u64().unwrap(),
+                    Some(v["agent"].as_str().unwrap().to_string()),
+                );
+            }
+            Some("queued") => return (v["conversation"].as_u64().unwrap(), None),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn least_loaded_with_capacity_and_idle_tie_break() {
+    let (server, tokens, _dir) = desk("load", 2, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    let mut visitors: Vec<Client> = (0..5).map(|_| Client::visitor(&server, "").0).collect();
+    let mut got = Vec::new();
+    for (i, v) in visitors.iter_mut().enumerate() {
+        got.push(open(v, &format!("hello {i}")));
+    }
+    // Tie at 0: alice has been idle longest. Then bob has fewer. Tie at 1:
+    // alice got hers first. Then bob. Then both are at capacity.
+    let agents: Vec<Option<&str>> = got.iter().map(|(_, a)| a.as_deref()).collect();
+    assert_eq!(
+        agents,
+        [Some("alice"), Some("bob"), Some("alice"), Some("bob"), None]
+    );
+    assert_eq!(visitors[4].seen.last().unwrap()["position"], 1);
+    // The agents got their conversations with the first message.
+    let a1 = alice.expect_where("assigned", |v| v["conversation"] == got[0].0);
+    assert_eq!(a1["messages"][0]["text"], "hello 0");
+    assert_eq!(a1["messages"][0]["from"], "visitor");
+    bob.expect_where("assigned", |v| v["conversation"] == got[1].0);
+    bob.expect_where("assigned", |v| v["conversation"] == got[3].0);
+    // Bob resolves one: the waiting visitor goes to bob, who has room.
+    bob.send(json!({"type": "resolve", "conversation": got[1].0}));
+    let r = visitors[1].expect("resolved");
+    assert_eq!(r["conversation"], got[1].0);
+    visitors[1].send(json!({"type": "rate", "rating": 5}));
+    assert_eq!(visitors[1].expect("rated")["rating"], 5);
+    let a = visitors[4].expect("assigned");
+    assert_eq!(a["agent"], "bob");
+    let b = bob.expect_where("assigned", |v| v["conversation"] == got[4].0);
+    assert_eq!(b["messages"][0]["text"], "hello 4");
+    // A rating out of range is refused.
+    visitors[1].send(json!({"type": "rate", "rating": 9}));
+    visitors[1].expect("error");
+}
+
+#[test]
+fn queue_positions_are_told_and_updated() {
+    let (server, tokens, _dir) = desk("queue", 1, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let _bob = Client::agent(&server, &tokens[1]);
+    let mut visitors: Vec<Client> = (0..5).map(|_| Client::visitor(&server, "").0).collect();
+    let mut convs = Vec::new();
+    for (i, v) in visitors.iter_mut().enumerate() {
+        convs.push(open(v, &format!("q{i}")));
+    }
+    assert_eq!(convs[0].1.as_deref(), Some("alice"));
+    assert_eq!(convs[1].1.as_deref(), Some("bob"));
+    for (i, v) in visitors.iter_mut().enumerate().skip(2) {
+        let q = v.seen.last().unwrap().clone();
+        assert_eq!(q["position"], i - 1, "visitor {i}");
+        assert_eq!(q["agents_online"], 2);
+    }
+    // The agents see the queue, in order.
+    let queue = alice.expect_where("queue", |v| v["queue"].as_array().unwrap().len() == 3);
+    let ids: Vec<u64> = queue["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [convs[2].0, convs[3].0, convs[4].0]);
+    alice.send(json!({"type": "resolve", "conversation": convs[0].0}));
+    assert_eq!(visitors[2].expect("assigned")["agent"], "alice");
+    assert_eq!(visitors[3].expect("queued")["position"], 1);
+    assert_eq!(visitors[4].expect("queued")["position"], 2);
+}
+
+#[test]
+fn transfer_to_an_agent_and_back_to_the_queue() {
+    let (server, tokens, _dir) = desk("transfer", 5, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    let (mut v, _) = Client::visitor(&server, "?name=Wang");
+    let (cid, agent) = open(&mut v, "my order is late");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    // To someone who is not there: refused, nothing changes.
+    alice.send(json!({"type": "transfer", "conversation": cid, "to": "nobody"}));
+    alice.expect_where("error", |e| e["code"] == "agent_unavailable");
+    alice.send(
+        json!({"type": "transfer", "conversation": cid, "to": "bob", "note": "VIP, order 42"}),
+    );
+    let b = bob.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(b["from"], "alice");
+    assert_eq!(b["note"], "VIP, order 42");
+    assert_eq!(b["visitor"], "Wang");
+    assert_eq!(b["messages"][0]["text"], "my order is late");
+    alice.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"] == "bob"
+    });
+    assert_eq!(v.expect("assigned")["agent"], "bob");
+    // Alice may no longer write in it.
+    alice.send(json!({"type": "message", "conversation": cid, "text": "still here?"}));
+    alice.expect_where("error", |e| e["code"] == "not_yours");
+    bob.send(json!({"type": "message", "conversation": cid, "text": "bob here"}));
+    let m = v.expect("desk_message");
+    assert_eq!(
+        (m["from"].clone(), m["name"].clone(), m["text"].clone()),
+        (json!("agent"), json!("bob"), json!("bob here"))
+    );
+    // Back to the queue: it goes to whoever is free and idle longest (alice).
+    bob.send(json!({"type": "transfer", "conversation": cid, "to": null}));
+    bob.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"].is_null()
+    });
+    assert_eq!(v.expect("assigned")["agent"], "alice");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(a["messages"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn dropped_agent_conversations_requeue_after_grace() {
+    let (server, tokens, _dir) = desk("grace", 5, Duration::from_millis(300), &["alice", "bob"]);
+    let alice = Client::agent(&server, &tokens[0]);
+    let (mut v1, _) = Client::visitor(&server, "");
+    let (c1, agent) = open(&mut v1, "first");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    drop(alice);
+    let gone = v1.expect("agent_status");
+    assert_eq!(
+        (gone["agent"].clone(), gone["online"].clone()),
+        (json!("alice"), json!(false))
+    );
+    // With no agent online the visitor is told so and may leave messages.
+    let (mut v2, _) = Client::visitor(&server, "");
+    let (c2, agent) = open(&mut v2, "anyone there?");
+    assert!(agent.is_none());
+    assert_eq!(v2.seen.last().unwrap()["agents_online"], 0);
+    v2.say("I'll wait");
+    v2.expect_where("desk_message", |m| m["text"] == "I'll wait");
+    // After the grace period alice's conversation is back at the front.
+    let q = v1.expect("queued");
+    assert_eq!(q["position"], 1);
+    assert_eq!(q["conversation"], c1);
+    assert_eq!(
+        v2.seen_or_expect("queued", |q| q["position"] == 2)["conversation"],
+        c2
+    );
+    // Bob arrives: the re-queued conversation first, then the waiting one
+    // with every message it left.
+    let mut bob = Client::agent(&server, &tokens[1]);
+    let first = bob.expect("assigned");
+    assert_eq!(first["conversation"], c1);
+    let second = bob.expect("assigned");
+    assert_eq!(second["conversation"], c2);
+    let texts: Vec<&str> = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["anyone there?", "I'll wait"]);
+    assert_eq!(v1.expect("assigned")["agent"], "bob");
+}
+
+#[test]
+fn visitor_resumes_with_token_and_agent_console_reloads() {
+    let (server, tokens, _dir) = desk("resume", 5, Duration::from_secs(30), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, welcome) = Client::visitor(&server, "");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (cid, _) = open(&mut v, "one");
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    alice.send(json!({"type": "message", "conversation": cid, "text": "two"}));
+    v.expect_where("desk_message", |m| m["text"] == "two");
+    v.send(json!({"type": "typing", "active": true}));
+    let t = alice.expect("typing");
+    assert_eq!(
+        (t["from"].clone(), t["conversation"].clone()),
+        (json!("visitor"), json!(cid))
+    );
+    drop(v);
+    alice.expect_where("visitor_status", |s| {
+        s["conversation"] == cid && s["online"] == false
+    });
+    let (mut v, welcome) = Client::visitor(&server, &format!("?session={session}"));
+    assert_eq!(welcome["resumed"], true);
+    assert_eq!(welcome["conversation"], cid);
+    let t = v.expect("transcript");
+    assert_eq!(t["state"], "assigned");
+    assert_eq!(t["agent"], "alice");
+    let texts: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    alice.expect_where("visitor_status", |s| {
+        s["conversation"] == cid && s["online"] == true
+    });
+    // The console reloads: its open conversations, with their histories.
+    drop(alice);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let list = alice.expect("conversations");
+    let convs = list["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0]["conversation"], cid);
+    assert_eq!(convs[0]["messages"].as_array().unwrap().len(), 2);
+    // A made-up session is not a resume.
+    let (_, other) = Client::visitor(&server, "?session=0123456789abcdef0123456789abcdef");
+    assert_eq!(other["resumed"], false);
+    assert_ne!(other["session"], "0123456789abcdef0123456789abcdef");
+}
+
+#[test]
+fn conversation_messages_never_reach_a_third_party() {
+    let (server, tokens, _dir) = desk("private", 5, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    let (mut v1, _) = Client::visitor(&server, "");
+    let (mut v2, _) = Client::visitor(&server, "");
+    let (mut v3, _) = Client::visitor(&server, "");
+    let (c1, a1) = open(&mut v1, "secret-from-visitor");
+    let (_, a2) = open(&mut v2, "other conversation");
+    assert_eq!((a1.as_deref(), a2.as_deref()), (Some("alice"), Some("bob")));
+    alice.expect_where("assigned", |x| x["conversation"] == c1);
+    alice.send(json!({"type": "message", "conversation": c1, "text": "secret-from-agent"}));
+    v1.expect_where("desk_message", |m| m["text"] == "secret-from-agent");
+    // Bob cannot write into alice's conversation either.
+    bob.send(json!({"type": "message", "conversation": c1, "text": "intrusion"}));
+    bob.expect_where("error", |e| e["code"] == "not_yours");
+    for third in [&mut bob, &mut v2, &mut v3] {
+        third.sync();
+        let leaked = third
+            .seen
+            .iter()
+            .any(|m| m.to_string().contains("secret-from"));
+        assert!(!leaked, "leaked to a third party: {:?}", third.seen);
+    }
+    v1.sync();
+    assert!(!v1.seen.iter().any(|m| m.to_string().contains("intrusion")));
+}
+
+#[test]
+fn bad_agent_token_is_closed_with_4001() {
+    let (server, _tokens, _dir) = desk("auth", 5, Duration::from_secs(30), &["alice"]);
+    for attempt in [
+        json!({"type": "auth", "token": "0123456789abcdef0123456789abcdef"}).to_string(),
+        "hello, I am an agent".to_string(),
+    ] {
+        let mut c = Client::connect(&server, "/agent");
+        c.say(&attempt);
+        let code = loop {
+            match c.ws.read_message() {
+                Ok(Message::Close(frame)) => break frame.map(|f| f.code.0),
+                Ok(_) => {}
+                Err(e) => panic!("expected a close, got {e}"),
+            }
+        };
+        assert_eq!(code, Some(4001));
+    }
+}
+
+/// The desk rebuilds its conversations from the log: after a restart on
+/// the same data directory the visitor resumes with its whole transcript,
+/// and the agent's console gets the conversation back.
+#[test]
+fn conversations_survive_a_restart() {
+    let dir = TempDir::new("restart");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::bind(config.clone()).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let (mut v, welcome) = Client::visitor(&server, "");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (cid, _) = open(&mut v, "before the restart");
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    alice.send(json!({"type": "message", "conversation": cid, "text": "noted"}));
+    v.expect_where("desk_message", |m| m["text"] == "noted");
+    drop((alice, v));
+    server.stop();
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let (mut v, welcome) = Client::visitor(&server, &format!("?session={session}"));
+    assert_eq!(welcome["resumed"], true);
+    let t = v.expect("transcript");
+    assert_eq!(t["conversation"], cid);
+    assert_eq!(t["messages"].as_array().unwrap().len(), 2);
+    let mut alice = Client::agent(&server, &token);
+    let list = alice.expect("conversations");
+    assert_eq!(list["conversations"][0]["conversation"], cid);
+    assert_eq!(list["conversations"][0]["messages"][1]["text"], "noted");
+}
+
+/// `wschat agent add` from the command line: the token is printed once and
+/// works; `list` shows the name; `remove` removes it.
+#[test]
+fn agent_admin_commands() {
+    let dir = TempDir::new("cli");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .arg("agent")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .output()
+            .expect("run wschat agent");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = run(&["add", "carol"]);
+    assert!(ok, "{out}");
+    let token = out.lines().last().unwrap().trim().to_string();
+    assert_eq!(token.len(), 32);
+    let stored = std::fs::read_to_string(agents::path(&dir.0)).unwrap();
+    assert!(!stored.contains(&token));
+    let accounts = agents::load(&dir.0).unwrap();
+    assert_eq!(agents::verify(&accounts, &token).unwrap().name, "carol");
+    assert!(run(&["list"]).1.contains("carol"));
+    assert!(!run(&["add", "carol"]).0);
+    assert!(run(&["remove", "carol"]).0);
+    assert!(!run(&["list"]).1.contains("carol"));
+}
+
+/// The pages: the visitor widget, the agent console and the embed script.
+#[test]
+fn pages_are_served() {
+    let (server, _tokens, _dir) = desk("pages", 5, Duration::from_secs(30), &[]);
+    for (path, needle) in [
+        ("/support", "<html"),
+        ("/agent", "<html"),
+        ("/widget.js", "iframe"),
+    ] {
+        let mut s = TcpStream::connect(server.addr()).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        assert!(body.starts_with("HTTP/1.1 200"), "{path}: {body}");
+        assert!(body.contains(needle), "{path}");
+    }
+}
