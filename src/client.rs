@@ -161,7 +161,12 @@ pub fn connect_with(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let (response, used) = loop {
-        let n = stream.read(&mut chunk)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            // A signal arrived while waiting: nothing was read, wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Io(e)),
+        };
         if n == 0 {
             return Err(Error::Handshake(
                 "the server closed the connection during the handshake".into(),

@@ -140,10 +140,17 @@ impl<S: Read + Write> WebSocket<S> {
             if self.big {
                 // A burst or a big message: read in large pieces.
                 self.buf.resize(READ_CHUNK, 0);
-                let n = self
-                    .stream
-                    .read(&mut self.buf)
-                    .inspect_err(|_| self.buf.clear())?;
+                let n = match self.stream.read(&mut self.buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                        self.buf.clear();
+                        continue;
+                    }
+                    Err(e) => {
+                        self.buf.clear();
+                        return Err(Error::Io(e));
+                    }
+                };
                 self.buf.truncate(n);
                 if n == 0 {
                     return Err(Error::ConnectionClosed);
@@ -156,7 +163,12 @@ impl<S: Read + Write> WebSocket<S> {
             // Small reads go through the stack; only what a message leaves
             // over is kept on the heap.
             let mut stack = [0u8; STACK_CHUNK];
-            let n = self.stream.read(&mut stack)?;
+            let n = match self.stream.read(&mut stack) {
+                Ok(n) => n,
+                // A signal arrived while waiting: nothing was read, wait again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Io(e)),
+            };
             if n == 0 {
                 return Err(Error::ConnectionClosed);
             }
