@@ -56,12 +56,16 @@ async function healthy(url, deadline) {
 
 /**
  * Start `wschat serve` on 127.0.0.1:port (a free one if not given), in a
- * fresh temporary directory, and wait until /healthz answers.
+ * fresh temporary directory, and wait until /healthz answers. Options:
+ * dataDir (the --data-dir to use instead of one inside the temporary
+ * directory; the caller owns it, stop() leaves it), args (more flags for
+ * `serve`, e.g. ['--agent-grace', '5s']).
  */
-export async function startServer(port) {
+export async function startServer(port, opts = {}) {
   port = port || (await freePort());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'wschat-browser-'));
-  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', path.join(dir, 'data')], {
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', opts.dataDir || path.join(dir, 'data'), ...(opts.args || [])];
+  const child = spawn(BIN, args, {
     cwd: dir,
     stdio: 'ignore',
   });
@@ -149,4 +153,25 @@ export function bubbles(page) {
 /** The names in the member list. */
 export function memberNames(page) {
   return page.$$eval('#users li .n', (ns) => ns.map((n) => n.textContent));
+}
+
+/**
+ * Create a support-desk agent with `wschat agent add NAME --data-dir DIR`
+ * and return the login token it prints (only that once).
+ */
+export function addAgent(name, dataDir) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, ['agent', 'add', name, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('error', (e) => { clearTimeout(t); reject(e); });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      const token = out.match(/^\s*([0-9a-f]{32})\s*$/m);
+      if (code !== 0 || !token) reject(new Error(`wschat agent add ${name} failed (${code}): ${out}${err}`));
+      else resolve(token[1]);
+    });
+  });
 }
