@@ -26,7 +26,6 @@ use crate::client::{Options, WsUrl};
 use crate::conn::Error;
 use crate::dissect::{Direction, Dissector, Options as DissectOptions};
 use crate::ws::frame::MAX_CONTROL_PAYLOAD;
-use crate::ws::handshake::{self, DEFAULT_MAX_HEADER_BYTES};
 use crate::ws::{CloseCode, CloseFrame, Connection, Message, ProtocolError, Role};
 
 /// How long to wait for the server's answer to our Close, and then for it
@@ -570,72 +569,14 @@ fn spaced_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Open the TCP connection and do the opening handshake (RFC 6455 §4.1)
-/// with the sans-I/O [`crate::ws::handshake`] client half, as
-/// [`crate::client::connect_with`] does, but give back the raw stream and
-/// the bytes read past the handshake, since this client reads and writes
-/// the socket from two threads.
+/// Connect with [`crate::client::connect_with`] (the opening handshake of
+/// RFC 6455 §4.1), then take the socket apart: this client reads and
+/// writes the socket from two threads, so it wants the raw stream and the
+/// bytes read past the handshake.
 fn open(url: &str, options: &Options) -> Result<(TcpStream, Vec<u8>, Option<String>), Error> {
-    let url = WsUrl::parse(url)?;
-    let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?;
-    let mut last = None;
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, options.timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let mut stream = stream.ok_or_else(|| {
-        Error::Io(
-            last.unwrap_or_else(|| io::Error::new(ErrorKind::NotFound, "no address for the host")),
-        )
-    })?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(options.timeout))?;
-    let key = handshake::generate_key(crate::util::random_16());
-    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let headers: Vec<(&str, &str)> = options
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    stream.write_all(&handshake::client_request(
-        &url.host_header(),
-        &url.target,
-        &key,
-        &protocols,
-        &headers,
-    ))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let (response, used) = loop {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(Error::Handshake(
-                "the server closed the connection during the handshake".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(done) =
-            handshake::parse_response(&buf, DEFAULT_MAX_HEADER_BYTES).map_err(Error::Handshake)?
-        {
-            break done;
-        }
-    };
-    let chosen = handshake::verify_response(&response, &key, &protocols).map_err(|e| {
-        let body = String::from_utf8_lossy(&buf[used..]).trim().to_string();
-        if body.is_empty() {
-            Error::Handshake(e)
-        } else {
-            Error::Handshake(format!("{e}: {body}"))
-        }
-    })?;
-    stream.set_read_timeout(None)?;
-    Ok((stream, buf[used..].to_vec(), chosen))
+    let (ws, chosen) = crate::client::connect_with(url, options)?;
+    let (stream, _connection, leftover) = ws.into_parts();
+    Ok((stream, leftover, chosen))
 }
 
 #[cfg(test)]
