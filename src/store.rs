@@ -645,6 +645,32 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_whole_old_segments_but_never_the_current_one() {
+        let dir = temp_dir("retention");
+        let mut store = Store::open(&config(&dir)).unwrap();
+        for i in 0..20 {
+            chat(&mut store, "lobby", &format!("m{i}"));
+            store.commit().unwrap();
+        }
+        let before = list_segments(&dir).unwrap().len();
+        assert!(before > 2, "segments rotate at 300 bytes");
+        store.apply_retention(SystemTime::now());
+        assert_eq!(
+            list_segments(&dir).unwrap().len(),
+            before,
+            "nothing is 30 days old yet"
+        );
+        let later = SystemTime::now() + Duration::from_secs(31 * 86_400);
+        store.apply_retention(later);
+        let left = list_segments(&dir).unwrap();
+        assert_eq!(left.len(), 1, "only the segment being written is left");
+        assert_eq!(left[0].0, store.segment);
+        assert!(store.disk_bytes() < 300);
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_second_store_on_the_same_directory_is_refused() {
         let dir = temp_dir("lock");
         let _first = Store::open(&config(&dir)).unwrap();
