@@ -149,10 +149,34 @@ fn check_origin(request: &Request, allowed: &[String]) -> Result<(), Rejection> 
         return Ok(());
     }
     match origin {
-        Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())) => Ok(()),
+        Some(o) if origin_allowed(o, request, allowed) => Ok(()),
         Some(o) => Err(Rejection::new(403, format!("origin {o} is not allowed"))),
         // Non-browser clients send no Origin; the allowlist is about pages.
         None => Ok(()),
+    }
+}
+
+/// Whether a page at `origin` may use this server: it is on the list, or
+/// it is this server's own page (its host is the request's `Host`), which
+/// is always allowed.
+fn origin_allowed(origin: &str, request: &Request, allowed: &[String]) -> bool {
+    let origin = origin.trim();
+    let own = request.header("Host").is_some_and(|host| {
+        let host = host.trim();
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|h| h.eq_ignore_ascii_case(host))
+    });
+    own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+/// The origin (`scheme://host[:port]`) of a URL such as a `Referer`.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
     }
 }
 
@@ -244,10 +268,36 @@ fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
         }
         _ => (404, "text/plain; charset=utf-8", b"not found\n"),
     };
-    let headers = [
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
+    let allowed = &shared.config.allowed_origins;
+    let mut headers = vec![
+        ("Cache-Control", "no-store".to_string()),
+        ("X-Content-Type-Options", "nosniff".to_string()),
     ];
+    // The Origin allowlist applies to embedding the desk: only listed sites
+    // may frame the visitor widget or load the embed script.
+    if !allowed.is_empty() {
+        match request.path() {
+            "/support" => headers.push((
+                "Content-Security-Policy",
+                format!("frame-ancestors 'self' {}", allowed.join(" ")),
+            )),
+            "/widget.js" => {
+                let site = request
+                    .header("Origin")
+                    .or_else(|| request.header("Referer"))
+                    .map(origin_of);
+                if let Some(site) = site.filter(|s| !origin_allowed(s, request, allowed)) {
+                    let body = format!("{site} may not embed this widget (see --allowed-origin)\n");
+                    return (
+                        403,
+                        http_response(403, "text/plain; charset=utf-8", &[], body.as_bytes()),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut response = http_response(status, content_type, &headers, body);
     if request.method == "HEAD" {
         response.truncate(response.len() - body.len());
