@@ -473,19 +473,13 @@ impl Chat {
 /// `{"type":KIND,"room":ROOM,...extra,"messages":[...]}` with the stored
 /// messages spliced in as the JSON they already are.
 fn message_list(kind: &str, room: &str, extra: &[(&str, Value)], messages: &[Arc<str>]) -> String {
-    let mut text = format!("{{\"type\":\"{kind}\",\"room\":{}", Value::from(room));
+    let mut head = Map::new();
+    head.insert("type".into(), Value::from(kind));
+    head.insert("room".into(), Value::from(room));
     for (key, value) in extra {
-        text.push_str(&format!(",\"{key}\":{value}"));
+        head.insert((*key).to_string(), value.clone());
     }
-    text.push_str(",\"messages\":[");
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(m);
-    }
-    text.push_str("]}");
-    text
+    crate::store::with_messages(Value::Object(head), messages)
 }
 
 /// Check a user or room name: trimmed, 1-32 characters, no control

@@ -144,25 +144,6 @@ pub struct Desk {
     next_visitor: u64,
 }
 
-/// `value` (a JSON object) with `"messages"` added: the given records,
-/// spliced in as they were stored.
-fn with_messages(value: Value, messages: &[Arc<str>]) -> String {
-    let mut text = value.to_string();
-    text.pop();
-    if text.len() > 1 {
-        text.push(',');
-    }
-    text.push_str("\"messages\":[");
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(m);
-    }
-    text.push_str("]}");
-    text
-}
-
 fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_text(conn, &ErrorReply::new(code, message).to_json());
 }
@@ -347,7 +328,7 @@ impl Desk {
         for (k, x) in extra {
             v[*k] = x.clone();
         }
-        with_messages(v, &conv.messages)
+        crate::store::with_messages(v, &conv.messages)
     }
 
     fn agents_json(&self) -> String {
@@ -541,7 +522,7 @@ impl Desk {
         if conv.state == State::Resolved {
             head["rating"] = conv.rating.map_or(Value::Null, Value::from);
         }
-        ctx.send_text(conn, &with_messages(head, &conv.messages));
+        ctx.send_text(conn, &crate::store::with_messages(head, &conv.messages));
         match &conv.state {
             State::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
@@ -1053,10 +1034,13 @@ mod tests {
     fn splices_messages() {
         let m: Vec<Arc<str>> = vec!["{\"a\":1}".into(), "{\"b\":2}".into()];
         assert_eq!(
-            with_messages(json!({"type": "x"}), &m),
+            crate::store::with_messages(json!({"type": "x"}), &m),
             r#"{"type":"x","messages":[{"a":1},{"b":2}]}"#
         );
-        assert_eq!(with_messages(json!({}), &[]), r#"{"messages":[]}"#);
+        assert_eq!(
+            crate::store::with_messages(json!({}), &[]),
+            r#"{"messages":[]}"#
+        );
     }
 
     #[test]
