@@ -70,8 +70,16 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
     log::info!("open {peer} {path}");
     let started = Instant::now();
     let code = match endpoint {
-        Endpoint::Echo => super::echo::run(stream, &leftover, config),
-        Endpoint::Inspect => super::inspect::run(stream, &leftover, config),
+        // The request's strings are not needed past the handshake: freed
+        // here, they do not sit on the heap for the connection's life.
+        Endpoint::Echo => {
+            drop(request);
+            super::echo::run(stream, &leftover, config)
+        }
+        Endpoint::Inspect => {
+            drop(request);
+            super::inspect::run(stream, &leftover, config)
+        }
         Endpoint::Chat => super::session::run(stream, &leftover, request, peer.clone(), shared),
     };
     log::info!(
@@ -196,6 +204,7 @@ fn refuse(
 /// byte at a time cannot hold the thread). Returns the request and the
 /// bytes that came after it, `None` when the peer went away or was too slow
 /// (it was answered 408), or the rejection to send.
+#[inline(never)] // its stack buffer must not widen handle_connection's frame
 fn read_request(
     stream: &mut TcpStream,
     max_header_bytes: usize,
@@ -203,9 +212,10 @@ fn read_request(
 ) -> Result<Option<(Request, Vec<u8>)>, Rejection> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
-    // A heap buffer, freed after the handshake: stack pages a thread
-    // touches stay resident for as long as it lives.
-    let mut chunk = vec![0u8; REQUEST_CHUNK];
+    // On the stack: the pages the handshake touches are given back before a
+    // connection settles in (`util::trim_stack`). A heap buffer would not
+    // be: once freed, it stays cached for this thread by the allocator.
+    let mut chunk = [0u8; REQUEST_CHUNK];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
