@@ -282,30 +282,33 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>) {
             .connections_refused
             .fetch_add(1, Ordering::Relaxed);
         shared.metrics.count_response(503);
-        reject_busy(stream, shared.config.max_connections);
+        let cap = shared.config.max_connections;
+        log::warn!("connection cap of {cap} reached: answering 503");
+        reject_unavailable(
+            stream,
+            &format!("the server is at its connection limit ({cap})"),
+        );
         return;
     }
-    let result = std::thread::Builder::new()
-        .name("wschat-conn".into())
-        .stack_size(CONNECTION_STACK_SIZE)
-        .spawn(move || {
-            let _guard = guard;
-            http::handle_connection(stream, &_guard.0);
+    let started =
+        crate::util::spawn_detached(CONNECTION_STACK_SIZE, (stream, guard), |(stream, guard)| {
+            http::handle_connection(stream, &guard.0)
         });
-    if let Err(e) = result {
-        log::warn!("could not start a connection thread: {e}");
+    if let Err((e, (stream, _guard))) = started {
+        log::warn!("could not start a connection thread: {e}: answering 503");
+        shared.metrics.count_response(503);
+        reject_unavailable(stream, "the server could not take this connection now");
     }
 }
 
 /// Answer 503 from the listener thread without blocking it: the socket is
 /// made non-blocking, what already arrived is read (so closing does not
 /// reset the connection), and the short answer fits the send buffer.
-fn reject_busy(mut stream: TcpStream, cap: usize) {
-    log::warn!("connection cap of {cap} reached: answering 503");
+fn reject_unavailable(mut stream: TcpStream, why: &str) {
     let _ = stream.set_nonblocking(true);
     let mut scratch = [0u8; 2048];
     let _ = stream.read(&mut scratch);
-    let body = format!("the server is at its connection limit ({cap}); try again later\n");
+    let body = format!("{why}; try again later\n");
     let response = crate::ws::handshake::http_response(
         503,
         "text/plain; charset=utf-8",
