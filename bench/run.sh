@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark wschat beside its peers. One command on a fresh machine:
 #
-#     bash bench/run.sh                      # everything (about 5 minutes)
+#     bash bench/run.sh                      # everything (about 7 minutes)
 #     BENCH_QUICK=1 bash bench/run.sh        # short runs, 1,000 idle connections
 #     BENCH_TARGETS="wschat tungstenite" BENCH_SCENARIOS="echo idle" bash bench/run.sh
 #
@@ -14,8 +14,10 @@
 #
 # Settings (environment variables, defaults in brackets):
 #   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket]
-#   BENCH_SCENARIOS    scenarios, in order [codec echo broadcast broadcast-light idle]
-#   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 150 ms codec cells [0]
+#   BENCH_SCENARIOS    scenarios, in order
+#                      [codec echo broadcast broadcast-light broadcast-10k idle]
+#   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 2,000 broadcast-10k
+#                      receivers, 150 ms codec cells [0]
 #   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
 #   BENCH_ECHO_CONNS   echo connections [50]
 #   BENCH_SIZE         message size in bytes, echo and broadcast [32]
@@ -23,6 +25,10 @@
 #   BENCH_SENDERS      broadcast senders [5]
 #   BENCH_RATE         messages/s per sender, broadcast [100]
 #   BENCH_LIGHT_RATE   messages/s per sender, broadcast-light [10]
+#   BENCH_10K_RECEIVERS  broadcast-10k receivers [10000; quick 2000]
+#   BENCH_10K_RATE     messages/s per sender, broadcast-10k [2]
+#                      (broadcast-10k uses BENCH_SENDERS senders and gives wschat
+#                      --max-connections max(10000, receivers + senders + 100))
 #   BENCH_IDLE_CONNS   idle connections [5000; quick 1000]
 #   BENCH_IDLE_CONCURRENCY  handshakes in flight while opening them [64]
 #   BENCH_IDLE_PATH    path the idle connections open [/echo]
@@ -39,9 +45,13 @@ ROOT=$(dirname "$BENCH_DIR")
 PEERS="$BENCH_DIR/peers"
 
 QUICK=${BENCH_QUICK:-0}
-if [[ $QUICK == 1 ]]; then q_dur=3 q_idle=1000 q_cell=150; else q_dur=10 q_idle=5000 q_cell=500; fi
+if [[ $QUICK == 1 ]]; then
+    q_dur=3 q_idle=1000 q_10k=2000 q_cell=150
+else
+    q_dur=10 q_idle=5000 q_10k=10000 q_cell=500
+fi
 TARGETS=${BENCH_TARGETS:-wschat tungstenite uws ws nodejs-websocket}
-SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light idle}
+SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle}
 DURATION=${BENCH_DURATION:-$q_dur}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
 SIZE=${BENCH_SIZE:-32}
@@ -49,6 +59,12 @@ RECEIVERS=${BENCH_RECEIVERS:-500}
 SENDERS=${BENCH_SENDERS:-5}
 RATE=${BENCH_RATE:-100}
 LIGHT_RATE=${BENCH_LIGHT_RATE:-10}
+TENK_RECEIVERS=${BENCH_10K_RECEIVERS:-$q_10k}
+TENK_RATE=${BENCH_10K_RATE:-2}
+# wschat refuses connections past --max-connections (default 10000) with 503:
+# broadcast-10k raises it to fit its receivers and senders, never lowers it.
+TENK_MAX_CONNS=$((TENK_RECEIVERS + SENDERS + 100))
+((TENK_MAX_CONNS >= 10000)) || TENK_MAX_CONNS=10000
 IDLE_CONNS=${BENCH_IDLE_CONNS:-$q_idle}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 IDLE_PATH=${BENCH_IDLE_PATH:-/echo}
@@ -97,8 +113,8 @@ for t in $TARGETS; do
 done
 for s in $SCENARIOS; do
     case $s in
-        codec | echo | broadcast | broadcast-light | idle) ;;
-        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light idle)" ;;
+        codec | echo | broadcast | broadcast-light | broadcast-10k | idle) ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle)" ;;
     esac
 done
 NODE_ERROR=""
@@ -113,6 +129,9 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (($(ulimit -n) < IDLE_CONNS + 200)); then
     log "run.sh: open-file limit $(ulimit -n) is below the $IDLE_CONNS idle connections"
+fi
+if [[ " $SCENARIOS " == *" broadcast-10k "* ]] && (($(ulimit -n) < TENK_RECEIVERS + SENDERS + 200)); then
+    log "run.sh: open-file limit $(ulimit -n) is below broadcast-10k's $TENK_RECEIVERS receivers and $SENDERS senders"
 fi
 
 # ------------------------------------------------------------------ build
@@ -136,6 +155,7 @@ fi
 # ------------------------------------------------------------------ servers
 SERVER_PID=""
 SERVER_TMP=""
+WSCHAT_EXTRA=()
 NOTES=()
 
 stop_server() {
@@ -157,10 +177,10 @@ stop_server() {
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
-server_command() { # target port -> SERVER_CMD
+server_command() { # target port -> SERVER_CMD (wschat also gets WSCHAT_EXTRA)
     local target=$1 port=$2
     case $target in
-        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0) ;;
+        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 "${WSCHAT_EXTRA[@]}") ;;
         tungstenite) SERVER_CMD=("$BIN/tungstenite-peer" "$port") ;;
         uws) SERVER_CMD=(node "$PEERS/uws-server.js" "$port") ;;
         ws) SERVER_CMD=(node "$PEERS/ws-server.js" "$port") ;;
@@ -195,8 +215,9 @@ launch() {
     return 1
 }
 
-start_server() { # target port
+start_server() { # target port [extra wschat flags...]
     local target=$1 port=$2
+    WSCHAT_EXTRA=("${@:3}")
     SERVER_ERROR=""
     if [[ $target == uws || $target == ws || $target == nodejs-websocket ]] && [[ -n $NODE_ERROR ]]; then
         SERVER_ERROR=$NODE_ERROR
@@ -209,7 +230,7 @@ start_server() { # target port
         local first_error=$SERVER_ERROR
         rm -rf "$SERVER_TMP"
         SERVER_TMP=""
-        SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port")
+        SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" "${WSCHAT_EXTRA[@]}")
         if launch "$port"; then
             local note="wschat refused \`--rate-limit 0\` (${first_error#the server exited: }); it ran without that flag."
             [[ " ${NOTES[*]-} " == *"refused"* ]] || NOTES+=("$note")
@@ -228,7 +249,9 @@ run_one() { # scenario target
     done
     local port=$PORT_NEXT
     PORT_NEXT=$((PORT_NEXT + 1))
-    if ! start_server "$target" "$port"; then
+    local wschat_flags=()
+    [[ $scenario == broadcast-10k ]] && wschat_flags=(--max-connections "$TENK_MAX_CONNS")
+    if ! start_server "$target" "$port" "${wschat_flags[@]}"; then
         emit "| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
         stop_server
         return
@@ -242,12 +265,18 @@ run_one() { # scenario target
             args=(broadcast "${args[@]}" --receivers "$RECEIVERS" --senders "$SENDERS"
                 --rate "$rate" --size "$SIZE" --duration "$DURATION")
             ;;
+        broadcast-10k)
+            args=(broadcast "${args[@]}" --receivers "$TENK_RECEIVERS" --senders "$SENDERS"
+                --rate "$TENK_RATE" --size "$SIZE" --duration "$DURATION" --report-memory 1 --hold 1)
+            ;;
         idle) args=(idle "${args[@]}" --conns "$IDLE_CONNS" --concurrency "$IDLE_CONCURRENCY"
             --path "$IDLE_PATH" --hold 1) ;;
     esac
-    local err="$SERVER_TMP/generator.err" row
+    local err="$SERVER_TMP/generator.err" row limit=$((DURATION * 3 + 90))
+    # Opening thousands of receivers may take up to wsload's 45 s setup limit.
+    [[ $scenario == broadcast-10k ]] && limit=$((limit + 60))
     # Bounded in time whatever happens.
-    if row=$(timeout --kill-after=5 $((DURATION * 3 + 90)) "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
+    if row=$(timeout --kill-after=5 "$limit" "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
         emit "$row"
     else
         local why
@@ -267,6 +296,11 @@ describe() { # scenario -> one line
             local rate=$RATE
             [[ $1 == broadcast-light ]] && rate=$LIGHT_RATE
             echo "$RECEIVERS receivers and $SENDERS senders on /, each sender ${rate} msg/s of $SIZE bytes, ${DURATION} s. Deliveries/s counts receiver deliveries inside the send window; lost = sent × receivers − delivered after up to 5 s of draining; CPU = server utime+stime per delivery."
+            ;;
+        broadcast-10k)
+            local offered
+            offered=$(awk -v s="$SENDERS" -v r="$TENK_RATE" -v n="$TENK_RECEIVERS" 'BEGIN { printf "%.0f", s * r * n }')
+            echo "$TENK_RECEIVERS receivers and $SENDERS senders on / ($offered deliveries/s offered), each sender ${TENK_RATE} msg/s of $SIZE bytes, ${DURATION} s; wschat runs with --max-connections $TENK_MAX_CONNS. The receivers open with 64 handshakes in flight and read from the moment they open. Connection errors = receivers that did not open + connections the server closed during the run. Server RSS (VmRSS) and threads are read before the first connection and 1 s after the last, before the first send; KiB/conn = RSS growth ÷ (receivers + senders). Deliveries/s, lost and CPU as in broadcast: deliveries inside the send window; lost = sent × receivers − delivered after up to 5 s of draining; CPU = server utime+stime per delivery."
             ;;
         idle) echo "$IDLE_CONNS connections to $IDLE_PATH opened with $IDLE_CONCURRENCY handshakes in flight, then held; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
     esac

@@ -6,7 +6,7 @@
 //! wsload header SCENARIO                 the table head for a scenario
 //! wsload echo      --port P [--pid PID] [--target NAME] [--conns 50] [--size 32] [--duration 10]
 //! wsload broadcast --port P [--pid PID] [--target NAME] [--receivers 500] [--senders 5]
-//!                  [--rate 100] [--size 32] [--duration 10]
+//!                  [--rate 100] [--size 32] [--duration 10] [--report-memory 0|1] [--hold 1]
 //! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
 //!                  [--path /echo] [--hold 1]
 //! wsload wait-port --port P [--timeout 10]
@@ -16,6 +16,11 @@
 //! /proc/PID/stat), resident memory (VmRSS) and thread count (Threads, from
 //! /proc/PID/status) are read before and after the measured window. Every
 //! loop is bounded in count and time; only loopback addresses are accepted.
+//!
+//! `broadcast --report-memory 1` (the `broadcast-10k` table) tolerates
+//! receivers that do not open, and adds to the row the connection errors
+//! and the server's RSS and threads once every connection is open (`--hold`
+//! after the last one, before the first send).
 //! On failure the error goes to stderr as one line and the exit code is 1.
 
 use std::borrow::Cow;
@@ -40,6 +45,9 @@ type Error = String;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections opened at once while setting up echo and broadcast.
 const SETUP_CONCURRENCY: usize = 64;
+/// Longest time the broadcast receivers may take to open: a receiver whose
+/// turn comes later does not try, and counts as not opened.
+const SETUP_DEADLINE: Duration = Duration::from_secs(45);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,6 +113,9 @@ fn header(scenario: &str) -> Option<&'static str> {
         "broadcast" | "broadcast-light" => {
             "| target | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
+        "broadcast-10k" => {
+            "| target | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | connection errors | RSS before→open MiB | KiB/conn | threads before→open | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
         "idle" => {
             "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
@@ -129,6 +140,7 @@ struct Opts {
     path: String,
     hold: Duration,
     timeout: Duration,
+    report_memory: bool,
 }
 
 impl Opts {
@@ -148,6 +160,7 @@ impl Opts {
             path: "/echo".into(),
             hold: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            report_memory: false,
         };
         let mut i = 0;
         while i < args.len() {
@@ -186,12 +199,16 @@ impl Opts {
                 "--path" => o.path = v.to_string(),
                 "--hold" => o.hold = Duration::from_secs_f64(num(v)?),
                 "--timeout" => o.timeout = Duration::from_secs_f64(num(v)?),
+                "--report-memory" => o.report_memory = num(v)? != 0.0,
                 other => return Err(format!("unknown flag {other}")),
             }
             i += 2;
         }
         if o.duration > Duration::from_secs(600) {
             return Err("--duration is capped at 600 s".into());
+        }
+        if o.hold > Duration::from_secs(60) {
+            return Err("--hold is capped at 60 s".into());
         }
         Ok(o)
     }
@@ -520,6 +537,12 @@ struct Counters {
     sent: AtomicU64,
     /// Receivers whose connection ended early.
     dropped: AtomicU64,
+    /// Senders whose connection ended early.
+    senders_dropped: AtomicU64,
+    /// Receivers that opened, and those that did not (with the first error).
+    opened: AtomicU64,
+    not_opened: AtomicU64,
+    first_error: OnceLock<Error>,
 }
 
 async fn wait_quiet(counter: &AtomicU64, quiet: Duration, max: Duration) {
@@ -538,18 +561,43 @@ async fn wait_quiet(counter: &AtomicU64, quiet: Duration, max: Duration) {
 
 async fn broadcast(o: &Opts) -> Result<String, Error> {
     let addr = o.addr();
-    let receivers = connect_all(addr, "/", o.receivers).await?;
-    let senders = connect_all(addr, "/", o.senders).await?;
+    let rss_before = proc_status(o.pid, "VmRSS");
+    let threads_before = proc_status(o.pid, "Threads");
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let window_end_us = Arc::new(AtomicU64::new(u64::MAX));
 
+    // Each receiver opens (at most SETUP_CONCURRENCY handshakes at once) and
+    // reads from then on, as a client would: the welcome, history and join
+    // notices of the others arriving never pile up unread.
+    let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let setup_deadline = Instant::now() + SETUP_DEADLINE;
     let mut receiver_set = JoinSet::new();
-    for mut ws in receivers {
+    for _ in 0..o.receivers {
+        let gate = gate.clone();
         let counters = counters.clone();
         let mut stop = stop_rx.clone();
         let window_end_us = window_end_us.clone();
         receiver_set.spawn(async move {
+            let opened = {
+                let _permit = gate.acquire_owned().await.expect("semaphore open");
+                if Instant::now() < setup_deadline {
+                    connect(addr, "/").await
+                } else {
+                    Err(format!("not tried within {SETUP_DEADLINE:?} of setup"))
+                }
+            };
+            let mut ws = match opened {
+                Ok(ws) => {
+                    counters.opened.fetch_add(1, Ordering::Relaxed);
+                    ws
+                }
+                Err(e) => {
+                    let _ = counters.first_error.set(e);
+                    counters.not_opened.fetch_add(1, Ordering::Relaxed);
+                    return (None, Vec::new());
+                }
+            };
             let mut latencies: Vec<u32> = Vec::new();
             loop {
                 let next = tokio::select! {
@@ -578,9 +626,31 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
                     }
                 }
             }
-            (ws, latencies)
+            (Some(ws), latencies)
         });
     }
+    // Every receiver task ends its setup by SETUP_DEADLINE + CONNECT_TIMEOUT.
+    let give_up = setup_deadline + CONNECT_TIMEOUT + Duration::from_secs(1);
+    let n = o.receivers as u64;
+    while counters.opened.load(Ordering::Relaxed) + counters.not_opened.load(Ordering::Relaxed) < n
+        && Instant::now() < give_up
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opened = counters.opened.load(Ordering::Relaxed);
+    let not_opened = n - opened;
+    let first_error = counters.first_error.get().map_or("", String::as_str);
+    if not_opened > 0 && !o.report_memory {
+        return Err(format!(
+            "{not_opened} of {n} connections to / failed: {first_error}"
+        ));
+    }
+    if opened == 0 && n > 0 {
+        return Err(format!("no receiver opened on /: {first_error}"));
+    }
+    let senders = connect_all(addr, "/", o.senders).await?;
+    let all_open = Instant::now();
+
     // The senders read too (they are members of the room), and discard.
     let mut sinks = Vec::new();
     let mut drains = JoinSet::new();
@@ -588,12 +658,16 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         let (sink, mut stream) = ws.split();
         sinks.push(sink);
         let mut stop = stop_rx.clone();
+        let counters = counters.clone();
         drains.spawn(async move {
             loop {
                 tokio::select! {
                     biased;
                     _ = stop.changed() => break,
-                    next = stream.next() => if !matches!(next, Some(Ok(_))) { break },
+                    next = stream.next() => if !matches!(next, Some(Ok(_))) {
+                        counters.senders_dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    },
                 }
             }
             stream
@@ -611,6 +685,13 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     if base_delivered != 0 {
         return Err("probes arrived before any were sent".into());
     }
+    // The server's memory with every connection open, before the first send.
+    let (rss_open, threads_open) = if o.report_memory {
+        tokio::time::sleep_until((all_open + o.hold).into()).await;
+        (proc_status(o.pid, "VmRSS"), proc_status(o.pid, "Threads"))
+    } else {
+        (None, None)
+    };
 
     let window = Window::start(o.pid);
     let start = tokio::time::Instant::now();
@@ -648,8 +729,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         }
     }
     let sent = counters.sent.load(Ordering::Relaxed);
-    let alive = o.receivers as u64;
-    let expected = sent * alive;
+    let expected = sent * opened;
     // Drain: until every delivery arrived, or none for 1 s, at most 5 s.
     let drain_end = Instant::now() + Duration::from_secs(5);
     let mut last = counters.delivered.load(Ordering::Relaxed);
@@ -679,8 +759,11 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         latencies.append(&mut l);
         keep.push(ws);
     }
-    while drains.join_next().await.is_some() {}
-    drop((keep, sinks));
+    let mut streams = Vec::new();
+    while let Some(joined) = drains.join_next().await {
+        streams.extend(joined.ok());
+    }
+    drop((keep, sinks, streams));
     if let Some(e) = send_error {
         return Err(e);
     }
@@ -690,22 +773,78 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     let dropped = counters.dropped.load(Ordering::Relaxed);
     let (p50, p99) = percentiles(&mut latencies);
     let secs = o.duration.as_secs_f64();
+    let offered = o.senders as f64 * o.rate * o.receivers as f64;
     let lost = expected.saturating_sub(delivered);
-    let lost = if dropped > 0 {
-        format!("{lost} ({dropped} receivers dropped)")
+    let server_cpu = fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2);
+    if !o.report_memory {
+        let lost = if dropped > 0 {
+            format!("{lost} ({dropped} receivers dropped)")
+        } else {
+            lost.to_string()
+        };
+        return Ok(format!(
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            o.target,
+            o.receivers,
+            offered,
+            in_window as f64 / secs,
+            fmt_ms(p50),
+            fmt_ms(p99),
+            lost,
+            server_cpu,
+            pct(gen_cpu),
+        ));
+    }
+
+    let receivers = if not_opened > 0 {
+        format!("{opened} of {n}")
     } else {
-        lost.to_string()
+        n.to_string()
     };
+    let senders_dropped = counters.senders_dropped.load(Ordering::Relaxed);
+    let errors = not_opened + dropped + senders_dropped;
+    let errors = if errors == 0 {
+        "0".to_string()
+    } else {
+        let mut parts = Vec::new();
+        if not_opened > 0 {
+            parts.push(format!(
+                "{not_opened} not opened: {}",
+                first_error.replace('|', "\\|")
+            ));
+        }
+        if dropped > 0 {
+            parts.push(format!("{dropped} receivers closed"));
+        }
+        if senders_dropped > 0 {
+            parts.push(format!("{senders_dropped} senders closed"));
+        }
+        format!("{errors} ({})", parts.join("; "))
+    };
+    let mib = |v: Option<u64>| fmt_opt(v.map(|k| k as f64 / 1024.0), 1);
+    let per_conn = match (rss_before, rss_open) {
+        (Some(a), Some(b)) => {
+            Some((b as f64 - a as f64) / (opened as f64 + o.senders as f64).max(1.0))
+        }
+        _ => None,
+    };
+    let count = |v: Option<u64>| v.map_or("?".into(), |t| t.to_string());
     Ok(format!(
-        "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {}→{} | {} | {}→{} | {} | {} |",
         o.target,
-        o.receivers,
-        o.senders as f64 * o.rate * o.receivers as f64,
+        receivers,
+        offered,
         in_window as f64 / secs,
         fmt_ms(p50),
         fmt_ms(p99),
         lost,
-        fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2),
+        errors,
+        mib(rss_before),
+        mib(rss_open),
+        fmt_opt(per_conn, 1),
+        count(threads_before),
+        count(threads_open),
+        server_cpu,
         pct(gen_cpu),
     ))
 }
