@@ -16,14 +16,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Default time to wait for the peer's side of the close handshake.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
-/// Default cap on open connections; more are answered 503. It stays far
-/// below the ~16,000 threads that Linux's default `vm.max_map_count`
-/// (65,530 maps, 4 per thread) allows one process.
+/// Default cap on open connections; more are answered 503. It stays well
+/// below what Linux's default `vm.max_map_count` (65,530 maps) allows one
+/// process: [`MAPS_PER_CONNECTION`] each.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default interval of server pings on a quiet connection.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
 /// Default silence after which a connection is closed.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 75_000;
+/// Memory maps one connection costs, for the `vm.max_map_count` check: its
+/// thread's stack and guard page (see `util::spawn_detached`), and room for
+/// the flusher thread a slow reader gets for a while (a std thread: four).
+pub const MAPS_PER_CONNECTION: u64 = 3;
 /// Stack size of each connection thread: small, since thousands are idle.
 pub const CONNECTION_STACK_SIZE: usize = 128 * 1024;
 /// Default per-connection message rate, messages a second (0: no limit).
@@ -683,16 +687,16 @@ pub fn check(config: &Config) -> Vec<String> {
     {
         problems.push(format!("--data-dir {}: {e}", dir.display()));
     }
-    // Each connection is a thread, and each thread takes about 4 memory
-    // maps: the kernel's map limit caps the number of threads.
+    // Each connection is a thread with its own memory maps: the kernel's
+    // map limit caps the number of threads.
+    let maps_needed = config.max_connections as u64 * MAPS_PER_CONNECTION + 1000;
     if let Some(maps) = read_number("/proc/sys/vm/max_map_count")
-        && config.max_connections as u64 * 4 + 1000 > maps
+        && maps_needed > maps
     {
         problems.push(format!(
-            "--max-connections {} needs about {} memory maps but vm.max_map_count is {maps}: raise it (sysctl vm.max_map_count={}) or lower --max-connections",
+            "--max-connections {} needs about {maps_needed} memory maps but vm.max_map_count is {maps}: raise it (sysctl vm.max_map_count={}) or lower --max-connections",
             config.max_connections,
-            config.max_connections * 4 + 1000,
-            config.max_connections * 8
+            maps_needed * 2
         ));
     }
     if let Some(files) = open_file_limit()
