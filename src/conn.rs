@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::ws::{CloseCode, Connection, Limits, Message, ProtocolError, Role, State};
+use crate::ws::{CloseCode, Connection, Decoded, Limits, Message, ProtocolError, Role, State};
 
 /// Bytes read at a time while data streams in (a burst, a big message).
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -118,20 +118,72 @@ impl<S: Read + Write> WebSocket<S> {
     /// so the caller sees them); a Close is answered and returned once,
     /// after which every call returns [`Error::ConnectionClosed`].
     pub fn read_message(&mut self) -> Result<Message, Error> {
+        self.next(|conn, buf| {
+            let mut input: &[u8] = buf;
+            let message = conn.receive(&mut input)?;
+            Ok((buf.len() - input.len(), message))
+        })
+    }
+
+    /// Read the next message and hand it to `handle`, with the connection
+    /// to queue replies on (they are written when `handle` returns). A text
+    /// or binary message that arrived as one whole frame in one read is
+    /// lent from the read buffer, unmasked in place, rather than copied into
+    /// a message of its own ([`Connection::receive_in_place`]); anything else
+    /// comes as [`Decoded::Message`], as [`WebSocket::read_message`] gives
+    /// it. Errors and the end of the connection are as for `read_message`.
+    ///
+    /// ```
+    /// use std::io::Cursor;
+    /// use wschat::{WebSocket, ws::{Decoded, Message, Role}};
+    /// let bytes = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    /// let mut ws = WebSocket::new(Cursor::new(bytes), Role::Server, Default::default());
+    /// let echoed = ws.read_in_place(|decoded, conn| match decoded {
+    ///     Decoded::Text(text) => conn.send_text(text).is_ok(),
+    ///     _ => false,
+    /// });
+    /// assert!(echoed.unwrap());
+    /// // The echo went out: an unmasked text frame "Hello".
+    /// assert_eq!(&ws.get_ref().get_ref()[11..], b"\x81\x05Hello");
+    /// ```
+    pub fn read_in_place<R>(
+        &mut self,
+        handle: impl FnOnce(Decoded<'_>, &mut Connection) -> R,
+    ) -> Result<R, Error> {
+        let mut handle = Some(handle);
+        self.next(|conn, buf| {
+            let (used, decoded) = conn.receive_in_place(buf)?;
+            // `next` returns at the first result, so `handle` runs once.
+            let result = decoded.and_then(|decoded| handle.take().map(|h| h(decoded, conn)));
+            Ok((used, result))
+        })
+    }
+
+    /// The read loop shared by both ways of reading: feed `decode` the
+    /// bytes at hand (it returns how many it consumed and, when one is
+    /// complete, its result), reading more when they run out. Output the
+    /// connection queued is written after each call.
+    fn next<R>(
+        &mut self,
+        mut decode: impl FnMut(&mut Connection, &mut [u8]) -> Result<(usize, Option<R>), ProtocolError>,
+    ) -> Result<R, Error> {
         loop {
             if self.close_seen || self.conn.state() == State::Closed {
                 return Err(Error::ConnectionClosed);
             }
             if self.pos < self.buf.len() {
-                let mut input = &self.buf[self.pos..];
-                let result = self.conn.receive(&mut input);
-                self.pos = self.buf.len() - input.len();
+                let result = decode(&mut self.conn, &mut self.buf[self.pos..]);
+                if let Ok((used, _)) = result {
+                    self.pos += used;
+                } else {
+                    self.pos = self.buf.len();
+                }
                 if self.pos == self.buf.len() && !self.big {
                     // Consumed: a quiet connection keeps no heap buffer.
                     self.buf = Vec::new();
                     self.pos = 0;
                 }
-                if let Some(done) = self.after_receive(result)? {
+                if let Some(done) = self.after_receive(result.map(|(_, r)| r))? {
                     return Ok(done);
                 }
                 continue;
@@ -173,32 +225,31 @@ impl<S: Read + Write> WebSocket<S> {
                 return Err(Error::ConnectionClosed);
             }
             self.big = n == STACK_CHUNK;
-            let mut input = &stack[..n];
-            let result = self.conn.receive(&mut input);
-            if !input.is_empty() {
-                self.buf = input.to_vec();
+            let result = decode(&mut self.conn, &mut stack[..n]);
+            if let Ok((used, _)) = result
+                && used < n
+            {
+                self.buf = stack[used..n].to_vec();
             }
-            if let Some(done) = self.after_receive(result)? {
+            if let Some(done) = self.after_receive(result.map(|(_, r)| r))? {
                 return Ok(done);
             }
         }
     }
 
-    /// Flush replies, and turn a decoding result into what `read_message`
-    /// returns (`None`: keep reading).
-    fn after_receive(
+    /// Flush replies, and turn a decoding result into what the read loop
+    /// returns (`None`: keep reading). A Close, once answered, ends reading.
+    fn after_receive<R>(
         &mut self,
-        result: Result<Option<Message>, ProtocolError>,
-    ) -> Result<Option<Message>, Error> {
+        result: Result<Option<R>, ProtocolError>,
+    ) -> Result<Option<R>, Error> {
         self.flush()?;
+        if self.conn.state() == State::Closed && result.is_ok() {
+            // The peer's Close was the last thing it may send (§5.5.1).
+            self.close_seen = true;
+        }
         match result {
-            Ok(Some(message)) => {
-                if matches!(message, Message::Close(_)) {
-                    self.close_seen = true;
-                }
-                Ok(Some(message))
-            }
-            Ok(None) => Ok(None),
+            Ok(done) => Ok(done),
             Err(e) => Err(Error::Protocol(e)),
         }
     }
@@ -241,5 +292,43 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn into_parts(self) -> (S, Connection, Vec<u8>) {
         let rest = self.buf[self.pos..].to_vec();
         (self.stream, self.conn, rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::frame::{OpCode, encode_frame};
+    use std::io::Cursor;
+
+    /// Two messages back to back, read both ways: whole frames that fit a
+    /// read are lent, others (past the stack buffer, or cut by a read) are
+    /// assembled, and each way sees the same messages.
+    #[test]
+    fn reading_in_place_and_reading_messages_agree_at_every_size() {
+        for len in [0, 5, 125, 126, 1000, 1010, 1020, 1024, 2000, 70_000] {
+            let mut bytes = Vec::new();
+            let first = vec![b'a'; len];
+            encode_frame(&mut bytes, true, OpCode::Text, &first, Some([1, 2, 3, 4]));
+            encode_frame(
+                &mut bytes,
+                true,
+                OpCode::Binary,
+                &[7; 3],
+                Some([5, 6, 7, 8]),
+            );
+            let mut owned =
+                WebSocket::new(Cursor::new(bytes.clone()), Role::Server, Limits::default());
+            let mut lent = WebSocket::new(Cursor::new(bytes), Role::Server, Limits::default());
+            for _ in 0..2 {
+                let want = owned.read_message().unwrap();
+                let got = lent.read_in_place(|d, _| d.into_message()).unwrap();
+                assert_eq!(got, want, "message of {len} bytes");
+            }
+            assert!(matches!(
+                lent.read_in_place(|_, _| ()),
+                Err(Error::ConnectionClosed)
+            ));
+        }
     }
 }

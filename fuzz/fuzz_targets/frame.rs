@@ -25,7 +25,10 @@
 //!    with reasons of at most 123 bytes (§5.5, §7.4);
 //! 6. the split does not matter: one piece and chunks give the same results;
 //! 7. [`Frame::parse`] never panics on the same bytes, and a frame it parses
-//!    encodes back to itself (byte for byte when the length was minimal).
+//!    encodes back to itself (byte for byte when the length was minimal);
+//! 8. [`Decoder::decode_in_place`], which lends whole frames from the input
+//!    instead of copying them, yields the same messages and errors as
+//!    `decode`, in one piece and in chunks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -77,6 +80,10 @@ fuzz_target!(|data: &[u8]| {
             whole, chunked,
             "{role:?}: one piece and chunks {sizes:?} disagree"
         );
+        let in_place = run_in_place(role, limits, stream, &mut std::iter::once(stream.len()));
+        assert_eq!(whole, in_place, "{role:?}: decode_in_place disagrees");
+        let in_place = run_in_place(role, limits, stream, &mut sizes.iter().copied().cycle());
+        assert_eq!(whole, in_place, "{role:?}: decode_in_place in chunks {sizes:?} disagrees");
     }
 
     check_frame_parse(stream);
@@ -100,6 +107,55 @@ fn run(
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
         feed(&mut decoder, limits, chunk, &mut out, &mut stopped);
+        if rest.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// As [`run`], through `decode_in_place` on a mutable copy of each chunk.
+fn run_in_place(
+    role: Role,
+    limits: Limits,
+    stream: &[u8],
+    chunks: &mut dyn Iterator<Item = usize>,
+) -> Vec<Outcome> {
+    let mut decoder = Decoder::new(role, limits);
+    let mut out = Vec::new();
+    let mut rest = stream;
+    loop {
+        let size = chunks.next().expect("endless chunk sizes").min(rest.len());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut buf = chunk.to_vec();
+        let mut at = 0;
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            assert!(calls <= chunk.len() + 2, "decode_in_place makes no progress");
+            match decoder.decode_in_place(&mut buf[at..]) {
+                Ok((used, decoded)) => {
+                    assert!(at + used <= chunk.len(), "consumed past the input");
+                    at += used;
+                    match decoded {
+                        Some(decoded) => out.push(Ok(decoded.into_message())),
+                        None => {
+                            assert_eq!(at, chunk.len(), "None left bytes unread");
+                            break;
+                        }
+                    }
+                    if at == chunk.len() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    assert!(decoder.is_done(), "an error must stop the decoder");
+                    out.push(Err(error));
+                    break;
+                }
+            }
+        }
         if rest.is_empty() {
             break;
         }

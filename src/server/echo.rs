@@ -7,7 +7,17 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::conn::{Error, WebSocket};
-use crate::ws::{CloseCode, Message, Role};
+use crate::ws::{CloseCode, Decoded, Message, Role};
+
+/// What one message read on `/echo` came to.
+enum Echo {
+    /// A text or binary message, and whether its echo could be queued.
+    Sent(bool),
+    /// A ping or a pong (the pong to a ping is queued by the connection).
+    Heard,
+    /// The peer's Close, with its code (already answered).
+    Closed(CloseCode),
+}
 
 /// Run the echo loop on a connection whose handshake is done. Returns the
 /// close code that ended it, if one was exchanged.
@@ -18,23 +28,23 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
     // The handshake went deep into the stack; a parked reader does not.
     crate::util::trim_stack();
     let code = loop {
-        match ws.read_message() {
-            Ok(Message::Text(text)) => {
-                last_heard = Instant::now();
-                if ws.send(Message::Text(text)).is_err() {
-                    break None;
+        // A message that came whole in one frame is echoed straight from
+        // the read buffer, unmasked in place: no copy, no allocation.
+        let read = ws.read_in_place(|decoded, conn| match decoded {
+            Decoded::Text(text) => Echo::Sent(conn.send_text(text).is_ok()),
+            Decoded::Binary(data) => Echo::Sent(conn.send_binary(data).is_ok()),
+            Decoded::Message(message) => match message {
+                Message::Text(_) | Message::Binary(_) => Echo::Sent(conn.send(&message).is_ok()),
+                Message::Ping(_) | Message::Pong(_) => Echo::Heard,
+                Message::Close(frame) => {
+                    Echo::Closed(frame.map_or(CloseCode::NO_STATUS, |f| f.code))
                 }
-            }
-            Ok(Message::Binary(data)) => {
-                last_heard = Instant::now();
-                if ws.send(Message::Binary(data)).is_err() {
-                    break None;
-                }
-            }
-            Ok(Message::Ping(_) | Message::Pong(_)) => last_heard = Instant::now(),
-            Ok(Message::Close(frame)) => {
-                break Some(frame.map_or(CloseCode::NO_STATUS, |f| f.code));
-            }
+            },
+        });
+        match read {
+            Ok(Echo::Sent(true) | Echo::Heard) => last_heard = Instant::now(),
+            Ok(Echo::Sent(false)) => break None,
+            Ok(Echo::Closed(code)) => break Some(code),
             Err(Error::Protocol(e)) => {
                 log::debug!("failing the connection: {e} (close {})", e.close_code());
                 break Some(e.close_code());

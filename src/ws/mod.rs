@@ -28,7 +28,7 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameHeader, OpCode};
-pub use message::{Decoder, Limits, Message};
+pub use message::{Decoded, Decoder, Limits, Message};
 pub use protocol::{Connection, State};
 
 /// Which end of the connection this side is. It decides masking (§5.1):

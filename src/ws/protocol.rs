@@ -20,7 +20,8 @@
 use super::Role;
 use super::close::{CloseCode, CloseFrame};
 use super::error::ProtocolError;
-use super::message::{Decoder, Limits, Message};
+use super::frame::{OpCode, encode_frame};
+use super::message::{Decoded, Decoder, Limits, Message};
 
 /// Where a connection is in its life (§4, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,46 @@ impl Connection {
     /// a Close with the rule's code (§7.1.7), after which the connection is
     /// [`State::Closed`] and reads nothing more.
     pub fn receive(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
-        match self.decoder.decode(input) {
+        let result = self.decoder.decode(input);
+        self.answer(result)
+    }
+
+    /// Like [`Connection::receive`], through [`Decoder::decode_in_place`]: a
+    /// text or binary message that arrived as one whole frame in `input` is
+    /// unmasked there and lent out rather than copied. Returns the bytes of
+    /// `input` consumed and what they gave; replies are queued as `receive`
+    /// queues them.
+    ///
+    /// ```
+    /// use wschat::ws::{Connection, Decoded, Limits, Role};
+    /// let mut conn = Connection::new(Role::Server, Limits::default());
+    /// let mut buf = [0x82, 0x83, 1, 2, 3, 4, 1, 2, 3]; // binary 00 00 00, masked
+    /// let (used, got) = conn.receive_in_place(&mut buf).unwrap();
+    /// assert_eq!((used, got), (9, Some(Decoded::Binary(&[0, 0, 0]))));
+    /// ```
+    pub fn receive_in_place<'a>(
+        &mut self,
+        input: &'a mut [u8],
+    ) -> Result<(usize, Option<Decoded<'a>>), ProtocolError> {
+        let len = input.len();
+        match self.decoder.decode_in_place(input) {
+            Ok((used, Some(Decoded::Message(message)))) => {
+                let message = self.answer(Ok(Some(message)))?;
+                Ok((used, message.map(Decoded::Message)))
+            }
+            Ok(lent) => Ok(lent),
+            // After an error the decoder discards everything (as decode does).
+            Err(error) => self.answer(Err(error)).map(|_| (len, None)),
+        }
+    }
+
+    /// Queue what a decoded frame calls for (§5.5: a pong for a ping, the
+    /// answering Close; §7.1.7: a Close with the code of a broken rule).
+    fn answer(
+        &mut self,
+        result: Result<Option<Message>, ProtocolError>,
+    ) -> Result<Option<Message>, ProtocolError> {
+        match result {
             Ok(Some(Message::Ping(payload))) => {
                 if !self.close_sent {
                     self.queue(&Message::Pong(payload.clone()));
@@ -151,6 +191,25 @@ impl Connection {
         Ok(())
     }
 
+    /// Queue a text message from a borrowed string, such as one lent by
+    /// [`Connection::receive_in_place`] (no [`Message`] is built).
+    pub fn send_text(&mut self, text: &str) -> Result<(), AlreadyClosing> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Queue a binary message from borrowed bytes.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), AlreadyClosing> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), AlreadyClosing> {
+        if self.close_sent {
+            return Err(AlreadyClosing);
+        }
+        self.queue_frame(opcode, payload);
+        Ok(())
+    }
+
     /// Start the closing handshake (§7.1.2) with `code` and `reason`. A code
     /// that may not go on the wire (such as 1005) sends an empty Close.
     /// Does nothing if a Close was already sent.
@@ -184,16 +243,22 @@ impl Connection {
     }
 
     fn queue(&mut self, message: &Message) {
+        self.queue_frame(message.opcode(), &message.payload());
+    }
+
+    /// Encode one final frame into the output, masked if this is a client
+    /// (§5.1, §5.3).
+    fn queue_frame(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = match self.role {
             Role::Client => Some((self.mask_source)()),
             Role::Server => None,
         };
         let start = self.out.len();
-        message.encode(&mut self.out, mask);
+        encode_frame(&mut self.out, true, opcode, payload, mask);
         if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
             && let Some((header, _)) = super::frame::FrameHeader::parse(&self.out[start..])
         {
-            log::trace!(target: "wschat::ws", "frame out: {}", crate::dissect::one_line(&header, Some(&message.payload())));
+            log::trace!(target: "wschat::ws", "frame out: {}", crate::dissect::one_line(&header, Some(payload)));
         }
     }
 }

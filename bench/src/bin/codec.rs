@@ -33,7 +33,7 @@ use tungstenite::protocol::frame::Frame as TFrame;
 use tungstenite::protocol::frame::coding::{Data as TData, OpCode as TOpCode};
 use tungstenite::protocol::{Role as TRole, WebSocketConfig, WebSocketContext};
 use wschat::ws::frame::{OpCode, encode_frame};
-use wschat::ws::{Decoder, Limits, Message, Role};
+use wschat::ws::{Decoded, Decoder, Limits, Message, Role};
 
 /// Bytes one simulated read(2) hands the codec.
 const READ_CHUNK: usize = 128 * 1024;
@@ -72,8 +72,9 @@ fn main() {
         i += 2;
     }
 
-    let rows: [(&str, Cell); 5] = [
+    let rows: [(&str, Cell); 6] = [
         ("wschat decode+unmask", wschat_decode),
+        ("wschat decode+unmask in place", wschat_decode_in_place),
         ("tungstenite decode+unmask", tungstenite_decode),
         ("wschat encode", wschat_encode),
         ("tungstenite encode", tungstenite_encode),
@@ -205,6 +206,43 @@ fn wschat_decode(size: usize, cell: Duration) -> f64 {
                     }
                     Ok(Some(other)) => panic!("unexpected {other:?}"),
                     Ok(None) => break,
+                    Err(e) => panic!("wschat decode failed: {e}"),
+                }
+            }
+        }
+        assert_eq!(got, count);
+    })
+}
+
+/// The same bytes through `Decoder::decode_in_place`: a frame that lies
+/// whole in the read buffer is unmasked there and lent out; one cut by the
+/// end of a read is assembled as `decode` does.
+fn wschat_decode_in_place(size: usize, cell: Duration) -> f64 {
+    let (stream, count) = masked_stream(size);
+    let mut decoder = Decoder::new(Role::Server, limits(size));
+    let mut read_buf = vec![0u8; READ_CHUNK];
+    let (backing, at) = placed(&stream, read_buf.as_ptr());
+    let wire = &backing[at..at + stream.len()];
+    measure(cell, size * count, || {
+        let mut got = 0;
+        for chunk in wire.chunks(READ_CHUNK) {
+            // The stand-in for read(2): the bytes land in the read buffer.
+            read_buf[..chunk.len()].copy_from_slice(chunk);
+            let mut at = 0;
+            while at < chunk.len() {
+                match decoder.decode_in_place(&mut read_buf[at..chunk.len()]) {
+                    Ok((used, Some(Decoded::Binary(data)))) => {
+                        black_box(data);
+                        got += 1;
+                        at += used;
+                    }
+                    Ok((used, Some(Decoded::Message(Message::Binary(data))))) => {
+                        black_box(&data);
+                        got += 1;
+                        at += used;
+                    }
+                    Ok((_, Some(other))) => panic!("unexpected {other:?}"),
+                    Ok((_, None)) => break,
                     Err(e) => panic!("wschat decode failed: {e}"),
                 }
             }
