@@ -105,6 +105,12 @@ pub struct Config {
     pub agent_capacity: usize,
     /// How long a disconnected agent keeps their conversations.
     pub agent_grace: Duration,
+    /// Most support conversations waiting in the queue.
+    pub desk_max_queue: usize,
+    /// Resolved support conversations kept in memory.
+    pub desk_keep_resolved: usize,
+    /// Messages of one support conversation kept in memory.
+    pub desk_keep_messages: usize,
 }
 
 impl Default for Config {
@@ -137,6 +143,9 @@ impl Default for Config {
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
             agent_capacity: DEFAULT_AGENT_CAPACITY,
             agent_grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
+            desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
+            desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
+            desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
         }
     }
 }
@@ -181,6 +190,9 @@ impl Config {
             grace: self.agent_grace,
             max_text_bytes: self.max_text_bytes,
             data_dir: self.data_dir.clone(),
+            max_queue: self.desk_max_queue,
+            keep_resolved: self.desk_keep_resolved,
+            keep_messages: self.desk_keep_messages,
         }
     }
 
@@ -473,6 +485,36 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| show_duration(c.agent_grace),
+    },
+    Flag {
+        name: "desk-max-queue",
+        value: Some("N"),
+        help: "most support conversations waiting; past it: an error (desk_full)",
+        apply: |c, v| {
+            c.desk_max_queue = positive(number(v)?, "desk-max-queue")?;
+            Ok(())
+        },
+        show: |c| c.desk_max_queue.to_string(),
+    },
+    Flag {
+        name: "desk-keep-resolved",
+        value: Some("N"),
+        help: "resolved support conversations kept in memory; older ones: in the log only",
+        apply: |c, v| {
+            c.desk_keep_resolved = positive(number(v)?, "desk-keep-resolved")?;
+            Ok(())
+        },
+        show: |c| c.desk_keep_resolved.to_string(),
+    },
+    Flag {
+        name: "desk-keep-messages",
+        value: Some("N"),
+        help: "messages per support conversation kept in memory; older ones: in the log only",
+        apply: |c, v| {
+            c.desk_keep_messages = positive(number(v)?, "desk-keep-messages")?;
+            Ok(())
+        },
+        show: |c| c.desk_keep_messages.to_string(),
     },
     Flag {
         name: "allowed-origin",

@@ -519,3 +519,79 @@ fn pages_are_served() {
         assert!(body.contains(needle), "{path}");
     }
 }
+
+#[test]
+fn only_the_latest_resolved_conversations_and_messages_stay_in_memory() {
+    let dir = TempDir::new("keep");
+    let token = agents::add(&dir.0, "alice").expect("add agent");
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        desk_keep_resolved: 1,
+        desk_keep_messages: 2,
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+
+    // The first visitor writes three messages; the conversation is resolved
+    // and the visitor leaves.
+    let (mut first, welcome) = Client::visitor(&server, "");
+    let first_session = welcome["session"].as_str().unwrap().to_string();
+    let (first_cid, _) = open(&mut first, "a1");
+    for text in ["a2", "a3"] {
+        first.send(json!({"type": "message", "text": text}));
+        alice.expect_where("desk_message", |m| m["text"] == text);
+    }
+    alice.send(json!({"type": "resolve", "conversation": first_cid}));
+    first.expect("resolved");
+    drop(first);
+
+    // A second one is resolved while its visitor stays.
+    let (mut second, welcome) = Client::visitor(&server, "");
+    let second_session = welcome["session"].as_str().unwrap().to_string();
+    let (second_cid, _) = open(&mut second, "b1");
+    alice.expect_where("assigned", |x| x["conversation"] == second_cid);
+    alice.send(json!({"type": "resolve", "conversation": second_cid}));
+    second.expect("resolved");
+    second.sync();
+
+    // Only one resolved conversation is kept: the first is forgotten, and
+    // so is its visitor, who was not connected.
+    let (_, again) = Client::visitor(&server, &format!("?session={first_session}"));
+    assert_eq!(again["resumed"], false);
+    assert_eq!(again["conversation"], Value::Null);
+    // The second is kept, and can still be rated.
+    let (mut back, again) = Client::visitor(&server, &format!("?session={second_session}"));
+    assert_eq!(again["conversation"], second_cid);
+    back.expect("transcript");
+    back.send(json!({"type": "rate", "rating": 5}));
+    back.expect("rated");
+
+    // A transcript holds the last two messages, and says how many came before.
+    let (mut third, _) = Client::visitor(&server, "");
+    let (third_cid, _) = open(&mut third, "c1");
+    for text in ["c2", "c3"] {
+        third.send(json!({"type": "message", "text": text}));
+        alice.expect_where("desk_message", |m| m["text"] == text);
+    }
+    drop(alice);
+    let mut alice = Client::agent(&server, &token);
+    let list = alice.expect("conversations");
+    let conv = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conversation"] == third_cid)
+        .expect("the open conversation")
+        .clone();
+    let texts: Vec<&str> = conv["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["c2", "c3"]);
+    assert_eq!(conv["earlier"], 1);
+}

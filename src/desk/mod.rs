@@ -35,8 +35,16 @@ pub const AUTH_FAILED: CloseCode = CloseCode(4001);
 pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 /// Time an agent connection has to send its `auth` message.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most conversations waiting in the queue; past it, new ones are refused.
-pub const MAX_QUEUE: usize = 10_000;
+/// Default for the most conversations waiting in the queue (`--desk-max-queue`);
+/// past it, new ones are refused with `desk_full`.
+pub const DEFAULT_MAX_QUEUE: usize = 10_000;
+/// Default for the resolved conversations kept in memory for their rating
+/// and their visitor's return (`--desk-keep-resolved`); past it, the one
+/// resolved longest ago is forgotten (its records stay in the log).
+pub const DEFAULT_KEEP_RESOLVED: usize = 10_000;
+/// Default for the messages of one conversation kept in memory for its
+/// transcript (`--desk-keep-messages`); older ones stay in the log only.
+pub const DEFAULT_KEEP_MESSAGES: usize = 1_000;
 /// Lowest and highest rating a visitor can give.
 pub const RATINGS: std::ops::RangeInclusive<u64> = 1..=5;
 /// Longest transfer note, in characters.
@@ -53,6 +61,12 @@ pub struct DeskConfig {
     pub max_text_bytes: usize,
     /// Where `agents.json` lives; `None`: no agent can sign in.
     pub data_dir: Option<PathBuf>,
+    /// Most conversations waiting in the queue.
+    pub max_queue: usize,
+    /// Resolved conversations kept in memory.
+    pub keep_resolved: usize,
+    /// Messages of one conversation kept in memory.
+    pub keep_messages: usize,
 }
 
 impl Default for DeskConfig {
@@ -62,6 +76,9 @@ impl Default for DeskConfig {
             grace: Duration::from_millis(crate::config::DEFAULT_AGENT_GRACE_MS),
             max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
             data_dir: None,
+            max_queue: DEFAULT_MAX_QUEUE,
+            keep_resolved: DEFAULT_KEEP_RESOLVED,
+            keep_messages: DEFAULT_KEEP_MESSAGES,
         }
     }
 }
@@ -84,13 +101,27 @@ struct Conversation {
     session: String,
     visitor: String,
     state: State,
-    /// `desk_message` records, as sent.
+    /// The last `keep_messages` `desk_message` records, as sent.
     messages: Vec<Arc<str>>,
+    /// Messages before those, no longer in memory (in the log only).
+    earlier: usize,
     /// When it was opened, epoch ms.
     opened: u64,
     /// When it last entered the queue, epoch ms.
     queued_at: u64,
     rating: Option<u64>,
+}
+
+impl Conversation {
+    /// Keep a message record, and no more than `keep` of them in memory.
+    fn add_message(&mut self, record: Arc<str>, keep: usize) {
+        self.messages.push(record);
+        if self.messages.len() > keep {
+            let over = self.messages.len() - keep;
+            self.messages.drain(..over);
+            self.earlier += over;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +167,8 @@ pub struct Desk {
     sessions: HashMap<String, Session>,
     conversations: BTreeMap<u64, Conversation>,
     queue: VecDeque<u64>,
+    /// Resolved conversations in memory, resolved longest ago first.
+    resolved: VecDeque<u64>,
     agents: BTreeMap<String, Agent>,
     /// Queue or agent list changed: tell the agents and waiting visitors.
     dirty: bool,
@@ -163,6 +196,7 @@ impl Desk {
             sessions: HashMap::new(),
             conversations: BTreeMap::new(),
             queue: VecDeque::new(),
+            resolved: VecDeque::new(),
             agents: BTreeMap::new(),
             dirty: false,
             told: HashMap::new(),
@@ -203,8 +237,9 @@ impl Desk {
                 self.open_conversation(cid, session, visitor, time);
             }
             "desk_message" => {
+                let keep = self.config.keep_messages;
                 if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.messages.push(record);
+                    conv.add_message(record, keep);
                 }
             }
             "desk_assigned" => {
@@ -225,6 +260,8 @@ impl Desk {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.state = State::Resolved;
                     self.queue.retain(|&c| c != cid);
+                    self.resolved.push_back(cid);
+                    self.forget_old_resolved();
                 }
             }
             "desk_rated" => {
@@ -236,6 +273,29 @@ impl Desk {
         }
     }
 
+    /// Forget the resolved conversations past `keep_resolved`, those
+    /// resolved longest ago first: their records stay in the log, and a
+    /// visitor who had nothing else and is not connected is forgotten too.
+    fn forget_old_resolved(&mut self) {
+        while self.resolved.len() > self.config.keep_resolved {
+            let Some(cid) = self.resolved.pop_front() else {
+                return;
+            };
+            let Some(conv) = self.conversations.remove(&cid) else {
+                continue;
+            };
+            self.told.remove(&cid);
+            if let Some(session) = self.sessions.get_mut(&conv.session)
+                && session.conversation == Some(cid)
+            {
+                session.conversation = None;
+                if session.conns.is_empty() {
+                    self.sessions.remove(&conv.session);
+                }
+            }
+        }
+    }
+
     /// Add a conversation to the back of the queue; the session's older,
     /// resolved one is forgotten (it stays in the log).
     fn open_conversation(&mut self, cid: u64, session: String, visitor: String, time: u64) {
@@ -243,6 +303,7 @@ impl Desk {
         s.name = visitor.clone();
         if let Some(old) = s.conversation.replace(cid) {
             self.conversations.remove(&old);
+            self.resolved.retain(|&c| c != old);
         }
         self.conversations.insert(
             cid,
@@ -252,6 +313,7 @@ impl Desk {
                 visitor,
                 state: State::Queued,
                 messages: Vec::new(),
+                earlier: 0,
                 opened: time,
                 queued_at: time,
                 rating: None,
@@ -328,6 +390,9 @@ impl Desk {
         for (k, x) in extra {
             v[*k] = x.clone();
         }
+        if conv.earlier > 0 {
+            v["earlier"] = conv.earlier.into();
+        }
         crate::store::with_messages(v, &conv.messages)
     }
 
@@ -358,7 +423,7 @@ impl Desk {
                 json!({
                     "conversation": c.id, "visitor": c.visitor,
                     "online": self.visitor_online(c), "waiting_since": c.queued_at,
-                    "messages": c.messages.len(),
+                    "messages": c.earlier + c.messages.len(),
                 })
             })
             .collect();
@@ -522,6 +587,9 @@ impl Desk {
         if conv.state == State::Resolved {
             head["rating"] = conv.rating.map_or(Value::Null, Value::from);
         }
+        if conv.earlier > 0 {
+            head["earlier"] = conv.earlier.into();
+        }
         ctx.send_text(conn, &crate::store::with_messages(head, &conv.messages));
         match &conv.state {
             State::Queued => {
@@ -563,7 +631,7 @@ impl Desk {
                 let cid = match open {
                     Some(cid) => cid,
                     None => {
-                        if self.queue.len() >= MAX_QUEUE {
+                        if self.queue.len() >= self.config.max_queue {
                             return error(
                                 ctx,
                                 conn,
@@ -662,7 +730,7 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
-        conv.messages.push(rec.clone());
+        conv.add_message(rec.clone(), self.config.keep_messages);
         let conv = &self.conversations[&cid];
         let mut to = self.visitor_conns(conv);
         if let State::Assigned(agent) = &conv.state {
@@ -808,6 +876,8 @@ impl Desk {
                 to.extend(self.agent_conns(&name));
                 ctx.broadcast(to, &Ctx::text_frame(&msg));
                 self.dirty = true;
+                self.resolved.push_back(cid);
+                self.forget_old_resolved();
             }
             _ => self.transfer(ctx, conn, &name, cid, &body),
         }
