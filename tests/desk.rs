@@ -595,3 +595,29 @@ fn only_the_latest_resolved_conversations_and_messages_stay_in_memory() {
     assert_eq!(texts, ["c2", "c3"]);
     assert_eq!(conv["earlier"], 1);
 }
+
+#[test]
+fn markup_in_a_message_goes_out_escaped_for_html() {
+    let (server, tokens, _dir) = desk("escape", 5, Duration::from_secs(30), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "");
+    let (cid, _) = open(&mut v, "hello");
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    v.send(json!({"type": "message", "text": "<img src=x onerror=alert(1)> & more"}));
+    // Read the agent's frames as they are on the wire.
+    let raw = loop {
+        if let Message::Text(t) = alice.ws.read_message().expect("a frame") {
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            if v["type"] == "desk_message" {
+                break t;
+            }
+        }
+    };
+    assert!(!raw.contains(['<', '>', '&']), "{raw}");
+    assert!(
+        raw.contains(r"\u003cimg src=x onerror=alert(1)\u003e \u0026 more"),
+        "{raw}"
+    );
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(v["text"], "<img src=x onerror=alert(1)> & more");
+}

@@ -178,7 +178,7 @@ pub struct Desk {
 }
 
 fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
-    ctx.send_text(conn, &ErrorReply::new(code, message).to_json());
+    ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
 }
 
 impl Desk {
@@ -482,12 +482,12 @@ impl Desk {
             extra.push(("note", note.into()));
         }
         let text = self.conversation_json(conv, &extra);
-        let frame = Ctx::text_frame(&text);
+        let frame = Ctx::json_frame(&text);
         ctx.broadcast(self.agent_conns(agent), &frame);
         let to_visitor = json!({"type": "assigned", "conversation": cid, "agent": agent});
         ctx.broadcast(
             self.visitor_conns(conv),
-            &Ctx::text_frame(&to_visitor.to_string()),
+            &Ctx::json_frame(&to_visitor.to_string()),
         );
         self.dirty = true;
     }
@@ -516,8 +516,8 @@ impl Desk {
         }
         self.dirty = false;
         let conns = self.all_agent_conns();
-        ctx.broadcast(conns.clone(), &Ctx::text_frame(&self.queue_json()));
-        ctx.broadcast(conns, &Ctx::text_frame(&self.agents_json()));
+        ctx.broadcast(conns.clone(), &Ctx::json_frame(&self.queue_json()));
+        ctx.broadcast(conns, &Ctx::json_frame(&self.agents_json()));
         let online = self.online_agents();
         for (i, &cid) in self.queue.iter().enumerate() {
             let position = i + 1;
@@ -527,7 +527,7 @@ impl Desk {
             self.told.insert(cid, (position, online));
             if let Some(conv) = self.conversations.get(&cid) {
                 let msg = json!({"type": "queued", "conversation": cid, "position": position, "agents_online": online});
-                ctx.broadcast(self.visitor_conns(conv), &Ctx::text_frame(&msg.to_string()));
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg.to_string()));
             }
         }
     }
@@ -571,7 +571,7 @@ impl Desk {
         let current = session.conversation;
         self.conns.insert(conn, Role::Visitor(key));
         let welcome = json!({"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current});
-        ctx.send_text(conn, &welcome.to_string());
+        ctx.send_json(conn, &welcome.to_string());
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
         };
@@ -590,19 +590,19 @@ impl Desk {
         if conv.earlier > 0 {
             head["earlier"] = conv.earlier.into();
         }
-        ctx.send_text(conn, &crate::store::with_messages(head, &conv.messages));
+        ctx.send_json(conn, &crate::store::with_messages(head, &conv.messages));
         match &conv.state {
             State::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
                     let msg = json!({"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()});
-                    ctx.send_text(conn, &msg.to_string());
+                    ctx.send_json(conn, &msg.to_string());
                 }
                 self.dirty = true;
             }
             State::Assigned(agent) if was_offline => {
                 let msg =
                     json!({"type": "visitor_status", "conversation": conv.id, "online": true});
-                ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+                ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
             }
             _ => {}
         }
@@ -612,7 +612,7 @@ impl Desk {
         let body = match parse(&text) {
             Ok(body) => body,
             Err(e) => {
-                ctx.send_text(conn, &e.to_json());
+                ctx.send_json(conn, &e.to_json());
                 return;
             }
         };
@@ -657,7 +657,7 @@ impl Desk {
                 {
                     let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
                     let msg = json!({"type": "typing", "conversation": conv.id, "from": "visitor", "active": active});
-                    ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+                    ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
                 }
             }
             "rate" => {
@@ -684,7 +684,7 @@ impl Desk {
                 }
                 let msg = json!({"type": "rated", "conversation": cid, "rating": rating});
                 let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
-                ctx.broadcast(conns, &Ctx::text_frame(&msg.to_string()));
+                ctx.broadcast(conns, &Ctx::json_frame(&msg.to_string()));
             }
             other => error(
                 ctx,
@@ -736,7 +736,7 @@ impl Desk {
         if let State::Assigned(agent) = &conv.state {
             to.extend(self.agent_conns(agent));
         }
-        ctx.broadcast(to, &Ctx::text_frame(&rec));
+        ctx.broadcast(to, &Ctx::json_frame(&rec));
     }
 
     fn agent_auth(&mut self, ctx: &mut Ctx, conn: ConnId, addr: String, text: &str) {
@@ -778,22 +778,22 @@ impl Desk {
         let agent = &self.agents[&name];
         let status = if agent.away { "away" } else { "online" };
         let ready = json!({"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity});
-        ctx.send_text(conn, &ready.to_string());
+        ctx.send_json(conn, &ready.to_string());
         let mine: Vec<String> = self
             .conversations
             .values()
             .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
             .map(|c| self.conversation_json(c, &[]))
             .collect();
-        ctx.send_text(
+        ctx.send_json(
             conn,
             &format!(
                 "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
                 mine.join(",")
             ),
         );
-        ctx.send_text(conn, &self.queue_json());
-        ctx.send_text(conn, &self.agents_json());
+        ctx.send_json(conn, &self.queue_json());
+        ctx.send_json(conn, &self.agents_json());
         self.dirty = true;
     }
 
@@ -803,7 +803,7 @@ impl Desk {
         for conv in self.conversations.values() {
             if matches!(&conv.state, State::Assigned(a) if a == agent) {
                 let msg = json!({"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online});
-                ctx.broadcast(self.visitor_conns(conv), &Ctx::text_frame(&msg.to_string()));
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg.to_string()));
             }
         }
     }
@@ -812,7 +812,7 @@ impl Desk {
         let body = match parse(&text) {
             Ok(body) => body,
             Err(e) => {
-                ctx.send_text(conn, &e.to_json());
+                ctx.send_json(conn, &e.to_json());
                 return;
             }
         };
@@ -827,7 +827,7 @@ impl Desk {
                 a.away = away;
             }
             let msg = json!({"type": "presence", "status": if away { "away" } else { "online" }});
-            ctx.broadcast(self.agent_conns(&name), &Ctx::text_frame(&msg.to_string()));
+            ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg.to_string()));
             self.dirty = true;
             return;
         }
@@ -862,7 +862,7 @@ impl Desk {
                 let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
                 let msg = json!({"type": "typing", "conversation": cid, "from": "agent", "active": active});
                 let to = self.visitor_conns(&self.conversations[&cid]);
-                ctx.broadcast(to, &Ctx::text_frame(&msg.to_string()));
+                ctx.broadcast(to, &Ctx::json_frame(&msg.to_string()));
             }
             "resolve" => {
                 let id = self.take_id();
@@ -874,7 +874,7 @@ impl Desk {
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
-                ctx.broadcast(to, &Ctx::text_frame(&msg));
+                ctx.broadcast(to, &Ctx::json_frame(&msg));
                 self.dirty = true;
                 self.resolved.push_back(cid);
                 self.forget_old_resolved();
@@ -915,7 +915,7 @@ impl Desk {
         match target {
             None => {
                 self.requeue(cid, "transferred");
-                let frame = Ctx::text_frame(&unassigned(Value::Null));
+                let frame = Ctx::json_frame(&unassigned(Value::Null));
                 ctx.broadcast(self.agent_conns(from), &frame);
             }
             Some(to) => {
@@ -939,7 +939,7 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
-                let frame = Ctx::text_frame(&unassigned(to.as_str().into()));
+                let frame = Ctx::json_frame(&unassigned(to.as_str().into()));
                 ctx.broadcast(self.agent_conns(from), &frame);
                 self.assign(ctx, cid, &to, Some((from, &note)));
             }
@@ -977,7 +977,7 @@ impl App for Desk {
                     since: Instant::now(),
                 },
             );
-            ctx.send_text(
+            ctx.send_json(
                 conn,
                 &json!({"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"})
                     .to_string(),
@@ -1019,7 +1019,7 @@ impl App for Desk {
                 if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
                     if let State::Assigned(agent) = &conv.state {
                         let msg = json!({"type": "visitor_status", "conversation": conv.id, "online": false});
-                        ctx.broadcast(self.agent_conns(agent), &Ctx::text_frame(&msg.to_string()));
+                        ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
                     }
                 } else {
                     // Nothing to resume: forget the session.
