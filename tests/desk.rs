@@ -621,3 +621,38 @@ fn markup_in_a_message_goes_out_escaped_for_html() {
     let v: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(v["text"], "<img src=x onerror=alert(1)> & more");
 }
+
+#[test]
+fn removing_an_agent_signs_out_its_console_and_requeues_its_conversations() {
+    let (server, tokens, dir) = desk("remove", 5, Duration::from_secs(300), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "");
+    let (cid, agent) = open(&mut v, "hello");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert!(agents::remove(&dir.0, "alice").unwrap());
+    // The console is closed with 4001 (read until the Close arrives).
+    let code = loop {
+        match alice.ws.read_message() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code.0),
+            Ok(_) => {}
+            Err(e) => panic!("no Close for the removed agent: {e}"),
+        }
+    };
+    assert_eq!(code, Some(4001));
+    // The conversation is queued again, and goes to the next agent.
+    v.expect_where("queued", |q| q["conversation"] == cid);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    bob.seen_or_expect("assigned", |x| x["conversation"] == cid);
+    // The removed token no longer signs in.
+    let mut again = Client::connect(&server, "/agent");
+    again.send(json!({"type": "auth", "token": tokens[0]}));
+    let code = loop {
+        match again.ws.read_message() {
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code.0),
+            Ok(_) => {}
+            Err(e) => panic!("no Close for the removed token: {e}"),
+        }
+    };
+    assert_eq!(code, Some(4001));
+}

@@ -109,8 +109,9 @@ pub fn add(dir: &Path, name: &str) -> Result<String, String> {
     Ok(token)
 }
 
-/// Remove agent `name` from `dir`; returns whether it existed. A console
-/// signed in already stays signed in until it disconnects.
+/// Remove agent `name` from `dir`; returns whether it existed. A running
+/// server notices within a tick: a console signed in with that account is
+/// closed with 4001 and its conversations go back to the queue.
 pub fn remove(dir: &Path, name: &str) -> Result<bool, String> {
     let mut agents = load(dir).map_err(|e| e.to_string())?;
     let before = agents.len();

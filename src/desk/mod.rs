@@ -174,6 +174,8 @@ pub struct Desk {
     dirty: bool,
     /// The last queue notice each waiting conversation got.
     told: HashMap<u64, (usize, usize)>,
+    /// When `agents.json` was last seen changed (see `check_accounts`).
+    accounts_changed: Option<std::time::SystemTime>,
     next_visitor: u64,
 }
 
@@ -200,6 +202,7 @@ impl Desk {
             agents: BTreeMap::new(),
             dirty: false,
             told: HashMap::new(),
+            accounts_changed: None,
             next_visitor: 1,
         };
         for record in records {
@@ -270,6 +273,65 @@ impl Desk {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// When `agents.json` changed since the last look, sign out every agent
+    /// whose account is gone (`wschat agent remove`): their consoles are
+    /// closed with 4001 and their conversations go back to the queue.
+    /// Called every tick: one `stat` of the file.
+    fn check_accounts(&mut self, ctx: &mut Ctx) {
+        let Some(dir) = &self.config.data_dir else {
+            return;
+        };
+        let Ok(changed) =
+            std::fs::metadata(dir.join(agents::AGENTS_FILE)).and_then(|m| m.modified())
+        else {
+            return;
+        };
+        if self.accounts_changed.replace(changed) == Some(changed) {
+            return;
+        }
+        let accounts = match agents::load(dir) {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                return;
+            }
+        };
+        let exists = |name: &str| accounts.iter().any(|a| a.name.eq_ignore_ascii_case(name));
+        let removed: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|name| !exists(name))
+            .cloned()
+            .collect();
+        for name in removed {
+            let consoles: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, role)| matches!(role, Role::Agent(n) if *n == name))
+                .map(|(&conn, _)| conn)
+                .collect();
+            for conn in consoles {
+                self.conns.remove(&conn);
+                ctx.close(conn, AUTH_FAILED, "the agent account was removed");
+            }
+            self.agents.remove(&name);
+            let theirs: Vec<u64> = self
+                .conversations
+                .values()
+                .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+                .map(|c| c.id)
+                .collect();
+            log::info!(
+                "desk: agent {name} was removed: signed out, {} conversations re-queued",
+                theirs.len()
+            );
+            for &cid in theirs.iter().rev() {
+                self.requeue(cid, "agent_removed");
+            }
+            self.dirty = true;
         }
     }
 
@@ -1043,6 +1105,7 @@ impl App for Desk {
     }
 
     fn tick(&mut self, ctx: &mut Ctx) {
+        self.check_accounts(ctx);
         let now = Instant::now();
         let mut refuse = Vec::new();
         for (&conn, role) in &mut self.conns {
