@@ -317,22 +317,28 @@ impl Desk {
                 self.conns.remove(&conn);
                 ctx.close(conn, AUTH_FAILED, "the agent account was removed");
             }
-            self.agents.remove(&name);
-            let theirs: Vec<u64> = self
-                .conversations
-                .values()
-                .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
-                .map(|c| c.id)
-                .collect();
+            let requeued = self.drop_agent(&name, "agent_removed");
             log::info!(
-                "desk: agent {name} was removed: signed out, {} conversations re-queued",
-                theirs.len()
+                "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
-            for &cid in theirs.iter().rev() {
-                self.requeue(cid, "agent_removed");
-            }
-            self.dirty = true;
         }
+    }
+
+    /// Forget agent `name` and put their conversations back in the queue,
+    /// oldest first at the very front; returns how many.
+    fn drop_agent(&mut self, name: &str, reason: &str) -> usize {
+        self.agents.remove(name);
+        let theirs: Vec<u64> = self
+            .conversations
+            .values()
+            .filter(|c| matches!(&c.state, State::Assigned(a) if a == name))
+            .map(|c| c.id)
+            .collect();
+        for &cid in theirs.iter().rev() {
+            self.requeue(cid, reason);
+        }
+        self.dirty = true;
+        theirs.len()
     }
 
     /// Forget the resolved conversations past `keep_resolved`, those
@@ -1134,22 +1140,10 @@ impl App for Desk {
             .map(|(name, _)| name.clone())
             .collect();
         for name in expired {
-            self.agents.remove(&name);
-            let theirs: Vec<u64> = self
-                .conversations
-                .values()
-                .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
-                .map(|c| c.id)
-                .collect();
+            let requeued = self.drop_agent(&name, "agent_gone");
             log::info!(
-                "desk: agent {name}'s grace period is over; {} conversations re-queued",
-                theirs.len()
+                "desk: agent {name}'s grace period is over; {requeued} conversations re-queued"
             );
-            // Oldest first at the very front.
-            for &cid in theirs.iter().rev() {
-                self.requeue(cid, "agent_gone");
-            }
-            self.dirty = true;
         }
         self.settle(ctx);
     }

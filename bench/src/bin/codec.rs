@@ -186,7 +186,14 @@ fn limits(size: usize) -> Limits {
     }
 }
 
-fn wschat_decode(size: usize, cell: Duration) -> f64 {
+/// Feed wschat's server-side decoder the masked stream through a read
+/// buffer; `decode_read` decodes the bytes of one read and returns how many
+/// messages they completed.
+fn wschat_decode_with(
+    size: usize,
+    cell: Duration,
+    mut decode_read: impl FnMut(&mut Decoder, &mut [u8]) -> usize,
+) -> f64 {
     let (stream, count) = masked_stream(size);
     let mut decoder = Decoder::new(Role::Server, limits(size));
     let mut read_buf = vec![0u8; READ_CHUNK];
@@ -197,57 +204,57 @@ fn wschat_decode(size: usize, cell: Duration) -> f64 {
         for chunk in wire.chunks(READ_CHUNK) {
             // The stand-in for read(2): the bytes land in the read buffer.
             read_buf[..chunk.len()].copy_from_slice(chunk);
-            let mut input: &[u8] = &read_buf[..chunk.len()];
-            while !input.is_empty() {
-                match decoder.decode(&mut input) {
-                    Ok(Some(Message::Binary(data))) => {
-                        black_box(&data);
-                        got += 1;
-                    }
-                    Ok(Some(other)) => panic!("unexpected {other:?}"),
-                    Ok(None) => break,
-                    Err(e) => panic!("wschat decode failed: {e}"),
-                }
-            }
+            got += decode_read(&mut decoder, &mut read_buf[..chunk.len()]);
         }
         assert_eq!(got, count);
     })
 }
 
-/// The same bytes through `Decoder::decode_in_place`: a frame that lies
-/// whole in the read buffer is unmasked there and lent out; one cut by the
-/// end of a read is assembled as `decode` does.
-fn wschat_decode_in_place(size: usize, cell: Duration) -> f64 {
-    let (stream, count) = masked_stream(size);
-    let mut decoder = Decoder::new(Role::Server, limits(size));
-    let mut read_buf = vec![0u8; READ_CHUNK];
-    let (backing, at) = placed(&stream, read_buf.as_ptr());
-    let wire = &backing[at..at + stream.len()];
-    measure(cell, size * count, || {
+/// `Decoder::decode`: every message is assembled, owned.
+fn wschat_decode(size: usize, cell: Duration) -> f64 {
+    wschat_decode_with(size, cell, |decoder, buf| {
+        let mut input: &[u8] = buf;
         let mut got = 0;
-        for chunk in wire.chunks(READ_CHUNK) {
-            // The stand-in for read(2): the bytes land in the read buffer.
-            read_buf[..chunk.len()].copy_from_slice(chunk);
-            let mut at = 0;
-            while at < chunk.len() {
-                match decoder.decode_in_place(&mut read_buf[at..chunk.len()]) {
-                    Ok((used, Some(Decoded::Binary(data)))) => {
-                        black_box(data);
-                        got += 1;
-                        at += used;
-                    }
-                    Ok((used, Some(Decoded::Message(Message::Binary(data))))) => {
-                        black_box(&data);
-                        got += 1;
-                        at += used;
-                    }
-                    Ok((_, Some(other))) => panic!("unexpected {other:?}"),
-                    Ok((_, None)) => break,
-                    Err(e) => panic!("wschat decode failed: {e}"),
+        while !input.is_empty() {
+            match decoder.decode(&mut input) {
+                Ok(Some(Message::Binary(data))) => {
+                    black_box(&data);
+                    got += 1;
                 }
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => break,
+                Err(e) => panic!("wschat decode failed: {e}"),
             }
         }
-        assert_eq!(got, count);
+        got
+    })
+}
+
+/// `Decoder::decode_in_place`: a frame that lies whole in the read buffer
+/// is unmasked there and lent out; one cut by the end of a read is
+/// assembled as `decode` does.
+fn wschat_decode_in_place(size: usize, cell: Duration) -> f64 {
+    wschat_decode_with(size, cell, |decoder, buf| {
+        let mut at = 0;
+        let mut got = 0;
+        while at < buf.len() {
+            match decoder.decode_in_place(&mut buf[at..]) {
+                Ok((used, Some(Decoded::Binary(data)))) => {
+                    black_box(data);
+                    got += 1;
+                    at += used;
+                }
+                Ok((used, Some(Decoded::Message(Message::Binary(data))))) => {
+                    black_box(&data);
+                    got += 1;
+                    at += used;
+                }
+                Ok((_, Some(other))) => panic!("unexpected {other:?}"),
+                Ok((_, None)) => break,
+                Err(e) => panic!("wschat decode failed: {e}"),
+            }
+        }
+        got
     })
 }
 
