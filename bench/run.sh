@@ -180,7 +180,7 @@ trap 'stop_server; exit 130' INT TERM
 server_command() { # target port -> SERVER_CMD (wschat also gets WSCHAT_EXTRA)
     local target=$1 port=$2
     case $target in
-        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 "${WSCHAT_EXTRA[@]}") ;;
+        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 --max-connections-per-ip 0 "${WSCHAT_EXTRA[@]}") ;;
         tungstenite) SERVER_CMD=("$BIN/tungstenite-peer" "$port") ;;
         uws) SERVER_CMD=(node "$PEERS/uws-server.js" "$port") ;;
         ws) SERVER_CMD=(node "$PEERS/ws-server.js" "$port") ;;
@@ -226,13 +226,13 @@ start_server() { # target port [extra wschat flags...]
     server_command "$target" "$port"
     if launch "$port"; then return 0; fi
     if [[ $target == wschat ]]; then
-        # An older wschat without a rate limit flag: run without it, and say so.
+        # An older wschat without these flags: run without them, and say so.
         local first_error=$SERVER_ERROR
         rm -rf "$SERVER_TMP"
         SERVER_TMP=""
         SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" "${WSCHAT_EXTRA[@]}")
         if launch "$port"; then
-            local note="wschat refused \`--rate-limit 0\` (${first_error#the server exited: }); it ran without that flag."
+            local note="wschat refused \`--rate-limit 0 --max-connections-per-ip 0\` (${first_error#the server exited: }); it ran without them."
             [[ " ${NOTES[*]-} " == *"refused"* ]] || NOTES+=("$note")
             return 0
         fi

@@ -20,6 +20,11 @@ pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
 /// below what Linux's default `vm.max_map_count` (65,530 maps) allows one
 /// process: [`MAPS_PER_CONNECTION`] each.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on connections open at once from one client address (0: no
+/// cap), so that one host cannot take every connection there is. The
+/// `--trust-proxy` addresses are exempt: everything behind a proxy comes
+/// from it.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Default interval of server pings on a quiet connection.
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
 /// Default silence after which a connection is closed.
@@ -89,6 +94,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most connections open at once from one address (0: no limit).
+    pub max_connections_per_ip: usize,
     /// The data directory of the store; `None` keeps history in memory.
     /// The library's default is `None` (tests and embedders start clean);
     /// the `wschat` command's default is [`crate::store::DEFAULT_DATA_DIR`].
@@ -136,6 +143,7 @@ impl Default for Config {
             max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             data_dir: None,
             durability: crate::store::Durability::Process,
             retain_days: crate::store::DEFAULT_RETAIN_DAYS,
@@ -360,6 +368,16 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.max_connections.to_string(),
+    },
+    Flag {
+        name: "max-connections-per-ip",
+        value: Some("N"),
+        help: "most connections from one address at once (0: no limit; proxies exempt); past it: 503",
+        apply: |c, v| {
+            c.max_connections_per_ip = number(v)?;
+            Ok(())
+        },
+        show: |c| c.max_connections_per_ip.to_string(),
     },
     Flag {
         name: "ping-interval",

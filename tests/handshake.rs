@@ -327,6 +327,40 @@ fn past_max_connections_the_next_one_gets_503_until_one_leaves() {
 }
 
 #[test]
+fn past_max_connections_per_ip_one_address_gets_503_until_one_leaves() {
+    let server = start(wschat::config::Config {
+        max_connections_per_ip: 2,
+        ..config()
+    });
+    let url = common::ws_url(&server, "/echo");
+    let first = client::connect(&url).expect("first connection");
+    let second = client::connect(&url).expect("second connection");
+    let reply = http_exchange(server.addr(), &upgrade_request(server.addr(), "/echo"));
+    assert_rejected(&reply, 503, "from your address");
+    assert!(reply.header("Retry-After").is_some(), "{reply:?}");
+    drop(first);
+    common::eventually(
+        Duration::from_secs(10),
+        "the address's slot is given back",
+        || server.open_connections() == 1,
+    );
+    let third = client::connect(&url).expect("a slot is free again");
+    drop((second, third));
+
+    // A trusted proxy carries many clients: it is not capped.
+    let proxied = start(wschat::config::Config {
+        max_connections_per_ip: 1,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..config()
+    });
+    let url = common::ws_url(&proxied, "/echo");
+    let held: Vec<_> = (0..3)
+        .map(|_| client::connect(&url).expect("through the proxy"))
+        .collect();
+    assert_eq!(held.len(), 3);
+}
+
+#[test]
 fn the_first_offered_subprotocol_the_server_supports_is_chosen() {
     let server = start(wschat::config::Config {
         protocols: vec!["superchat".into(), "chat".into()],

@@ -12,10 +12,11 @@ pub mod metrics;
 pub mod peer;
 pub mod session;
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The next connection id.
     pub next_conn_id: AtomicU64,
+    /// Connections open now per client address, for
+    /// `--max-connections-per-ip` (only addresses with one or more).
+    pub per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Shared {
@@ -139,6 +143,7 @@ impl Server {
                 hub: events,
                 metrics,
                 next_conn_id: AtomicU64::new(1),
+                per_ip: Mutex::new(HashMap::new()),
             }),
             hub,
         })
@@ -260,18 +265,49 @@ fn widen_backlog(listener: &TcpListener) {
 #[cfg(not(unix))]
 fn widen_backlog(_listener: &TcpListener) {}
 
-/// Counts a connection as open for as long as it lives.
-struct OpenGuard(Arc<Shared>);
+/// Counts a connection as open for as long as it lives (and against its
+/// address, when that is counted).
+struct OpenGuard(Arc<Shared>, Option<IpAddr>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ip) = self.1 {
+            let mut per_ip = self.0.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
+}
+
+/// Count a new connection from `stream`'s address against
+/// `--max-connections-per-ip`: the address to uncount when it ends (`None`
+/// when it is not counted), or `Err` with the limit when it is reached.
+fn count_address(stream: &TcpStream, shared: &Shared) -> Result<Option<IpAddr>, usize> {
+    let limit = shared.config.max_connections_per_ip;
+    let Ok(peer) = stream.peer_addr() else {
+        return Ok(None);
+    };
+    let ip = peer.ip();
+    if limit == 0 || shared.config.trusted_proxies.contains(&ip) {
+        return Ok(None);
+    }
+    let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let n = per_ip.entry(ip).or_insert(0);
+    if *n >= limit {
+        return Err(limit);
+    }
+    *n += 1;
+    Ok(Some(ip))
 }
 
 fn accept(stream: TcpStream, shared: &Arc<Shared>) {
     let open = shared.open.fetch_add(1, Ordering::SeqCst);
-    let guard = OpenGuard(shared.clone());
+    let mut guard = OpenGuard(shared.clone(), None);
     shared
         .metrics
         .connections_accepted
@@ -289,6 +325,22 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>) {
             &format!("the server is at its connection limit ({cap})"),
         );
         return;
+    }
+    match count_address(&stream, shared) {
+        Ok(ip) => guard.1 = ip,
+        Err(limit) => {
+            shared
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.count_response(503);
+            log::warn!("per-address cap of {limit} reached: answering 503");
+            reject_unavailable(
+                stream,
+                &format!("too many connections from your address (at most {limit})"),
+            );
+            return;
+        }
     }
     let started =
         crate::util::spawn_detached(CONNECTION_STACK_SIZE, (stream, guard), |(stream, guard)| {
