@@ -72,7 +72,6 @@ pub struct WebSocket<S> {
     pos: usize,
     /// The last read filled its buffer: read in large pieces for now.
     big: bool,
-    close_seen: bool,
 }
 
 impl<S: Read + Write> WebSocket<S> {
@@ -90,7 +89,6 @@ impl<S: Read + Write> WebSocket<S> {
             buf: leftover.to_vec(),
             pos: 0,
             big: false,
-            close_seen: false,
         }
     }
 
@@ -168,7 +166,9 @@ impl<S: Read + Write> WebSocket<S> {
         mut decode: impl FnMut(&mut Connection, &mut [u8]) -> Result<(usize, Option<R>), ProtocolError>,
     ) -> Result<R, Error> {
         loop {
-            if self.close_seen || self.conn.state() == State::Closed {
+            // Closed: the peer's Close was returned already (§5.5.1: it is
+            // the last thing a peer may send), or the connection failed.
+            if self.conn.state() == State::Closed {
                 return Err(Error::ConnectionClosed);
             }
             if self.pos < self.buf.len() {
@@ -238,20 +238,13 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Flush replies, and turn a decoding result into what the read loop
-    /// returns (`None`: keep reading). A Close, once answered, ends reading.
+    /// returns (`None`: keep reading).
     fn after_receive<R>(
         &mut self,
         result: Result<Option<R>, ProtocolError>,
     ) -> Result<Option<R>, Error> {
         self.flush()?;
-        if self.conn.state() == State::Closed && result.is_ok() {
-            // The peer's Close was the last thing it may send (§5.5.1).
-            self.close_seen = true;
-        }
-        match result {
-            Ok(done) => Ok(done),
-            Err(e) => Err(Error::Protocol(e)),
-        }
+        result.map_err(Error::Protocol)
     }
 
     /// Send a message (text, binary, ping, pong; a Close starts the close

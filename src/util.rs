@@ -162,8 +162,9 @@ pub fn spawn_detached<T: Send + 'static>(
     Ok(())
 }
 
-/// Elsewhere, a standard thread (whose builder gives the data back on
-/// failure only by keeping a copy: here it is lost with the error).
+/// Elsewhere, a standard thread. Its builder consumes the closure even when
+/// it fails, so the data waits in a shared slot that the caller takes back
+/// on failure.
 #[cfg(not(unix))]
 pub fn spawn_detached<T: Send + 'static>(
     stack_size: usize,

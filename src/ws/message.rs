@@ -206,12 +206,18 @@ impl Decoder {
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
         let result = self.decode_inner(input);
         if result.is_err() {
-            self.done = true;
-            self.data = Vec::new();
-            self.control = Vec::new();
+            self.stop();
             *input = &[];
         }
         result
+    }
+
+    /// The peer broke a rule: stop for good and free what was buffered
+    /// (§7.1.7).
+    fn stop(&mut self) {
+        self.done = true;
+        self.data = Vec::new();
+        self.control = Vec::new();
     }
 
     /// Like [`Decoder::decode`], but a whole frame that is a whole message
@@ -254,9 +260,7 @@ impl Decoder {
             return match std::str::from_utf8(payload) {
                 Ok(text) => Ok((end, Some(Decoded::Text(text)))),
                 Err(_) => {
-                    // As decode would: the decoder stops for good.
-                    self.done = true;
-                    self.control = Vec::new();
+                    self.stop();
                     Err(ProtocolError::InvalidUtf8)
                 }
             };
