@@ -105,6 +105,9 @@ struct Conversation {
     messages: Vec<Arc<str>>,
     /// Messages before those, no longer in memory (in the log only).
     earlier: usize,
+    /// Its place in the order of resolution, once resolved (the key in
+    /// `Desk::resolved`).
+    resolved_at: Option<u64>,
     /// When it was opened, epoch ms.
     opened: u64,
     /// When it last entered the queue, epoch ms.
@@ -167,8 +170,11 @@ pub struct Desk {
     sessions: HashMap<String, Session>,
     conversations: BTreeMap<u64, Conversation>,
     queue: VecDeque<u64>,
-    /// Resolved conversations in memory, resolved longest ago first.
-    resolved: VecDeque<u64>,
+    /// Resolved conversations in memory by the order they were resolved
+    /// in (see `mark_resolved`), resolved longest ago first.
+    resolved: BTreeMap<u64, u64>,
+    /// The last number `mark_resolved` gave out.
+    resolved_seq: u64,
     agents: BTreeMap<String, Agent>,
     /// Queue or agent list changed: tell the agents and waiting visitors.
     dirty: bool,
@@ -198,7 +204,8 @@ impl Desk {
             sessions: HashMap::new(),
             conversations: BTreeMap::new(),
             queue: VecDeque::new(),
-            resolved: VecDeque::new(),
+            resolved: BTreeMap::new(),
+            resolved_seq: 0,
             agents: BTreeMap::new(),
             dirty: false,
             told: HashMap::new(),
@@ -259,13 +266,9 @@ impl Desk {
                     self.queue.push_front(cid);
                 }
             }
-            "desk_resolved" => {
-                if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.state = State::Resolved;
-                    self.queue.retain(|&c| c != cid);
-                    self.resolved.push_back(cid);
-                    self.forget_old_resolved();
-                }
+            "desk_resolved" if self.conversations.contains_key(&cid) => {
+                self.queue.retain(|&c| c != cid);
+                self.mark_resolved(cid);
             }
             "desk_rated" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
@@ -341,12 +344,20 @@ impl Desk {
         theirs.len()
     }
 
-    /// Forget the resolved conversations past `keep_resolved`, those
-    /// resolved longest ago first: their records stay in the log, and a
-    /// visitor who had nothing else and is not connected is forgotten too.
-    fn forget_old_resolved(&mut self) {
+    /// Conversation `cid` is resolved: note when, and forget the resolved
+    /// conversations past `keep_resolved`, those resolved longest ago first.
+    /// Their records stay in the log; a visitor who had nothing else and is
+    /// not connected is forgotten too.
+    fn mark_resolved(&mut self, cid: u64) {
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.state = State::Resolved;
+        self.resolved_seq += 1;
+        conv.resolved_at = Some(self.resolved_seq);
+        self.resolved.insert(self.resolved_seq, cid);
         while self.resolved.len() > self.config.keep_resolved {
-            let Some(cid) = self.resolved.pop_front() else {
+            let Some((_, cid)) = self.resolved.pop_first() else {
                 return;
             };
             let Some(conv) = self.conversations.remove(&cid) else {
@@ -369,9 +380,13 @@ impl Desk {
     fn open_conversation(&mut self, cid: u64, session: String, visitor: String, time: u64) {
         let s = self.sessions.entry(session.clone()).or_default();
         s.name = visitor.clone();
-        if let Some(old) = s.conversation.replace(cid) {
-            self.conversations.remove(&old);
-            self.resolved.retain(|&c| c != old);
+        if let Some(old) = s.conversation.replace(cid)
+            && let Some(Conversation {
+                resolved_at: Some(seq),
+                ..
+            }) = self.conversations.remove(&old)
+        {
+            self.resolved.remove(&seq);
         }
         self.conversations.insert(
             cid,
@@ -382,6 +397,7 @@ impl Desk {
                 state: State::Queued,
                 messages: Vec::new(),
                 earlier: 0,
+                resolved_at: None,
                 opened: time,
                 queued_at: time,
                 rating: None,
@@ -935,17 +951,13 @@ impl Desk {
             "resolve" => {
                 let id = self.take_id();
                 self.record(&json!({"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()}));
-                if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.state = State::Resolved;
-                }
+                self.mark_resolved(cid);
                 let msg = json!({"type": "resolved", "conversation": cid}).to_string();
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
                 self.dirty = true;
-                self.resolved.push_back(cid);
-                self.forget_old_resolved();
             }
             _ => self.transfer(ctx, conn, &name, cid, &body),
         }
