@@ -289,11 +289,14 @@ impl Drop for OpenGuard {
 /// when it is not counted), or `Err` with the limit when it is reached.
 fn count_address(stream: &TcpStream, shared: &Shared) -> Result<Option<IpAddr>, usize> {
     let limit = shared.config.max_connections_per_ip;
+    if limit == 0 {
+        return Ok(None);
+    }
     let Ok(peer) = stream.peer_addr() else {
         return Ok(None);
     };
     let ip = peer.ip();
-    if limit == 0 || shared.config.trusted_proxies.contains(&ip) {
+    if shared.config.trusted_proxies.contains(&ip) {
         return Ok(None);
     }
     let mut per_ip = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
