@@ -90,6 +90,38 @@ pub fn trim_stack() {
 #[cfg(not(target_os = "linux"))]
 pub fn trim_stack() {}
 
+/// Put the calling thread under Linux's `SCHED_BATCH` policy: the same
+/// fair share of the CPU as any thread, but waking it (data arrived on its
+/// socket) does not preempt the thread that is running; it runs when that
+/// one blocks or its time slice ends. Unprivileged, like `nice`. Returns
+/// whether the policy was set.
+///
+/// Connection threads spend their life blocked in `read` and run for a few
+/// microseconds per message. Under load, wake-up preemption turned most of
+/// those wake-ups into two context switches (the running thread pushed off
+/// the CPU mid-work, then switched back) and a reschedule interrupt: with
+/// `SCHED_BATCH` each message costs one switch, from a thread that is done
+/// to the next. See docs/performance.md ("echo") for the measurement.
+///
+/// ```
+/// // Any thread may ask; a thread may always lower its own priority.
+/// let set = std::thread::spawn(wschat::util::batch_scheduling).join().unwrap();
+/// assert_eq!(set, cfg!(target_os = "linux"));
+/// ```
+#[cfg(target_os = "linux")]
+pub fn batch_scheduling() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that outlives the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0 }
+}
+
+/// Elsewhere there is no such policy: nothing is changed.
+#[cfg(not(target_os = "linux"))]
+pub fn batch_scheduling() -> bool {
+    false
+}
+
 /// Start a detached thread with a stack of `stack_size` bytes that runs
 /// `run(data)`. If no thread can be started, `data` comes back with the
 /// error, so that the caller can still answer (a server sends 503 on the

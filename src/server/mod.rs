@@ -347,6 +347,9 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>) {
     }
     let started =
         crate::util::spawn_detached(CONNECTION_STACK_SIZE, (stream, guard), |(stream, guard)| {
+            if guard.0.config.batch_threads {
+                crate::util::batch_scheduling();
+            }
             http::handle_connection(stream, &guard.0)
         });
     if let Err((e, (stream, _guard))) = started {
