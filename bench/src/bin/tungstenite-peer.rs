@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -34,7 +35,7 @@ const STACK_SIZE: usize = 128 * 1024;
 const MAX_BACKLOG: usize = 1 << 20;
 
 enum Event {
-    Join(u64, TcpStream),
+    Join(u64, Arc<TcpStream>),
     Leave(u64),
     /// A text to send to everyone on `/`.
     Broadcast(Bytes),
@@ -53,10 +54,18 @@ fn main() -> io::Result<()> {
         .name("broadcaster".into())
         .spawn(move || broadcaster(rx))?;
     let mut next_id = 0u64;
+    let mut accept_failed = false;
     for stream in listener.incoming() {
-        let Ok(stream) = stream else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                if !accept_failed {
+                    eprintln!("tungstenite-peer: accept: {e} (said once)");
+                    accept_failed = true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
         };
         next_id += 1;
         let id = next_id;
@@ -89,22 +98,24 @@ fn encode(opcode: OpCode, payload: Bytes) -> Vec<u8> {
 /// The connection thread's side of a socket: reads come from the socket;
 /// writes go to the socket until the client joins `/`, then to the
 /// broadcaster (tungstenite's automatic pongs and close replies), so that a
-/// single thread writes to each joined socket.
+/// single thread writes to each joined socket. The socket is shared with
+/// the broadcaster through an `Arc` rather than a `dup`ed descriptor, so a
+/// connection costs one file descriptor, as in wschat.
 struct Conn {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     route: Option<(u64, Sender<Event>)>,
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        (&*self.stream).read(buf)
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.route {
-            None => self.stream.write(buf),
+            None => (&*self.stream).write(buf),
             Some((id, tx)) => {
                 tx.send(Event::Control(*id, buf.into()))
                     .map_err(|_| io::Error::from(ErrorKind::BrokenPipe))?;
@@ -114,7 +125,7 @@ impl Write for Conn {
     }
     fn flush(&mut self) -> io::Result<()> {
         match self.route {
-            None => self.stream.flush(),
+            None => (&*self.stream).flush(),
             Some(_) => Ok(()),
         }
     }
@@ -130,7 +141,7 @@ fn connection(id: u64, stream: TcpStream, tx: Sender<Event>) {
         Ok(resp)
     };
     let conn = Conn {
-        stream,
+        stream: Arc::new(stream),
         route: None,
     };
     let Ok(mut ws) = tungstenite::accept_hdr_with_config(conn, callback, Some(config())) else {
@@ -151,9 +162,7 @@ fn connection(id: u64, stream: TcpStream, tx: Sender<Event>) {
         return;
     }
     // `/`: from here on the broadcaster writes; this thread only reads.
-    let Ok(writer) = ws.get_ref().stream.try_clone() else {
-        return;
-    };
+    let writer = Arc::clone(&ws.get_ref().stream);
     if tx.send(Event::Join(id, writer)).is_err() {
         return;
     }
@@ -173,7 +182,7 @@ fn connection(id: u64, stream: TcpStream, tx: Sender<Event>) {
 }
 
 struct Client {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     backlog: Vec<u8>,
 }
 
@@ -187,7 +196,7 @@ impl Client {
             self.backlog.extend_from_slice(bytes);
             return self.backlog.len() <= MAX_BACKLOG;
         }
-        match write_some(&mut self.stream, bytes) {
+        match write_some(&self.stream, bytes) {
             Ok(n) => {
                 self.backlog.extend_from_slice(&bytes[n..]);
                 true
@@ -201,7 +210,7 @@ impl Client {
         if self.backlog.is_empty() {
             return true;
         }
-        match write_some(&mut self.stream, &self.backlog) {
+        match write_some(&self.stream, &self.backlog) {
             Ok(n) => {
                 self.backlog.drain(..n);
                 if self.backlog.capacity() > 64 * 1024 && self.backlog.is_empty() {
@@ -216,8 +225,8 @@ impl Client {
 
 /// Write as much as the kernel takes now. The socket itself stays blocking
 /// (the connection thread reads it with blocking reads, and the flag is
-/// shared by every clone of the descriptor): each send is non-blocking.
-fn write_some(stream: &mut TcpStream, mut bytes: &[u8]) -> io::Result<usize> {
+/// shared with the connection thread): each send is non-blocking.
+fn write_some(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<usize> {
     let total = bytes.len();
     let fd = stream.as_raw_fd();
     while !bytes.is_empty() {
