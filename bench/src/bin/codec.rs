@@ -4,7 +4,8 @@
 //! Rows: decode+unmask of masked client binary frames (the server's receive
 //! path), encode of unmasked server frames (the server's send path), memcpy.
 //! Columns: payload sizes. Each cell runs for about `--cell-ms` (default 500)
-//! after a calibration, and reports payload bytes per second in GB/s (10^9).
+//! after a calibration, in five rounds, and reports the median round's
+//! payload bytes per second in GB/s (10^9).
 //!
 //! Both decoders are fed the way a socket feeds them: the "socket" bytes are
 //! copied into the codec's read buffer in reads of at most 128 KiB (for
@@ -114,9 +115,15 @@ fn size_name(size: usize) -> String {
     }
 }
 
+/// Timed rounds per cell; the cell reports their median.
+const ROUNDS: usize = 5;
+
 /// Run `pass` (which handles `bytes_per_pass` payload bytes) for about
 /// `cell`, after doubling the pass count until a batch takes 50 ms; returns
-/// payload bytes per second.
+/// payload bytes per second: the median of [`ROUNDS`] rounds of `cell /
+/// ROUNDS` each, so that a round disturbed by the rest of the machine (a
+/// virtual machine's neighbours, an interrupt storm) does not decide the
+/// figure.
 fn measure(cell: Duration, bytes_per_pass: usize, mut pass: impl FnMut()) -> f64 {
     let mut n: u64 = 1;
     let per_pass = loop {
@@ -130,13 +137,18 @@ fn measure(cell: Duration, bytes_per_pass: usize, mut pass: impl FnMut()) -> f64
         }
         n *= 2;
     };
-    let n = ((cell.as_secs_f64() / per_pass).ceil() as u64).max(1);
-    let start = Instant::now();
-    for _ in 0..n {
-        pass();
-    }
-    let took = start.elapsed().as_secs_f64();
-    (n as f64 * bytes_per_pass as f64) / took
+    let n = ((cell.as_secs_f64() / ROUNDS as f64 / per_pass).ceil() as u64).max(1);
+    let mut rates: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..n {
+                pass();
+            }
+            (n as f64 * bytes_per_pass as f64) / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[ROUNDS / 2]
 }
 
 fn payload(size: usize) -> Vec<u8> {
