@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark wschat beside its peers. One command on a fresh machine:
 #
-#     bash bench/run.sh                      # everything (about 7 minutes)
+#     bash bench/run.sh                      # everything (about 15 minutes)
 #     BENCH_QUICK=1 bash bench/run.sh        # short runs, 1,000 idle connections
 #     BENCH_TARGETS="wschat tungstenite" BENCH_SCENARIOS="echo idle" bash bench/run.sh
 #
@@ -33,6 +33,10 @@
 #   BENCH_IDLE_CONCURRENCY  handshakes in flight while opening them [64]
 #   BENCH_IDLE_PATH    path the idle connections open [/echo]
 #   BENCH_CODEC_CELL_MS  time per codec cell in ms [500; quick 150]
+#   BENCH_ROUNDS       rounds of echo, broadcast and broadcast-light [3; quick 1]:
+#                      the targets take turns round by round, and the table
+#                      gives each target's per-column median (lost: the worst
+#                      round), followed by every round's row
 #   BENCH_PORT         first port; each server start takes the next one [23400]
 #   BENCH_PIN          1: pin with taskset; 0: don't [1]
 #   BENCH_SERVER_CPU / BENCH_GEN_CPU  CPUs for the server and the generator [0 / 1]
@@ -46,9 +50,9 @@ PEERS="$BENCH_DIR/peers"
 
 QUICK=${BENCH_QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-    q_dur=3 q_idle=1000 q_10k=2000 q_cell=150
+    q_dur=3 q_idle=1000 q_10k=2000 q_cell=150 q_rounds=1
 else
-    q_dur=10 q_idle=5000 q_10k=10000 q_cell=500
+    q_dur=10 q_idle=5000 q_10k=10000 q_cell=500 q_rounds=3
 fi
 TARGETS=${BENCH_TARGETS:-wschat tungstenite uws ws nodejs-websocket}
 SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle}
@@ -69,6 +73,8 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-$q_idle}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 IDLE_PATH=${BENCH_IDLE_PATH:-/echo}
 CODEC_CELL_MS=${BENCH_CODEC_CELL_MS:-$q_cell}
+ROUNDS=${BENCH_ROUNDS:-$q_rounds}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive number"
 PORT=${BENCH_PORT:-23400}
 PIN=${BENCH_PIN:-1}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -252,7 +258,7 @@ run_one() { # scenario target
     local wschat_flags=()
     [[ $scenario == broadcast-10k ]] && wschat_flags=(--max-connections "$TENK_MAX_CONNS")
     if ! start_server "$target" "$port" "${wschat_flags[@]}"; then
-        emit "| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
+        ROW="| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
         stop_server
         return
     fi
@@ -277,13 +283,13 @@ run_one() { # scenario target
     [[ $scenario == broadcast-10k ]] && limit=$((limit + 60))
     # Bounded in time whatever happens.
     if row=$(timeout --kill-after=5 "$limit" "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
-        emit "$row"
+        ROW=$row
     else
         local why
         why=$(grep -v '^\s*$' "$err" | tail -1 | sed 's/^error: //' | cut -c1-200)
         [[ -n $why ]] || why="the generator failed or timed out"
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then why="$why; the server died: $(tail -1 "$SERVER_TMP/server.log" | cut -c1-120)"; fi
-        emit "| $target | n/a (error: ${why//|/\\|}) |"
+        ROW="| $target | n/a (error: ${why//|/\\|}) |"
     fi
     stop_server
 }
@@ -336,11 +342,44 @@ for scenario in $SCENARIOS; do
         emit ""
         continue
     fi
-    emit "$("$WSLOAD" header "$scenario")"
-    for target in $TARGETS; do
-        log "==> $scenario: $target"
-        run_one "$scenario" "$target"
+    header=$("$WSLOAD" header "$scenario")
+    emit "$header"
+    rounds=1 max_col=()
+    case $scenario in
+        echo) rounds=$ROUNDS ;;
+        broadcast | broadcast-light) rounds=$ROUNDS max_col=(--max-col 6) ;;
+    esac
+    # Round by round, every target in turn: a slow spell of the machine
+    # falls on all of them, not on one.
+    declare -A rows=()
+    all_rows=()
+    for ((round = 1; round <= rounds; round++)); do
+        for target in $TARGETS; do
+            if ((rounds > 1)); then
+                log "==> $scenario: $target (round $round of $rounds)"
+            else
+                log "==> $scenario: $target"
+            fi
+            run_one "$scenario" "$target"
+            rows[$target]+="$ROW"$'\n'
+            all_rows+=("${ROW/| $target |/| $target ($round) |}")
+        done
     done
+    for target in $TARGETS; do
+        if ((rounds > 1)); then
+            emit "$(printf '%s' "${rows[$target]}" | "$WSLOAD" median "${max_col[@]}")"
+        else
+            emit "${rows[$target]%$'\n'}"
+        fi
+    done
+    unset rows
+    if ((rounds > 1)); then
+        emit ""
+        emit "Each row above: the median of $rounds rounds, column by column (lost: the worst round). The rounds:"
+        emit ""
+        emit "$header"
+        for row in "${all_rows[@]}"; do emit "$row"; done
+    fi
     emit ""
     for note in "${NOTES[@]}"; do emit "Note: $note"; done
     ((${#NOTES[@]} == 0)) || emit ""

@@ -10,6 +10,7 @@
 //! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
 //!                  [--path /echo] [--hold 1]
 //! wsload wait-port --port P [--timeout 10]
+//! wsload median [--max-col N]            rows of one target's rounds on stdin → one row
 //! ```
 //!
 //! `--pid` names the server process: its CPU time (utime+stime from
@@ -62,6 +63,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if command == "median" {
+        let max_col = opts.max_col;
+        let rows: Vec<String> = std::io::stdin()
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        return match median_row(&rows, max_col) {
+            Some(row) => {
+                println!("{row}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no rows on stdin");
+                ExitCode::from(2)
+            }
+        };
+    }
     if command == "header" {
         let scenario = args.get(1).map(String::as_str).unwrap_or("");
         return match header(scenario) {
@@ -141,6 +161,8 @@ struct Opts {
     hold: Duration,
     timeout: Duration,
     report_memory: bool,
+    /// `median`: the column (0 = target) whose worst cell is kept.
+    max_col: Option<usize>,
 }
 
 impl Opts {
@@ -161,6 +183,7 @@ impl Opts {
             hold: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             report_memory: false,
+            max_col: None,
         };
         let mut i = 0;
         while i < args.len() {
@@ -200,6 +223,7 @@ impl Opts {
                 "--hold" => o.hold = Duration::from_secs_f64(num(v)?),
                 "--timeout" => o.timeout = Duration::from_secs_f64(num(v)?),
                 "--report-memory" => o.report_memory = num(v)? != 0.0,
+                "--max-col" => o.max_col = Some(num(v)? as usize),
                 other => return Err(format!("unknown flag {other}")),
             }
             i += 2;
@@ -288,6 +312,76 @@ impl Window {
         };
         (wall, server, (self_cpu() - self.self_cpu) / wall)
     }
+}
+
+// ---------------------------------------------------------------- median
+
+/// The cells of a markdown table row, trimmed.
+fn cells(row: &str) -> Vec<&str> {
+    let inner = row.trim().trim_start_matches('|').trim_end_matches('|');
+    inner.split('|').map(str::trim).collect()
+}
+
+/// The number a cell starts with (`98%` is 98, `0 (3 receivers dropped)`
+/// is 0), if any.
+fn leading_number(cell: &str) -> Option<f64> {
+    let end = cell
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(cell.len());
+    cell[..end].parse().ok()
+}
+
+/// One row from the rows of several rounds of one target: each numeric
+/// column is the median of the rounds (printed with the first round's
+/// decimals, `%` kept), column `max_col` (the lost messages) is the worst
+/// round's cell, and any other column is the first round's. If a round
+/// failed (an `n/a` row, whose cells do not line up), its row is the
+/// answer: a failure is never hidden by a median.
+fn median_row(rows: &[&str], max_col: Option<usize>) -> Option<String> {
+    let table: Vec<Vec<&str>> = rows.iter().map(|r| cells(r)).collect();
+    let width = table.first()?.len();
+    if let Some(bad) = table.iter().position(|c| c.len() != width) {
+        return Some(rows[bad].to_string());
+    }
+    let mut out = Vec::with_capacity(width);
+    for col in 0..width {
+        let column: Vec<&str> = table.iter().map(|c| c[col]).collect();
+        if col == 0 {
+            out.push(column[0].to_string());
+            continue;
+        }
+        if Some(col) == max_col {
+            let worst = column
+                .iter()
+                .max_by(|a, b| {
+                    let (a, b) = (leading_number(a), leading_number(b));
+                    a.unwrap_or(f64::MAX).total_cmp(&b.unwrap_or(f64::MAX))
+                })
+                .expect("one row at least");
+            out.push(worst.to_string());
+            continue;
+        }
+        let numbers: Option<Vec<f64>> = column
+            .iter()
+            .map(|c| c.strip_suffix('%').unwrap_or(c).parse::<f64>().ok())
+            .collect();
+        match numbers {
+            Some(mut numbers) => {
+                numbers.sort_by(f64::total_cmp);
+                let median = numbers[(numbers.len() - 1) / 2];
+                let first = column[0];
+                let decimals = first
+                    .strip_suffix('%')
+                    .unwrap_or(first)
+                    .split_once('.')
+                    .map_or(0, |(_, d)| d.len());
+                let percent = if first.ends_with('%') { "%" } else { "" };
+                out.push(format!("{median:.decimals$}{percent}"));
+            }
+            None => out.push(column[0].to_string()),
+        }
+    }
+    Some(format!("| {} |", out.join(" | ")))
 }
 
 // ---------------------------------------------------------------- helpers
@@ -1232,6 +1326,26 @@ mod tests {
         assert_eq!(frame.payload, 4..304);
         assert_eq!(frame.len, 304);
         assert!(parse_frame(&[0x81, 0x81, 1, 2, 3, 4, 5]).is_err()); // masked
+    }
+
+    #[test]
+    fn the_median_row_takes_medians_the_worst_loss_and_any_failure() {
+        let rows = [
+            "| wschat | 500 | 250000 | 249900 | 1.500 | 5.1 | 0 | 3.25 | 91% |",
+            "| wschat | 500 | 250000 | 249950 | 1.200 | 4.0 | 2 (1 receivers dropped) | 3.10 | 88% |",
+            "| wschat | 500 | 250000 | 249800 | 1.700 | 4.5 | 0 | 3.40 | 95% |",
+        ];
+        assert_eq!(
+            median_row(&rows, Some(6)).unwrap(),
+            "| wschat | 500 | 250000 | 249900 | 1.500 | 4.5 | 2 (1 receivers dropped) | 3.25 | 91% |"
+        );
+        let failed = "| wschat | n/a (error: boom) |";
+        assert_eq!(
+            median_row(&[rows[0], failed, rows[2]], Some(6)).unwrap(),
+            failed
+        );
+        assert_eq!(median_row(&[rows[1]], None).unwrap(), rows[1]);
+        assert!(median_row(&[], None).is_none());
     }
 
     #[test]
