@@ -5,10 +5,103 @@
 //! environment (`WSCHAT_` and the flag's name in capitals, `-` as `_`), and
 //! the command line.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::ws::handshake::DEFAULT_MAX_HEADER_BYTES;
 use crate::ws::message::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
+
+/// A range of client addresses: an address and how many of its leading
+/// bits must match (`10.0.0.0/8`; a bare address is all of its bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    /// The first address of the range.
+    pub addr: IpAddr,
+    /// Leading bits that must match (at most 32 for IPv4, 128 for IPv6).
+    pub prefix: u8,
+}
+
+impl IpRange {
+    /// `127.0.0.0/8` and `::1`: this machine.
+    pub const LOOPBACK: [IpRange; 2] = [
+        IpRange {
+            addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)),
+            prefix: 8,
+        },
+        IpRange {
+            addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ];
+    /// Every address, IPv4 and IPv6.
+    pub const ANY: [IpRange; 2] = [
+        IpRange {
+            addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            prefix: 0,
+        },
+        IpRange {
+            addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            prefix: 0,
+        },
+    ];
+
+    /// Parse `ADDR` or `ADDR/BITS`.
+    ///
+    /// ```
+    /// use wschat::config::IpRange;
+    /// let lan = IpRange::parse("10.1.0.0/16").unwrap();
+    /// assert!(lan.contains("10.1.200.3".parse().unwrap()));
+    /// assert!(!lan.contains("10.2.0.1".parse().unwrap()));
+    /// // An IPv4 client seen through an IPv6 socket still matches.
+    /// assert!(lan.contains("::ffff:10.1.0.9".parse().unwrap()));
+    /// assert!(IpRange::parse("10.0.0.0/33").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or ADDRESS/BITS range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(bits) => bits
+                .parse::<u8>()
+                .ok()
+                .filter(|&b| b <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix must be 0 to {max} bits"))?,
+        };
+        Ok(IpRange { addr, prefix })
+    }
+
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
 
 /// Default address to listen on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -121,6 +214,9 @@ pub struct Config {
     /// Run connection threads under `SCHED_BATCH` (Linux): no wake-up
     /// preemption, fewer context switches per message.
     pub batch_threads: bool,
+    /// Client addresses that may read `/metrics` (others get 403); with
+    /// `--trust-proxy`, the address the proxy reports.
+    pub metrics_from: Vec<IpRange>,
 }
 
 impl Default for Config {
@@ -158,6 +254,7 @@ impl Default for Config {
             desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
             batch_threads: true,
+            metrics_from: IpRange::LOOPBACK.to_vec(),
         }
     }
 }
@@ -575,6 +672,34 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "metrics-from",
+        value: Some("RANGES"),
+        help: "who may read /metrics: addresses or ADDR/BITS, loopback, any, none (comma list)",
+        apply: |c, v| {
+            let mut ranges = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match item {
+                    "loopback" => ranges.extend(IpRange::LOOPBACK),
+                    "any" => ranges.extend(IpRange::ANY),
+                    "none" => {}
+                    _ => ranges.push(IpRange::parse(item)?),
+                }
+            }
+            c.metrics_from = ranges;
+            Ok(())
+        },
+        show: |c| {
+            if c.metrics_from.is_empty() {
+                return "none".to_string();
+            }
+            c.metrics_from
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    },
+    Flag {
         name: "data-dir",
         value: Some("DIR"),
         help: "where the message log is kept",
@@ -895,6 +1020,25 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_from_takes_ranges_and_words() {
+        let parse = |v: &str| {
+            let args = [format!("--metrics-from={v}")];
+            parse_args(&args, |_| None).map(|c| c.metrics_from)
+        };
+        assert_eq!(Config::default().metrics_from, IpRange::LOOPBACK.to_vec());
+        assert_eq!(parse("any").unwrap(), IpRange::ANY.to_vec());
+        assert!(parse("none").unwrap().is_empty());
+        let mixed = parse("loopback, 10.0.0.0/8,2001:db8::/32").unwrap();
+        assert_eq!(mixed.len(), 4);
+        let allowed = |ip: &str| mixed.iter().any(|r| r.contains(ip.parse().unwrap()));
+        assert!(allowed("127.0.0.1") && allowed("::1") && allowed("10.9.8.7"));
+        assert!(allowed("2001:db8:1::5") && !allowed("2001:db9::1"));
+        assert!(!allowed("192.168.1.1") && !allowed("11.0.0.1"));
+        assert!(parse("10.0.0.0/40").is_err());
+        assert!(parse("example.com").is_err());
+    }
 
     #[test]
     fn env_then_args_with_precedence() {

@@ -1138,6 +1138,49 @@ fn scrape(server: &ServerHandle) -> BTreeMap<String, f64> {
     parse_metrics(&reply.body_text())
 }
 
+/// The status of `GET path` on `server`, with `extra` header lines.
+fn get_status(server: &ServerHandle, path: &str, extra: &str) -> (u16, String) {
+    let reply = common::http_exchange(
+        server.addr(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{extra}\r\n",
+            server.addr()
+        )
+        .as_bytes(),
+    );
+    (reply.status, reply.body_text())
+}
+
+#[test]
+fn metrics_are_served_only_to_metrics_from_addresses() {
+    // The default: this machine only (the tests connect from 127.0.0.1).
+    let local = start(common::config());
+    assert_eq!(get_status(&local, "/metrics", "").0, 200);
+
+    let elsewhere = start(Config {
+        metrics_from: vec![wschat::config::IpRange::parse("10.0.0.0/8").unwrap()],
+        ..common::config()
+    });
+    let (status, body) = get_status(&elsewhere, "/metrics", "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("--metrics-from"), "{body}");
+    assert_eq!(
+        get_status(&elsewhere, "/healthz", "").0,
+        200,
+        "/healthz stays open"
+    );
+
+    // Behind a trusted proxy the address it reports is the one that counts.
+    let proxied = start(Config {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..common::config()
+    });
+    let outside = "X-Forwarded-For: 203.0.113.9\r\n";
+    assert_eq!(get_status(&proxied, "/metrics", outside).0, 403);
+    let inside = "X-Forwarded-For: 127.0.0.1\r\n";
+    assert_eq!(get_status(&proxied, "/metrics", inside).0, 200);
+}
+
 #[test]
 fn metrics_move_during_a_chat() {
     let server = start(unlimited());

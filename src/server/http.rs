@@ -35,7 +35,8 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
     let metrics = &shared.metrics;
     if !request.is_upgrade() {
         log::debug!("{peer}: {} {}", request.method, request.target);
-        let (status, response) = plain_response(&request, shared);
+        let client_ip = client_ip(&peer);
+        let (status, response) = plain_response(&request, shared, client_ip);
         metrics.count_response(status);
         respond(&mut stream, &response);
         return;
@@ -246,8 +247,19 @@ fn read_request(
     }
 }
 
+/// The IP address in what [`client_addr`] returned (`addr` or
+/// `addr:port`), if it holds one.
+fn client_ip(peer: &str) -> Option<IpAddr> {
+    peer.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| peer.parse::<IpAddr>())
+        .ok()
+}
+
 /// The answer to a request that is not an upgrade, and its status.
-fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
+/// `client` is the client's address (through a trusted proxy, the one the
+/// proxy reports): `/metrics` is only for `--metrics-from`.
+fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) -> (u16, Vec<u8>) {
     if request.method != "GET" && request.method != "HEAD" {
         let body = format!("{} is not allowed here\n", request.method);
         return (
@@ -268,6 +280,16 @@ fn plain_response(request: &Request, shared: &Shared) -> (u16, Vec<u8>) {
         "/agent" => (200, "text/html; charset=utf-8", AGENT_PAGE.as_bytes()),
         "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
         "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
+        "/metrics"
+            if !client
+                .is_some_and(|ip| shared.config.metrics_from.iter().any(|r| r.contains(ip))) =>
+        {
+            (
+                403,
+                "text/plain; charset=utf-8",
+                b"/metrics is not served to your address (see --metrics-from)\n".as_slice(),
+            )
+        }
         "/metrics" => {
             metrics = shared.metrics.render();
             (
