@@ -462,3 +462,23 @@ fn the_client_reports_the_servers_reason_for_a_refusal() {
     assert!(text.contains("404"), "{text}");
     assert!(text.contains("/no-such-endpoint"), "{text}");
 }
+
+#[test]
+fn a_handshake_that_completes_while_the_server_stops_is_answered_503() {
+    let server = start_default();
+    let addr = server.addr();
+    let mut stream = tcp(addr);
+    let bytes = upgrade_request(addr, "/");
+    let (head, rest) = bytes.split_at(16);
+    stream.write_all(head).unwrap();
+    // The listener has taken the connection: its thread waits for the rest
+    // of the request.
+    common::eventually(Duration::from_secs(5), "the connection accepted", || {
+        server.open_connections() == 1
+    });
+    server.stop();
+    stream.write_all(rest).unwrap();
+    let reply = read_http_reply(&mut stream);
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert!(reply.body_text().contains("shutting down"), "{reply:?}");
+}

@@ -64,6 +64,13 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
             return;
         }
     };
+    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        // A handshake that completes once stop() has begun: no 101 for a
+        // connection the hub would only close again.
+        let rejection = Rejection::new(503, "the server is shutting down".to_string());
+        refuse(&mut stream, &peer, &rejection, metrics);
+        return;
+    }
     if stream.write_all(&accept.response()).is_err() {
         return;
     }

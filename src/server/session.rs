@@ -210,8 +210,16 @@ pub fn run(
         addr,
         peer: peer.clone(),
     };
-    if shared.hub.send(Event::Opened(id, info)).is_err() {
-        return None;
+    let opened = shared.hub.send(Event::Opened(id, info)).is_ok();
+    if !opened || shared.stopping.load(Ordering::SeqCst) {
+        // The server began to stop while this handshake was finishing: the
+        // hub may have said its 1001 to everyone before this connection
+        // reached it, or be gone. Say it here (a second Close is not sent:
+        // Peer::close is a no-op once one was).
+        peer.close(CloseCode::GOING_AWAY, "server shutting down");
+        if !opened {
+            return Some(CloseCode::GOING_AWAY);
+        }
     }
     shared
         .metrics
