@@ -281,9 +281,7 @@ impl Decoder {
         let (header, header_len) = FrameHeader::parse(input)?;
         let whole = header.fin
             && matches!(header.opcode, OpCode::Text | OpCode::Binary)
-            && header.check(self.role).is_ok()
-            && header.payload_len <= self.limits.max_frame_size as u64
-            && header.payload_len <= self.limits.max_message_size as u64
+            && self.check_frame(&header).is_ok()
             && header.payload_len <= (input.len() - header_len) as u64;
         whole.then(|| (header, header_len, header_len + header.payload_len as usize))
     }
@@ -349,12 +347,11 @@ impl Decoder {
         }
     }
 
-    /// Apply the rules to a new header and set up for its payload.
-    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
-        if let Err(e) = header.check(self.role) {
-            log::trace!(target: "wschat::ws", "frame in: {} rejected: {e}", crate::dissect::one_line(&header, None));
-            return Err(e);
-        }
+    /// The rules a new frame's header must keep, given the message in
+    /// progress (§5.2, §5.4, §5.5, and the size limits). Both decoding paths
+    /// ask this one function.
+    fn check_frame(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        header.check(self.role)?;
         let len = header.payload_len;
         if len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
@@ -369,18 +366,9 @@ impl Decoder {
             OpCode::Text | OpCode::Binary if self.message.is_some() => {
                 return Err(ProtocolError::ExpectedContinuation);
             }
-            OpCode::Text | OpCode::Binary => {
-                self.message = Some(header.opcode);
-                self.utf8.reset();
-            }
             _ => {}
         }
-        if header.opcode.is_control() {
-            // At most 125 bytes (checked above): reserve exactly that, so
-            // a control frame read in pieces never over-allocates.
-            self.control.clear();
-            self.control.reserve_exact(len as usize);
-        } else {
+        if !header.opcode.is_control() {
             let total = self.data.len() as u64 + len;
             if total > self.limits.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooBig {
@@ -388,6 +376,26 @@ impl Decoder {
                     limit: self.limits.max_message_size,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Apply the rules to a new header and set up for its payload.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
+        if let Err(e) = self.check_frame(&header) {
+            log::trace!(target: "wschat::ws", "frame in: {} rejected: {e}", crate::dissect::one_line(&header, None));
+            return Err(e);
+        }
+        let len = header.payload_len;
+        if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            self.message = Some(header.opcode);
+            self.utf8.reset();
+        }
+        if header.opcode.is_control() {
+            // At most 125 bytes (checked above): reserve exactly that, so
+            // a control frame read in pieces never over-allocates.
+            self.control.clear();
+            self.control.reserve_exact(len as usize);
         }
         self.frame = Some(InFrame {
             header,
