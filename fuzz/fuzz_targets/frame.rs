@@ -83,7 +83,10 @@ fuzz_target!(|data: &[u8]| {
         let in_place = run_in_place(role, limits, stream, &mut std::iter::once(stream.len()));
         assert_eq!(whole, in_place, "{role:?}: decode_in_place disagrees");
         let in_place = run_in_place(role, limits, stream, &mut sizes.iter().copied().cycle());
-        assert_eq!(whole, in_place, "{role:?}: decode_in_place in chunks {sizes:?} disagrees");
+        assert_eq!(
+            whole, in_place,
+            "{role:?}: decode_in_place in chunks {sizes:?} disagrees"
+        );
     }
 
     check_frame_parse(stream);
@@ -101,17 +104,29 @@ fn run(
     let mut decoder = Decoder::new(role, limits);
     let mut out = Vec::new();
     let mut stopped = false;
-    let mut rest = stream;
-    loop {
-        let size = chunks.next().expect("endless chunk sizes").min(rest.len());
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in pieces(stream, chunks) {
         feed(&mut decoder, limits, chunk, &mut out, &mut stopped);
-        if rest.is_empty() {
-            break;
-        }
     }
     out
+}
+
+/// `stream` cut into pieces whose sizes come from `sizes` (the last one
+/// may be shorter); an empty stream is one empty piece.
+fn pieces<'a>(
+    mut rest: &'a [u8],
+    sizes: &'a mut dyn Iterator<Item = usize>,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut first = true;
+    std::iter::from_fn(move || {
+        if rest.is_empty() && !first {
+            return None;
+        }
+        first = false;
+        let size = sizes.next().expect("endless chunk sizes").min(rest.len());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// As [`run`], through `decode_in_place` on a mutable copy of each chunk.
@@ -123,17 +138,16 @@ fn run_in_place(
 ) -> Vec<Outcome> {
     let mut decoder = Decoder::new(role, limits);
     let mut out = Vec::new();
-    let mut rest = stream;
-    loop {
-        let size = chunks.next().expect("endless chunk sizes").min(rest.len());
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for chunk in pieces(stream, chunks) {
         let mut buf = chunk.to_vec();
         let mut at = 0;
         let mut calls = 0;
         loop {
             calls += 1;
-            assert!(calls <= chunk.len() + 2, "decode_in_place makes no progress");
+            assert!(
+                calls <= chunk.len() + 2,
+                "decode_in_place makes no progress"
+            );
             match decoder.decode_in_place(&mut buf[at..]) {
                 Ok((used, decoded)) => {
                     assert!(at + used <= chunk.len(), "consumed past the input");
@@ -155,9 +169,6 @@ fn run_in_place(
                     break;
                 }
             }
-        }
-        if rest.is_empty() {
-            break;
         }
     }
     out
