@@ -203,8 +203,29 @@ impl Decoder {
     /// * `Ok(None)`: all of `input` was consumed; more bytes are needed.
     /// * `Err(e)`: the peer broke a rule; fail the connection with
     ///   `e.close_code()`. The decoder then discards everything.
+    ///
+    /// The common case, a message that is one whole frame lying entirely in
+    /// `input`, takes a short way: the payload is unmasked straight into a
+    /// message of exactly its size, and a text is checked in one go
+    /// (everything the frame could say is there, so failing at its end is
+    /// failing as early as possible, §8.1). Everything else is decoded byte
+    /// stream style, as it arrives.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
-        let result = self.decode_inner(input);
+        let result = match self.whole_message_frame(input) {
+            Some((header, header_len, end)) => {
+                let mut data = Vec::with_capacity(end - header_len);
+                append(&mut data, &input[header_len..end], header.mask, 0);
+                *input = &input[end..];
+                trace_frame_in(&header, &data);
+                match header.opcode {
+                    OpCode::Binary => Ok(Some(Message::Binary(data))),
+                    _ => String::from_utf8(data)
+                        .map(|text| Some(Message::Text(text)))
+                        .map_err(|_| ProtocolError::InvalidUtf8),
+                }
+            }
+            None => self.decode_inner(input),
+        };
         if result.is_err() {
             self.stop();
             *input = &[];
@@ -250,9 +271,7 @@ impl Decoder {
             if let Some(key) = header.mask {
                 apply_mask(payload, key, 0);
             }
-            if log::log_enabled!(target: "wschat::ws", log::Level::Trace) {
-                log::trace!(target: "wschat::ws", "frame in: {}", crate::dissect::one_line(&header, Some(payload)));
-            }
+            trace_frame_in(&header, payload);
             let payload: &'a [u8] = payload;
             if header.opcode == OpCode::Binary {
                 return Ok((end, Some(Decoded::Binary(payload))));
@@ -274,6 +293,7 @@ impl Decoder {
     /// If `input` starts with a whole final text or binary frame that
     /// breaks no rule and no message is in progress: its header, the
     /// header's length, and where the frame ends.
+    #[inline(always)]
     fn whole_message_frame(&self, input: &[u8]) -> Option<(FrameHeader, usize, usize)> {
         if self.done || self.frame.is_some() || self.message.is_some() || self.header_len != 0 {
             return None;
@@ -423,16 +443,14 @@ impl Decoder {
     /// A frame's payload is complete: return a control frame, or a message
     /// if this was its final fragment.
     fn finish_frame(&mut self, header: FrameHeader) -> Result<Option<Message>, ProtocolError> {
-        if log::log_enabled!(target: "wschat::ws", log::Level::Trace) {
-            // The frame's unmasked payload: the control buffer, or the last
-            // payload_len bytes of the message being assembled.
-            let payload: &[u8] = if header.opcode.is_control() {
-                &self.control
-            } else {
-                &self.data[self.data.len() - header.payload_len as usize..]
-            };
-            log::trace!(target: "wschat::ws", "frame in: {}", crate::dissect::one_line(&header, Some(payload)));
-        }
+        // The frame's unmasked payload: the control buffer, or the last
+        // payload_len bytes of the message being assembled.
+        let payload: &[u8] = if header.opcode.is_control() {
+            &self.control
+        } else {
+            &self.data[self.data.len() - header.payload_len as usize..]
+        };
+        trace_frame_in(&header, payload);
         let message = match header.opcode {
             OpCode::Ping => Message::Ping(std::mem::take(&mut self.control)),
             OpCode::Pong => Message::Pong(std::mem::take(&mut self.control)),
@@ -461,6 +479,14 @@ impl Decoder {
             }
         };
         Ok(Some(message))
+    }
+}
+
+/// Log a received frame and its unmasked payload at trace level.
+#[inline(always)]
+fn trace_frame_in(header: &FrameHeader, payload: &[u8]) {
+    if log::log_enabled!(target: "wschat::ws", log::Level::Trace) {
+        log::trace!(target: "wschat::ws", "frame in: {}", crate::dissect::one_line(header, Some(payload)));
     }
 }
 
