@@ -210,6 +210,11 @@ pub fn run(
         addr,
         peer: peer.clone(),
     };
+    // Counted before the hub hears of it, and uncounted before the hub
+    // hears it closed (below): whoever has seen the welcome, or another
+    // user's leave notice, finds the gauge already agreeing.
+    let open = &shared.metrics.websockets_open;
+    open.fetch_add(1, Ordering::Relaxed);
     let opened = shared.hub.send(Event::Opened(id, info)).is_ok();
     if !opened || shared.stopping.load(Ordering::SeqCst) {
         // The server began to stop while this handshake was finishing: the
@@ -218,13 +223,10 @@ pub fn run(
         // Peer::close is a no-op once one was).
         peer.close(CloseCode::GOING_AWAY, "server shutting down");
         if !opened {
+            open.fetch_sub(1, Ordering::Relaxed);
             return Some(CloseCode::GOING_AWAY);
         }
     }
-    shared
-        .metrics
-        .websockets_open
-        .fetch_add(1, Ordering::Relaxed);
     let mut reader = Reader {
         id,
         shared,
@@ -278,11 +280,11 @@ pub fn run(
             Err(_) => break,
         }
     }
-    let _ = shared.hub.send(Event::Closed(id));
     shared
         .metrics
         .websockets_open
         .fetch_sub(1, Ordering::Relaxed);
+    let _ = shared.hub.send(Event::Closed(id));
     // Let the last frames (our Close) go out, then close TCP first, as a
     // server should (RFC 6455 §7.1.1).
     peer.wait_drained(config.close_timeout);
