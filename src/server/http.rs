@@ -12,11 +12,11 @@ use crate::ws::handshake::{self, Rejection, Request, http_response};
 /// Bytes read at a time while the request head arrives.
 const REQUEST_CHUNK: usize = 1024;
 
-/// Serve one connection from its first byte to its last.
-pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
+/// Serve one connection from its first byte to its last; `tcp_peer` is the
+/// address `accept` gave.
+pub fn handle_connection(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) {
     let config = &shared.config;
-    let tcp_peer = stream.peer_addr().ok();
-    let mut peer = tcp_peer.map_or_else(|| "?".to_string(), |a| a.to_string());
+    let mut peer = tcp_peer.to_string();
     let _ = stream.set_nodelay(true);
     let (request, leftover) = match read_request(
         &mut stream,
@@ -30,7 +30,7 @@ pub fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) {
             return;
         }
     };
-    peer = client_addr(tcp_peer, &request, &config.trusted_proxies);
+    peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
     let path = request.path().to_string();
     let metrics = &shared.metrics;
     if !request.is_upgrade() {

@@ -172,12 +172,14 @@ impl Server {
     /// timeout) for their closing handshakes.
     pub fn run(self) -> io::Result<()> {
         log::info!("wschat listening on http://{}", self.local_addr()?);
-        for stream in self.listener.incoming() {
+        loop {
+            // accept(2) hands over the peer's address too: no getpeername.
+            let accepted = self.listener.accept();
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            match stream {
-                Ok(stream) => accept(stream, &self.shared),
+            match accepted {
+                Ok((stream, addr)) => accept(stream, addr, &self.shared),
                 Err(e) => {
                     // EMFILE and friends: wait a little rather than spin.
                     log::warn!("accept failed: {e}");
@@ -284,17 +286,14 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Count a new connection from `stream`'s address against
-/// `--max-connections-per-ip`: the address to uncount when it ends (`None`
-/// when it is not counted), or `Err` with the limit when it is reached.
-fn count_address(stream: &TcpStream, shared: &Shared) -> Result<Option<IpAddr>, usize> {
+/// Count a new connection from `peer` against `--max-connections-per-ip`:
+/// the address to uncount when it ends (`None` when it is not counted), or
+/// `Err` with the limit when it is reached.
+fn count_address(peer: SocketAddr, shared: &Shared) -> Result<Option<IpAddr>, usize> {
     let limit = shared.config.max_connections_per_ip;
     if limit == 0 {
         return Ok(None);
     }
-    let Ok(peer) = stream.peer_addr() else {
-        return Ok(None);
-    };
     let ip = peer.ip();
     if shared.config.trusted_proxies.contains(&ip) {
         return Ok(None);
@@ -308,7 +307,7 @@ fn count_address(stream: &TcpStream, shared: &Shared) -> Result<Option<IpAddr>, 
     Ok(Some(ip))
 }
 
-fn accept(stream: TcpStream, shared: &Arc<Shared>) {
+fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     let open = shared.open.fetch_add(1, Ordering::SeqCst);
     let mut guard = OpenGuard(shared.clone(), None);
     shared
@@ -329,7 +328,7 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>) {
         );
         return;
     }
-    match count_address(&stream, shared) {
+    match count_address(addr, shared) {
         Ok(ip) => guard.1 = ip,
         Err(limit) => {
             shared
@@ -345,14 +344,17 @@ fn accept(stream: TcpStream, shared: &Arc<Shared>) {
             return;
         }
     }
-    let started =
-        crate::util::spawn_detached(CONNECTION_STACK_SIZE, (stream, guard), |(stream, guard)| {
+    let started = crate::util::spawn_detached(
+        CONNECTION_STACK_SIZE,
+        (stream, addr, guard),
+        |(stream, addr, guard)| {
             if guard.0.config.batch_threads {
                 crate::util::batch_scheduling();
             }
-            http::handle_connection(stream, &guard.0)
-        });
-    if let Err((e, (stream, _guard))) = started {
+            http::handle_connection(stream, addr, &guard.0)
+        },
+    );
+    if let Err((e, (stream, _, _guard))) = started {
         log::warn!("could not start a connection thread: {e}: answering 503");
         shared.metrics.count_response(503);
         reject_unavailable(stream, "the server could not take this connection now");
