@@ -315,15 +315,11 @@ fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
         .connections_accepted
         .fetch_add(1, Ordering::Relaxed);
     if open >= shared.config.max_connections {
-        shared
-            .metrics
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
-        shared.metrics.count_response(503);
         let cap = shared.config.max_connections;
-        log::warn!("connection cap of {cap} reached: answering 503");
-        reject_unavailable(
+        refuse_over_cap(
             stream,
+            addr,
+            shared,
             &format!("the server is at its connection limit ({cap})"),
         );
         return;
@@ -331,14 +327,10 @@ fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     match count_address(addr, shared) {
         Ok(ip) => guard.1 = ip,
         Err(limit) => {
-            shared
-                .metrics
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
-            shared.metrics.count_response(503);
-            log::warn!("per-address cap of {limit} reached: answering 503");
-            reject_unavailable(
+            refuse_over_cap(
                 stream,
+                addr,
+                shared,
                 &format!("too many connections from your address (at most {limit})"),
             );
             return;
@@ -359,6 +351,19 @@ fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
         shared.metrics.count_response(503);
         reject_unavailable(stream, "the server could not take this connection now");
     }
+}
+
+/// Refuse a connection over a cap (`--max-connections`,
+/// `--max-connections-per-ip`): counted as refused, logged with the
+/// client's address, answered 503 with `why`.
+fn refuse_over_cap(stream: TcpStream, addr: SocketAddr, shared: &Shared, why: &str) {
+    shared
+        .metrics
+        .connections_refused
+        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.count_response(503);
+    log::warn!("{addr}: answering 503: {why}");
+    reject_unavailable(stream, why);
 }
 
 /// Answer 503 from the listener thread without blocking it: the socket is
