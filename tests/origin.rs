@@ -1,6 +1,7 @@
 //! The Origin allowlist (`--allowed-origin`) over real sockets: other
 //! sites are refused, the server's own pages never are, and only listed
-//! sites may embed the support widget.
+//! sites may embed the support widget. And the pages' own
+//! Content-Security-Policy: only their own script and style run.
 
 mod common;
 
@@ -53,9 +54,10 @@ fn only_listed_sites_may_embed_the_widget() {
     assert!(String::from_utf8_lossy(&other.body).contains("evil.example"));
     let support = get("/support", None);
     assert_eq!(support.status, 200);
-    assert_eq!(
-        support.header("Content-Security-Policy"),
-        Some("frame-ancestors 'self' https://shop.example")
+    let policy = support.header("Content-Security-Policy").unwrap_or("");
+    assert!(
+        policy.ends_with("; frame-ancestors 'self' https://shop.example"),
+        "{policy}"
     );
     server.stop();
 
@@ -67,4 +69,84 @@ fn only_listed_sites_may_embed_the_widget() {
     let reply = http_exchange(addr, &request("GET /widget.js HTTP/1.1", &lines));
     assert_eq!(reply.status, 200);
     open.stop();
+}
+
+/// The value of `directive` in a Content-Security-Policy, if present.
+fn directive<'a>(policy: &'a str, directive: &str) -> Option<&'a str> {
+    policy
+        .split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix(directive)?.strip_prefix(' '))
+}
+
+#[test]
+fn every_page_runs_only_its_own_script_and_style() {
+    let server = start(config());
+    let addr = server.addr();
+    let get = |path: &str| {
+        let lines = vec![format!("Host: {addr}")];
+        http_exchange(addr, &request(&format!("GET {path} HTTP/1.1"), &lines))
+    };
+    for path in ["/", "/chat", "/support", "/agent", "/inspect"] {
+        let page = get(path);
+        assert_eq!(page.status, 200, "{path}");
+        let policy = page
+            .header("Content-Security-Policy")
+            .unwrap_or_else(|| panic!("{path} has no Content-Security-Policy"));
+        assert_eq!(directive(policy, "default-src"), Some("'none'"), "{path}");
+        assert_eq!(directive(policy, "connect-src"), Some("'self'"), "{path}");
+        let script = directive(policy, "script-src").unwrap_or_default();
+        let nonce = script
+            .strip_prefix("'nonce-")
+            .and_then(|n| n.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("{path}: script-src is {script:?}"));
+        assert!(nonce.len() >= 22, "{path}: a nonce of 128 bits or more");
+        assert_eq!(
+            directive(policy, "style-src"),
+            Some(format!("'nonce-{nonce}'").as_str()),
+            "{path}"
+        );
+        // Every script and style element carries the nonce, and nothing in
+        // the page needs what the policy forbids (it would be refused).
+        let body = String::from_utf8_lossy(&page.body);
+        let marked = |tag: &str| body.matches(&format!("<{tag} nonce=\"{nonce}\">")).count();
+        assert_eq!(body.matches("<script").count(), marked("script"), "{path}");
+        assert_eq!(body.matches("<style").count(), marked("style"), "{path}");
+        assert_eq!(marked("script"), 1, "{path}");
+        assert!(
+            !body.contains(" style=\""),
+            "{path}: an inline style attribute"
+        );
+        assert!(!body.contains("javascript:"), "{path}: a javascript: URL");
+        // An attribute such as ` onclick="…"`: letters after " on", then `="`.
+        let handler = body.match_indices(" on").any(|(i, _)| {
+            let rest = &body[i + 3..];
+            let name = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_lowercase())
+                    .len();
+            name > 0 && rest[name..].starts_with("=\"")
+        });
+        assert!(!handler, "{path}: an inline event handler attribute");
+        // Only the desk's widget may be framed elsewhere (by anyone, with
+        // no allowlist); the other pages only by themselves.
+        let ancestors = directive(policy, "frame-ancestors");
+        if path == "/support" {
+            assert_eq!(ancestors, None, "{path}");
+        } else {
+            assert_eq!(ancestors, Some("'self'"), "{path}");
+        }
+        assert_eq!(
+            page.header("Referrer-Policy"),
+            Some("same-origin"),
+            "{path}"
+        );
+        // A fresh nonce for every response.
+        let again = get(path);
+        let policy2 = again.header("Content-Security-Policy").unwrap_or("");
+        assert_ne!(directive(policy2, "script-src"), Some(script), "{path}");
+    }
+    // What is not a page has no policy to keep.
+    assert_eq!(get("/healthz").header("Content-Security-Policy"), None);
+    server.stop();
 }

@@ -280,60 +280,77 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         );
     }
     let metrics;
-    let (status, content_type, body): (u16, &str, &[u8]) = match request.path() {
-        "/" | "/chat" => (200, "text/html; charset=utf-8", CHAT_PAGE.as_bytes()),
-        "/inspect" => (200, "text/html; charset=utf-8", INSPECT_PAGE.as_bytes()),
-        "/support" => (200, "text/html; charset=utf-8", SUPPORT_PAGE.as_bytes()),
-        "/agent" => (200, "text/html; charset=utf-8", AGENT_PAGE.as_bytes()),
-        "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
-        "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
-        "/metrics"
-            if !client
-                .is_some_and(|ip| shared.config.metrics_from.iter().any(|r| r.contains(ip))) =>
-        {
-            (
-                403,
-                "text/plain; charset=utf-8",
-                b"/metrics is not served to your address (see --metrics-from)\n".as_slice(),
-            )
+    // Each page is sent with a fresh nonce on its own <script> and <style>:
+    // the Content-Security-Policy below lets nothing else run or style it.
+    let html = match request.path() {
+        "/" | "/chat" => Some(CHAT_PAGE),
+        "/inspect" => Some(INSPECT_PAGE),
+        "/support" => Some(SUPPORT_PAGE),
+        "/agent" => Some(AGENT_PAGE),
+        _ => None,
+    };
+    let nonce = html.map(|_| page_nonce()).unwrap_or_default();
+    let page = html.map(|html| with_nonce(html, &nonce));
+    let (status, content_type, body): (u16, &str, &[u8]) = if let Some(page) = &page {
+        (200, "text/html; charset=utf-8", page.as_bytes())
+    } else {
+        match request.path() {
+            "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
+            "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
+            "/metrics"
+                if !client.is_some_and(|ip| {
+                    shared.config.metrics_from.iter().any(|r| r.contains(ip))
+                }) =>
+            {
+                (
+                    403,
+                    "text/plain; charset=utf-8",
+                    b"/metrics is not served to your address (see --metrics-from)\n".as_slice(),
+                )
+            }
+            "/metrics" => {
+                metrics = shared.metrics.render();
+                (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    metrics.as_bytes(),
+                )
+            }
+            _ => (404, "text/plain; charset=utf-8", b"not found\n"),
         }
-        "/metrics" => {
-            metrics = shared.metrics.render();
-            (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.as_bytes(),
-            )
-        }
-        _ => (404, "text/plain; charset=utf-8", b"not found\n"),
     };
     let allowed = &shared.config.allowed_origins;
     let mut headers = vec![
         ("Cache-Control", "no-store".to_string()),
         ("X-Content-Type-Options", "nosniff".to_string()),
     ];
+    if content_type.starts_with("text/html") {
+        // Only the desk's visitor widget is made to be framed by other
+        // sites: by any, or by the --allowed-origin ones when listed.
+        let framed_by = match request.path() {
+            "/support" if allowed.is_empty() => None,
+            "/support" => Some(format!("'self' {}", allowed.join(" "))),
+            _ => Some("'self'".to_string()),
+        };
+        headers.push((
+            "Content-Security-Policy",
+            page_policy(&nonce, framed_by.as_deref()),
+        ));
+        headers.push(("Referrer-Policy", "same-origin".to_string()));
+    }
     // The Origin allowlist applies to embedding the desk: only listed sites
-    // may frame the visitor widget or load the embed script.
-    if !allowed.is_empty() {
-        match request.path() {
-            "/support" => headers.push((
-                "Content-Security-Policy",
-                format!("frame-ancestors 'self' {}", allowed.join(" ")),
-            )),
-            "/widget.js" => {
-                let site = request
-                    .header("Origin")
-                    .or_else(|| request.header("Referer"))
-                    .map(origin_of);
-                if let Some(site) = site.filter(|s| !origin_allowed(s, request, allowed)) {
-                    let body = format!("{site} may not embed this widget (see --allowed-origin)\n");
-                    return (
-                        403,
-                        http_response(403, "text/plain; charset=utf-8", &[], body.as_bytes()),
-                    );
-                }
-            }
-            _ => {}
+    // may load the embed script.
+    if !allowed.is_empty() && request.path() == "/widget.js" {
+        let site = request
+            .header("Origin")
+            .or_else(|| request.header("Referer"))
+            .map(origin_of);
+        if let Some(site) = site.filter(|s| !origin_allowed(s, request, allowed)) {
+            let body = format!("{site} may not embed this widget (see --allowed-origin)\n");
+            return (
+                403,
+                http_response(403, "text/plain; charset=utf-8", &[], body.as_bytes()),
+            );
         }
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -351,6 +368,41 @@ fn respond(stream: &mut TcpStream, response: &[u8]) {
     // Read what the client may still send, briefly, so the answer is not
     // lost to a TCP reset.
     super::finish(stream, std::time::Duration::from_millis(500));
+}
+
+/// A fresh nonce for one page response: 128 unpredictable bits in base64
+/// (CSP Level 3 asks for at least 128).
+fn page_nonce() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&crate::util::random_u64().to_ne_bytes());
+    bytes[8..].copy_from_slice(&crate::util::random_u64().to_ne_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `html` with `nonce` on its `<script>` and `<style>` elements (the pages
+/// write them without attributes).
+fn with_nonce(html: &str, nonce: &str) -> String {
+    html.replace("<script>", &format!("<script nonce=\"{nonce}\">"))
+        .replace("<style>", &format!("<style nonce=\"{nonce}\">"))
+}
+
+/// The Content-Security-Policy of wschat's pages: their own nonce-marked
+/// script and style and nothing else (no script or style another party
+/// managed to put in the page runs or applies, even if it got there), images
+/// only from `data:` URLs (the favicons), connections (the WebSocket) only
+/// to this origin, no forms, no `<base>`; and who may frame the page
+/// (`frame-ancestors`; `None`: anyone).
+fn page_policy(nonce: &str, framed_by: Option<&str>) -> String {
+    let mut policy = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'"
+    );
+    if let Some(ancestors) = framed_by {
+        policy.push_str("; frame-ancestors ");
+        policy.push_str(ancestors);
+    }
+    policy
 }
 
 /// The chat page, embedded in the binary (plain HTML, CSS and JS).
