@@ -9,6 +9,7 @@
 //! * [`server`] — the listener, the connection threads, the endpoints.
 //! * [`config`] — every limit, with its flag and environment variable.
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
+//! * [`json`] — JSON objects written with their fields in order.
 #![warn(missing_docs)]
 
 pub mod chat;
@@ -19,6 +20,7 @@ pub mod conn;
 pub mod desk;
 pub mod dissect;
 pub mod hub;
+pub mod json;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::json::Object;
+use crate::ordered;
+
 use serde_json::Map;
 
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
@@ -206,8 +209,8 @@ impl Chat {
     /// Record a member entering or leaving a room.
     fn record_membership(&mut self, kind: &str, conn: ConnId, room: &str) {
         let id = self.take_id();
-        let record = json!({"type": kind, "id": id, "room": room, "user": self.user_ref(conn), "time": now_ms()});
-        self.store().append(&record.to_string());
+        let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(conn), "time": now_ms()};
+        self.store().append(&record);
     }
 
     fn enter_room(&mut self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
@@ -273,11 +276,11 @@ impl Chat {
             .map(|&m| self.user_ref(m))
             .collect();
         let more = offset.saturating_add(page.len()) < room.members.len();
-        let msg = json!({
+        let msg = ordered! {
             "type": "users", "room": room_name, "count": room.members.len(),
             "offset": offset, "more": more, "users": page,
-        });
-        ctx.send_json(conn, &msg.to_string());
+        };
+        ctx.send_json(conn, &msg);
     }
 
     fn send_history(&self, ctx: &mut Ctx, conn: ConnId) {
@@ -352,11 +355,10 @@ impl Chat {
         self.check_text(&text)?;
         let id = self.take_id();
         let room_name = self.users[&conn].room.clone();
-        let msg: Arc<str> = json!({
+        let msg: Arc<str> = ordered! {
             "type": "chat", "id": id, "room": room_name,
             "user": self.user_ref(conn), "text": text, "time": now_ms(),
-        })
-        .to_string()
+        }
         .into();
         let frame = Ctx::json_frame(&msg);
         self.store().append(&msg);
@@ -379,15 +381,12 @@ impl Chat {
         let room_name = user.room.clone();
         self.names.remove(&old.to_lowercase());
         self.names.insert(name.to_lowercase(), conn);
-        let msg = json!({
+        let msg = ordered! {
             "type": "rename", "room": room_name, "user": self.user_ref(conn),
             "old": old, "time": now_ms(),
-        });
+        };
         if let Some(room) = self.rooms.get(&room_name) {
-            ctx.broadcast(
-                room.members.iter().copied(),
-                &Ctx::json_frame(&msg.to_string()),
-            );
+            ctx.broadcast(room.members.iter().copied(), &Ctx::json_frame(&msg));
         }
         Ok(())
     }
@@ -429,11 +428,10 @@ impl Chat {
             ));
         }
         let id = self.take_id();
-        let msg = json!({
+        let msg = ordered! {
             "type": "private", "id": id, "from": self.user_ref(conn), "to": self.user_ref(to),
             "text": text, "time": now_ms(),
-        });
-        let msg = msg.to_string();
+        };
         let (from_session, to_session) = (
             self.users[&conn].session.clone(),
             self.users[&to].session.clone(),
@@ -462,9 +460,9 @@ impl Chat {
         }
         user.last_typing = if active { Some(now) } else { None };
         let room_name = user.room.clone();
-        let msg = json!({"type": "typing", "room": room_name, "user": self.user_ref(conn), "active": active});
+        let msg = ordered! {"type": "typing", "room": room_name, "user": self.user_ref(conn), "active": active};
         if let Some(room) = self.rooms.get(&room_name) {
-            let frame = Ctx::json_frame(&msg.to_string());
+            let frame = Ctx::json_frame(&msg);
             ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
         }
     }
@@ -473,13 +471,12 @@ impl Chat {
 /// `{"type":KIND,"room":ROOM,...extra,"messages":[...]}` with the stored
 /// messages spliced in as the JSON they already are.
 fn message_list(kind: &str, room: &str, extra: &[(&str, Value)], messages: &[Arc<str>]) -> String {
-    let mut head = Map::new();
-    head.insert("type".into(), Value::from(kind));
-    head.insert("room".into(), Value::from(room));
-    for (key, value) in extra {
-        head.insert((*key).to_string(), value.clone());
-    }
-    crate::store::with_messages(Value::Object(head), messages)
+    let head = Object::new().field("type", kind).field("room", room);
+    extra
+        .iter()
+        .fold(head, |head, (key, value)| head.field(key, value))
+        .json_list("messages", messages)
+        .finish()
 }
 
 /// Check a user or room name: trimmed, 1-32 characters, no control
@@ -558,12 +555,12 @@ impl App for Chat {
             .request
             .query_param("since")
             .and_then(|s| s.parse::<u64>().ok());
-        let welcome = json!({
+        let welcome = ordered! {
             "type": "welcome", "user": self.user_ref(conn), "room": room,
             "session": self.users[&conn].session,
             "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
-        });
-        ctx.send_json(conn, &welcome.to_string());
+        };
+        ctx.send_json(conn, &welcome);
         self.enter_room_then(ctx, conn, &room, since);
     }
 
@@ -669,11 +666,8 @@ impl App for Chat {
                 if users.is_empty() {
                     continue;
                 }
-                let msg = json!({"type": kind, "room": room_name, "users": users, "count": count, "time": time});
-                ctx.broadcast(
-                    room.members.iter().copied(),
-                    &Ctx::json_frame(&msg.to_string()),
-                );
+                let msg = ordered! {"type": kind, "room": room_name, "users": users, "count": count, "time": time};
+                ctx.broadcast(room.members.iter().copied(), &Ctx::json_frame(&msg));
             }
             if room.members.is_empty() && room_name != LOBBY {
                 self.rooms.remove(&room_name);
