@@ -106,3 +106,25 @@ macro_rules! ordered {
         $crate::json::Object::new()$(.field($key, &$value))*.finish()
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_objects_lists_and_keys_that_need_escaping() {
+        assert_eq!(Object::new().finish(), "{}");
+        let none: [&str; 0] = [];
+        assert_eq!(
+            Object::new().json_list("messages", &none).finish(),
+            r#"{"messages":[]}"#
+        );
+        let text = Object::new()
+            .field("a\"b", "line\nbreak")
+            .field("none", None::<u8>)
+            .finish();
+        assert_eq!(text, r#"{"a\"b":"line\nbreak","none":null}"#);
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["a\"b"], "line\nbreak");
+    }
+}

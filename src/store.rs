@@ -499,33 +499,6 @@ impl Store {
     }
 }
 
-/// `value` (a JSON object) with `"messages"` added: stored records spliced
-/// in as the JSON they already are, without parsing them again. The chat's
-/// `history` and `resume` and the desk's transcripts are built this way.
-///
-/// ```
-/// use std::sync::Arc;
-/// let stored: Vec<Arc<str>> = vec![r#"{"id":1}"#.into(), r#"{"id":2}"#.into()];
-/// let text = wschat::store::with_messages(serde_json::json!({"type": "history"}), &stored);
-/// assert_eq!(text, r#"{"type":"history","messages":[{"id":1},{"id":2}]}"#);
-/// ```
-pub fn with_messages(value: Value, messages: &[Arc<str>]) -> String {
-    let mut text = value.to_string();
-    text.pop();
-    if text.len() > 1 {
-        text.push(',');
-    }
-    text.push_str("\"messages\":[");
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(m);
-    }
-    text.push_str("]}");
-    text
-}
-
 fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }

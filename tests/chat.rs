@@ -1231,71 +1231,10 @@ fn metrics_move_during_a_chat() {
     assert!(value(&after, "wschat_messages_out_total") > out_during);
 }
 
-/// The keys of the outermost JSON object in `text`, in order. Works on the
-/// protocol page's examples too, which may hold `…` or `[...]`.
-fn top_level_keys(text: &str) -> Vec<String> {
-    let (mut keys, mut depth, mut start) = (Vec::new(), 0, 0);
-    let (mut in_string, mut escaped) = (false, false);
-    for (i, c) in text.char_indices() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-                if depth == 1 && text[i + 1..].trim_start().starts_with(':') {
-                    keys.push(text[start..i].to_string());
-                }
-            }
-            continue;
-        }
-        match c {
-            '"' => (in_string, start) = (true, i + 1),
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            _ => {}
-        }
-    }
-    keys
-}
-
-/// The server's messages as docs/chat-protocol.md shows them ("Server →
-/// client"): for each type, the orders of fields its examples use.
-fn documented_field_orders() -> BTreeMap<String, BTreeSet<Vec<String>>> {
-    let page = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/chat-protocol.md"),
-    )
-    .expect("docs/chat-protocol.md");
-    let section = page
-        .split("\n## Server → client")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("the page has a \"Server → client\" section");
-    let mut orders: BTreeMap<String, BTreeSet<Vec<String>>> = BTreeMap::new();
-    for block in section.split("```json\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        // Each example starts on a line of its own with `{"type":`.
-        for example in block
-            .split("\n{\"type\":")
-            .map(|e| e.trim_start_matches("{\"type\":"))
-        {
-            let example = format!("{{\"type\":{example}");
-            let keys = top_level_keys(&example);
-            let kind = example
-                .split('"')
-                .nth(3)
-                .expect("an example's type")
-                .to_string();
-            orders.entry(kind).or_default().insert(keys);
-        }
-    }
-    orders
-}
-
 #[test]
 fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
-    let documented = documented_field_orders();
+    let documented =
+        common::documented_field_orders("docs/chat-protocol.md", &["## Server → client"]);
     assert!(documented.len() >= 10, "{documented:?}");
     let server = start(unlimited());
     let connect = |target: &str| {
@@ -1351,20 +1290,10 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
     drop(ann);
     server.stop();
 
-    let mut checked = BTreeSet::new();
-    for text in &seen {
-        let value: Value = serde_json::from_str(text).unwrap();
-        let kind = value["type"].as_str().unwrap_or_default().to_string();
-        let Some(orders) = documented.get(&kind) else {
-            panic!("{kind} is not shown on docs/chat-protocol.md: {text}");
-        };
-        let keys = top_level_keys(text);
-        assert!(
-            orders.contains(&keys),
-            "{kind} comes as {keys:?}, the page shows {orders:?}: {text}"
-        );
-        checked.insert(kind);
-    }
+    let checked: BTreeSet<String> = seen
+        .iter()
+        .map(|text| common::check_field_order(&documented, "docs/chat-protocol.md", text, true))
+        .collect();
     let shown: BTreeSet<String> = documented.keys().cloned().collect();
     assert_eq!(
         checked, shown,

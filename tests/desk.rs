@@ -5,6 +5,8 @@
 //! Every wait is a socket read with a timeout (a broken server fails the
 //! test instead of hanging it); nothing sleeps and nothing is timed.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -70,6 +72,27 @@ fn desk(
 struct Client {
     ws: WebSocket<TcpStream>,
     seen: Vec<Value>,
+    /// The text of everything received, checked when the client is dropped.
+    raw: Vec<String>,
+}
+
+/// Every message a test's clients received has its fields in the order
+/// docs/customer-service.md shows (`type` first); checked as each client
+/// goes, in every test of this file.
+impl Drop for Client {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let page = "docs/customer-service.md";
+        let orders = common::documented_field_orders(
+            page,
+            &["### Server → visitor", "### Server → agent", "### Errors"],
+        );
+        for text in &self.raw {
+            common::check_field_order(&orders, page, text, false);
+        }
+    }
 }
 
 impl Client {
@@ -80,6 +103,7 @@ impl Client {
         Client {
             ws,
             seen: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -112,6 +136,7 @@ impl Client {
             match self.ws.read_message() {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(&t).expect("JSON from the server");
+                    self.raw.push(t);
                     self.seen.push(v.clone());
                     return v;
                 }

@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use crate::json::Object;
+use crate::ordered;
 
 use crate::chat::command::ErrorReply;
 use crate::chat::valid_name;
@@ -411,8 +414,8 @@ impl Desk {
         self.queue.len()
     }
 
-    fn record(&self, value: &Value) -> Arc<str> {
-        let text: Arc<str> = value.to_string().into();
+    fn record(&self, text: String) -> Arc<str> {
+        let text: Arc<str> = text.into();
         self.store
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -461,27 +464,27 @@ impl Desk {
             .is_some_and(|s| !s.conns.is_empty())
     }
 
-    /// A conversation as an agent sees it, with its transcript.
-    fn conversation_json(&self, conv: &Conversation, extra: &[(&str, Value)]) -> String {
-        let mut v = json!({
-            "type": "conversation",
-            "conversation": conv.id,
-            "visitor": conv.visitor,
-            "online": self.visitor_online(conv),
-            "opened": conv.opened,
-            "waiting_since": conv.queued_at,
-        });
+    /// A conversation as an agent sees it, with its transcript, as a
+    /// message of type `kind` (`conversation`, or `assigned` with `extra`).
+    fn conversation_json(&self, conv: &Conversation, kind: &str, extra: &[(&str, &str)]) -> String {
+        let mut v = Object::new()
+            .field("type", kind)
+            .field("conversation", conv.id)
+            .field("visitor", &conv.visitor)
+            .field("online", self.visitor_online(conv))
+            .field("opened", conv.opened)
+            .field("waiting_since", conv.queued_at);
         for (k, x) in extra {
-            v[*k] = x.clone();
+            v = v.field(k, x);
         }
         if conv.earlier > 0 {
-            v["earlier"] = conv.earlier.into();
+            v = v.field("earlier", conv.earlier);
         }
-        crate::store::with_messages(v, &conv.messages)
+        v.json_list("messages", &conv.messages).finish()
     }
 
     fn agents_json(&self) -> String {
-        let list: Vec<Value> = self
+        let list: Vec<String> = self
             .agents
             .iter()
             .map(|(name, a)| {
@@ -492,26 +495,33 @@ impl Desk {
                 } else {
                     "online"
                 };
-                json!({"name": name, "status": status, "load": self.load(name)})
+                ordered! {"name": name, "status": status, "load": self.load(name)}
             })
             .collect();
-        json!({"type": "agents", "capacity": self.config.capacity, "agents": list}).to_string()
+        Object::new()
+            .field("type", "agents")
+            .field("capacity", self.config.capacity)
+            .json_list("agents", &list)
+            .finish()
     }
 
     fn queue_json(&self) -> String {
-        let list: Vec<Value> = self
+        let list: Vec<String> = self
             .queue
             .iter()
             .filter_map(|id| self.conversations.get(id))
             .map(|c| {
-                json!({
+                ordered! {
                     "conversation": c.id, "visitor": c.visitor,
                     "online": self.visitor_online(c), "waiting_since": c.queued_at,
                     "messages": c.earlier + c.messages.len(),
-                })
+                }
             })
             .collect();
-        json!({"type": "queue", "queue": list}).to_string()
+        Object::new()
+            .field("type", "queue")
+            .json_list("queue", &list)
+            .finish()
     }
 
     fn online_agents(&self) -> usize {
@@ -545,12 +555,15 @@ impl Desk {
     /// agent and a note).
     fn assign(&mut self, ctx: &mut Ctx, cid: u64, agent: &str, from: Option<(&str, &str)>) {
         let id = self.take_id();
-        let mut rec = json!({"type": "desk_assigned", "id": id, "conversation": cid, "agent": agent, "time": now_ms()});
+        let mut rec = Object::new()
+            .field("type", "desk_assigned")
+            .field("id", id)
+            .field("conversation", cid)
+            .field("agent", agent);
         if let Some((prev, note)) = from {
-            rec["from"] = prev.into();
-            rec["note"] = note.into();
+            rec = rec.field("from", prev).field("note", note);
         }
-        self.record(&rec);
+        self.record(rec.field("time", now_ms()).finish());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -560,19 +573,15 @@ impl Desk {
             a.last_assigned = Instant::now();
         }
         let conv = &self.conversations[&cid];
-        let mut extra = vec![("type", Value::from("assigned"))];
-        if let Some((prev, note)) = from {
-            extra.push(("from", prev.into()));
-            extra.push(("note", note.into()));
-        }
-        let text = self.conversation_json(conv, &extra);
+        let extra = match from {
+            Some((prev, note)) => vec![("from", prev), ("note", note)],
+            None => Vec::new(),
+        };
+        let text = self.conversation_json(conv, "assigned", &extra);
         let frame = Ctx::json_frame(&text);
         ctx.broadcast(self.agent_conns(agent), &frame);
-        let to_visitor = json!({"type": "assigned", "conversation": cid, "agent": agent});
-        ctx.broadcast(
-            self.visitor_conns(conv),
-            &Ctx::json_frame(&to_visitor.to_string()),
-        );
+        let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
+        ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
         self.dirty = true;
     }
 
@@ -580,7 +589,7 @@ impl Desk {
     fn requeue(&mut self, cid: u64, reason: &str) {
         let id = self.take_id();
         let time = now_ms();
-        self.record(&json!({"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time}));
+        self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = State::Queued;
             conv.queued_at = time;
@@ -610,8 +619,8 @@ impl Desk {
             }
             self.told.insert(cid, (position, online));
             if let Some(conv) = self.conversations.get(&cid) {
-                let msg = json!({"type": "queued", "conversation": cid, "position": position, "agents_online": online});
-                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg.to_string()));
+                let msg = ordered! {"type": "queued", "conversation": cid, "position": position, "agents_online": online};
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
     }
@@ -654,8 +663,8 @@ impl Desk {
         let name = session.name.clone();
         let current = session.conversation;
         self.conns.insert(conn, Role::Visitor(key));
-        let welcome = json!({"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current});
-        ctx.send_json(conn, &welcome.to_string());
+        let welcome = ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current};
+        ctx.send_json(conn, &welcome);
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
         };
@@ -664,29 +673,32 @@ impl Desk {
             State::Assigned(_) => "assigned",
             State::Resolved => "resolved",
         };
-        let mut head = json!({"type": "transcript", "conversation": conv.id, "state": state});
+        let mut head = Object::new()
+            .field("type", "transcript")
+            .field("conversation", conv.id)
+            .field("state", state);
         if let State::Assigned(agent) = &conv.state {
-            head["agent"] = agent.as_str().into();
+            head = head.field("agent", agent);
         }
         if conv.state == State::Resolved {
-            head["rating"] = conv.rating.map_or(Value::Null, Value::from);
+            head = head.field("rating", conv.rating);
         }
         if conv.earlier > 0 {
-            head["earlier"] = conv.earlier.into();
+            head = head.field("earlier", conv.earlier);
         }
-        ctx.send_json(conn, &crate::store::with_messages(head, &conv.messages));
+        ctx.send_json(conn, &head.json_list("messages", &conv.messages).finish());
         match &conv.state {
             State::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
-                    let msg = json!({"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()});
-                    ctx.send_json(conn, &msg.to_string());
+                    let msg = ordered! {"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()};
+                    ctx.send_json(conn, &msg);
                 }
                 self.dirty = true;
             }
             State::Assigned(agent) if was_offline => {
                 let msg =
-                    json!({"type": "visitor_status", "conversation": conv.id, "online": true});
-                ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
+                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": true};
+                ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
             }
             _ => {}
         }
@@ -726,7 +738,7 @@ impl Desk {
                         let cid = self.take_id();
                         let name = self.sessions[&key].name.clone();
                         let time = now_ms();
-                        self.record(&json!({"type": "desk_opened", "id": cid, "conversation": cid, "session": key, "visitor": name, "time": time}));
+                        self.record(ordered! {"type": "desk_opened", "id": cid, "conversation": cid, "session": key, "visitor": name, "time": time});
                         self.open_conversation(cid, key.clone(), name, time);
                         self.dirty = true;
                         cid
@@ -740,8 +752,8 @@ impl Desk {
                     && let State::Assigned(agent) = &conv.state
                 {
                     let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                    let msg = json!({"type": "typing", "conversation": conv.id, "from": "visitor", "active": active});
-                    ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
+                    let msg = ordered! {"type": "typing", "conversation": conv.id, "from": "visitor", "active": active};
+                    ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                 }
             }
             "rate" => {
@@ -762,13 +774,13 @@ impl Desk {
                     return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
                 };
                 let id = self.take_id();
-                self.record(&json!({"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()}));
+                self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = Some(rating);
                 }
-                let msg = json!({"type": "rated", "conversation": cid, "rating": rating});
+                let msg = ordered! {"type": "rated", "conversation": cid, "rating": rating};
                 let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
-                ctx.broadcast(conns, &Ctx::json_frame(&msg.to_string()));
+                ctx.broadcast(conns, &Ctx::json_frame(&msg));
             }
             other => error(
                 ctx,
@@ -810,7 +822,7 @@ impl Desk {
     /// its agent: nobody else.
     fn post(&mut self, ctx: &mut Ctx, cid: u64, from: &str, name: &str, text: &str) {
         let id = self.take_id();
-        let rec = self.record(&json!({"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()}));
+        let rec = self.record(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -861,13 +873,13 @@ impl Desk {
         }
         let agent = &self.agents[&name];
         let status = if agent.away { "away" } else { "online" };
-        let ready = json!({"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity});
-        ctx.send_json(conn, &ready.to_string());
+        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity};
+        ctx.send_json(conn, &ready);
         let mine: Vec<String> = self
             .conversations
             .values()
             .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
-            .map(|c| self.conversation_json(c, &[]))
+            .map(|c| self.conversation_json(c, "conversation", &[]))
             .collect();
         ctx.send_json(
             conn,
@@ -886,8 +898,8 @@ impl Desk {
     fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
         for conv in self.conversations.values() {
             if matches!(&conv.state, State::Assigned(a) if a == agent) {
-                let msg = json!({"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online});
-                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg.to_string()));
+                let msg = ordered! {"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online};
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
     }
@@ -910,8 +922,8 @@ impl Desk {
             if let Some(a) = self.agents.get_mut(&name) {
                 a.away = away;
             }
-            let msg = json!({"type": "presence", "status": if away { "away" } else { "online" }});
-            ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg.to_string()));
+            let msg = ordered! {"type": "presence", "status": if away { "away" } else { "online" }};
+            ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
             self.dirty = true;
             return;
         }
@@ -944,15 +956,15 @@ impl Desk {
             }
             "typing" => {
                 let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                let msg = json!({"type": "typing", "conversation": cid, "from": "agent", "active": active});
+                let msg = ordered! {"type": "typing", "conversation": cid, "from": "agent", "active": active};
                 let to = self.visitor_conns(&self.conversations[&cid]);
-                ctx.broadcast(to, &Ctx::json_frame(&msg.to_string()));
+                ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
             "resolve" => {
                 let id = self.take_id();
-                self.record(&json!({"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()}));
+                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
                 self.mark_resolved(cid);
-                let msg = json!({"type": "resolved", "conversation": cid}).to_string();
+                let msg = ordered! {"type": "resolved", "conversation": cid};
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
@@ -991,11 +1003,11 @@ impl Desk {
             }
         };
         let unassigned =
-            |to: Value| json!({"type": "unassigned", "conversation": cid, "to": to}).to_string();
+            |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
         match target {
             None => {
                 self.requeue(cid, "transferred");
-                let frame = Ctx::json_frame(&unassigned(Value::Null));
+                let frame = Ctx::json_frame(&unassigned(None));
                 ctx.broadcast(self.agent_conns(from), &frame);
             }
             Some(to) => {
@@ -1019,7 +1031,7 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
-                let frame = Ctx::json_frame(&unassigned(to.as_str().into()));
+                let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
                 ctx.broadcast(self.agent_conns(from), &frame);
                 self.assign(ctx, cid, &to, Some((from, &note)));
             }
@@ -1059,8 +1071,7 @@ impl App for Desk {
             );
             ctx.send_json(
                 conn,
-                &json!({"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"})
-                    .to_string(),
+                &ordered! {"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"},
             );
         } else {
             self.visitor_opened(ctx, conn, &info);
@@ -1098,8 +1109,8 @@ impl App for Desk {
                 let current = session.conversation;
                 if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
                     if let State::Assigned(agent) = &conv.state {
-                        let msg = json!({"type": "visitor_status", "conversation": conv.id, "online": false});
-                        ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg.to_string()));
+                        let msg = ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
+                        ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                     }
                 } else {
                     // Nothing to resume: forget the session.
@@ -1168,19 +1179,6 @@ impl App for Desk {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splices_messages() {
-        let m: Vec<Arc<str>> = vec!["{\"a\":1}".into(), "{\"b\":2}".into()];
-        assert_eq!(
-            crate::store::with_messages(json!({"type": "x"}), &m),
-            r#"{"type":"x","messages":[{"a":1},{"b":2}]}"#
-        );
-        assert_eq!(
-            crate::store::with_messages(json!({}), &[]),
-            r#"{"messages":[]}"#
-        );
-    }
 
     #[test]
     fn plain_text_is_a_message() {
