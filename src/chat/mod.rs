@@ -14,14 +14,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-use crate::json::Object;
-use crate::ordered;
-
-use serde_json::Map;
+use serde_json::{Map, Value, json};
 
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::json::Object;
+use crate::ordered;
 use crate::store::SharedStore;
 use crate::util::now_ms;
 use command::{Command, ErrorReply};

@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::json::Object;
-use crate::ordered;
-
 use crate::chat::command::ErrorReply;
 use crate::chat::valid_name;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::json::Object;
+use crate::ordered;
 use crate::store::SharedStore;
 use crate::util::now_ms;
 use crate::ws::CloseCode;
