@@ -114,6 +114,8 @@ pub struct Recovery {
 
 /// A private message kept for resume, under the *session keys* of its two
 /// users (never their names: a name can be taken by someone else later).
+/// A session key is the hex SHA-1 of the session's token
+/// ([`crate::util::digest_hex`]): the log holds keys, never tokens.
 #[derive(Debug, Clone)]
 struct Private {
     id: u64,
@@ -135,6 +137,11 @@ pub struct Store {
     next_id: u64,
     rooms: HashMap<String, VecDeque<(u64, Arc<str>)>>,
     privates: VecDeque<Private>,
+    /// How many of `privates` each session key is in.
+    private_sessions: HashMap<String, usize>,
+    /// The last `private` record read from disk, waiting for the
+    /// `private_keys` record written right after it.
+    unkeyed: Option<(u64, Arc<str>)>,
     recovery: Recovery,
     writes: u64,
     /// The support desk's records (`desk_…`) read at start, until the desk
@@ -164,6 +171,8 @@ impl Store {
             next_id: 1,
             rooms: HashMap::new(),
             privates: VecDeque::new(),
+            private_sessions: HashMap::new(),
+            unkeyed: None,
             recovery: Recovery::default(),
             writes: 0,
             desk: Some(Vec::new()),
@@ -282,23 +291,59 @@ impl Store {
     }
 
     /// Append a private message, and keep it for resume under the session
-    /// keys of its sender and addressee.
-    pub fn append_private(&mut self, json: &str, from_session: &str, to_session: &str) {
+    /// keys of its sender and addressee. The keys go to the log too, in a
+    /// `private_keys` record right after the message (the message itself is
+    /// logged as delivered, and a session key is not for the users to see),
+    /// so that a restarted server can still resume it.
+    pub fn append_private(&mut self, json: &str, from_key: &str, to_key: &str) {
         self.append(json);
-        if let Some(id) = serde_json::from_str::<Value>(json)
+        // (append indexed it as a record read back, which waits for keys.)
+        self.unkeyed = None;
+        let Some(id) = serde_json::from_str::<Value>(json)
             .ok()
             .and_then(|v| v.get("id").and_then(Value::as_u64))
-        {
-            if self.privates.len() >= KEEP_PRIVATE {
-                self.privates.pop_front();
-            }
-            self.privates.push_back(Private {
-                id,
-                from: from_session.to_string(),
-                to: to_session.to_string(),
-                json: json.into(),
-            });
+        else {
+            return;
+        };
+        self.keep_private(id, from_key, to_key, json.into());
+        if self.file.is_some() {
+            // A record of its own, with its own id like every record.
+            let own = self.take_id();
+            let keys = crate::ordered! {"type": "private_keys", "id": own, "private": id, "from": from_key, "to": to_key};
+            self.pending.extend_from_slice(keys.as_bytes());
+            self.pending.push(b'\n');
         }
+    }
+
+    /// Whether private messages are kept for resume under session `key`:
+    /// a token whose key this is was handed out by this server (before a
+    /// restart, perhaps), since only its holder could present it.
+    pub fn knows_session(&self, key: &str) -> bool {
+        self.private_sessions.contains_key(key)
+    }
+
+    fn keep_private(&mut self, id: u64, from: &str, to: &str, json: Arc<str>) {
+        if self.privates.len() >= KEEP_PRIVATE
+            && let Some(old) = self.privates.pop_front()
+        {
+            for key in [old.from, old.to] {
+                if let Some(n) = self.private_sessions.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.private_sessions.remove(&key);
+                    }
+                }
+            }
+        }
+        for key in [from, to] {
+            *self.private_sessions.entry(key.to_string()).or_default() += 1;
+        }
+        self.privates.push_back(Private {
+            id,
+            from: from.to_string(),
+            to: to.to_string(),
+            json,
+        });
     }
 
     fn index(&mut self, text: &str, value: &Value) {
@@ -316,9 +361,22 @@ impl Store {
                     list.push_back((id, text.into()));
                 }
             }
-            // Private messages are indexed by append_private, under session
-            // keys; those recovered from disk have none and are not resumed.
-            Some("private") => {}
+            Some("private_keys") => {
+                // Read back from disk: the keys of the private message just
+                // before it.
+                let private = value.get("private").and_then(Value::as_u64);
+                let key = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+                if let (Some((id, json)), Some(from), Some(to)) =
+                    (self.unkeyed.take(), key("from"), key("to"))
+                    && private == Some(id)
+                {
+                    self.keep_private(id, &from, &to, json);
+                }
+            }
+            // Private messages are kept by append_private, under session
+            // keys; one read back from disk waits for its private_keys
+            // record (one logged before the keys existed is not resumed).
+            Some("private") => self.unkeyed = Some((id, text.into())),
             Some(kind) if kind.starts_with("desk_") => {
                 if let Some(desk) = self.desk.as_mut() {
                     desk.push(text.into());
@@ -676,6 +734,37 @@ mod tests {
         let _first = Store::open(&config(&dir)).unwrap();
         let err = Store::open(&config(&dir)).unwrap_err();
         assert!(err.to_string().contains("another wschat"), "{err}");
+    }
+
+    #[test]
+    fn private_messages_are_resumed_after_a_reopen_under_their_session_keys() {
+        let dir = temp_dir("private");
+        let a = {
+            let mut store = Store::open(&config(&dir)).unwrap();
+            let a = chat(&mut store, "lobby", "one");
+            let id = store.take_id();
+            let psst = serde_json::json!({"type":"private","id":id,"text":"psst"}).to_string();
+            store.append_private(&psst, "k-ann", "k-bob");
+            chat(&mut store, "lobby", "two");
+            store.commit().unwrap();
+            a
+        };
+        let store = Store::open(&config(&dir)).unwrap();
+        assert!(store.knows_session("k-ann") && store.knows_session("k-bob"));
+        assert!(!store.knows_session("k-eve"));
+        let (got, _) = store.since("lobby", "k-bob", a);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("psst") && got[1].contains("two"));
+        let (got, _) = store.since("lobby", "k-eve", a);
+        assert_eq!(got.len(), 1, "{got:?}");
+        // The keys are in the log, beside the message as delivered.
+        let log = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| fs::read_to_string(e.ok()?.path()).ok())
+            .collect::<String>();
+        assert!(log.contains(r#""type":"private_keys""#) && log.contains("k-bob"));
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

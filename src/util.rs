@@ -25,6 +25,21 @@ pub fn random_u64() -> u64 {
     })
 }
 
+/// The hex SHA-1 digest of `token`: what is kept of a secret token (an
+/// agent's, a chat or desk session's) where it must be recognised later but
+/// not be readable.
+///
+/// ```
+/// assert_eq!(wschat::util::digest_hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+/// ```
+pub fn digest_hex(token: &str) -> String {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A fresh masking key for a client frame (RFC 6455 §5.3).
 pub fn random_mask() -> [u8; 4] {
     (random_u64() as u32).to_ne_bytes()

@@ -382,3 +382,60 @@ fn a_directory_that_cannot_be_written_is_a_clear_error_at_start() {
     );
     let _ = BufReader::new(&out.stdout[..]).lines().count();
 }
+
+#[test]
+fn private_messages_are_resumed_by_session_after_a_restart() {
+    let dir = temp_dir("private-restart");
+    let config = || Config {
+        listen: "127.0.0.1:0".into(),
+        rate_limit: 0,
+        data_dir: Some(dir.clone()),
+        ..Config::default()
+    };
+    let server = Server::bind(config()).unwrap().spawn().unwrap();
+    let addr = server.addr().to_string();
+    let mut ann = connect(&addr, "?name=ann");
+    let mut bob = connect(&addr, "?name=bob");
+    let welcome = read_until(&mut bob, is("welcome")).pop().unwrap();
+    let bob_id = welcome["user"]["id"].as_u64().unwrap();
+    let bob_session = welcome["session"].as_str().unwrap().to_string();
+    read_until(&mut ann, is("history"));
+    let psst =
+        serde_json::json!({"type": "private", "to": bob_id, "text": "psst, after a restart too"});
+    ann.send(Message::Text(psst.to_string())).unwrap();
+    read_until(&mut bob, is("private"));
+    drop((ann, bob));
+    server.stop();
+
+    // Memory is gone; the log is not.
+    let server = Server::bind(config()).unwrap().spawn().unwrap();
+    let addr = server.addr().to_string();
+    let privates = |resume: &Value| -> Vec<String> {
+        resume["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["type"] == "private")
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut bob = connect(&addr, &format!("?name=bob&session={bob_session}&since=0"));
+    let seen = read_until(&mut bob, is("resume"));
+    assert_eq!(
+        seen[0]["session"], bob_session,
+        "the session is recognised after the restart"
+    );
+    assert_eq!(
+        privates(seen.last().unwrap()),
+        ["psst, after a restart too"]
+    );
+    // A token this server never handed out is not taken up.
+    let made_up = "0123456789abcdef0123456789abcdef";
+    let mut eve = connect(&addr, &format!("?name=eve&session={made_up}&since=0"));
+    let seen = read_until(&mut eve, is("resume"));
+    assert_ne!(seen[0]["session"], made_up);
+    assert!(privates(seen.last().unwrap()).is_empty());
+    drop((bob, eve));
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

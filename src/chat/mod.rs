@@ -20,7 +20,7 @@ use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
 use crate::ordered;
 use crate::store::SharedStore;
-use crate::util::now_ms;
+use crate::util::{digest_hex, now_ms};
 use command::{Command, ErrorReply};
 
 /// The room everyone starts in.
@@ -179,16 +179,21 @@ impl Chat {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session a connection presents, if this server issued it, else a
-    /// new one (128 random bits, hex).
+    /// The session a connection presents, if this server issued it (before
+    /// a restart, too: the store knows it by the private messages it keeps
+    /// under its key), else a new one (128 random bits, hex).
     fn session(&mut self, presented: Option<String>) -> String {
-        if let Some(token) = presented.filter(|t| self.sessions.contains(t)) {
-            return token;
+        if let Some(token) = presented.as_ref().filter(|t| self.sessions.contains(*t)) {
+            return token.clone();
         }
-        let token: String = crate::util::random_16()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let token = presented
+            .filter(|t| self.store().knows_session(&digest_hex(t)))
+            .unwrap_or_else(|| {
+                crate::util::random_16()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            });
         if self.session_order.len() >= MAX_SESSIONS
             && let Some(old) = self.session_order.pop_front()
         {
@@ -323,7 +328,9 @@ impl Chat {
         let Some(user) = self.users.get(&conn) else {
             return;
         };
-        let (messages, incomplete) = self.store().since(&user.room, &user.session, since);
+        let (messages, incomplete) =
+            self.store()
+                .since(&user.room, &digest_hex(&user.session), since);
         let extra = [
             ("since", Value::from(since)),
             ("complete", Value::from(!incomplete)),
@@ -429,9 +436,11 @@ impl Chat {
             "type": "private", "id": id, "from": self.user_ref(conn), "to": self.user_ref(to),
             "text": text, "time": now_ms(),
         };
+        // The store keeps private messages under session keys (digests),
+        // never the tokens themselves.
         let (from_session, to_session) = (
-            self.users[&conn].session.clone(),
-            self.users[&to].session.clone(),
+            digest_hex(&self.users[&conn].session),
+            digest_hex(&self.users[&to].session),
         );
         self.store()
             .append_private(&msg, &from_session, &to_session);

@@ -19,7 +19,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 
 /// The accounts file's name inside the data directory.
 pub const AGENTS_FILE: &str = "agents.json";
@@ -75,13 +74,7 @@ fn save(dir: &Path, agents: &[Account]) -> io::Result<()> {
     fs::rename(&tmp, path(dir))
 }
 
-/// The hex SHA-1 digest of `token`.
-pub fn digest_hex(token: &str) -> String {
-    Sha1::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::util::digest_hex;
 
 /// A new random token: 128 bits as 32 hex digits.
 pub fn new_token() -> String {
