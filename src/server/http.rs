@@ -289,9 +289,11 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         "/agent" => Some(AGENT_PAGE),
         _ => None,
     };
-    let nonce = html.map(|_| page_nonce()).unwrap_or_default();
-    let page = html.map(|html| with_nonce(html, &nonce));
-    let (status, content_type, body): (u16, &str, &[u8]) = if let Some(page) = &page {
+    let page = html.map(|html| {
+        let nonce = page_nonce();
+        (with_nonce(html, &nonce), nonce)
+    });
+    let (status, content_type, body): (u16, &str, &[u8]) = if let Some((page, _)) = &page {
         (200, "text/html; charset=utf-8", page.as_bytes())
     } else {
         match request.path() {
@@ -324,7 +326,7 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         ("Cache-Control", "no-store".to_string()),
         ("X-Content-Type-Options", "nosniff".to_string()),
     ];
-    if content_type.starts_with("text/html") {
+    if let Some((_, nonce)) = &page {
         // Only the desk's visitor widget is made to be framed by other
         // sites: by any, or by the --allowed-origin ones when listed.
         let framed_by = match request.path() {
@@ -334,7 +336,7 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         };
         headers.push((
             "Content-Security-Policy",
-            page_policy(&nonce, framed_by.as_deref()),
+            page_policy(nonce, framed_by.as_deref()),
         ));
         headers.push(("Referrer-Policy", "same-origin".to_string()));
     }
