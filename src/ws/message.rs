@@ -211,21 +211,28 @@ impl Decoder {
     /// failing as early as possible, §8.1). Everything else is decoded byte
     /// stream style, as it arrives.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
-        let result = match self.whole_message_frame(input) {
-            Some((header, header_len, end)) => {
-                let mut data = Vec::with_capacity(end - header_len);
-                append(&mut data, &input[header_len..end], header.mask, 0);
-                *input = &input[end..];
-                trace_frame_in(&header, &data);
-                match header.opcode {
-                    OpCode::Binary => Ok(Some(Message::Binary(data))),
-                    _ => String::from_utf8(data)
-                        .map(|text| Some(Message::Text(text)))
-                        .map_err(|_| ProtocolError::InvalidUtf8),
-                }
-            }
-            None => self.decode_inner(input),
+        let Some((header, header_len, end)) = self.whole_message_frame(input) else {
+            return self.decode_stream(input);
         };
+        let mut data = Vec::with_capacity(end - header_len);
+        append(&mut data, &input[header_len..end], header.mask, 0);
+        *input = &input[end..];
+        trace_frame_in(&header, &data);
+        if header.opcode == OpCode::Binary {
+            return Ok(Some(Message::Binary(data)));
+        }
+        String::from_utf8(data)
+            .map(|text| Some(Message::Text(text)))
+            .map_err(|_| {
+                self.stop();
+                *input = &[];
+                ProtocolError::InvalidUtf8
+            })
+    }
+
+    /// [`Decoder::decode`] without the short way: the bytes as a stream.
+    fn decode_stream(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
+        let result = self.decode_inner(input);
         if result.is_err() {
             self.stop();
             *input = &[];
@@ -284,9 +291,10 @@ impl Decoder {
                 }
             };
         }
+        // Not a whole frame (asked just above): straight to the stream way.
         let mut rest: &[u8] = input;
         let before = rest.len();
-        let message = self.decode(&mut rest)?;
+        let message = self.decode_stream(&mut rest)?;
         Ok((before - rest.len(), message.map(Decoded::Message)))
     }
 
