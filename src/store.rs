@@ -297,15 +297,12 @@ impl Store {
     /// so that a restarted server can still resume it.
     pub fn append_private(&mut self, json: &str, from_key: &str, to_key: &str) {
         self.append(json);
-        // (append indexed it as a record read back, which waits for keys.)
-        self.unkeyed = None;
-        let Some(id) = serde_json::from_str::<Value>(json)
-            .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_u64))
-        else {
+        // Indexed as a private record read back from the log is: it waits
+        // for its keys, which are these.
+        let Some((id, json)) = self.unkeyed.take() else {
             return;
         };
-        self.keep_private(id, from_key, to_key, json.into());
+        self.keep_private(id, from_key, to_key, json);
         if self.file.is_some() {
             // A record of its own, with its own id like every record.
             let own = self.take_id();
