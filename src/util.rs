@@ -62,23 +62,31 @@ pub fn now_ms() -> u64 {
 }
 
 /// Give back to the kernel the pages of this thread's stack that lie below
-/// the current frame (with a safety margin): they held frames that have
-/// returned, such as the handshake's, and a parked thread does not need
-/// them. Stack pages a thread touched otherwise stay resident for its whole
-/// life, which on a server with thousands of idle connections is most of
-/// their memory. The next call that goes that deep simply gets fresh zeroed
-/// pages. Does nothing where the stack bounds cannot be read.
+/// the current frame: they held frames that have returned, such as the
+/// handshake's, and a parked thread does not need them. Stack pages a thread
+/// touched otherwise stay resident for its whole life, which on a server
+/// with thousands of idle connections is most of their memory. The next
+/// call that goes that deep simply gets fresh zeroed pages. Does nothing
+/// where the stack bounds cannot be read.
+///
+/// What stays is every page from the stack's top down to this call's frame:
+/// the thread's control block and TLS (about 4.7 KiB with glibc) and the
+/// frames of the calls that lead here. On x86-64 and AArch64 the cut is
+/// made right below this function's own frame, so a connection parked in
+/// `read` keeps two pages (tests/stack.rs); elsewhere a margin of
+/// [`TRIM_MARGIN`] bytes is kept, which may cost a page.
 #[cfg(target_os = "linux")]
+#[inline(never)] // its own frame is the lowest live one: see stack_pointer
 pub fn trim_stack() {
     const PAGE: usize = 4096;
-    // Stay well clear of the frames that are live while madvise runs.
-    const MARGIN: usize = 2 * 1024;
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
+    let sp = stack_pointer();
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which
     // we destroy after reading the stack bounds. The range passed to madvise
-    // lies inside this thread's own stack mapping, strictly below every live
-    // frame (the current one minus MARGIN), so no live data is discarded.
+    // lies inside this thread's own stack mapping, strictly below every
+    // frame live while it runs (this one, and the return address of the
+    // `madvise` system call wrapper, which `stack_pointer` leaves room for),
+    // so no live data is discarded. The calls before it (pthread_*) went
+    // deeper, but they have returned.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
@@ -94,11 +102,43 @@ pub fn trim_stack() {
             return;
         }
         let low = (base as usize + guard).div_ceil(PAGE) * PAGE;
-        let high = (sp.saturating_sub(MARGIN)) / PAGE * PAGE;
+        let high = sp / PAGE * PAGE;
         if high > low && sp < base as usize + size {
             libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED);
         }
     }
+}
+
+/// Bytes kept below the estimated stack pointer by [`trim_stack`] where the
+/// exact one cannot be read: this function's frame lies below the local
+/// whose address stands in for it.
+#[cfg(target_os = "linux")]
+pub const TRIM_MARGIN: usize = 2 * 1024;
+
+/// The lowest address [`trim_stack`] may give back above: its own stack
+/// pointer less room for the `madvise` wrapper's return address and the
+/// 128-byte red zone a leaf function may use below it (x86-64 System V).
+#[cfg(target_os = "linux")]
+#[inline(always)]
+fn stack_pointer() -> usize {
+    const BELOW: usize = 256;
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads a register, touches no memory and no flags.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads a register, touches no memory and no flags.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let here = 0u8;
+        sp = (std::ptr::addr_of!(here) as usize).saturating_sub(TRIM_MARGIN);
+    }
+    sp.saturating_sub(BELOW)
 }
 
 /// Elsewhere, nothing to do.

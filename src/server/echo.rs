@@ -52,6 +52,10 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
             Err(Error::Io(e))
                 if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
             {
+                // Quiet for a while: give back the stack pages the last
+                // messages (or the last ping) touched, as after the
+                // handshake.
+                crate::util::trim_stack();
                 if last_heard.elapsed() >= config.idle_timeout {
                     let _ = ws.close(CloseCode::GOING_AWAY, "idle timeout");
                     break Some(CloseCode::GOING_AWAY);

@@ -14,67 +14,27 @@ const REQUEST_CHUNK: usize = 1024;
 
 /// Serve one connection from its first byte to its last; `tcp_peer` is the
 /// address `accept` gave.
-pub fn handle_connection(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) {
+///
+/// Two steps, in two frames: [`open`] reads the request and answers it (a
+/// page, a refusal or the 101), then the endpoint runs for the connection's
+/// life. The first step's frame, with whatever the compiler inlines into it,
+/// is gone by the time the thread parks in `read`; what stays on the stack
+/// of each idle connection is this function's small frame and the
+/// endpoint's (tests/stack.rs checks it: a page more here is 4 KiB more per
+/// connection).
+pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) {
+    let Some(Upgraded {
+        stream,
+        endpoint,
+        request,
+        leftover,
+        peer,
+    }) = open(stream, tcp_peer, shared)
+    else {
+        return;
+    };
     let config = &shared.config;
-    let mut peer = tcp_peer.to_string();
-    let _ = stream.set_nodelay(true);
-    let (request, leftover) = match read_request(
-        &mut stream,
-        config.max_header_bytes,
-        config.handshake_timeout,
-    ) {
-        Ok(Some(parts)) => parts,
-        Ok(None) => return,
-        Err(rejection) => {
-            refuse(&mut stream, &peer, &rejection, &shared.metrics);
-            return;
-        }
-    };
-    peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
     let path = request.path().to_string();
-    let metrics = &shared.metrics;
-    if !request.is_upgrade() {
-        log::debug!("{peer}: {} {}", request.method, request.target);
-        let client_ip = client_ip(&peer);
-        let (status, response) = plain_response(&request, shared, client_ip);
-        metrics.count_response(status);
-        respond(&mut stream, &response);
-        return;
-    }
-    let endpoint = match path.as_str() {
-        _ if config.echo_everywhere => Endpoint::Echo,
-        "/echo" => Endpoint::Echo,
-        "/inspect" => Endpoint::Inspect,
-        "/" | "/chat" | "/support" | "/agent" => Endpoint::Chat,
-        _ => {
-            let rejection = Rejection::new(
-                404,
-                format!("no WebSocket endpoint at {path}; try / (chat) or /echo"),
-            );
-            refuse(&mut stream, &peer, &rejection, metrics);
-            return;
-        }
-    };
-    let accept = match check_origin(&request, &config.allowed_origins)
-        .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
-    {
-        Ok(accept) => accept,
-        Err(rejection) => {
-            refuse(&mut stream, &peer, &rejection, metrics);
-            return;
-        }
-    };
-    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        // A handshake that completes once stop() has begun: no 101 for a
-        // connection the hub would only close again.
-        let rejection = Rejection::new(503, "the server is shutting down".to_string());
-        refuse(&mut stream, &peer, &rejection, metrics);
-        return;
-    }
-    if stream.write_all(&accept.response()).is_err() {
-        return;
-    }
-    metrics.count_response(101);
     log::info!("open {peer} {path}");
     let started = Instant::now();
     let code = match endpoint {
@@ -95,6 +55,95 @@ pub fn handle_connection(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &A
         started.elapsed().as_secs_f64(),
         code.map_or("none (connection dropped)".to_string(), |c| c.to_string())
     );
+}
+
+/// A connection that has been sent its 101, and what its endpoint needs.
+struct Upgraded {
+    stream: TcpStream,
+    endpoint: Endpoint,
+    request: Request,
+    /// Bytes that came after the request head (the first frames, if the
+    /// client did not wait for the 101).
+    leftover: Vec<u8>,
+    /// The client's address, for the log.
+    peer: String,
+}
+
+/// Read the request and answer it: a page or another plain answer, a
+/// refusal, or the 101 of RFC 6455 §4.2.2, after which the connection is
+/// handed back as [`Upgraded`]. None when the connection is done.
+#[inline(never)] // see handle_connection: its frame must be gone before the endpoint runs
+fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Option<Upgraded> {
+    let config = &shared.config;
+    let _ = stream.set_nodelay(true);
+    let (request, leftover) = match read_request(
+        &mut stream,
+        config.max_header_bytes,
+        config.handshake_timeout,
+    ) {
+        Ok(Some(parts)) => parts,
+        Ok(None) => return None,
+        Err(rejection) => {
+            refuse(
+                &mut stream,
+                &tcp_peer.to_string(),
+                &rejection,
+                &shared.metrics,
+            );
+            return None;
+        }
+    };
+    let peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
+    let metrics = &shared.metrics;
+    if !request.is_upgrade() {
+        log::debug!("{peer}: {} {}", request.method, request.target);
+        let client_ip = client_ip(&peer);
+        let (status, response) = plain_response(&request, shared, client_ip);
+        metrics.count_response(status);
+        respond(&mut stream, &response);
+        return None;
+    }
+    let endpoint = match request.path() {
+        _ if config.echo_everywhere => Endpoint::Echo,
+        "/echo" => Endpoint::Echo,
+        "/inspect" => Endpoint::Inspect,
+        "/" | "/chat" | "/support" | "/agent" => Endpoint::Chat,
+        path => {
+            let rejection = Rejection::new(
+                404,
+                format!("no WebSocket endpoint at {path}; try / (chat) or /echo"),
+            );
+            refuse(&mut stream, &peer, &rejection, metrics);
+            return None;
+        }
+    };
+    let accept = match check_origin(&request, &config.allowed_origins)
+        .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
+    {
+        Ok(accept) => accept,
+        Err(rejection) => {
+            refuse(&mut stream, &peer, &rejection, metrics);
+            return None;
+        }
+    };
+    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        // A handshake that completes once stop() has begun: no 101 for a
+        // connection the hub would only close again.
+        let rejection = Rejection::new(503, "the server is shutting down".to_string());
+        refuse(&mut stream, &peer, &rejection, metrics);
+        return None;
+    }
+    if stream.write_all(&accept.response()).is_err() {
+        return None;
+    }
+    metrics.count_response(101);
+    Some(Upgraded {
+        stream,
+        endpoint,
+        request,
+        leftover,
+        peer,
+    })
 }
 
 /// The client's address: the TCP peer, or, when the peer is one of the
@@ -212,7 +261,6 @@ fn refuse(
 /// byte at a time cannot hold the thread). Returns the request and the
 /// bytes that came after it, `None` when the peer went away or was too slow
 /// (it was answered 408), or the rejection to send.
-#[inline(never)] // its stack buffer must not widen handle_connection's frame
 fn read_request(
     stream: &mut TcpStream,
     max_header_bytes: usize,

@@ -249,6 +249,9 @@ pub fn run(
     crate::util::trim_stack();
     let mut flow = reader.feed(leftover);
     let mut buf = [0u8; READ_BUF];
+    // Whether the thread has gone deeper than its parked frames since the
+    // last trim (decoding, handing a message to the hub, pinging).
+    let mut went_deep = !leftover.is_empty();
     while let Flow::Continue = flow {
         match (&*stream).read(&mut buf) {
             Ok(0) => break,
@@ -259,9 +262,15 @@ pub fn run(
                     .fetch_add(n as u64, Ordering::Relaxed);
                 reader.last_heard = Instant::now();
                 reader.pinged = false;
+                went_deep = true;
                 flow = reader.feed(&buf[..n]);
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                // Quiet for a while: give back the stack pages the last
+                // messages touched, as after the handshake.
+                if std::mem::take(&mut went_deep) {
+                    crate::util::trim_stack();
+                }
                 if peer
                     .closing_since()
                     .is_some_and(|t| t.elapsed() >= config.close_timeout)
@@ -274,6 +283,7 @@ pub fn run(
                 } else if silent >= config.ping_interval && !reader.pinged {
                     peer.send_message(&Message::Ping(Vec::new()));
                     reader.pinged = true;
+                    went_deep = true;
                 }
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
