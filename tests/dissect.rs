@@ -1,6 +1,8 @@
 //! The frame dissector: the library on every RFC 6455 §5.7 example, on
 //! broken and truncated input, and `wschat dissect` run as a program.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -432,7 +434,7 @@ fn json_has_the_fields() {
     let d = from_client(&[
         0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58, 0x80, 0x80,
     ]);
-    let j = d.to_json();
+    let j = serde_json::to_value(&d).unwrap();
     assert_eq!(j["direction"], "client-to-server");
     assert_eq!(j["frames"][0]["mask_key"], "37fa213d");
     assert_eq!(j["frames"][0]["text"], "Hello");
@@ -440,6 +442,87 @@ fn json_has_the_fields() {
     assert_eq!(j["frames"][0]["length_form"], "7-bit");
     assert_eq!(j["partial_header"]["missing"], 4);
     assert_eq!(j["valid"], false);
+}
+
+/// The fields of a frame's JSON, in the order it is written: the position
+/// first, the header's fields as they come on the wire, the payload, then
+/// what the frame means and what it breaks.
+const FRAME_FIELDS: [&str; 27] = [
+    "index",
+    "offset",
+    "header_hex",
+    "fin",
+    "rsv",
+    "rsv1",
+    "rsv2",
+    "rsv3",
+    "opcode",
+    "opcode_name",
+    "control",
+    "masked",
+    "mask_key",
+    "length_form",
+    "length_minimal",
+    "payload_len",
+    "missing",
+    "wire_payload_hex",
+    "payload_hex",
+    "text",
+    "part",
+    "close",
+    "message",
+    "violations",
+    "notes",
+    "one_line",
+    "valid",
+];
+
+#[test]
+fn json_fields_come_in_reading_order() {
+    let d = from_client(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58, 0x80, 0x80,
+    ]);
+    let text = d.to_json();
+    assert_eq!(
+        common::top_level_keys(&text),
+        [
+            "direction",
+            "len",
+            "valid",
+            "truncated",
+            "fails_at",
+            "frames",
+            "partial_header",
+            "open_message"
+        ]
+    );
+    assert_eq!(common::top_level_keys(&d.frames[0].to_json()), FRAME_FIELDS);
+    // The same text as serde_json's own view of it, field for field.
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value, serde_json::to_value(&d).unwrap());
+    assert!(
+        text.contains(r#""part":{"kind":"whole"}"#),
+        "the part's kind comes first: {text}"
+    );
+}
+
+#[test]
+fn inspect_answers_each_frame_with_its_dissection_in_reading_order() {
+    let server = common::start_default();
+    let mut client = common::RawClient::connect(server.addr(), "/inspect");
+    client.send_frame(true, OpCode::Text, b"Hello");
+    let text = String::from_utf8(client.expect(OpCode::Text)).expect("UTF-8");
+    assert_eq!(common::top_level_keys(&text), ["type", "frame"], "{text}");
+    let frame = text
+        .strip_prefix(r#"{"type":"frame","frame":"#)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("a frame message: {text}"));
+    assert_eq!(common::top_level_keys(frame), FRAME_FIELDS);
+    let value: serde_json::Value = serde_json::from_str(frame).unwrap();
+    assert_eq!(value["text"], "Hello");
+    assert_eq!(value["masked"], true);
+    assert_eq!(value["valid"], true);
+    assert_eq!(value["part"]["kind"], "whole");
 }
 
 // ---- `wschat dissect`, the program ----
@@ -566,6 +649,8 @@ fn cli_reads_stdin_and_files_and_knows_the_server_direction() {
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(json["frames"][0]["text"], "Hello");
+    let keys = common::top_level_keys(&out);
+    assert_eq!(keys.first().map(String::as_str), Some("direction"), "{out}");
 }
 
 #[test]

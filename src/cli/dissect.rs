@@ -96,7 +96,12 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     let dissection = dissect(&bytes, &Options::new(direction));
     if json {
-        println!("{:#}", dissection.to_json());
+        // Pretty-printing a dissection cannot fail (its JSON form has
+        // only string keys).
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&dissection).unwrap_or_default()
+        );
     } else {
         print!("{}", dissection.to_text());
     }

@@ -12,8 +12,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::session::{RateLimit, Verdict};
 use crate::config::Config;
 use crate::dissect::{Direction, Dissector, Options};
@@ -49,7 +47,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
             for report in dissector.feed(&pending) {
                 match limit.check(Instant::now()) {
                     Verdict::Allow => {
-                        let text = json!({"type": "frame", "frame": report.to_json()}).to_string();
+                        let text = crate::ordered! {"type": "frame", "frame": report};
                         let _ = conn.send(&Message::Text(text));
                     }
                     Verdict::Close => {
