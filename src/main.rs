@@ -27,6 +27,20 @@ fn main() -> ExitCode {
         Some(a) if a.starts_with("--") && a != "--help" && a != "--version" => ("serve", &args[..]),
         Some(a) => (a, &args[1..]),
     };
+    if matches!(
+        command,
+        "--version"
+            | "-V"
+            | "version"
+            | "--help"
+            | "-h"
+            | "help"
+            | "check-config"
+            | "dissect"
+            | "agent"
+    ) {
+        quiet_on_closed_output();
+    }
     match command {
         "--version" | "-V" | "version" => {
             println!("wschat {}", env!("CARGO_PKG_VERSION"));
@@ -47,6 +61,23 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// For the commands that only print: end quietly, as other Unix tools do,
+/// when whoever reads the output stops (`wschat dissect … | head`), rather
+/// than panic on the failed write. Rust starts with SIGPIPE ignored so that
+/// a server's writes to closed sockets fail with EPIPE instead of killing
+/// it; `serve` and `client` keep it that way.
+#[cfg(unix)]
+fn quiet_on_closed_output() {
+    // SAFETY: sets the disposition of one signal to its default, before
+    // any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_on_closed_output() {}
 
 /// Run `stop` on the first SIGINT or SIGTERM (a second one exits at once).
 ///

@@ -673,3 +673,38 @@ fn cli_usage_errors_exit_2() {
     assert_eq!(code, 0);
     assert!(out.contains("wschat dissect"));
 }
+
+/// `wschat dissect … | head`: when the reader of its output goes away, it
+/// ends as Unix tools do (by SIGPIPE), without a panic message.
+#[cfg(unix)]
+#[test]
+fn cli_ends_quietly_when_its_output_is_closed() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["dissect", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wschat");
+    // The output's reader is gone before wschat has anything to write: it
+    // waits for its input first.
+    drop(child.stdout.take());
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"818537fa213d7f9f4d5158").unwrap();
+    drop(input);
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    let Ok(err) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("wschat dissect did not finish");
+    };
+    let status = child.wait().expect("wait for wschat");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+}
