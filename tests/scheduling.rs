@@ -12,28 +12,9 @@ use common::{config, start};
 use wschat::config::Config;
 use wschat::ws::Message;
 
-/// `SCHED_BATCH` in `/proc/.../stat` (field 41, `policy`).
-const SCHED_BATCH: u32 = 3;
-
 /// Threads of this process whose scheduling policy is `SCHED_BATCH`.
 fn batch_threads() -> usize {
-    let mut count = 0;
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
-            continue; // the thread ended meanwhile
-        };
-        // The fields after the command name, which is in parentheses and
-        // may hold spaces: the first of them is field 3 (state).
-        let after = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
-        let policy: u32 = after
-            .split(' ')
-            .nth(41 - 3)
-            .expect("a policy field")
-            .parse()
-            .expect("a number");
-        count += usize::from(policy == SCHED_BATCH);
-    }
-    count
+    common::sched_batch_threads().len()
 }
 
 /// Open `/echo` on a server with `config` and see a message come back, so

@@ -24,27 +24,6 @@ use std::time::{Duration, Instant};
 use common::ChatClient;
 use wschat::ws::Message;
 
-/// `SCHED_BATCH` in `/proc/.../stat` (field 41, `policy`).
-const SCHED_BATCH: u32 = 3;
-
-/// The ids of this process's threads under `SCHED_BATCH`: the connection
-/// threads.
-fn connection_threads() -> Vec<u32> {
-    let mut ids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let path = task.unwrap().path();
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue; // the thread ended meanwhile
-        };
-        let after = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];
-        let policy: u32 = after.split(' ').nth(41 - 3).unwrap().parse().unwrap();
-        if policy == SCHED_BATCH {
-            ids.push(path.file_name().unwrap().to_str().unwrap().parse().unwrap());
-        }
-    }
-    ids
-}
-
 /// The stack pointer of thread `tid` while it waits in a system call
 /// (`/proc/self/task/TID/syscall`: number, six arguments, stack pointer,
 /// program counter), or None while it runs.
@@ -86,7 +65,7 @@ const MAX_STACK_PAGES: u64 = if cfg!(debug_assertions) { 3 } else { 2 };
 /// The resident stack bytes of each connection thread parked in a system
 /// call; empty unless both connection threads are parked.
 fn parked_stacks() -> Vec<u64> {
-    let threads = connection_threads();
+    let threads = common::sched_batch_threads();
     let parked: Vec<u64> = threads
         .iter()
         .filter_map(|&tid| parked_stack_pointer(tid))
