@@ -262,6 +262,15 @@ impl Ctx {
                     Out::Close(..) => {}
                 }
             }
+        } else if let Some((conns, frames)) = one_audience(&queue) {
+            // Every message of the turn goes to the same connections (a
+            // busy room): each connection gets them all in one call, with
+            // no grouping per connection.
+            for conn in conns {
+                if let Some(peer) = self.peers.get(conn) {
+                    delivered += peer.send_batch(&frames);
+                }
+            }
         } else {
             let mut order: Vec<ConnId> = Vec::new();
             let mut per_conn: HashMap<ConnId, Vec<Item>> = HashMap::new();
@@ -317,6 +326,22 @@ impl Ctx {
             ))
         })
     }
+}
+
+/// When every send of a turn is a broadcast to the same connections, in
+/// the same order: those connections, and the turn's frames in order.
+fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Bytes>)> {
+    let Some(Out::Many(first, _)) = queue.first() else {
+        return None;
+    };
+    let mut frames = Vec::with_capacity(queue.len());
+    for out in queue {
+        match out {
+            Out::Many(conns, frame) if conns == first => frames.push(frame.clone()),
+            _ => return None,
+        }
+    }
+    Some((first, frames))
 }
 
 /// One connection's share of a turn.

@@ -168,6 +168,36 @@ fn a_newcomer_gets_welcome_users_history_and_a_join_notice_in_that_order() {
     assert_eq!(leave["count"], 1);
 }
 
+/// A burst from one user (several messages per hub turn, each turn's
+/// messages going to the same members) reaches every other member whole
+/// and in the order it was sent.
+#[test]
+fn a_burst_reaches_every_member_whole_and_in_order() {
+    let server = start(unlimited());
+    let mut ann = ChatClient::join(&server, Some("Ann"));
+    let mut bob = ChatClient::join(&server, Some("Bob"));
+    let mut cat = ChatClient::join(&server, Some("Cat"));
+    ann.until_type("join");
+    ann.until_type("join");
+    bob.until_type("join");
+    const COUNT: usize = 300;
+    for i in 0..COUNT {
+        ann.send_text(&format!("m{i}"));
+    }
+    let expected: Vec<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
+    for member in [&mut bob, &mut cat] {
+        let mut texts = Vec::new();
+        member.until("Ann's last message", |m| {
+            if m["type"] == "chat" && m["user"]["name"] == "Ann" {
+                texts.push(m["text"].as_str().unwrap_or_default().to_string());
+            }
+            texts.len() == COUNT
+        });
+        assert_eq!(texts, expected, "{}", member.name);
+    }
+    ann.until_own_chat(&format!("m{}", COUNT - 1));
+}
+
 #[test]
 fn history_keeps_the_last_50_messages_in_order() {
     let server = start(unlimited());
