@@ -27,18 +27,8 @@ fn main() -> ExitCode {
         Some(a) if a.starts_with("--") && a != "--help" && a != "--version" => ("serve", &args[..]),
         Some(a) => (a, &args[1..]),
     };
-    if matches!(
-        command,
-        "--version"
-            | "-V"
-            | "version"
-            | "--help"
-            | "-h"
-            | "help"
-            | "check-config"
-            | "dissect"
-            | "agent"
-    ) {
+    // Every command but the two that talk to sockets only prints.
+    if !matches!(command, "serve" | "client") {
         quiet_on_closed_output();
     }
     match command {
