@@ -109,11 +109,23 @@ pub trait App {
         let _ = ctx;
     }
     /// Store what this turn recorded, before its messages are delivered.
-    /// Returns whether anything was written.
+    /// Returns whether anything was written. An error means nothing of
+    /// the turn's messages was stored: the hub delivers none of what was
+    /// sent with [`Ctx::publish`] and calls [`App::refused`].
     fn commit(&mut self) -> std::io::Result<bool> {
         Ok(false)
     }
+    /// The turn's store write failed: the messages with these ids (given
+    /// to [`Ctx::publish`]) were not stored and reach nobody; their senders
+    /// have been told `unavailable`. An app that keeps them in memory
+    /// forgets them here.
+    fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {
+        let _ = (ctx, ids);
+    }
 }
+
+/// What the sender of a message gets when the message cannot be stored.
+pub const UNAVAILABLE: &str = r#"{"type":"error","code":"unavailable","message":"the message could not be stored, so it was not sent; try again later"}"#;
 
 /// Something to do once the turn's records are stored.
 #[derive(Debug)]
@@ -133,6 +145,9 @@ pub struct Ctx {
     peers: HashMap<ConnId, Arc<Peer>>,
     metrics: Arc<Metrics>,
     queue: Vec<Out>,
+    /// The sends of this turn that carry a stored message: their place in
+    /// `queue`, the message's id and its sender.
+    published: Vec<(usize, u64, Option<ConnId>)>,
 }
 
 impl Ctx {
@@ -142,6 +157,7 @@ impl Ctx {
             peers: HashMap::new(),
             metrics,
             queue: Vec::new(),
+            published: Vec::new(),
         }
     }
 
@@ -228,6 +244,49 @@ impl Ctx {
         if !conns.is_empty() {
             self.queue.push(Out::Many(conns, frame.clone()));
         }
+    }
+
+    /// Send a message the app has just appended to the store (message
+    /// `id`, from `sender`): it goes out with the turn only if the turn's
+    /// records are stored. If the store's write fails, nobody receives it,
+    /// the sender gets an `unavailable` error ([`UNAVAILABLE`]) instead,
+    /// and [`App::refused`] is told its id (docs/storage.md, "Faults").
+    pub fn publish(
+        &mut self,
+        id: u64,
+        sender: Option<ConnId>,
+        conns: impl IntoIterator<Item = ConnId>,
+        frame: &Bytes,
+    ) {
+        let conns: Vec<ConnId> = conns.into_iter().collect();
+        self.published.push((self.queue.len(), id, sender));
+        self.queue.push(Out::Many(conns, frame.clone()));
+    }
+
+    /// The turn's write failed: take its published sends out of the queue
+    /// and tell each sender. Returns the refused messages' ids.
+    fn refuse_published(&mut self) -> Vec<u64> {
+        let published = std::mem::take(&mut self.published);
+        let mut ids = Vec::with_capacity(published.len());
+        let mut drop = vec![false; self.queue.len()];
+        let mut senders = Vec::new();
+        for (at, id, sender) in published {
+            drop[at] = true;
+            if !ids.contains(&id) {
+                ids.push(id);
+                senders.extend(sender);
+            }
+        }
+        let mut i = 0;
+        self.queue.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+        let error = Ctx::json_frame(UNAVAILABLE);
+        for sender in senders {
+            self.send_frame(sender, &error);
+        }
+        ids
     }
 
     /// Close one connection with `code` and `reason`.
@@ -350,17 +409,33 @@ enum Item {
     Close(CloseCode, String),
 }
 
-/// Store the turn's records, then deliver the turn's messages.
+/// Store the turn's records, then deliver the turn's messages: all of
+/// them when the write succeeded; when it failed, all but the stored
+/// messages, whose senders are told `unavailable` (nothing confirmed is
+/// ever lost), and `/healthz` says why until a write succeeds again.
 fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
     match app.commit() {
-        Ok(true) => {
-            ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
+        Ok(wrote) => {
+            if wrote {
+                ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            if wrote && ctx.metrics.store_failing().is_some() {
+                ctx.metrics.set_store_failing(None);
+            }
+            ctx.published.clear();
         }
-        Ok(false) => {}
-        // Availability over durability: the messages still go out, and the
-        // failure is loud in the log.
-        Err(e) => log::error!("store: writing the log failed: {e}"),
+        Err(e) => {
+            ctx.metrics
+                .store_write_errors
+                .fetch_add(1, Ordering::Relaxed);
+            ctx.metrics
+                .set_store_failing(Some(format!("store: writing the log failed: {e}")));
+            let refused = ctx.refuse_published();
+            if !refused.is_empty() {
+                app.refused(ctx, &refused);
+            }
+        }
     }
     ctx.deliver();
 }

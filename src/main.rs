@@ -75,6 +75,10 @@ fn quiet_on_closed_output() {}
 /// of the thread that starts them, and this runs before the server starts
 /// any), and one thread waits for them with `sigwait`: no code runs inside
 /// a signal handler, so nothing async-signal-unsafe can happen.
+///
+/// SIGXFSZ is ignored too: a file-size limit (RLIMIT_FSIZE) then makes the
+/// store's write fail with EFBIG, which it answers like a full disk
+/// (docs/storage.md, "Faults"), instead of killing the server.
 #[cfg(unix)]
 fn on_termination(stop: impl FnOnce() + Send + 'static) {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
@@ -85,6 +89,7 @@ fn on_termination(stop: impl FnOnce() + Send + 'static) {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         set
     };
     let waiter = std::thread::Builder::new()

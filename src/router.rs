@@ -98,4 +98,11 @@ impl App for Router {
     fn commit(&mut self) -> std::io::Result<bool> {
         self.chat.commit()
     }
+
+    fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {
+        self.chat.refused(ctx, ids);
+        for (_, app) in &mut self.mounts {
+            app.refused(ctx, ids);
+        }
+    }
 }

@@ -32,6 +32,29 @@ pub const DEFAULT_RETAIN_DAYS: u32 = 30;
 pub const DEFAULT_KEEP_PER_ROOM: usize = 10_000;
 /// Most private messages kept in memory for resume.
 pub const KEEP_PRIVATE: usize = 100_000;
+/// Most gaps (skipped corrupt records) remembered one by one; more are
+/// merged into wider ones.
+pub const MAX_HOLES: usize = 1024;
+
+/// Most bytes of state records kept waiting while writes fail (a full
+/// disk that lasts for hours must not grow memory without bound); past
+/// it, the oldest waiting records are dropped, with a warning. Messages are
+/// never kept waiting: they are refused at once.
+pub const MAX_CARRIED_BYTES: usize = 1024 * 1024;
+
+/// How far the next id jumps past a log whose last records could not be
+/// read (their ids are unknown; ids must never repeat).
+pub const UNREADABLE_ID_MARGIN: u64 = 1_000_000;
+
+/// A record waiting for the next [`Store::commit`]: where its line is in
+/// the buffer, its id, and whether it is a message (refused when the write
+/// fails) or state (kept and written with the next write).
+#[derive(Debug, Clone, Copy)]
+struct PendingRecord {
+    end: usize,
+    id: u64,
+    message: bool,
+}
 
 /// The store as the hub thread's applications share it (the chat and the
 /// support desk write to one log with one sequence of ids).
@@ -133,7 +156,25 @@ pub struct Store {
     _lock: Option<File>,
     segment: u64,
     segment_len: u64,
+    /// The records of this turn (and state records carried over from a
+    /// failed write), as one buffer of lines, and what each line is.
     pending: Vec<u8>,
+    pending_records: Vec<PendingRecord>,
+    /// The last write failed: why. Cleared by the next write that succeeds.
+    failing: Option<String>,
+    /// The first id of each segment on disk (its `segment` header, or its
+    /// first record in a log written before headers existed).
+    first_ids: std::collections::BTreeMap<u64, u64>,
+    /// Ids below this may have existed in segments that are gone
+    /// (retention, or deleted by hand): a range reaching below it is not
+    /// complete. 1 while the log is whole.
+    floor: u64,
+    /// Ranges of ids `(after, before)` around records that recovery had to
+    /// skip (corrupt lines): ids strictly between the two may be missing.
+    holes: Vec<(u64, u64)>,
+    /// During recovery: the id of the last good record before lines that
+    /// had to be skipped, until the next good one closes the hole.
+    hole_after: Option<u64>,
     next_id: u64,
     rooms: HashMap<String, VecDeque<(u64, Arc<str>)>>,
     privates: VecDeque<Private>,
@@ -168,6 +209,12 @@ impl Store {
             segment: 1,
             segment_len: 0,
             pending: Vec::new(),
+            pending_records: Vec::new(),
+            failing: None,
+            first_ids: Default::default(),
+            floor: 1,
+            holes: Vec::new(),
+            hole_after: None,
             next_id: 1,
             rooms: HashMap::new(),
             privates: VecDeque::new(),
@@ -187,6 +234,13 @@ impl Store {
         fs::create_dir_all(&dir)
             .map_err(|e| annotate(e, "cannot create the data directory", &dir))?;
         store._lock = Some(lock_dir(&dir)?);
+        // Retention first: what it deletes is not read, so it is gone from
+        // memory too, and a range reaching into it is not complete.
+        if let Some((number, path)) = list_segments(&dir)?.pop() {
+            store.segment = number;
+            store.segment_len = fs::metadata(&path).map_or(0, |m| m.len());
+            store.apply_retention(SystemTime::now());
+        }
         let segments = list_segments(&dir)?;
         let count = segments.len();
         for (i, (number, path)) in segments.iter().enumerate() {
@@ -194,6 +248,20 @@ impl Store {
             store.segment = *number;
         }
         store.recovery.segments = count;
+        if let Some(after) = store.hole_after.take() {
+            // The log ends in records that could not be read: their ids
+            // are unknown, so new ids start well past any they can have
+            // had (each line is one id, and no turn refuses a million).
+            store.next_id = store.next_id.saturating_add(UNREADABLE_ID_MARGIN);
+            store.add_hole(after, store.next_id);
+        }
+        // Segments before the oldest one left were deleted: what they held
+        // is gone, and a range reaching into it is not complete.
+        if let Some((&oldest, &first)) = store.first_ids.iter().next()
+            && oldest > 1
+        {
+            store.floor = first;
+        }
         let path = segment_path(&dir, store.segment);
         let file = OpenOptions::new()
             .create(true)
@@ -202,7 +270,13 @@ impl Store {
             .map_err(|e| annotate(e, "cannot write the log", &path))?;
         store.segment_len = file.metadata()?.len();
         store.file = Some(file);
-        store.apply_retention(SystemTime::now());
+        if store.segment_len == 0 {
+            // A new segment starts with its header, written now: the
+            // directory is writable, and the highest id survives even if
+            // retention deletes every older segment.
+            store.push_header();
+            store.commit()?;
+        }
         Ok(store)
     }
 
@@ -237,6 +311,12 @@ impl Store {
                 self.recovery.corrupt += 1;
             }
         }
+        // Skipped lines (and an old segment's torn tail) may have held
+        // messages: the ids between the records around them are a hole.
+        if complete < bytes.len() && !last {
+            self.open_hole();
+        }
+        let number = segment_number(path);
         for (n, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
@@ -244,6 +324,13 @@ impl Store {
             let text = std::str::from_utf8(line).ok();
             match text.and_then(|t| serde_json::from_str::<Value>(t).ok().map(|v| (t, v))) {
                 Some((text, value)) if value.get("id").and_then(Value::as_u64).is_some() => {
+                    let id = value.get("id").and_then(Value::as_u64).unwrap_or(0);
+                    if let Some(number) = number {
+                        self.first_ids.entry(number).or_insert(id);
+                    }
+                    if let Some(after) = self.hole_after.take() {
+                        self.add_hole(after, id);
+                    }
                     self.index(text, &value);
                     self.recovery.records += 1;
                 }
@@ -254,10 +341,51 @@ impl Store {
                         n + 1
                     );
                     self.recovery.corrupt += 1;
+                    self.open_hole();
                 }
             }
         }
         Ok(())
+    }
+
+    /// A line that could not be read: ids after the last good record may
+    /// be missing, up to the next good record.
+    fn open_hole(&mut self) {
+        if self.hole_after.is_none() {
+            self.hole_after = Some(self.next_id.saturating_sub(1));
+        }
+    }
+
+    /// Remember that ids strictly between `after` and `before` may be
+    /// missing. Holes are few (each is a damaged line); past
+    /// [`MAX_HOLES`] the oldest two are merged into one wider hole, which
+    /// is still honest (a wider "maybe missing").
+    fn add_hole(&mut self, after: u64, before: u64) {
+        if before <= after.saturating_add(1) {
+            return;
+        }
+        self.holes.push((after, before));
+        if self.holes.len() > MAX_HOLES {
+            let (a, _) = self.holes.remove(0);
+            self.holes[0].0 = a;
+        }
+    }
+
+    /// The lowest id from which every record after `since` up to `until`
+    /// is known to be here, or `None` when nothing in between is missing:
+    /// the floor left by deleted segments, or the far side of a hole.
+    fn missing_after(&self, since: u64, until: u64) -> Option<u64> {
+        let mut first = None;
+        if since.saturating_add(1) < self.floor {
+            first = Some(self.floor);
+        }
+        for &(after, before) in &self.holes {
+            // The hole's unknown ids are after+1 ..= before-1.
+            if before.saturating_sub(1) > since && after.saturating_add(1) < until {
+                first = Some(first.unwrap_or(0).max(before.min(self.next_id)));
+            }
+        }
+        first
     }
 
     /// What recovery found.
@@ -278,25 +406,63 @@ impl Store {
         id
     }
 
-    /// Append a record: `json` is the message as delivered, with its `id`.
-    /// It is indexed at once and written at the next [`Store::commit`].
+    /// Append a state record (a membership change, a desk event): it is
+    /// indexed at once and written at the next [`Store::commit`]; if that
+    /// write fails it stays pending and goes with the next one, since the
+    /// state it records has happened.
     pub fn append(&mut self, json: &str) {
-        if let Ok(value) = serde_json::from_str::<Value>(json) {
-            self.index(json, &value);
-        }
+        self.push(json, false);
+    }
+
+    /// Append a message (a chat message, a desk message): like
+    /// [`Store::append`], but if the next [`Store::commit`] fails it is
+    /// refused: dropped from the buffer and from the indexes, never
+    /// written, and never to be delivered (the hub tells its sender).
+    pub fn append_message(&mut self, json: &str) {
+        self.push(json, true);
+    }
+
+    fn push(&mut self, json: &str, message: bool) {
+        let id = match serde_json::from_str::<Value>(json) {
+            Ok(value) => {
+                self.index(json, &value);
+                value.get("id").and_then(Value::as_u64).unwrap_or(0)
+            }
+            Err(_) => 0,
+        };
         if self.file.is_some() {
-            self.pending.extend_from_slice(json.as_bytes());
-            self.pending.push(b'\n');
+            self.push_line(json, id, message);
         }
+    }
+
+    fn push_line(&mut self, line: &str, id: u64, message: bool) {
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
+        self.pending_records.push(PendingRecord {
+            end: self.pending.len(),
+            id,
+            message,
+        });
+    }
+
+    /// The header that starts each segment: a record with a fresh id, so
+    /// the highest id given out is on disk even when retention has deleted
+    /// every older segment (ids never repeat).
+    fn push_header(&mut self) {
+        let id = self.take_id();
+        let header = crate::ordered! {"type": "segment", "id": id, "segment": self.segment, "time": crate::util::now_ms()};
+        self.first_ids.entry(self.segment).or_insert(id);
+        self.push_line(&header, id, false);
     }
 
     /// Append a private message, and keep it for resume under the session
     /// keys of its sender and addressee. The keys go to the log too, in a
     /// `private_keys` record right after the message (the message itself is
     /// logged as delivered, and a session key is not for the users to see),
-    /// so that a restarted server can still resume it.
+    /// so that a restarted server can still resume it. Both are refused
+    /// together if the next [`Store::commit`] fails.
     pub fn append_private(&mut self, json: &str, from_key: &str, to_key: &str) {
-        self.append(json);
+        self.append_message(json);
         // Indexed as a private record read back from the log is: it waits
         // for its keys, which are these.
         let Some((id, json)) = self.unkeyed.take() else {
@@ -307,8 +473,7 @@ impl Store {
             // A record of its own, with its own id like every record.
             let own = self.take_id();
             let keys = crate::ordered! {"type": "private_keys", "id": own, "private": id, "from": from_key, "to": to_key};
-            self.pending.extend_from_slice(keys.as_bytes());
-            self.pending.push(b'\n');
+            self.push_line(&keys, own, true);
         }
     }
 
@@ -323,14 +488,7 @@ impl Store {
         if self.privates.len() >= KEEP_PRIVATE
             && let Some(old) = self.privates.pop_front()
         {
-            for key in [old.from, old.to] {
-                if let Some(n) = self.private_sessions.get_mut(&key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.private_sessions.remove(&key);
-                    }
-                }
-            }
+            self.forget_keys(old);
         }
         for key in [from, to] {
             *self.private_sessions.entry(key.to_string()).or_default() += 1;
@@ -341,6 +499,18 @@ impl Store {
             to: to.to_string(),
             json,
         });
+    }
+
+    /// A private message leaves memory: its session keys count one less.
+    fn forget_keys(&mut self, old: Private) {
+        for key in [old.from, old.to] {
+            if let Some(n) = self.private_sessions.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.private_sessions.remove(&key);
+                }
+            }
+        }
     }
 
     fn index(&mut self, text: &str, value: &Value) {
@@ -385,12 +555,29 @@ impl Store {
 
     /// Write what was appended since the last commit: one write, and in
     /// `fsync` mode one fsync. Rotates the segment when it is full.
+    ///
+    /// When the write (or the fsync) fails, the segment is cut back to its
+    /// last whole record, so the log is exactly as it was and the next
+    /// write is readable; the messages of the buffer are refused (taken
+    /// out of the indexes; see [`Store::append_message`]) and its state
+    /// records wait for the next write. While writes fail, every commit
+    /// tries again (with a `segment` header if nothing else is pending), so
+    /// the store notices when the disk is back. See docs/storage.md,
+    /// "Faults".
     pub fn commit(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
+        if self.file.is_none() {
+            self.pending.clear();
+            self.pending_records.clear();
             return Ok(());
         }
+        if self.pending.is_empty() {
+            if self.failing.is_none() {
+                return Ok(());
+            }
+            // A probe: something real to write, that a reader skips.
+            self.push_header();
+        }
         let Some(file) = self.file.as_mut() else {
-            self.pending.clear();
             return Ok(());
         };
         let result = file.write_all(&self.pending).and_then(|()| {
@@ -400,14 +587,123 @@ impl Store {
                 Ok(())
             }
         });
-        self.segment_len += self.pending.len() as u64;
+        if let Err(e) = result {
+            self.refuse(&e);
+            return Err(e);
+        }
         self.writes += 1;
+        if let Some(why) = self.failing.take() {
+            log::warn!("store: writing the log works again (it failed: {why})");
+        }
+        self.segment_len += self.pending.len() as u64;
         self.pending.clear();
-        result?;
+        self.pending_records.clear();
         if self.segment_len >= self.config.segment_bytes {
             self.rotate()?;
         }
         Ok(())
+    }
+
+    /// Why writes are failing now, if they are.
+    pub fn failing(&self) -> Option<&str> {
+        self.failing.as_deref()
+    }
+
+    /// A write failed: cut the segment back to its last whole record, and
+    /// keep of the buffer only its state records.
+    fn refuse(&mut self, error: &io::Error) {
+        let why = error.to_string();
+        if self.failing.as_deref() != Some(why.as_str()) {
+            log::error!("store: writing the log failed: {why}");
+        }
+        self.failing = Some(why);
+        let repaired = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.set_len(self.segment_len).is_ok());
+        if !repaired {
+            // The torn bytes stay where they are; the next write goes to a
+            // new segment, and recovery skips the old one's torn tail.
+            log::error!("store: cannot cut the failed write back; starting a new segment");
+            if let Some(dir) = self.config.dir.clone() {
+                self.segment += 1;
+                let path = segment_path(&dir, self.segment);
+                match OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(file) => {
+                        self.file = Some(file);
+                        self.segment_len = 0;
+                    }
+                    Err(e) => log::error!("store: cannot open {}: {e}", path.display()),
+                }
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let records = std::mem::take(&mut self.pending_records);
+        let mut start = 0;
+        let mut refused = Vec::new();
+        for record in records {
+            let line = &pending[start..record.end];
+            start = record.end;
+            if record.message {
+                refused.push(record.id);
+            } else {
+                // A state record written in a new segment goes after the
+                // new segment's header.
+                self.pending.extend_from_slice(line);
+                self.pending_records.push(PendingRecord {
+                    end: self.pending.len(),
+                    ..record
+                });
+            }
+        }
+        if self.pending.len() > MAX_CARRIED_BYTES {
+            let over = self.pending.len() - MAX_CARRIED_BYTES;
+            let cut = self
+                .pending_records
+                .iter()
+                .position(|r| r.end >= over)
+                .map_or(self.pending_records.len(), |i| i + 1);
+            let end = cut
+                .checked_sub(1)
+                .map_or(0, |i| self.pending_records[i].end);
+            log::warn!("store: dropping {cut} state records that could not be written");
+            self.pending.drain(..end);
+            self.pending_records.drain(..cut);
+            for r in &mut self.pending_records {
+                r.end -= end;
+            }
+        }
+        if self.segment_len == 0 && !repaired && self.file.is_some() {
+            let carried = std::mem::take(&mut self.pending);
+            let records = std::mem::take(&mut self.pending_records);
+            self.push_header();
+            let base = self.pending.len();
+            self.pending.extend_from_slice(&carried);
+            self.pending_records
+                .extend(records.into_iter().map(|r| PendingRecord {
+                    end: r.end + base,
+                    ..r
+                }));
+        }
+        self.unindex(&refused);
+    }
+
+    /// Take refused messages out of the indexes (they are at the back).
+    fn unindex(&mut self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        for list in self.rooms.values_mut() {
+            while list.back().is_some_and(|(id, _)| ids.contains(id)) {
+                list.pop_back();
+            }
+        }
+        while self.privates.back().is_some_and(|p| ids.contains(&p.id)) {
+            if let Some(old) = self.privates.pop_back() {
+                self.forget_keys(old);
+            }
+        }
+        self.unkeyed = None;
     }
 
     /// The support desk's records (type `desk_…`) found in the log, in
@@ -431,15 +727,24 @@ impl Store {
         let path = segment_path(&dir, self.segment);
         self.file = Some(OpenOptions::new().create(true).append(true).open(&path)?);
         self.segment_len = 0;
-        Ok(())
+        // The header is the new segment's first line, written at once.
+        self.push_header();
+        self.commit()
     }
 
     /// Delete whole segments (never the one being written) last modified
-    /// more than `--retain-days` before `now`.
+    /// more than `--retain-days` before `now`. Ids below the first one left
+    /// are gone from then on: a resume or history page reaching below it
+    /// says `"complete":false`.
     pub fn apply_retention(&mut self, now: SystemTime) {
         let Some(dir) = self.config.dir.clone() else {
             return;
         };
+        if self.segment_len == 0 {
+            // The segment being written has no header on disk yet (its
+            // write failed): the older ones still hold the highest id.
+            return;
+        }
         let max_age = Duration::from_secs(u64::from(self.config.retain_days) * 86_400);
         for (number, path) in list_segments(&dir).unwrap_or_default() {
             if number == self.segment {
@@ -450,7 +755,12 @@ impl Store {
                 .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age));
             if old {
                 match fs::remove_file(&path) {
-                    Ok(()) => log::info!("retention: deleted {}", path.display()),
+                    Ok(()) => {
+                        log::info!("retention: deleted {}", path.display());
+                        self.first_ids.remove(&number);
+                        let next = self.first_ids.values().next().copied();
+                        self.floor = self.floor.max(next.unwrap_or(self.next_id));
+                    }
                     Err(e) => log::warn!("retention: cannot delete {}: {e}", path.display()),
                 }
             }
@@ -474,7 +784,16 @@ impl Store {
     /// below `before` (when given). Served from memory; a page that reaches
     /// past the messages memory keeps (`--history-keep`) is read from the
     /// log on disk, which costs a scan of the segments.
-    pub fn history(&self, room: &str, before: Option<u64>, limit: usize) -> Vec<Arc<str>> {
+    ///
+    /// The second value is `None` when the page is complete, or the first
+    /// id from which the page is known to be whole when older messages it
+    /// reaches for are gone (deleted segments, a skipped corrupt record).
+    pub fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Arc<str>>, Option<u64>) {
         let empty = VecDeque::new();
         let list = self.rooms.get(room).unwrap_or(&empty);
         let end = match before {
@@ -492,7 +811,14 @@ impl Store {
             older.append(&mut page);
             page = older;
         }
-        page
+        // A full page covers the ids from its first message up; a short
+        // one claims to reach the room's beginning.
+        let from = match page.first() {
+            Some(first) if page.len() >= limit => record_id(first).unwrap_or(0),
+            _ => 0,
+        };
+        let missing = self.missing_after(from, before.unwrap_or(u64::MAX));
+        (page, missing)
     }
 
     /// Read the log for the last `limit` chat messages of `room` with an id
@@ -526,19 +852,23 @@ impl Store {
     }
 
     /// Everything after `since` that the user of session `session` in
-    /// `room` should have seen: the room's messages and the private messages
-    /// to or from that session, in id order. The flag says whether older messages than
-    /// memory holds were asked for (a gap that cannot be filled).
-    pub fn since(&self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, bool) {
+    /// `room` should have seen: the room's messages and the private
+    /// messages to or from that session, in id order. The second value is
+    /// `None` when nothing after `since` is missing, or else the first id
+    /// from which the answer is known to be whole: some messages between
+    /// `since` and it are gone (older than memory keeps, in deleted
+    /// segments, or in a corrupt record recovery skipped).
+    pub fn since(&self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, Option<u64>) {
         let mut out: Vec<(u64, Arc<str>)> = Vec::new();
-        let mut incomplete = false;
+        let mut missing = self.missing_after(since, u64::MAX);
         if let Some(list) = self.rooms.get(room) {
             let start = list.partition_point(|(id, _)| *id <= since);
             if start == 0
-                && list.front().is_some_and(|(id, _)| *id > since + 1)
+                && let Some(&(first, _)) = list.front()
+                && first > since + 1
                 && list.len() >= self.config.keep_per_room
             {
-                incomplete = true;
+                missing = Some(missing.unwrap_or(0).max(first));
             }
             out.extend(list.range(start..).cloned());
         }
@@ -550,8 +880,16 @@ impl Store {
                 .map(|p| (p.id, p.json.clone())),
         );
         out.sort_by_key(|(id, _)| *id);
-        (out.into_iter().map(|(_, m)| m).collect(), incomplete)
+        (out.into_iter().map(|(_, m)| m).collect(), missing)
     }
+}
+
+/// The `id` of a stored record's JSON.
+fn record_id(json: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(json)
+        .ok()?
+        .get("id")
+        .and_then(Value::as_u64)
 }
 
 fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -562,6 +900,16 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("log-{number:08}.jsonl"))
 }
 
+/// The number in a segment's file name.
+fn segment_number(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("log-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
 /// The segments in `dir`, by number.
 fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
@@ -570,12 +918,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name
-            .strip_prefix("log-")
-            .and_then(|r| r.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse().ok())
-        {
+        if let Some(n) = segment_number(Path::new(&name)) {
             out.push((n, entry.path()));
         }
     }
@@ -664,13 +1007,16 @@ mod tests {
             list_segments(&dir).unwrap().len() > 1,
             "segments rotate at 300 bytes"
         );
+        let segments = list_segments(&dir).unwrap().len() as u64;
         let mut store = Store::open(&config(&dir)).unwrap();
-        assert_eq!(store.recovery().records, 20);
-        let history = store.history("lobby", None, 50);
+        // Each segment starts with its header record.
+        assert_eq!(store.recovery().records, 20 + segments);
+        let (history, missing) = store.history("lobby", None, 50);
+        assert_eq!(missing, None);
         assert_eq!(history.len(), 20);
         assert!(history[19].contains("\"m19\""));
-        assert_eq!(store.take_id(), ids[19] + 1);
-        let page = store.history("lobby", Some(ids[10]), 5);
+        assert!(store.take_id() > ids[19]);
+        let (page, _) = store.history("lobby", Some(ids[10]), 5);
         assert_eq!(page.len(), 5);
         assert!(page[4].contains("\"m9\""));
         fs::remove_dir_all(&dir).unwrap();
@@ -726,6 +1072,75 @@ mod tests {
     }
 
     #[test]
+    fn ids_stay_above_every_id_given_out_after_retention_empties_the_log() {
+        let dir = temp_dir("retention-ids");
+        let mut last = 0;
+        {
+            let mut store = Store::open(&config(&dir)).unwrap();
+            for i in 0..20 {
+                last = chat(&mut store, "lobby", &format!("m{i}"));
+                store.commit().unwrap();
+            }
+            store.apply_retention(SystemTime::now() + Duration::from_secs(31 * 86_400));
+            assert_eq!(list_segments(&dir).unwrap().len(), 1);
+        }
+        for _ in 0..2 {
+            let mut store = Store::open(&config(&dir)).unwrap();
+            store.apply_retention(SystemTime::now() + Duration::from_secs(31 * 86_400));
+            let next = chat(&mut store, "lobby", "after");
+            store.commit().unwrap();
+            assert!(next > last, "id {next} after {last}");
+            last = next;
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_resume_or_page_across_deleted_segments_or_a_corrupt_record_is_not_complete() {
+        let dir = temp_dir("gap");
+        let mut ids = Vec::new();
+        {
+            let mut store = Store::open(&config(&dir)).unwrap();
+            for i in 0..20 {
+                ids.push(chat(&mut store, "lobby", &format!("m{i}")));
+                store.commit().unwrap();
+            }
+        }
+        // Retention (or a hand) removes the two oldest segments.
+        let segments = list_segments(&dir).unwrap();
+        for (_, path) in &segments[..2] {
+            fs::remove_file(path).unwrap();
+        }
+        let store = Store::open(&config(&dir)).unwrap();
+        let (got, missing) = store.since("lobby", "k", ids[0]);
+        let first = missing.expect("messages after ids[0] are gone");
+        assert!(first > ids[1] && first <= ids[19], "{first}");
+        assert!(got.iter().all(|m| record_id(m) >= Some(first)));
+        let (_, missing) = store.since("lobby", "k", ids[18]);
+        assert_eq!(missing, None, "nothing after ids[18] is gone");
+        let (page, missing) = store.history("lobby", None, 50);
+        assert!(page.len() < 20);
+        assert_eq!(missing, Some(first));
+        drop(store);
+
+        // A record in the middle of the newest segment becomes unreadable.
+        let (_, newest) = list_segments(&dir).unwrap().pop().unwrap();
+        let text = fs::read_to_string(&newest).unwrap();
+        let broken = text.replacen("\"m19\"", "\"m19", 1);
+        fs::write(&newest, broken).unwrap();
+        let store = Store::open(&config(&dir)).unwrap();
+        assert_eq!(store.recovery().corrupt, 1);
+        let (_, missing) = store.since("lobby", "k", ids[18]);
+        assert!(missing.is_some_and(|f| f > ids[19]), "{missing:?}");
+        let next = {
+            let mut store = store;
+            store.take_id()
+        };
+        assert!(next > ids[19], "ids never repeat, even an unreadable one's");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_second_store_on_the_same_directory_is_refused() {
         let dir = temp_dir("lock");
         let _first = Store::open(&config(&dir)).unwrap();
@@ -773,8 +1188,8 @@ mod tests {
         store.append_private(&psst.to_string(), "s-ann", "s-bob");
         chat(&mut store, "other", "elsewhere");
         chat(&mut store, "lobby", "two");
-        let (got, incomplete) = store.since("lobby", "s-bob", a);
-        assert!(!incomplete);
+        let (got, missing) = store.since("lobby", "s-bob", a);
+        assert_eq!(missing, None);
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("psst") && got[1].contains("two"));
         // Someone else, even named bob, has another session.

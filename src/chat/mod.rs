@@ -289,8 +289,12 @@ impl Chat {
         let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
             return;
         };
-        let messages = self.store().history(&room_name, None, HISTORY_LEN);
-        ctx.send_json(conn, &message_list("history", &room_name, &[], &messages));
+        let (messages, missing) = self.store().history(&room_name, None, HISTORY_LEN);
+        let extra = completeness(missing);
+        ctx.send_json(
+            conn,
+            &message_list("history", &room_name, &extra, &messages),
+        );
     }
 
     /// `{"type":"history","room","before","limit"}`: a page further back.
@@ -315,8 +319,9 @@ impl Chat {
         let limit = number("limit")?
             .unwrap_or(HISTORY_LEN as u64)
             .min(MAX_HISTORY_PAGE as u64) as usize;
-        let messages = self.store().history(&room, before, limit);
-        let extra = [("before", before.map_or(Value::Null, Value::from))];
+        let (messages, missing) = self.store().history(&room, before, limit);
+        let mut extra = vec![("before", before.map_or(Value::Null, Value::from))];
+        extra.extend(completeness(missing));
         ctx.send_json(conn, &message_list("history", &room, &extra, &messages));
         Ok(())
     }
@@ -328,13 +333,11 @@ impl Chat {
         let Some(user) = self.users.get(&conn) else {
             return;
         };
-        let (messages, incomplete) =
-            self.store()
-                .since(&user.room, &digest_hex(&user.session), since);
-        let extra = [
-            ("since", Value::from(since)),
-            ("complete", Value::from(!incomplete)),
-        ];
+        let (messages, missing) = self
+            .store()
+            .since(&user.room, &digest_hex(&user.session), since);
+        let mut extra = vec![("since", Value::from(since))];
+        extra.extend(completeness(missing));
         ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
     }
 
@@ -365,9 +368,9 @@ impl Chat {
         }
         .into();
         let frame = Ctx::json_frame(&msg);
-        self.store().append(&msg);
+        self.store().append_message(&msg);
         if let Some(room) = self.rooms.get(&room_name) {
-            ctx.broadcast(room.members.iter().copied(), &frame);
+            ctx.publish(id, Some(conn), room.members.iter().copied(), &frame);
         }
         Ok(())
     }
@@ -445,10 +448,8 @@ impl Chat {
         self.store()
             .append_private(&msg, &from_session, &to_session);
         let frame = Ctx::json_frame(&msg);
-        ctx.send_frame(to, &frame);
-        if to != conn {
-            ctx.send_frame(conn, &frame);
-        }
+        let to = if to == conn { vec![to] } else { vec![to, conn] };
+        ctx.publish(id, Some(conn), to, &frame);
         Ok(())
     }
 
@@ -471,6 +472,18 @@ impl Chat {
             let frame = Ctx::json_frame(&msg);
             ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
         }
+    }
+}
+
+/// The `complete` field of a `history` or `resume`, and with `false` the
+/// `first` id from which the answer is known to be whole.
+fn completeness(missing: Option<u64>) -> Vec<(&'static str, Value)> {
+    match missing {
+        None => vec![("complete", Value::from(true))],
+        Some(first) => vec![
+            ("complete", Value::from(false)),
+            ("first", Value::from(first)),
+        ],
     }
 }
 

@@ -413,12 +413,23 @@ impl Desk {
         self.queue.len()
     }
 
+    /// Append a state record (see [`crate::store::Store::append`]).
     fn record(&self, text: String) -> Arc<str> {
         let text: Arc<str> = text.into();
         self.store
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(&text);
+        text
+    }
+
+    /// Append a message: refused, not carried, if the turn's write fails.
+    fn record_message(&self, text: String) -> Arc<str> {
+        let text: Arc<str> = text.into();
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append_message(&text);
         text
     }
 
@@ -744,7 +755,7 @@ impl Desk {
                     }
                 };
                 let name = self.sessions[&key].name.clone();
-                self.post(ctx, cid, "visitor", &name, &text);
+                self.post(ctx, conn, cid, ("visitor", &name), &text);
             }
             "typing" => {
                 if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
@@ -819,9 +830,18 @@ impl Desk {
 
     /// Store a message of conversation `cid` and send it to its visitor and
     /// its agent: nobody else.
-    fn post(&mut self, ctx: &mut Ctx, cid: u64, from: &str, name: &str, text: &str) {
+    /// A message in conversation `cid` from `sender` (its visitor or
+    /// agent), to the visitor's and the agent's connections once stored.
+    fn post(
+        &mut self,
+        ctx: &mut Ctx,
+        sender: ConnId,
+        cid: u64,
+        (from, name): (&str, &str),
+        text: &str,
+    ) {
         let id = self.take_id();
-        let rec = self.record(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
+        let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -831,7 +851,7 @@ impl Desk {
         if let State::Assigned(agent) = &conv.state {
             to.extend(self.agent_conns(agent));
         }
-        ctx.broadcast(to, &Ctx::json_frame(&rec));
+        ctx.publish(id, Some(sender), to, &Ctx::json_frame(&rec));
     }
 
     fn agent_auth(&mut self, ctx: &mut Ctx, conn: ConnId, addr: String, text: &str) {
@@ -950,7 +970,7 @@ impl Desk {
         match kind {
             "message" => {
                 if let Some(text) = self.message_text(ctx, conn, &body) {
-                    self.post(ctx, cid, "agent", &name, &text);
+                    self.post(ctx, conn, cid, ("agent", &name), &text);
                 }
             }
             "typing" => {
@@ -1173,6 +1193,29 @@ impl App for Desk {
     fn turn_end(&mut self, ctx: &mut Ctx) {
         self.settle(ctx);
     }
+
+    /// Messages the store could not write leave the transcripts they were
+    /// added to (they are the newest of their conversations).
+    fn refused(&mut self, _ctx: &mut Ctx, ids: &[u64]) {
+        for conv in self.conversations.values_mut() {
+            while conv
+                .messages
+                .last()
+                .and_then(|m| message_id(m))
+                .is_some_and(|id| ids.contains(&id))
+            {
+                conv.messages.pop();
+            }
+        }
+    }
+}
+
+/// The `id` of a stored desk message's JSON.
+fn message_id(json: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(json)
+        .ok()?
+        .get("id")?
+        .as_u64()
 }
 
 #[cfg(test)]

@@ -341,12 +341,20 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         let nonce = page_nonce();
         (with_nonce(html, &nonce), nonce)
     });
+    let unhealthy = (request.path() == "/healthz")
+        .then(|| shared.metrics.store_failing())
+        .flatten()
+        .map(|why| format!("{why}\n"));
     let (status, content_type, body): (u16, &str, &[u8]) = if let Some((page, _)) = &page {
         (200, "text/html; charset=utf-8", page.as_bytes())
     } else {
         match request.path() {
             "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
-            "/healthz" => (200, "text/plain; charset=utf-8", b"ok\n"),
+            "/healthz" => match &unhealthy {
+                // A load balancer drains this server while its store fails.
+                Some(why) => (503, "text/plain; charset=utf-8", why.as_bytes()),
+                None => (200, "text/plain; charset=utf-8", b"ok\n"),
+            },
             "/metrics"
                 if !client.is_some_and(|ip| {
                     shared.config.metrics_from.iter().any(|r| r.contains(ip))

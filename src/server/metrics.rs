@@ -47,11 +47,29 @@ pub struct Metrics {
     pub hub_queue_depth: AtomicUsize,
     /// Records written by the store.
     pub store_writes: AtomicU64,
+    /// Writes of the store that failed.
+    pub store_write_errors: AtomicU64,
+    /// Why the store's writes fail now (`None` while they succeed): what
+    /// `/healthz` answers with its 503.
+    store_failing: std::sync::Mutex<Option<String>>,
     /// Messages refused by the rate limit.
     pub rate_limited: AtomicU64,
 }
 
 impl Metrics {
+    /// Set (or with `None` clear) why the store cannot write.
+    pub fn set_store_failing(&self, why: Option<String>) {
+        *self.store_failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why the store cannot write now, if it cannot.
+    pub fn store_failing(&self) -> Option<String> {
+        self.store_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Count an HTTP answer (101 for an accepted handshake).
     pub fn count_response(&self, status: u16) {
         let i = STATUSES
@@ -160,6 +178,18 @@ impl Metrics {
             "Records written by the store.",
             "counter",
             load(&self.store_writes),
+        );
+        counter(
+            "wschat_store_write_errors_total",
+            "Writes of the store that failed (nothing of their turn was confirmed).",
+            "counter",
+            load(&self.store_write_errors),
+        );
+        counter(
+            "wschat_store_healthy",
+            "1 while the store's writes succeed, 0 while they fail.",
+            "gauge",
+            u64::from(self.store_failing().is_none()),
         );
         let _ = writeln!(
             out,
