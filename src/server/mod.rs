@@ -257,11 +257,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 #[cfg(unix)]
 fn widen_backlog(listener: &TcpListener) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen(2) on a socket we own and that is already listening.
-    unsafe {
-        libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
-    }
+    crate::sys::relisten(listener, LISTEN_BACKLOG);
 }
 
 #[cfg(not(unix))]
@@ -336,12 +332,12 @@ fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
             return;
         }
     }
-    let started = crate::util::spawn_detached(
+    let started = crate::sys::spawn_detached(
         CONNECTION_STACK_SIZE,
         (stream, addr, guard),
         |(stream, addr, guard)| {
             if guard.0.config.batch_threads {
-                crate::util::batch_scheduling();
+                crate::sys::batch_scheduling();
             }
             http::handle_connection(stream, addr, &guard.0)
         },
