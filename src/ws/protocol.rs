@@ -258,7 +258,7 @@ impl Connection {
         if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
             && let Some((header, _)) = super::frame::FrameHeader::parse(&self.out[start..])
         {
-            log::trace!(target: "wschat::ws", "frame out: {}", crate::dissect::one_line(&header, Some(payload)));
+            log::trace!(target: "wschat::ws", "frame out: {}", header.line(Some(payload)));
         }
     }
 }
