@@ -249,7 +249,7 @@ fn refuse(
     stream: &mut TcpStream,
     peer: &str,
     rejection: &Rejection,
-    metrics: &super::metrics::Metrics,
+    metrics: &crate::hub::metrics::Metrics,
 ) {
     log::debug!("{peer}: upgrade refused: {rejection}");
     metrics.count_response(rejection.status);

@@ -8,8 +8,6 @@
 pub mod echo;
 pub mod http;
 pub mod inspect;
-pub mod metrics;
-pub mod peer;
 pub mod session;
 
 use std::collections::HashMap;
@@ -24,8 +22,8 @@ use crossbeam_channel::Sender;
 
 use crate::config::{CONNECTION_STACK_SIZE, Config};
 use crate::hub::Event;
-use metrics::Metrics;
-use peer::OutboxLimits;
+use crate::hub::metrics::Metrics;
+use crate::hub::peer::OutboxLimits;
 
 /// Room for events waiting for the hub; past it, connection threads wait
 /// (their TCP windows fill, and the clients slow down).

@@ -473,7 +473,7 @@ fn trace_frame_out(id: u64, frame: &[u8]) {
     if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
         && let Some((header, len)) = crate::ws::FrameHeader::parse(frame)
     {
-        let line = crate::dissect::one_line(&header, Some(&frame[len..]));
+        let line = header.line(Some(&frame[len..]));
         log::trace!(target: "wschat::ws", "conn {id}: frame out: {line}");
     }
 }
