@@ -144,7 +144,7 @@ pub fn connect_with(
     };
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(options.timeout))?;
-    let key = handshake::generate_key(crate::util::random_16());
+    let key = handshake::generate_key(crate::random::random_16());
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
     let headers: Vec<(&str, &str)> = options
         .headers

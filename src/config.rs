@@ -123,7 +123,7 @@ pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
 /// Default silence after which a connection is closed.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 75_000;
 /// Memory maps one connection costs, for the `vm.max_map_count` check: its
-/// thread's stack and guard page (see `util::spawn_detached`), and room for
+/// thread's stack and guard page (see `sys::spawn_detached`), and room for
 /// the flusher thread a slow reader gets for a while (a std thread: four).
 pub const MAPS_PER_CONNECTION: u64 = 3;
 /// Stack size of each connection thread: small, since thousands are idle.
@@ -898,7 +898,7 @@ pub fn check(config: &Config) -> Vec<String> {
             maps_needed * 2
         ));
     }
-    if let Some(files) = open_file_limit()
+    if let Some(files) = crate::sys::open_file_limit()
         && config.max_connections as u64 + 64 > files
     {
         problems.push(format!(
@@ -950,23 +950,6 @@ fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
 
 fn read_number(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-#[cfg(unix)]
-#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
-fn open_file_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
-        .then_some(limit.rlim_cur as u64)
-}
-
-#[cfg(not(unix))]
-fn open_file_limit() -> Option<u64> {
-    None
 }
 
 /// Every setting and its value, one per line, for `check-config`.

@@ -43,10 +43,10 @@ use crate::ws::utf8::Utf8Validator;
 pub const TEXT_SHOWN_BYTES: usize = 256;
 
 /// Characters of a text payload shown by the one-line form.
-pub const ONE_LINE_CHARS: usize = 60;
+pub use crate::ws::frame::ONE_LINE_CHARS;
 
 /// Bytes of a binary payload shown (as hex) by the one-line form.
-pub const ONE_LINE_BYTES: usize = 32;
+pub use crate::ws::frame::ONE_LINE_BYTES;
 
 /// Which way the captured bytes travelled. It decides who receives them, and
 /// so the masking rule (§5.1): frames to a server must be masked, frames to
@@ -250,7 +250,11 @@ impl FrameReport {
             Part::Fragment { message, .. } => message,
             _ => self.header.opcode,
         };
-        let mut line = summary(&self.header, kind, Some(&self.payload));
+        let mut line = self
+            .header
+            .line(Some(&self.payload))
+            .previewed_as(kind)
+            .to_string();
         if self.missing > 0 {
             let _ = write!(line, " [{} bytes missing]", self.missing);
         }
@@ -1125,7 +1129,8 @@ fn header_violations(header: &FrameHeader, receiver: Role) -> Vec<ProtocolError>
 /// A frame header on one line, with a preview of its (unmasked) payload when
 /// there is one: `text fin=1 rsv=000 mask=37fa213d len=5 "Hello"`. Without a
 /// payload the line stops after `len=`, which is what a receiver knows when
-/// the header has just arrived (trace logs print it then).
+/// the header has just arrived (trace logs print it then). The codec renders
+/// it: this is [`FrameHeader::line`] as a `String`.
 ///
 /// ```
 /// use wschat::dissect::one_line;
@@ -1135,59 +1140,7 @@ fn header_violations(header: &FrameHeader, receiver: Role) -> Vec<ProtocolError>
 /// assert_eq!(one_line(&header, Some(&[1, 2])), "binary fin=1 rsv=000 mask=- len=2 0x0102");
 /// ```
 pub fn one_line(header: &FrameHeader, payload: Option<&[u8]>) -> String {
-    summary(header, header.opcode, payload)
-}
-
-/// [`one_line`], previewing the payload as a frame of `kind` (a continuation
-/// frame shows as text or binary, after its message).
-fn summary(header: &FrameHeader, kind: OpCode, payload: Option<&[u8]>) -> String {
-    let mut line = format!(
-        "{} fin={} rsv={:03b} mask={} len={}",
-        header.opcode.name(),
-        u8::from(header.fin),
-        header.rsv,
-        match header.mask {
-            Some(key) => hex(&key),
-            None => "-".into(),
-        },
-        header.payload_len
-    );
-    if let Some(payload) = payload
-        && !payload.is_empty()
-    {
-        line.push(' ');
-        line.push_str(&preview(kind, payload));
-    }
-    line
-}
-
-/// A short rendering of a payload: a close code and reason, hex for binary,
-/// quoted text for anything else that is UTF-8.
-fn preview(kind: OpCode, payload: &[u8]) -> String {
-    match kind {
-        OpCode::Close if payload.len() >= 2 => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            let reason = &payload[2..];
-            let mut out = format!("code={code}");
-            if !reason.is_empty() {
-                out.push(' ');
-                out.push_str(&preview(OpCode::Text, reason));
-            }
-            out
-        }
-        OpCode::Binary => short_hex(payload),
-        _ => match std::str::from_utf8(payload) {
-            Ok(text) => quote(text, ONE_LINE_CHARS),
-            Err(_) => short_hex(payload),
-        },
-    }
-}
-
-/// `0x` and the first [`ONE_LINE_BYTES`] bytes in hex, `…` when there are more.
-fn short_hex(bytes: &[u8]) -> String {
-    let shown = &bytes[..bytes.len().min(ONE_LINE_BYTES)];
-    let more = if shown.len() < bytes.len() { "…" } else { "" };
-    format!("0x{}{more}", hex(shown))
+    header.line(payload).to_string()
 }
 
 /// `text` quoted and escaped, cut after `max` characters with `…`.

@@ -11,20 +11,24 @@
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
 //! * [`json`] — JSON objects written with their fields in order.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod chat;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod desk;
 pub mod dissect;
 pub mod hub;
 pub mod json;
+pub mod random;
 pub mod router;
 pub mod server;
 pub mod store;
-pub mod util;
+#[allow(unsafe_code)] // the one place for platform code
+pub mod sys;
 pub mod ws;
 
 pub use conn::{Error, WebSocket};

@@ -1,4 +1,5 @@
 //! The `wschat` command.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -59,11 +60,7 @@ fn main() -> ExitCode {
 /// it; `serve` and `client` keep it that way.
 #[cfg(unix)]
 fn quiet_on_closed_output() {
-    // SAFETY: sets the disposition of one signal to its default, before
-    // any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    wschat::sys::default_sigpipe();
 }
 
 #[cfg(not(unix))]
@@ -81,27 +78,16 @@ fn quiet_on_closed_output() {}
 /// (docs/storage.md, "Faults"), instead of killing the server.
 #[cfg(unix)]
 fn on_termination(stop: impl FnOnce() + Send + 'static) {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
-    // only read and write that local set and this thread's signal mask.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        set
-    };
+    let signals = wschat::sys::TerminationSignals::block();
+    wschat::sys::ignore_sigxfsz();
     let waiter = std::thread::Builder::new()
         .name("wschat-signals".into())
         .spawn(move || {
             let mut stop = Some(stop);
             loop {
-                let mut signal = 0;
-                // SAFETY: `set` is a valid signal set; `signal` is a valid out-pointer.
-                if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                let Some(signal) = signals.wait() else {
                     return;
-                }
+                };
                 match stop.take() {
                     Some(stop) => {
                         log::info!("signal {signal}: stopping");

@@ -56,6 +56,21 @@ struct PendingRecord {
     message: bool,
 }
 
+/// The hex SHA-1 digest of `token`: what is kept of a secret token (an
+/// agent's, a chat or desk session's) where it must be recognised later but
+/// not be readable.
+///
+/// ```
+/// assert_eq!(wschat::store::digest_hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+/// ```
+pub fn digest_hex(token: &str) -> String {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The store as the hub thread's applications share it (the chat and the
 /// support desk write to one log with one sequence of ids).
 pub type SharedStore = std::sync::Arc<std::sync::Mutex<Store>>;
@@ -138,7 +153,7 @@ pub struct Recovery {
 /// A private message kept for resume, under the *session keys* of its two
 /// users (never their names: a name can be taken by someone else later).
 /// A session key is the hex SHA-1 of the session's token
-/// ([`crate::util::digest_hex`]): the log holds keys, never tokens.
+/// ([`digest_hex`]): the log holds keys, never tokens.
 #[derive(Debug, Clone)]
 struct Private {
     id: u64,
@@ -450,7 +465,7 @@ impl Store {
     /// every older segment (ids never repeat).
     fn push_header(&mut self) {
         let id = self.take_id();
-        let header = crate::ordered! {"type": "segment", "id": id, "segment": self.segment, "time": crate::util::now_ms()};
+        let header = crate::ordered! {"type": "segment", "id": id, "segment": self.segment, "time": crate::clock::now_ms()};
         self.first_ids.entry(self.segment).or_insert(id);
         self.push_line(&header, id, false);
     }
@@ -929,7 +944,6 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// Take an exclusive lock on `dir/LOCK` for as long as the file is open.
 #[cfg(unix)]
 fn lock_dir(dir: &Path) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
@@ -937,8 +951,7 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| annotate(e, "cannot write in the data directory", dir))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if !crate::sys::try_lock_exclusive(&file) {
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             format!(
@@ -969,7 +982,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "wschat-store-{name}-{}-{}",
             std::process::id(),
-            crate::util::random_u64()
+            crate::random::random_u64()
         ));
         let _ = fs::remove_dir_all(&dir);
         dir

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use common::{ChatClient, Incoming, READ_TIMEOUT, RawClient, eventually, names_user};
 use serde_json::{Value, json};
+use wschat::clock::now_ms;
 use wschat::config::Config;
 use wschat::server::ServerHandle;
-use wschat::util::now_ms;
 use wschat::ws::frame::OpCode;
 use wschat::ws::{CloseCode, CloseFrame};
 

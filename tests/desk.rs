@@ -31,7 +31,7 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!(
             "wschat-desk-{tag}-{}-{}",
             std::process::id(),
-            wschat::util::random_u64()
+            wschat::random::random_u64()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)

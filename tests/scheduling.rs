@@ -1,5 +1,5 @@
 //! Connection threads run under Linux's `SCHED_BATCH` policy unless
-//! `--batch-threads false` says otherwise (see `util::batch_scheduling`).
+//! `--batch-threads false` says otherwise (see `sys::batch_scheduling`).
 //!
 //! One test in a file of its own: it counts the threads of this test
 //! process by scheduling policy, so no other server may run beside it.

@@ -4,7 +4,7 @@
 //! each keeps of its stack is most of the server's memory per connection
 //! (docs/performance.md, "idle"). The handshake and the handling of
 //! messages go deeper than a parked reader; those pages are given back
-//! (`util::trim_stack`) after the handshake and whenever a reader's read
+//! (`sys::trim_stack`) after the handshake and whenever a reader's read
 //! times out after activity. What stays is the frames that are live while
 //! the thread waits in `read`: the thread's start, `handle_connection` and
 //! the endpoint's read loop. A frame that grows there (a large function

@@ -35,7 +35,7 @@ fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "wschat-faults-{name}-{}-{}",
         std::process::id(),
-        wschat::util::random_u64()
+        wschat::random::random_u64()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use crate::clock::now_ms;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
 use crate::ordered;
 use crate::store::SharedStore;
-use crate::util::{digest_hex, now_ms};
+use crate::store::digest_hex;
 use command::{Command, ErrorReply};
 
 /// The room everyone starts in.
@@ -189,7 +190,7 @@ impl Chat {
         let token = presented
             .filter(|t| self.store().knows_session(&digest_hex(t)))
             .unwrap_or_else(|| {
-                crate::util::random_16()
+                crate::random::random_16()
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect()

@@ -74,11 +74,11 @@ fn save(dir: &Path, agents: &[Account]) -> io::Result<()> {
     fs::rename(&tmp, path(dir))
 }
 
-pub use crate::util::digest_hex;
+pub use crate::store::digest_hex;
 
 /// A new random token: 128 bits as 32 hex digits.
 pub fn new_token() -> String {
-    crate::util::random_16()
+    crate::random::random_16()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -96,7 +96,7 @@ pub fn add(dir: &Path, name: &str) -> Result<String, String> {
     agents.push(Account {
         name,
         token_sha1: digest_hex(&token),
-        created: crate::util::now_ms(),
+        created: crate::clock::now_ms(),
     });
     save(dir, &agents).map_err(|e| e.to_string())?;
     Ok(token)
@@ -228,7 +228,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "wschat-agents-unit-{}-{}",
             std::process::id(),
-            crate::util::random_u64()
+            crate::random::random_u64()
         ));
         let token = add(&dir, "alice").unwrap();
         assert_eq!(token.len(), 32);

@@ -23,11 +23,11 @@ use serde_json::{Map, Value};
 
 use crate::chat::command::ErrorReply;
 use crate::chat::valid_name;
+use crate::clock::now_ms;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
 use crate::ordered;
 use crate::store::SharedStore;
-use crate::util::now_ms;
 use crate::ws::CloseCode;
 
 /// Close code for an agent whose token was refused.

@@ -26,7 +26,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
     let _ = ws.get_mut().set_read_timeout(Some(config.ping_interval));
     let mut last_heard = Instant::now();
     // The handshake went deep into the stack; a parked reader does not.
-    crate::util::trim_stack();
+    crate::sys::trim_stack();
     let code = loop {
         // A message that came whole in one frame is echoed straight from
         // the read buffer, unmasked in place: no copy, no allocation.
@@ -55,7 +55,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
                 // Quiet for a while: give back the stack pages the last
                 // messages (or the last ping) touched, as after the
                 // handshake.
-                crate::util::trim_stack();
+                crate::sys::trim_stack();
                 if last_heard.elapsed() >= config.idle_timeout {
                     let _ = ws.close(CloseCode::GOING_AWAY, "idle timeout");
                     break Some(CloseCode::GOING_AWAY);

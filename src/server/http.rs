@@ -249,7 +249,7 @@ fn refuse(
     stream: &mut TcpStream,
     peer: &str,
     rejection: &Rejection,
-    metrics: &super::metrics::Metrics,
+    metrics: &crate::hub::metrics::Metrics,
 ) {
     log::debug!("{peer}: upgrade refused: {rejection}");
     metrics.count_response(rejection.status);
@@ -269,7 +269,7 @@ fn read_request(
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     // On the stack: the pages the handshake touches are given back before a
-    // connection settles in (`util::trim_stack`). A heap buffer would not
+    // connection settles in (`sys::trim_stack`). A heap buffer would not
     // be: once freed, it stays cached for this thread by the allocator.
     let mut chunk = [0u8; REQUEST_CHUNK];
     loop {
@@ -433,8 +433,8 @@ fn respond(stream: &mut TcpStream, response: &[u8]) {
 fn page_nonce() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&crate::util::random_u64().to_ne_bytes());
-    bytes[8..].copy_from_slice(&crate::util::random_u64().to_ne_bytes());
+    bytes[..8].copy_from_slice(&crate::random::random_u64().to_ne_bytes());
+    bytes[8..].copy_from_slice(&crate::random::random_u64().to_ne_bytes());
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 

@@ -8,8 +8,6 @@
 pub mod echo;
 pub mod http;
 pub mod inspect;
-pub mod metrics;
-pub mod peer;
 pub mod session;
 
 use std::collections::HashMap;
@@ -24,8 +22,8 @@ use crossbeam_channel::Sender;
 
 use crate::config::{CONNECTION_STACK_SIZE, Config};
 use crate::hub::Event;
-use metrics::Metrics;
-use peer::OutboxLimits;
+use crate::hub::metrics::Metrics;
+use crate::hub::peer::OutboxLimits;
 
 /// Room for events waiting for the hub; past it, connection threads wait
 /// (their TCP windows fill, and the clients slow down).
@@ -257,11 +255,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 #[cfg(unix)]
 fn widen_backlog(listener: &TcpListener) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: listen(2) on a socket we own and that is already listening.
-    unsafe {
-        libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
-    }
+    crate::sys::relisten(listener, LISTEN_BACKLOG);
 }
 
 #[cfg(not(unix))]
@@ -336,12 +330,12 @@ fn accept(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
             return;
         }
     }
-    let started = crate::util::spawn_detached(
+    let started = crate::sys::spawn_detached(
         CONNECTION_STACK_SIZE,
         (stream, addr, guard),
         |(stream, addr, guard)| {
             if guard.0.config.batch_threads {
-                crate::util::batch_scheduling();
+                crate::sys::batch_scheduling();
             }
             http::handle_connection(stream, addr, &guard.0)
         },

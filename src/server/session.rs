@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::peer::Peer;
 use crate::chat::command::ErrorReply;
+use crate::hub::peer::Peer;
 use crate::hub::{ConnInfo, Event};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Decoder, Message, Role};
@@ -246,7 +246,7 @@ pub fn run(
         .max(Duration::from_millis(20));
     let _ = stream.set_read_timeout(Some(step));
     // The handshake went deep into the stack; a parked reader does not.
-    crate::util::trim_stack();
+    crate::sys::trim_stack();
     let mut flow = reader.feed(leftover);
     let mut buf = [0u8; READ_BUF];
     // Whether the thread has gone deeper than its parked frames since the
@@ -269,7 +269,7 @@ pub fn run(
                 // Quiet for a while: give back the stack pages the last
                 // messages touched, as after the handshake.
                 if std::mem::take(&mut went_deep) {
-                    crate::util::trim_stack();
+                    crate::sys::trim_stack();
                 }
                 if peer
                     .closing_since()

@@ -279,6 +279,135 @@ impl FrameHeader {
     }
 }
 
+impl FrameHeader {
+    /// The header on one line, as trace logs show frames, with a preview of
+    /// its (unmasked) `payload` when there is one:
+    /// `text fin=1 rsv=000 mask=37fa213d len=5 "Hello"`. Without a payload
+    /// the line stops after `len=`, which is what a receiver knows when the
+    /// header has just arrived.
+    ///
+    /// ```
+    /// use wschat::ws::frame::{FrameHeader, OpCode};
+    /// let header = FrameHeader::new(OpCode::Binary, 2);
+    /// assert_eq!(header.line(None).to_string(), "binary fin=1 rsv=000 mask=- len=2");
+    /// assert_eq!(header.line(Some(&[1, 2])).to_string(), "binary fin=1 rsv=000 mask=- len=2 0x0102");
+    /// ```
+    pub fn line<'a>(&'a self, payload: Option<&'a [u8]>) -> FrameLine<'a> {
+        FrameLine {
+            header: self,
+            kind: self.opcode,
+            payload,
+        }
+    }
+}
+
+/// The header alone on one line: [`FrameHeader::line`] without a payload.
+impl std::fmt::Display for FrameHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.line(None).fmt(f)
+    }
+}
+
+/// Characters of a text payload shown by [`FrameLine`].
+pub const ONE_LINE_CHARS: usize = 60;
+
+/// Bytes of a binary payload shown (as hex) by [`FrameLine`].
+pub const ONE_LINE_BYTES: usize = 32;
+
+/// A frame on one line, for logs: made by [`FrameHeader::line`], written by
+/// its `Display`. The payload preview is a close code and reason for a
+/// Close, hex (at most [`ONE_LINE_BYTES`] bytes) for binary, and quoted
+/// text (at most [`ONE_LINE_CHARS`] characters) for anything else that is
+/// UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLine<'a> {
+    header: &'a FrameHeader,
+    kind: OpCode,
+    payload: Option<&'a [u8]>,
+}
+
+impl FrameLine<'_> {
+    /// Preview the payload as a frame of `kind` would be (a continuation
+    /// frame shows as text or binary, after its message).
+    pub fn previewed_as(mut self, kind: OpCode) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+impl std::fmt::Display for FrameLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = self.header;
+        write!(
+            f,
+            "{} fin={} rsv={:03b} mask=",
+            h.opcode.name(),
+            u8::from(h.fin),
+            h.rsv
+        )?;
+        match h.mask {
+            Some(key) => write_hex(f, &key)?,
+            None => f.write_str("-")?,
+        }
+        write!(f, " len={}", h.payload_len)?;
+        if let Some(payload) = self.payload
+            && !payload.is_empty()
+        {
+            f.write_str(" ")?;
+            write_preview(f, self.kind, payload)?;
+        }
+        Ok(())
+    }
+}
+
+/// A short rendering of a payload: a close code and reason, hex for binary,
+/// quoted text for anything else that is UTF-8.
+fn write_preview(
+    f: &mut std::fmt::Formatter<'_>,
+    kind: OpCode,
+    payload: &[u8],
+) -> std::fmt::Result {
+    match kind {
+        OpCode::Close if payload.len() >= 2 => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let reason = &payload[2..];
+            write!(f, "code={code}")?;
+            if !reason.is_empty() {
+                f.write_str(" ")?;
+                write_preview(f, OpCode::Text, reason)?;
+            }
+            Ok(())
+        }
+        OpCode::Binary => write_short_hex(f, payload),
+        _ => match std::str::from_utf8(payload) {
+            Ok(text) => match text.char_indices().nth(ONE_LINE_CHARS) {
+                Some((cut, _)) => write!(f, "{:?}…", &text[..cut]),
+                None => write!(f, "{text:?}"),
+            },
+            Err(_) => write_short_hex(f, payload),
+        },
+    }
+}
+
+/// `0x` and the first [`ONE_LINE_BYTES`] bytes in hex, `…` when there are more.
+fn write_short_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    let shown = &bytes[..bytes.len().min(ONE_LINE_BYTES)];
+    f.write_str("0x")?;
+    write_hex(f, shown)?;
+    if shown.len() < bytes.len() {
+        f.write_str("…")?;
+    }
+    Ok(())
+}
+
+/// Lower-case hex, no separators.
+fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
 /// Append one whole frame to `out`: the header, then the payload, masked
 /// with `mask` when one is given (a client must give one, a server must not).
 ///

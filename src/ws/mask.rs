@@ -15,6 +15,33 @@
 //! that word, which the compiler turns into wide SIMD instructions. Only the
 //! last 0-7 bytes go byte by byte.
 
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+thread_local! {
+    static KEYS: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+}
+
+/// A fresh masking key for a client frame (RFC 6455 §5.3): 32 bits an
+/// observer cannot predict.
+///
+/// The standard library seeds each `RandomState` with keys from the
+/// operating system's random source; hashing a counter with SipHash under
+/// those secret keys gives a stream an observer cannot predict, which is
+/// what masking keys need. No extra crate is needed for it, and nothing
+/// outside the codec.
+pub fn random_key() -> [u8; 4] {
+    let bits = KEYS.with(|(keys, counter)| {
+        let n = counter.get().wrapping_add(1);
+        counter.set(n);
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(n);
+        hasher.finish()
+    });
+    (bits as u32).to_ne_bytes()
+}
+
 /// XOR `buf` in place with `key`, starting at position `offset` of the key
 /// stream (the number of payload bytes of this frame already processed).
 ///

@@ -411,7 +411,7 @@ impl Decoder {
     /// Apply the rules to a new header and set up for its payload.
     fn start_frame(&mut self, header: FrameHeader) -> Result<(), ProtocolError> {
         if let Err(e) = self.check_frame(&header) {
-            log::trace!(target: "wschat::ws", "frame in: {} rejected: {e}", crate::dissect::one_line(&header, None));
+            log::trace!(target: "wschat::ws", "frame in: {} rejected: {e}", header);
             return Err(e);
         }
         let len = header.payload_len;
@@ -494,7 +494,7 @@ impl Decoder {
 #[inline(always)]
 fn trace_frame_in(header: &FrameHeader, payload: &[u8]) {
     if log::log_enabled!(target: "wschat::ws", log::Level::Trace) {
-        log::trace!(target: "wschat::ws", "frame in: {}", crate::dissect::one_line(header, Some(payload)));
+        log::trace!(target: "wschat::ws", "frame in: {}", header.line(Some(payload)));
     }
 }
 

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`handshake`] | §4 | the HTTP upgrade, `Sec-WebSocket-Accept`, both sides |
 //! | [`frame`] | §5.2 | the frame header: decode from any prefix, encode |
-//! | [`mask`] | §5.3 | masking, eight bytes at a time |
+//! | [`mask`] | §5.3 | masking, eight bytes at a time; random masking keys |
 //! | [`message`] | §5.4-5.6 | streaming decoder: fragments, limits, UTF-8 |
 //! | [`utf8`] | §8.1 | UTF-8 validation that fails on the first bad byte |
 //! | [`close`] | §5.5.1, §7.4 | close codes and reasons |
@@ -20,6 +20,7 @@ pub mod close;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+#[allow(unsafe_code)] // the fused copy-and-unmask writes into spare capacity
 pub mod mask;
 pub mod message;
 pub mod protocol;

@@ -60,7 +60,7 @@ pub struct Connection {
 
 impl Connection {
     /// A connection in `role` after a successful handshake. Masks for the
-    /// client role come from [`crate::util::random_mask`].
+    /// client role come from [`super::mask::random_key`].
     pub fn new(role: Role, limits: Limits) -> Connection {
         Connection {
             role,
@@ -68,7 +68,7 @@ impl Connection {
             state: State::Open,
             close_sent: false,
             out: Vec::new(),
-            mask_source: crate::util::random_mask,
+            mask_source: super::mask::random_key,
         }
     }
 
@@ -258,7 +258,7 @@ impl Connection {
         if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
             && let Some((header, _)) = super::frame::FrameHeader::parse(&self.out[start..])
         {
-            log::trace!(target: "wschat::ws", "frame out: {}", crate::dissect::one_line(&header, Some(payload)));
+            log::trace!(target: "wschat::ws", "frame out: {}", header.line(Some(payload)));
         }
     }
 }

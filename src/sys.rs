@@ -1,65 +1,12 @@
-//! Small helpers outside the protocol: random numbers and time stamps.
+//! Platform code, in one place: every `libc` call and the inline assembly
+//! of the crate. Each function here is safe to call; the `unsafe` blocks
+//! inside carry a `// SAFETY:` comment saying why they are sound. Outside
+//! this module only the codec's masking (`ws::mask`) may use `unsafe`
+//! (`#![deny(unsafe_code)]` in lib.rs and main.rs).
 
-use std::cell::Cell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
-thread_local! {
-    static RANDOM: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
-}
-
-/// 64 unpredictable bits.
-///
-/// The standard library seeds each `RandomState` with keys from the
-/// operating system's random source; hashing a counter with SipHash under
-/// those secret keys gives a stream an observer cannot predict, which is
-/// what masking keys (RFC 6455 §5.3) and handshake nonces (§4.1) need. No
-/// extra crate is needed for it.
-pub fn random_u64() -> u64 {
-    RANDOM.with(|(keys, counter)| {
-        let n = counter.get().wrapping_add(1);
-        counter.set(n);
-        let mut hasher = keys.build_hasher();
-        hasher.write_u64(n);
-        hasher.finish()
-    })
-}
-
-/// The hex SHA-1 digest of `token`: what is kept of a secret token (an
-/// agent's, a chat or desk session's) where it must be recognised later but
-/// not be readable.
-///
-/// ```
-/// assert_eq!(wschat::util::digest_hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-/// ```
-pub fn digest_hex(token: &str) -> String {
-    use sha1::Digest as _;
-    sha1::Sha1::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A fresh masking key for a client frame (RFC 6455 §5.3).
-pub fn random_mask() -> [u8; 4] {
-    (random_u64() as u32).to_ne_bytes()
-}
-
-/// 16 random bytes, for a `Sec-WebSocket-Key` or a token.
-pub fn random_16() -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&random_u64().to_ne_bytes());
-    out[8..].copy_from_slice(&random_u64().to_ne_bytes());
-    out
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use std::io;
+#[cfg(unix)]
+use std::net::{TcpListener, TcpStream};
 
 /// Give back to the kernel the pages of this thread's stack that lie below
 /// the current frame: they held frames that have returned, such as the
@@ -160,7 +107,7 @@ pub fn trim_stack() {}
 ///
 /// ```
 /// // Any thread may ask; a thread may always lower its own priority.
-/// let set = std::thread::spawn(wschat::util::batch_scheduling).join().unwrap();
+/// let set = std::thread::spawn(wschat::sys::batch_scheduling).join().unwrap();
 /// assert_eq!(set, cfg!(target_os = "linux"));
 /// ```
 #[cfg(target_os = "linux")]
@@ -200,7 +147,7 @@ pub fn batch_scheduling() -> bool {
 ///
 /// ```
 /// let (tx, rx) = std::sync::mpsc::channel();
-/// wschat::util::spawn_detached(64 * 1024, (tx, 6), |(tx, n)| tx.send(n * 7).unwrap())
+/// wschat::sys::spawn_detached(64 * 1024, (tx, 6), |(tx, n)| tx.send(n * 7).unwrap())
 ///     .map_err(|(e, _)| e)
 ///     .unwrap();
 /// assert_eq!(rx.recv().unwrap(), 42);
@@ -276,6 +223,159 @@ pub fn spawn_detached<T: Send + 'static>(
     }
 }
 
+/// Set SIGPIPE back to its default disposition (end the process), for the
+/// commands that only print: they then end quietly, as other Unix tools do,
+/// when whoever reads their output stops. Call it before any other thread
+/// exists.
+#[cfg(unix)]
+pub fn default_sigpipe() {
+    // SAFETY: sets the disposition of one signal to its default, before
+    // any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Ignore SIGXFSZ, so that a file-size limit (RLIMIT_FSIZE) makes a write
+/// fail with EFBIG, which the store answers like a full disk
+/// (docs/storage.md, "Faults"), instead of killing the server.
+#[cfg(unix)]
+pub fn ignore_sigxfsz() {
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// SIGINT and SIGTERM, blocked in the thread that made this value (and in
+/// every thread it starts afterwards, which inherit its signal mask), for
+/// one thread to wait for with [`TerminationSignals::wait`]: no code runs
+/// inside a signal handler, so nothing async-signal-unsafe can happen.
+#[cfg(unix)]
+pub struct TerminationSignals {
+    set: libc::sigset_t,
+}
+
+#[cfg(unix)]
+impl TerminationSignals {
+    /// Block SIGINT and SIGTERM in the calling thread.
+    pub fn block() -> TerminationSignals {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
+        // only read and write that local set and this thread's signal mask.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            set
+        };
+        TerminationSignals { set }
+    }
+
+    /// Wait for one of the signals and return its number, or `None` if
+    /// `sigwait` failed.
+    pub fn wait(&self) -> Option<i32> {
+        let mut signal = 0;
+        // SAFETY: `set` is a valid signal set; `signal` is a valid out-pointer.
+        if unsafe { libc::sigwait(&self.set, &mut signal) } != 0 {
+            return None;
+        }
+        Some(signal)
+    }
+}
+
+/// `send(2)` with `MSG_DONTWAIT`: write what the kernel takes now, never
+/// block, on a socket that stays in blocking mode for its reader.
+#[cfg(unix)]
+pub fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length come from a live slice, and the file
+    // descriptor belongs to `stream`, which outlives the call.
+    let n = unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One `sendmsg(2)` with `MSG_DONTWAIT` over `slices`: returns the bytes
+/// the kernel took, which may end in the middle of a slice, and never
+/// blocks.
+#[cfg(unix)]
+pub fn send_vectored_nonblocking(
+    stream: &TcpStream,
+    slices: &[io::IoSlice<'_>],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed msghdr is valid (no name, no control data);
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix, and the
+    // slices outlive the call.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = slices.len() as _;
+        libc::sendmsg(
+            stream.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `listen(2)` again on a socket that is already listening, to change how
+/// many connections may wait for `accept` (Linux allows it). Errors are
+/// ignored: the socket keeps its backlog.
+#[cfg(unix)]
+pub fn relisten(listener: &TcpListener, backlog: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket we own and that is already listening.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), backlog);
+    }
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), if it can be read.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+pub fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0)
+        .then_some(limit.rlim_cur as u64)
+}
+
+/// Elsewhere the limit is not known.
+#[cfg(not(unix))]
+pub fn open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Try to take an exclusive `flock(2)` on `file`, without waiting: returns
+/// whether it was taken. The lock lasts as long as the file is open.
+#[cfg(unix)]
+pub fn try_lock_exclusive(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -298,14 +398,5 @@ mod tests {
         // The sender is dropped as the panic unwinds: the channel closes,
         // and this thread (the process) is still here to see it.
         assert!(rx.recv().is_err());
-    }
-
-    #[test]
-    fn random_values_differ() {
-        let a: Vec<u64> = (0..100).map(|_| super::random_u64()).collect();
-        let mut b = a.clone();
-        b.sort();
-        b.dedup();
-        assert_eq!(b.len(), a.len());
     }
 }

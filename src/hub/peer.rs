@@ -473,7 +473,7 @@ fn trace_frame_out(id: u64, frame: &[u8]) {
     if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
         && let Some((header, len)) = crate::ws::FrameHeader::parse(frame)
     {
-        let line = crate::dissect::one_line(&header, Some(&frame[len..]));
+        let line = header.line(Some(&frame[len..]));
         log::trace!(target: "wschat::ws", "conn {id}: frame out: {line}");
     }
 }
@@ -507,22 +507,7 @@ fn write_all_vectored(mut stream: &TcpStream, batch: &[Bytes], offset: usize) ->
 /// block, on a socket that stays in blocking mode for its reader.
 #[cfg(unix)]
 fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the pointer and length come from a live slice, and the file
-    // descriptor belongs to `stream`, which outlives the call.
-    let n = unsafe {
-        libc::send(
-            stream.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    crate::sys::send_nonblocking(stream, buf)
 }
 
 /// `sendmsg(2)` with `MSG_DONTWAIT` over several frames (at most
@@ -530,30 +515,16 @@ fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 /// in the middle of a frame.
 #[cfg(unix)]
 fn send_vectored_nonblocking(stream: &TcpStream, frames: &[Bytes]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
     let mut total = 0;
     for chunk in frames.chunks(MAX_IOV) {
         let slices: Vec<IoSlice<'_>> = chunk.iter().map(|f| IoSlice::new(f)).collect();
         let want: usize = chunk.iter().map(|f| f.len()).sum();
-        // SAFETY: a zeroed msghdr is valid (no name, no control data);
-        // IoSlice is guaranteed ABI-compatible with iovec on Unix, and the
-        // slices outlive the call.
-        let n = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = slices.len() as _;
-            libc::sendmsg(
-                stream.as_raw_fd(),
-                &msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
+        let n = match crate::sys::send_vectored_nonblocking(stream, &slices) {
+            Ok(n) => n,
+            Err(e) => return if total > 0 { Ok(total) } else { Err(e) },
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if total > 0 { Ok(total) } else { Err(e) };
-        }
-        total += n as usize;
-        if (n as usize) < want {
+        total += n;
+        if n < want {
             break;
         }
     }

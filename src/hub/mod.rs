@@ -13,7 +13,7 @@
 //! An app talks back through a [`Ctx`]: send a frame to one connection, the
 //! same encoded bytes to many, or close one. What a turn sends goes out at
 //! the end of the turn, after [`App::commit`] has stored the turn's records.
-//! Delivery never blocks the hub (see [`crate::server::peer`]).
+//! Delivery never blocks the hub (see [`peer`]).
 //!
 //! ```
 //! use wschat::hub::{App, ConnId, ConnInfo, Ctx};
@@ -34,6 +34,9 @@
 //! }
 //! ```
 
+pub mod metrics;
+pub mod peer;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -41,10 +44,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::server::metrics::Metrics;
-use crate::server::peer::{Bytes, Delivery, Peer};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
+use metrics::Metrics;
+use peer::{Bytes, Delivery, Peer};
 
 /// Most events handled in one turn before [`App::turn_end`] runs.
 pub const MAX_TURN_EVENTS: usize = 1024;
