@@ -201,6 +201,9 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Recent messages per room kept in memory for history and resume.
     pub history_keep: usize,
+    /// Bytes of users' input kept in memory at most (histories, private
+    /// messages, the desk's transcripts, sessions); 0 for no ceiling.
+    pub memory_budget: usize,
     /// Open conversations the support desk gives one agent at once.
     pub agent_capacity: usize,
     /// How long a disconnected agent keeps their conversations.
@@ -248,6 +251,7 @@ impl Default for Config {
             retain_days: crate::store::DEFAULT_RETAIN_DAYS,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
+            memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
             agent_capacity: DEFAULT_AGENT_CAPACITY,
             agent_grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
             desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
@@ -289,6 +293,7 @@ impl Config {
             segment_bytes: self.segment_bytes,
             retain_days: self.retain_days,
             keep_per_room: self.history_keep,
+            memory_budget: self.memory_budget,
         }
     }
 
@@ -350,12 +355,13 @@ fn bytes(v: &str) -> Result<usize, String> {
     let (num, mult) = match v.as_bytes().last() {
         Some(b'K' | b'k') => (&v[..v.len() - 1], 1024),
         Some(b'M' | b'm') => (&v[..v.len() - 1], 1024 * 1024),
+        Some(b'G' | b'g') => (&v[..v.len() - 1], 1024 * 1024 * 1024),
         _ => (v, 1),
     };
     num.parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{v:?} is not a size (a number, optionally with K or M)"))
+        .ok_or_else(|| format!("{v:?} is not a size (a number, optionally with K, M or G)"))
 }
 
 fn millis(v: &str) -> Result<Duration, String> {
@@ -764,6 +770,16 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.history_keep.to_string(),
+    },
+    Flag {
+        name: "memory-budget",
+        value: Some("SIZE"),
+        help: "most bytes of users' input kept in memory (histories, private messages, desk transcripts, sessions); past it the least recently used goes, and is read from the log when asked for; 0: no ceiling",
+        apply: |c, v| {
+            c.memory_budget = bytes(v)?;
+            Ok(())
+        },
+        show: |c| c.memory_budget.to_string(),
     },
     Flag {
         name: "echo-everywhere",

@@ -23,6 +23,7 @@ pub mod desk;
 pub mod dissect;
 pub mod hub;
 pub mod json;
+pub mod memory;
 pub mod random;
 pub mod router;
 pub mod server;

@@ -14,12 +14,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+
+use crate::memory::{Budget, Kept};
 
 /// Default data directory of the `wschat` binary.
 pub const DEFAULT_DATA_DIR: &str = "wschat-data";
@@ -122,6 +124,10 @@ pub struct StoreConfig {
     pub retain_days: u32,
     /// Recent messages kept in memory per room.
     pub keep_per_room: usize,
+    /// The memory budget (`--memory-budget`) in bytes, 0 for none: room
+    /// histories and private messages kept in memory count against it
+    /// (see [`crate::memory`]).
+    pub memory_budget: usize,
 }
 
 impl StoreConfig {
@@ -133,6 +139,7 @@ impl StoreConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             retain_days: DEFAULT_RETAIN_DAYS,
             keep_per_room: DEFAULT_KEEP_PER_ROOM,
+            memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -150,6 +157,31 @@ pub struct Recovery {
     pub corrupt: u64,
 }
 
+/// What one kept message costs beyond its JSON: the `Arc<str>` allocation's
+/// counts, malloc's header and rounding, and the index slot (24 bytes, with
+/// the deque's spare capacity). Measured with tests/memory.rs (300 rooms of
+/// 2,000 messages under a 32 MiB budget): about 250 bytes of RSS per kept
+/// message of about 180 bytes of JSON; 96 errs on the safe side.
+pub const MESSAGE_OVERHEAD: usize = 96;
+
+/// What one kept private message costs beyond its JSON and session keys.
+pub const PRIVATE_OVERHEAD: usize = 160;
+
+/// Most messages one resume reads back from the log when memory no longer
+/// holds them; past it the resume says `"complete":false` and starts later.
+pub const MAX_RESUME_FROM_LOG: usize = 10_000;
+
+/// A room's recent messages, kept in memory.
+#[derive(Debug, Default)]
+struct RoomLog {
+    messages: VecDeque<(u64, Arc<str>)>,
+    /// Every message of the room with an id at or above this is in
+    /// `messages` (0: none was ever let go).
+    complete_from: u64,
+    /// The store's clock at the last use, for least-recently-used eviction.
+    last_used: u64,
+}
+
 /// A private message kept for resume, under the *session keys* of its two
 /// users (never their names: a name can be taken by someone else later).
 /// A session key is the hex SHA-1 of the session's token
@@ -160,6 +192,13 @@ struct Private {
     from: String,
     to: String,
     json: Arc<str>,
+}
+
+impl Private {
+    /// Its bytes, as the memory budget counts them.
+    fn cost(&self) -> usize {
+        self.json.len() + self.from.len() + self.to.len() + PRIVATE_OVERHEAD
+    }
 }
 
 /// The store. Owned by the hub thread.
@@ -191,8 +230,17 @@ pub struct Store {
     /// had to be skipped, until the next good one closes the hole.
     hole_after: Option<u64>,
     next_id: u64,
-    rooms: HashMap<String, VecDeque<(u64, Arc<str>)>>,
+    rooms: HashMap<String, RoomLog>,
+    /// Bumped at every use of a room's log, for least-recently-used
+    /// eviction.
+    clock: u64,
     privates: VecDeque<Private>,
+    /// Every private message with an id at or above this is in `privates`
+    /// (0 until one was evicted).
+    privates_from: u64,
+    /// The budget the kept messages count against (shared with the chat,
+    /// the desk and `/metrics`).
+    budget: Arc<Budget>,
     /// How many of `privates` each session key is in.
     private_sessions: HashMap<String, usize>,
     /// The last `private` record read from disk, waiting for the
@@ -232,7 +280,10 @@ impl Store {
             hole_after: None,
             next_id: 1,
             rooms: HashMap::new(),
+            clock: 0,
             privates: VecDeque::new(),
+            privates_from: 0,
+            budget: Arc::new(Budget::new(config.memory_budget)),
             private_sessions: HashMap::new(),
             unkeyed: None,
             recovery: Recovery::default(),
@@ -500,24 +551,38 @@ impl Store {
     }
 
     fn keep_private(&mut self, id: u64, from: &str, to: &str, json: Arc<str>) {
-        if self.privates.len() >= KEEP_PRIVATE
-            && let Some(old) = self.privates.pop_front()
-        {
-            self.forget_keys(old);
+        if self.privates.len() >= KEEP_PRIVATE {
+            self.evict_private();
         }
         for key in [from, to] {
             *self.private_sessions.entry(key.to_string()).or_default() += 1;
         }
-        self.privates.push_back(Private {
+        let private = Private {
             id,
             from: from.to_string(),
             to: to.to_string(),
             json,
-        });
+        };
+        self.budget.add(Kept::Privates, private.cost());
+        self.privates.push_back(private);
+        while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
     }
 
-    /// A private message leaves memory: its session keys count one less.
+    /// Let the oldest private message go from memory (the log keeps it).
+    fn evict_private(&mut self) -> bool {
+        let Some(old) = self.privates.pop_front() else {
+            return false;
+        };
+        self.privates_from = old.id + 1;
+        self.budget.evicted(Kept::Privates, 1);
+        self.forget_keys(old);
+        true
+    }
+
+    /// A private message leaves memory: its bytes are no longer counted,
+    /// and its session keys count one less.
     fn forget_keys(&mut self, old: Private) {
+        self.budget.sub(Kept::Privates, old.cost());
         for key in [old.from, old.to] {
             if let Some(n) = self.private_sessions.get_mut(&key) {
                 *n -= 1;
@@ -528,6 +593,84 @@ impl Store {
         }
     }
 
+    /// Keep a room's message in memory: within `--history-keep` per room
+    /// and the budget's share for histories, letting the least recently
+    /// used rooms' oldest messages go first.
+    fn keep_chat(&mut self, room: &str, id: u64, json: Arc<str>) {
+        self.clock += 1;
+        let cost = json.len() + MESSAGE_OVERHEAD;
+        let keep = self.config.keep_per_room.max(1);
+        let log = match self.rooms.get_mut(room) {
+            Some(log) => log,
+            None => self.rooms.entry(room.to_string()).or_default(),
+        };
+        log.last_used = self.clock;
+        if log.messages.len() >= keep
+            && let Some((old, json)) = log.messages.pop_front()
+        {
+            log.complete_from = old + 1;
+            self.budget
+                .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
+        }
+        log.messages.push_back((id, json));
+        self.budget.add(Kept::Histories, cost);
+        if self.budget.must_evict(Kept::Histories) {
+            self.evict_histories();
+        }
+    }
+
+    /// Let the oldest messages of the least recently used rooms go from
+    /// memory (the log keeps them) until histories are back within their
+    /// share of the budget, or the whole is back under it, with a
+    /// 1/32 margin so that eviction runs in batches, not per message.
+    fn evict_histories(&mut self) {
+        let limit = self.budget.limit();
+        let share = self.budget.share(Kept::Histories);
+        let done = |b: &Budget| {
+            b.used(Kept::Histories) <= share - share / 32 || b.total() <= limit - limit / 32
+        };
+        let mut evicted = 0;
+        while !done(&self.budget) {
+            let Some(log) = self
+                .rooms
+                .values_mut()
+                .filter(|log| !log.messages.is_empty())
+                .min_by_key(|log| log.last_used)
+            else {
+                break;
+            };
+            while let Some((id, json)) = log.messages.pop_front() {
+                log.complete_from = id + 1;
+                self.budget
+                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
+                evicted += 1;
+                if done(&self.budget) {
+                    break;
+                }
+            }
+            // A room's index must not keep the room it had at its busiest.
+            if log.messages.len() < log.messages.capacity() / 4 {
+                log.messages.shrink_to_fit();
+            }
+        }
+        self.budget.evicted(Kept::Histories, evicted);
+    }
+
+    /// Evict what is over the budget now (the hub calls it every tick, so
+    /// that a kind that stopped growing still gives way to one that did).
+    pub fn trim(&mut self) {
+        if self.budget.must_evict(Kept::Histories) {
+            self.evict_histories();
+        }
+        while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
+    }
+
+    /// The memory budget this store counts against, to be shared with the
+    /// other holders of users' input and with `/metrics`.
+    pub fn budget(&self) -> Arc<Budget> {
+        self.budget.clone()
+    }
+
     fn index(&mut self, text: &str, value: &Value) {
         let Some(id) = value.get("id").and_then(Value::as_u64) else {
             return;
@@ -536,11 +679,7 @@ impl Store {
         match value.get("type").and_then(Value::as_str) {
             Some("chat") => {
                 if let Some(room) = value.get("room").and_then(Value::as_str) {
-                    let list = self.rooms.entry(room.to_string()).or_default();
-                    if list.len() >= self.config.keep_per_room.max(1) {
-                        list.pop_front();
-                    }
-                    list.push_back((id, text.into()));
+                    self.keep_chat(room, id, text.into());
                 }
             }
             Some("private_keys") => {
@@ -580,6 +719,7 @@ impl Store {
     /// the store notices when the disk is back. See docs/storage.md,
     /// "Faults".
     pub fn commit(&mut self) -> io::Result<()> {
+        self.trim();
         if self.file.is_none() {
             self.pending.clear();
             self.pending_records.clear();
@@ -708,9 +848,10 @@ impl Store {
         if ids.is_empty() {
             return;
         }
-        for list in self.rooms.values_mut() {
-            while list.back().is_some_and(|(id, _)| ids.contains(id)) {
-                list.pop_back();
+        for log in self.rooms.values_mut() {
+            while let Some((_, json)) = log.messages.pop_back_if(|(id, _)| ids.contains(id)) {
+                self.budget
+                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
             }
         }
         while self.privates.back().is_some_and(|p| ids.contains(&p.id)) {
@@ -797,32 +938,37 @@ impl Store {
 
     /// The last `limit` messages of `room`, oldest first, all with an id
     /// below `before` (when given). Served from memory; a page that reaches
-    /// past the messages memory keeps (`--history-keep`) is read from the
-    /// log on disk, which costs a scan of the segments.
+    /// past what memory keeps (`--history-keep`, the memory budget) is read
+    /// from the log: the segments that can hold it, newest first, until
+    /// the page is full.
     ///
     /// The second value is `None` when the page is complete, or the first
     /// id from which the page is known to be whole when older messages it
     /// reaches for are gone (deleted segments, a skipped corrupt record).
     pub fn history(
-        &self,
+        &mut self,
         room: &str,
         before: Option<u64>,
         limit: usize,
     ) -> (Vec<Arc<str>>, Option<u64>) {
-        let empty = VecDeque::new();
-        let list = self.rooms.get(room).unwrap_or(&empty);
-        let end = match before {
-            Some(b) => list.partition_point(|(id, _)| *id < b),
-            None => list.len(),
+        self.clock += 1;
+        let (mut page, complete_from) = match self.rooms.get_mut(room) {
+            Some(log) => {
+                log.last_used = self.clock;
+                let list = &log.messages;
+                let end = match before {
+                    Some(b) => list.partition_point(|(id, _)| *id < b),
+                    None => list.len(),
+                };
+                let start = end.saturating_sub(limit);
+                let page: Vec<Arc<str>> = list.range(start..end).map(|(_, m)| m.clone()).collect();
+                (page, log.complete_from)
+            }
+            None => (Vec::new(), 0),
         };
-        let start = end.saturating_sub(limit);
-        let mut page: Vec<Arc<str>> = list.range(start..end).map(|(_, m)| m.clone()).collect();
-        // Memory holds everything when the room never filled its window.
-        let window_full = list.len() >= self.config.keep_per_room.max(1);
-        if page.len() < limit && window_full && self.file.is_some() {
-            let oldest_in_memory = list.front().map_or(u64::MAX, |(id, _)| *id);
-            let below = before.unwrap_or(u64::MAX).min(oldest_in_memory);
-            let mut older = self.scan_disk(room, below, limit - page.len());
+        if page.len() < limit && complete_from > 0 && self.file.is_some() {
+            let below = before.unwrap_or(u64::MAX).min(complete_from);
+            let mut older = self.scan_room(room, 0, below, limit - page.len());
             older.append(&mut page);
             page = older;
         }
@@ -832,60 +978,161 @@ impl Store {
             Some(first) if page.len() >= limit => record_id(first).unwrap_or(0),
             _ => 0,
         };
-        let missing = self.missing_after(from, before.unwrap_or(u64::MAX));
+        let mut missing = self.missing_after(from, before.unwrap_or(u64::MAX));
+        if complete_from > from.saturating_add(1) && self.file.is_none() {
+            // Memory let them go and there is no log to read them from.
+            missing = Some(missing.unwrap_or(0).max(complete_from));
+        }
         (page, missing)
     }
 
-    /// Read the log for the last `limit` chat messages of `room` with an id
-    /// below `below`.
-    fn scan_disk(&self, room: &str, below: u64, limit: usize) -> Vec<Arc<str>> {
+    /// The segments that can hold ids strictly between `after` and
+    /// `below`, oldest first (each holds the ids from its first one up to
+    /// the next segment's first).
+    fn segments_between(&self, after: u64, below: u64) -> Vec<PathBuf> {
         let Some(dir) = &self.config.dir else {
             return Vec::new();
         };
-        let mut found: VecDeque<Arc<str>> = VecDeque::new();
-        for (_, path) in list_segments(dir).unwrap_or_default() {
-            let Ok(text) = fs::read_to_string(&path) else {
+        let segments = list_segments(dir).unwrap_or_default();
+        let firsts: Vec<Option<u64>> = segments
+            .iter()
+            .map(|(n, _)| self.first_ids.get(n).copied())
+            .collect();
+        segments
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| {
+                let starts_below = firsts[i].is_none_or(|f| f < below);
+                let next = firsts.get(i + 1).copied().flatten();
+                let ends_after = next.is_none_or(|n| n > after.saturating_add(1));
+                starts_below && ends_after
+            })
+            .map(|(_, (_, path))| path.clone())
+            .collect()
+    }
+
+    /// Read one segment line by line, handing each record with an id
+    /// strictly between `after` and `below` (and containing `needle`) to
+    /// `each`. Lines that are not records are passed over.
+    fn scan_segment(
+        path: &Path,
+        (after, below): (u64, u64),
+        needles: &[&str],
+        mut each: impl FnMut(u64, &str, &Value),
+    ) {
+        let Ok(file) = File::open(path) else {
+            return;
+        };
+        for line in io::BufReader::new(file).lines() {
+            let Ok(line) = line else {
+                return;
+            };
+            if !needles.iter().any(|n| line.contains(n)) {
+                continue;
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            for line in text.lines() {
-                let Ok(value) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                let id = value.get("id").and_then(Value::as_u64).unwrap_or(u64::MAX);
-                if id < below
-                    && value.get("type").and_then(Value::as_str) == Some("chat")
+            match value.get("id").and_then(Value::as_u64) {
+                Some(id) if id > after && id < below => each(id, &line, &value),
+                _ => {}
+            }
+        }
+    }
+
+    /// The last `limit` chat messages of `room` in the log with an id
+    /// strictly between `after` and `below`, oldest first: segments are
+    /// read newest first until the page is full.
+    fn scan_room(&self, room: &str, after: u64, below: u64, limit: usize) -> Vec<Arc<str>> {
+        let needle = format!("\"room\":{}", serde_json::Value::from(room));
+        let mut found: VecDeque<Arc<str>> = VecDeque::new();
+        for path in self.segments_between(after, below).iter().rev() {
+            let mut here: VecDeque<Arc<str>> = VecDeque::new();
+            Store::scan_segment(path, (after, below), &[&needle], |_, line, value| {
+                if value.get("type").and_then(Value::as_str) == Some("chat")
                     && value.get("room").and_then(Value::as_str) == Some(room)
                 {
-                    if found.len() == limit {
-                        found.pop_front();
+                    if here.len() == limit {
+                        here.pop_front();
                     }
-                    found.push_back(line.into());
+                    here.push_back(line.into());
                 }
+            });
+            while let Some(m) = here.pop_back() {
+                if found.len() == limit {
+                    break;
+                }
+                found.push_front(m);
+            }
+            if found.len() >= limit {
+                break;
             }
         }
         found.into()
     }
 
+    /// From the log: the chat messages of `room` with an id strictly
+    /// between `since` and `room_below`, and the private messages of
+    /// session `session` between `since` and `private_below`, in id order.
+    fn scan_since(
+        &self,
+        (room, room_below): (&str, u64),
+        (session, private_below): (&str, u64),
+        since: u64,
+    ) -> Vec<(u64, Arc<str>)> {
+        let below = room_below.max(private_below);
+        let room_needle = format!("\"room\":{}", serde_json::Value::from(room));
+        let needles = [room_needle.as_str(), "\"private"];
+        let mut out = Vec::new();
+        let mut waiting: Option<(u64, Arc<str>)> = None;
+        for path in self.segments_between(since, below) {
+            Store::scan_segment(
+                &path,
+                (since, below),
+                &needles,
+                |id, line, value| match value.get("type").and_then(Value::as_str) {
+                    Some("chat")
+                        if id < room_below
+                            && value.get("room").and_then(Value::as_str) == Some(room) =>
+                    {
+                        out.push((id, line.into()));
+                    }
+                    Some("private") if id < private_below => waiting = Some((id, line.into())),
+                    Some("private_keys") => {
+                        let key = |k: &str| value.get(k).and_then(Value::as_str);
+                        if let Some((pid, json)) = waiting.take()
+                            && value.get("private").and_then(Value::as_u64) == Some(pid)
+                            && (key("from") == Some(session) || key("to") == Some(session))
+                        {
+                            out.push((pid, json));
+                        }
+                    }
+                    _ => {}
+                },
+            );
+        }
+        out
+    }
+
     /// Everything after `since` that the user of session `session` in
     /// `room` should have seen: the room's messages and the private
-    /// messages to or from that session, in id order. The second value is
-    /// `None` when nothing after `since` is missing, or else the first id
-    /// from which the answer is known to be whole: some messages between
-    /// `since` and it are gone (older than memory keeps, in deleted
-    /// segments, or in a corrupt record recovery skipped).
-    pub fn since(&self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, Option<u64>) {
+    /// messages to or from that session, in id order; what memory no
+    /// longer keeps is read from the log (at most [`MAX_RESUME_FROM_LOG`]
+    /// messages). The second value is `None` when nothing after `since` is
+    /// missing, or else the first id from which the answer is known to be
+    /// whole: some messages between `since` and it are gone (in deleted
+    /// segments, in a corrupt record recovery skipped, or let go by memory
+    /// with no log to read them from).
+    pub fn since(&mut self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, Option<u64>) {
+        self.clock += 1;
         let mut out: Vec<(u64, Arc<str>)> = Vec::new();
         let mut missing = self.missing_after(since, u64::MAX);
-        if let Some(list) = self.rooms.get(room) {
-            let start = list.partition_point(|(id, _)| *id <= since);
-            if start == 0
-                && let Some(&(first, _)) = list.front()
-                && first > since + 1
-                && list.len() >= self.config.keep_per_room
-            {
-                missing = Some(missing.unwrap_or(0).max(first));
-            }
-            out.extend(list.range(start..).cloned());
+        let mut room_from = 0;
+        if let Some(log) = self.rooms.get_mut(room) {
+            log.last_used = self.clock;
+            let start = log.messages.partition_point(|(id, _)| *id <= since);
+            out.extend(log.messages.range(start..).cloned());
+            room_from = log.complete_from;
         }
         let start = self.privates.partition_point(|p| p.id <= since);
         out.extend(
@@ -894,7 +1141,32 @@ impl Store {
                 .filter(|p| p.from == session || p.to == session)
                 .map(|p| (p.id, p.json.clone())),
         );
+        // What memory let go, from the log.
+        let room_below = if room_from > since + 1 { room_from } else { 0 };
+        let private_below = if self.privates_from > since + 1 {
+            self.privates_from
+        } else {
+            0
+        };
+        if room_below > 0 || private_below > 0 {
+            if self.file.is_some() {
+                let mut older =
+                    self.scan_since((room, room_below), (session, private_below), since);
+                if older.len() > MAX_RESUME_FROM_LOG {
+                    let cut = older.len() - MAX_RESUME_FROM_LOG;
+                    older.sort_by_key(|(id, _)| *id);
+                    older.drain(..cut);
+                    let first = older.first().map_or(0, |(id, _)| *id);
+                    missing = Some(missing.unwrap_or(0).max(first));
+                }
+                out.extend(older);
+            } else {
+                let first = room_below.max(private_below);
+                missing = Some(missing.unwrap_or(0).max(first));
+            }
+        }
         out.sort_by_key(|(id, _)| *id);
+        out.dedup_by_key(|(id, _)| *id);
         (out.into_iter().map(|(_, m)| m).collect(), missing)
     }
 }
@@ -995,6 +1267,7 @@ mod tests {
             segment_bytes: 300,
             retain_days: 30,
             keep_per_room: 100,
+            memory_budget: 0,
         }
     }
 
@@ -1124,7 +1397,7 @@ mod tests {
         for (_, path) in &segments[..2] {
             fs::remove_file(path).unwrap();
         }
-        let store = Store::open(&config(&dir)).unwrap();
+        let mut store = Store::open(&config(&dir)).unwrap();
         let (got, missing) = store.since("lobby", "k", ids[0]);
         let first = missing.expect("messages after ids[0] are gone");
         assert!(first > ids[1] && first <= ids[19], "{first}");
@@ -1141,7 +1414,7 @@ mod tests {
         let text = fs::read_to_string(&newest).unwrap();
         let broken = text.replacen("\"m19\"", "\"m19", 1);
         fs::write(&newest, broken).unwrap();
-        let store = Store::open(&config(&dir)).unwrap();
+        let mut store = Store::open(&config(&dir)).unwrap();
         assert_eq!(store.recovery().corrupt, 1);
         let (_, missing) = store.since("lobby", "k", ids[18]);
         assert!(missing.is_some_and(|f| f > ids[19]), "{missing:?}");
@@ -1150,6 +1423,61 @@ mod tests {
             store.take_id()
         };
         assert!(next > ids[19], "ids never repeat, even an unreadable one's");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_the_budget_lets_go_is_read_back_from_the_log_whole_and_in_order() {
+        let dir = temp_dir("budget");
+        let small = StoreConfig {
+            memory_budget: 40_000,
+            segment_bytes: 4096,
+            ..config(&dir)
+        };
+        let mut store = Store::open(&small).unwrap();
+        let mut room_a = Vec::new();
+        let mut privates = Vec::new();
+        for i in 0..200 {
+            room_a.push(chat(&mut store, "a", &format!("a{i}")));
+            let id = store.take_id();
+            let psst = serde_json::json!({"type":"private","id":id,"text":format!("p{i}")});
+            store.append_private(&psst.to_string(), "k-ann", "k-bob");
+            privates.push(id);
+            store.commit().unwrap();
+        }
+        for i in 0..400 {
+            chat(&mut store, "b", &format!("b{i}"));
+            store.commit().unwrap();
+        }
+        let budget = store.budget();
+        assert!(budget.total() <= budget.limit(), "{}", budget.total());
+        assert!(budget.evictions(Kept::Histories) > 0 && budget.evictions(Kept::Privates) > 0);
+        // Room a's whole history, paged back from the newest.
+        let mut texts = Vec::new();
+        let mut before = None;
+        loop {
+            let (page, missing) = store.history("a", before, 30);
+            assert_eq!(missing, None);
+            if page.is_empty() {
+                break;
+            }
+            before = record_id(&page[0]);
+            texts.splice(0..0, page.iter().map(|m| m.to_string()));
+        }
+        assert_eq!(texts.len(), 200);
+        assert!(texts[0].contains("\"a0\"") && texts[199].contains("\"a199\""));
+        // A resume from the start: room a's messages and bob's privates,
+        // from the log and memory, in order, nothing twice.
+        let (got, missing) = store.since("a", "k-bob", 0);
+        assert_eq!(missing, None);
+        let ids: Vec<u64> = got.iter().filter_map(|m| record_id(m)).collect();
+        let mut want: Vec<u64> = room_a.iter().chain(&privates).copied().collect();
+        want.sort();
+        assert_eq!(ids, want);
+        // Someone else's session gets the room's messages only.
+        let (got, _) = store.since("a", "k-eve", 0);
+        assert_eq!(got.len(), 200);
+        drop(store);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1174,7 +1502,7 @@ mod tests {
             store.commit().unwrap();
             a
         };
-        let store = Store::open(&config(&dir)).unwrap();
+        let mut store = Store::open(&config(&dir)).unwrap();
         assert!(store.knows_session("k-ann") && store.knows_session("k-bob"));
         assert!(!store.knows_session("k-eve"));
         let (got, _) = store.since("lobby", "k-bob", a);

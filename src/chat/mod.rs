@@ -81,6 +81,77 @@ struct User {
 /// Most sessions remembered for resume.
 pub const MAX_SESSIONS: usize = 100_000;
 
+/// What one remembered session costs beyond its token: its entries in the
+/// two maps below.
+pub const SESSION_OVERHEAD: usize = 120;
+
+/// The sessions a chat remembers, least recently used first out: at most
+/// [`MAX_SESSIONS`], and within the sessions' share of the memory budget.
+#[derive(Debug)]
+struct Sessions {
+    last_used: HashMap<String, u64>,
+    by_age: std::collections::BTreeMap<u64, String>,
+    clock: u64,
+    budget: Arc<crate::memory::Budget>,
+}
+
+impl Sessions {
+    fn new(budget: Arc<crate::memory::Budget>) -> Sessions {
+        Sessions {
+            last_used: HashMap::new(),
+            by_age: Default::default(),
+            clock: 0,
+            budget,
+        }
+    }
+
+    fn contains(&self, token: &str) -> bool {
+        self.last_used.contains_key(token)
+    }
+
+    /// Remember `token` as used now.
+    fn touch(&mut self, token: &str) {
+        self.clock += 1;
+        match self.last_used.get_mut(token) {
+            Some(at) => {
+                self.by_age.remove(at);
+                *at = self.clock;
+            }
+            None => {
+                self.last_used.insert(token.to_string(), self.clock);
+                self.budget.add(crate::memory::Kept::Sessions, cost(token));
+            }
+        }
+        self.by_age.insert(self.clock, token.to_string());
+        if self.last_used.len() > MAX_SESSIONS {
+            self.forget_oldest();
+        }
+        self.trim();
+    }
+
+    /// Forget the least recently used sessions while they are over their
+    /// share of the memory budget (the store still recognises a token it
+    /// keeps private messages for).
+    fn trim(&mut self) {
+        while self.budget.must_evict(crate::memory::Kept::Sessions) && self.forget_oldest() {}
+    }
+
+    fn forget_oldest(&mut self) -> bool {
+        let Some((_, token)) = self.by_age.pop_first() else {
+            return false;
+        };
+        self.last_used.remove(&token);
+        self.budget.sub(crate::memory::Kept::Sessions, cost(&token));
+        self.budget.evicted(crate::memory::Kept::Sessions, 1);
+        true
+    }
+}
+
+/// A session's bytes, as the memory budget counts them.
+fn cost(token: &str) -> usize {
+    2 * token.len() + SESSION_OVERHEAD
+}
+
 #[derive(Debug, Default)]
 struct Room {
     members: BTreeSet<ConnId>,
@@ -100,9 +171,9 @@ pub struct Chat {
     /// Rooms with joins or leaves to announce at the end of the turn.
     dirty: Vec<String>,
     next_auto_name: u64,
-    /// Sessions handed out, oldest first, for `?session=` on reconnect.
-    sessions: std::collections::HashSet<String>,
-    session_order: std::collections::VecDeque<String>,
+    /// Sessions handed out, for `?session=` on reconnect: when each was
+    /// last used (a connection opening or closing with it).
+    sessions: Sessions,
     /// Messages and membership records, durable or in memory.
     store: SharedStore,
     last_retention: Instant,
@@ -111,6 +182,7 @@ pub struct Chat {
 impl Chat {
     /// A chat with `config` over `store` (history and ids come from it).
     pub fn new(config: ChatConfig, store: SharedStore) -> Chat {
+        let budget = store.lock().unwrap_or_else(|e| e.into_inner()).budget();
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -120,8 +192,7 @@ impl Chat {
             rooms,
             dirty: Vec::new(),
             next_auto_name: 1,
-            sessions: Default::default(),
-            session_order: Default::default(),
+            sessions: Sessions::new(budget),
             store,
             last_retention: Instant::now(),
         }
@@ -184,7 +255,8 @@ impl Chat {
     /// a restart, too: the store knows it by the private messages it keeps
     /// under its key), else a new one (128 random bits, hex).
     fn session(&mut self, presented: Option<String>) -> String {
-        if let Some(token) = presented.as_ref().filter(|t| self.sessions.contains(*t)) {
+        if let Some(token) = presented.as_ref().filter(|t| self.sessions.contains(t)) {
+            self.sessions.touch(token);
             return token.clone();
         }
         let token = presented
@@ -195,13 +267,7 @@ impl Chat {
                     .map(|b| format!("{b:02x}"))
                     .collect()
             });
-        if self.session_order.len() >= MAX_SESSIONS
-            && let Some(old) = self.session_order.pop_front()
-        {
-            self.sessions.remove(&old);
-        }
-        self.sessions.insert(token.clone());
-        self.session_order.push_back(token.clone());
+        self.sessions.touch(&token);
         token
     }
 
@@ -653,10 +719,15 @@ impl App for Chat {
         self.leave_room(conn);
         if let Some(user) = self.users.remove(&conn) {
             self.names.remove(&user.name.to_lowercase());
+            // Last used when its user left: the least recently seen go
+            // first when sessions must give way.
+            self.sessions.touch(&user.session);
         }
     }
 
     fn tick(&mut self, _ctx: &mut Ctx) {
+        self.store().trim();
+        self.sessions.trim();
         if self.last_retention.elapsed() >= RETENTION_INTERVAL {
             self.last_retention = Instant::now();
             let mut store = self.store();

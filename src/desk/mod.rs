@@ -26,6 +26,7 @@ use crate::chat::valid_name;
 use crate::clock::now_ms;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
+use crate::memory::{Budget, Kept};
 use crate::ordered;
 use crate::store::SharedStore;
 use crate::ws::CloseCode;
@@ -115,17 +116,42 @@ struct Conversation {
     /// When it last entered the queue, epoch ms.
     queued_at: u64,
     rating: Option<u64>,
+    /// Its bytes as the memory budget counts them (see [`Conversation::cost`]).
+    bytes: usize,
 }
 
+/// What a conversation costs in memory beyond its strings and messages.
+pub const CONVERSATION_OVERHEAD: usize = 256;
+/// What one kept transcript message costs beyond its JSON.
+pub const MESSAGE_OVERHEAD: usize = 64;
+
 impl Conversation {
-    /// Keep a message record, and no more than `keep` of them in memory.
-    fn add_message(&mut self, record: Arc<str>, keep: usize) {
+    /// Keep a message record, and no more than `keep` of them in memory;
+    /// the change in its bytes is counted against `budget`.
+    fn add_message(&mut self, record: Arc<str>, keep: usize, budget: &Budget) {
+        let before = self.bytes;
+        self.bytes += record.len() + MESSAGE_OVERHEAD;
         self.messages.push(record);
         if self.messages.len() > keep {
             let over = self.messages.len() - keep;
-            self.messages.drain(..over);
-            self.earlier += over;
+            self.drop_earliest(over);
         }
+        budget.add(Kept::Desk, self.bytes - before.min(self.bytes));
+        budget.sub(Kept::Desk, before.saturating_sub(self.bytes));
+    }
+
+    /// Let the first `n` messages go from memory (the log keeps them).
+    fn drop_earliest(&mut self, n: usize) {
+        let n = n.min(self.messages.len());
+        for m in self.messages.drain(..n) {
+            self.bytes -= m.len() + MESSAGE_OVERHEAD;
+        }
+        self.earlier += n;
+    }
+
+    /// The bytes of a new conversation, without messages.
+    fn base_cost(session: &str, visitor: &str) -> usize {
+        session.len() + visitor.len() + CONVERSATION_OVERHEAD
     }
 }
 
@@ -177,6 +203,8 @@ pub struct Desk {
     resolved: BTreeMap<u64, u64>,
     /// The last number `mark_resolved` gave out.
     resolved_seq: u64,
+    /// The memory budget the conversations count against.
+    budget: Arc<Budget>,
     agents: BTreeMap<String, Agent>,
     /// Queue or agent list changed: tell the agents and waiting visitors.
     dirty: bool,
@@ -195,10 +223,10 @@ impl Desk {
     /// A desk with `config` over `store`; rebuilds the conversations from
     /// the `desk_…` records the store found in the log.
     pub fn new(config: DeskConfig, store: SharedStore) -> Desk {
-        let records = store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_desk_records();
+        let (records, budget) = {
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            (store.take_desk_records(), store.budget())
+        };
         let mut desk = Desk {
             config,
             store,
@@ -208,6 +236,7 @@ impl Desk {
             queue: VecDeque::new(),
             resolved: BTreeMap::new(),
             resolved_seq: 0,
+            budget,
             agents: BTreeMap::new(),
             dirty: false,
             told: HashMap::new(),
@@ -251,8 +280,9 @@ impl Desk {
             "desk_message" => {
                 let keep = self.config.keep_messages;
                 if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.add_message(record, keep);
+                    conv.add_message(record, keep, &self.budget);
                 }
+                self.trim();
             }
             "desk_assigned" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
@@ -358,23 +388,61 @@ impl Desk {
         self.resolved_seq += 1;
         conv.resolved_at = Some(self.resolved_seq);
         self.resolved.insert(self.resolved_seq, cid);
-        while self.resolved.len() > self.config.keep_resolved {
-            let Some((_, cid)) = self.resolved.pop_first() else {
-                return;
-            };
-            let Some(conv) = self.conversations.remove(&cid) else {
-                continue;
-            };
-            self.told.remove(&cid);
-            if let Some(session) = self.sessions.get_mut(&conv.session)
-                && session.conversation == Some(cid)
-            {
-                session.conversation = None;
-                if session.conns.is_empty() {
-                    self.sessions.remove(&conv.session);
-                }
+        while self.resolved.len() > self.config.keep_resolved && self.forget_oldest_resolved() {}
+        self.trim();
+    }
+
+    /// Forget the conversation resolved longest ago (it stays in the log).
+    fn forget_oldest_resolved(&mut self) -> bool {
+        let Some((_, cid)) = self.resolved.pop_first() else {
+            return false;
+        };
+        if let Some(conv) = self.conversations.remove(&cid) {
+            self.forgotten(&conv);
+        }
+        true
+    }
+
+    /// A conversation left memory: its bytes, its "told" mark, and its
+    /// session if nothing else holds that.
+    fn forgotten(&mut self, conv: &Conversation) {
+        self.budget.sub(Kept::Desk, conv.bytes);
+        self.told.remove(&conv.id);
+        if let Some(session) = self.sessions.get_mut(&conv.session)
+            && session.conversation == Some(conv.id)
+        {
+            session.conversation = None;
+            if session.conns.is_empty() {
+                self.sessions.remove(&conv.session);
             }
         }
+    }
+
+    /// Stay within the desk's share of the memory budget: forget resolved
+    /// conversations, resolved longest ago first; if that is not enough,
+    /// let the earliest half of the longest open transcript go (agents are
+    /// told how many `earlier` messages memory no longer shows).
+    fn trim(&mut self) {
+        let mut evicted = 0;
+        while self.budget.must_evict(Kept::Desk) {
+            if self.forget_oldest_resolved() {
+                evicted += 1;
+                continue;
+            }
+            let longest = self
+                .conversations
+                .values_mut()
+                .filter(|c| c.messages.len() > 1)
+                .max_by_key(|c| c.messages.len());
+            let Some(conv) = longest else {
+                break;
+            };
+            let before = conv.bytes;
+            conv.drop_earliest(conv.messages.len() / 2);
+            self.budget.sub(Kept::Desk, before - conv.bytes);
+            evicted += 1;
+        }
+        self.budget.evicted(Kept::Desk, evicted);
     }
 
     /// Add a conversation to the back of the queue; the session's older,
@@ -383,13 +451,15 @@ impl Desk {
         let s = self.sessions.entry(session.clone()).or_default();
         s.name = visitor.clone();
         if let Some(old) = s.conversation.replace(cid)
-            && let Some(Conversation {
-                resolved_at: Some(seq),
-                ..
-            }) = self.conversations.remove(&old)
+            && let Some(conv) = self.conversations.remove(&old)
         {
-            self.resolved.remove(&seq);
+            if let Some(seq) = conv.resolved_at {
+                self.resolved.remove(&seq);
+            }
+            self.budget.sub(Kept::Desk, conv.bytes);
         }
+        let bytes = Conversation::base_cost(&session, &visitor);
+        self.budget.add(Kept::Desk, bytes);
         self.conversations.insert(
             cid,
             Conversation {
@@ -403,6 +473,7 @@ impl Desk {
                 opened: time,
                 queued_at: time,
                 rating: None,
+                bytes,
             },
         );
         self.queue.push_back(cid);
@@ -845,7 +916,8 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
-        conv.add_message(rec.clone(), self.config.keep_messages);
+        conv.add_message(rec.clone(), self.config.keep_messages, &self.budget);
+        self.trim();
         let conv = &self.conversations[&cid];
         let mut to = self.visitor_conns(conv);
         if let State::Assigned(agent) = &conv.state {
@@ -1154,6 +1226,7 @@ impl App for Desk {
 
     fn tick(&mut self, ctx: &mut Ctx) {
         self.check_accounts(ctx);
+        self.trim();
         let now = Instant::now();
         let mut refuse = Vec::new();
         for (&conn, role) in &mut self.conns {
@@ -1204,7 +1277,10 @@ impl App for Desk {
                 .and_then(|m| message_id(m))
                 .is_some_and(|id| ids.contains(&id))
             {
-                conv.messages.pop();
+                if let Some(m) = conv.messages.pop() {
+                    conv.bytes -= m.len() + MESSAGE_OVERHEAD;
+                    self.budget.sub(Kept::Desk, m.len() + MESSAGE_OVERHEAD);
+                }
             }
         }
     }

@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Why the store's writes fail now (`None` while they succeed): what
     /// `/healthz` answers with its 503.
     store_failing: std::sync::Mutex<Option<String>>,
+    /// The memory budget and what each kind keeps, once the store is open.
+    memory: std::sync::OnceLock<std::sync::Arc<crate::memory::Budget>>,
     /// Messages refused by the rate limit.
     pub rate_limited: AtomicU64,
 }
@@ -60,6 +62,11 @@ impl Metrics {
     /// Set (or with `None` clear) why the store cannot write.
     pub fn set_store_failing(&self, why: Option<String>) {
         *self.store_failing.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Report the memory budget's figures from now on.
+    pub fn set_memory(&self, budget: std::sync::Arc<crate::memory::Budget>) {
+        let _ = self.memory.set(budget);
     }
 
     /// Why the store cannot write now, if it cannot.
@@ -191,6 +198,39 @@ impl Metrics {
             "gauge",
             u64::from(self.store_failing().is_none()),
         );
+        if let Some(budget) = self.memory.get() {
+            let limit = budget.limit();
+            counter(
+                "wschat_memory_budget_bytes",
+                "The memory budget (--memory-budget); 0: no ceiling.",
+                "gauge",
+                if limit == usize::MAX { 0 } else { limit as u64 },
+            );
+            let _ = writeln!(
+                out,
+                "# HELP wschat_memory_bytes Bytes of users' input kept in memory, by kind.\n# TYPE wschat_memory_bytes gauge"
+            );
+            for kind in crate::memory::Kept::ALL {
+                let _ = writeln!(
+                    out,
+                    "wschat_memory_bytes{{kept=\"{}\"}} {}",
+                    kind.name(),
+                    budget.used(kind)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP wschat_memory_evictions_total Entries let go from memory to stay within the budget, by kind.\n# TYPE wschat_memory_evictions_total counter"
+            );
+            for kind in crate::memory::Kept::ALL {
+                let _ = writeln!(
+                    out,
+                    "wschat_memory_evictions_total{{kept=\"{}\"}} {}",
+                    kind.name(),
+                    budget.evictions(kind)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP wschat_http_responses_total Answers to requests by status (101: handshake accepted).\n# TYPE wschat_http_responses_total counter"

@@ -123,6 +123,7 @@ impl Server {
                 },
             );
         }
+        metrics.set_memory(store.budget());
         let store: crate::store::SharedStore = Arc::new(std::sync::Mutex::new(store));
         let chat = crate::chat::Chat::new(config.chat(), store.clone());
         let desk = crate::desk::Desk::new(config.desk(), store.clone());

@@ -1,0 +1,323 @@
+//! The memory budget, over real sockets, with the server as a child
+//! process whose RSS is read from /proc: what users' input fills (room
+//! histories, the desk's conversations, sessions) stays within
+//! `--memory-budget`, and what memory let go is still served from the log.
+#![cfg(target_os = "linux")]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wschat::WebSocket;
+use wschat::ws::Message;
+
+const WAIT: Duration = Duration::from_secs(60);
+const MIB: u64 = 1024 * 1024;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wschat-memory-{name}-{}-{}",
+        std::process::id(),
+        wschat::random::random_u64()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", &addr, "--rate-limit", "0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "wschat=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wschat");
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, addr }
+}
+
+/// The child's resident set, in bytes.
+fn rss(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+fn connect(addr: &str, query: &str) -> WebSocket<TcpStream> {
+    let mut ws = wschat::client::connect(&format!("ws://{addr}{query}")).expect("connect");
+    ws.get_mut().set_read_timeout(Some(WAIT)).unwrap();
+    ws
+}
+
+fn until(ws: &mut WebSocket<TcpStream>, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Message::Text(t) = ws.read_message().expect("read") {
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            if want(&v) {
+                return v;
+            }
+        }
+    }
+    panic!("timed out");
+}
+
+/// A `/metrics` line's value: `name` may carry its labels.
+fn metric(addr: &str, name: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// The figures a test asserts on, printed for whoever reads the log.
+fn report(what: &str, before: u64, after: u64, addr: &str, kind: &str) {
+    eprintln!(
+        "{what}: RSS {:.1} -> {:.1} MiB; kept {kind} {:.1} MiB; evictions {}",
+        before as f64 / MIB as f64,
+        after as f64 / MIB as f64,
+        metric(addr, &format!("wschat_memory_bytes{{kept=\"{kind}\"}}")) as f64 / MIB as f64,
+        metric(
+            addr,
+            &format!("wschat_memory_evictions_total{{kept=\"{kind}\"}}")
+        ),
+    );
+}
+
+#[test]
+fn room_histories_stay_within_the_budget_and_are_still_served_whole() {
+    const ROOMS: usize = 300;
+    const PER_ROOM: usize = 2000;
+    let budget = 32 * MIB;
+    let dir = temp_dir("rooms");
+    let server = start(&dir, &["--memory-budget", "32M"]);
+    let mut ws = connect(&server.addr, "/?name=filler");
+    until(&mut ws, |v| v["type"] == "history");
+    let before = rss(&server);
+
+    // One client fills 300 rooms with 2,000 messages each, reading its
+    // own echoes every 200 messages so that its outbox stays small.
+    let mut writer = ws;
+    let text = "x".repeat(60);
+    for room in 0..ROOMS {
+        writer
+            .send(Message::Text(format!(
+                r#"{{"type":"join","room":"r{room}"}}"#
+            )))
+            .unwrap();
+        until(&mut writer, |v| v["type"] == "history");
+        for n in 0..PER_ROOM {
+            writer
+                .send(Message::Text(format!("{room}/{n} {text}")))
+                .unwrap();
+            if n % 200 == 199 {
+                // Read the echoes so far: the outbox stays small.
+                let want = format!("{room}/{n} {text}");
+                until(&mut writer, |v| v["type"] == "chat" && v["text"] == want);
+            }
+        }
+    }
+    let after = rss(&server);
+    report(
+        "300 rooms x 2,000",
+        before,
+        after,
+        &server.addr,
+        "histories",
+    );
+    assert!(
+        metric(
+            &server.addr,
+            "wschat_memory_evictions_total{kept=\"histories\"}"
+        ) > 0
+    );
+    assert!(
+        metric(&server.addr, "wschat_memory_bytes{kept=\"histories\"}") <= budget,
+        "the accounted bytes stay within the budget"
+    );
+    // The connection's own cost (its thread, buffers) is well under 4 MiB;
+    // the rest of the growth must be what the budget allows.
+    assert!(
+        after.saturating_sub(before) <= budget + 4 * MIB,
+        "RSS grew by {} MiB",
+        (after - before) / MIB
+    );
+
+    // The first room's whole history, paged back from the newest, in order.
+    writer
+        .send(Message::Text(r#"{"type":"join","room":"r0"}"#.into()))
+        .unwrap();
+    until(&mut writer, |v| {
+        v["type"] == "history" && v.get("before").is_none()
+    });
+    let mut texts = Vec::new();
+    let mut before_id: Option<u64> = None;
+    loop {
+        let b = before_id.map_or("null".to_string(), |b| b.to_string());
+        writer
+            .send(Message::Text(format!(
+                r#"{{"type":"history","room":"r0","before":{b},"limit":100}}"#
+            )))
+            .unwrap();
+        let page = until(&mut writer, |v| {
+            v["type"] == "history" && v.get("before").is_some()
+        });
+        assert_eq!(page["complete"], true, "nothing is gone from the log");
+        let messages = page["messages"].as_array().unwrap();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages.iter().rev() {
+            texts.push(m["text"].as_str().unwrap().to_string());
+        }
+        before_id = messages[0]["id"].as_u64();
+    }
+    texts.reverse();
+    let expected: Vec<String> = (0..PER_ROOM).map(|n| format!("0/{n} {text}")).collect();
+    assert_eq!(texts, expected, "room r0's history, whole and in order");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn many_sessions_stay_within_their_share_and_recent_ones_are_kept() {
+    let dir = temp_dir("sessions");
+    // 4,000 sessions are about 700 KiB: past a 256 KiB budget.
+    let budget = 256 * 1024;
+    let server = start(&dir, &["--memory-budget", "256K"]);
+    let before = rss(&server);
+    let mut last = String::new();
+    for i in 0..4000 {
+        let mut ws = connect(&server.addr, &format!("/?name=u{i}"));
+        let welcome = until(&mut ws, |v| v["type"] == "welcome");
+        last = welcome["session"].as_str().unwrap().to_string();
+        let _ = ws.close(wschat::ws::CloseCode::NORMAL, "");
+    }
+    let after = rss(&server);
+    report("4,000 sessions", before, after, &server.addr, "sessions");
+    let kept = metric(&server.addr, "wschat_memory_bytes{kept=\"sessions\"}");
+    assert!(
+        kept <= budget,
+        "sessions keep {kept} bytes, budget {budget}"
+    );
+    assert!(
+        metric(
+            &server.addr,
+            "wschat_memory_evictions_total{kept=\"sessions\"}"
+        ) > 0
+    );
+    // The most recent session is still known: the same user comes back.
+    let mut ws = connect(&server.addr, &format!("/?session={last}"));
+    let welcome = until(&mut ws, |v| v["type"] == "welcome");
+    assert_eq!(welcome["session"], last.as_str());
+    assert!(after.saturating_sub(before) <= budget + 4 * MIB);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resolved_desk_conversations_stay_within_the_desks_share() {
+    let dir = temp_dir("desk");
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["agent", "add", "alice", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("wschat agent add");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("a token")
+        .trim()
+        .to_string();
+    // 100 conversations of 20 KiB of text each: twice a 1 MiB budget.
+    let budget = MIB;
+    let server = start(&dir, &["--memory-budget", "1M"]);
+    let mut agent = connect(&server.addr, "/agent");
+    agent
+        .send(Message::Text(format!(
+            r#"{{"type":"auth","token":"{token}"}}"#
+        )))
+        .unwrap();
+    until(&mut agent, |v| v["type"] == "ready");
+    let before = rss(&server);
+    let text = "y".repeat(1000);
+    for i in 0..100 {
+        let mut visitor = connect(&server.addr, &format!("/support?name=v{i}"));
+        until(&mut visitor, |v| v["type"] == "welcome");
+        for n in 0..20 {
+            visitor
+                .send(Message::Text(format!("{i}/{n} {text}")))
+                .unwrap();
+        }
+        // The visitor sees its own messages once they are stored.
+        let last = format!("{i}/19 {text}");
+        until(&mut visitor, |v| {
+            v["type"] == "desk_message" && v["text"] == last
+        });
+        let assigned = until(&mut agent, |v| v["type"] == "assigned");
+        let cid = assigned["conversation"].as_u64().unwrap();
+        agent
+            .send(Message::Text(format!(
+                r#"{{"type":"resolve","conversation":{cid}}}"#
+            )))
+            .unwrap();
+        until(&mut visitor, |v| v["type"] == "resolved");
+    }
+    let after = rss(&server);
+    report(
+        "100 resolved conversations",
+        before,
+        after,
+        &server.addr,
+        "desk",
+    );
+    let kept = metric(&server.addr, "wschat_memory_bytes{kept=\"desk\"}");
+    assert!(
+        kept <= budget,
+        "the desk keeps {kept} bytes, budget {budget}"
+    );
+    assert!(metric(&server.addr, "wschat_memory_evictions_total{kept=\"desk\"}") > 0);
+    assert!(after.saturating_sub(before) <= budget + 4 * MIB);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
