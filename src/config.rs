@@ -136,11 +136,6 @@ pub const DEFAULT_RATE_BURST: u32 = 40;
 pub const DEFAULT_MAX_OUTBOX_BYTES: usize = 1024 * 1024;
 /// Default limit on frames waiting in one connection's outbox.
 pub const DEFAULT_MAX_OUTBOX_FRAMES: usize = 4096;
-/// Default number of open conversations the desk gives one agent at once.
-pub const DEFAULT_AGENT_CAPACITY: usize = 5;
-/// Default time an agent who disconnected keeps their conversations before
-/// they go back to the front of the desk's queue.
-pub const DEFAULT_AGENT_GRACE_MS: u64 = 30_000;
 
 /// Everything `wschat serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,8 +243,8 @@ impl Default for Config {
             retain_days: crate::store::DEFAULT_RETAIN_DAYS,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
-            agent_capacity: DEFAULT_AGENT_CAPACITY,
-            agent_grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
+            agent_capacity: crate::desk::DEFAULT_AGENT_CAPACITY,
+            agent_grace: Duration::from_millis(crate::desk::DEFAULT_AGENT_GRACE_MS),
             desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
             desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,

@@ -37,6 +37,11 @@ pub const AUTH_FAILED: CloseCode = CloseCode(4001);
 pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 /// Time an agent connection has to send its `auth` message.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of open conversations the desk gives one agent at once.
+pub const DEFAULT_AGENT_CAPACITY: usize = 5;
+/// Default time an agent who disconnected keeps their conversations before
+/// they go back to the front of the desk's queue.
+pub const DEFAULT_AGENT_GRACE_MS: u64 = 30_000;
 /// Default for the most conversations waiting in the queue (`--desk-max-queue`);
 /// past it, new ones are refused with `desk_full`.
 pub const DEFAULT_MAX_QUEUE: usize = 10_000;
@@ -74,8 +79,8 @@ pub struct DeskConfig {
 impl Default for DeskConfig {
     fn default() -> DeskConfig {
         DeskConfig {
-            capacity: crate::config::DEFAULT_AGENT_CAPACITY,
-            grace: Duration::from_millis(crate::config::DEFAULT_AGENT_GRACE_MS),
+            capacity: DEFAULT_AGENT_CAPACITY,
+            grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
             max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
             data_dir: None,
             max_queue: DEFAULT_MAX_QUEUE,
