@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::chat::command::ErrorReply;
 use crate::chat::valid_name;
 use crate::clock::now_ms;
-use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::hub::{App, ConnId, ConnInfo, Ctx, ErrorReply};
 use crate::json::Object;
 use crate::ordered;
 use crate::store::SharedStore;

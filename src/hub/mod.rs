@@ -36,6 +36,9 @@
 
 pub mod metrics;
 pub mod peer;
+mod reply;
+
+pub use reply::ErrorReply;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -10,9 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::chat::command::ErrorReply;
 use crate::hub::peer::Peer;
-use crate::hub::{ConnInfo, Event};
+use crate::hub::{ConnInfo, ErrorReply, Event};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Decoder, Message, Role};
 
