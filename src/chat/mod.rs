@@ -127,11 +127,6 @@ impl Chat {
         }
     }
 
-    /// Users connected now.
-    pub fn user_count(&self) -> usize {
-        self.users.len()
-    }
-
     fn user_ref(&self, conn: ConnId) -> Value {
         let name = self.users.get(&conn).map_or("", |u| u.name.as_str());
         json!({"id": conn, "name": name})

@@ -412,11 +412,6 @@ impl Desk {
         self.queue.push_back(cid);
     }
 
-    /// Conversations waiting now.
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
-    }
-
     fn record(&self, text: String) -> Arc<str> {
         let text: Arc<str> = text.into();
         self.store

@@ -209,11 +209,6 @@ impl Ctx {
         self.peers.keys().copied()
     }
 
-    /// Whether `conn` is open.
-    pub fn is_open(&self, conn: ConnId) -> bool {
-        self.peers.contains_key(&conn)
-    }
-
     /// Send an encoded frame to one connection. Returns whether it is open.
     pub fn send_frame(&mut self, conn: ConnId, frame: &Bytes) -> bool {
         let open = self.peers.contains_key(&conn);
