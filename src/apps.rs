@@ -20,7 +20,7 @@ impl Server {
     /// Bind the listening socket of `config.listen` and serve wschat's own
     /// applications ([`standard`]) with the settings of `config`.
     pub fn bind(config: Config) -> io::Result<Server> {
-        Server::bind_with(config, standard)
+        Server::bind_with(config.server(), move || standard(&config))
     }
 }
 

@@ -12,8 +12,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
+use super::ServerConfig;
 use super::session::{RateLimit, Verdict};
-use crate::config::Config;
 use crate::dissect::{Direction, Dissector, Options};
 use crate::ws::{CloseCode, Connection, ConnectionState, Limits, Message, Role};
 
@@ -22,7 +22,7 @@ pub const INSPECT_MAX_BYTES: usize = 16 * 1024;
 
 /// Serve `/inspect` on a connection whose 101 was sent. Returns the close
 /// code that ended it, if any.
-pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseCode> {
+pub fn run(stream: TcpStream, leftover: &[u8], config: &ServerConfig) -> Option<CloseCode> {
     let limits = Limits {
         max_frame_size: INSPECT_MAX_BYTES.min(config.max_frame_size),
         max_message_size: INSPECT_MAX_BYTES.min(config.max_message_size),

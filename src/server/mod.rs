@@ -9,6 +9,7 @@ pub mod echo;
 pub mod http;
 pub mod inspect;
 pub mod session;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::config::{CONNECTION_STACK_SIZE, Config};
 use crate::hub::metrics::Metrics;
 use crate::hub::peer::OutboxLimits;
 use crate::hub::{App, Event};
+use settings::CONNECTION_STACK_SIZE;
+pub use settings::{IpRange, ServerConfig};
 
 /// Room for events waiting for the hub; past it, connection threads wait
 /// (their TCP windows fill, and the clients slow down).
@@ -33,7 +35,7 @@ pub const HUB_QUEUE: usize = 65_536;
 #[derive(Debug)]
 pub struct Shared {
     /// The settings.
-    pub config: Config,
+    pub config: ServerConfig,
     /// Connections open now.
     pub open: AtomicUsize,
     /// Set when the server stops accepting.
@@ -98,16 +100,16 @@ impl Server {
     /// application with `build` and start the hub thread that runs it.
     /// [`Server::bind`] (in `src/apps.rs`) does this with wschat's own
     /// applications, the chat and the support desk.
-    pub fn bind_with<A, F>(config: Config, build: F) -> io::Result<Server>
+    pub fn bind_with<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
     where
         A: App + Send + 'static,
-        F: FnOnce(&Config) -> io::Result<A>,
+        F: FnOnce() -> io::Result<A>,
     {
         let listener = TcpListener::bind(&config.listen)?;
         widen_backlog(&listener);
         let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let app = build(&config)?;
+        let app = build()?;
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())
