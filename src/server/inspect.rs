@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Instant;
 
 use super::ServerConfig;
-use super::session::{RateLimit, Verdict};
+use super::reader::{RateLimit, Verdict};
 use crate::dissect::{Direction, Dissector, Options};
 use crate::ws::{CloseCode, Connection, ConnectionState, Limits, Message, Role};
 

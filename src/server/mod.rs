@@ -8,7 +8,7 @@
 pub mod echo;
 pub mod http;
 pub mod inspect;
-pub mod session;
+pub mod reader;
 pub mod settings;
 
 use std::collections::HashMap;

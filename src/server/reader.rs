@@ -68,7 +68,7 @@ impl RateLimit {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use wschat::server::session::{FLOOD_GRACE, RateLimit, Verdict};
+    /// use wschat::server::reader::{FLOOD_GRACE, RateLimit, Verdict};
     /// let mut limit = RateLimit::new(1, 1);
     /// let now = Instant::now();
     /// assert_eq!(limit.check(now), Verdict::Allow);
