@@ -1,146 +1,27 @@
-//! Server settings: every limit is a named constant with a flag and an
-//! environment variable, listed by `wschat serve --help`.
+//! The settings of `wschat serve`: every limit is a named constant with a
+//! flag and an environment variable, listed by `wschat serve --help`. The
+//! constants live with the layer they limit (`server::settings`, `chat`,
+//! `desk`, `store`, `ws`); a [`Config`] fills in each layer's settings
+//! ([`Config::server`], [`Config::chat`], [`Config::desk`],
+//! [`Config::store`]).
 //!
 //! Settings are read from, in increasing precedence: the defaults below, the
 //! environment (`WSCHAT_` and the flag's name in capitals, `-` as `_`), and
 //! the command line.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::ws::handshake::DEFAULT_MAX_HEADER_BYTES;
 use crate::ws::message::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
 
-/// A range of client addresses: an address and how many of its leading
-/// bits must match (`10.0.0.0/8`; a bare address is all of its bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRange {
-    /// The first address of the range.
-    pub addr: IpAddr,
-    /// Leading bits that must match (at most 32 for IPv4, 128 for IPv6).
-    pub prefix: u8,
-}
-
-impl IpRange {
-    /// `127.0.0.0/8` and `::1`: this machine.
-    pub const LOOPBACK: [IpRange; 2] = [
-        IpRange {
-            addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)),
-            prefix: 8,
-        },
-        IpRange {
-            addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-            prefix: 128,
-        },
-    ];
-    /// Every address, IPv4 and IPv6.
-    pub const ANY: [IpRange; 2] = [
-        IpRange {
-            addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            prefix: 0,
-        },
-        IpRange {
-            addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            prefix: 0,
-        },
-    ];
-
-    /// Parse `ADDR` or `ADDR/BITS`.
-    ///
-    /// ```
-    /// use wschat::config::IpRange;
-    /// let lan = IpRange::parse("10.1.0.0/16").unwrap();
-    /// assert!(lan.contains("10.1.200.3".parse().unwrap()));
-    /// assert!(!lan.contains("10.2.0.1".parse().unwrap()));
-    /// // An IPv4 client seen through an IPv6 socket still matches.
-    /// assert!(lan.contains("::ffff:10.1.0.9".parse().unwrap()));
-    /// assert!(IpRange::parse("10.0.0.0/33").is_err());
-    /// ```
-    pub fn parse(text: &str) -> Result<IpRange, String> {
-        let text = text.trim();
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, bits)) => (addr, Some(bits)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IP address or ADDRESS/BITS range"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(bits) => bits
-                .parse::<u8>()
-                .ok()
-                .filter(|&b| b <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix must be 0 to {max} bits"))?,
-        };
-        Ok(IpRange { addr, prefix })
-    }
-
-    /// Whether `ip` lies in the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for IpRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// Default address to listen on.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
-/// Default time a client has to send its whole handshake request.
-pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
-/// Default time to wait for the peer's side of the close handshake.
-pub const DEFAULT_CLOSE_TIMEOUT_MS: u64 = 5_000;
-/// Default cap on open connections; more are answered 503. It stays well
-/// below what Linux's default `vm.max_map_count` (65,530 maps) allows one
-/// process: [`MAPS_PER_CONNECTION`] each.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default cap on connections open at once from one client address (0: no
-/// cap), so that one host cannot take every connection there is. The
-/// `--trust-proxy` addresses are exempt: everything behind a proxy comes
-/// from it.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
-/// Default interval of server pings on a quiet connection.
-pub const DEFAULT_PING_INTERVAL_MS: u64 = 30_000;
-/// Default silence after which a connection is closed.
-pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 75_000;
-/// Memory maps one connection costs, for the `vm.max_map_count` check: its
-/// thread's stack and guard page (see `sys::spawn_detached`), and room for
-/// the flusher thread a slow reader gets for a while (a std thread: four).
-pub const MAPS_PER_CONNECTION: u64 = 3;
-/// Stack size of each connection thread: small, since thousands are idle.
-pub const CONNECTION_STACK_SIZE: usize = 128 * 1024;
-/// Default per-connection message rate, messages a second (0: no limit).
-pub const DEFAULT_RATE_LIMIT: u32 = 20;
-/// Default burst the rate limit allows at once.
-pub const DEFAULT_RATE_BURST: u32 = 40;
-/// Default limit on bytes waiting in one connection's outbox.
-pub const DEFAULT_MAX_OUTBOX_BYTES: usize = 1024 * 1024;
-/// Default limit on frames waiting in one connection's outbox.
-pub const DEFAULT_MAX_OUTBOX_FRAMES: usize = 4096;
-/// Default number of open conversations the desk gives one agent at once.
-pub const DEFAULT_AGENT_CAPACITY: usize = 5;
-/// Default time an agent who disconnected keeps their conversations before
-/// they go back to the front of the desk's queue.
-pub const DEFAULT_AGENT_GRACE_MS: u64 = 30_000;
+// The server's settings and defaults live with the server; they are
+// re-exported here, where every flag is listed.
+pub use crate::server::settings::{
+    CONNECTION_STACK_SIZE, DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_OUTBOX_BYTES, DEFAULT_MAX_OUTBOX_FRAMES,
+    DEFAULT_PING_INTERVAL_MS, DEFAULT_RATE_BURST, DEFAULT_RATE_LIMIT, IpRange, MAPS_PER_CONNECTION,
+};
 
 /// Everything `wschat serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,8 +133,8 @@ impl Default for Config {
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
             memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
-            agent_capacity: DEFAULT_AGENT_CAPACITY,
-            agent_grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
+            agent_capacity: crate::desk::DEFAULT_AGENT_CAPACITY,
+            agent_grace: Duration::from_millis(crate::desk::DEFAULT_AGENT_GRACE_MS),
             desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
             desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
@@ -278,6 +159,32 @@ impl Config {
         Config {
             data_dir: Some(crate::store::DEFAULT_DATA_DIR.into()),
             ..Config::default()
+        }
+    }
+
+    /// The server's settings.
+    pub fn server(&self) -> crate::server::ServerConfig {
+        crate::server::ServerConfig {
+            listen: self.listen.clone(),
+            max_header_bytes: self.max_header_bytes,
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            handshake_timeout: self.handshake_timeout,
+            close_timeout: self.close_timeout,
+            max_connections: self.max_connections,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            protocols: self.protocols.clone(),
+            echo_everywhere: self.echo_everywhere,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            max_outbox_bytes: self.max_outbox_bytes,
+            max_outbox_frames: self.max_outbox_frames,
+            allowed_origins: self.allowed_origins.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            max_connections_per_ip: self.max_connections_per_ip,
+            batch_threads: self.batch_threads,
+            metrics_from: self.metrics_from.clone(),
         }
     }
 

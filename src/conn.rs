@@ -7,7 +7,9 @@
 
 use std::io::{self, Read, Write};
 
-use crate::ws::{CloseCode, Connection, Decoded, Limits, Message, ProtocolError, Role, State};
+use crate::ws::{
+    CloseCode, Connection, ConnectionState, Decoded, Limits, Message, ProtocolError, Role,
+};
 
 /// Bytes read at a time while data streams in (a burst, a big message).
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -108,7 +110,7 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// The connection's state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> ConnectionState {
         self.conn.state()
     }
 
@@ -168,7 +170,7 @@ impl<S: Read + Write> WebSocket<S> {
         loop {
             // Closed: the peer's Close was returned already (§5.5.1: it is
             // the last thing a peer may send), or the connection failed.
-            if self.conn.state() == State::Closed {
+            if self.conn.state() == ConnectionState::Closed {
                 return Err(Error::ConnectionClosed);
             }
             if self.pos < self.buf.len() {

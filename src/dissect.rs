@@ -863,11 +863,6 @@ impl Dissector {
         self.message.as_ref().map(|m| (m.opcode, m.frames))
     }
 
-    /// Whether the stream is between frames (nothing is pending).
-    pub fn is_between_frames(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// The stream has ended: the report of a frame it cut short (with
     /// [`FrameReport::missing`] set), or the header it cut short. The
     /// dissector is then between frames again.

@@ -7,12 +7,14 @@
 //! * [`WebSocket`] — a blocking WebSocket over any `Read + Write`.
 //! * [`client`] — `client::connect("ws://…")`.
 //! * [`server`] — the listener, the connection threads, the endpoints.
+//! * [`apps`] — the chat and the desk as `Server::bind` mounts them.
 //! * [`config`] — every limit, with its flag and environment variable.
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
 //! * [`json`] — JSON objects written with their fields in order.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod apps;
 pub mod chat;
 pub mod cli;
 pub mod client;

@@ -35,11 +35,6 @@ impl Router {
         self.mounts.push((paths, app));
     }
 
-    /// Whether some app serves `path` (the chat serves `/` and `/chat`).
-    pub fn serves(&self, path: &str) -> bool {
-        matches!(path, "/" | "/chat") || self.mounts.iter().any(|(paths, _)| paths.contains(&path))
-    }
-
     fn app(&mut self, route: Option<usize>) -> &mut dyn App {
         match route.and_then(|i| self.mounts.get_mut(i)) {
             Some((_, app)) => app.as_mut(),
@@ -97,6 +92,10 @@ impl App for Router {
     /// The chat commits the shared store, which holds every app's records.
     fn commit(&mut self) -> std::io::Result<bool> {
         self.chat.commit()
+    }
+
+    fn budget(&self) -> Option<std::sync::Arc<crate::memory::Budget>> {
+        self.chat.budget()
     }
 
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {

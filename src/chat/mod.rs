@@ -198,11 +198,6 @@ impl Chat {
         }
     }
 
-    /// Users connected now.
-    pub fn user_count(&self) -> usize {
-        self.users.len()
-    }
-
     fn user_ref(&self, conn: ConnId) -> Value {
         let name = self.users.get(&conn).map_or("", |u| u.name.as_str());
         json!({"id": conn, "name": name})
@@ -734,6 +729,11 @@ impl App for Chat {
             store.apply_retention(std::time::SystemTime::now());
             log::info!("store: {} bytes on disk", store.disk_bytes());
         }
+    }
+
+    /// The store's budget, which the chat's sessions and the desk share.
+    fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
+        Some(self.store().budget())
     }
 
     fn commit(&mut self) -> std::io::Result<bool> {

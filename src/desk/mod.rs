@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::chat::command::ErrorReply;
 use crate::chat::valid_name;
 use crate::clock::now_ms;
-use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::hub::{App, ConnId, ConnInfo, Ctx, ErrorReply};
 use crate::json::Object;
 use crate::memory::{Budget, Kept};
 use crate::ordered;
@@ -38,6 +37,11 @@ pub const AUTH_FAILED: CloseCode = CloseCode(4001);
 pub const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 /// Time an agent connection has to send its `auth` message.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of open conversations the desk gives one agent at once.
+pub const DEFAULT_AGENT_CAPACITY: usize = 5;
+/// Default time an agent who disconnected keeps their conversations before
+/// they go back to the front of the desk's queue.
+pub const DEFAULT_AGENT_GRACE_MS: u64 = 30_000;
 /// Default for the most conversations waiting in the queue (`--desk-max-queue`);
 /// past it, new ones are refused with `desk_full`.
 pub const DEFAULT_MAX_QUEUE: usize = 10_000;
@@ -75,8 +79,8 @@ pub struct DeskConfig {
 impl Default for DeskConfig {
     fn default() -> DeskConfig {
         DeskConfig {
-            capacity: crate::config::DEFAULT_AGENT_CAPACITY,
-            grace: Duration::from_millis(crate::config::DEFAULT_AGENT_GRACE_MS),
+            capacity: DEFAULT_AGENT_CAPACITY,
+            grace: Duration::from_millis(DEFAULT_AGENT_GRACE_MS),
             max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
             data_dir: None,
             max_queue: DEFAULT_MAX_QUEUE,
@@ -88,7 +92,7 @@ impl Default for DeskConfig {
 
 /// Where a conversation is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
+enum ConversationState {
     /// Waiting in the queue.
     Queued,
     /// With an agent (who may be within their grace period).
@@ -103,7 +107,7 @@ struct Conversation {
     /// The visitor's session key (a digest of its token).
     session: String,
     visitor: String,
-    state: State,
+    state: ConversationState,
     /// The last `keep_messages` `desk_message` records, as sent.
     messages: Vec<Arc<str>>,
     /// Messages before those, no longer in memory (in the log only).
@@ -175,7 +179,7 @@ struct Agent {
 }
 
 #[derive(Debug)]
-enum Role {
+enum Participant {
     Visitor(String),
     /// An agent connection that has not authenticated yet.
     Pending {
@@ -194,7 +198,7 @@ enum Role {
 pub struct Desk {
     config: DeskConfig,
     store: SharedStore,
-    conns: HashMap<ConnId, Role>,
+    conns: HashMap<ConnId, Participant>,
     sessions: HashMap<String, Session>,
     conversations: BTreeMap<u64, Conversation>,
     queue: VecDeque<u64>,
@@ -250,7 +254,7 @@ impl Desk {
         // period starts now.
         let now = Instant::now();
         for conv in desk.conversations.values() {
-            if let State::Assigned(name) = &conv.state {
+            if let ConversationState::Assigned(name) = &conv.state {
                 desk.agents.entry(name.clone()).or_insert(Agent {
                     conns: BTreeSet::new(),
                     away: false,
@@ -286,13 +290,14 @@ impl Desk {
             }
             "desk_assigned" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.state = State::Assigned(v["agent"].as_str().unwrap_or("").into());
+                    conv.state =
+                        ConversationState::Assigned(v["agent"].as_str().unwrap_or("").into());
                     self.queue.retain(|&c| c != cid);
                 }
             }
             "desk_queued" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.state = State::Queued;
+                    conv.state = ConversationState::Queued;
                     conv.queued_at = time;
                     self.queue.retain(|&c| c != cid);
                     self.queue.push_front(cid);
@@ -345,7 +350,7 @@ impl Desk {
             let consoles: Vec<ConnId> = self
                 .conns
                 .iter()
-                .filter(|(_, role)| matches!(role, Role::Agent(n) if *n == name))
+                .filter(|(_, role)| matches!(role, Participant::Agent(n) if *n == name))
                 .map(|(&conn, _)| conn)
                 .collect();
             for conn in consoles {
@@ -366,7 +371,7 @@ impl Desk {
         let theirs: Vec<u64> = self
             .conversations
             .values()
-            .filter(|c| matches!(&c.state, State::Assigned(a) if a == name))
+            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if a == name))
             .map(|c| c.id)
             .collect();
         for &cid in theirs.iter().rev() {
@@ -384,7 +389,7 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
-        conv.state = State::Resolved;
+        conv.state = ConversationState::Resolved;
         self.resolved_seq += 1;
         conv.resolved_at = Some(self.resolved_seq);
         self.resolved.insert(self.resolved_seq, cid);
@@ -466,7 +471,7 @@ impl Desk {
                 id: cid,
                 session,
                 visitor,
-                state: State::Queued,
+                state: ConversationState::Queued,
                 messages: Vec::new(),
                 earlier: 0,
                 resolved_at: None,
@@ -477,11 +482,6 @@ impl Desk {
             },
         );
         self.queue.push_back(cid);
-    }
-
-    /// Conversations waiting now.
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
     }
 
     /// Append a state record (see [`crate::store::Store::append`]).
@@ -514,7 +514,7 @@ impl Desk {
     fn load(&self, agent: &str) -> usize {
         self.conversations
             .values()
-            .filter(|c| matches!(&c.state, State::Assigned(a) if a == agent))
+            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if a == agent))
             .count()
     }
 
@@ -648,7 +648,7 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
-        conv.state = State::Assigned(agent.to_string());
+        conv.state = ConversationState::Assigned(agent.to_string());
         self.told.remove(&cid);
         if let Some(a) = self.agents.get_mut(agent) {
             a.last_assigned = Instant::now();
@@ -672,7 +672,7 @@ impl Desk {
         let time = now_ms();
         self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
         if let Some(conv) = self.conversations.get_mut(&cid) {
-            conv.state = State::Queued;
+            conv.state = ConversationState::Queued;
             conv.queued_at = time;
             self.queue.retain(|&c| c != cid);
             self.queue.push_front(cid);
@@ -743,25 +743,25 @@ impl Desk {
         session.conns.insert(conn);
         let name = session.name.clone();
         let current = session.conversation;
-        self.conns.insert(conn, Role::Visitor(key));
+        self.conns.insert(conn, Participant::Visitor(key));
         let welcome = ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current};
         ctx.send_json(conn, &welcome);
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
         };
         let state = match &conv.state {
-            State::Queued => "queued",
-            State::Assigned(_) => "assigned",
-            State::Resolved => "resolved",
+            ConversationState::Queued => "queued",
+            ConversationState::Assigned(_) => "assigned",
+            ConversationState::Resolved => "resolved",
         };
         let mut head = Object::new()
             .field("type", "transcript")
             .field("conversation", conv.id)
             .field("state", state);
-        if let State::Assigned(agent) = &conv.state {
+        if let ConversationState::Assigned(agent) = &conv.state {
             head = head.field("agent", agent);
         }
-        if conv.state == State::Resolved {
+        if conv.state == ConversationState::Resolved {
             head = head.field("rating", conv.rating);
         }
         if conv.earlier > 0 {
@@ -769,14 +769,14 @@ impl Desk {
         }
         ctx.send_json(conn, &head.json_list("messages", &conv.messages).finish());
         match &conv.state {
-            State::Queued => {
+            ConversationState::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
                     let msg = ordered! {"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()};
                     ctx.send_json(conn, &msg);
                 }
                 self.dirty = true;
             }
-            State::Assigned(agent) if was_offline => {
+            ConversationState::Assigned(agent) if was_offline => {
                 let msg =
                     ordered! {"type": "visitor_status", "conversation": conv.id, "online": true};
                 ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
@@ -798,7 +798,7 @@ impl Desk {
         let open = current.filter(|c| {
             self.conversations
                 .get(c)
-                .is_some_and(|c| c.state != State::Resolved)
+                .is_some_and(|c| c.state != ConversationState::Resolved)
         });
         match kind {
             "message" => {
@@ -830,7 +830,7 @@ impl Desk {
             }
             "typing" => {
                 if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
-                    && let State::Assigned(agent) = &conv.state
+                    && let ConversationState::Assigned(agent) = &conv.state
                 {
                     let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
                     let msg = ordered! {"type": "typing", "conversation": conv.id, "from": "visitor", "active": active};
@@ -840,9 +840,9 @@ impl Desk {
             "rate" => {
                 let rating = body.get("rating").and_then(Value::as_u64);
                 let Some(cid) = current.filter(|c| {
-                    self.conversations
-                        .get(c)
-                        .is_some_and(|c| c.state == State::Resolved && c.rating.is_none())
+                    self.conversations.get(c).is_some_and(|c| {
+                        c.state == ConversationState::Resolved && c.rating.is_none()
+                    })
                 }) else {
                     return error(
                         ctx,
@@ -920,7 +920,7 @@ impl Desk {
         self.trim();
         let conv = &self.conversations[&cid];
         let mut to = self.visitor_conns(conv);
-        if let State::Assigned(agent) = &conv.state {
+        if let ConversationState::Assigned(agent) = &conv.state {
             to.extend(self.agent_conns(agent));
         }
         ctx.publish(id, Some(sender), to, &Ctx::json_frame(&rec));
@@ -947,11 +947,11 @@ impl Desk {
             // The token is never logged.
             log::warn!("desk: agent authentication failed from {addr}");
             self.conns
-                .insert(conn, Role::Refused { at: Instant::now() });
+                .insert(conn, Participant::Refused { at: Instant::now() });
             return;
         };
         log::info!("desk: agent {name} signed in from {addr}");
-        self.conns.insert(conn, Role::Agent(name.clone()));
+        self.conns.insert(conn, Participant::Agent(name.clone()));
         let agent = self.agents.entry(name.clone()).or_insert(Agent {
             conns: BTreeSet::new(),
             away: false,
@@ -969,7 +969,7 @@ impl Desk {
         let mine: Vec<String> = self
             .conversations
             .values()
-            .filter(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
             .map(|c| self.conversation_json(c, "conversation", &[]))
             .collect();
         ctx.send_json(
@@ -988,7 +988,7 @@ impl Desk {
     /// offline (grace period running) or came back.
     fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
         for conv in self.conversations.values() {
-            if matches!(&conv.state, State::Assigned(a) if a == agent) {
+            if matches!(&conv.state, ConversationState::Assigned(a) if a == agent) {
                 let msg = ordered! {"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online};
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
@@ -1030,7 +1030,7 @@ impl Desk {
         let Some(cid) = cid.filter(|c| {
             self.conversations
                 .get(c)
-                .is_some_and(|c| matches!(&c.state, State::Assigned(a) if *a == name))
+                .is_some_and(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
         }) else {
             return error(
                 ctx,
@@ -1155,7 +1155,7 @@ impl App for Desk {
         if info.path == "/agent" {
             self.conns.insert(
                 conn,
-                Role::Pending {
+                Participant::Pending {
                     addr: info.addr.clone(),
                     since: Instant::now(),
                 },
@@ -1171,25 +1171,25 @@ impl App for Desk {
 
     fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
         match self.conns.get(&conn) {
-            Some(Role::Visitor(key)) => {
+            Some(Participant::Visitor(key)) => {
                 let key = key.clone();
                 self.visitor_text(ctx, conn, key, text);
             }
-            Some(Role::Pending { addr, .. }) => {
+            Some(Participant::Pending { addr, .. }) => {
                 let addr = addr.clone();
                 self.agent_auth(ctx, conn, addr, &text);
             }
-            Some(Role::Agent(name)) => {
+            Some(Participant::Agent(name)) => {
                 let name = name.clone();
                 self.agent_text(ctx, conn, name, text);
             }
-            Some(Role::Refused { .. }) | None => {}
+            Some(Participant::Refused { .. }) | None => {}
         }
     }
 
     fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
         match self.conns.remove(&conn) {
-            Some(Role::Visitor(key)) => {
+            Some(Participant::Visitor(key)) => {
                 let Some(session) = self.sessions.get_mut(&key) else {
                     return;
                 };
@@ -1199,7 +1199,7 @@ impl App for Desk {
                 }
                 let current = session.conversation;
                 if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
-                    if let State::Assigned(agent) = &conv.state {
+                    if let ConversationState::Assigned(agent) = &conv.state {
                         let msg = ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
                         ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                     }
@@ -1209,7 +1209,7 @@ impl App for Desk {
                 }
                 self.dirty = true;
             }
-            Some(Role::Agent(name)) => {
+            Some(Participant::Agent(name)) => {
                 if let Some(agent) = self.agents.get_mut(&name) {
                     agent.conns.remove(&conn);
                     if agent.conns.is_empty() {
@@ -1231,12 +1231,14 @@ impl App for Desk {
         let mut refuse = Vec::new();
         for (&conn, role) in &mut self.conns {
             match role {
-                Role::Refused { at } if now.duration_since(*at) >= AUTH_FAIL_DELAY => {
+                Participant::Refused { at } if now.duration_since(*at) >= AUTH_FAIL_DELAY => {
                     refuse.push(conn);
                 }
-                Role::Pending { addr, since } if now.duration_since(*since) >= AUTH_TIMEOUT => {
+                Participant::Pending { addr, since }
+                    if now.duration_since(*since) >= AUTH_TIMEOUT =>
+                {
                     log::warn!("desk: agent from {addr} did not authenticate in time");
-                    *role = Role::Refused { at: now };
+                    *role = Participant::Refused { at: now };
                 }
                 _ => {}
             }

@@ -36,6 +36,9 @@
 
 pub mod metrics;
 pub mod peer;
+mod reply;
+
+pub use reply::ErrorReply;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +113,11 @@ pub trait App {
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
         let _ = ctx;
+    }
+    /// The memory budget the app's kept data counts against, if it has
+    /// one: `/metrics` reports it (see [`crate::memory`]).
+    fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
+        None
     }
     /// Store what this turn recorded, before its messages are delivered.
     /// Returns whether anything was written. An error means nothing of
@@ -220,11 +228,6 @@ impl Ctx {
     /// The open connections.
     pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.peers.keys().copied()
-    }
-
-    /// Whether `conn` is open.
-    pub fn is_open(&self, conn: ConnId) -> bool {
-        self.peers.contains_key(&conn)
     }
 
     /// Send an encoded frame to one connection. Returns whether it is open.
@@ -446,6 +449,9 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
 /// Run `app` on the current thread until [`Event::Shutdown`] arrives or
 /// every sender is gone.
 pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
+    if let Some(budget) = app.budget() {
+        metrics.set_memory(budget);
+    }
     let mut ctx = Ctx::new(metrics.clone());
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {

@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::time::Instant;
 
-use crate::config::Config;
+use super::ServerConfig;
 use crate::conn::{Error, WebSocket};
 use crate::ws::{CloseCode, Decoded, Message, Role};
 
@@ -21,7 +21,7 @@ enum Echo {
 
 /// Run the echo loop on a connection whose handshake is done. Returns the
 /// close code that ended it, if one was exchanged.
-pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseCode> {
+pub fn run(stream: TcpStream, leftover: &[u8], config: &ServerConfig) -> Option<CloseCode> {
     let mut ws = WebSocket::with_leftover(stream, Role::Server, config.limits(), leftover);
     let _ = ws.get_mut().set_read_timeout(Some(config.ping_interval));
     let mut last_heard = Instant::now();

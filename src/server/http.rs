@@ -48,7 +48,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
             drop(request);
             super::inspect::run(stream, &leftover, config)
         }
-        Endpoint::Chat => super::session::run(stream, &leftover, request, peer.clone(), shared),
+        Endpoint::Chat => super::reader::run(stream, &leftover, request, peer.clone(), shared),
     };
     log::info!(
         "close {peer} {path} after {:.1}s, code {}",

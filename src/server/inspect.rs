@@ -12,17 +12,17 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use super::session::{RateLimit, Verdict};
-use crate::config::Config;
+use super::ServerConfig;
+use super::reader::{RateLimit, Verdict};
 use crate::dissect::{Direction, Dissector, Options};
-use crate::ws::{CloseCode, Connection, Limits, Message, Role, State};
+use crate::ws::{CloseCode, Connection, ConnectionState, Limits, Message, Role};
 
 /// Largest frame and message `/inspect` accepts (close 1009 past it).
 pub const INSPECT_MAX_BYTES: usize = 16 * 1024;
 
 /// Serve `/inspect` on a connection whose 101 was sent. Returns the close
 /// code that ended it, if any.
-pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseCode> {
+pub fn run(stream: TcpStream, leftover: &[u8], config: &ServerConfig) -> Option<CloseCode> {
     let limits = Limits {
         max_frame_size: INSPECT_MAX_BYTES.min(config.max_frame_size),
         max_message_size: INSPECT_MAX_BYTES.min(config.max_message_size),
@@ -57,7 +57,7 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
                 }
             }
             let mut input = pending.as_slice();
-            while !input.is_empty() && conn.state() != State::Closed {
+            while !input.is_empty() && conn.state() != ConnectionState::Closed {
                 match conn.receive(&mut input) {
                     Ok(Some(Message::Close(frame))) => {
                         code = Some(frame.map_or(CloseCode::NO_STATUS, |f| f.code));
@@ -71,14 +71,16 @@ pub fn run(stream: TcpStream, leftover: &[u8], config: &Config) -> Option<CloseC
         if conn.has_output() && stream.write_all(&conn.take_output()).is_err() {
             break;
         }
-        if conn.state() == State::Closed {
+        if conn.state() == ConnectionState::Closed {
             break;
         }
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => pending.extend_from_slice(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if conn.state() == State::Closing || last_heard.elapsed() >= config.idle_timeout {
+                if conn.state() == ConnectionState::Closing
+                    || last_heard.elapsed() >= config.idle_timeout
+                {
                     conn.close(CloseCode::GOING_AWAY, "idle timeout");
                     let _ = stream.write_all(&conn.take_output());
                     break;

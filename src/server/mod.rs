@@ -8,7 +8,8 @@
 pub mod echo;
 pub mod http;
 pub mod inspect;
-pub mod session;
+pub mod reader;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::config::{CONNECTION_STACK_SIZE, Config};
-use crate::hub::Event;
 use crate::hub::metrics::Metrics;
 use crate::hub::peer::OutboxLimits;
+use crate::hub::{App, Event};
+use settings::CONNECTION_STACK_SIZE;
+pub use settings::{IpRange, ServerConfig};
 
 /// Room for events waiting for the hub; past it, connection threads wait
 /// (their TCP windows fill, and the clients slow down).
@@ -33,7 +35,7 @@ pub const HUB_QUEUE: usize = 65_536;
 #[derive(Debug)]
 pub struct Shared {
     /// The settings.
-    pub config: Config,
+    pub config: ServerConfig,
     /// Connections open now.
     pub open: AtomicUsize,
     /// Set when the server stops accepting.
@@ -94,45 +96,24 @@ pub struct ServerHandle {
 }
 
 impl Server {
-    /// Bind the listening socket of `config.listen`.
-    pub fn bind(config: Config) -> io::Result<Server> {
+    /// Bind the listening socket of `config.listen`, then build the
+    /// application with `build` and start the hub thread that runs it.
+    /// [`Server::bind`] (in `src/apps.rs`) does this with wschat's own
+    /// applications, the chat and the support desk.
+    pub fn bind_with<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
+    where
+        A: App + Send + 'static,
+        F: FnOnce() -> io::Result<A>,
+    {
         let listener = TcpListener::bind(&config.listen)?;
         widen_backlog(&listener);
         let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let store = crate::store::Store::open(&config.store())?;
-        let recovery = store.recovery();
-        if store.is_durable() {
-            log::info!(
-                "store: {} records from {} segments in {}{}{}",
-                recovery.records,
-                recovery.segments,
-                config
-                    .data_dir
-                    .as_deref()
-                    .map_or("?".into(), |d| d.display().to_string()),
-                if recovery.torn_bytes > 0 {
-                    format!(", cut a torn last line of {} bytes", recovery.torn_bytes)
-                } else {
-                    String::new()
-                },
-                if recovery.corrupt > 0 {
-                    format!(", skipped {} corrupt records", recovery.corrupt)
-                } else {
-                    String::new()
-                },
-            );
-        }
-        metrics.set_memory(store.budget());
-        let store: crate::store::SharedStore = Arc::new(std::sync::Mutex::new(store));
-        let chat = crate::chat::Chat::new(config.chat(), store.clone());
-        let desk = crate::desk::Desk::new(config.desk(), store.clone());
-        let mut router = crate::router::Router::new(chat);
-        router.mount(vec!["/support", "/agent"], Box::new(desk));
+        let app = build()?;
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())
-            .spawn(move || crate::hub::run(router, inbox, hub_metrics))?;
+            .spawn(move || crate::hub::run(app, inbox, hub_metrics))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {

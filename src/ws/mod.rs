@@ -30,7 +30,7 @@ pub use close::{CloseCode, CloseFrame};
 pub use error::ProtocolError;
 pub use frame::{Frame, FrameHeader, OpCode};
 pub use message::{Decoded, Decoder, Limits, Message};
-pub use protocol::{Connection, State};
+pub use protocol::{Connection, ConnectionState};
 
 /// Which end of the connection this side is. It decides masking (§5.1):
 /// a client masks every frame it sends and a server masks none, and each

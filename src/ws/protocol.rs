@@ -25,7 +25,7 @@ use super::message::{Decoded, Decoder, Limits, Message};
 
 /// Where a connection is in its life (§4, §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum ConnectionState {
     /// Messages flow both ways.
     Open,
     /// This side sent a Close and waits for the peer's.
@@ -52,7 +52,7 @@ impl std::error::Error for AlreadyClosing {}
 pub struct Connection {
     role: Role,
     decoder: Decoder,
-    state: State,
+    state: ConnectionState,
     close_sent: bool,
     out: Vec<u8>,
     mask_source: fn() -> [u8; 4],
@@ -65,7 +65,7 @@ impl Connection {
         Connection {
             role,
             decoder: Decoder::new(role, limits),
-            state: State::Open,
+            state: ConnectionState::Open,
             close_sent: false,
             out: Vec::new(),
             mask_source: super::mask::random_key,
@@ -85,7 +85,7 @@ impl Connection {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> ConnectionState {
         self.state
     }
 
@@ -100,7 +100,7 @@ impl Connection {
     /// Replies are queued for [`Connection::take_output`] on the way: a pong
     /// for each ping, the answering Close for a Close, and for a broken rule
     /// a Close with the rule's code (§7.1.7), after which the connection is
-    /// [`State::Closed`] and reads nothing more.
+    /// [`ConnectionState::Closed`] and reads nothing more.
     pub fn receive(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ProtocolError> {
         let result = self.decoder.decode(input);
         self.answer(result)
@@ -155,7 +155,7 @@ impl Connection {
                     self.queue(&Message::Close(reply));
                     self.close_sent = true;
                 }
-                self.state = State::Closed;
+                self.state = ConnectionState::Closed;
                 Ok(Some(Message::Close(frame)))
             }
             Ok(other) => Ok(other),
@@ -168,7 +168,7 @@ impl Connection {
                     ))));
                     self.close_sent = true;
                 }
-                self.state = State::Closed;
+                self.state = ConnectionState::Closed;
                 Err(error)
             }
         }
@@ -222,8 +222,8 @@ impl Connection {
             .then(|| CloseFrame::new(code, reason));
         self.queue(&Message::Close(frame));
         self.close_sent = true;
-        if self.state == State::Open {
-            self.state = State::Closing;
+        if self.state == ConnectionState::Open {
+            self.state = ConnectionState::Closing;
         }
     }
 
@@ -285,7 +285,7 @@ mod tests {
             Some(Message::Close(Some(CloseFrame::new(CloseCode(4001), "x"))))
         );
         assert_eq!(conn.take_output(), [0x88, 0x02, 0x0f, 0xa1]);
-        assert_eq!(conn.state(), State::Closed);
+        assert_eq!(conn.state(), ConnectionState::Closed);
         assert_eq!(
             conn.send(&Message::Text("late".into())),
             Err(AlreadyClosing)
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(conn.receive(&mut input), Err(ProtocolError::UnmaskedFrame));
         let out = conn.take_output();
         assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xea]); // 1002
-        assert_eq!(conn.state(), State::Closed);
+        assert_eq!(conn.state(), ConnectionState::Closed);
     }
 
     #[test]
@@ -316,6 +316,6 @@ mod tests {
             ]
         );
         conn.close(CloseCode::NORMAL, "");
-        assert_eq!(conn.state(), State::Closing);
+        assert_eq!(conn.state(), ConnectionState::Closing);
     }
 }

@@ -10,9 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::chat::command::ErrorReply;
 use crate::hub::peer::Peer;
-use crate::hub::{ConnInfo, Event};
+use crate::hub::{ConnInfo, ErrorReply, Event};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Decoder, Message, Role};
 
@@ -69,7 +68,7 @@ impl RateLimit {
     ///
     /// ```
     /// use std::time::Instant;
-    /// use wschat::server::session::{FLOOD_GRACE, RateLimit, Verdict};
+    /// use wschat::server::reader::{FLOOD_GRACE, RateLimit, Verdict};
     /// let mut limit = RateLimit::new(1, 1);
     /// let now = Instant::now();
     /// assert_eq!(limit.check(now), Verdict::Allow);
