@@ -82,6 +82,13 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Recent messages per room kept in memory for history and resume.
     pub history_keep: usize,
+    /// How long a chat identity lives unused.
+    pub session_ttl: Duration,
+    /// Secrets that sign the tokens of a site's users (HS256); several
+    /// while keys rotate.
+    pub jwt_secrets: Vec<Vec<u8>>,
+    /// Whether anonymous users may chat.
+    pub auth: crate::chat::AuthMode,
     /// Bytes of users' input kept in memory at most (histories, private
     /// messages, the desk's transcripts, sessions); 0 for no ceiling.
     pub memory_budget: usize,
@@ -133,6 +140,9 @@ impl Default for Config {
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
             memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
+            session_ttl: crate::chat::DEFAULT_SESSION_TTL,
+            jwt_secrets: Vec::new(),
+            auth: crate::chat::AuthMode::Optional,
             agent_capacity: crate::desk::DEFAULT_AGENT_CAPACITY,
             agent_grace: Duration::from_millis(crate::desk::DEFAULT_AGENT_GRACE_MS),
             desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
@@ -223,6 +233,9 @@ impl Config {
             max_text_bytes: self.max_text_bytes,
             max_binary_bytes: self.max_binary_bytes,
             max_rooms: self.max_rooms,
+            session_ttl: self.session_ttl,
+            jwt_secrets: self.jwt_secrets.clone(),
+            auth: self.auth,
         }
     }
 }
@@ -284,14 +297,22 @@ fn millis(v: &str) -> Result<Duration, String> {
         parse(n, 1000)
     } else if let Some(n) = v.strip_suffix('m') {
         parse(n, 60_000)
+    } else if let Some(n) = v.strip_suffix('h') {
+        parse(n, 3_600_000)
+    } else if let Some(n) = v.strip_suffix('d') {
+        parse(n, 86_400_000)
     } else {
         parse(v, 1000)
     };
-    d.ok_or_else(|| format!("{v:?} is not a duration (like 500ms, 10s, 2m)"))
+    d.ok_or_else(|| format!("{v:?} is not a duration (like 500ms, 10s, 2m, 12h, 30d)"))
 }
 
 fn show_duration(d: Duration) -> String {
-    if d.as_millis().is_multiple_of(1000) {
+    if d.as_millis() > 0 && d.as_millis().is_multiple_of(86_400_000) {
+        format!("{}d", d.as_secs() / 86_400)
+    } else if d.as_millis() > 0 && d.as_millis().is_multiple_of(3_600_000) {
+        format!("{}h", d.as_secs() / 3600)
+    } else if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
@@ -677,6 +698,39 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.history_keep.to_string(),
+    },
+    Flag {
+        name: "session-ttl",
+        value: Some("DURATION"),
+        help: "how long an identity (an anonymous user's session, a signed-in user) is kept unused: reconnecting with ?session= within it gives the same user",
+        apply: |c, v| {
+            c.session_ttl = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.session_ttl),
+    },
+    Flag {
+        name: "jwt-secret",
+        value: Some("SECRETS"),
+        help: "secrets of the HS256 tokens (JWT) that sign in a site's users, as ?token= or a first {\"type\":\"auth\"} message; a comma list accepts each (key rotation); none: tokens are refused",
+        apply: |c, v| {
+            c.jwt_secrets = crate::auth::parse_secrets(v);
+            Ok(())
+        },
+        show: |c| match c.jwt_secrets.len() {
+            0 => "none".to_string(),
+            n => format!("{n} (hidden)"),
+        },
+    },
+    Flag {
+        name: "auth",
+        value: Some("MODE"),
+        help: "optional: anyone may chat, a token makes a user verified; required: connections without a valid token are closed with 4001",
+        apply: |c, v| {
+            c.auth = crate::chat::AuthMode::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.auth.name().to_string(),
     },
     Flag {
         name: "memory-budget",

@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 
 pub mod apps;
+pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod client;

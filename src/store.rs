@@ -241,6 +241,9 @@ pub struct Store {
     /// The budget the kept messages count against (shared with the chat,
     /// the desk and `/metrics`).
     budget: Arc<Budget>,
+    /// Messages deleted by moderation: never served again, from memory or
+    /// from the log (their `deleted` tombstones rebuild this at start).
+    deleted: std::collections::HashSet<u64>,
     /// How many of `privates` each session key is in.
     private_sessions: HashMap<String, usize>,
     /// The last `private` record read from disk, waiting for the
@@ -284,6 +287,7 @@ impl Store {
             privates: VecDeque::new(),
             privates_from: 0,
             budget: Arc::new(Budget::new(config.memory_budget)),
+            deleted: Default::default(),
             private_sessions: HashMap::new(),
             unkeyed: None,
             recovery: Recovery::default(),
@@ -665,6 +669,68 @@ impl Store {
         while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
     }
 
+    /// Delete room message `id` (moderation): it leaves memory, is never
+    /// served again from the log, and a `deleted` tombstone goes to the log
+    /// so that a restart remembers. Returns its room, or `None` when there
+    /// is no such chat message (or it was deleted already).
+    pub fn delete(&mut self, id: u64) -> Option<String> {
+        if self.deleted.contains(&id) {
+            return None;
+        }
+        let room = self
+            .rooms
+            .iter()
+            .find(|(_, log)| log.messages.binary_search_by_key(&id, |(m, _)| *m).is_ok())
+            .map(|(room, _)| room.clone())
+            .or_else(|| self.room_in_log(id))?;
+        self.forget_message(id);
+        let tomb = self.take_id();
+        let record = crate::ordered! {"type": "deleted", "id": tomb, "message": id, "room": room, "time": crate::clock::now_ms()};
+        self.append(&record);
+        Some(room)
+    }
+
+    /// Take message `id` out of memory and mark it deleted.
+    fn forget_message(&mut self, id: u64) {
+        self.deleted.insert(id);
+        for log in self.rooms.values_mut() {
+            if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
+                && let Some((_, json)) = log.messages.remove(i)
+            {
+                self.budget
+                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
+                return;
+            }
+        }
+    }
+
+    /// The room of chat message `id`, read from the log.
+    fn room_in_log(&self, id: u64) -> Option<String> {
+        let mut room = None;
+        for path in self.segments_between(id.saturating_sub(1), id + 1) {
+            Store::scan_segment(
+                &path,
+                (id.saturating_sub(1), id + 1),
+                &["\"chat\""],
+                |_, _, v| {
+                    if v.get("type").and_then(Value::as_str) == Some("chat") {
+                        room = v.get("room").and_then(Value::as_str).map(str::to_string);
+                    }
+                },
+            );
+        }
+        room
+    }
+
+    /// Hand every record in the log that contains one of `needles` to
+    /// `each`, oldest first, reading the segments line by line (nothing is
+    /// kept): how an application rebuilds state of its own at start.
+    pub fn replay(&self, needles: &[&str], mut each: impl FnMut(&Value)) {
+        for path in self.segments_between(0, u64::MAX) {
+            Store::scan_segment(&path, (0, u64::MAX), needles, |_, _, value| each(value));
+        }
+    }
+
     /// The memory budget this store counts against, to be shared with the
     /// other holders of users' input and with `/metrics`.
     pub fn budget(&self) -> Arc<Budget> {
@@ -680,6 +746,11 @@ impl Store {
             Some("chat") => {
                 if let Some(room) = value.get("room").and_then(Value::as_str) {
                     self.keep_chat(room, id, text.into());
+                }
+            }
+            Some("deleted") => {
+                if let Some(message) = value.get("message").and_then(Value::as_u64) {
+                    self.forget_message(message);
                 }
             }
             Some("private_keys") => {
@@ -1020,6 +1091,23 @@ impl Store {
         needles: &[&str],
         mut each: impl FnMut(u64, &str, &Value),
     ) {
+        Store::scan_segment_skipping(
+            path,
+            (after, below),
+            needles,
+            &Default::default(),
+            &mut each,
+        )
+    }
+
+    /// [`Store::scan_segment`], passing over the ids in `deleted`.
+    fn scan_segment_skipping(
+        path: &Path,
+        (after, below): (u64, u64),
+        needles: &[&str],
+        deleted: &std::collections::HashSet<u64>,
+        mut each: impl FnMut(u64, &str, &Value),
+    ) {
         let Ok(file) = File::open(path) else {
             return;
         };
@@ -1034,7 +1122,9 @@ impl Store {
                 continue;
             };
             match value.get("id").and_then(Value::as_u64) {
-                Some(id) if id > after && id < below => each(id, &line, &value),
+                Some(id) if id > after && id < below && !deleted.contains(&id) => {
+                    each(id, &line, &value)
+                }
                 _ => {}
             }
         }
@@ -1048,16 +1138,22 @@ impl Store {
         let mut found: VecDeque<Arc<str>> = VecDeque::new();
         for path in self.segments_between(after, below).iter().rev() {
             let mut here: VecDeque<Arc<str>> = VecDeque::new();
-            Store::scan_segment(path, (after, below), &[&needle], |_, line, value| {
-                if value.get("type").and_then(Value::as_str) == Some("chat")
-                    && value.get("room").and_then(Value::as_str) == Some(room)
-                {
-                    if here.len() == limit {
-                        here.pop_front();
+            Store::scan_segment_skipping(
+                path,
+                (after, below),
+                &[&needle],
+                &self.deleted,
+                |_, line, value| {
+                    if value.get("type").and_then(Value::as_str) == Some("chat")
+                        && value.get("room").and_then(Value::as_str) == Some(room)
+                    {
+                        if here.len() == limit {
+                            here.pop_front();
+                        }
+                        here.push_back(line.into());
                     }
-                    here.push_back(line.into());
-                }
-            });
+                },
+            );
             while let Some(m) = here.pop_back() {
                 if found.len() == limit {
                     break;
@@ -1124,11 +1220,26 @@ impl Store {
     /// segments, in a corrupt record recovery skipped, or let go by memory
     /// with no log to read them from).
     pub fn since(&mut self, room: &str, session: &str, since: u64) -> (Vec<Arc<str>>, Option<u64>) {
+        self.since_in(Some(room), session, since)
+    }
+
+    /// The private messages to or from key `session` after `since`, in id
+    /// order (see [`Store::since`]): what a user who was offline missed.
+    pub fn privates_since(&mut self, session: &str, since: u64) -> Vec<Arc<str>> {
+        self.since_in(None, session, since).0
+    }
+
+    fn since_in(
+        &mut self,
+        room: Option<&str>,
+        session: &str,
+        since: u64,
+    ) -> (Vec<Arc<str>>, Option<u64>) {
         self.clock += 1;
         let mut out: Vec<(u64, Arc<str>)> = Vec::new();
         let mut missing = self.missing_after(since, u64::MAX);
         let mut room_from = 0;
-        if let Some(log) = self.rooms.get_mut(room) {
+        if let Some(log) = room.and_then(|room| self.rooms.get_mut(room)) {
             log.last_used = self.clock;
             let start = log.messages.partition_point(|(id, _)| *id <= since);
             out.extend(log.messages.range(start..).cloned());
@@ -1150,6 +1261,7 @@ impl Store {
         };
         if room_below > 0 || private_below > 0 {
             if self.file.is_some() {
+                let room = room.unwrap_or_default();
                 let mut older =
                     self.scan_since((room, room_below), (session, private_below), since);
                 if older.len() > MAX_RESUME_FROM_LOG {

@@ -697,3 +697,57 @@ fn the_generators_know_every_rfc_example() {
     assert_eq!(gen_("len-65536"), "82 7f 00 00 00 00 00 01 00 00");
     assert_eq!(hex(&header_only(256)), "82 7e 01 00");
 }
+
+/// docs/identity.md's three ways of minting a token (Python, Node, a
+/// shell with openssl), each run as the page shows it: wschat accepts what
+/// each prints. A missing interpreter skips its block, with a note.
+#[test]
+fn the_token_minting_examples_make_tokens_wschat_accepts() {
+    let page = read_page("docs/identity.md");
+    let lines: Vec<&str> = page.lines().collect();
+    let mut ran = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(kind) = line
+            .trim()
+            .strip_prefix("<!-- mint:")
+            .and_then(|l| l.strip_suffix("-->"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        let body: String = lines[i + 2..]
+            .iter()
+            .take_while(|l| !l.starts_with("```"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (program, args): (&str, Vec<&str>) = match kind {
+            "python" => ("python3", vec!["-c", &body]),
+            "node" => ("node", vec!["-e", &body]),
+            "sh" => ("sh", vec!["-c", &body]),
+            other => panic!("unknown mint block {other:?}"),
+        };
+        let out = match std::process::Command::new(program)
+            .args(&args)
+            .env("SECRET", "docs-secret")
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("note: {kind} example not run: {program}: {e}");
+                continue;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let now = wschat::clock::now_ms() / 1000;
+        let claims = wschat::auth::verify(&token, &[b"docs-secret".to_vec()], now)
+            .unwrap_or_else(|e| panic!("{kind}'s token {token:?}: {e}"));
+        assert_eq!(claims.sub, "site-42", "{kind}");
+        ran += 1;
+    }
+    assert!(ran >= 1, "at least one of the examples ran");
+}

@@ -45,6 +45,30 @@ pub enum Command {
         /// Whether the user is typing.
         active: bool,
     },
+    /// Sign in with a token (a JWT from the site): becomes that user.
+    Auth {
+        /// The token, as the site minted it.
+        token: String,
+    },
+    /// An administrator closes every connection of a user (4003).
+    Kick {
+        /// The user's id.
+        user: u64,
+    },
+    /// An administrator closes a user's connections and refuses the user
+    /// (its `sub`, or its session) for a while.
+    Ban {
+        /// The user's id.
+        user: u64,
+        /// For how long, in minutes (at least 1).
+        minutes: u64,
+    },
+    /// An administrator deletes a message: the room is told, and its text
+    /// never comes back.
+    Delete {
+        /// The message's id.
+        id: u64,
+    },
     /// A command the desk or another app understands: its type and body.
     Other {
         /// The `type` field.
@@ -108,6 +132,14 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
             )),
         }
     };
+    let number = |field: &str| -> Result<u64, ErrorReply> {
+        body.get(field).and_then(Value::as_u64).ok_or_else(|| {
+            ErrorReply::new(
+                "bad_command",
+                format!("{kind} needs \"{field}\", a whole number"),
+            )
+        })
+    };
     Ok(match kind.as_str() {
         "chat" => Command::Chat {
             text: string("text")?,
@@ -130,6 +162,17 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
                     })?,
             },
         },
+        "auth" => Command::Auth {
+            token: string("token")?,
+        },
+        "kick" => Command::Kick {
+            user: number("user")?,
+        },
+        "ban" => Command::Ban {
+            user: number("user")?,
+            minutes: number("minutes")?.max(1),
+        },
+        "delete" => Command::Delete { id: number("id")? },
         "private" => Command::Private {
             to: body
                 .get("to")

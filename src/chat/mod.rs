@@ -6,23 +6,32 @@
 //! member. Joins and leaves that happen in one hub turn go out as one notice
 //! per room, so a crowd arriving at once does not cost O(n²) notices.
 //!
-//! The protocol is in docs/chat-protocol.md.
+//! A *user* is an identity, not a connection: an anonymous user is named by
+//! its session (the `session` of `welcome`, presented again as
+//! `?session=`), a signed-in user by the `sub` of its token (see
+//! [`crate::auth`]). A user keeps its id, name and room across reconnects
+//! and restarts ([`identity`]), may have several connections (tabs,
+//! devices), and everything addressed to it reaches all of them.
+//!
+//! The protocol is in docs/chat-protocol.md; identities in docs/identity.md.
 
 pub mod command;
+pub mod identity;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
 use crate::ordered;
 use crate::store::SharedStore;
-use crate::store::digest_hex;
+use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
+use identity::{Identities, UserId};
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -45,9 +54,50 @@ pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// At most one typing notice per user per this interval (a client that
 /// sends one a second is never cut by timing jitter).
 pub const TYPING_INTERVAL: Duration = Duration::from_millis(900);
+/// Default time a session (an anonymous identity) lives unused.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// How long a connection may wait before its first message signs it in,
+/// under `--auth required` without `?token=`.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest ban, in minutes (a year).
+pub const MAX_BAN_MINUTES: u64 = 366 * 24 * 60;
 
-/// The chat's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The close code of a refused token (or a required one missing).
+pub const CLOSE_UNAUTHORIZED: CloseCode = CloseCode(4001);
+/// The close code of a kick or a ban.
+pub const CLOSE_FORBIDDEN: CloseCode = CloseCode(4003);
+
+/// Whether anonymous users may chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Anyone may chat; a token makes a user verified. The default.
+    #[default]
+    Optional,
+    /// Only users with a valid token: others are closed with 4001.
+    Required,
+}
+
+impl AuthMode {
+    /// Parse `optional` or `required`.
+    pub fn parse(s: &str) -> Result<AuthMode, String> {
+        match s.trim() {
+            "optional" => Ok(AuthMode::Optional),
+            "required" => Ok(AuthMode::Required),
+            other => Err(format!("{other:?} is not optional or required")),
+        }
+    }
+
+    /// The name used by the flag.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Optional => "optional",
+            AuthMode::Required => "required",
+        }
+    }
+}
+
+/// The chat's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatConfig {
     /// Longest text, in bytes.
     pub max_text_bytes: usize,
@@ -55,6 +105,13 @@ pub struct ChatConfig {
     pub max_binary_bytes: usize,
     /// Most rooms at once (the lobby included).
     pub max_rooms: usize,
+    /// How long an identity lives unused (`--session-ttl`).
+    pub session_ttl: Duration,
+    /// The secrets tokens are signed with (`--jwt-secret`; several while
+    /// keys rotate); none: tokens are refused.
+    pub jwt_secrets: Vec<Vec<u8>>,
+    /// Whether anonymous users may chat (`--auth`).
+    pub auth: AuthMode,
 }
 
 impl Default for ChatConfig {
@@ -63,181 +120,87 @@ impl Default for ChatConfig {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_binary_bytes: DEFAULT_MAX_BINARY_BYTES,
             max_rooms: DEFAULT_MAX_ROOMS,
+            session_ttl: DEFAULT_SESSION_TTL,
+            jwt_secrets: Vec::new(),
+            auth: AuthMode::Optional,
         }
     }
-}
-
-#[derive(Debug)]
-struct User {
-    name: String,
-    room: String,
-    last_typing: Option<Instant>,
-    /// A secret that identifies this user's session across reconnects
-    /// (given in `welcome`, presented as `?session=`): private messages
-    /// are resumed by it, never by name.
-    session: String,
-}
-
-/// Most sessions remembered for resume.
-pub const MAX_SESSIONS: usize = 100_000;
-
-/// What one remembered session costs beyond its token: its entries in the
-/// two maps below.
-pub const SESSION_OVERHEAD: usize = 120;
-
-/// The sessions a chat remembers, least recently used first out: at most
-/// [`MAX_SESSIONS`], and within the sessions' share of the memory budget.
-#[derive(Debug)]
-struct Sessions {
-    last_used: HashMap<String, u64>,
-    by_age: std::collections::BTreeMap<u64, String>,
-    clock: u64,
-    budget: Arc<crate::memory::Budget>,
-}
-
-impl Sessions {
-    fn new(budget: Arc<crate::memory::Budget>) -> Sessions {
-        Sessions {
-            last_used: HashMap::new(),
-            by_age: Default::default(),
-            clock: 0,
-            budget,
-        }
-    }
-
-    fn contains(&self, token: &str) -> bool {
-        self.last_used.contains_key(token)
-    }
-
-    /// Remember `token` as used now.
-    fn touch(&mut self, token: &str) {
-        self.clock += 1;
-        match self.last_used.get_mut(token) {
-            Some(at) => {
-                self.by_age.remove(at);
-                *at = self.clock;
-            }
-            None => {
-                self.last_used.insert(token.to_string(), self.clock);
-                self.budget.add(crate::memory::Kept::Sessions, cost(token));
-            }
-        }
-        self.by_age.insert(self.clock, token.to_string());
-        if self.last_used.len() > MAX_SESSIONS {
-            self.forget_oldest();
-        }
-        self.trim();
-    }
-
-    /// Forget the least recently used sessions while they are over their
-    /// share of the memory budget (the store still recognises a token it
-    /// keeps private messages for).
-    fn trim(&mut self) {
-        while self.budget.must_evict(crate::memory::Kept::Sessions) && self.forget_oldest() {}
-    }
-
-    fn forget_oldest(&mut self) -> bool {
-        let Some((_, token)) = self.by_age.pop_first() else {
-            return false;
-        };
-        self.last_used.remove(&token);
-        self.budget.sub(crate::memory::Kept::Sessions, cost(&token));
-        self.budget.evicted(crate::memory::Kept::Sessions, 1);
-        true
-    }
-}
-
-/// A session's bytes, as the memory budget counts them.
-fn cost(token: &str) -> usize {
-    2 * token.len() + SESSION_OVERHEAD
 }
 
 #[derive(Debug, Default)]
 struct Room {
-    members: BTreeSet<ConnId>,
+    members: BTreeSet<UserId>,
+    /// Every connection of every member: what a room message goes to.
+    conns: BTreeSet<ConnId>,
     /// Users who entered or left during this turn, for one notice each.
     joined: Vec<Value>,
     left: Vec<Value>,
+}
+
+/// What a connection asked for in its URL, kept while it waits to sign in
+/// with its first message.
+#[derive(Debug)]
+struct Asked {
+    name: Option<String>,
+    room: Option<String>,
+    since: Option<u64>,
+    at: Instant,
 }
 
 /// The chat application.
 #[derive(Debug)]
 pub struct Chat {
     config: ChatConfig,
-    users: HashMap<ConnId, User>,
-    /// Lower-cased names in use, for uniqueness.
-    names: HashMap<String, ConnId>,
+    /// Every identity this chat knows, online or not.
+    ids: Identities,
+    /// Which user each open connection is.
+    conns: HashMap<ConnId, UserId>,
+    /// Connections waiting to sign in with their first message.
+    waiting: HashMap<ConnId, Asked>,
     rooms: HashMap<String, Room>,
     /// Rooms with joins or leaves to announce at the end of the turn.
     dirty: Vec<String>,
-    next_auto_name: u64,
-    /// Sessions handed out, for `?session=` on reconnect: when each was
-    /// last used (a connection opening or closing with it).
-    sessions: Sessions,
     /// Messages and membership records, durable or in memory.
     store: SharedStore,
     last_retention: Instant,
 }
 
+/// How a connection says who it is.
+enum Presented {
+    /// Nothing, or a session token.
+    Anonymous(Option<String>),
+    /// A token that verified.
+    Verified(crate::auth::Claims),
+}
+
 impl Chat {
-    /// A chat with `config` over `store` (history and ids come from it).
+    /// A chat with `config` over `store`: history and ids come from it, and
+    /// the identities it knows are read back from its log.
     pub fn new(config: ChatConfig, store: SharedStore) -> Chat {
-        let budget = store.lock().unwrap_or_else(|e| e.into_inner()).budget();
+        let ids = {
+            let store = store.lock().unwrap_or_else(|e| e.into_inner());
+            Identities::load(&store, config.session_ttl)
+        };
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
             config,
-            users: HashMap::new(),
-            names: HashMap::new(),
+            ids,
+            conns: HashMap::new(),
+            waiting: HashMap::new(),
             rooms,
             dirty: Vec::new(),
-            next_auto_name: 1,
-            sessions: Sessions::new(budget),
             store,
             last_retention: Instant::now(),
         }
     }
 
-    fn user_ref(&self, conn: ConnId) -> Value {
-        let name = self.users.get(&conn).map_or("", |u| u.name.as_str());
-        json!({"id": conn, "name": name})
+    fn user_ref(&self, user: UserId) -> Value {
+        self.ids.user_ref(user)
     }
 
     fn error(ctx: &mut Ctx, conn: ConnId, error: ErrorReply) {
         ctx.send_json(conn, &error.to_json());
-    }
-
-    /// A name nobody else has: `wanted`, or `wanted2`, `wanted3`, …
-    fn unique_name(&self, wanted: &str, me: ConnId) -> String {
-        let free = |name: &str| {
-            self.names
-                .get(&name.to_lowercase())
-                .is_none_or(|&owner| owner == me)
-        };
-        if free(wanted) {
-            return wanted.to_string();
-        }
-        (2u64..)
-            .map(|n| {
-                let suffix = n.to_string();
-                let base: String = wanted
-                    .chars()
-                    .take(MAX_NAME_CHARS - suffix.chars().count())
-                    .collect();
-                format!("{base}{suffix}")
-            })
-            .find(|candidate| free(candidate))
-            .unwrap_or_else(|| format!("用户{me}"))
-    }
-
-    fn auto_name(&mut self) -> String {
-        loop {
-            let name = format!("用户{}", self.next_auto_name);
-            self.next_auto_name += 1;
-            if !self.names.contains_key(&name.to_lowercase()) {
-                return name;
-            }
-        }
     }
 
     /// The store (shared with the other apps of the hub thread; only that
@@ -246,74 +209,77 @@ impl Chat {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session a connection presents, if this server issued it (before
-    /// a restart, too: the store knows it by the private messages it keeps
-    /// under its key), else a new one (128 random bits, hex).
-    fn session(&mut self, presented: Option<String>) -> String {
-        if let Some(token) = presented.as_ref().filter(|t| self.sessions.contains(t)) {
-            self.sessions.touch(token);
-            return token.clone();
-        }
-        let token = presented
-            .filter(|t| self.store().knows_session(&digest_hex(t)))
-            .unwrap_or_else(|| {
-                crate::random::random_16()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            });
-        self.sessions.touch(&token);
-        token
-    }
-
     fn take_id(&mut self) -> u64 {
         self.store().take_id()
     }
 
+    /// The user of `conn`, if it has signed in.
+    fn user_of(&self, conn: ConnId) -> Option<UserId> {
+        self.conns.get(&conn).copied()
+    }
+
+    /// Every connection of `user`.
+    fn conns_of(&self, user: UserId) -> Vec<ConnId> {
+        self.ids
+            .get(user)
+            .map(|u| u.conns.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Record a member entering or leaving a room.
-    fn record_membership(&mut self, kind: &str, conn: ConnId, room: &str) {
+    fn record_membership(&mut self, kind: &str, user: UserId, room: &str) -> u64 {
         let id = self.take_id();
-        let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(conn), "time": now_ms()};
+        let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(user), "time": now_ms()};
         self.store().append(&record);
+        id
     }
 
-    fn enter_room(&mut self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
-        self.enter_room_then(ctx, conn, room_name, None);
-    }
-
-    /// Enter a room; the newcomer gets the member list, then the room's
-    /// history, or with `since`, everything after that id.
-    fn enter_room_then(
+    /// `user` enters `room_name`: the room is told (once per turn), and
+    /// every connection of the user gets the member list, then the room's
+    /// history, or with `since` (for `conn`), everything after that id.
+    fn enter_room(
         &mut self,
         ctx: &mut Ctx,
-        conn: ConnId,
+        user: UserId,
         room_name: &str,
-        since: Option<u64>,
+        resume: Option<(ConnId, u64)>,
     ) {
-        self.record_membership("joined", conn, room_name);
-        let me = self.user_ref(conn);
+        self.record_membership("joined", user, room_name);
+        let me = self.user_ref(user);
+        let conns = self.conns_of(user);
         let room = self.rooms.entry(room_name.to_string()).or_default();
-        room.members.insert(conn);
+        room.members.insert(user);
+        room.conns.extend(conns.iter().copied());
         room.joined.push(me);
-        if let Some(user) = self.users.get_mut(&conn) {
-            user.room = room_name.to_string();
+        if let Some(u) = self.ids.get_mut(user) {
+            u.room = room_name.to_string();
         }
         self.mark_dirty(room_name);
-        self.send_users(ctx, conn, 0);
-        match since {
-            Some(since) => self.resume(ctx, conn, since),
-            None => self.send_history(ctx, conn),
+        for conn in conns {
+            self.send_users(ctx, conn, 0);
+            match resume {
+                Some((c, since)) if c == conn => self.resume(ctx, conn, since),
+                _ => self.send_history(ctx, conn),
+            }
         }
     }
 
-    fn leave_room(&mut self, conn: ConnId) {
-        let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
+    /// `user` leaves its room (all its connections with it).
+    fn leave_room(&mut self, user: UserId) {
+        let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
             return;
         };
-        self.record_membership("left", conn, &room_name);
-        let me = self.user_ref(conn);
+        let left = self.record_membership("left", user, &room_name);
+        if let Some(u) = self.ids.get_mut(user) {
+            u.left_at = left;
+        }
+        let me = self.user_ref(user);
+        let conns = self.conns_of(user);
         if let Some(room) = self.rooms.get_mut(&room_name) {
-            room.members.remove(&conn);
+            room.members.remove(&user);
+            for conn in conns {
+                room.conns.remove(&conn);
+            }
             room.left.push(me);
         }
         self.mark_dirty(&room_name);
@@ -325,11 +291,16 @@ impl Chat {
         }
     }
 
+    fn room_of(&self, conn: ConnId) -> Option<String> {
+        let user = self.user_of(conn)?;
+        self.ids.get(user).map(|u| u.room.clone())
+    }
+
     fn send_users(&self, ctx: &mut Ctx, conn: ConnId, offset: usize) {
-        let Some(room_name) = self.users.get(&conn).map(|u| &u.room) else {
+        let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let Some(room) = self.rooms.get(room_name) else {
+        let Some(room) = self.rooms.get(&room_name) else {
             return;
         };
         let page: Vec<Value> = room
@@ -348,7 +319,7 @@ impl Chat {
     }
 
     fn send_history(&self, ctx: &mut Ctx, conn: ConnId) {
-        let Some(room_name) = self.users.get(&conn).map(|u| u.room.clone()) else {
+        let Some(room_name) = self.room_of(conn) else {
             return;
         };
         let (messages, missing) = self.store().history(&room_name, None, HISTORY_LEN);
@@ -367,7 +338,7 @@ impl Chat {
         body: &Map<String, Value>,
     ) -> Result<(), ErrorReply> {
         let room = match body.get("room") {
-            None | Some(Value::Null) => self.users[&conn].room.clone(),
+            None | Some(Value::Null) => self.room_of(conn).unwrap_or_default(),
             Some(Value::String(r)) => valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?,
             Some(_) => return Err(ErrorReply::new("bad_command", "\"room\" must be a string")),
         };
@@ -389,15 +360,13 @@ impl Chat {
     }
 
     /// Send what `conn` missed since `since`: its room's messages and its
-    /// private messages, in order, then (being the hub) the live stream
-    /// follows with nothing in between.
+    /// user's private messages, in order, then (being the hub) the live
+    /// stream follows with nothing in between.
     fn resume(&self, ctx: &mut Ctx, conn: ConnId, since: u64) {
-        let Some(user) = self.users.get(&conn) else {
+        let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
             return;
         };
-        let (messages, missing) = self
-            .store()
-            .since(&user.room, &digest_hex(&user.session), since);
+        let (messages, missing) = self.store().since(&user.room, &user.key(), since);
         let mut extra = vec![("since", Value::from(since))];
         extra.extend(completeness(missing));
         ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
@@ -422,48 +391,68 @@ impl Chat {
 
     fn chat(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
+        let Some(user) = self.user_of(conn) else {
+            return Ok(());
+        };
         let id = self.take_id();
-        let room_name = self.users[&conn].room.clone();
+        let room_name = self
+            .ids
+            .get(user)
+            .map(|u| u.room.clone())
+            .unwrap_or_default();
         let msg: Arc<str> = ordered! {
             "type": "chat", "id": id, "room": room_name,
-            "user": self.user_ref(conn), "text": text, "time": now_ms(),
+            "user": self.user_ref(user), "text": text, "time": now_ms(),
         }
         .into();
         let frame = Ctx::json_frame(&msg);
         self.store().append_message(&msg);
         if let Some(room) = self.rooms.get(&room_name) {
-            ctx.publish(id, Some(conn), room.members.iter().copied(), &frame);
+            ctx.publish(id, Some(conn), room.conns.iter().copied(), &frame);
         }
         Ok(())
     }
 
     fn rename(&mut self, ctx: &mut Ctx, conn: ConnId, wanted: &str) -> Result<(), ErrorReply> {
-        let wanted = valid_name(wanted).map_err(|m| ErrorReply::new("bad_name", m))?;
-        let name = self.unique_name(&wanted, conn);
-        let Some(user) = self.users.get_mut(&conn) else {
+        let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
-        if user.name == name {
-            return Ok(());
+        let wanted = valid_name(wanted).map_err(|m| ErrorReply::new("bad_name", m))?;
+        if self.ids.get(user).is_some_and(|u| u.name_fixed) {
+            return Err(ErrorReply::new(
+                "bad_name",
+                "your name comes from the site you signed in with",
+            ));
         }
-        let old = std::mem::replace(&mut user.name, name.clone());
-        let room_name = user.room.clone();
-        self.names.remove(&old.to_lowercase());
-        self.names.insert(name.to_lowercase(), conn);
+        let Some(old) = self.ids.rename(user, &wanted) else {
+            return Ok(());
+        };
+        let room_name = self
+            .ids
+            .get(user)
+            .map(|u| u.room.clone())
+            .unwrap_or_default();
+        let id = self.take_id();
+        let time = now_ms();
+        let record = ordered! {"type": "renamed", "id": id, "user": self.user_ref(user), "old": old, "time": time};
+        self.store().append(&record);
         let msg = ordered! {
-            "type": "rename", "room": room_name, "user": self.user_ref(conn),
-            "old": old, "time": now_ms(),
+            "type": "rename", "room": room_name, "user": self.user_ref(user),
+            "old": old, "time": time,
         };
         if let Some(room) = self.rooms.get(&room_name) {
-            ctx.broadcast(room.members.iter().copied(), &Ctx::json_frame(&msg));
+            ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
         Ok(())
     }
 
     fn join(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+        let Some(user) = self.user_of(conn) else {
+            return Ok(());
+        };
         let room = valid_name(room)
             .map_err(|m| ErrorReply::new("bad_room", m.replace("name", "room name")))?;
-        if self.users[&conn].room == room {
+        if self.room_of(conn).as_deref() == Some(room.as_str()) {
             self.send_users(ctx, conn, 0);
             self.send_history(ctx, conn);
             return Ok(());
@@ -477,8 +466,8 @@ impl Chat {
                 ),
             ));
         }
-        self.leave_room(conn);
-        self.enter_room(ctx, conn, &room);
+        self.leave_room(user);
+        self.enter_room(ctx, user, &room, None);
         Ok(())
     }
 
@@ -486,37 +475,43 @@ impl Chat {
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
-        to: u64,
+        to: UserId,
         text: String,
     ) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
-        if !self.users.contains_key(&to) {
+        let Some(from) = self.user_of(conn) else {
+            return Ok(());
+        };
+        if self.ids.get(to).is_none() {
             return Err(ErrorReply::new(
                 "unknown_user",
-                format!("no user with id {to} is connected"),
+                format!("no user with id {to}"),
             ));
         }
         let id = self.take_id();
         let msg = ordered! {
-            "type": "private", "id": id, "from": self.user_ref(conn), "to": self.user_ref(to),
+            "type": "private", "id": id, "from": self.user_ref(from), "to": self.user_ref(to),
             "text": text, "time": now_ms(),
         };
-        // The store keeps private messages under session keys (digests),
-        // never the tokens themselves.
-        let (from_session, to_session) = (
-            digest_hex(&self.users[&conn].session),
-            digest_hex(&self.users[&to].session),
-        );
-        self.store()
-            .append_private(&msg, &from_session, &to_session);
+        // Kept under both users' keys: their ids, never names or tokens.
+        let (from_key, to_key) = (identity::key(from), identity::key(to));
+        self.store().append_private(&msg, &from_key, &to_key);
         let frame = Ctx::json_frame(&msg);
-        let to = if to == conn { vec![to] } else { vec![to, conn] };
-        ctx.publish(id, Some(conn), to, &frame);
+        let mut recipients = self.conns_of(to);
+        if to != from {
+            recipients.extend(self.conns_of(from));
+        }
+        // Sent to every connection of both; a recipient who is offline
+        // gets it on connecting (it is in the log, under its key).
+        ctx.publish(id, Some(conn), recipients, &frame);
         Ok(())
     }
 
     fn typing(&mut self, ctx: &mut Ctx, conn: ConnId, active: bool) {
-        let Some(user) = self.users.get_mut(&conn) else {
+        let Some(id) = self.user_of(conn) else {
+            return;
+        };
+        let Some(user) = self.ids.get_mut(id) else {
             return;
         };
         let now = Instant::now();
@@ -529,11 +524,262 @@ impl Chat {
         }
         user.last_typing = if active { Some(now) } else { None };
         let room_name = user.room.clone();
-        let msg = ordered! {"type": "typing", "room": room_name, "user": self.user_ref(conn), "active": active};
+        let mine: Vec<ConnId> = user.conns.iter().copied().collect();
+        let msg = ordered! {"type": "typing", "room": room_name, "user": self.user_ref(id), "active": active};
         if let Some(room) = self.rooms.get(&room_name) {
             let frame = Ctx::json_frame(&msg);
-            ctx.broadcast(room.members.iter().copied().filter(|&m| m != conn), &frame);
+            ctx.broadcast(
+                room.conns.iter().copied().filter(|c| !mine.contains(c)),
+                &frame,
+            );
         }
+    }
+
+    /// Who a new connection says it is: `?token=` (verified, or refused),
+    /// else its `?session=`.
+    fn presented(&self, info: &ConnInfo) -> Result<Presented, crate::auth::Refusal> {
+        match info.request.query_param("token") {
+            Some(token) => self.verify(&token).map(Presented::Verified),
+            None => Ok(Presented::Anonymous(info.request.query_param("session"))),
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<crate::auth::Claims, crate::auth::Refusal> {
+        crate::auth::verify(token, &self.config.jwt_secrets, now_ms() / 1000)
+    }
+
+    /// Refuse `conn` with 4001 and the token's fault.
+    fn refuse(ctx: &mut Ctx, conn: ConnId, why: crate::auth::Refusal) {
+        ctx.close(conn, CLOSE_UNAUTHORIZED, why.reason());
+    }
+
+    /// Bring connection `conn` in as the user it presented: welcome, room,
+    /// history or resume, and what was sent privately while it was away.
+    fn arrive(&mut self, ctx: &mut Ctx, conn: ConnId, presented: Presented, asked: Asked) {
+        let (user, session) = match presented {
+            Presented::Verified(claims) => {
+                let user = self
+                    .ids
+                    .verified(&claims, asked.name.as_deref(), &self.store);
+                (user, None)
+            }
+            Presented::Anonymous(token) => {
+                let (user, token) = self
+                    .ids
+                    .anonymous(token, asked.name.as_deref(), &self.store);
+                (user, Some(token))
+            }
+        };
+        if let Some(until) = self.ids.banned(user, now_ms()) {
+            let minutes = until.saturating_sub(now_ms()).div_ceil(60_000);
+            ctx.close(
+                conn,
+                CLOSE_FORBIDDEN,
+                &format!("banned for {minutes} more minutes"),
+            );
+            return;
+        }
+        if let Some(Err(why)) = asked.name.as_deref().map(valid_name) {
+            Chat::error(ctx, conn, ErrorReply::new("bad_name", why));
+        }
+        let was_online = self.ids.get(user).is_some_and(|u| !u.conns.is_empty());
+        self.conns.insert(conn, user);
+        if let Some(u) = self.ids.get_mut(user) {
+            u.conns.insert(conn);
+        }
+        self.ids.touch(user, now_ms());
+        // `?room=` enters a room at once (a reconnecting page goes back to
+        // where it was); otherwise the user's own room, kept across
+        // reconnects; `?since=` resumes after the last message seen.
+        let current = self.ids.get(user).map(|u| u.room.clone());
+        let room = match asked.room.as_deref().map(valid_name) {
+            Some(Ok(room))
+                if self.rooms.contains_key(&room) || self.rooms.len() < self.config.max_rooms =>
+            {
+                room
+            }
+            Some(Ok(_)) => {
+                Chat::error(
+                    ctx,
+                    conn,
+                    ErrorReply::new(
+                        "room_limit",
+                        "the server has its limit of rooms; you are in the lobby",
+                    ),
+                );
+                LOBBY.to_string()
+            }
+            Some(Err(why)) => {
+                Chat::error(ctx, conn, ErrorReply::new("bad_room", why));
+                LOBBY.to_string()
+            }
+            None => current
+                .clone()
+                .filter(|r| self.rooms.contains_key(r) || self.rooms.len() < self.config.max_rooms)
+                .unwrap_or_else(|| LOBBY.to_string()),
+        };
+        let me = self.ids.get(user);
+        let mut welcome = Object::new()
+            .field("type", "welcome")
+            .field("user", self.ids.user_ref_full(user))
+            .field("room", &room);
+        if let Some(session) = &session {
+            welcome = welcome.field("session", session);
+        }
+        let welcome = welcome
+            .field("server", concat!("wschat ", env!("CARGO_PKG_VERSION")))
+            .finish();
+        let pending_since = me.map_or(0, |u| u.left_at);
+        ctx.send_json(conn, &welcome);
+        let resume = asked.since.map(|since| (conn, since));
+        if was_online && current.as_deref() == Some(room.as_str()) {
+            // Another tab of someone already here: only this connection
+            // needs the room; nobody is told of a join.
+            if let Some(r) = self.rooms.get_mut(&room) {
+                r.conns.insert(conn);
+            }
+            self.send_users(ctx, conn, 0);
+            match resume {
+                Some((_, since)) => self.resume(ctx, conn, since),
+                None => self.send_history(ctx, conn),
+            }
+        } else {
+            if was_online {
+                self.leave_room(user);
+            }
+            self.enter_room(ctx, user, &room, resume);
+        }
+        // What was sent privately while the user was away (a resume has
+        // them already).
+        if !was_online && asked.since.is_none() && pending_since > 0 {
+            let missed = self
+                .store()
+                .privates_since(&identity::key(user), pending_since);
+            for json in missed {
+                ctx.send_json(conn, &json);
+            }
+        }
+    }
+
+    /// A connection's first message under `--auth required`, or an `auth`
+    /// command: sign in with a token.
+    fn auth(&mut self, ctx: &mut Ctx, conn: ConnId, token: &str) {
+        let claims = match self.verify(token) {
+            Ok(claims) => claims,
+            Err(why) => return Chat::refuse(ctx, conn, why),
+        };
+        if let Some(asked) = self.waiting.remove(&conn) {
+            return self.arrive(ctx, conn, Presented::Verified(claims), asked);
+        }
+        // Signed in after arriving anonymously: the connection becomes the
+        // verified user (a new welcome says so).
+        let Some(old) = self.user_of(conn) else {
+            return;
+        };
+        let room = self.ids.get(old).map(|u| u.room.clone());
+        self.depart(conn);
+        let asked = Asked {
+            name: None,
+            room,
+            since: None,
+            at: Instant::now(),
+        };
+        self.arrive(ctx, conn, Presented::Verified(claims), asked);
+    }
+
+    /// `conn` goes: its user leaves the room when it was the user's last
+    /// connection.
+    fn depart(&mut self, conn: ConnId) {
+        let Some(user) = self.conns.remove(&conn) else {
+            return;
+        };
+        let last = match self.ids.get_mut(user) {
+            Some(u) => {
+                u.conns.remove(&conn);
+                u.conns.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            self.leave_room(user);
+        } else if let Some(room) = self.ids.get(user).and_then(|u| self.rooms.get_mut(&u.room)) {
+            room.conns.remove(&conn);
+        }
+        self.ids.touch(user, now_ms());
+    }
+
+    /// Moderation by an administrator (a verified user whose token says
+    /// `"role":"admin"`); anyone else gets `forbidden`.
+    fn moderate(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        command: Command,
+    ) -> Result<(), ErrorReply> {
+        let admin = self
+            .user_of(conn)
+            .and_then(|u| self.ids.get(u))
+            .is_some_and(|u| u.admin);
+        if !admin {
+            return Err(ErrorReply::new(
+                "forbidden",
+                "only an administrator (a token with \"role\":\"admin\") may do that",
+            ));
+        }
+        match command {
+            Command::Kick { user } => self.kick(ctx, user, "kicked by an administrator"),
+            Command::Ban { user, minutes } => self.ban(ctx, user, minutes),
+            Command::Delete { id } => self.delete(ctx, id),
+            _ => Ok(()),
+        }
+    }
+
+    /// Close every connection of `user` with 4003.
+    pub fn kick(&mut self, ctx: &mut Ctx, user: UserId, reason: &str) -> Result<(), ErrorReply> {
+        if self.ids.get(user).is_none() {
+            return Err(ErrorReply::new(
+                "unknown_user",
+                format!("no user with id {user}"),
+            ));
+        }
+        for conn in self.conns_of(user) {
+            ctx.close(conn, CLOSE_FORBIDDEN, reason);
+        }
+        Ok(())
+    }
+
+    /// Ban `user` (its `sub`, or its session) for `minutes`, and close its
+    /// connections.
+    pub fn ban(&mut self, ctx: &mut Ctx, user: UserId, minutes: u64) -> Result<(), ErrorReply> {
+        let minutes = minutes.clamp(1, MAX_BAN_MINUTES);
+        let until = now_ms() + minutes * 60_000;
+        if self.ids.get(user).is_none() {
+            return Err(ErrorReply::new(
+                "unknown_user",
+                format!("no user with id {user}"),
+            ));
+        }
+        let id = self.take_id();
+        if let Some(record) = self.ids.ban(user, id, until) {
+            self.store().append(&record);
+        }
+        self.kick(ctx, user, &format!("banned for {minutes} minutes"))
+    }
+
+    /// Delete message `id`: out of memory, history and resume for good (the
+    /// log keeps a tombstone), and its room is told.
+    pub fn delete(&mut self, ctx: &mut Ctx, id: u64) -> Result<(), ErrorReply> {
+        let Some(room) = self.store().delete(id) else {
+            return Err(ErrorReply::new(
+                "unknown_message",
+                format!("no message with id {id}"),
+            ));
+        };
+        let msg = ordered! {"type": "deleted", "id": id, "room": room};
+        if let Some(r) = self.rooms.get(&room) {
+            ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
+        }
+        Ok(())
     }
 }
 
@@ -587,66 +833,35 @@ pub fn valid_name(name: &str) -> Result<String, String> {
 
 impl App for Chat {
     fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
-        let asked = info.request.query_param("name");
-        let name = match asked.as_deref().map(valid_name) {
-            Some(Ok(name)) => self.unique_name(&name, conn),
-            Some(Err(why)) => {
-                Chat::error(ctx, conn, ErrorReply::new("bad_name", why));
-                self.auto_name()
-            }
-            None => self.auto_name(),
+        let q = |name: &str| info.request.query_param(name);
+        let asked = Asked {
+            name: q("name"),
+            room: q("room"),
+            since: q("since").and_then(|s| s.parse::<u64>().ok()),
+            at: Instant::now(),
         };
-        self.names.insert(name.to_lowercase(), conn);
-        let session = self.session(info.request.query_param("session"));
-        self.users.insert(
-            conn,
-            User {
-                name,
-                room: LOBBY.to_string(),
-                last_typing: None,
-                session,
-            },
-        );
-        // `?room=` enters a room at once (a reconnecting page goes back to
-        // where it was); `?since=` resumes after the last message seen.
-        let room = match info.request.query_param("room").as_deref().map(valid_name) {
-            Some(Ok(room))
-                if self.rooms.contains_key(&room) || self.rooms.len() < self.config.max_rooms =>
-            {
-                room
+        match self.presented(&info) {
+            Err(why) => Chat::refuse(ctx, conn, why),
+            Ok(Presented::Anonymous(_)) if self.config.auth == AuthMode::Required => {
+                // Its first message may still sign it in.
+                self.waiting.insert(conn, asked);
             }
-            Some(Ok(_)) => {
-                Chat::error(
-                    ctx,
-                    conn,
-                    ErrorReply::new(
-                        "room_limit",
-                        "the server has its limit of rooms; you are in the lobby",
-                    ),
-                );
-                LOBBY.to_string()
-            }
-            Some(Err(why)) => {
-                Chat::error(ctx, conn, ErrorReply::new("bad_room", why));
-                LOBBY.to_string()
-            }
-            None => LOBBY.to_string(),
-        };
-        let since = info
-            .request
-            .query_param("since")
-            .and_then(|s| s.parse::<u64>().ok());
-        let welcome = ordered! {
-            "type": "welcome", "user": self.user_ref(conn), "room": room,
-            "session": self.users[&conn].session,
-            "server": concat!("wschat ", env!("CARGO_PKG_VERSION")),
-        };
-        ctx.send_json(conn, &welcome);
-        self.enter_room_then(ctx, conn, &room, since);
+            Ok(presented) => self.arrive(ctx, conn, presented, asked),
+        }
     }
 
     fn text(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) {
-        if !self.users.contains_key(&conn) {
+        if self.waiting.contains_key(&conn) {
+            match command::parse(&text) {
+                Ok(Command::Auth { token }) => self.auth(ctx, conn, &token),
+                _ => {
+                    self.waiting.remove(&conn);
+                    Chat::refuse(ctx, conn, crate::auth::Refusal::Required);
+                }
+            }
+            return;
+        }
+        if !self.conns.contains_key(&conn) {
             return;
         }
         let result = match command::parse(&text) {
@@ -663,6 +878,13 @@ impl App for Chat {
             Ok(Command::Typing { active }) => {
                 self.typing(ctx, conn, active);
                 Ok(())
+            }
+            Ok(Command::Auth { token }) => {
+                self.auth(ctx, conn, &token);
+                Ok(())
+            }
+            Ok(c @ (Command::Kick { .. } | Command::Ban { .. } | Command::Delete { .. })) => {
+                self.moderate(ctx, conn, c)
             }
             Ok(Command::Other { kind, body }) if kind == "history" => {
                 self.history_page(ctx, conn, &body)
@@ -690,7 +912,7 @@ impl App for Chat {
     }
 
     fn binary(&mut self, ctx: &mut Ctx, conn: ConnId, data: Vec<u8>) {
-        let Some(user) = self.users.get(&conn) else {
+        let Some(room) = self.room_of(conn) else {
             return;
         };
         if data.len() > self.config.max_binary_bytes {
@@ -705,33 +927,41 @@ impl App for Chat {
             Chat::error(ctx, conn, e);
             return;
         }
-        if let Some(room) = self.rooms.get(&user.room) {
-            ctx.broadcast(room.members.iter().copied(), &Ctx::binary_frame(&data));
+        if let Some(room) = self.rooms.get(&room) {
+            ctx.broadcast(room.conns.iter().copied(), &Ctx::binary_frame(&data));
         }
     }
 
     fn closed(&mut self, _ctx: &mut Ctx, conn: ConnId) {
-        self.leave_room(conn);
-        if let Some(user) = self.users.remove(&conn) {
-            self.names.remove(&user.name.to_lowercase());
-            // Last used when its user left: the least recently seen go
-            // first when sessions must give way.
-            self.sessions.touch(&user.session);
-        }
+        self.waiting.remove(&conn);
+        self.depart(conn);
     }
 
-    fn tick(&mut self, _ctx: &mut Ctx) {
+    fn tick(&mut self, ctx: &mut Ctx) {
         self.store().trim();
-        self.sessions.trim();
+        self.ids.trim();
+        // Connections that were to sign in with their first message and
+        // did not.
+        let late: Vec<ConnId> = self
+            .waiting
+            .iter()
+            .filter(|(_, a)| a.at.elapsed() >= AUTH_TIMEOUT)
+            .map(|(&c, _)| c)
+            .collect();
+        for conn in late {
+            self.waiting.remove(&conn);
+            Chat::refuse(ctx, conn, crate::auth::Refusal::Required);
+        }
         if self.last_retention.elapsed() >= RETENTION_INTERVAL {
             self.last_retention = Instant::now();
+            self.ids.expire(now_ms());
             let mut store = self.store();
             store.apply_retention(std::time::SystemTime::now());
             log::info!("store: {} bytes on disk", store.disk_bytes());
         }
     }
 
-    /// The store's budget, which the chat's sessions and the desk share.
+    /// The store's budget, which the chat's identities and the desk share.
     fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
         Some(self.store().budget())
     }
@@ -758,7 +988,7 @@ impl App for Chat {
                     continue;
                 }
                 let msg = ordered! {"type": kind, "room": room_name, "users": users, "count": count, "time": time};
-                ctx.broadcast(room.members.iter().copied(), &Ctx::json_frame(&msg));
+                ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
             if room.members.is_empty() && room_name != LOBBY {
                 self.rooms.remove(&room_name);

@@ -96,7 +96,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     let peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
     let metrics = &shared.metrics;
     if !request.is_upgrade() {
-        log::debug!("{peer}: {} {}", request.method, request.target);
+        log::debug!("{peer}: {} {}", request.method, redacted(&request.target));
         let client_ip = client_ip(&peer);
         let (status, response) = plain_response(&request, shared, client_ip);
         metrics.count_response(status);
@@ -477,3 +477,26 @@ const WIDGET_JS: &str = include_str!("../web/widget.js");
 
 /// The frame inspector's page.
 const INSPECT_PAGE: &str = include_str!("../web/inspect.html");
+
+/// A request target fit for a log: the values of `token` and `session`
+/// (secrets that sign a user in) replaced by `…`.
+///
+/// ```
+/// use wschat::server::http::redacted;
+/// assert_eq!(redacted("/?name=a&token=eyJ.x.y&room=b"), "/?name=a&token=…&room=b");
+/// assert_eq!(redacted("/support?session=abc"), "/support?session=…");
+/// assert_eq!(redacted("/inspect"), "/inspect");
+/// ```
+pub fn redacted(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if matches!(key, "token" | "session") => format!("{key}=…"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}

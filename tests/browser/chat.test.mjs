@@ -221,3 +221,26 @@ test('earlier messages load above the recent ones', { timeout: 60_000 }, async (
   await page.waitForSelector('#messages li.older', { state: 'hidden' });
   await ctx.close();
 });
+
+test('after a reload your earlier messages are still yours, and you are the same user', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const ann = 'Reload-' + t, room = 'reload-' + t;
+  const page = await chatPage(browser, srv.url, ann, { room });
+  const first = await page.evaluate(() => localStorage.getItem('wschat.session'));
+  assert.ok(first && /^[0-9a-f]{32}$/.test(first), 'the session is kept for the next visit');
+  for (const n of [1, 2, 3]) {
+    await say(page, `mine ${n} ${t}`);
+    await waitMessage(page, `mine ${n} ${t}`);
+  }
+  await page.reload();
+  await page.waitForSelector('#status[data-state="open"]');
+  await waitText(page, '#roomName', room);
+  await waitMessage(page, `mine 3 ${t}`);
+  const mine = await page.$$eval('#messages li[data-id]', (lis) => lis.map((li) => li.classList.contains('mine')));
+  assert.deepEqual(mine, [true, true, true], 'every earlier message is on your side');
+  assert.equal(await page.evaluate(() => localStorage.getItem('wschat.session')), first, 'the same session');
+  // The member list shows the same name, once.
+  const names = await memberNames(page);
+  assert.equal(names.filter((n) => n === ann).length, 1, String(names));
+  await page.context().close();
+});

@@ -1,0 +1,529 @@
+//! Who the chat's users are, across connections and restarts.
+//!
+//! A user is an *identity*: created the first time someone connects without
+//! a known session (anonymous) or with a token for a `sub` never seen
+//! (verified), and written to the log as an `identity` record whose id is
+//! the user's id. What changes later is in the records the chat writes
+//! anyway: `joined` and `left` (the user's name and room, when last seen),
+//! `renamed`, and `ban`. At start [`Identities::load`] reads those back, so
+//! a session or a `sub` names the same user, with the same name and room,
+//! after a restart, until it has gone unused for `--session-ttl`.
+//!
+//! The log keeps a session's *digest* (SHA-1 of the token), never the
+//! token: only its holder can present it again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::auth::Claims;
+use crate::clock::now_ms;
+use crate::hub::ConnId;
+use crate::json::Object;
+use crate::memory::{Budget, Kept};
+use crate::store::{Store, digest_hex};
+
+use super::{LOBBY, MAX_NAME_CHARS, valid_name};
+
+/// A user's id: the id of its `identity` record, so unique for the life of
+/// the data directory.
+pub type UserId = u64;
+
+/// Most identities kept in memory (and within the sessions' share of the
+/// memory budget); the least recently seen offline ones go first.
+pub const MAX_IDENTITIES: usize = 100_000;
+
+/// What one identity costs in memory beyond its strings: the user record
+/// and its entries in the lookup maps.
+pub const IDENTITY_OVERHEAD: usize = 320;
+
+/// The key private messages are kept under for `user` (see
+/// [`Store::append_private`]): its id, never a name or a token.
+pub fn key(user: UserId) -> String {
+    format!("u{user}")
+}
+
+/// One identity.
+#[derive(Debug)]
+pub struct User {
+    /// Its id.
+    pub id: UserId,
+    /// Its display name, unique among the identities the chat knows.
+    pub name: String,
+    /// The room it is in, or was in when last seen.
+    pub room: String,
+    /// The digest of its session token (anonymous users).
+    pub session: Option<String>,
+    /// The site's id for it (verified users).
+    pub sub: Option<String>,
+    /// Its name comes from its token and cannot be changed here.
+    pub name_fixed: bool,
+    /// Its token says `"role":"admin"`.
+    pub admin: bool,
+    /// Its open connections.
+    pub conns: BTreeSet<ConnId>,
+    /// When it last sent a typing notice.
+    pub last_typing: Option<Instant>,
+    /// When it was last seen (a connection opening or closing), epoch ms.
+    pub last_seen: u64,
+    /// The id of the `left` record of its last departure: the private
+    /// messages after it are what it missed while away.
+    pub left_at: u64,
+    /// Bytes as the memory budget counted them.
+    bytes: usize,
+}
+
+impl User {
+    /// The key of its private messages.
+    pub fn key(&self) -> String {
+        key(self.id)
+    }
+
+    fn cost(&self) -> usize {
+        self.name.len()
+            + self.room.len()
+            + self.session.as_ref().map_or(0, String::len)
+            + self.sub.as_ref().map_or(0, String::len)
+            + IDENTITY_OVERHEAD
+    }
+}
+
+/// Every identity the chat knows, with the maps to find one by session,
+/// by `sub` and by name, least recently seen first out.
+#[derive(Debug)]
+pub struct Identities {
+    users: HashMap<UserId, User>,
+    by_session: HashMap<String, UserId>,
+    by_sub: HashMap<String, UserId>,
+    /// Lower-cased names in use, for uniqueness.
+    names: HashMap<String, UserId>,
+    /// Bans in force: by `sub:…` or `session:…`, until when (epoch ms).
+    bans: HashMap<String, u64>,
+    seen: BTreeMap<u64, UserId>,
+    seen_at: HashMap<UserId, u64>,
+    clock: u64,
+    next_auto_name: u64,
+    ttl: Duration,
+    budget: Arc<Budget>,
+}
+
+impl Identities {
+    /// The identities in `store`'s log that were seen within `ttl`.
+    pub fn load(store: &Store, ttl: Duration) -> Identities {
+        let mut ids = Identities {
+            users: HashMap::new(),
+            by_session: HashMap::new(),
+            by_sub: HashMap::new(),
+            names: HashMap::new(),
+            bans: HashMap::new(),
+            seen: BTreeMap::new(),
+            seen_at: HashMap::new(),
+            clock: 0,
+            next_auto_name: 1,
+            ttl,
+            budget: store.budget(),
+        };
+        let needles = [
+            "\"type\":\"identity\"",
+            "\"type\":\"joined\"",
+            "\"type\":\"left\"",
+            "\"type\":\"renamed\"",
+            "\"type\":\"ban\"",
+        ];
+        let mut found: BTreeMap<UserId, User> = BTreeMap::new();
+        store.replay(&needles, |v| {
+            let id = v["id"].as_u64().unwrap_or(0);
+            let time = v["time"].as_u64().unwrap_or(0);
+            let uid = match &v["user"] {
+                Value::Object(u) => u.get("id").and_then(Value::as_u64),
+                other => other.as_u64(),
+            };
+            let Some(uid) = uid else { return };
+            match v["type"].as_str().unwrap_or("") {
+                "identity" => {
+                    found.insert(
+                        uid,
+                        User {
+                            id: uid,
+                            name: String::new(),
+                            room: LOBBY.to_string(),
+                            session: v["session"].as_str().map(str::to_string),
+                            sub: v["sub"].as_str().map(str::to_string),
+                            name_fixed: false,
+                            admin: false,
+                            conns: BTreeSet::new(),
+                            last_typing: None,
+                            last_seen: time,
+                            left_at: 0,
+                            bytes: 0,
+                        },
+                    );
+                }
+                "ban" => {
+                    let until = v["until"].as_u64().unwrap_or(0);
+                    for key in ban_keys(v["sub"].as_str(), v["session"].as_str()) {
+                        ids.bans.insert(key, until);
+                    }
+                }
+                kind => {
+                    // Records of a user id before its identity record are
+                    // from before identities (user ids were connection ids).
+                    let Some(user) = found.get_mut(&uid) else {
+                        return;
+                    };
+                    if let Some(name) = v["user"]["name"].as_str() {
+                        user.name = name.to_string();
+                    }
+                    user.last_seen = user.last_seen.max(time);
+                    match kind {
+                        "joined" => user.room = v["room"].as_str().unwrap_or(LOBBY).to_string(),
+                        "left" => user.left_at = id,
+                        _ => {}
+                    }
+                }
+            }
+        });
+        let now = now_ms();
+        ids.bans.retain(|_, until| *until > now);
+        let mut found: Vec<User> = found.into_values().collect();
+        found.sort_by_key(|u| u.last_seen);
+        for mut user in found {
+            if user.last_seen.saturating_add(ttl.as_millis() as u64) < now {
+                continue;
+            }
+            if let Some(n) = user
+                .name
+                .strip_prefix("用户")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                ids.next_auto_name = ids.next_auto_name.max(n + 1);
+            }
+            if user.name.is_empty() || ids.names.contains_key(&user.name.to_lowercase()) {
+                user.name = ids.auto_name();
+            }
+            let id = user.id;
+            ids.insert(user);
+            ids.clock += 1;
+            ids.seen.insert(ids.clock, id);
+            ids.seen_at.insert(id, ids.clock);
+        }
+        ids.trim();
+        ids
+    }
+
+    fn insert(&mut self, mut user: User) {
+        user.bytes = user.cost();
+        self.budget.add(Kept::Sessions, user.bytes);
+        self.names.insert(user.name.to_lowercase(), user.id);
+        if let Some(s) = &user.session {
+            self.by_session.insert(s.clone(), user.id);
+        }
+        if let Some(s) = &user.sub {
+            self.by_sub.insert(s.clone(), user.id);
+        }
+        self.users.insert(user.id, user);
+    }
+
+    /// The user with id `id`.
+    pub fn get(&self, id: UserId) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    /// The user with id `id`, to change.
+    pub fn get_mut(&mut self, id: UserId) -> Option<&mut User> {
+        self.users.get_mut(&id)
+    }
+
+    /// `{"id","name"}`: how messages name a user.
+    pub fn user_ref(&self, id: UserId) -> Value {
+        let name = self.users.get(&id).map_or("", |u| u.name.as_str());
+        json!({"id": id, "name": name})
+    }
+
+    /// `{"id","name"}`, and for a verified user `"sub"` and
+    /// `"verified":true`: how `welcome` names its user.
+    pub fn user_ref_full(&self, id: UserId) -> Value {
+        let mut v = self.user_ref(id);
+        if let Some(sub) = self.users.get(&id).and_then(|u| u.sub.as_ref()) {
+            v["sub"] = json!(sub);
+            v["verified"] = json!(true);
+        }
+        v
+    }
+
+    /// A name nobody else has: `wanted`, or `wanted2`, `wanted3`, …
+    fn unique_name(&self, wanted: &str, me: UserId) -> String {
+        let free = |name: &str| {
+            self.names
+                .get(&name.to_lowercase())
+                .is_none_or(|&owner| owner == me)
+        };
+        if free(wanted) {
+            return wanted.to_string();
+        }
+        (2u64..)
+            .map(|n| {
+                let suffix = n.to_string();
+                let base: String = wanted
+                    .chars()
+                    .take(MAX_NAME_CHARS - suffix.chars().count())
+                    .collect();
+                format!("{base}{suffix}")
+            })
+            .find(|candidate| free(candidate))
+            .unwrap_or_else(|| format!("用户{me}"))
+    }
+
+    fn auto_name(&mut self) -> String {
+        loop {
+            let name = format!("用户{}", self.next_auto_name);
+            self.next_auto_name += 1;
+            if !self.names.contains_key(&name.to_lowercase()) {
+                return name;
+            }
+        }
+    }
+
+    /// Give `id` the name `wanted` (or the nearest free one). Returns the
+    /// old name if it changed.
+    pub fn rename(&mut self, id: UserId, wanted: &str) -> Option<String> {
+        let name = self.unique_name(wanted, id);
+        let user = self.users.get_mut(&id)?;
+        if user.name == name {
+            return None;
+        }
+        let old = std::mem::replace(&mut user.name, name.clone());
+        let bytes = user.cost();
+        self.budget.sub(Kept::Sessions, user.bytes);
+        self.budget.add(Kept::Sessions, bytes);
+        user.bytes = bytes;
+        self.names.remove(&old.to_lowercase());
+        self.names.insert(name.to_lowercase(), id);
+        Some(old)
+    }
+
+    fn create(
+        &mut self,
+        store: &Mutex<Store>,
+        name: String,
+        session: Option<String>,
+        sub: Option<String>,
+    ) -> UserId {
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let id = store.take_id();
+        let mut record = Object::new()
+            .field("type", "identity")
+            .field("id", id)
+            .field("user", id);
+        if let Some(s) = &session {
+            record = record.field("session", s);
+        }
+        if let Some(s) = &sub {
+            record = record.field("sub", s);
+        }
+        store.append(&record.field("time", now_ms()).finish());
+        drop(store);
+        self.insert(User {
+            id,
+            name,
+            room: LOBBY.to_string(),
+            session,
+            sub,
+            name_fixed: false,
+            admin: false,
+            conns: BTreeSet::new(),
+            last_typing: None,
+            last_seen: now_ms(),
+            left_at: 0,
+            bytes: 0,
+        });
+        id
+    }
+
+    /// The user of session `token`, or a new anonymous user (with a new
+    /// session) when the token is missing, unknown or expired. Returns the
+    /// user and its session token. `asked` is the name the connection asked
+    /// for (`?name=`), taken if it is valid and free.
+    pub fn anonymous(
+        &mut self,
+        token: Option<String>,
+        asked: Option<&str>,
+        store: &Mutex<Store>,
+    ) -> (UserId, String) {
+        let asked = asked.and_then(|n| valid_name(n).ok());
+        if let Some(token) = token
+            && let Some(&id) = self.by_session.get(&digest_hex(&token))
+        {
+            if let Some(name) = asked {
+                self.rename(id, &name);
+            }
+            return (id, token);
+        }
+        let token: String = crate::random::random_16()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let name = match asked {
+            Some(name) => self.unique_name(&name, 0),
+            None => self.auto_name(),
+        };
+        let id = self.create(store, name, Some(digest_hex(&token)), None);
+        (id, token)
+    }
+
+    /// The user of a verified token: the same for every token with this
+    /// `sub`, created the first time. The token's `name`, if any, is the
+    /// user's name and cannot be taken by anyone else; its role makes it an
+    /// administrator or not.
+    pub fn verified(
+        &mut self,
+        claims: &Claims,
+        asked: Option<&str>,
+        store: &Mutex<Store>,
+    ) -> UserId {
+        let id = match self.by_sub.get(&claims.sub) {
+            Some(&id) => id,
+            None => {
+                let name = match asked.and_then(|n| valid_name(n).ok()) {
+                    Some(name) => self.unique_name(&name, 0),
+                    None => self.auto_name(),
+                };
+                self.create(store, name, None, Some(claims.sub.clone()))
+            }
+        };
+        if let Some(name) = claims.name.as_deref().and_then(|n| valid_name(n).ok()) {
+            // The site's name wins: whoever else holds it moves aside.
+            if let Some(&holder) = self.names.get(&name.to_lowercase())
+                && holder != id
+                && self.users.get(&holder).is_some_and(|u| !u.name_fixed)
+            {
+                self.names.remove(&name.to_lowercase());
+                let other = self.unique_name(&name, holder);
+                if let Some(u) = self.users.get_mut(&holder) {
+                    u.name = other.clone();
+                }
+                self.names.insert(other.to_lowercase(), holder);
+            }
+            self.rename(id, &name);
+            if let Some(u) = self.users.get_mut(&id) {
+                u.name_fixed = true;
+            }
+        }
+        if let Some(u) = self.users.get_mut(&id) {
+            u.admin = claims.admin;
+        }
+        id
+    }
+
+    /// `id` was just seen (a connection opened or closed).
+    pub fn touch(&mut self, id: UserId, now: u64) {
+        let Some(user) = self.users.get_mut(&id) else {
+            return;
+        };
+        user.last_seen = now;
+        self.clock += 1;
+        if let Some(old) = self.seen_at.insert(id, self.clock) {
+            self.seen.remove(&old);
+        }
+        self.seen.insert(self.clock, id);
+        self.trim();
+    }
+
+    /// Forget the least recently seen offline identities while there are
+    /// more than [`MAX_IDENTITIES`] or they are over their share of the
+    /// memory budget. A forgotten session is a new user when it comes back.
+    pub fn trim(&mut self) {
+        let mut evicted = 0;
+        while self.users.len() > MAX_IDENTITIES || self.budget.must_evict(Kept::Sessions) {
+            let oldest = self
+                .seen
+                .iter()
+                .find(|(_, id)| self.users.get(id).is_some_and(|u| u.conns.is_empty()))
+                .map(|(&at, &id)| (at, id));
+            let Some((_, id)) = oldest else { break };
+            self.forget(id);
+            evicted += 1;
+        }
+        if evicted > 0 {
+            self.budget.evicted(Kept::Sessions, evicted);
+        }
+    }
+
+    fn forget(&mut self, id: UserId) {
+        let Some(user) = self.users.remove(&id) else {
+            return;
+        };
+        self.budget.sub(Kept::Sessions, user.bytes);
+        if let Some(at) = self.seen_at.remove(&id) {
+            self.seen.remove(&at);
+        }
+        self.names.remove(&user.name.to_lowercase());
+        if let Some(s) = &user.session {
+            self.by_session.remove(s);
+        }
+        if let Some(s) = &user.sub {
+            self.by_sub.remove(s);
+        }
+    }
+
+    /// Forget offline identities not seen for the session TTL, and bans
+    /// that have ended.
+    pub fn expire(&mut self, now: u64) {
+        let ttl = self.ttl.as_millis() as u64;
+        let old: Vec<UserId> = self
+            .users
+            .values()
+            .filter(|u| u.conns.is_empty() && u.last_seen.saturating_add(ttl) < now)
+            .map(|u| u.id)
+            .collect();
+        for id in old {
+            self.forget(id);
+        }
+        self.bans.retain(|_, until| *until > now);
+    }
+
+    /// Until when `id` is banned (epoch ms), if it is.
+    pub fn banned(&self, id: UserId, now: u64) -> Option<u64> {
+        let user = self.users.get(&id)?;
+        ban_keys(user.sub.as_deref(), user.session.as_deref())
+            .iter()
+            .filter_map(|k| self.bans.get(k).copied())
+            .filter(|&until| until > now)
+            .max()
+    }
+
+    /// Ban `id` until `until` (epoch ms); returns its `ban` record (with
+    /// id `record`) for the log, or `None` for an unknown user.
+    pub fn ban(&mut self, id: UserId, record: u64, until: u64) -> Option<String> {
+        let user = self.users.get(&id)?;
+        let (sub, session) = (user.sub.clone(), user.session.clone());
+        for key in ban_keys(sub.as_deref(), session.as_deref()) {
+            self.bans.insert(key, until);
+        }
+        let mut json = Object::new()
+            .field("type", "ban")
+            .field("id", record)
+            .field("user", id);
+        if let Some(s) = &sub {
+            json = json.field("sub", s);
+        }
+        if let Some(s) = &session {
+            json = json.field("session", s);
+        }
+        Some(json.field("until", until).field("time", now_ms()).finish())
+    }
+}
+
+/// What a ban is kept under: the user's `sub`, or its session's digest.
+fn ban_keys(sub: Option<&str>, session: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(s) = sub {
+        keys.push(format!("sub:{s}"));
+    }
+    if let Some(s) = session {
+        keys.push(format!("session:{s}"));
+    }
+    keys
+}
