@@ -8,9 +8,15 @@
 //! * [`client`] — `client::connect("ws://…")`.
 //! * [`server`] — the listener, the connection threads, the endpoints.
 //! * [`apps`] — the chat and the desk as `Server::bind` mounts them.
+//! * [`hub`] — the thread that owns the state and runs an [`hub::App`];
+//!   the write side of each connection.
 //! * [`config`] — every limit, with its flag and environment variable.
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
 //! * [`json`] — JSON objects written with their fields in order.
+//! * [`sys`] — platform code: every `libc` call and the inline assembly,
+//!   the one place besides `ws::mask` where `unsafe` is allowed.
+//!
+//! docs/architecture.md ("Layers") shows which module may use which.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

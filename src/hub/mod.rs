@@ -50,7 +50,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
 use metrics::Metrics;
-use peer::{Bytes, Delivery, Peer};
+use peer::{Delivery, Peer, PreparedFrame};
 
 /// Most events handled in one turn before [`App::turn_end`] runs.
 pub const MAX_TURN_EVENTS: usize = 1024;
@@ -141,8 +141,8 @@ pub const UNAVAILABLE: &str = r#"{"type":"error","code":"unavailable","message":
 /// Something to do once the turn's records are stored.
 #[derive(Debug)]
 enum Out {
-    One(ConnId, Bytes),
-    Many(Vec<ConnId>, Bytes),
+    One(ConnId, PreparedFrame),
+    Many(Vec<ConnId>, PreparedFrame),
     Close(ConnId, CloseCode, String),
 }
 
@@ -173,7 +173,7 @@ impl Ctx {
     }
 
     /// Encode a text message once, as a server frame, for sending to many.
-    pub fn text_frame(text: &str) -> Bytes {
+    pub fn text_frame(text: &str) -> PreparedFrame {
         let mut out = Vec::with_capacity(text.len() + 4);
         crate::ws::frame::encode_frame(
             &mut out,
@@ -197,7 +197,7 @@ impl Ctx {
     /// let frame = Ctx::json_frame(r#"{"text":"<b>&"}"#);
     /// assert_eq!(&frame[2..], br#"{"text":"\u003cb\u003e\u0026"}"#);
     /// ```
-    pub fn json_frame(json: &str) -> Bytes {
+    pub fn json_frame(json: &str) -> PreparedFrame {
         if !json.contains(['<', '>', '&']) {
             return Ctx::text_frame(json);
         }
@@ -219,7 +219,7 @@ impl Ctx {
     }
 
     /// Encode a binary message once, as a server frame.
-    pub fn binary_frame(data: &[u8]) -> Bytes {
+    pub fn binary_frame(data: &[u8]) -> PreparedFrame {
         let mut out = Vec::with_capacity(data.len() + 10);
         crate::ws::frame::encode_frame(&mut out, true, crate::ws::OpCode::Binary, data, None);
         out.into()
@@ -231,7 +231,7 @@ impl Ctx {
     }
 
     /// Send an encoded frame to one connection. Returns whether it is open.
-    pub fn send_frame(&mut self, conn: ConnId, frame: &Bytes) -> bool {
+    pub fn send_frame(&mut self, conn: ConnId, frame: &PreparedFrame) -> bool {
         let open = self.peers.contains_key(&conn);
         if open {
             self.queue.push(Out::One(conn, frame.clone()));
@@ -245,7 +245,7 @@ impl Ctx {
     }
 
     /// Send the same encoded frame to every connection in `conns`.
-    pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) {
+    pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &PreparedFrame) {
         let conns: Vec<ConnId> = conns.into_iter().collect();
         if !conns.is_empty() {
             self.queue.push(Out::Many(conns, frame.clone()));
@@ -262,7 +262,7 @@ impl Ctx {
         id: u64,
         sender: Option<ConnId>,
         conns: impl IntoIterator<Item = ConnId>,
-        frame: &Bytes,
+        frame: &PreparedFrame,
     ) {
         let conns: Vec<ConnId> = conns.into_iter().collect();
         self.published.push((self.queue.len(), id, sender));
@@ -359,7 +359,7 @@ impl Ctx {
                     Out::Close(conn, code, reason) => add(conn, Item::Close(code, reason)),
                 }
             }
-            let mut frames: Vec<Bytes> = Vec::new();
+            let mut frames: Vec<PreparedFrame> = Vec::new();
             for conn in order {
                 let Some(peer) = self.peers.get(&conn) else {
                     continue;
@@ -383,7 +383,7 @@ impl Ctx {
             .fetch_add(delivered as u64, Ordering::Relaxed);
     }
 
-    fn send_now(&self, conn: ConnId, frame: &Bytes) -> usize {
+    fn send_now(&self, conn: ConnId, frame: &PreparedFrame) -> usize {
         self.peers.get(&conn).map_or(0, |peer| {
             usize::from(matches!(
                 peer.send(frame),
@@ -395,7 +395,7 @@ impl Ctx {
 
 /// When every send of a turn is a broadcast to the same connections, in
 /// the same order: those connections, and the turn's frames in order.
-fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Bytes>)> {
+fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<PreparedFrame>)> {
     let Some(Out::Many(first, _)) = queue.first() else {
         return None;
     };
@@ -411,7 +411,7 @@ fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Bytes>)> {
 
 /// One connection's share of a turn.
 enum Item {
-    Frame(Bytes),
+    Frame(PreparedFrame),
     Close(CloseCode, String),
 }
 

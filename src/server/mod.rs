@@ -100,6 +100,37 @@ impl Server {
     /// application with `build` and start the hub thread that runs it.
     /// [`Server::bind`] (in `src/apps.rs`) does this with wschat's own
     /// applications, the chat and the support desk.
+    ///
+    /// The first seed's nodejs-websocket broadcast demo, every text to
+    /// every connection, on `/`:
+    ///
+    /// ```
+    /// use wschat::hub::{App, ConnId, ConnInfo, Ctx};
+    /// use wschat::server::{Server, ServerConfig};
+    /// use wschat::ws::Message;
+    ///
+    /// struct Broadcast;
+    /// impl App for Broadcast {
+    ///     fn opened(&mut self, _: &mut Ctx, _: ConnId, _: ConnInfo) {}
+    ///     fn text(&mut self, ctx: &mut Ctx, _: ConnId, text: String) {
+    ///         let everyone: Vec<ConnId> = ctx.connections().collect();
+    ///         ctx.broadcast(everyone, &Ctx::text_frame(&text));
+    ///     }
+    ///     fn closed(&mut self, _: &mut Ctx, _: ConnId) {}
+    /// }
+    ///
+    /// let config = ServerConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
+    /// let server = Server::bind_with(config, || Ok(Broadcast)).unwrap().spawn().unwrap();
+    /// let url = format!("ws://{}/", server.addr());
+    /// let mut alice = wschat::client::connect(&url).unwrap();
+    /// let mut bob = wschat::client::connect(&url).unwrap();
+    /// bob.send(Message::Text("hi".into())).unwrap();
+    /// assert_eq!(bob.read_message().unwrap(), Message::Text("hi".into())); // bob is in
+    /// alice.send(Message::Text("hello".into())).unwrap();
+    /// assert_eq!(bob.read_message().unwrap(), Message::Text("hello".into()));
+    /// drop((alice, bob));
+    /// server.stop();
+    /// ```
     pub fn bind_with<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
     where
         A: App + Send + 'static,

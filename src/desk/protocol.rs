@@ -1,0 +1,575 @@
+//! The desk's protocol: what visitors and agents send and are sent, agent
+//! sign-in and accounts, transfers (docs/customer-service.md).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::model::{Agent, Conversation, ConversationState, Participant, Session};
+use super::{AUTH_FAILED, Desk, MAX_NOTE_CHARS, RATINGS, agents};
+use crate::chat::valid_name;
+use crate::clock::now_ms;
+use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
+use crate::json::Object;
+use crate::ordered;
+
+pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
+    ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
+}
+
+/// A client's text as a command object: a JSON object with a `"type"`, or
+/// plain text, which is a `message`.
+pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        let mut body = Map::new();
+        body.insert("type".into(), "message".into());
+        body.insert("text".into(), text.into());
+        return Ok(body);
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(Value::Object(body)) if body.get("type").is_some_and(Value::is_string) => Ok(body),
+        Ok(_) => Err(ErrorReply::new(
+            "bad_command",
+            "a command is a JSON object with a \"type\"",
+        )),
+        Err(e) => Err(ErrorReply::new("bad_json", format!("not valid JSON: {e}"))),
+    }
+}
+
+impl Desk {
+    /// When `agents.json` changed since the last look, sign out every agent
+    /// whose account is gone (`wschat agent remove`): their consoles are
+    /// closed with 4001 and their conversations go back to the queue.
+    /// Called every tick: one `stat` of the file.
+    pub(super) fn check_accounts(&mut self, ctx: &mut Ctx) {
+        let Some(dir) = &self.config.data_dir else {
+            return;
+        };
+        let Ok(changed) =
+            std::fs::metadata(dir.join(agents::AGENTS_FILE)).and_then(|m| m.modified())
+        else {
+            return;
+        };
+        if self.accounts_changed.replace(changed) == Some(changed) {
+            return;
+        }
+        let accounts = match agents::load(dir) {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                return;
+            }
+        };
+        let exists = |name: &str| accounts.iter().any(|a| a.name.eq_ignore_ascii_case(name));
+        let removed: Vec<String> = self
+            .agents
+            .keys()
+            .filter(|name| !exists(name))
+            .cloned()
+            .collect();
+        for name in removed {
+            let consoles: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, role)| matches!(role, Participant::Agent(n) if *n == name))
+                .map(|(&conn, _)| conn)
+                .collect();
+            for conn in consoles {
+                self.conns.remove(&conn);
+                ctx.close(conn, AUTH_FAILED, "the agent account was removed");
+            }
+            let requeued = self.drop_agent(&name, "agent_removed");
+            log::info!(
+                "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
+            );
+        }
+    }
+
+    /// A conversation as an agent sees it, with its transcript, as a
+    /// message of type `kind` (`conversation`, or `assigned` with `extra`).
+    pub(super) fn conversation_json(
+        &self,
+        conv: &Conversation,
+        kind: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut v = Object::new()
+            .field("type", kind)
+            .field("conversation", conv.id)
+            .field("visitor", &conv.visitor)
+            .field("online", self.visitor_online(conv))
+            .field("opened", conv.opened)
+            .field("waiting_since", conv.queued_at);
+        for (k, x) in extra {
+            v = v.field(k, x);
+        }
+        if conv.earlier > 0 {
+            v = v.field("earlier", conv.earlier);
+        }
+        v.json_list("messages", &conv.messages).finish()
+    }
+
+    pub(super) fn agents_json(&self) -> String {
+        let list: Vec<String> = self
+            .agents
+            .iter()
+            .map(|(name, a)| {
+                let status = if a.conns.is_empty() {
+                    "offline"
+                } else if a.away {
+                    "away"
+                } else {
+                    "online"
+                };
+                ordered! {"name": name, "status": status, "load": self.load(name)}
+            })
+            .collect();
+        Object::new()
+            .field("type", "agents")
+            .field("capacity", self.config.capacity)
+            .json_list("agents", &list)
+            .finish()
+    }
+
+    pub(super) fn queue_json(&self) -> String {
+        let list: Vec<String> = self
+            .queue
+            .iter()
+            .filter_map(|id| self.conversations.get(id))
+            .map(|c| {
+                ordered! {
+                    "conversation": c.id, "visitor": c.visitor,
+                    "online": self.visitor_online(c), "waiting_since": c.queued_at,
+                    "messages": c.earlier + c.messages.len(),
+                }
+            })
+            .collect();
+        Object::new()
+            .field("type", "queue")
+            .json_list("queue", &list)
+            .finish()
+    }
+
+    pub(super) fn visitor_opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: &ConnInfo) {
+        let presented = info
+            .request
+            .query_param("session")
+            .filter(|t| !t.is_empty() && t.len() <= 128);
+        let (token, key) = match presented {
+            Some(t) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
+                let key = agents::digest_hex(&t);
+                (t, key)
+            }
+            _ => {
+                let t = agents::new_token();
+                let key = agents::digest_hex(&t);
+                (t, key)
+            }
+        };
+        let asked = info
+            .request
+            .query_param("name")
+            .and_then(|n| valid_name(&n).ok());
+        let fresh = !self.sessions.contains_key(&key);
+        let next = &mut self.next_visitor;
+        let session = self.sessions.entry(key.clone()).or_insert_with(|| {
+            let n = *next;
+            *next += 1;
+            Session {
+                name: format!("访客{n}"),
+                ..Session::default()
+            }
+        });
+        if let Some(name) = asked {
+            session.name = name;
+        }
+        let was_offline = session.conns.is_empty();
+        session.conns.insert(conn);
+        let name = session.name.clone();
+        let current = session.conversation;
+        self.conns.insert(conn, Participant::Visitor(key));
+        let welcome = ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current};
+        ctx.send_json(conn, &welcome);
+        let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
+            return;
+        };
+        let state = match &conv.state {
+            ConversationState::Queued => "queued",
+            ConversationState::Assigned(_) => "assigned",
+            ConversationState::Resolved => "resolved",
+        };
+        let mut head = Object::new()
+            .field("type", "transcript")
+            .field("conversation", conv.id)
+            .field("state", state);
+        if let ConversationState::Assigned(agent) = &conv.state {
+            head = head.field("agent", agent);
+        }
+        if conv.state == ConversationState::Resolved {
+            head = head.field("rating", conv.rating);
+        }
+        if conv.earlier > 0 {
+            head = head.field("earlier", conv.earlier);
+        }
+        ctx.send_json(conn, &head.json_list("messages", &conv.messages).finish());
+        match &conv.state {
+            ConversationState::Queued => {
+                if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
+                    let msg = ordered! {"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()};
+                    ctx.send_json(conn, &msg);
+                }
+                self.dirty = true;
+            }
+            ConversationState::Assigned(agent) if was_offline => {
+                let msg =
+                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": true};
+                ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn visitor_text(&mut self, ctx: &mut Ctx, conn: ConnId, key: String, text: String) {
+        let body = match parse(&text) {
+            Ok(body) => body,
+            Err(e) => {
+                ctx.send_json(conn, &e.to_json());
+                return;
+            }
+        };
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+        let current = self.sessions.get(&key).and_then(|s| s.conversation);
+        let open = current.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| c.state != ConversationState::Resolved)
+        });
+        match kind {
+            "message" => {
+                let Some(text) = self.message_text(ctx, conn, &body) else {
+                    return;
+                };
+                let cid = match open {
+                    Some(cid) => cid,
+                    None => {
+                        if self.queue.len() >= self.config.max_queue {
+                            return error(
+                                ctx,
+                                conn,
+                                "desk_full",
+                                "too many visitors are waiting; try again later",
+                            );
+                        }
+                        let cid = self.take_id();
+                        let name = self.sessions[&key].name.clone();
+                        let time = now_ms();
+                        self.record(ordered! {"type": "desk_opened", "id": cid, "conversation": cid, "session": key, "visitor": name, "time": time});
+                        self.open_conversation(cid, key.clone(), name, time);
+                        self.dirty = true;
+                        cid
+                    }
+                };
+                let name = self.sessions[&key].name.clone();
+                self.post(ctx, conn, cid, ("visitor", &name), &text);
+            }
+            "typing" => {
+                if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
+                    && let ConversationState::Assigned(agent) = &conv.state
+                {
+                    let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
+                    let msg = ordered! {"type": "typing", "conversation": conv.id, "from": "visitor", "active": active};
+                    ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
+                }
+            }
+            "rate" => {
+                let rating = body.get("rating").and_then(Value::as_u64);
+                let Some(cid) = current.filter(|c| {
+                    self.conversations.get(c).is_some_and(|c| {
+                        c.state == ConversationState::Resolved && c.rating.is_none()
+                    })
+                }) else {
+                    return error(
+                        ctx,
+                        conn,
+                        "not_resolved",
+                        "there is no resolved conversation to rate",
+                    );
+                };
+                let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
+                    return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
+                };
+                let id = self.take_id();
+                self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
+                if let Some(conv) = self.conversations.get_mut(&cid) {
+                    conv.rating = Some(rating);
+                }
+                let msg = ordered! {"type": "rated", "conversation": cid, "rating": rating};
+                let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
+                ctx.broadcast(conns, &Ctx::json_frame(&msg));
+            }
+            other => error(
+                ctx,
+                conn,
+                "unknown_type",
+                format!("unknown message type {other:?}"),
+            ),
+        }
+    }
+
+    /// The `"text"` of a message, checked; or an error sent.
+    pub(super) fn message_text(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Option<String> {
+        let Some(text) = body.get("text").and_then(Value::as_str) else {
+            error(ctx, conn, "bad_command", "\"text\" must be a string");
+            return None;
+        };
+        if text.trim().is_empty() {
+            error(ctx, conn, "empty", "the message is empty");
+            return None;
+        }
+        if text.len() > self.config.max_text_bytes {
+            error(
+                ctx,
+                conn,
+                "text_too_long",
+                format!("a message has at most {} bytes", self.config.max_text_bytes),
+            );
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    /// Store a message of conversation `cid` and send it to its visitor and
+    /// its agent: nobody else.
+    pub(super) fn post(
+        &mut self,
+        ctx: &mut Ctx,
+        sender: ConnId,
+        cid: u64,
+        (from, name): (&str, &str),
+        text: &str,
+    ) {
+        let id = self.take_id();
+        let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.add_message(rec.clone(), self.config.keep_messages, &self.budget);
+        self.trim();
+        let conv = &self.conversations[&cid];
+        let mut to = self.visitor_conns(conv);
+        if let ConversationState::Assigned(agent) = &conv.state {
+            to.extend(self.agent_conns(agent));
+        }
+        ctx.publish(id, Some(sender), to, &Ctx::json_frame(&rec));
+    }
+
+    pub(super) fn agent_auth(&mut self, ctx: &mut Ctx, conn: ConnId, addr: String, text: &str) {
+        let token = parse(text).ok().and_then(|b| {
+            (b.get("type").and_then(Value::as_str) == Some("auth"))
+                .then(|| b.get("token").and_then(Value::as_str).map(String::from))
+                .flatten()
+        });
+        let accounts = match &self.config.data_dir {
+            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let name = token
+            .as_deref()
+            .and_then(|t| agents::verify(&accounts, t))
+            .map(|a| a.name.clone());
+        let Some(name) = name else {
+            // The token is never logged.
+            log::warn!("desk: agent authentication failed from {addr}");
+            self.conns
+                .insert(conn, Participant::Refused { at: Instant::now() });
+            return;
+        };
+        log::info!("desk: agent {name} signed in from {addr}");
+        self.conns.insert(conn, Participant::Agent(name.clone()));
+        let agent = self.agents.entry(name.clone()).or_insert(Agent {
+            conns: BTreeSet::new(),
+            away: false,
+            last_assigned: Instant::now(),
+            gone_since: None,
+        });
+        agent.conns.insert(conn);
+        if agent.gone_since.take().is_some() {
+            self.tell_agent_status(ctx, &name, true);
+        }
+        let agent = &self.agents[&name];
+        let status = if agent.away { "away" } else { "online" };
+        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity};
+        ctx.send_json(conn, &ready);
+        let mine: Vec<String> = self
+            .conversations
+            .values()
+            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
+            .map(|c| self.conversation_json(c, "conversation", &[]))
+            .collect();
+        ctx.send_json(
+            conn,
+            &format!(
+                "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
+                mine.join(",")
+            ),
+        );
+        ctx.send_json(conn, &self.queue_json());
+        ctx.send_json(conn, &self.agents_json());
+        self.dirty = true;
+    }
+
+    /// Tell the visitors of `agent`'s conversations that the agent went
+    /// offline (grace period running) or came back.
+    pub(super) fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
+        for conv in self.conversations.values() {
+            if matches!(&conv.state, ConversationState::Assigned(a) if a == agent) {
+                let msg = ordered! {"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online};
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
+            }
+        }
+    }
+
+    pub(super) fn agent_text(&mut self, ctx: &mut Ctx, conn: ConnId, name: String, text: String) {
+        let body = match parse(&text) {
+            Ok(body) => body,
+            Err(e) => {
+                ctx.send_json(conn, &e.to_json());
+                return;
+            }
+        };
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind == "presence" {
+            let away = match body.get("status").and_then(Value::as_str) {
+                Some("away") => true,
+                Some("online") => false,
+                _ => return error(ctx, conn, "bad_command", "\"status\" is online or away"),
+            };
+            if let Some(a) = self.agents.get_mut(&name) {
+                a.away = away;
+            }
+            let msg = ordered! {"type": "presence", "status": if away { "away" } else { "online" }};
+            ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
+            self.dirty = true;
+            return;
+        }
+        if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
+            return error(
+                ctx,
+                conn,
+                "unknown_type",
+                format!("unknown message type {kind:?}"),
+            );
+        }
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let Some(cid) = cid.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
+        }) else {
+            return error(
+                ctx,
+                conn,
+                "not_yours",
+                "that conversation is not assigned to you",
+            );
+        };
+        match kind {
+            "message" => {
+                if let Some(text) = self.message_text(ctx, conn, &body) {
+                    self.post(ctx, conn, cid, ("agent", &name), &text);
+                }
+            }
+            "typing" => {
+                let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
+                let msg = ordered! {"type": "typing", "conversation": cid, "from": "agent", "active": active};
+                let to = self.visitor_conns(&self.conversations[&cid]);
+                ctx.broadcast(to, &Ctx::json_frame(&msg));
+            }
+            "resolve" => {
+                let id = self.take_id();
+                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
+                self.mark_resolved(cid);
+                let msg = ordered! {"type": "resolved", "conversation": cid};
+                let conv = &self.conversations[&cid];
+                let mut to = self.visitor_conns(conv);
+                to.extend(self.agent_conns(&name));
+                ctx.broadcast(to, &Ctx::json_frame(&msg));
+                self.dirty = true;
+            }
+            _ => self.transfer(ctx, conn, &name, cid, &body),
+        }
+    }
+
+    pub(super) fn transfer(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        from: &str,
+        cid: u64,
+        body: &Map<String, Value>,
+    ) {
+        let note: String = body
+            .get("note")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(MAX_NOTE_CHARS)
+            .collect();
+        let target = match body.get("to") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => {
+                return error(
+                    ctx,
+                    conn,
+                    "bad_command",
+                    "\"to\" is an agent's name or null",
+                );
+            }
+        };
+        let unassigned =
+            |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
+        match target {
+            None => {
+                self.requeue(cid, "transferred");
+                let frame = Ctx::json_frame(&unassigned(None));
+                ctx.broadcast(self.agent_conns(from), &frame);
+            }
+            Some(to) => {
+                let ok = self
+                    .agents
+                    .get(&to)
+                    .is_some_and(|a| !a.conns.is_empty() && !a.away);
+                if to == from || !ok {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("{to} is not online"),
+                    );
+                }
+                if self.load(&to) >= self.config.capacity {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_full",
+                        format!("{to} has no free capacity"),
+                    );
+                }
+                let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
+                ctx.broadcast(self.agent_conns(from), &frame);
+                self.assign(ctx, cid, &to, Some((from, &note)));
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Routing: the front of the queue to the least-loaded online agent under
+//! capacity (ties to the longest idle), re-queueing, and the notices that
+//! follow a change (docs/customer-service.md, "Routing").
+
+use std::time::Instant;
+
+use super::Desk;
+use super::model::ConversationState;
+use crate::clock::now_ms;
+use crate::hub::Ctx;
+use crate::json::Object;
+use crate::ordered;
+
+impl Desk {
+    /// Hand waiting conversations to agents: the front of the queue to the
+    /// least-loaded online agent under capacity, ties to the longest idle.
+    pub(super) fn route(&mut self, ctx: &mut Ctx) {
+        while let Some(&cid) = self.queue.front() {
+            let best = self
+                .agents
+                .iter()
+                .filter(|(_, a)| !a.conns.is_empty() && !a.away)
+                .map(|(name, a)| (self.load(name), a.last_assigned, name))
+                .filter(|(load, _, _)| *load < self.config.capacity)
+                .min()
+                .map(|(_, _, name)| name.clone());
+            let Some(agent) = best else {
+                break;
+            };
+            self.queue.pop_front();
+            self.assign(ctx, cid, &agent, None);
+        }
+    }
+
+    /// Give conversation `cid` to `agent` (from `transfer`: the previous
+    /// agent and a note).
+    pub(super) fn assign(
+        &mut self,
+        ctx: &mut Ctx,
+        cid: u64,
+        agent: &str,
+        from: Option<(&str, &str)>,
+    ) {
+        let id = self.take_id();
+        let mut rec = Object::new()
+            .field("type", "desk_assigned")
+            .field("id", id)
+            .field("conversation", cid)
+            .field("agent", agent);
+        if let Some((prev, note)) = from {
+            rec = rec.field("from", prev).field("note", note);
+        }
+        self.record(rec.field("time", now_ms()).finish());
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.state = ConversationState::Assigned(agent.to_string());
+        self.told.remove(&cid);
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.last_assigned = Instant::now();
+        }
+        let conv = &self.conversations[&cid];
+        let extra = match from {
+            Some((prev, note)) => vec![("from", prev), ("note", note)],
+            None => Vec::new(),
+        };
+        let text = self.conversation_json(conv, "assigned", &extra);
+        let frame = Ctx::json_frame(&text);
+        ctx.broadcast(self.agent_conns(agent), &frame);
+        let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
+        ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
+        self.dirty = true;
+    }
+
+    /// Put `cid` back in the queue, at the front (it has waited already).
+    pub(super) fn requeue(&mut self, cid: u64, reason: &str) {
+        let id = self.take_id();
+        let time = now_ms();
+        self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
+        if let Some(conv) = self.conversations.get_mut(&cid) {
+            conv.state = ConversationState::Queued;
+            conv.queued_at = time;
+            self.queue.retain(|&c| c != cid);
+            self.queue.push_front(cid);
+            self.told.remove(&cid);
+            self.dirty = true;
+        }
+    }
+
+    /// Route, then tell agents about the queue and the agent list, and
+    /// waiting visitors their (changed) positions.
+    pub(super) fn settle(&mut self, ctx: &mut Ctx) {
+        self.route(ctx);
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let conns = self.all_agent_conns();
+        ctx.broadcast(conns.clone(), &Ctx::json_frame(&self.queue_json()));
+        ctx.broadcast(conns, &Ctx::json_frame(&self.agents_json()));
+        let online = self.online_agents();
+        for (i, &cid) in self.queue.iter().enumerate() {
+            let position = i + 1;
+            if self.told.get(&cid) == Some(&(position, online)) {
+                continue;
+            }
+            self.told.insert(cid, (position, online));
+            if let Some(conv) = self.conversations.get(&cid) {
+                let msg = ordered! {"type": "queued", "conversation": cid, "position": position, "agents_online": online};
+                ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
+            }
+        }
+    }
+
+    /// Forget agent `name` and put their conversations back in the queue,
+    /// oldest first at the very front; returns how many.
+    pub(super) fn drop_agent(&mut self, name: &str, reason: &str) -> usize {
+        self.agents.remove(name);
+        let theirs: Vec<u64> = self
+            .conversations
+            .values()
+            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if a == name))
+            .map(|c| c.id)
+            .collect();
+        for &cid in theirs.iter().rev() {
+            self.requeue(cid, reason);
+        }
+        self.dirty = true;
+        theirs.len()
+    }
+}
