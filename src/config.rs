@@ -224,6 +224,8 @@ impl Config {
             max_queue: self.desk_max_queue,
             keep_resolved: self.desk_keep_resolved,
             keep_messages: self.desk_keep_messages,
+            jwt_secrets: self.jwt_secrets.clone(),
+            auth: self.auth,
         }
     }
 

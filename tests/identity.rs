@@ -334,3 +334,47 @@ fn a_private_message_to_an_offline_user_reaches_them_later_even_after_a_restart(
     let mut dave = ChatClient::open(&server, &format!("/?token={t}"));
     assert_eq!(dave.until_type("private")["text"], "for your token");
 }
+
+#[test]
+fn a_verified_visitor_is_one_visitor_on_every_device_and_its_agent_sees_who() {
+    let dir = TempDir::new("desk");
+    let agent_token = wschat::desk::agents::add(&dir.0, "alice").expect("add agent");
+    let server = start(with_secrets(Some(&dir)));
+    let mut agent = ChatClient::open(&server, "/agent");
+    agent.send_json(&json!({"type": "auth", "token": agent_token}));
+    agent.until_type("ready");
+
+    let t = token(json!({"sub": "customer-7", "exp": far(), "name": "王先生"}));
+    let mut phone = ChatClient::open(&server, &format!("/support?token={t}"));
+    let welcome = phone.until_type("welcome");
+    assert_eq!(welcome["sub"], "customer-7");
+    assert_eq!(welcome["verified"], true);
+    assert_eq!(welcome["name"], "王先生");
+    assert!(welcome.get("session").is_none());
+    phone.send_json(&json!({"type": "message", "text": "my order?"}));
+    let assigned = agent.until_type("assigned");
+    assert_eq!(assigned["visitor"], "王先生");
+    assert_eq!(assigned["sub"], "customer-7", "the agent sees who it is");
+    let cid = assigned["conversation"].as_u64().unwrap();
+
+    // The same customer on a laptop: the same conversation, its transcript.
+    let mut laptop = ChatClient::open(&server, &format!("/support?token={t}"));
+    let again = laptop.until_type("welcome");
+    assert_eq!(again["conversation"], cid);
+    let transcript = laptop.until_type("transcript");
+    assert!(transcript.to_string().contains("my order?"), "{transcript}");
+    agent.send_json(&json!({"type": "message", "conversation": cid, "text": "on its way"}));
+    for device in [&mut phone, &mut laptop] {
+        device.until("the agent's answer", |m| {
+            m["type"] == "desk_message" && m["text"] == "on its way"
+        });
+    }
+
+    // A bad token on the visitor URL: 4001 with its reason.
+    let bad = sign(
+        json!({"sub": "x", "exp": far()}).to_string().as_bytes(),
+        b"not-the-secret",
+    );
+    let reason = refused(&server, &format!("/support?token={bad}"), 4001);
+    assert_eq!(reason, "bad token signature");
+}

@@ -3,7 +3,8 @@
 //! `chat::command::parse` returns a command or an error, never panics; an
 //! error carries one of the documented codes (docs/chat-protocol.md) and
 //! renders as a JSON object; a text that is not a JSON object is always a
-//! chat message with the text verbatim.
+//! chat message with the text verbatim. Moderation and sign-in commands
+//! (`kick`, `ban`, `delete`, `auth`) carry exactly what their JSON said.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,9 +24,20 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(said, text, "plain text must pass through verbatim");
             }
         }
-        Ok(_) => {
+        Ok(command) => {
             let value: serde_json::Value = serde_json::from_str(text.trim()).expect("a command was valid JSON");
             assert!(value.get("type").is_some_and(|t| t.is_string()));
+            // Moderation commands carry whole numbers; a ban lasts a minute at least.
+            match command {
+                Command::Kick { user } => assert_eq!(value["user"].as_u64(), Some(user)),
+                Command::Ban { user, minutes } => {
+                    assert_eq!(value["user"].as_u64(), Some(user));
+                    assert!(minutes >= 1);
+                }
+                Command::Delete { id } => assert_eq!(value["id"].as_u64(), Some(id)),
+                Command::Auth { token } => assert_eq!(value["token"].as_str(), Some(token.as_str())),
+                _ => {}
+            }
         }
         Err(e) => {
             assert!(CODES.contains(&e.code), "undocumented code {}", e.code);

@@ -74,6 +74,10 @@ pub struct DeskConfig {
     pub keep_resolved: usize,
     /// Messages of one conversation kept in memory.
     pub keep_messages: usize,
+    /// The secrets visitors' tokens are signed with (`--jwt-secret`).
+    pub jwt_secrets: Vec<Vec<u8>>,
+    /// Whether visitors must sign in (`--auth`).
+    pub auth: crate::chat::AuthMode,
 }
 
 impl Default for DeskConfig {
@@ -86,6 +90,8 @@ impl Default for DeskConfig {
             max_queue: DEFAULT_MAX_QUEUE,
             keep_resolved: DEFAULT_KEEP_RESOLVED,
             keep_messages: DEFAULT_KEEP_MESSAGES,
+            jwt_secrets: Vec::new(),
+            auth: crate::chat::AuthMode::Optional,
         }
     }
 }
@@ -193,32 +199,17 @@ impl App for Desk {
                 let name = name.clone();
                 self.agent_text(ctx, conn, name, text);
             }
+            Some(Participant::VisitorWaiting { name, .. }) => {
+                let name = name.clone();
+                self.visitor_waiting_text(ctx, conn, name, &text);
+            }
             Some(Participant::Refused { .. }) | None => {}
         }
     }
 
     fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
         match self.conns.remove(&conn) {
-            Some(Participant::Visitor(key)) => {
-                let Some(session) = self.sessions.get_mut(&key) else {
-                    return;
-                };
-                session.conns.remove(&conn);
-                if !session.conns.is_empty() {
-                    return;
-                }
-                let current = session.conversation;
-                if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
-                    if let ConversationState::Assigned(agent) = &conv.state {
-                        let msg = ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
-                        ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
-                    }
-                } else {
-                    // Nothing to resume: forget the session.
-                    self.sessions.remove(&key);
-                }
-                self.dirty = true;
-            }
+            Some(Participant::Visitor(key)) => self.visitor_left(ctx, conn, &key),
             Some(Participant::Agent(name)) => {
                 if let Some(agent) = self.agents.get_mut(&name) {
                     agent.conns.remove(&conn);
@@ -239,8 +230,14 @@ impl App for Desk {
         self.trim();
         let now = Instant::now();
         let mut refuse = Vec::new();
+        let mut unsigned = Vec::new();
         for (&conn, role) in &mut self.conns {
             match role {
+                Participant::VisitorWaiting { since, .. }
+                    if now.duration_since(*since) >= crate::chat::AUTH_TIMEOUT =>
+                {
+                    unsigned.push(conn);
+                }
                 Participant::Refused { at } if now.duration_since(*at) >= AUTH_FAIL_DELAY => {
                     refuse.push(conn);
                 }
@@ -256,6 +253,11 @@ impl App for Desk {
         for conn in refuse {
             self.conns.remove(&conn);
             ctx.close(conn, AUTH_FAILED, "authentication failed");
+        }
+        for conn in unsigned {
+            self.conns.remove(&conn);
+            let why = crate::auth::Refusal::Required;
+            ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason());
         }
         let expired: Vec<String> = self
             .agents

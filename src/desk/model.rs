@@ -42,6 +42,8 @@ pub(super) struct Conversation {
     /// When it last entered the queue, epoch ms.
     pub(super) queued_at: u64,
     pub(super) rating: Option<u64>,
+    /// The visitor's `sub`, when it signed in with a token.
+    pub(super) sub: Option<String>,
     /// Its bytes as the memory budget counts them.
     pub(super) bytes: usize,
 }
@@ -87,6 +89,8 @@ pub(super) struct Session {
     /// The latest conversation (open, or resolved and kept for its rating).
     pub(super) conversation: Option<u64>,
     pub(super) name: String,
+    /// The site's id for this visitor, when it signed in with a token.
+    pub(super) sub: Option<String>,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,12 @@ pub(super) struct Agent {
 #[derive(Debug)]
 pub(super) enum Participant {
     Visitor(String),
+    /// A visitor that must sign in (`--auth required`) and has not yet:
+    /// the name it asked for, and since when it waits.
+    VisitorWaiting {
+        name: Option<String>,
+        since: Instant,
+    },
     /// An agent connection that has not authenticated yet.
     Pending {
         addr: String,
@@ -129,7 +139,8 @@ impl Desk {
             "desk_opened" => {
                 let session = v["session"].as_str().unwrap_or("").to_string();
                 let visitor = v["visitor"].as_str().unwrap_or("").to_string();
-                self.open_conversation(cid, session, visitor, time);
+                let sub = v["sub"].as_str().map(str::to_string);
+                self.open_conversation(cid, session, (visitor, sub), time);
             }
             "desk_message" => {
                 let keep = self.config.keep_messages;
@@ -241,7 +252,7 @@ impl Desk {
         &mut self,
         cid: u64,
         session: String,
-        visitor: String,
+        (visitor, sub): (String, Option<String>),
         time: u64,
     ) {
         let s = self.sessions.entry(session.clone()).or_default();
@@ -269,6 +280,7 @@ impl Desk {
                 opened: time,
                 queued_at: time,
                 rating: None,
+                sub,
                 bytes,
             },
         );

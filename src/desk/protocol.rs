@@ -98,7 +98,11 @@ impl Desk {
         let mut v = Object::new()
             .field("type", kind)
             .field("conversation", conv.id)
-            .field("visitor", &conv.visitor)
+            .field("visitor", &conv.visitor);
+        if let Some(sub) = &conv.sub {
+            v = v.field("sub", sub);
+        }
+        v = v
             .field("online", self.visitor_online(conv))
             .field("opened", conv.opened)
             .field("waiting_since", conv.queued_at);
@@ -153,25 +157,115 @@ impl Desk {
     }
 
     pub(super) fn visitor_opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: &ConnInfo) {
-        let presented = info
-            .request
-            .query_param("session")
-            .filter(|t| !t.is_empty() && t.len() <= 128);
-        let (token, key) = match presented {
-            Some(t) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
-                let key = agents::digest_hex(&t);
-                (t, key)
-            }
-            _ => {
-                let t = agents::new_token();
-                let key = agents::digest_hex(&t);
-                (t, key)
-            }
-        };
         let asked = info
             .request
             .query_param("name")
             .and_then(|n| valid_name(&n).ok());
+        if let Some(token) = info.request.query_param("token") {
+            match self.verify(&token) {
+                Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), asked),
+                Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
+            }
+            return;
+        }
+        if self.config.auth == crate::chat::AuthMode::Required {
+            // Its first message may still sign it in.
+            self.conns.insert(
+                conn,
+                Participant::VisitorWaiting {
+                    name: asked,
+                    since: std::time::Instant::now(),
+                },
+            );
+            return;
+        }
+        let presented = info
+            .request
+            .query_param("session")
+            .filter(|t| !t.is_empty() && t.len() <= 128);
+        self.visitor_arrive(ctx, conn, VisitorId::Session(presented), asked);
+    }
+
+    fn verify(&self, token: &str) -> Result<crate::auth::Claims, crate::auth::Refusal> {
+        crate::auth::verify(token, &self.config.jwt_secrets, now_ms() / 1000)
+    }
+
+    /// A visitor that must sign in sent its first message: an `auth`, or
+    /// it is closed with 4001.
+    pub(super) fn visitor_waiting_text(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        name: Option<String>,
+        text: &str,
+    ) {
+        self.conns.remove(&conn);
+        let token = parse(text).ok().and_then(|b| {
+            (b.get("type").and_then(Value::as_str) == Some("auth"))
+                .then(|| b.get("token").and_then(Value::as_str).map(String::from))
+                .flatten()
+        });
+        let result = match token {
+            Some(token) => self.verify(&token),
+            None => Err(crate::auth::Refusal::Required),
+        };
+        match result {
+            Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), name),
+            Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
+        }
+    }
+
+    /// A visitor's connection goes: its agent hears the visitor is offline
+    /// when it was the last, and a session with nothing to resume is
+    /// forgotten.
+    pub(super) fn visitor_left(&mut self, ctx: &mut Ctx, conn: ConnId, key: &str) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        session.conns.remove(&conn);
+        if !session.conns.is_empty() {
+            return;
+        }
+        let current = session.conversation;
+        if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
+            if let ConversationState::Assigned(agent) = &conv.state {
+                let msg =
+                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
+                ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
+            }
+        } else {
+            // Nothing to resume: forget the session.
+            self.sessions.remove(key);
+        }
+        self.dirty = true;
+    }
+
+    /// Bring a visitor's connection in: a session (its own, or a new one),
+    /// or a verified `sub`, whose conversations follow it to every device.
+    fn visitor_arrive(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        who: VisitorId,
+        asked: Option<String>,
+    ) {
+        let (token, key, sub, fixed_name) = match who {
+            VisitorId::Session(Some(t)) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
+                let key = agents::digest_hex(&t);
+                (Some(t), key, None, None)
+            }
+            VisitorId::Session(_) => {
+                let t = agents::new_token();
+                let key = agents::digest_hex(&t);
+                (Some(t), key, None, None)
+            }
+            VisitorId::Verified(claims) => {
+                let key = agents::digest_hex(&format!("sub:{}", claims.sub));
+                let name = claims.name.as_deref().and_then(|n| valid_name(n).ok());
+                (None, key, Some(claims.sub), name)
+            }
+        };
+        let asked = fixed_name.or(asked);
         let fresh = !self.sessions.contains_key(&key);
         let next = &mut self.next_visitor;
         let session = self.sessions.entry(key.clone()).or_insert_with(|| {
@@ -185,12 +279,22 @@ impl Desk {
         if let Some(name) = asked {
             session.name = name;
         }
+        if sub.is_some() {
+            session.sub = sub.clone();
+        }
         let was_offline = session.conns.is_empty();
         session.conns.insert(conn);
         let name = session.name.clone();
         let current = session.conversation;
         self.conns.insert(conn, Participant::Visitor(key));
-        let welcome = ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current};
+        let welcome = match (&token, &sub) {
+            (_, Some(sub)) => {
+                ordered! {"type": "welcome", "name": name, "sub": sub, "verified": true, "resumed": !fresh, "conversation": current}
+            }
+            (token, None) => {
+                ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current}
+            }
+        };
         ctx.send_json(conn, &welcome);
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
@@ -240,6 +344,20 @@ impl Desk {
             }
         };
         let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind == "auth" {
+            // Signing in after arriving anonymously: the connection becomes
+            // the verified visitor (a new welcome says so).
+            let token = body.get("token").and_then(Value::as_str).unwrap_or("");
+            match self.verify(token) {
+                Ok(claims) => {
+                    self.conns.remove(&conn);
+                    self.visitor_left(ctx, conn, &key);
+                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), None);
+                }
+                Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
+            }
+            return;
+        }
         let current = self.sessions.get(&key).and_then(|s| s.conversation);
         let open = current.filter(|c| {
             self.conversations
@@ -264,9 +382,19 @@ impl Desk {
                         }
                         let cid = self.take_id();
                         let name = self.sessions[&key].name.clone();
+                        let sub = self.sessions[&key].sub.clone();
                         let time = now_ms();
-                        self.record(ordered! {"type": "desk_opened", "id": cid, "conversation": cid, "session": key, "visitor": name, "time": time});
-                        self.open_conversation(cid, key.clone(), name, time);
+                        let mut rec = Object::new()
+                            .field("type", "desk_opened")
+                            .field("id", cid)
+                            .field("conversation", cid)
+                            .field("session", &key)
+                            .field("visitor", &name);
+                        if let Some(sub) = &sub {
+                            rec = rec.field("sub", sub);
+                        }
+                        self.record(rec.field("time", time).finish());
+                        self.open_conversation(cid, key.clone(), (name, sub), time);
                         self.dirty = true;
                         cid
                     }
@@ -572,4 +700,12 @@ impl Desk {
             }
         }
     }
+}
+
+/// How a visitor says who it is.
+enum VisitorId {
+    /// The widget's session token, if it has one.
+    Session(Option<String>),
+    /// A verified token from the site.
+    Verified(crate::auth::Claims),
 }

@@ -1,6 +1,8 @@
 /* wschat support bubble. Embed with one line:
    <script src="https://YOUR-WSCHAT-HOST/widget.js" async></script>
-   It adds a chat bubble; a click opens the visitor widget (/support) in an iframe. */
+   It adds a chat bubble; a click opens the visitor widget (/support) in an iframe.
+   A site that signs its customers in adds data-token="JWT" (docs/identity.md):
+   the visitor is then the same on every device. */
 (function () {
   "use strict";
   if (window.__wschatWidget) return;
@@ -20,7 +22,8 @@
     bubble.addEventListener("click", function () {
       if (!frame) {
         frame = document.createElement("iframe");
-        frame.src = base + "/support";
+        var token = me && me.getAttribute("data-token");
+        frame.src = base + "/support" + (token ? "?token=" + encodeURIComponent(token) : "");
         frame.title = zh ? "客服" : "Support";
         frame.style.cssText = "position:fixed;right:20px;bottom:88px;width:360px;height:520px;" +
           "max-width:calc(100vw - 40px);max-height:calc(100vh - 108px);border:1px solid #d0d7de;" +
