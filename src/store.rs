@@ -1167,6 +1167,120 @@ impl Store {
         found.into()
     }
 
+    /// The private messages between keys `a` and `b` (in either
+    /// direction), the last `limit` with an id below `before`, oldest
+    /// first: from memory, and from the log for what memory let go. The
+    /// second value is as for [`Store::history`].
+    pub fn private_page(
+        &mut self,
+        (a, b): (&str, &str),
+        before: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Arc<str>>, Option<u64>) {
+        let below = before.unwrap_or(u64::MAX);
+        let between = |p: &Private| (p.from == a && p.to == b) || (p.from == b && p.to == a);
+        let mut page: VecDeque<Arc<str>> = VecDeque::new();
+        for p in self.privates.iter().rev().filter(|p| p.id < below) {
+            if page.len() == limit {
+                break;
+            }
+            if between(p) {
+                page.push_front(p.json.clone());
+            }
+        }
+        if page.len() < limit && self.privates_from > 0 && self.file.is_some() {
+            let oldest = page.front().and_then(|m| record_id(m)).unwrap_or(below);
+            let upto = oldest.min(self.privates_from).min(below);
+            let mut older = self.scan_privates((a, b), upto, limit - page.len());
+            while let Some(m) = older.pop() {
+                page.push_front(m);
+            }
+        }
+        let page: Vec<Arc<str>> = page.into();
+        let from = match page.first() {
+            Some(first) if page.len() >= limit => record_id(first).unwrap_or(0),
+            _ => 0,
+        };
+        let mut missing = self.missing_after(from, below);
+        if self.privates_from > from.saturating_add(1) && self.file.is_none() {
+            missing = Some(missing.unwrap_or(0).max(self.privates_from));
+        }
+        (page, missing)
+    }
+
+    /// The private conversations of key `me`, newest first: each peer's
+    /// key, the latest message, and how many messages from the peer came
+    /// after `read(peer)` (what `me` has read). From memory: a conversation
+    /// whose every message memory let go is not listed.
+    pub fn private_peers(
+        &self,
+        me: &str,
+        read: impl Fn(&str) -> u64,
+    ) -> Vec<(String, Arc<str>, usize)> {
+        let mut peers: Vec<(String, Arc<str>, usize)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for p in self.privates.iter().rev() {
+            let peer = if p.from == me {
+                p.to.as_str()
+            } else if p.to == me {
+                p.from.as_str()
+            } else {
+                continue;
+            };
+            let i = *index.entry(peer).or_insert_with(|| {
+                peers.push((peer.to_string(), p.json.clone(), 0));
+                peers.len() - 1
+            });
+            if p.from == peer && p.id > read(peer) {
+                peers[i].2 += 1;
+            }
+        }
+        peers
+    }
+
+    /// From the log: the last `limit` private messages between keys `a`
+    /// and `b` with an id below `below`, oldest first.
+    fn scan_privates(&self, (a, b): (&str, &str), below: u64, limit: usize) -> Vec<Arc<str>> {
+        let mut found: VecDeque<Arc<str>> = VecDeque::new();
+        for path in self.segments_between(0, below).iter().rev() {
+            let mut here: VecDeque<Arc<str>> = VecDeque::new();
+            let mut waiting: Option<(u64, Arc<str>)> = None;
+            Store::scan_segment_skipping(
+                path,
+                (0, u64::MAX),
+                &["\"private"],
+                &self.deleted,
+                |id, line, v| match v.get("type").and_then(Value::as_str) {
+                    Some("private") if id < below => waiting = Some((id, line.into())),
+                    Some("private_keys") => {
+                        let key = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+                        let (from, to) = (key("from"), key("to"));
+                        if let Some((pid, json)) = waiting.take()
+                            && v.get("private").and_then(Value::as_u64) == Some(pid)
+                            && ((from == a && to == b) || (from == b && to == a))
+                        {
+                            if here.len() == limit {
+                                here.pop_front();
+                            }
+                            here.push_back(json);
+                        }
+                    }
+                    _ => {}
+                },
+            );
+            while let Some(m) = here.pop_back() {
+                if found.len() == limit {
+                    break;
+                }
+                found.push_front(m);
+            }
+            if found.len() >= limit {
+                break;
+            }
+        }
+        found.into()
+    }
+
     /// From the log: the chat messages of `room` with an id strictly
     /// between `since` and `room_below`, and the private messages of
     /// session `session` between `since` and `private_below`, in id order.

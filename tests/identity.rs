@@ -378,3 +378,61 @@ fn a_verified_visitor_is_one_visitor_on_every_device_and_its_agent_sees_who() {
     let reason = refused(&server, &format!("/support?token={bad}"), 4001);
     assert_eq!(reason, "bad token signature");
 }
+
+#[test]
+fn private_conversations_are_listed_with_unread_counts_and_paged_after_a_restart() {
+    let dir = TempDir::new("privates");
+    let server = start(with_secrets(Some(&dir)));
+    let (mut ann, _) = arrive(&server, "/?name=Ann");
+    let (mut bob, bw) = arrive(&server, "/?name=Bob");
+    let bob_session = bw["session"].as_str().unwrap().to_string();
+    for text in ["one", "two", "three"] {
+        ann.send_json(&json!({"type": "private", "to": bob.id, "text": text}));
+        bob.until("a private", |m| m["type"] == "private" && m["text"] == text);
+    }
+    bob.send_json(&json!({"type": "private", "to": ann.id, "text": "hi Ann"}));
+    let reply = bob.until("my reply", |m| {
+        m["type"] == "private" && m["text"] == "hi Ann"
+    });
+    bob.send_json(&json!({"type": "privates"}));
+    let list = bob.until_type("privates");
+    let conv = &list["conversations"][0];
+    assert_eq!(conv["with"]["id"], ann.id, "{list}");
+    assert_eq!(conv["last"]["text"], "hi Ann");
+    assert_eq!(conv["unread"], 3, "nothing marked read yet: {list}");
+    // Bob reads up to "two".
+    bob.send_json(&json!({"type": "private_history", "with": ann.id, "limit": 2}));
+    let page = bob.until_type("private_history");
+    let texts: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["three", "hi Ann"]);
+    assert_eq!(page["complete"], true);
+    let before = page["messages"][0]["id"].as_u64().unwrap();
+    bob.send_json(&json!({"type": "private_history", "with": ann.id, "before": before}));
+    let older = bob.until_type("private_history");
+    assert_eq!(older["messages"].as_array().unwrap().len(), 2, "{older}");
+    let two = older["messages"][1]["id"].as_u64().unwrap();
+    bob.send_json(&json!({"type": "read", "with": ann.id, "upto": two}));
+    let _ = reply;
+    drop(bob);
+    drop(ann);
+    drop(server);
+
+    let server = start(with_secrets(Some(&dir)));
+    let (mut bob, _) = arrive(&server, &format!("/?session={bob_session}"));
+    bob.send_json(&json!({"type": "privates"}));
+    let list = bob.until_type("privates");
+    assert_eq!(
+        list["conversations"][0]["unread"], 1,
+        "only \"three\" is unread: {list}"
+    );
+    bob.send_json(
+        &json!({"type": "private_history", "with": list["conversations"][0]["with"]["id"]}),
+    );
+    let page = bob.until_type("private_history");
+    assert_eq!(page["messages"].as_array().unwrap().len(), 4, "{page}");
+}

@@ -71,6 +71,9 @@ pub struct User {
     /// The id of the `left` record of its last departure: the private
     /// messages after it are what it missed while away.
     pub left_at: u64,
+    /// The last private message read in each conversation, by peer
+    /// (`read` records).
+    pub read: HashMap<UserId, u64>,
     /// Bytes as the memory budget counted them.
     bytes: usize,
 }
@@ -131,6 +134,7 @@ impl Identities {
             "\"type\":\"left\"",
             "\"type\":\"renamed\"",
             "\"type\":\"ban\"",
+            "\"type\":\"read\"",
         ];
         let mut found: BTreeMap<UserId, User> = BTreeMap::new();
         store.replay(&needles, |v| {
@@ -157,9 +161,18 @@ impl Identities {
                             last_typing: None,
                             last_seen: time,
                             left_at: 0,
+                            read: HashMap::new(),
                             bytes: 0,
                         },
                     );
+                }
+                "read" => {
+                    if let (Some(user), Some(with), Some(upto)) =
+                        (found.get_mut(&uid), v["with"].as_u64(), v["upto"].as_u64())
+                    {
+                        let at = user.read.entry(with).or_default();
+                        *at = (*at).max(upto);
+                    }
                 }
                 "ban" => {
                     let until = v["until"].as_u64().unwrap_or(0);
@@ -337,6 +350,7 @@ impl Identities {
             last_typing: None,
             last_seen: now_ms(),
             left_at: 0,
+            read: HashMap::new(),
             bytes: 0,
         });
         id

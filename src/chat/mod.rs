@@ -59,6 +59,10 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// How long a connection may wait before its first message signs it in,
 /// under `--auth required` without `?token=`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most conversations one user keeps a read marker for.
+pub const MAX_READ_MARKERS: usize = 1000;
+/// Most conversations one `privates` answer lists (the newest).
+pub const MAX_PRIVATE_LIST: usize = 100;
 /// Longest ban, in minutes (a year).
 pub const MAX_BAN_MINUTES: u64 = 366 * 24 * 60;
 
@@ -535,6 +539,127 @@ impl Chat {
         }
     }
 
+    /// `{"type":"privates"}`: the user's private conversations, newest
+    /// first, each with its latest message and how many unread.
+    fn send_privates(&self, ctx: &mut Ctx, conn: ConnId) {
+        let Some(me) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
+            return;
+        };
+        let read = |peer: &str| {
+            peer.strip_prefix('u')
+                .and_then(|p| p.parse::<u64>().ok())
+                .and_then(|p| me.read.get(&p).copied())
+                .unwrap_or(0)
+        };
+        let peers = self.store().private_peers(&me.key(), read);
+        let list: Vec<String> = peers
+            .into_iter()
+            .filter_map(|(peer, last, unread)| {
+                let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
+                let last: Value = serde_json::from_str(&last).ok()?;
+                Some(
+                    Object::new()
+                        .field("with", self.user_ref(id))
+                        .field("unread", unread)
+                        .field("last", last)
+                        .finish(),
+                )
+            })
+            .take(MAX_PRIVATE_LIST)
+            .collect();
+        let msg = Object::new()
+            .field("type", "privates")
+            .json_list("conversations", &list)
+            .finish();
+        ctx.send_json(conn, &msg);
+    }
+
+    /// `{"type":"private_history","with":ID,"before":MSGID,"limit":N}`: a
+    /// page of one private conversation, oldest first.
+    fn private_history(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let with = body.get("with").and_then(Value::as_u64).ok_or_else(|| {
+            ErrorReply::new("bad_command", "private_history needs \"with\", a user id")
+        })?;
+        if self.ids.get(with).is_none() {
+            return Err(ErrorReply::new(
+                "unknown_user",
+                format!("no user with id {with}"),
+            ));
+        }
+        let number = |field: &str| match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
+            }),
+        };
+        let before = number("before")?;
+        let limit = number("limit")?
+            .unwrap_or(HISTORY_LEN as u64)
+            .min(MAX_HISTORY_PAGE as u64) as usize;
+        let (messages, missing) =
+            self.store()
+                .private_page((&identity::key(me), &identity::key(with)), before, limit);
+        let mut head = Object::new()
+            .field("type", "private_history")
+            .field("with", self.user_ref(with))
+            .field("before", before);
+        for (k, v) in completeness(missing) {
+            head = head.field(k, v);
+        }
+        ctx.send_json(conn, &head.json_list("messages", &messages).finish());
+        Ok(())
+    }
+
+    /// `{"type":"read","with":ID,"upto":MSGID}`: the user has read its
+    /// conversation with `with` up to that message (kept across reloads,
+    /// devices and restarts: a `read` record).
+    fn mark_read(&mut self, conn: ConnId, body: &Map<String, Value>) -> Result<(), ErrorReply> {
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let (Some(with), Some(upto)) = (
+            body.get("with").and_then(Value::as_u64),
+            body.get("upto").and_then(Value::as_u64),
+        ) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "read needs \"with\" (a user id) and \"upto\" (a message id)",
+            ));
+        };
+        if self.ids.get(with).is_none() {
+            return Err(ErrorReply::new(
+                "unknown_user",
+                format!("no user with id {with}"),
+            ));
+        }
+        let Some(user) = self.ids.get_mut(me) else {
+            return Ok(());
+        };
+        if user.read.len() >= MAX_READ_MARKERS && !user.read.contains_key(&with) {
+            return Err(ErrorReply::new(
+                "too_many",
+                format!("at most {MAX_READ_MARKERS} conversations keep read markers"),
+            ));
+        }
+        let at = user.read.entry(with).or_default();
+        if upto <= *at {
+            return Ok(());
+        }
+        *at = upto;
+        let id = self.take_id();
+        let record = ordered! {"type": "read", "id": id, "user": me, "with": with, "upto": upto, "time": now_ms()};
+        self.store().append(&record);
+        Ok(())
+    }
+
     /// Who a new connection says it is: `?token=` (verified, or refused),
     /// else its `?session=`.
     fn presented(&self, info: &ConnInfo) -> Result<Presented, crate::auth::Refusal> {
@@ -889,6 +1014,14 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "history" => {
                 self.history_page(ctx, conn, &body)
             }
+            Ok(Command::Other { kind, .. }) if kind == "privates" => {
+                self.send_privates(ctx, conn);
+                Ok(())
+            }
+            Ok(Command::Other { kind, body }) if kind == "private_history" => {
+                self.private_history(ctx, conn, &body)
+            }
+            Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(conn, &body),
             Ok(Command::Other { kind, body }) if kind == "resume" => {
                 match body.get("since").and_then(Value::as_u64) {
                     Some(since) => {

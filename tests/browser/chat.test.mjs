@@ -244,3 +244,33 @@ test('after a reload your earlier messages are still yours, and you are the same
   assert.equal(names.filter((n) => n === ann).length, 1, String(names));
   await page.context().close();
 });
+
+test('a private conversation is still listed, with its messages, after a reload', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const ann = 'PmAnn-' + t, bob = 'PmBob-' + t, room = 'pm-' + t;
+  const a = await chatPage(browser, srv.url, ann, { room });
+  const b = await chatPage(browser, srv.url, bob, { room });
+  await members(b, [ann, bob]);
+  // Bob writes to Ann privately: click her name, type, Enter.
+  await b.click(`#users li:has(.n:text-is("${ann}"))`);
+  const secret = `just for you ${t}`;
+  await say(b, secret);
+  await waitMessage(a, secret);
+  // Ann's sidebar lists the conversation with Bob, one unread.
+  await a.waitForFunction((name) => [...document.querySelectorAll('#privs li .n')].some((n) => n.textContent === name), bob);
+  assert.equal(await a.$eval('#privs li .badge', (e) => e.textContent), '1');
+
+  await a.reload();
+  await a.waitForSelector('#status[data-state="open"]');
+  // Still listed after the reload, with the message as its preview.
+  await a.waitForFunction((name) => [...document.querySelectorAll('#privs li .n')].some((n) => n.textContent === name), bob);
+  assert.equal(await a.$eval('#privs li .last', (e) => e.textContent), secret);
+  // Opening it (with the keyboard) brings its messages back into view.
+  await a.focus('#privs li');
+  await a.keyboard.press('Enter');
+  await waitMessage(a, secret);
+  await a.waitForSelector('#pmBar:not([hidden])');
+  await a.waitForSelector('#privs li .badge', { state: 'detached' });
+  await a.context().close();
+  await b.context().close();
+});
