@@ -72,6 +72,20 @@ impl Object {
         self
     }
 
+    /// Add `"key":json` where `json` is JSON already (a stored message,
+    /// spliced in as it is, its fields in their order).
+    ///
+    /// ```
+    /// use wschat::json::Object;
+    /// let text = Object::new().json("last", r#"{"type":"private","id":3}"#).finish();
+    /// assert_eq!(text, r#"{"last":{"type":"private","id":3}}"#);
+    /// ```
+    pub fn json(mut self, key: &str, json: &str) -> Object {
+        self.key(key);
+        self.text.push_str(json);
+        self
+    }
+
     /// The finished object's text.
     pub fn finish(mut self) -> String {
         self.text.push('}');

@@ -463,6 +463,11 @@ impl Store {
         &self.recovery
     }
 
+    /// The data directory, when records go to disk.
+    pub fn dir(&self) -> Option<&Path> {
+        self.file.as_ref().and(self.config.dir.as_deref())
+    }
+
     /// Whether records go to disk.
     pub fn is_durable(&self) -> bool {
         self.file.is_some()

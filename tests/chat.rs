@@ -1325,6 +1325,8 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
     until(&mut ann, "history");
     say(&mut ann, json!({"type": "resume", "since": 0}));
     until(&mut ann, "resume");
+    say(&mut ann, json!({"type": "find", "name": "bo"}));
+    until(&mut ann, "found");
     say(&mut ann, json!({"type": "privates"}));
     until(&mut ann, "privates");
     say(&mut ann, json!({"type": "private_history", "with": bob_id}));

@@ -297,6 +297,36 @@ fn admins_kick_ban_and_delete_and_nobody_else_may() {
     let resume = r.until_type("resume");
     assert!(no_spam(&resume["messages"]), "{resume}");
     refused(&server, &format!("/?session={spam_session}"), 4003);
+
+    // From the command line: the ban is listed, and lifting it lets the
+    // user back in (the running server sees the file change).
+    let ban = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .arg("ban")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .output()
+            .expect("wschat ban");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let spammer_id = spammer.id.to_string();
+    assert!(ban(&["list"]).contains(&format!("user {spammer_id} (Spammer)")));
+    assert!(ban(&["remove", &spammer_id]).contains("lifted"));
+    assert!(ban(&["list"]).contains("no bans"));
+    let deadline = std::time::Instant::now() + common::READ_TIMEOUT;
+    loop {
+        let mut c = ChatClient::open(&server, &format!("/?session={spam_session}"));
+        match c.next() {
+            Incoming::Json(v) if v["type"] == "welcome" => break,
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "the ban was not lifted"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -417,6 +447,9 @@ fn private_conversations_are_listed_with_unread_counts_and_paged_after_a_restart
     assert_eq!(older["messages"].as_array().unwrap().len(), 2, "{older}");
     let two = older["messages"][1]["id"].as_u64().unwrap();
     bob.send_json(&json!({"type": "read", "with": ann.id, "upto": two}));
+    // One more round trip: the read marker was handled (and stored).
+    bob.send_json(&json!({"type": "privates"}));
+    assert_eq!(bob.until_type("privates")["conversations"][0]["unread"], 1);
     let _ = reply;
     drop(bob);
     drop(ann);
@@ -435,4 +468,22 @@ fn private_conversations_are_listed_with_unread_counts_and_paged_after_a_restart
     );
     let page = bob.until_type("private_history");
     assert_eq!(page["messages"].as_array().unwrap().len(), 4, "{page}");
+}
+
+#[test]
+fn anyone_online_can_be_found_by_name_in_any_room_and_written_to() {
+    let server = start(with_secrets(None));
+    let (mut ann, _) = arrive(&server, "/?name=Ann");
+    let (mut bob, _) = arrive(&server, "/?name=Bobby&room=elsewhere");
+    ann.send_json(&json!({"type": "find", "name": "BOB"}));
+    let found = ann.until_type("found");
+    assert_eq!(
+        found["users"],
+        json!([{"id": bob.id, "name": "Bobby"}]),
+        "{found}"
+    );
+    ann.send_json(&json!({"type": "private", "to": bob.id, "text": "found you"}));
+    assert_eq!(bob.until_type("private")["text"], "found you");
+    ann.send_json(&json!({"type": "find", "name": ""}));
+    ann.expect_error("bad_command");
 }

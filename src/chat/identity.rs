@@ -13,6 +13,7 @@
 //! token: only its holder can present it again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,10 @@ pub struct Identities {
     next_auto_name: u64,
     ttl: Duration,
     budget: Arc<Budget>,
+    /// Where `bans.json` is (none: bans live in memory only), and its
+    /// modification time when last read.
+    bans_dir: Option<std::path::PathBuf>,
+    bans_seen: Option<std::time::SystemTime>,
 }
 
 impl Identities {
@@ -127,13 +132,14 @@ impl Identities {
             next_auto_name: 1,
             ttl,
             budget: store.budget(),
+            bans_dir: store.dir().map(Path::to_path_buf),
+            bans_seen: None,
         };
         let needles = [
             "\"type\":\"identity\"",
             "\"type\":\"joined\"",
             "\"type\":\"left\"",
             "\"type\":\"renamed\"",
-            "\"type\":\"ban\"",
             "\"type\":\"read\"",
         ];
         let mut found: BTreeMap<UserId, User> = BTreeMap::new();
@@ -174,12 +180,6 @@ impl Identities {
                         *at = (*at).max(upto);
                     }
                 }
-                "ban" => {
-                    let until = v["until"].as_u64().unwrap_or(0);
-                    for key in ban_keys(v["sub"].as_str(), v["session"].as_str()) {
-                        ids.bans.insert(key, until);
-                    }
-                }
                 kind => {
                     // Records of a user id before its identity record are
                     // from before identities (user ids were connection ids).
@@ -199,7 +199,7 @@ impl Identities {
             }
         });
         let now = now_ms();
-        ids.bans.retain(|_, until| *until > now);
+        ids.reload_bans(now);
         let mut found: Vec<User> = found.into_values().collect();
         found.sort_by_key(|u| u.last_seen);
         for mut user in found {
@@ -259,11 +259,33 @@ impl Identities {
     /// `"verified":true`: how `welcome` names its user.
     pub fn user_ref_full(&self, id: UserId) -> Value {
         let mut v = self.user_ref(id);
-        if let Some(sub) = self.users.get(&id).and_then(|u| u.sub.as_ref()) {
+        if let Some(user) = self.users.get(&id)
+            && let Some(sub) = &user.sub
+        {
             v["sub"] = json!(sub);
             v["verified"] = json!(true);
+            if user.admin {
+                v["role"] = json!("admin");
+            }
         }
         v
+    }
+
+    /// Users online now whose name contains `query` (ignoring case), at
+    /// most `limit`, by name.
+    pub fn find(&self, query: &str, limit: usize) -> Vec<Value> {
+        let query = query.to_lowercase();
+        let mut found: Vec<&User> = self
+            .users
+            .values()
+            .filter(|u| !u.conns.is_empty() && u.name.to_lowercase().contains(&query))
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+            .into_iter()
+            .take(limit)
+            .map(|u| json!({"id": u.id, "name": u.name}))
+            .collect()
     }
 
     /// A name nobody else has: `wanted`, or `wanted2`, `wanted3`, …
@@ -508,26 +530,55 @@ impl Identities {
             .max()
     }
 
-    /// Ban `id` until `until` (epoch ms); returns its `ban` record (with
-    /// id `record`) for the log, or `None` for an unknown user.
-    pub fn ban(&mut self, id: UserId, record: u64, until: u64) -> Option<String> {
-        let user = self.users.get(&id)?;
-        let (sub, session) = (user.sub.clone(), user.session.clone());
-        for key in ban_keys(sub.as_deref(), session.as_deref()) {
-            self.bans.insert(key, until);
+    /// Ban `id` until `until` (epoch ms), by its `sub` or session, and
+    /// write it to `bans.json`. Returns whether the user is known.
+    pub fn ban(&mut self, id: UserId, until: u64) -> bool {
+        let Some(user) = self.users.get(&id) else {
+            return false;
+        };
+        let new: Vec<super::bans::Ban> = ban_keys(user.sub.as_deref(), user.session.as_deref())
+            .into_iter()
+            .map(|key| super::bans::Ban {
+                key,
+                user: id,
+                name: user.name.clone(),
+                until,
+            })
+            .collect();
+        for b in &new {
+            self.bans.insert(b.key.clone(), until);
         }
-        let mut json = Object::new()
-            .field("type", "ban")
-            .field("id", record)
-            .field("user", id);
-        if let Some(s) = &sub {
-            json = json.field("sub", s);
+        if let Some(dir) = &self.bans_dir {
+            match super::bans::add(dir, &new, now_ms()) {
+                Ok(()) => self.bans_seen = modified(dir),
+                Err(e) => log::error!("chat: cannot write the bans: {e}"),
+            }
         }
-        if let Some(s) = &session {
-            json = json.field("session", s);
-        }
-        Some(json.field("until", until).field("time", now_ms()).finish())
+        true
     }
+
+    /// Read `bans.json` again if it changed (`wschat ban remove`), and
+    /// drop bans that have ended.
+    pub fn reload_bans(&mut self, now: u64) {
+        if let Some(dir) = &self.bans_dir {
+            let seen = modified(dir);
+            if seen != self.bans_seen {
+                match super::bans::load(dir) {
+                    Ok(list) => self.bans = super::bans::in_force(&list, now),
+                    Err(e) => log::error!("chat: cannot read the bans: {e}"),
+                }
+                self.bans_seen = seen;
+            }
+        }
+        self.bans.retain(|_, until| *until > now);
+    }
+}
+
+/// When `bans.json` in `dir` last changed.
+fn modified(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(super::bans::path(dir))
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 /// What a ban is kept under: the user's `sub`, or its session's digest.

@@ -15,6 +15,7 @@
 //!
 //! The protocol is in docs/chat-protocol.md; identities in docs/identity.md.
 
+pub mod bans;
 pub mod command;
 pub mod identity;
 
@@ -59,6 +60,8 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// How long a connection may wait before its first message signs it in,
 /// under `--auth required` without `?token=`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most users one `find` answer lists.
+pub const MAX_FOUND: usize = 20;
 /// Most conversations one user keeps a read marker for.
 pub const MAX_READ_MARKERS: usize = 1000;
 /// Most conversations one `privates` answer lists (the newest).
@@ -556,12 +559,11 @@ impl Chat {
             .into_iter()
             .filter_map(|(peer, last, unread)| {
                 let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
-                let last: Value = serde_json::from_str(&last).ok()?;
                 Some(
                     Object::new()
                         .field("with", self.user_ref(id))
                         .field("unread", unread)
-                        .field("last", last)
+                        .json("last", &last)
                         .finish(),
                 )
             })
@@ -878,15 +880,11 @@ impl Chat {
     pub fn ban(&mut self, ctx: &mut Ctx, user: UserId, minutes: u64) -> Result<(), ErrorReply> {
         let minutes = minutes.clamp(1, MAX_BAN_MINUTES);
         let until = now_ms() + minutes * 60_000;
-        if self.ids.get(user).is_none() {
+        if !self.ids.ban(user, until) {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {user}"),
             ));
-        }
-        let id = self.take_id();
-        if let Some(record) = self.ids.ban(user, id, until) {
-            self.store().append(&record);
         }
         self.kick(ctx, user, &format!("banned for {minutes} minutes"))
     }
@@ -1014,6 +1012,24 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "history" => {
                 self.history_page(ctx, conn, &body)
             }
+            Ok(Command::Other { kind, body }) if kind == "find" => {
+                let query = body
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .trim();
+                if query.is_empty() || query.chars().count() > MAX_NAME_CHARS {
+                    Err(ErrorReply::new(
+                        "bad_command",
+                        "find needs \"name\", 1-32 characters",
+                    ))
+                } else {
+                    let users = self.ids.find(query, MAX_FOUND);
+                    let msg = ordered! {"type": "found", "name": query, "users": users};
+                    ctx.send_json(conn, &msg);
+                    Ok(())
+                }
+            }
             Ok(Command::Other { kind, .. }) if kind == "privates" => {
                 self.send_privates(ctx, conn);
                 Ok(())
@@ -1073,6 +1089,7 @@ impl App for Chat {
     fn tick(&mut self, ctx: &mut Ctx) {
         self.store().trim();
         self.ids.trim();
+        self.ids.reload_bans(now_ms());
         // Connections that were to sign in with their first message and
         // did not.
         let late: Vec<ConnId> = self

@@ -274,3 +274,36 @@ test('a private conversation is still listed, with its messages, after a reload'
   await a.context().close();
   await b.context().close();
 });
+
+test('an administrator deletes a message and kicks a member from the page; others see no such buttons', { timeout: 60_000 }, async () => {
+  const { startServer } = await import('./helpers.mjs');
+  const { createHmac } = await import('node:crypto');
+  const secret = 'browser-secret';
+  const own = await startServer(0, { args: ['--jwt-secret', secret] });
+  try {
+    const b64 = (s) => Buffer.from(s).toString('base64url');
+    const head = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+    const body = b64(JSON.stringify({ sub: 'mod-1', name: 'Moderator', role: 'admin', exp: Math.floor(Date.now() / 1000) + 600 }));
+    const token = `${head}.${body}.${createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+    const t = tag();
+    const spam = await chatPage(browser, own.url, 'Spam-' + t);
+    const admin = await browser.newPage();
+    await admin.goto(`${own.url}/?token=${token}`);
+    await admin.waitForSelector('#status[data-state="open"]');
+    const text = `buy now ${t}`;
+    await say(spam, text);
+    await waitMessage(admin, text);
+    assert.equal(await spam.$$eval('button.mod', (bs) => bs.length), 0, 'no admin buttons for others');
+    // Delete: the message goes from both pages.
+    await admin.click(`#messages li.msg:has(.bubble:text-is("${text}")) button.mod`);
+    await spam.waitForFunction((x) => ![...document.querySelectorAll('#messages .bubble')].some((b) => b.textContent === x), text);
+    // Kick, from the member list: the spammer's page loses its connection.
+    await admin.click(`#users li:has(.n:text-is("Spam-${t}")) button.mod >> nth=0`);
+    await waitText(spam, '#statusText', 'Refused: kicked by an administrator');
+    assert.notEqual(await spam.$eval('#status', (e) => e.dataset.state), 'open', 'a kicked page does not knock again by itself');
+    await admin.context().close();
+    await spam.context().close();
+  } finally {
+    await own.stop();
+  }
+});
