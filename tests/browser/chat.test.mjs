@@ -307,3 +307,20 @@ test('an administrator deletes a message and kicks a member from the page; other
     await own.stop();
   }
 });
+
+test('someone in another room is found by name and written to privately', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const a = await chatPage(browser, srv.url, 'Finder-' + t, { room: 'here-' + t });
+  const b = await chatPage(browser, srv.url, 'Faraway-' + t, { room: 'there-' + t });
+  await a.fill('#findInput', 'faraway-' + t);
+  await a.press('#findInput', 'Enter');
+  await a.waitForSelector('#found li[role="button"]');
+  await a.focus('#found li[role="button"]');
+  await a.keyboard.press('Enter');
+  await a.waitForSelector('#pmBar:not([hidden])');
+  const text = `across rooms ${t}`;
+  await say(a, text);
+  await waitMessage(b, text);
+  await a.context().close();
+  await b.context().close();
+});
