@@ -15,7 +15,7 @@
 # Settings (environment variables, defaults in brackets):
 #   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket]
 #   BENCH_SCENARIOS    scenarios, in order
-#                      [codec echo broadcast broadcast-light broadcast-10k idle]
+#                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm]
 #   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 2,000 broadcast-10k
 #                      receivers, 150 ms codec cells [0]
 #   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
@@ -31,7 +31,10 @@
 #                      --max-connections max(10000, receivers + senders + 100))
 #   BENCH_IDLE_CONNS   idle connections [5000; quick 1000]
 #   BENCH_IDLE_CONCURRENCY  handshakes in flight while opening them [64]
-#   BENCH_IDLE_PATH    path the idle connections open [/echo]
+#   BENCH_IDLE_PATH    path the idle connections open [/echo]; idle-chat opens /
+#   BENCH_STORM_USERS  users joining one room in join-storm, one run each [2500 5000 10000]
+#                      (wschat gets --max-connections max(10000, users + 100))
+#   BENCH_STORM_CONCURRENCY  handshakes in flight while they join [64]
 #   BENCH_CODEC_CELL_MS  time per codec cell in ms [500; quick 150]
 #   BENCH_ROUNDS       rounds of echo, broadcast and broadcast-light [3; quick 1]:
 #                      the targets take turns round by round, and the table
@@ -55,7 +58,7 @@ else
     q_dur=10 q_idle=5000 q_10k=10000 q_cell=500 q_rounds=3
 fi
 TARGETS=${BENCH_TARGETS:-wschat tungstenite uws ws nodejs-websocket}
-SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle}
+SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm}
 DURATION=${BENCH_DURATION:-$q_dur}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
 SIZE=${BENCH_SIZE:-32}
@@ -72,6 +75,14 @@ TENK_MAX_CONNS=$((TENK_RECEIVERS + SENDERS + 100))
 IDLE_CONNS=${BENCH_IDLE_CONNS:-$q_idle}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 IDLE_PATH=${BENCH_IDLE_PATH:-/echo}
+STORM_USERS=${BENCH_STORM_USERS:-2500 5000 10000}
+STORM_CONCURRENCY=${BENCH_STORM_CONCURRENCY:-64}
+STORM_MAX=0
+for n in $STORM_USERS; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_STORM_USERS must be numbers" >&2; exit 1; }
+    ((n > STORM_MAX)) && STORM_MAX=$n
+done
+STORM_N=0
 CODEC_CELL_MS=${BENCH_CODEC_CELL_MS:-$q_cell}
 ROUNDS=${BENCH_ROUNDS:-$q_rounds}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive number"
@@ -119,8 +130,8 @@ for t in $TARGETS; do
 done
 for s in $SCENARIOS; do
     case $s in
-        codec | echo | broadcast | broadcast-light | broadcast-10k | idle) ;;
-        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle)" ;;
+        codec | echo | broadcast | broadcast-light | broadcast-10k | idle | idle-chat | join-storm) ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm)" ;;
     esac
 done
 NODE_ERROR=""
@@ -138,6 +149,9 @@ if (($(ulimit -n) < IDLE_CONNS + 200)); then
 fi
 if [[ " $SCENARIOS " == *" broadcast-10k "* ]] && (($(ulimit -n) < TENK_RECEIVERS + SENDERS + 200)); then
     log "run.sh: open-file limit $(ulimit -n) is below broadcast-10k's $TENK_RECEIVERS receivers and $SENDERS senders"
+fi
+if [[ " $SCENARIOS " == *" join-storm "* ]] && (($(ulimit -n) < STORM_MAX + 200)); then
+    log "run.sh: open-file limit $(ulimit -n) is below join-storm's $STORM_MAX users"
 fi
 
 # ------------------------------------------------------------------ build
@@ -257,6 +271,11 @@ run_one() { # scenario target
     PORT_NEXT=$((PORT_NEXT + 1))
     local wschat_flags=()
     [[ $scenario == broadcast-10k ]] && wschat_flags=(--max-connections "$TENK_MAX_CONNS")
+    if [[ $scenario == join-storm ]]; then
+        local storm_conns=$((STORM_N + 100))
+        ((storm_conns >= 10000)) || storm_conns=10000
+        wschat_flags=(--max-connections "$storm_conns")
+    fi
     if ! start_server "$target" "$port" "${wschat_flags[@]}"; then
         ROW="| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
         stop_server
@@ -277,10 +296,14 @@ run_one() { # scenario target
             ;;
         idle) args=(idle "${args[@]}" --conns "$IDLE_CONNS" --concurrency "$IDLE_CONCURRENCY"
             --path "$IDLE_PATH" --hold 1) ;;
+        idle-chat) args=(idle "${args[@]}" --conns "$IDLE_CONNS" --concurrency "$IDLE_CONCURRENCY"
+            --path / --hold 1) ;;
+        join-storm) args=(join-storm "${args[@]}" --users "$STORM_N" --concurrency "$STORM_CONCURRENCY"
+            --path / --quiet 1.5) ;;
     esac
     local err="$SERVER_TMP/generator.err" row limit=$((DURATION * 3 + 90))
     # Opening thousands of receivers may take up to wsload's 45 s setup limit.
-    [[ $scenario == broadcast-10k ]] && limit=$((limit + 60))
+    [[ $scenario == broadcast-10k || $scenario == join-storm ]] && limit=$((limit + 60))
     # Bounded in time whatever happens.
     if row=$(timeout --kill-after=5 "$limit" "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
         ROW=$row
@@ -309,6 +332,8 @@ describe() { # scenario -> one line
             echo "$TENK_RECEIVERS receivers and $SENDERS senders on / ($offered deliveries/s offered), each sender ${TENK_RATE} msg/s of $SIZE bytes, ${DURATION} s; wschat runs with --max-connections $TENK_MAX_CONNS. The receivers open with 64 handshakes in flight and read from the moment they open. Connection errors = receivers that did not open + connections the server closed during the run. Server RSS (VmRSS) and threads are read before the first connection and 1 s after the last, before the first send; KiB/conn = RSS growth ÷ (receivers + senders). Deliveries/s, lost and CPU as in broadcast: deliveries inside the send window; lost = sent × receivers − delivered after up to 5 s of draining; CPU = server utime+stime per delivery."
             ;;
         idle) echo "$IDLE_CONNS connections to $IDLE_PATH opened with $IDLE_CONCURRENCY handshakes in flight, then held; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
+        idle-chat) echo "$IDLE_CONNS connections to / (wschat: chat users joining the lobby; the peers: members of their broadcast room) opened with $IDLE_CONCURRENCY handshakes in flight, then held, never read from; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
+        join-storm) echo "Users joining one room (/, the lobby; the peers' broadcast room) with $STORM_CONCURRENCY handshakes in flight, one run per size ($STORM_USERS), each user reading from the moment it opens; the run ends 1.5 s after the last byte arrived. Bytes to clients = every byte the users read (what the server sent them: 101 responses, frames); bytes/user = that ÷ users: flat as the room grows means O(n). Server wchar = /proc/PID/io wchar over the run: bytes given to write(2)/writev(2), so the Node peers' and tungstenite's socket writes, but for wschat only its 101 responses and its log (it sends frames with send(2)/sendmsg(2), which wchar does not count). CPU = server utime+stime over the run." ;;
     esac
 }
 
@@ -359,6 +384,14 @@ for scenario in $SCENARIOS; do
                 log "==> $scenario: $target (round $round of $rounds)"
             else
                 log "==> $scenario: $target"
+            fi
+            if [[ $scenario == join-storm ]]; then
+                for STORM_N in $STORM_USERS; do
+                    log "==> $scenario: $target, $STORM_N users"
+                    run_one "$scenario" "$target"
+                    rows[$target]+="$ROW"$'\n'
+                done
+                continue
             fi
             run_one "$scenario" "$target"
             rows[$target]+="$ROW"$'\n'

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{ChatClient, Incoming, READ_TIMEOUT, RawClient, eventually, names_user};
 use serde_json::{Value, json};
+use wschat::chat::{CROWD_SIZE, PRESENCE_INTERVAL, USERS_PAGE};
 use wschat::clock::now_ms;
 use wschat::config::Config;
 use wschat::server::ServerHandle;
@@ -470,12 +471,21 @@ fn users_are_paged_past_100_members() {
     // is small enough for their socket buffers).
     let extras: Vec<_> = (0..EXTRA).map(|_| ChatClient::open(&server, "/")).collect();
     let total = EXTRA + 1;
-    let mut members = BTreeSet::from([ann.id]);
-    while members.len() < total {
-        let join = ann.until_type("join");
-        members.extend(ids(&join["users"]));
+    // Ann hears the arrivals by name while the room has 100 members or
+    // fewer; past that, as a count.
+    let mut named = BTreeSet::from([ann.id]);
+    loop {
+        let m = ann.until("a join or presence", |m| {
+            m["type"] == "join" || m["type"] == "presence"
+        });
+        if m["type"] == "join" {
+            assert!(m["count"].as_u64().unwrap() <= CROWD_SIZE as u64, "{m}");
+            named.extend(ids(&m["users"]));
+        } else if m["count"] == total {
+            break;
+        }
     }
-    assert_eq!(members.len(), total);
+    assert!(named.len() <= CROWD_SIZE, "{} named", named.len());
 
     ann.send_json(&json!({"type": "users"}));
     let first = ann.until_type("users");
@@ -496,20 +506,218 @@ fn users_are_paged_past_100_members() {
 
     let paged: BTreeSet<u64> = first_ids.iter().chain(&second_ids).copied().collect();
     assert_eq!(paged.len(), total, "no one listed twice");
-    assert_eq!(paged, members, "every member listed");
+    assert!(paged.is_superset(&named), "every member listed");
 
     ann.send_json(&json!({"type": "users", "offset": 1000}));
     let past = ann.until_type("users");
     assert_eq!(past["users"], json!([]));
     assert_eq!(past["more"], false);
-
-    // A newcomer to the crowd gets the count and the first page only.
-    let mut newcomer = ChatClient::open(&server, "/");
-    let users = newcomer.until_type("users");
-    assert_eq!(users["count"], total + 1);
-    assert_eq!(ids(&users["users"]).len(), 100);
-    assert_eq!(users["more"], true);
     drop(extras);
+}
+
+/// A newcomer to a room past 100 members gets its welcome, the count with
+/// the first page of the member list, and the history; nobody is sent a
+/// notice naming it, and the members (it included) see it in the next
+/// `presence` count. When the crowd is back to 100 or fewer, the members
+/// get the whole list and names again.
+#[test]
+fn a_crowd_tells_a_newcomer_the_count_and_its_members_a_coalesced_presence() {
+    const EXTRA: usize = 110;
+    let server = start(unlimited());
+    let mut ann = ChatClient::open(&server, "/?name=Ann&room=crowd");
+    ann.settle();
+    let extras: Vec<_> = (0..EXTRA)
+        .map(|_| ChatClient::open(&server, "/?room=crowd"))
+        .collect();
+    ann.until("the crowd's count", |m| {
+        m["type"] == "presence" && m["count"] == EXTRA + 1
+    });
+
+    let mut newcomer = ChatClient::open(&server, "/?name=Newcomer&room=crowd");
+    let kinds: Vec<Value> = (0..3)
+        .map(|_| match newcomer.next() {
+            Incoming::Json(v) => v,
+            other => panic!("expected JSON, got {other:?}"),
+        })
+        .collect();
+    let types: Vec<&str> = kinds.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["welcome", "users", "history"], "{kinds:?}");
+    let me = kinds[0]["user"]["id"].as_u64().unwrap();
+    let users = &kinds[1];
+    assert_eq!(users["room"], "crowd");
+    assert_eq!(users["count"], EXTRA + 2);
+    assert_eq!(users["offset"], 0);
+    assert_eq!(users["more"], true);
+    assert_eq!(ids(&users["users"]).len(), USERS_PAGE);
+    // Its own arrival comes as a count, to it and to Ann, and never as a
+    // notice that names it.
+    for client in [&mut newcomer, &mut ann] {
+        let (presence, before) = client.until_seen("the newcomer's presence", |m| {
+            m["type"] == "presence" && m["count"] == EXTRA + 2
+        });
+        assert_eq!(presence["room"], "crowd");
+        assert_eq!(presence["joined"], 1, "{presence}");
+        assert_eq!(presence["left"], 0, "{presence}");
+        assert!(
+            presence["time"]
+                .as_u64()
+                .is_some_and(|t| t > 1_600_000_000_000)
+        );
+        assert!(
+            !before.iter().any(|m| is_type(m, "join")),
+            "no join notice in a crowd: {before:?}"
+        );
+    }
+    // Paging finds the newcomer.
+    let mut found = false;
+    let mut offset = 0;
+    loop {
+        newcomer.send_json(&json!({"type": "users", "offset": offset}));
+        let page = newcomer.until(&format!("users from {offset}"), |m| {
+            m["type"] == "users" && m["offset"] == offset
+        });
+        found |= ids(&page["users"]).contains(&me);
+        offset += ids(&page["users"]).len();
+        if page["more"] == false {
+            break;
+        }
+    }
+    assert!(found, "the newcomer is on a page");
+    assert_eq!(offset, EXTRA + 2);
+
+    // Back to 100 or fewer: a count with the departures, the whole list,
+    // and leave notices that name users again.
+    const KEEP: usize = CROWD_SIZE - 3;
+    let mut extras = extras;
+    extras.truncate(KEEP);
+    // The departures come as counts, and once the room is no crowd (on a
+    // presence tick), the whole list; a tick that falls between the last
+    // two departures leaves the last to a named `leave`.
+    let (mut left, mut listed) = (0, false);
+    while left < (EXTRA - KEEP) as u64 || !listed {
+        let m = ann.until("the departures and the list", |m| {
+            ["presence", "leave", "users"].contains(&m["type"].as_str().unwrap_or_default())
+        });
+        match m["type"].as_str() {
+            Some("presence") => left += m["left"].as_u64().unwrap(),
+            Some("leave") => {
+                assert!(listed, "names only after the whole list: {m}");
+                left += ids(&m["users"]).len() as u64;
+            }
+            _ => {
+                assert!(m["count"].as_u64().unwrap() <= CROWD_SIZE as u64, "{m}");
+                assert_eq!(m["more"], false, "{m}");
+                assert_eq!(ids(&m["users"]).len() as u64, m["count"], "{m}");
+                listed = true;
+            }
+        }
+    }
+    assert_eq!(left, (EXTRA - KEEP) as u64);
+    ann.send_json(&json!({"type": "users"}));
+    let list = ann.until_type("users");
+    assert_eq!(list["count"], KEEP + 2);
+    assert_eq!(list["more"], false);
+    drop(newcomer);
+    let leave = ann.until_type("leave");
+    assert_eq!(leave["users"][0]["id"], me, "{leave}");
+    assert_eq!(leave["count"], KEEP + 1);
+    drop(extras);
+}
+
+/// Bytes the server writes to its clients while `n` users join one room
+/// (after one early member), and what that early member received.
+struct Storm {
+    server_bytes: u64,
+    member_bytes: u64,
+    member_presences: usize,
+    seconds: f64,
+}
+
+fn join_storm(n: usize) -> Storm {
+    let server = start(unlimited());
+    let mut early = ChatClient::open(&server, "/?name=Early&room=storm");
+    early.settle();
+    let before = server.metrics().bytes_out.load(Ordering::SeqCst);
+    let started = Instant::now();
+    // The joiners never read: each is sent its welcome, its first page of
+    // members and the history, which their socket buffers hold.
+    let joiners: Vec<_> = (0..n)
+        .map(|_| ChatClient::open(&server, "/?room=storm"))
+        .collect();
+    let (mut member_bytes, mut member_presences) = (0u64, 0);
+    loop {
+        let m = match early.next() {
+            Incoming::Json(v) => v,
+            other => panic!("expected JSON, got {other:?}"),
+        };
+        member_bytes += m.to_string().len() as u64;
+        match m["type"].as_str() {
+            Some("join") => assert!(m["count"].as_u64().unwrap() <= CROWD_SIZE as u64, "{m}"),
+            Some("presence") => {
+                member_presences += 1;
+                if m["count"] == n + 1 {
+                    break;
+                }
+            }
+            _ => panic!("an early member of a storm got {m}"),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // The last `presence` went to every member in the same turn.
+    let mut server_bytes = 0;
+    eventually(Duration::from_secs(5), "the bytes written settle", || {
+        let now = server.metrics().bytes_out.load(Ordering::SeqCst) - before;
+        let settled = now == server_bytes;
+        server_bytes = now;
+        std::thread::sleep(Duration::from_millis(100));
+        settled
+    });
+    drop(joiners);
+    Storm {
+        server_bytes,
+        member_bytes,
+        member_presences,
+        seconds,
+    }
+}
+
+/// 150 and then 300 users join one room: the bytes the server writes grow
+/// about linearly (×2 for twice the users), far from the ×4 of notices that
+/// name every joiner to every member; an early member hears of them as at
+/// most one `presence` a second.
+#[test]
+fn a_join_storm_costs_bytes_linear_in_the_joiners() {
+    let small = join_storm(150);
+    let large = join_storm(300);
+    for storm in [&small, &large] {
+        // At most one presence a second (and one for the turn in progress).
+        assert!(
+            storm.member_presences as f64 <= storm.seconds / PRESENCE_INTERVAL.as_secs_f64() + 2.0,
+            "{} presence updates in {:.2} s",
+            storm.member_presences,
+            storm.seconds
+        );
+    }
+    let ratio = large.server_bytes as f64 / small.server_bytes as f64;
+    eprintln!(
+        "join storm: 150 users {} bytes, 300 users {} bytes (×{ratio:.2}); an early member got {} and {} bytes",
+        small.server_bytes, large.server_bytes, small.member_bytes, large.member_bytes
+    );
+    assert!(
+        ratio < 2.6,
+        "twice the users cost ×{ratio:.2} the bytes ({} → {}): quadratic is ×4",
+        small.server_bytes,
+        large.server_bytes
+    );
+    // The early member's share does not grow with the square either: past
+    // the first 100 names, it is a count a second.
+    let member_ratio = large.member_bytes as f64 / small.member_bytes as f64;
+    assert!(
+        member_ratio < 2.0,
+        "an early member got ×{member_ratio:.2} the bytes ({} → {})",
+        small.member_bytes,
+        large.member_bytes
+    );
 }
 
 // ---- Private messages ----
@@ -1341,6 +1549,15 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
     drop(boss);
     drop(bob);
     until(&mut ann, "leave");
+    // A crowd: more than 100 members hear of arrivals as a `presence`.
+    let mut watcher = connect("/?room=big");
+    until(&mut watcher, "history");
+    let crowd: Vec<_> = (0..CROWD_SIZE)
+        .map(|_| wschat::client::connect(&common::ws_url(&server, "/?room=big")).expect("connect"))
+        .collect();
+    until(&mut watcher, "presence");
+    drop(crowd);
+    drop(watcher);
     drop(ann);
     server.stop();
 

@@ -4,7 +4,10 @@
 //! Everything here is owned by the hub thread, so nothing is locked. A room
 //! message is serialized and framed once, and the same bytes go to every
 //! member. Joins and leaves that happen in one hub turn go out as one notice
-//! per room, so a crowd arriving at once does not cost O(n²) notices.
+//! per room, so a crowd arriving at once does not cost O(n²) notices. A room
+//! of more than [`CROWD_SIZE`] members names nobody: its members get a
+//! coalesced `presence` count at most once per [`PRESENCE_INTERVAL`], and
+//! page `users` when they want names, so n users joining cost O(n) bytes.
 //!
 //! A *user* is an identity, not a connection: an anonymous user is named by
 //! its session (the `session` of `welcome`, presented again as
@@ -48,6 +51,15 @@ pub const DEFAULT_MAX_ROOMS: usize = 1000;
 pub const HISTORY_LEN: usize = 50;
 /// Members per `users` page; a room this size or smaller is sent whole.
 pub const USERS_PAGE: usize = 100;
+/// A room of more members than this is a crowd: arrivals and departures
+/// reach its members as a coalesced `presence` count instead of `join` and
+/// `leave` notices that name users (the same threshold as `users` paging:
+/// a room whose list is sent whole also names who comes and goes).
+pub const CROWD_SIZE: usize = USERS_PAGE;
+/// A crowd's members get at most one `presence` update per this interval
+/// (sent on the hub's tick, every [`PRESENCE_INTERVAL`] ÷
+/// [`TICK_INTERVAL`](crate::hub::TICK_INTERVAL) ticks).
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Most messages one `history` page returns.
 pub const MAX_HISTORY_PAGE: usize = 100;
 /// How often whole old segments are looked for and deleted.
@@ -139,9 +151,55 @@ struct Room {
     members: BTreeSet<UserId>,
     /// Every connection of every member: what a room message goes to.
     conns: BTreeSet<ConnId>,
-    /// Users who entered or left during this turn, for one notice each.
+    /// Users who entered or left during this turn, for one notice each
+    /// (a room that is no crowd).
     joined: Vec<Value>,
     left: Vec<Value>,
+    /// More than [`CROWD_SIZE`] members at the end of a turn: presence is
+    /// a coalesced count. It stops being one only on a presence tick, when
+    /// the members get the whole list again.
+    crowd: bool,
+    /// A crowd's arrivals and departures since its last `presence`.
+    arrived: usize,
+    departed: usize,
+}
+
+impl Room {
+    /// Count an arrival (a crowd) or keep it for this turn's `join` notice.
+    fn arrive(&mut self, ids: &Identities, user: UserId) {
+        if self.crowd {
+            self.arrived += 1;
+        } else {
+            self.joined.push(ids.user_ref(user));
+        }
+    }
+
+    /// Count a departure (a crowd) or keep it for this turn's `leave`
+    /// notice.
+    fn depart(&mut self, ids: &Identities, user: UserId) {
+        if self.crowd {
+            self.departed += 1;
+        } else {
+            self.left.push(ids.user_ref(user));
+        }
+    }
+
+    /// `{"type":"users",...}`: the page of members from `offset`, with the
+    /// room's count and whether more follow.
+    fn users_page(&self, ids: &Identities, name: &str, offset: usize) -> String {
+        let page: Vec<Value> = self
+            .members
+            .iter()
+            .skip(offset)
+            .take(USERS_PAGE)
+            .map(|&m| ids.user_ref(m))
+            .collect();
+        let more = offset.saturating_add(page.len()) < self.members.len();
+        ordered! {
+            "type": "users", "room": name, "count": self.members.len(),
+            "offset": offset, "more": more, "users": page,
+        }
+    }
 }
 
 /// What a connection asked for in its URL, kept while it waits to sign in
@@ -167,6 +225,9 @@ pub struct Chat {
     rooms: HashMap<String, Room>,
     /// Rooms with joins or leaves to announce at the end of the turn.
     dirty: Vec<String>,
+    /// Ticks so far: crowds hear of presence on every
+    /// [`presence_ticks`]-th.
+    ticks: u64,
     /// Messages and membership records, durable or in memory.
     store: SharedStore,
     last_retention: Instant,
@@ -197,6 +258,7 @@ impl Chat {
             waiting: HashMap::new(),
             rooms,
             dirty: Vec::new(),
+            ticks: 0,
             store,
             last_retention: Instant::now(),
         }
@@ -252,12 +314,11 @@ impl Chat {
         resume: Option<(ConnId, u64)>,
     ) {
         self.record_membership("joined", user, room_name);
-        let me = self.user_ref(user);
         let conns = self.conns_of(user);
         let room = self.rooms.entry(room_name.to_string()).or_default();
         room.members.insert(user);
         room.conns.extend(conns.iter().copied());
-        room.joined.push(me);
+        room.arrive(&self.ids, user);
         if let Some(u) = self.ids.get_mut(user) {
             u.room = room_name.to_string();
         }
@@ -280,14 +341,13 @@ impl Chat {
         if let Some(u) = self.ids.get_mut(user) {
             u.left_at = left;
         }
-        let me = self.user_ref(user);
         let conns = self.conns_of(user);
         if let Some(room) = self.rooms.get_mut(&room_name) {
             room.members.remove(&user);
             for conn in conns {
                 room.conns.remove(&conn);
             }
-            room.left.push(me);
+            room.depart(&self.ids, user);
         }
         self.mark_dirty(&room_name);
     }
@@ -310,19 +370,32 @@ impl Chat {
         let Some(room) = self.rooms.get(&room_name) else {
             return;
         };
-        let page: Vec<Value> = room
-            .members
-            .iter()
-            .skip(offset)
-            .take(USERS_PAGE)
-            .map(|&m| self.user_ref(m))
-            .collect();
-        let more = offset.saturating_add(page.len()) < room.members.len();
-        let msg = ordered! {
-            "type": "users", "room": room_name, "count": room.members.len(),
-            "offset": offset, "more": more, "users": page,
-        };
-        ctx.send_json(conn, &msg);
+        ctx.send_json(conn, &room.users_page(&self.ids, &room_name, offset));
+    }
+
+    /// A presence tick: each crowd whose members came or went since its
+    /// last update gets one `presence` message (encoded once, the same
+    /// bytes to every member). A crowd that is back to [`CROWD_SIZE`]
+    /// members or fewer stops being one: its members get the whole member
+    /// list, and from then on `join` and `leave` name users again.
+    fn send_presence(&mut self, ctx: &mut Ctx) {
+        let time = now_ms();
+        for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.crowd) {
+            let count = room.members.len();
+            if room.arrived > 0 || room.departed > 0 {
+                let msg = ordered! {
+                    "type": "presence", "room": name, "count": count,
+                    "joined": room.arrived, "left": room.departed, "time": time,
+                };
+                (room.arrived, room.departed) = (0, 0);
+                ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
+            }
+            if count <= CROWD_SIZE {
+                room.crowd = false;
+                let users = room.users_page(&self.ids, name, 0);
+                ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&users));
+            }
+        }
     }
 
     fn send_history(&self, ctx: &mut Ctx, conn: ConnId) {
@@ -906,6 +979,14 @@ impl Chat {
     }
 }
 
+/// Every how many hub ticks crowds hear of presence: ticks are at least
+/// [`TICK_INTERVAL`](crate::hub::TICK_INTERVAL) apart, so updates are at
+/// least [`PRESENCE_INTERVAL`] apart.
+fn presence_ticks() -> u64 {
+    let tick = crate::hub::TICK_INTERVAL.as_millis().max(1);
+    (PRESENCE_INTERVAL.as_millis().div_ceil(tick) as u64).max(1)
+}
+
 /// The `complete` field of a `history` or `resume`, and with `false` the
 /// `first` id from which the answer is known to be whole.
 fn completeness(missing: Option<u64>) -> Vec<(&'static str, Value)> {
@@ -1109,6 +1190,10 @@ impl App for Chat {
             store.apply_retention(std::time::SystemTime::now());
             log::info!("store: {} bytes on disk", store.disk_bytes());
         }
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(presence_ticks()) {
+            self.send_presence(ctx);
+        }
     }
 
     /// The store's budget, which the chat's identities and the desk share.
@@ -1130,6 +1215,13 @@ impl App for Chat {
                 continue;
             };
             let count = room.members.len();
+            if !room.crowd && count > CROWD_SIZE {
+                // From now on a count; this turn's arrivals and departures
+                // are counted in the first `presence`.
+                room.crowd = true;
+                room.arrived += std::mem::take(&mut room.joined).len();
+                room.departed += std::mem::take(&mut room.left).len();
+            }
             for (kind, users) in [
                 ("join", std::mem::take(&mut room.joined)),
                 ("leave", std::mem::take(&mut room.left)),

@@ -149,14 +149,15 @@ test('errors show without breaking the page; binary messages show their size', {
   await waitMessage(a, '[二进制消息 7 字节]');
 });
 
-test('a room of more than 100 members pages its member list', { timeout: 60_000 }, async () => {
+test('a room of more than 100 members shows its count and pages its member list', { timeout: 90_000 }, async () => {
   const t = tag();
   const room = 'crowd-' + t;
   // 101 plain WebSocket clients (from one page, to keep it cheap) fill a room.
   const ctx = await browser.newContext();
   const bots = await ctx.newPage();
   await bots.goto(srv.url + '/healthz');
-  await bots.evaluate(([n, room, t]) => Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve, reject) => {
+  const addBots = (from, n) => bots.evaluate(([from, n, room, t]) => Promise.all(Array.from({ length: n }, (_, k) => new Promise((resolve, reject) => {
+    const i = from + k;
     const ws = new WebSocket(`ws://${location.host}/?name=bot${i}-${t}`);
     (window.bots ||= []).push(ws);
     ws.onerror = () => reject(new Error('bot ' + i + ' failed'));
@@ -165,23 +166,53 @@ test('a room of more than 100 members pages its member list', { timeout: 60_000 
       if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', room }));
       if (m.type === 'users' && m.room === room) resolve();
     };
-  }))), [101, room, t]);
+  }))), [from, n, room, t]);
+  await addBots(0, 101);
 
   const page = await chatPage(browser, srv.url, 'Counter-' + t, { room, locale: 'zh-CN' });
   await waitText(page, '#userCount', '102');
   await waitText(page, '#roomSub', '102 人在线');
-  // The first page holds 100 members; the page adds itself from its own
-  // join notice (it is last in the server's order, so not on page one).
+  // The first page holds 100 members; the page lists itself as well (it is
+  // last in the server's order, so not on page one).
   await page.waitForFunction(() => document.querySelectorAll('#users li').length === 101);
   assert.equal(await page.$eval('#users li.me .n', (e) => e.textContent), 'Counter-' + t);
   await page.waitForSelector('#moreUsers:not([hidden])');
   await page.click('#moreUsers');
   await page.waitForFunction(() => document.querySelectorAll('#users li').length === 102);
   await page.waitForSelector('#moreUsers', { state: 'hidden' });
-  // Leaving is one notice, and the list follows it.
-  await bots.evaluate(() => window.bots.slice(0, 5).forEach((ws) => ws.close()));
+
+  // Someone arrives: the count follows (a coalesced presence update), nobody
+  // is named in the messages, and the list is paged again on demand, from
+  // the keyboard too.
+  await addBots(101, 1);
+  await waitText(page, '#userCount', '103');
+  await waitText(page, '#menuCount', '103');
+  await waitText(page, '#roomSub', '103 人在线');
+  const notices = await page.$$eval('#messages .notice', (ns) => ns.map((n) => n.textContent));
+  assert.ok(!notices.some((n) => n.includes('bot101-' + t)), `no join notice in a crowd: ${notices}`);
+  await page.waitForSelector('#refreshUsers:not([hidden])');
+  assert.equal(await page.textContent('#refreshUsers'), '刷新成员列表');
+  await page.focus('#refreshUsers');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#refreshUsers', { state: 'hidden' });
+  await page.waitForSelector('#moreUsers:not([hidden])');
+  await page.click('#moreUsers');
+  await page.waitForFunction(() => document.querySelectorAll('#users li').length === 103);
+  const names = await memberNames(page);
+  assert.ok(names.includes('bot101-' + t), 'the newcomer is on the second page');
+
+  // Back to 100 or fewer: the server sends the whole list, and the page
+  // shows it.
+  await bots.evaluate(() => window.bots.slice(0, 6).forEach((ws) => ws.close()));
   await waitText(page, '#userCount', '97');
-  assert.equal(await page.$$eval('#users li', (l) => l.length), 97);
+  await page.waitForFunction(() => document.querySelectorAll('#users li').length === 97);
+  await page.waitForSelector('#refreshUsers', { state: 'hidden' });
+  assert.equal(await page.$eval('#moreUsers', (b) => b.hidden), true);
+  // And leaving is named again.
+  await bots.evaluate(() => window.bots[6].close());
+  await waitText(page, '#userCount', '96');
+  await page.waitForFunction((n) => [...document.querySelectorAll('#messages .notice b')].some((e) => e.textContent === n), 'bot6-' + t);
+  assert.deepEqual(page.errors || [], []);
   await ctx.close();
 });
 

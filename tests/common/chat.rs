@@ -89,7 +89,8 @@ impl ChatClient {
     }
 
     /// Read `welcome` (taking the identity it gives) and then up to this
-    /// user's own `join` notice.
+    /// user's own `join` notice, or in a crowd (a `users` count past
+    /// [`wschat::chat::CROWD_SIZE`], where nobody is named) up to `history`.
     pub fn settle(&mut self) {
         let welcome = self.until_type("welcome");
         self.id = welcome["user"]["id"].as_u64().expect("welcome.user.id");
@@ -97,6 +98,14 @@ impl ChatClient {
             .as_str()
             .expect("welcome.user.name")
             .to_string();
+        let users = self.until_type("users");
+        if users["count"]
+            .as_u64()
+            .is_some_and(|n| n > wschat::chat::CROWD_SIZE as u64)
+        {
+            self.until_type("history");
+            return;
+        }
         let id = self.id;
         self.until("my own join notice", |m| {
             m["type"] == "join" && names_user(&m["users"], id)

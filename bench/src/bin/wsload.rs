@@ -9,6 +9,8 @@
 //!                  [--rate 100] [--size 32] [--duration 10] [--report-memory 0|1] [--hold 1]
 //! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
 //!                  [--path /echo] [--hold 1]
+//! wsload join-storm --port P [--pid PID] [--target NAME] [--users 10000] [--concurrency 64]
+//!                  [--path /] [--quiet 1.5]
 //! wsload wait-port --port P [--timeout 10]
 //! wsload median [--max-col N]            rows of one target's rounds on stdin → one row
 //! ```
@@ -22,6 +24,14 @@
 //! receivers that do not open, and adds to the row the connection errors
 //! and the server's RSS and threads once every connection is open (`--hold`
 //! after the last one, before the first send).
+//!
+//! `join-storm` opens `--users` connections to one room (`--path`, the
+//! lobby on `/`), `--concurrency` handshakes in flight, each reading and
+//! counting every byte from the moment it opens, and waits until nothing
+//! has arrived for `--quiet` seconds after the last one opened. Its row:
+//! the handshakes per second, the bytes the clients received (what the
+//! server sent them, framing included), the server's `wchar` from
+//! /proc/PID/io over the same span, and the server's CPU time.
 //! On failure the error goes to stderr as one line and the exit code is 1.
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +63,9 @@ const SETUP_DEADLINE: Duration = Duration::from_secs(45);
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first().cloned() else {
-        eprintln!("usage: wsload header|echo|broadcast|idle|wait-port [--flag value]...");
+        eprintln!(
+            "usage: wsload header|echo|broadcast|idle|join-storm|wait-port [--flag value]..."
+        );
         return ExitCode::from(2);
     };
     let opts = match Opts::parse(&args[1..]) {
@@ -105,6 +117,7 @@ fn main() -> ExitCode {
             "echo" => echo(&opts).await,
             "broadcast" => broadcast(&opts).await,
             "idle" => idle(&opts).await,
+            "join-storm" => join_storm(&opts).await,
             "wait-port" => wait_port(&opts).await.map(|()| String::new()),
             other => Err(format!("unknown scenario {other:?}")),
         }
@@ -136,7 +149,10 @@ fn header(scenario: &str) -> Option<&'static str> {
         "broadcast-10k" => {
             "| target | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | connection errors | RSS before→open MiB | KiB/conn | threads before→open | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
-        "idle" => {
+        "join-storm" => {
+            "| target | users | handshakes/s | bytes to clients MiB | bytes/user | server wchar MiB | server CPU s | server CPU µs/user | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
+        "idle" | "idle-chat" => {
             "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
         _ => return None,
@@ -161,6 +177,9 @@ struct Opts {
     hold: Duration,
     timeout: Duration,
     report_memory: bool,
+    /// `join-storm`: users joining, and the quiet that ends the run.
+    users: usize,
+    quiet: Duration,
     /// `median`: the column (0 = target) whose worst cell is kept.
     max_col: Option<usize>,
 }
@@ -183,6 +202,8 @@ impl Opts {
             hold: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             report_memory: false,
+            users: 10_000,
+            quiet: Duration::from_millis(1500),
             max_col: None,
         };
         let mut i = 0;
@@ -223,6 +244,8 @@ impl Opts {
                 "--hold" => o.hold = Duration::from_secs_f64(num(v)?),
                 "--timeout" => o.timeout = Duration::from_secs_f64(num(v)?),
                 "--report-memory" => o.report_memory = num(v)? != 0.0,
+                "--users" => o.users = num(v)? as usize,
+                "--quiet" => o.quiet = Duration::from_secs_f64(num(v)?),
                 "--max-col" => o.max_col = Some(num(v)? as usize),
                 other => return Err(format!("unknown flag {other}")),
             }
@@ -233,6 +256,12 @@ impl Opts {
         }
         if o.hold > Duration::from_secs(60) {
             return Err("--hold is capped at 60 s".into());
+        }
+        if o.quiet > Duration::from_secs(30) {
+            return Err("--quiet is capped at 30 s".into());
+        }
+        if o.users > 100_000 {
+            return Err("--users is capped at 100,000".into());
         }
         Ok(o)
     }
@@ -264,6 +293,16 @@ fn proc_status(pid: Option<u32>, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// A number from /proc/PID/io (`wchar`: bytes the process handed to
+/// write(2) and its kin; not those of send(2) or sendmsg(2)).
+fn proc_io(pid: Option<u32>, key: &str) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", pid?)).ok()?;
+    io.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?;
+        value.trim().parse().ok()
     })
 }
 
@@ -442,6 +481,8 @@ struct RawReceiver {
     end: usize,
     /// A fragmented message being put together.
     fragments: Vec<u8>,
+    /// Every byte read from the socket, the handshake's response included.
+    received: u64,
 }
 
 /// Where a frame lies at the front of a buffer.
@@ -540,6 +581,7 @@ impl RawReceiver {
             }
             Ok(true)
         });
+        self.received += got as u64;
         match result {
             Ok(false) => Err("connection closed".into()),
             Ok(true) => Ok(got),
@@ -640,6 +682,7 @@ async fn connect_raw(addr: SocketAddr, path: &str) -> Result<RawReceiver, Error>
             start: head_end,
             end,
             fragments: Vec::new(),
+            received: end as u64,
         })
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
@@ -1230,6 +1273,121 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         count(threads_before),
         count(threads_open),
         server_cpu,
+        pct(gen_cpu),
+    ))
+}
+
+// ---------------------------------------------------------------- join-storm
+
+/// `--users` users join one room, `--concurrency` handshakes in flight,
+/// each reading from the moment it opens; the run ends once nothing has
+/// arrived for `--quiet` after the last one opened (a server that counts
+/// arrivals once a second has sent its last count by then).
+async fn join_storm(o: &Opts) -> Result<String, Error> {
+    let n = o.users;
+    let addr = o.addr();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let gate = Arc::new(Semaphore::new(o.concurrency));
+    let setup_deadline = Instant::now() + SETUP_DEADLINE;
+    let wchar_before = proc_io(o.pid, "wchar");
+    let window = Window::start(o.pid);
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let gate = gate.clone();
+        let counters = counters.clone();
+        let bytes = bytes.clone();
+        let mut stop = stop_rx.clone();
+        let path = o.path.clone();
+        set.spawn(async move {
+            let opened = {
+                let _permit = gate.acquire_owned().await.expect("semaphore open");
+                if Instant::now() < setup_deadline {
+                    connect_raw(addr, &path).await
+                } else {
+                    Err(format!("not tried within {SETUP_DEADLINE:?} of setup"))
+                }
+            };
+            let mut user = match opened {
+                Ok(user) => user,
+                Err(e) => {
+                    let _ = counters.first_error.set(e);
+                    counters.not_opened.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            };
+            let mut counted = user.received;
+            bytes.fetch_add(counted, Ordering::Relaxed);
+            counters.opened.fetch_add(1, Ordering::Relaxed);
+            let mut ignore = |_: &[u8]| {};
+            loop {
+                let result = user.read_available(&mut ignore).await;
+                bytes.fetch_add(user.received - counted, Ordering::Relaxed);
+                counted = user.received;
+                if result.is_err() {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    ready = user.tcp.readable() => if ready.is_err() {
+                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    },
+                }
+            }
+            Some(user)
+        });
+    }
+    let give_up = setup_deadline + CONNECT_TIMEOUT + Duration::from_secs(1);
+    while counters.opened.load(Ordering::Relaxed) + counters.not_opened.load(Ordering::Relaxed)
+        < n as u64
+        && Instant::now() < give_up
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let opening = window.started.elapsed().as_secs_f64();
+    let opened = counters.opened.load(Ordering::Relaxed);
+    // The last presence count (or join notices) still on their way.
+    wait_quiet(&bytes, o.quiet, Duration::from_secs(30)).await;
+    let (_, server_cpu, gen_cpu) = window.end(o.pid);
+    let wchar = match (wchar_before, proc_io(o.pid, "wchar")) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let received = bytes.load(Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let mut keep = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        keep.extend(joined.ok().flatten());
+    }
+    drop(keep);
+    if opened == 0 && n > 0 {
+        let first = counters.first_error.get().map_or("", String::as_str);
+        return Err(format!("no user opened on {}: {first}", o.path));
+    }
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    let mut users = opened.to_string();
+    if opened < n as u64 {
+        let first = counters.first_error.get().map_or("", String::as_str);
+        users = format!("{opened} of {n} ({})", first.replace('|', "\\|"));
+    }
+    if dropped > 0 {
+        users = format!("{users}; {dropped} closed by the server");
+    }
+    let mib = |v: Option<u64>| fmt_opt(v.map(|b| b as f64 / (1024.0 * 1024.0)), 2);
+    Ok(format!(
+        "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} |",
+        o.target,
+        users,
+        opened as f64 / opening.max(1e-6),
+        mib(Some(received)),
+        received as f64 / opened.max(1) as f64,
+        mib(wchar),
+        fmt_opt(server_cpu, 2),
+        fmt_opt(server_cpu.map(|c| c * 1e6 / opened.max(1) as f64), 1),
         pct(gen_cpu),
     ))
 }
