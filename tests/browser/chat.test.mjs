@@ -355,3 +355,29 @@ test('someone in another room is found by name and written to privately', { time
   await a.context().close();
   await b.context().close();
 });
+
+test('links, code, bold and italics are built from DOM nodes; anything else stays text', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const a = await chatPage(browser, srv.url, 'Fmt-' + t);
+  const b = await chatPage(browser, srv.url, 'Reader-' + t);
+  const text = `see https://example.com/a?b=1, run \`cargo test\`, **bold** _it_ javascript:alert(1) <img src=x onerror="window.pwned=1"> ${t}`;
+  await say(a, text);
+  await b.waitForFunction((t) => [...document.querySelectorAll('#messages .bubble')].some((x) => x.textContent.includes(t)), t);
+  const got = await b.$eval(`#messages li.msg:last-of-type .bubble`, (x) => ({
+    links: [...x.querySelectorAll('a')].map((l) => [l.getAttribute('href'), l.rel, l.target, l.textContent]),
+    code: [...x.querySelectorAll('code')].map((c) => c.textContent),
+    strong: [...x.querySelectorAll('strong')].map((c) => c.textContent),
+    em: [...x.querySelectorAll('em')].map((c) => c.textContent),
+    imgs: x.querySelectorAll('img').length,
+    text: x.textContent,
+  }));
+  assert.deepEqual(got.links, [['https://example.com/a?b=1', 'noopener noreferrer', '_blank', 'https://example.com/a?b=1']]);
+  assert.deepEqual(got.code, ['cargo test']);
+  assert.deepEqual(got.strong, ['bold']);
+  assert.deepEqual(got.em, ['it']);
+  assert.equal(got.imgs, 0, 'markup stays text');
+  assert.ok(got.text.includes('javascript:alert(1) <img src=x onerror="window.pwned=1">'), got.text);
+  assert.equal(await b.evaluate(() => window.pwned), undefined);
+  await a.context().close();
+  await b.context().close();
+});
