@@ -43,6 +43,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::server::metrics::Metrics;
 use crate::server::peer::{Bytes, Delivery, Peer};
+use crate::server::prepared::{PeerDeflate, Prepared};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
 
@@ -118,8 +119,8 @@ pub trait App {
 /// Something to do once the turn's records are stored.
 #[derive(Debug)]
 enum Out {
-    One(ConnId, Bytes),
-    Many(Vec<ConnId>, Bytes),
+    One(ConnId, Prepared),
+    Many(Vec<ConnId>, Prepared),
     Close(ConnId, CloseCode, String),
 }
 
@@ -145,8 +146,10 @@ impl Ctx {
         }
     }
 
-    /// Encode a text message once, as a server frame, for sending to many.
-    pub fn text_frame(text: &str) -> Bytes {
+    /// Encode a text message once, as a server frame, for sending to many
+    /// (compressed at most once, for those who negotiated permessage-deflate:
+    /// see [`Prepared`]).
+    pub fn text_frame(text: &str) -> Prepared {
         let mut out = Vec::with_capacity(text.len() + 4);
         crate::ws::frame::encode_frame(
             &mut out,
@@ -170,7 +173,7 @@ impl Ctx {
     /// let frame = Ctx::json_frame(r#"{"text":"<b>&"}"#);
     /// assert_eq!(&frame[2..], br#"{"text":"\u003cb\u003e\u0026"}"#);
     /// ```
-    pub fn json_frame(json: &str) -> Bytes {
+    pub fn json_frame(json: &str) -> Prepared {
         if !json.contains(['<', '>', '&']) {
             return Ctx::text_frame(json);
         }
@@ -192,7 +195,7 @@ impl Ctx {
     }
 
     /// Encode a binary message once, as a server frame.
-    pub fn binary_frame(data: &[u8]) -> Bytes {
+    pub fn binary_frame(data: &[u8]) -> Prepared {
         let mut out = Vec::with_capacity(data.len() + 10);
         crate::ws::frame::encode_frame(&mut out, true, crate::ws::OpCode::Binary, data, None);
         out.into()
@@ -209,7 +212,7 @@ impl Ctx {
     }
 
     /// Send an encoded frame to one connection. Returns whether it is open.
-    pub fn send_frame(&mut self, conn: ConnId, frame: &Bytes) -> bool {
+    pub fn send_frame(&mut self, conn: ConnId, frame: &Prepared) -> bool {
         let open = self.peers.contains_key(&conn);
         if open {
             self.queue.push(Out::One(conn, frame.clone()));
@@ -223,7 +226,7 @@ impl Ctx {
     }
 
     /// Send the same encoded frame to every connection in `conns`.
-    pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Bytes) {
+    pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &Prepared) {
         let conns: Vec<ConnId> = conns.into_iter().collect();
         if !conns.is_empty() {
             self.queue.push(Out::Many(conns, frame.clone()));
@@ -265,11 +268,30 @@ impl Ctx {
         } else if let Some((conns, frames)) = one_audience(&queue) {
             // Every message of the turn goes to the same connections (a
             // busy room): each connection gets them all in one call, with
-            // no grouping per connection.
+            // no grouping per connection. The frames' wire forms are worked
+            // out once for plain peers and once per kind of deflate peer
+            // (in practice one: every peer has the server's settings).
+            let plain: Vec<Bytes> = frames.iter().map(|f| f.plain().clone()).collect();
+            let mut deflated: Vec<(PeerDeflate, Vec<Bytes>)> = Vec::new();
             for conn in conns {
-                if let Some(peer) = self.peers.get(conn) {
-                    delivered += peer.send_batch(&frames);
-                }
+                let Some(peer) = self.peers.get(conn) else {
+                    continue;
+                };
+                let wire = match peer.deflate() {
+                    None => &plain,
+                    Some(d) => {
+                        let at = match deflated.iter().position(|(k, _)| k == d) {
+                            Some(at) => at,
+                            None => {
+                                let forms = frames.iter().map(|f| f.for_peer(Some(d)).clone());
+                                deflated.push((*d, forms.collect()));
+                                deflated.len() - 1
+                            }
+                        };
+                        &deflated[at].1
+                    }
+                };
+                delivered += peer.send_batch(wire);
             }
         } else {
             let mut order: Vec<ConnId> = Vec::new();
@@ -301,7 +323,7 @@ impl Ctx {
                 };
                 for item in per_conn.remove(&conn).unwrap_or_default() {
                     match item {
-                        Item::Frame(frame) => frames.push(frame),
+                        Item::Frame(frame) => frames.push(frame.for_peer(peer.deflate()).clone()),
                         Item::Close(code, reason) => {
                             delivered += peer.send_batch(&frames);
                             frames.clear();
@@ -318,10 +340,10 @@ impl Ctx {
             .fetch_add(delivered as u64, Ordering::Relaxed);
     }
 
-    fn send_now(&self, conn: ConnId, frame: &Bytes) -> usize {
+    fn send_now(&self, conn: ConnId, frame: &Prepared) -> usize {
         self.peers.get(&conn).map_or(0, |peer| {
             usize::from(matches!(
-                peer.send(frame),
+                peer.send(frame.for_peer(peer.deflate())),
                 Delivery::Sent | Delivery::Queued
             ))
         })
@@ -330,7 +352,7 @@ impl Ctx {
 
 /// When every send of a turn is a broadcast to the same connections, in
 /// the same order: those connections, and the turn's frames in order.
-fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Bytes>)> {
+fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Prepared>)> {
     let Some(Out::Many(first, _)) = queue.first() else {
         return None;
     };
@@ -346,7 +368,7 @@ fn one_audience(queue: &[Out]) -> Option<(&[ConnId], Vec<Bytes>)> {
 
 /// One connection's share of a turn.
 enum Item {
-    Frame(Bytes),
+    Frame(Prepared),
     Close(CloseCode, String),
 }
 

@@ -10,6 +10,7 @@ pub mod http;
 pub mod inspect;
 pub mod metrics;
 pub mod peer;
+pub mod prepared;
 pub mod session;
 
 use std::collections::HashMap;

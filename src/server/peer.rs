@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
+use super::prepared::PeerDeflate;
 use crate::ws::{CloseCode, CloseFrame, Message};
 
 /// A frame encoded once and shared by every recipient (server frames are
@@ -98,6 +99,9 @@ pub struct Peer {
     metrics: Arc<Metrics>,
     out: Mutex<Outbox>,
     drained: Condvar,
+    /// permessage-deflate, if negotiated: what [`super::prepared::Prepared`]
+    /// frames become for this peer.
+    deflate: Option<PeerDeflate>,
 }
 
 impl Peer {
@@ -124,7 +128,19 @@ impl Peer {
                 shutdown_when_empty: false,
             }),
             drained: Condvar::new(),
+            deflate: None,
         }
+    }
+
+    /// This peer negotiated permessage-deflate (RFC 7692) as `deflate` says.
+    pub fn with_deflate(mut self, deflate: Option<PeerDeflate>) -> Peer {
+        self.deflate = deflate;
+        self
+    }
+
+    /// What this peer negotiated of permessage-deflate, if anything.
+    pub fn deflate(&self) -> Option<&PeerDeflate> {
+        self.deflate.as_ref()
     }
 
     /// The connection id.
