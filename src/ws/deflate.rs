@@ -647,10 +647,17 @@ impl Inflater {
                 out.reserve_exact(want.min(ceiling - out.len()));
             }
             let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
-            let status = self
-                .inner
-                .decompress_vec(&input[consumed..], out, flush)
-                .map_err(|_| InflateError::Corrupt)?;
+            let status = match self.inner.decompress_vec(&input[consumed..], out, flush) {
+                Ok(status) => status,
+                // Past the limit already: that is the error to report,
+                // whatever comes after.
+                Err(_) if out.len() > limit => {
+                    return Err(InflateError::TooBig {
+                        len: out.len() as u64,
+                    });
+                }
+                Err(_) => return Err(InflateError::Corrupt),
+            };
             consumed += (self.inner.total_in() - in_before) as usize;
             let produced = self.inner.total_out() - out_before;
             if out.len() > limit {
