@@ -428,6 +428,18 @@ fn a_broadcast_reaches_a_deflate_member_and_a_plain_member_alike() {
     assert_eq!(ext.as_deref(), Some(ANSWER));
     let (ext, mut plain) = upgrade(addr, "/?name=Flat&room=deflate", &[]);
     assert_eq!(ext, None);
+    // Both in the room before anyone speaks: the first member sees the
+    // second one's join notice.
+    loop {
+        let m = packed.message();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let names_flat = v["users"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|u| u["name"] == "Flat"));
+        if v["type"] == "join" && names_flat {
+            break;
+        }
+    }
     let text = "Every browser offers permessage-deflate; this chat message is long enough to be compressed.";
     plain.send(&common::client_frame(true, OpCode::Text, text.as_bytes()));
     let chat_of = |client: &mut Client| -> (bool, Value) {
