@@ -450,6 +450,12 @@ impl Default for Compressor {
 
 impl Compressor {
     /// A raw DEFLATE compressor at [`LEVEL`].
+    ///
+    /// Never inlined: miniz_oxide builds its buffers through the stack, and
+    /// inlined into a connection's read loop that would make the loop's
+    /// frame, resident for the connection's life, tens of KiB larger
+    /// (tests/stack.rs).
+    #[inline(never)]
     pub fn new() -> Compressor {
         Compressor {
             inner: Compress::new(Compression::new(LEVEL), false),
@@ -582,7 +588,8 @@ const INFLATE_STEP: usize = 1024;
 
 impl Inflater {
     /// A raw DEFLATE inflater with a 32 KiB window (it accepts a stream
-    /// made with any window size).
+    /// made with any window size). Never inlined, as [`Compressor::new`].
+    #[inline(never)]
     pub fn new() -> Inflater {
         Inflater {
             inner: Decompress::new(false),

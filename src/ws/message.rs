@@ -491,7 +491,9 @@ impl Decoder {
     /// the stack a little at a time, into the message being assembled
     /// (RFC 7692 §7.2.2). The inflated size is held to the message limit
     /// as it grows, so a bomb stops there (close 1009). Returns the new
-    /// mask offset.
+    /// mask offset. Never inlined: its buffer stays off the frames of a
+    /// parked reader.
+    #[inline(never)]
     fn inflate(
         &mut self,
         chunk: &[u8],

@@ -306,7 +306,10 @@ impl Connection {
 impl Connection {
     /// Queue a text or binary message compressed (RFC 7692 §7.2.1), if
     /// deflate is on, the message is long enough, the peer's window allows
-    /// it, and compressing makes it smaller. Returns whether it did.
+    /// it, and compressing makes it smaller. Returns whether it did. Never
+    /// inlined into the read loops that send echoes: see
+    /// [`Compressor::new`].
+    #[inline(never)]
     fn queue_compressed(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> bool {
         let Some(deflate) = self.deflate.as_mut() else {
             return false;
