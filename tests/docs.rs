@@ -154,8 +154,14 @@ fn parse(text: &str) -> Request {
 /// subprotocols.
 fn answer(request: &str, supported: &[&str]) -> Vec<u8> {
     let supported: Vec<String> = supported.iter().map(|s| s.to_string()).collect();
-    match handshake::validate_upgrade(&parse(request), &supported) {
-        Ok(accept) => accept.response(),
+    let request = parse(request);
+    match handshake::validate_upgrade(&request, &supported) {
+        Ok(mut accept) => {
+            // As the server does (src/server/http.rs), with --deflate on.
+            let offers = request.headers_named("Sec-WebSocket-Extensions");
+            accept.extensions = deflate::negotiate(offers).map(|a| a.response());
+            accept.response()
+        }
         Err(rejection) => rejection.to_response(),
     }
 }
