@@ -244,6 +244,7 @@ fn a_server_that_breaks_a_rule_gets_1002_and_the_client_exits_1() {
     script.extend(server_frame(OpCode::Text, b"bad", Some([1, 2, 3, 4])));
     let (addr, server) = scripted_server(script);
     let mut client = Client::start(&[
+        "--raw",
         "--protocol",
         "chat",
         "--header",
@@ -272,7 +273,8 @@ fn a_server_close_is_answered_and_its_code_decides_the_exit() {
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend(b"bye");
         let (addr, server) = scripted_server(server_frame(OpCode::Close, &payload, None));
-        let mut client = Client::start(&["--header", "X-Test: yes", &format!("ws://{addr}/")]);
+        let mut client =
+            Client::start(&["--raw", "--header", "X-Test: yes", &format!("ws://{addr}/")]);
         // The server closes TCP once it has the answer, so the client does
         // not wait out its close timeout.
         let Ok(frames) = server.recv_timeout(TIMEOUT) else {
