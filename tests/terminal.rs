@@ -529,19 +529,23 @@ fn a_dropped_connection_is_resumed_with_nothing_missed_or_repeated() {
     assert!(status.success(), "{}", ann.stderr());
 }
 
-#[test]
-fn a_refusal_is_final_with_its_reason() {
-    // A server that answers the handshake and closes with 4003 at once; it
-    // accepts one connection only, so a reconnect would find nobody.
+/// A one-connection server made by hand: it answers the handshake, sends
+/// `script` (which ends with a Close) right behind the 101, reads the
+/// client's answer and closes. Once
+/// it is done nobody listens, so a client that reconnected would find
+/// nobody.
+fn scripted(script: Vec<u8>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
+        drop(listener);
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         let request = loop {
             let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "the client left during the handshake");
             buf.extend_from_slice(&chunk[..n]);
             if let Some((request, _)) = wschat::ws::handshake::parse_request(&buf, 8192).unwrap() {
                 break request;
@@ -549,13 +553,30 @@ fn a_refusal_is_final_with_its_reason() {
         };
         let accept = wschat::ws::handshake::validate_upgrade(&request, &[]).unwrap();
         let mut out = accept.response();
-        let mut payload = 4003u16.to_be_bytes().to_vec();
-        payload.extend(b"kicked by an administrator");
-        encode_frame(&mut out, true, OpCode::Close, &payload, None);
+        out.extend(script);
         stream.write_all(&out).unwrap();
+        // The client's answer to the Close that ends every script; then
+        // the server closes TCP first, as RFC 6455 §7.1.1 asks.
         let _ = stream.read(&mut chunk);
-        drop(listener);
     });
+    addr
+}
+
+fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, true, opcode, payload, None);
+    out
+}
+
+fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend(reason.as_bytes());
+    server_frame(OpCode::Close, &payload)
+}
+
+#[test]
+fn a_refusal_is_final_with_its_reason() {
+    let addr = scripted(close_frame(4003, "kicked by an administrator"));
     let mut ann = Piped::start(&[&format!("ws://{addr}/chat")]);
     let (status, rest) = ann.finish(false);
     assert_eq!(status.code(), Some(1), "{rest:#?}");
@@ -565,6 +586,51 @@ fn a_refusal_is_final_with_its_reason() {
         "{rest:#?}"
     );
     assert!(!rest.iter().any(|l| l.contains("reconnect")), "{rest:#?}");
+}
+
+#[test]
+fn whatever_the_server_sends_is_shown_harmlessly() {
+    let texts = [
+        "not json at all",
+        "plain \x1b[31mred",
+        "{}",
+        "[1,2]",
+        r#"{"type":7}"#,
+        r#"{"type":"welcome","user":"nobody"}"#,
+        r#"{"type":"users","count":99999999999999999999,"users":{"a":1}}"#,
+        r#"{"type":"history","messages":[1,null,{"type":"chat"},{"type":"chat","id":-1,"time":"x"}]}"#,
+        r#"{"type":"chat","id":18446744073709551615,"time":18446744073709551615,"user":{"id":1,"name":"\u001b]0;pwned\u0007"},"text":"\u001b[2J\u001b[Hclear?\r\nline two"}"#,
+        r#"{"type":"private","from":null,"to":[],"text":null}"#,
+        r#"{"type":"found","name":null,"users":[{"id":"x"}]}"#,
+        r#"{"type":"rename","user":{"id":1},"old":{}}"#,
+        r#"{"type":"presence"}"#,
+        r#"{"type":"error"}"#,
+        r#"{"type":"privates","conversations":[{}]}"#,
+    ];
+    let mut script = Vec::new();
+    for text in texts {
+        script.extend(server_frame(OpCode::Text, text.as_bytes()));
+    }
+    script.extend(server_frame(OpCode::Binary, &[0x1b; 40]));
+    script.extend(close_frame(1000, "bye \u{1b}[2J"));
+    let addr = scripted(script);
+    let mut ann = Piped::start(&[&format!("ws://{addr}/")]);
+    let (status, rest) = ann.finish(false);
+    assert!(status.success(), "{status:?} {rest:#?}\n{}", ann.stderr());
+    assert!(rest.iter().any(|l| l == "not json at all"), "{rest:#?}");
+    assert!(rest.iter().any(|l| l == "plain ^[[31mred"), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.contains("^[[2J^[[Hclear?^M")),
+        "{rest:#?}"
+    );
+    assert!(rest.iter().any(|l| l == "    line two"), "{rest:#?}");
+    // A message that is not the protocol's JSON is shown as it is, made
+    // harmless too.
+    assert!(rest.iter().any(|l| l.contains("^[]0;pwned^G")), "{rest:#?}");
+    assert!(rest.iter().any(|l| l == "[binary 40 bytes]"), "{rest:#?}");
+    for line in &rest {
+        assert!(!line.contains('\x1b') && !line.contains('\x07'), "{line:?}");
+    }
 }
 
 // ------------------------------------------------------- the terminal

@@ -42,7 +42,8 @@ const PROMPT: &str = "> ";
 /// The commands of chat mode, for `/help` and `--help`.
 pub const CHAT_COMMANDS: &str = "  /name NAME               change your name
   /join ROOM                go to another room (made on first use)
-  /msg NAME TEXT            a private message (NAME as /users shows it)
+  /msg NAME TEXT            a private message (NAME as /users shows it;
+                            \"A NAME\" in quotes when it has spaces)
   /me ACTION                an action: shown as * you ACTION
   /users                    who is in your room
   /rooms                    (the server has no list of rooms: /join one by name)
@@ -53,6 +54,10 @@ pub const CHAT_COMMANDS: &str = "  /name NAME               change your name
   //TEXT                    send a line that starts with /
   /help                     list the commands
 ";
+
+/// A connection just opened: the socket, the bytes read past the
+/// handshake, the subprotocol.
+type Opened = (std::net::TcpStream, Vec<u8>, Option<String>);
 
 /// What the main thread waits for.
 #[derive(Debug)]
@@ -156,8 +161,12 @@ struct Session<'a> {
 /// Run chat mode until the user quits or the connection ends for good.
 pub(super) fn run(args: &Args) -> Result<(), String> {
     let tty = io::stdin().is_terminal() && io::stdout().is_terminal();
-    // Before any thread starts, so that every thread inherits the mask and
-    // only the waiting thread below ever sees these signals.
+    // Connecting comes first, while Ctrl-C still simply ends the program.
+    let opened = open(&args.url, &args.options)
+        .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
+    // Then, before any thread starts (so that every thread inherits the
+    // mask and only the waiting thread below ever sees these signals),
+    // SIGINT and SIGTERM are blocked.
     #[cfg(unix)]
     let signals = crate::sys::TerminationSignals::block();
     let (events, inbox) = crossbeam_channel::bounded::<Event>(256);
@@ -175,10 +184,6 @@ pub(super) fn run(args: &Args) -> Result<(), String> {
         closing: None,
         retry: None,
     };
-    session
-        .connect(&args.url)
-        .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
-
     #[cfg(unix)]
     {
         let tx = events.clone();
@@ -193,6 +198,7 @@ pub(super) fn run(args: &Args) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     }
+    session.start(opened)?;
 
     // Raw mode lasts as long as this guard: it is restored when `run`
     // returns, and by a panic hook should anything panic.
@@ -265,8 +271,13 @@ fn spawn_input(events: Sender<Event>, keys: bool) -> Result<(), String> {
 impl Session<'_> {
     /// Open a connection to `url` and start its reader thread.
     fn connect(&mut self, url: &str) -> Result<(), String> {
-        let (stream, leftover, _protocol) =
-            open(url, &self.args.options).map_err(|e| e.to_string())?;
+        let opened = open(url, &self.args.options).map_err(|e| e.to_string())?;
+        self.start(opened)
+    }
+
+    /// Start the reader thread of a connection just opened.
+    fn start(&mut self, opened: Opened) -> Result<(), String> {
+        let (stream, leftover, _protocol) = opened;
         let reader = stream
             .set_write_timeout(Some(WRITE_TIMEOUT))
             .and_then(|()| stream.try_clone())
@@ -432,12 +443,11 @@ impl Session<'_> {
                 self.send_text(object("join").field("room", room).finish())
             }
             "msg" => {
-                let Some((to, text)) = rest.split_once(' ').filter(|(_, t)| !t.trim().is_empty())
-                else {
-                    self.screen.notice("usage: /msg NAME TEXT");
+                let Some((to, text)) = split_name(rest) else {
+                    self.screen
+                        .notice("usage: /msg NAME TEXT (or /msg \"A NAME\" TEXT)");
                     return None;
                 };
-                let text = text.trim_start();
                 match self.state.private_to(to, text) {
                     Some(command) => self.send_text(command),
                     None => {
@@ -453,7 +463,10 @@ impl Session<'_> {
             ),
             "help" => {
                 for line in CHAT_COMMANDS.lines() {
-                    self.screen.notice(line.trim_start());
+                    self.screen.print(&Line {
+                        text: line.to_string(),
+                        notice: true,
+                    });
                 }
             }
             "name" | "nick" | "join" | "me" => {
@@ -647,6 +660,24 @@ fn close_text(frame: Option<&CloseFrame>) -> String {
         Some(f) => format!("close {} {}", f.code.0, super::render::clean(&f.reason)),
         None => "close (no status code)".into(),
     }
+}
+
+/// `NAME TEXT` or `"A NAME" TEXT`: the name and the text, both non-empty.
+///
+/// ```
+/// use wschat::cli::chat::split_name;
+/// assert_eq!(split_name("bob hi there"), Some(("bob", "hi there")));
+/// assert_eq!(split_name("\"小 明\"  你好"), Some(("小 明", "你好")));
+/// assert_eq!(split_name("bob"), None);
+/// assert_eq!(split_name("\"bob hi"), None);
+/// ```
+pub fn split_name(rest: &str) -> Option<(&str, &str)> {
+    let (name, text) = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"')?,
+        None => rest.split_once(' ')?,
+    };
+    let text = text.trim();
+    (!name.is_empty() && !text.is_empty()).then_some((name, text))
 }
 
 /// `{"type":"chat","text":…}`: sent as a command, so that a line that

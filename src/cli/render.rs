@@ -287,6 +287,9 @@ impl ChatState {
 
     /// The line of one `chat` or `private` message; remembers its id.
     fn message(&mut self, m: &Value) -> Vec<Line> {
+        if !m.is_object() {
+            return Vec::new();
+        }
         if let Some(id) = m["id"].as_u64() {
             self.last_id = Some(self.last_id.map_or(id, |last| last.max(id)));
             self.seen.insert(id);
