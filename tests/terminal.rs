@@ -744,6 +744,7 @@ fn on_a_terminal_the_typed_line_survives_incoming_messages() {
     assert!(relay.next_request().contains("name=ann"));
     keyboard.write_all(b"\x03").unwrap();
     assert_eq!(relay.close_code(), Some(1000));
+    bob.wait_for("ann's leave", |v| v["type"] == "leave");
     let status = wait_exit(&mut child);
     kill(&mut child);
     assert!(

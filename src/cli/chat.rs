@@ -154,8 +154,11 @@ struct Session<'a> {
     connections: u64,
     /// We sent a Close (or end without one): the deadline for the end.
     closing: Option<Instant>,
-    /// Reconnecting: attempts made so far, and when to try next.
-    retry: Option<(u32, Instant)>,
+    /// Reconnecting: when to try next.
+    retry: Option<Instant>,
+    /// Attempts to reconnect since the server last said anything: a
+    /// server that accepts and drops at once is given up on too.
+    attempts: u32,
 }
 
 /// Run chat mode until the user quits or the connection ends for good.
@@ -183,6 +186,7 @@ pub(super) fn run(args: &Args) -> Result<(), String> {
         connections: 0,
         closing: None,
         retry: None,
+        attempts: 0,
     };
     #[cfg(unix)]
     {
@@ -315,7 +319,7 @@ impl Session<'_> {
         loop {
             let deadline = match (self.closing, self.retry) {
                 (Some(at), _) => Some(at),
-                (None, Some((_, at))) => Some(at),
+                (None, Some(at)) => Some(at),
                 (None, None) => None,
             };
             let event = match deadline {
@@ -401,6 +405,9 @@ impl Session<'_> {
             }
             Event::Message(number, message) => {
                 if self.live.as_ref().is_some_and(|l| l.number == number) {
+                    // The server is there: a later drop starts the
+                    // count of attempts afresh.
+                    self.attempts = 0;
                     self.incoming(message);
                 }
                 None
@@ -573,20 +580,28 @@ impl Session<'_> {
             End::Closed { frame, .. } => close_text(frame.as_ref()),
             End::Failed(e) => e.to_string(),
         };
+        if self.attempts >= RECONNECT_ATTEMPTS {
+            return Some(Err(format!(
+                "gave up reconnecting after {} attempts (last: {why})",
+                self.attempts
+            )));
+        }
+        let wait = backoff(self.attempts);
         self.screen.notice(format!(
             "connection lost ({why}); reconnecting in {:.1} s",
-            RECONNECT_FIRST.as_secs_f64()
+            wait.as_secs_f64()
         ));
-        self.retry = Some((0, Instant::now() + RECONNECT_FIRST));
+        self.retry = Some(Instant::now() + wait);
         None
     }
 
     /// One attempt to reconnect, as the same user, from the last message
     /// seen.
     fn reconnect(&mut self) -> Result<(), String> {
-        let Some((attempt, _)) = self.retry else {
+        if self.retry.is_none() {
             return Ok(());
-        };
+        }
+        self.attempts += 1;
         let url = resume_url(
             &self.args.url,
             self.state.session.as_deref(),
@@ -605,18 +620,18 @@ impl Session<'_> {
                 Ok(())
             }
             Err(e) => {
-                let attempt = attempt + 1;
-                if attempt >= RECONNECT_ATTEMPTS {
+                if self.attempts >= RECONNECT_ATTEMPTS {
                     return Err(format!(
-                        "gave up reconnecting after {attempt} attempts (last: {e})"
+                        "gave up reconnecting after {} attempts (last: {e})",
+                        self.attempts
                     ));
                 }
-                let wait = backoff(attempt);
+                let wait = backoff(self.attempts);
                 self.screen.notice(format!(
                     "cannot reconnect ({e}); next try in {:.1} s",
                     wait.as_secs_f64()
                 ));
-                self.retry = Some((attempt, Instant::now() + wait));
+                self.retry = Some(Instant::now() + wait);
                 Ok(())
             }
         }
