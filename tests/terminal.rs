@@ -45,6 +45,7 @@ fn chat_server() -> ServerHandle {
 /// reported; [`Relay::cut`] ends every connection at once.
 struct Relay {
     addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
     requests: Receiver<String>,
     frames: Receiver<FrameReport>,
     open: Arc<Mutex<Vec<TcpStream>>>,
@@ -58,10 +59,14 @@ impl Relay {
         let (frame_tx, frames) = mpsc::channel();
         let open = Arc::new(Mutex::new(Vec::new()));
         let sockets = open.clone();
+        let upstream = Arc::new(Mutex::new(upstream));
+        let target = upstream.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
-                let Ok(server) = TcpStream::connect(upstream) else {
+                let to = *target.lock().unwrap();
+                // Nobody there: the client's connection just ends.
+                let Ok(server) = TcpStream::connect(to) else {
                     continue;
                 };
                 {
@@ -77,10 +82,16 @@ impl Relay {
         });
         Relay {
             addr,
+            upstream,
             requests,
             frames,
             open,
         }
+    }
+
+    /// Pass new connections to `addr` from now on.
+    fn retarget(&self, addr: SocketAddr) {
+        *self.upstream.lock().unwrap() = addr;
     }
 
     /// End every connection open now, as a network failure would.
@@ -572,6 +583,63 @@ fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend(reason.as_bytes());
     server_frame(OpCode::Close, &payload)
+}
+
+/// A temporary data directory, removed at the end.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_server_restart_is_resumed_as_the_same_user_in_the_same_room() {
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "wschat-terminal-{}-{}",
+        std::process::id(),
+        wschat::random::random_u64()
+    )));
+    let config = || Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        ..Default::default()
+    };
+    let server = Server::bind(config()).unwrap().spawn().unwrap();
+    let relay = Relay::start(server.addr());
+    let mut ann = Piped::start(&[&format!("ws://{}/?name=ann", relay.addr)]);
+    ann.expect_line("* you are ann in #lobby");
+    ann.type_line("/join garden");
+    ann.expect_line("* ann joined #garden (1 here)");
+    ann.type_line("before");
+    ann.wait_line("its own line", |l| l.ends_with("ann (you): before"));
+
+    // The server goes away (1001), and another starts on the same data.
+    drop(server);
+    ann.wait_line("the notice", |l| {
+        l.starts_with("* connection lost (close 1001")
+    });
+    let server = Server::bind(config()).unwrap().spawn().unwrap();
+    let mut bob = Peer::join(&server, "name=bob&room=garden");
+    bob.say("while you were away");
+    bob.wait_for("its own chat", |v| v["type"] == "chat");
+    relay.retarget(server.addr());
+
+    let (_, lines) = ann.wait_line("the missed message", |l| {
+        l.ends_with("bob: while you were away")
+    });
+    assert!(
+        lines.iter().any(|l| l == "* you are ann in #garden"),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.ends_with(": before")), "{lines:#?}");
+    let (status, rest) = ann.finish(true);
+    assert!(status.success(), "{rest:#?}\n{}", ann.stderr());
+    assert!(
+        !rest.iter().any(|l| l.ends_with("while you were away")),
+        "shown twice: {rest:#?}"
+    );
 }
 
 #[test]

@@ -694,6 +694,17 @@ mod tests {
         );
         assert!(parsed.trace);
         assert!(parse_args(&["--header".into(), "nocolon".into()]).is_err());
+        let mode = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            parse_args(&args).unwrap().unwrap().chat_mode()
+        };
+        assert!(mode(&["ws://h:1"]));
+        assert!(mode(&["ws://h:1/?name=a"]));
+        assert!(mode(&["ws://h:1/chat?name=a"]));
+        assert!(!mode(&["ws://h:1/echo"]));
+        assert!(!mode(&["ws://h:1/support"]));
+        assert!(!mode(&["--raw", "ws://h:1/"]));
+        assert!(mode(&["--chat", "ws://h:1/echo"]));
         assert!(parse_args(&[]).is_err());
     }
 }
