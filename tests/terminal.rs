@@ -513,11 +513,10 @@ fn a_dropped_connection_is_resumed_with_nothing_missed_or_repeated() {
 
     relay.cut();
     bob.say("two");
-    let (_, before) = ann.wait_line("the reconnect notice", |l| l.starts_with("* reconnected"));
-    assert!(
-        before.iter().any(|l| l.starts_with("* connection lost")),
-        "{before:#?}"
-    );
+    ann.wait_line("the notice", |l| l.starts_with("* connection lost"));
+    // Typed while the connection is down: sent once it is back.
+    ann.type_line("typed while away");
+    ann.wait_line("the reconnect notice", |l| l.starts_with("* reconnected"));
     let again = relay.next_request();
     assert!(again.contains("session="), "{again}");
     assert!(
@@ -526,6 +525,10 @@ fn a_dropped_connection_is_resumed_with_nothing_missed_or_repeated() {
         one["id"]
     );
     assert!(!again.contains("name="), "{again}");
+    let typed = bob.wait_for("what ann typed", |v| {
+        v["type"] == "chat" && v["user"]["name"] == "ann"
+    });
+    assert_eq!(typed["text"], "typed while away");
     bob.say("three");
     let (_, lines) = ann.wait_line("three", |l| l.ends_with("bob: three"));
     let count = |t: &str| lines.iter().filter(|l| l.ends_with(t)).count();

@@ -36,6 +36,10 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// waiting in all).
 pub const RECONNECT_ATTEMPTS: u32 = 12;
 
+/// Messages typed while reconnecting that are kept to send once the
+/// connection is back; more are refused.
+pub const MAX_WAITING: usize = 100;
+
 /// The prompt in front of the line being typed.
 const PROMPT: &str = "> ";
 
@@ -156,6 +160,8 @@ struct Session<'a> {
     closing: Option<Instant>,
     /// Reconnecting: when to try next.
     retry: Option<Instant>,
+    /// What was typed while there was no connection, to send on the next.
+    waiting: Vec<Message>,
     /// Attempts to reconnect since the server last said anything: a
     /// server that accepts and drops at once is given up on too.
     attempts: u32,
@@ -187,6 +193,7 @@ pub(super) fn run(args: &Args) -> Result<(), String> {
         closing: None,
         retry: None,
         attempts: 0,
+        waiting: Vec::new(),
     };
     #[cfg(unix)]
     {
@@ -500,13 +507,32 @@ impl Session<'_> {
 
     fn send(&mut self, message: &Message) {
         let Some(live) = &self.live else {
-            self.screen.notice("not connected (reconnecting): not sent");
+            if self.waiting.len() < MAX_WAITING {
+                self.waiting.push(message.clone());
+                self.screen.notice("not connected: sent once reconnected");
+            } else {
+                self.screen.notice(format!(
+                    "not connected, and {MAX_WAITING} messages wait already: not sent"
+                ));
+            }
             return;
         };
         let mut link = lock(&live.link);
         if let Err(e) = link.send(message) {
+            let closing = link.conn.close_sent();
             drop(link);
             self.screen.notice(e);
+            if !closing && self.closing.is_none() {
+                // The socket broke under it: the reader is about to see
+                // the end, and the message goes out on the next
+                // connection.
+                if let Some(live) = &self.live {
+                    let _ = lock(&live.link).stream.shutdown(Shutdown::Both);
+                }
+                if self.waiting.len() < MAX_WAITING {
+                    self.waiting.push(message.clone());
+                }
+            }
         }
     }
 
@@ -617,6 +643,9 @@ impl Session<'_> {
                     .unwrap_or_default();
                 self.screen
                     .notice(format!("reconnected; what was missed{since} follows"));
+                for message in std::mem::take(&mut self.waiting) {
+                    self.send(&message);
+                }
                 Ok(())
             }
             Err(e) => {
