@@ -588,6 +588,26 @@ fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     server_frame(OpCode::Close, &payload)
 }
 
+#[test]
+fn ctrl_c_while_reconnecting_ends_at_once() {
+    let server = chat_server();
+    let relay = Relay::start(server.addr());
+    let mut ann = Piped::start(&[&format!("ws://{}/", relay.addr)]);
+    ann.wait_line("the welcome", |l| l.starts_with("* you are "));
+    // From now on the relay finds nobody behind it.
+    let nobody = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    relay.retarget(nobody);
+    relay.cut();
+    ann.wait_line("the notice", |l| l.starts_with("* connection lost"));
+    ann.wait_line("a failed attempt", |l| l.starts_with("* cannot reconnect"));
+    signal(&ann.child, libc::SIGINT);
+    let (status, rest) = ann.finish(false);
+    assert!(status.success(), "{status:?} {rest:#?}\n{}", ann.stderr());
+}
+
 /// A temporary data directory, removed at the end.
 struct TempDir(std::path::PathBuf);
 
