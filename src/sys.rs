@@ -419,22 +419,22 @@ impl RawTerminal {
             }
             saved
         };
-        let first = {
+        {
+            // A second guard while the first lives must not take the raw
+            // attributes for the ones to restore.
             let mut slot = SAVED_TERMINAL.lock().unwrap_or_else(|e| e.into_inner());
-            let first = slot.is_none();
-            *slot = Some((fd, saved));
-            first
-        };
-        if first {
-            static HOOK: std::sync::Once = std::sync::Once::new();
-            HOOK.call_once(|| {
-                let previous = std::panic::take_hook();
-                std::panic::set_hook(Box::new(move |info| {
-                    restore_terminal();
-                    previous(info);
-                }));
-            });
+            if slot.is_none() {
+                *slot = Some((fd, saved));
+            }
         }
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                previous(info);
+            }));
+        });
         Ok(RawTerminal { _guard: () })
     }
 }
@@ -549,8 +549,47 @@ mod tests {
         }
     }
 
+    /// Tests that panic on purpose (which runs the panic hook that
+    /// restores a raw terminal) take turns with the raw-mode test.
+    static PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[cfg(unix)]
+    fn canonical(fd: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcgetattr fills the termios we pass, for a descriptor we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd.as_raw_fd(), &mut t), 0);
+            t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+        }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn raw_mode_is_undone_by_its_guard_and_by_a_panic() {
+        let _turn = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+        let not_a_terminal = std::fs::File::open("/dev/null").unwrap();
+        assert!(super::RawTerminal::enable(&not_a_terminal).is_err());
+        let (_controller, terminal) = super::open_pty().unwrap();
+        let terminal = std::fs::File::from(terminal);
+        assert!(canonical(&terminal));
+        let guard = super::RawTerminal::enable(&terminal).unwrap();
+        assert!(!canonical(&terminal));
+        // A second guard keeps the attributes saved by the first.
+        let inner = super::RawTerminal::enable(&terminal).unwrap();
+        drop(inner);
+        assert!(canonical(&terminal));
+        drop(guard);
+        assert!(canonical(&terminal));
+        let _guard = super::RawTerminal::enable(&terminal).unwrap();
+        assert!(!canonical(&terminal));
+        assert!(std::thread::spawn(|| panic!("on purpose")).join().is_err());
+        assert!(canonical(&terminal), "the panic hook restored the terminal");
+    }
+
     #[test]
     fn a_panic_ends_only_its_own_thread() {
+        let _turn = PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let (tx, rx) = std::sync::mpsc::channel::<u8>();
         super::spawn_detached(64 * 1024, tx, |_tx| panic!("on purpose"))
             .map_err(|(e, _)| e)
