@@ -377,8 +377,11 @@ impl Session<'_> {
                     Some(editor) => editor.feed(&bytes),
                     None => return None,
                 };
-                for action in actions {
+                let mut actions = actions.into_iter().peekable();
+                while let Some(action) = actions.next() {
                     let done = match action {
+                        // Enter comes next, which draws the line anyway.
+                        Action::Redraw if matches!(actions.peek(), Some(Action::Submit(_))) => None,
                         Action::Redraw => {
                             self.screen.redraw();
                             None
