@@ -376,6 +376,166 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
+/// The terminal attributes saved by [`RawTerminal::enable`], for the panic
+/// hook to put back (a panic on another thread, or one that aborts the
+/// unwinding of the guard, must not leave the shell without echo).
+#[cfg(unix)]
+static SAVED_TERMINAL: std::sync::Mutex<Option<(i32, libc::termios)>> = std::sync::Mutex::new(None);
+
+/// A terminal in raw mode for as long as this guard lives: no line
+/// buffering, no echo, and Ctrl-C, Ctrl-Z and Ctrl-\ arrive as bytes
+/// (0x03, 0x1a, 0x1c) instead of signals. Output processing stays on, so
+/// `\n` still moves to the start of the next line. Dropping the guard puts
+/// the saved attributes back; so does a panic anywhere in the process (a
+/// hook installed by the first [`RawTerminal::enable`] runs before the
+/// previous hook prints the panic), and [`restore_terminal`].
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct RawTerminal {
+    _guard: (),
+}
+
+#[cfg(unix)]
+impl RawTerminal {
+    /// Put the terminal on `fd` (standard input, usually) in raw mode.
+    /// Fails when `fd` is not a terminal.
+    pub fn enable(fd: &impl std::os::fd::AsRawFd) -> io::Result<RawTerminal> {
+        let fd = fd.as_raw_fd();
+        // SAFETY: termios is plain data, filled by tcgetattr before it is
+        // read; tcsetattr reads the struct we pass. Both act on `fd` only.
+        let saved = unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut raw = saved;
+            raw.c_iflag &= !(libc::ICRNL | libc::IXON | libc::BRKINT | libc::INPCK | libc::ISTRIP);
+            raw.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN);
+            raw.c_cflag |= libc::CS8;
+            raw.c_cc[libc::VMIN] = 1;
+            raw.c_cc[libc::VTIME] = 0;
+            if libc::tcsetattr(fd, libc::TCSAFLUSH, &raw) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            saved
+        };
+        {
+            // A second guard while the first lives must not take the raw
+            // attributes for the ones to restore.
+            let mut slot = SAVED_TERMINAL.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some((fd, saved));
+            }
+        }
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_terminal();
+                previous(info);
+            }));
+        });
+        Ok(RawTerminal { _guard: () })
+    }
+}
+
+#[cfg(unix)]
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Put back the terminal attributes that [`RawTerminal::enable`] saved,
+/// if any are still pending. Safe to call any number of times.
+#[cfg(unix)]
+pub fn restore_terminal() {
+    let saved = SAVED_TERMINAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some((fd, attrs)) = saved {
+        // SAFETY: tcsetattr reads the saved struct; it acts on `fd` only.
+        unsafe {
+            libc::tcsetattr(fd, libc::TCSAFLUSH, &attrs);
+        }
+    }
+}
+
+/// The width in columns of the terminal on `fd`, when it is one and knows
+/// its size.
+#[cfg(unix)]
+pub fn terminal_columns(fd: &impl std::os::fd::AsRawFd) -> Option<u16> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
+    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col)
+}
+
+/// Elsewhere the width is not known.
+#[cfg(not(unix))]
+pub fn terminal_columns<T>(_fd: &T) -> Option<u16> {
+    None
+}
+
+/// How far local time is ahead of UTC, in seconds, at `unix_seconds`
+/// (the time zone of `TZ` or the system's, daylight saving included);
+/// 0 when it cannot be told.
+#[cfg(unix)]
+pub fn local_utc_offset(unix_seconds: i64) -> i64 {
+    let t = unix_seconds as libc::time_t;
+    // SAFETY: localtime_r reads `t` and fills the tm we pass (plain data);
+    // unlike localtime it keeps no shared buffer.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff as i64
+    }
+}
+
+/// Elsewhere local time is taken to be UTC.
+#[cfg(not(unix))]
+pub fn local_utc_offset(_unix_seconds: i64) -> i64 {
+    0
+}
+
+/// A new pseudo-terminal: (controller, terminal). What is written to the
+/// controller is typed on the terminal, and what a program writes to the
+/// terminal is read from the controller; the tests run `wschat client` on
+/// one as if a person sat at it.
+#[cfg(unix)]
+pub fn open_pty() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut controller = -1;
+    let mut terminal = -1;
+    // SAFETY: openpty writes two new descriptors into the ints we pass and
+    // reads nothing else (no name, no attributes, no size); each is owned
+    // by exactly one OwnedFd from here on.
+    unsafe {
+        if libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(controller),
+            std::os::fd::OwnedFd::from_raw_fd(terminal),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -389,8 +549,47 @@ mod tests {
         }
     }
 
+    /// Tests that panic on purpose (which runs the panic hook that
+    /// restores a raw terminal) take turns with the raw-mode test.
+    static PANICS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[cfg(unix)]
+    fn canonical(fd: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcgetattr fills the termios we pass, for a descriptor we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd.as_raw_fd(), &mut t), 0);
+            t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+        }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn raw_mode_is_undone_by_its_guard_and_by_a_panic() {
+        let _turn = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+        let not_a_terminal = std::fs::File::open("/dev/null").unwrap();
+        assert!(super::RawTerminal::enable(&not_a_terminal).is_err());
+        let (_controller, terminal) = super::open_pty().unwrap();
+        let terminal = std::fs::File::from(terminal);
+        assert!(canonical(&terminal));
+        let guard = super::RawTerminal::enable(&terminal).unwrap();
+        assert!(!canonical(&terminal));
+        // A second guard keeps the attributes saved by the first.
+        let inner = super::RawTerminal::enable(&terminal).unwrap();
+        drop(inner);
+        assert!(canonical(&terminal));
+        drop(guard);
+        assert!(canonical(&terminal));
+        let _guard = super::RawTerminal::enable(&terminal).unwrap();
+        assert!(!canonical(&terminal));
+        assert!(std::thread::spawn(|| panic!("on purpose")).join().is_err());
+        assert!(canonical(&terminal), "the panic hook restored the terminal");
+    }
+
     #[test]
     fn a_panic_ends_only_its_own_thread() {
+        let _turn = PANICS.lock().unwrap_or_else(|e| e.into_inner());
         let (tx, rx) = std::sync::mpsc::channel::<u8>();
         super::spawn_detached(64 * 1024, tx, |_tx| panic!("on purpose"))
             .map_err(|(e, _)| e)

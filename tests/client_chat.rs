@@ -2,6 +2,9 @@
 //! program, talks with a second user who connects with the library client
 //! (`wschat::client::connect`), both on an in-process server on 127.0.0.1.
 //!
+//! The client runs with `--raw` (every text printed as it came), so that
+//! the test reads the protocol's JSON; tests/terminal.rs checks chat mode.
+//!
 //! Every wait is bounded: the program's stdout is read by a thread into a
 //! channel, each wait is a `recv_timeout`, the library user's socket has a
 //! read timeout, and a program that overstays (or outlives a failed test)
@@ -47,6 +50,8 @@ impl Terminal {
     fn start(url: &str) -> Terminal {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
             .arg("client")
+            // The JSON as it comes: this test reads the protocol itself.
+            .arg("--raw")
             .arg(url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

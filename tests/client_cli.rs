@@ -162,6 +162,22 @@ fn close_command_with_a_code_and_reason_ends_with_0() {
 }
 
 #[test]
+fn ctrl_c_closes_with_1000_in_raw_mode_too() {
+    let server = echo_server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut client = Client::start(&[&url]);
+    client.type_line("one");
+    assert_eq!(client.next_line(), "one");
+    // SIGINT, as Ctrl-C sends it to a program whose input is a pipe.
+    // SAFETY: kill(2) on our own child's pid.
+    let sent = unsafe { libc::kill(client.child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let (code, rest, stderr) = client.finish(false);
+    assert_eq!(code, 0, "stdout {rest:?}\nstderr:\n{stderr}");
+    assert!(stderr.contains("close 1000"), "{stderr}");
+}
+
+#[test]
 fn bad_urls_and_unreachable_servers() {
     let (code, _, stderr) = Client::start(&["http://127.0.0.1:1/"]).finish(true);
     assert_eq!(code, 2, "{stderr}");
@@ -244,6 +260,7 @@ fn a_server_that_breaks_a_rule_gets_1002_and_the_client_exits_1() {
     script.extend(server_frame(OpCode::Text, b"bad", Some([1, 2, 3, 4])));
     let (addr, server) = scripted_server(script);
     let mut client = Client::start(&[
+        "--raw",
         "--protocol",
         "chat",
         "--header",
@@ -272,7 +289,8 @@ fn a_server_close_is_answered_and_its_code_decides_the_exit() {
         let mut payload = code.to_be_bytes().to_vec();
         payload.extend(b"bye");
         let (addr, server) = scripted_server(server_frame(OpCode::Close, &payload, None));
-        let mut client = Client::start(&["--header", "X-Test: yes", &format!("ws://{addr}/")]);
+        let mut client =
+            Client::start(&["--raw", "--header", "X-Test: yes", &format!("ws://{addr}/")]);
         // The server closes TCP once it has the answer, so the client does
         // not wait out its close timeout.
         let Ok(frames) = server.recv_timeout(TIMEOUT) else {

@@ -42,19 +42,33 @@ Usage:
   wschat client [OPTIONS] ws://HOST[:PORT][/PATH]
 
 Options:
+  --chat                    chat mode, whatever the path
+  --raw                     raw mode, even on the chat's paths
   --protocol NAME           offer a subprotocol (repeat for more)
   --header 'Name: value'    add a request header (repeat for more)
   --trace                   print every frame in (<) and out (>) on stderr
   -h, --help                print this help
 
-Each line read is sent as a text message. Incoming text is printed as it is,
-binary as hex; pings, pongs and the close are noted on stderr.
+Chat mode (the default on / and /chat; see docs/client.md) shows the chat
+as lines: 'HH:MM name: text' in local time, your own marked (you), private
+messages as 'HH:MM [private] from → to: text', and notices (joins, leaves,
+renames, errors) after '* ', dimmed on a terminal. A line typed is a chat
+message. On a terminal the line being typed stays below what arrives;
+Ctrl-C and Ctrl-D close with 1000. If the connection drops, the client
+reconnects (0.5 s, doubling to 10 s, 12 attempts) as the same user, and
+shows what it missed, once; a refusal (4001, 4003) is final. Its own
+commands are /name NAME, /join ROOM, /msg NAME TEXT, /me ACTION, /users
+and /rooms (its /help explains them), besides those below.
+
+Raw mode (any other path, or --raw) sends each line read as a text
+message and prints incoming text as it is, binary as hex; pings, pongs and
+the close are noted on stderr.
 
 Commands:
   /ping [TEXT]              send a ping
   /close [CODE [REASON]]    start the close handshake (default 1000)
   /binary HEX               send a binary message
-  /quit                     close with 1000 and exit (as end of input does)
+  /quit                     close with 1000 and exit (as end of input and Ctrl-C do)
   //TEXT                    send a line that starts with /
   /help                     list the commands
 
@@ -63,21 +77,40 @@ Exit status: 0 after a normal close, 1 on an error, 2 on a usage error.
 
 /// The parsed command line.
 #[derive(Debug)]
-struct Args {
-    url: String,
-    options: Options,
-    trace: bool,
+pub(super) struct Args {
+    pub(super) url: String,
+    pub(super) options: Options,
+    pub(super) trace: bool,
+    /// `--chat` (`Some(true)`) or `--raw` (`Some(false)`); by default chat
+    /// mode on `/` and `/chat`.
+    pub(super) chat: Option<bool>,
+}
+
+impl Args {
+    /// Whether to run in chat mode: asked for, or the URL's path is the
+    /// chat's (`/` or `/chat`).
+    pub(super) fn chat_mode(&self) -> bool {
+        self.chat.unwrap_or_else(|| {
+            WsUrl::parse(&self.url).is_ok_and(|u| {
+                let path = u.target.split('?').next().unwrap_or("");
+                matches!(path, "/" | "/chat")
+            })
+        })
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     let mut url = None;
     let mut options = Options::default();
     let mut trace = false;
+    let mut chat = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--trace" => trace = true,
+            "--chat" => chat = Some(true),
+            "--raw" => chat = Some(false),
             "--protocol" => {
                 let name = args.next().ok_or("--protocol needs a name")?;
                 options.protocols.push(name.clone());
@@ -105,6 +138,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         url,
         options,
         trace,
+        chat,
     }))
 }
 
@@ -125,7 +159,12 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("wschat client: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    match run(&args) {
+    let result = if args.chat_mode() {
+        super::chat::run(&args)
+    } else {
+        run(&args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wschat client: {e}");
@@ -137,11 +176,11 @@ pub fn main(args: &[String]) -> ExitCode {
 /// The writing half of the connection, shared by both threads: the
 /// sans-I/O connection (which encodes and masks) and the socket it writes.
 #[derive(Debug)]
-struct Link {
-    stream: TcpStream,
-    conn: Connection,
+pub(super) struct Link {
+    pub(super) stream: TcpStream,
+    pub(super) conn: Connection,
     /// Dissects what goes out, for `--trace`.
-    trace: Option<Dissector>,
+    pub(super) trace: Option<Dissector>,
 }
 
 impl Link {
@@ -161,7 +200,7 @@ impl Link {
     }
 
     /// Queue `message` and write it.
-    fn send(&mut self, message: &Message) -> Result<(), String> {
+    pub(super) fn send(&mut self, message: &Message) -> Result<(), String> {
         self.conn
             .send(message)
             .map_err(|_| "the connection is closing: nothing more may be sent".to_string())?;
@@ -169,7 +208,7 @@ impl Link {
     }
 
     /// Start the close handshake and write the Close.
-    fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), String> {
+    pub(super) fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), String> {
         if self.conn.close_sent() {
             return Ok(());
         }
@@ -178,13 +217,13 @@ impl Link {
     }
 }
 
-fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
+pub(super) fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
     link.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How the connection ended, as the reader thread saw it.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     /// The server's Close arrived; `we_started` when ours went first.
     Closed {
         frame: Option<CloseFrame>,
@@ -219,11 +258,34 @@ fn run(args: &Args) -> Result<(), String> {
         stream.try_clone()
     };
     let reader = setup(&stream).map_err(|e| format!("cannot set up the socket: {e}"))?;
+    // Before any other thread starts, so that all of them inherit the mask.
+    #[cfg(unix)]
+    let signals = crate::sys::TerminationSignals::block();
     let link = Arc::new(Mutex::new(Link {
         stream,
         conn: Connection::new(Role::Client, args.options.limits),
         trace: dissector(Direction::ClientToServer),
     }));
+    // Ctrl-C (SIGINT) and SIGTERM close with 1000, as end of input does;
+    // the reader then sees the answer and the main loop ends.
+    #[cfg(unix)]
+    {
+        let link = link.clone();
+        std::thread::Builder::new()
+            .name("wschat-client-signals".into())
+            .spawn(move || {
+                while signals.wait().is_some() {
+                    let mut link = lock(&link);
+                    if link.conn.close_sent() {
+                        // A second one: stop waiting for the server.
+                        let _ = link.stream.shutdown(Shutdown::Both);
+                    } else if let Err(e) = link.close(CloseCode::NORMAL, "") {
+                        eprintln!("* {e}");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    }
 
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let trace_in = dissector(Direction::ServerToClient);
@@ -231,7 +293,7 @@ fn run(args: &Args) -> Result<(), String> {
     std::thread::Builder::new()
         .name("wschat-client-reader".into())
         .spawn(move || {
-            let end = read_loop(reader, &reader_link, &leftover, trace_in);
+            let end = read_loop(reader, &reader_link, &leftover, trace_in, &mut show);
             let _ = done_tx.send(end);
         })
         .map_err(|e| format!("cannot start the reader thread: {e}"))?;
@@ -300,7 +362,7 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 /// Report how the connection ended and turn it into the exit status.
-fn finish(end: Option<End>, link: &Mutex<Link>) -> Result<(), String> {
+pub(super) fn finish(end: Option<End>, link: &Mutex<Link>) -> Result<(), String> {
     let _ = lock(link).stream.shutdown(Shutdown::Both);
     match end {
         Some(End::Closed {
@@ -380,13 +442,13 @@ fn handle_line(line: &[u8], link: &Mutex<Link>) -> Step {
 }
 
 /// A slash command, parsed.
-enum Command {
+pub(super) enum Command {
     Send(Message),
     Close(CloseCode, String),
     Help,
 }
 
-fn command_message(command: &str) -> Result<Command, String> {
+pub(super) fn command_message(command: &str) -> Result<Command, String> {
     let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
     match name {
         "ping" => {
@@ -431,15 +493,17 @@ fn command_message(command: &str) -> Result<Command, String> {
     }
 }
 
-/// The reader thread: read, decode, answer (under the link's lock), print.
-fn read_loop(
+/// The reader thread: read, decode, answer (under the link's lock), and
+/// hand each message to `sink` (which prints it, in the raw mode).
+pub(super) fn read_loop(
     mut stream: TcpStream,
     link: &Mutex<Link>,
     leftover: &[u8],
     mut trace: Option<Dissector>,
+    sink: &mut dyn FnMut(Message),
 ) -> End {
     if !leftover.is_empty()
-        && let Some(end) = process(leftover, link, &mut trace, &mut stream)
+        && let Some(end) = process(leftover, link, &mut trace, &mut stream, sink)
     {
         return end;
     }
@@ -451,7 +515,7 @@ fn read_loop(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return End::Io(e),
         };
-        if let Some(end) = process(&buf[..n], link, &mut trace, &mut stream) {
+        if let Some(end) = process(&buf[..n], link, &mut trace, &mut stream, sink) {
             return end;
         }
     }
@@ -463,6 +527,7 @@ fn process(
     link: &Mutex<Link>,
     trace: &mut Option<Dissector>,
     stream: &mut TcpStream,
+    sink: &mut dyn FnMut(Message),
 ) -> Option<End> {
     if let Some(dissector) = trace {
         for frame in dissector.feed(bytes) {
@@ -490,12 +555,10 @@ fn process(
     };
     let mut close = None;
     for message in messages {
-        if let Message::Close(frame) = message {
-            show_close(frame.as_ref());
-            close = Some(frame);
-        } else {
-            show(message);
+        if let Message::Close(frame) = &message {
+            close = Some(frame.clone());
         }
+        sink(message);
     }
     if let Some(e) = failure {
         return Some(End::Failed(e));
@@ -542,7 +605,7 @@ fn show(message: Message) {
     }
 }
 
-fn show_close(frame: Option<&CloseFrame>) {
+pub(super) fn show_close(frame: Option<&CloseFrame>) {
     match frame {
         Some(f) if f.reason.is_empty() => eprintln!("* close {}", f.code),
         Some(f) => eprintln!("* close {} {:?}", f.code, f.reason),
@@ -551,14 +614,14 @@ fn show_close(frame: Option<&CloseFrame>) {
 }
 
 /// A control payload for a notice: quoted text, or hex.
-fn text_or_hex(payload: &[u8]) -> String {
+pub(super) fn text_or_hex(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
         Ok(text) => format!("{text:?}"),
         Err(_) => format!("0x{}", crate::dissect::hex(payload)),
     }
 }
 
-fn spaced_hex(bytes: &[u8]) -> String {
+pub(super) fn spaced_hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
     for (i, b) in bytes.iter().enumerate() {
         if i > 0 {
@@ -573,7 +636,10 @@ fn spaced_hex(bytes: &[u8]) -> String {
 /// RFC 6455 §4.1), then take the socket apart: this client reads and
 /// writes the socket from two threads, so it wants the raw stream and the
 /// bytes read past the handshake.
-fn open(url: &str, options: &Options) -> Result<(TcpStream, Vec<u8>, Option<String>), Error> {
+pub(super) fn open(
+    url: &str,
+    options: &Options,
+) -> Result<(TcpStream, Vec<u8>, Option<String>), Error> {
     let (ws, chosen) = crate::client::connect_with(url, options)?;
     let (stream, _connection, leftover) = ws.into_parts();
     Ok((stream, leftover, chosen))
@@ -628,6 +694,17 @@ mod tests {
         );
         assert!(parsed.trace);
         assert!(parse_args(&["--header".into(), "nocolon".into()]).is_err());
+        let mode = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            parse_args(&args).unwrap().unwrap().chat_mode()
+        };
+        assert!(mode(&["ws://h:1"]));
+        assert!(mode(&["ws://h:1/?name=a"]));
+        assert!(mode(&["ws://h:1/chat?name=a"]));
+        assert!(!mode(&["ws://h:1/echo"]));
+        assert!(!mode(&["ws://h:1/support"]));
+        assert!(!mode(&["--raw", "ws://h:1/"]));
+        assert!(mode(&["--chat", "ws://h:1/echo"]));
         assert!(parse_args(&[]).is_err());
     }
 }

@@ -3,14 +3,19 @@
 //!
 //! * [`dissect`] — `wschat dissect HEX`: frames taken apart, every broken
 //!   rule named with its close code.
-//! * [`client`] — `wschat client ws://…`: an interactive terminal client.
+//! * [`client`] — `wschat client ws://…`: an interactive terminal client;
+//!   its chat mode is [`chat`], with [`render`] (the protocol as lines) and
+//!   [`editor`] (the line being typed).
 //!
 //! Exit codes follow one convention: 0 for success, 1 for a failure the
 //! tool found or met (a broken rule, a connection error), 2 for a usage
 //! error.
 
+pub mod chat;
 pub mod client;
 pub mod dissect;
+pub mod editor;
+pub mod render;
 
 /// Exit code for a command line that cannot be used.
 pub const EXIT_USAGE: u8 = 2;
