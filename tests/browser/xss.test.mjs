@@ -32,7 +32,11 @@ test('markup in messages, names and rooms stays literal text', { timeout: 60_000
   assert.ok(texts.includes(probe));
   // The message list holds only the page's own elements.
   const tags = await viewer.$$eval('#messages *', (l) => [...new Set(l.map((e) => e.tagName.toLowerCase()))].sort());
-  assert.deepEqual(tags.filter((x) => !['li', 'div', 'span', 'time', 'b', 'button'].includes(x)), []);
+  // (a, code, pre, strong and em are the page's own formatting, built from
+  // DOM nodes: docs in chat.test.mjs; every link is http(s) and noopener.)
+  assert.deepEqual(tags.filter((x) => !['li', 'div', 'span', 'time', 'b', 'button', 'a', 'code', 'pre', 'strong', 'em'].includes(x)), []);
+  const hrefs = await viewer.$$eval('#messages a', (l) => l.map((a) => [a.protocol, a.rel]));
+  assert.ok(hrefs.every(([p, rel]) => (p === 'http:' || p === 'https:') && rel === 'noopener noreferrer'), JSON.stringify(hrefs));
   assert.equal(await viewer.$$eval('#messages img', (l) => l.length), 0);
 
   // A room whose name is markup: shown as text in the title and the notice.
