@@ -422,16 +422,7 @@ impl Chat {
             Some(Value::String(r)) => valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?,
             Some(_) => return Err(ErrorReply::new("bad_command", "\"room\" must be a string")),
         };
-        let number = |field: &str| match body.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
-            }),
-        };
-        let before = number("before")?;
-        let limit = number("limit")?
-            .unwrap_or(HISTORY_LEN as u64)
-            .min(MAX_HISTORY_PAGE as u64) as usize;
+        let (before, limit) = page_bounds(body)?;
         let (messages, missing) = self.store().history(&room, before, limit);
         let mut extra = vec![("before", before.map_or(Value::Null, Value::from))];
         extra.extend(completeness(missing));
@@ -669,16 +660,7 @@ impl Chat {
                 format!("no user with id {with}"),
             ));
         }
-        let number = |field: &str| match body.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
-            }),
-        };
-        let before = number("before")?;
-        let limit = number("limit")?
-            .unwrap_or(HISTORY_LEN as u64)
-            .min(MAX_HISTORY_PAGE as u64) as usize;
+        let (before, limit) = page_bounds(body)?;
         let (messages, missing) =
             self.store()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
@@ -985,6 +967,22 @@ impl Chat {
 fn presence_ticks() -> u64 {
     let tick = crate::hub::TICK_INTERVAL.as_millis().max(1);
     (PRESENCE_INTERVAL.as_millis().div_ceil(tick) as u64).max(1)
+}
+
+/// A page request's `before` (an id, or none) and `limit` (at most
+/// [`MAX_HISTORY_PAGE`], [`HISTORY_LEN`] when not given).
+fn page_bounds(body: &Map<String, Value>) -> Result<(Option<u64>, usize), ErrorReply> {
+    let number = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
+        }),
+    };
+    let before = number("before")?;
+    let limit = number("limit")?
+        .unwrap_or(HISTORY_LEN as u64)
+        .min(MAX_HISTORY_PAGE as u64) as usize;
+    Ok((before, limit))
 }
 
 /// The `complete` field of a `history` or `resume`, and with `false` the
