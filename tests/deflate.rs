@@ -426,20 +426,24 @@ fn a_broadcast_reaches_a_deflate_member_and_a_plain_member_alike() {
     let addr = server.addr();
     let (ext, mut packed) = upgrade(addr, "/?name=Zip&room=deflate", &["permessage-deflate"]);
     assert_eq!(ext.as_deref(), Some(ANSWER));
-    let (ext, mut plain) = upgrade(addr, "/?name=Flat&room=deflate", &[]);
-    assert_eq!(ext, None);
-    // Both in the room before anyone speaks: the first member sees the
-    // second one's join notice.
-    loop {
-        let m = packed.message();
+    // A join notice naming `who`, read by `client`.
+    let until_join = |client: &mut Client, who: &str| loop {
+        let m = client.message();
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
-        let names_flat = v["users"]
+        let names = v["users"]
             .as_array()
-            .is_some_and(|users| users.iter().any(|u| u["name"] == "Flat"));
-        if v["type"] == "join" && names_flat {
+            .is_some_and(|users| users.iter().any(|u| u["name"] == who));
+        if v["type"] == "join" && names {
             break;
         }
-    }
+    };
+    // Zip is in the room before Flat connects (the hub may otherwise take
+    // Flat's arrival first, and Zip would never see it), and both are in
+    // before anyone speaks.
+    until_join(&mut packed, "Zip");
+    let (ext, mut plain) = upgrade(addr, "/?name=Flat&room=deflate", &[]);
+    assert_eq!(ext, None);
+    until_join(&mut packed, "Flat");
     let text = "Every browser offers permessage-deflate; this chat message is long enough to be compressed.";
     plain.send(&common::client_frame(true, OpCode::Text, text.as_bytes()));
     let chat_of = |client: &mut Client| -> (bool, Value) {

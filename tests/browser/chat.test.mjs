@@ -430,3 +430,22 @@ test('mentions and private messages notify once allowed, only while the page is 
   await ctx.close();
   await b.context().close();
 });
+
+test('a member is reached with the keyboard: Tab to the name, Enter, type, Enter', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const room = 'kb-' + t;
+  const a = await chatPage(browser, srv.url, 'Keys-' + t, { room });
+  const b = await chatPage(browser, srv.url, 'Target-' + t, { room });
+  const item = `#users li[role="button"]:has(.n:text-is("Target-${t}"))`;
+  await a.waitForSelector(item);
+  assert.equal(await a.getAttribute(item, 'aria-label'), `Private message to Target-${t}`);
+  await a.focus(item);
+  await a.keyboard.press('Enter');
+  await a.waitForSelector('#pmBar:not([hidden])');
+  assert.equal(await a.evaluate(() => document.activeElement.id), 'input');
+  await a.keyboard.type(`by keyboard ${t}`);
+  await a.keyboard.press('Enter');
+  await waitMessage(b, `by keyboard ${t}`);
+  await a.context().close();
+  await b.context().close();
+});
