@@ -18,6 +18,7 @@
 //!
 //! The protocol is in docs/chat-protocol.md; identities in docs/identity.md.
 
+pub mod api;
 pub mod bans;
 pub mod command;
 pub mod identity;
@@ -1199,6 +1200,14 @@ impl App for Chat {
     /// The store's budget, which the chat's identities and the desk share.
     fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
         Some(self.store().budget())
+    }
+
+    fn api(
+        &mut self,
+        ctx: &mut Ctx,
+        request: &crate::hub::api::ApiRequest,
+    ) -> crate::hub::api::ApiResponse {
+        self.api_request(ctx, request)
     }
 
     fn commit(&mut self) -> std::io::Result<bool> {
