@@ -41,6 +41,7 @@ expect() {
   out=$(curl -s -w '\n%{http_code}' "$@")
   got=${out##*$'\n'}
   body=${out%$'\n'*}
+  body=${body%$'\n'}
   if [ "$got" = "$status" ] && [[ "$body" == *"$pattern"* ]]; then
     printf 'ok   %s %s\n' "$got" "$body"
   else

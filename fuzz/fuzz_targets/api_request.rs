@@ -20,10 +20,16 @@ use wschat::router::Router;
 
 const STATUSES: [u16; 9] = [200, 400, 404, 405, 408, 409, 411, 413, 503];
 
+/// Inputs after which the apps start afresh, so that what the inputs
+/// stored does not grow without end.
+const FRESH_EVERY: u64 = 5_000;
+
+fn fresh() -> Router {
+    wschat::apps::standard(&wschat::config::Config::default()).expect("in-memory apps")
+}
+
 thread_local! {
-    static APPS: RefCell<Router> = RefCell::new(
-        wschat::apps::standard(&wschat::config::Config::default()).expect("in-memory apps"),
-    );
+    static APPS: RefCell<(Router, u64)> = RefCell::new((fresh(), 0));
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -43,7 +49,14 @@ fuzz_target!(|data: &[u8]| {
         body: body.to_vec(),
     };
     let mut ctx = Ctx::new(Arc::new(Metrics::default()));
-    let answer = APPS.with(|apps| apps.borrow_mut().api(&mut ctx, &request));
+    let answer = APPS.with(|apps| {
+        let mut apps = apps.borrow_mut();
+        apps.1 += 1;
+        if apps.1 % FRESH_EVERY == 0 {
+            apps.0 = fresh();
+        }
+        apps.0.api(&mut ctx, &request)
+    });
     assert!(STATUSES.contains(&answer.status), "undocumented status {}", answer.status);
     let json: serde_json::Value = serde_json::from_str(&answer.body).expect("a JSON answer");
     if answer.status != 200 {
