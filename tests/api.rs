@@ -349,6 +349,14 @@ fn private_messages_by_id_and_by_sub_wait_for_the_user() {
     assert_eq!(msg["text"], "hello Ann");
     assert_eq!(msg["from"]["bot"], true);
     assert_eq!(msg["from"]["name"], "Shop");
+    // The conversation list names the bot as its messages do.
+    ann.send_json(&json!({"type": "privates"}));
+    let list = ann.until_type("privates");
+    assert_eq!(
+        list["conversations"][0]["with"],
+        json!({"id": 0, "name": "Shop", "bot": true}),
+        "{list}"
+    );
 
     // A sub never seen: kept until they sign in, across a restart.
     let (status, body) = call(

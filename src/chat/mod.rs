@@ -633,9 +633,21 @@ impl Chat {
             .into_iter()
             .filter_map(|(peer, last, unread)| {
                 let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
+                // The bot (the HTTP API) is no identity: its name is the
+                // one its latest message carries.
+                let with = if id == api::BOT_USER_ID {
+                    let from = serde_json::from_str::<Value>(&last).ok()?;
+                    api::bot_ref(
+                        from["from"]["name"]
+                            .as_str()
+                            .unwrap_or(api::DEFAULT_BOT_NAME),
+                    )
+                } else {
+                    self.user_ref(id)
+                };
                 Some(
                     Object::new()
-                        .field("with", self.user_ref(id))
+                        .field("with", with)
                         .field("unread", unread)
                         .json("last", &last)
                         .finish(),
