@@ -462,11 +462,23 @@ fn kick_ban_and_delete() {
             &server,
             "POST",
             "/api/ban",
-            Some(json!({"sub": "nobody", "minutes": 1})),
+            Some(json!({"user": 999_999, "minutes": 1})),
         ),
         404,
         "unknown_user",
     );
+    // A sub never seen is banned from its first sign-in.
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/api/ban",
+        Some(json!({"sub": "spammer-9", "minutes": 10})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["closed"], 0);
+    let jwt = token(json!({"sub": "spammer-9", "exp": future()}));
+    let mut spammer = ChatClient::open(&server, &format!("/?token={jwt}"));
+    assert_eq!(spammer.until_close().expect("a close frame").code.0, 4003);
 }
 
 /// A desk with one agent; the visitor's conversation.

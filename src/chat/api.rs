@@ -265,7 +265,8 @@ impl Chat {
         ))
     }
 
-    /// `POST /api/ban {"user"|"sub","minutes"}`.
+    /// `POST /api/ban {"user"|"sub","minutes"}`. A `sub` never seen is
+    /// banned all the same: its first sign-in is refused.
     fn api_ban(
         &mut self,
         ctx: &mut Ctx,
@@ -273,7 +274,7 @@ impl Chat {
     ) -> Result<ApiResponse, ApiResponse> {
         let minutes = number_field(body, "minutes")?
             .ok_or_else(|| ApiResponse::bad_request("ban needs \"minutes\""))?;
-        let user = self.api_user(body, false)?;
+        let user = self.api_user(body, true)?;
         let closed = self.conns_of(user).len();
         self.ban(ctx, user, minutes).map_err(refusal)?;
         let minutes = minutes.clamp(1, super::MAX_BAN_MINUTES);
