@@ -60,7 +60,12 @@ pub struct Config {
     /// Largest frame payload accepted (close 1009 past it).
     pub max_frame_size: usize,
     /// Largest message accepted, fragments together (close 1009 past it).
+    /// A compressed message counts inflated.
     pub max_message_size: usize,
+    /// Negotiate permessage-deflate (RFC 7692) when a client offers it.
+    pub deflate: bool,
+    /// Messages shorter than this go uncompressed even with deflate on.
+    pub deflate_min_size: usize,
     /// Time allowed for the whole handshake request.
     pub handshake_timeout: Duration,
     /// Time allowed for the peer's answer to a Close.
@@ -153,6 +158,8 @@ impl Default for Config {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            deflate: true,
+            deflate_min_size: crate::ws::deflate::DEFAULT_MIN_SIZE,
             handshake_timeout: Duration::from_millis(DEFAULT_HANDSHAKE_TIMEOUT_MS),
             close_timeout: Duration::from_millis(DEFAULT_CLOSE_TIMEOUT_MS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -216,6 +223,8 @@ impl Config {
     pub fn server(&self) -> crate::server::ServerConfig {
         crate::server::ServerConfig {
             listen: self.listen.clone(),
+            deflate: self.deflate,
+            deflate_min_size: self.deflate_min_size,
             max_header_bytes: self.max_header_bytes,
             max_frame_size: self.max_frame_size,
             max_message_size: self.max_message_size,
@@ -414,6 +423,26 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.max_message_size.to_string(),
+    },
+    Flag {
+        name: "deflate",
+        value: Some("on|off"),
+        help: "permessage-deflate (RFC 7692) for clients that offer it",
+        apply: |c, v| {
+            c.deflate = parse_bool(v)?;
+            Ok(())
+        },
+        show: |c| if c.deflate { "on" } else { "off" }.to_string(),
+    },
+    Flag {
+        name: "deflate-min-size",
+        value: Some("SIZE"),
+        help: "messages shorter than this are sent uncompressed",
+        apply: |c, v| {
+            c.deflate_min_size = bytes(v)?;
+            Ok(())
+        },
+        show: |c| c.deflate_min_size.to_string(),
     },
     Flag {
         name: "handshake-timeout",

@@ -109,6 +109,17 @@ impl<S: Read + Write> WebSocket<S> {
         &self.conn
     }
 
+    /// Speak permessage-deflate as negotiated (RFC 7692); see
+    /// [`Connection::set_deflate`].
+    pub fn set_deflate(
+        &mut self,
+        agreement: crate::ws::deflate::Agreement,
+        min_size: usize,
+        compress: Option<crate::ws::deflate::CompressFn>,
+    ) {
+        self.conn.set_deflate(agreement, min_size, compress);
+    }
+
     /// The connection's state.
     pub fn state(&self) -> ConnectionState {
         self.conn.state()

@@ -966,7 +966,7 @@ impl Dissector {
                 }
                 Some(m) => {
                     m.frames += 1;
-                    m.len += header.payload_len;
+                    m.len = m.len.saturating_add(header.payload_len);
                     Part::Fragment {
                         message: m.opcode,
                         number: m.frames,
@@ -1192,6 +1192,23 @@ fn hex_block(out: &mut String, label: &str, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `dissect` fuzz target: a continuation whose length has
+    /// the high bit set (a broken rule, still reported) added to an open
+    /// message's length overflowed it.
+    #[test]
+    fn a_continuation_with_a_huge_length_is_reported_not_a_panic() {
+        let mut d = Dissector::new(Options::new(Direction::ServerToClient));
+        let mut bytes = vec![0x01, 0x01, b'a', 0x80, 0x7f];
+        bytes.extend([0xff; 8]);
+        let mut reports = d.feed(&bytes);
+        reports.extend(d.finish().0);
+        assert_eq!(reports.len(), 2);
+        assert_eq!(
+            reports[1].violations.first(),
+            Some(&ProtocolError::LengthHighBit)
+        );
+    }
 
     fn client(bytes: &[u8]) -> Dissection {
         dissect(bytes, &Options::new(Direction::ClientToServer))

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use wschat::ws::deflate;
 use wschat::ws::frame::{FrameHeader, OpCode, encode_frame};
 use wschat::ws::handshake::{self, Request};
 use wschat::ws::mask::apply_mask;
@@ -153,8 +154,14 @@ fn parse(text: &str) -> Request {
 /// subprotocols.
 fn answer(request: &str, supported: &[&str]) -> Vec<u8> {
     let supported: Vec<String> = supported.iter().map(|s| s.to_string()).collect();
-    match handshake::validate_upgrade(&parse(request), &supported) {
-        Ok(accept) => accept.response(),
+    let request = parse(request);
+    match handshake::validate_upgrade(&request, &supported) {
+        Ok(mut accept) => {
+            // As the server does (src/server/http.rs), with --deflate on.
+            let offers = request.headers_named("Sec-WebSocket-Extensions");
+            accept.extensions = deflate::negotiate(offers).map(|a| a.response());
+            accept.response()
+        }
         Err(rejection) => rejection.to_response(),
     }
 }
@@ -304,6 +311,8 @@ fn every_error() -> Vec<ProtocolError> {
         },
         ProtocolError::CloseFrameOneByte,
         ProtocolError::InvalidCloseCode(1005),
+        ProtocolError::MisplacedCompressionBit("ping"),
+        ProtocolError::BadCompressedData,
     ]
 }
 
@@ -454,6 +463,25 @@ fn generate(name: &str, requests: &BTreeMap<String, String>) -> Option<String> {
             let replies = server_replies(&[unmasked(OpCode::Text, b"Hello")]);
             hex(&replies[0])
         }
+        "deflate-answer" => {
+            let chromium = "permessage-deflate; client_max_window_bits";
+            let agreement = deflate::negotiate([chromium]).expect("accepted");
+            format!(
+                "Sec-WebSocket-Extensions: {chromium}\n\nSec-WebSocket-Extensions: {}",
+                agreement.response()
+            )
+        }
+        "deflate-hello" | "deflate-hello-masked" => {
+            let role = if name == "deflate-hello" {
+                Role::Server
+            } else {
+                Role::Client
+            };
+            let mut conn = Connection::new(role, Limits::default()).with_mask_source(|| MASK);
+            conn.set_deflate(deflate::Agreement::default(), 0, None);
+            conn.send(&Message::Text("Hello".into())).expect("open");
+            hex(&conn.take_output())
+        }
         "errors" => every_error()
             .iter()
             .map(|e| format!("{}  §{:<6} {}", e.close_code().0, e.rfc_section(), e))
@@ -496,6 +524,9 @@ const GENERATORS: &[&str] = &[
     "close-server",
     "fail-unmasked",
     "errors",
+    "deflate-answer",
+    "deflate-hello",
+    "deflate-hello-masked",
 ];
 
 #[test]

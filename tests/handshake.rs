@@ -397,8 +397,10 @@ fn the_first_offered_subprotocol_the_server_supports_is_chosen() {
 
 #[test]
 fn extensions_are_declined_by_leaving_the_header_out() {
+    // permessage-deflate is accepted (tests/deflate.rs); anything else is
+    // declined by saying nothing of it (RFC 6455 §9.1).
     let reply = ask("GET /echo HTTP/1.1", |l| {
-        l.push("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits".to_string());
+        l.push("Sec-WebSocket-Extensions: x-webkit-deflate-frame; no_context_takeover".to_string());
     });
     assert_eq!(reply.status, 101, "{reply:?}");
     assert_eq!(reply.header("Sec-WebSocket-Extensions"), None);

@@ -37,6 +37,7 @@
 pub mod api;
 pub mod metrics;
 pub mod peer;
+pub mod prepared;
 mod reply;
 
 pub use reply::ErrorReply;
@@ -52,7 +53,8 @@ use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
 use api::{ApiRequest, ApiResponse};
 use metrics::Metrics;
-use peer::{Delivery, Peer, PreparedFrame};
+use peer::{Bytes, Delivery, Peer};
+use prepared::{PeerDeflate, PreparedFrame};
 
 /// Most events handled in one turn before [`App::turn_end`] runs.
 pub const MAX_TURN_EVENTS: usize = 1024;
@@ -190,7 +192,9 @@ impl Ctx {
         }
     }
 
-    /// Encode a text message once, as a server frame, for sending to many.
+    /// Encode a text message once, as a server frame, for sending to many
+    /// (compressed at most once, for those who negotiated permessage-deflate:
+    /// see [`PreparedFrame`]).
     pub fn text_frame(text: &str) -> PreparedFrame {
         let mut out = Vec::with_capacity(text.len() + 4);
         crate::ws::frame::encode_frame(
@@ -348,11 +352,30 @@ impl Ctx {
         } else if let Some((conns, frames)) = one_audience(&queue) {
             // Every message of the turn goes to the same connections (a
             // busy room): each connection gets them all in one call, with
-            // no grouping per connection.
+            // no grouping per connection. The frames' wire forms are worked
+            // out once for plain peers and once per kind of deflate peer
+            // (in practice one: every peer has the server's settings).
+            let plain: Vec<Bytes> = frames.iter().map(|f| f.plain().clone()).collect();
+            let mut deflated: Vec<(PeerDeflate, Vec<Bytes>)> = Vec::new();
             for conn in conns {
-                if let Some(peer) = self.peers.get(conn) {
-                    delivered += peer.send_batch(&frames);
-                }
+                let Some(peer) = self.peers.get(conn) else {
+                    continue;
+                };
+                let wire = match peer.deflate() {
+                    None => &plain,
+                    Some(d) => {
+                        let at = match deflated.iter().position(|(k, _)| k == d) {
+                            Some(at) => at,
+                            None => {
+                                let forms = frames.iter().map(|f| f.for_peer(Some(d)).clone());
+                                deflated.push((*d, forms.collect()));
+                                deflated.len() - 1
+                            }
+                        };
+                        &deflated[at].1
+                    }
+                };
+                delivered += peer.send_batch(wire);
             }
         } else {
             let mut order: Vec<ConnId> = Vec::new();
@@ -377,14 +400,14 @@ impl Ctx {
                     Out::Close(conn, code, reason) => add(conn, Item::Close(code, reason)),
                 }
             }
-            let mut frames: Vec<PreparedFrame> = Vec::new();
+            let mut frames: Vec<Bytes> = Vec::new();
             for conn in order {
                 let Some(peer) = self.peers.get(&conn) else {
                     continue;
                 };
                 for item in per_conn.remove(&conn).unwrap_or_default() {
                     match item {
-                        Item::Frame(frame) => frames.push(frame),
+                        Item::Frame(frame) => frames.push(frame.for_peer(peer.deflate()).clone()),
                         Item::Close(code, reason) => {
                             delivered += peer.send_batch(&frames);
                             frames.clear();
@@ -404,7 +427,7 @@ impl Ctx {
     fn send_now(&self, conn: ConnId, frame: &PreparedFrame) -> usize {
         self.peers.get(&conn).map_or(0, |peer| {
             usize::from(matches!(
-                peer.send(frame),
+                peer.send(frame.for_peer(peer.deflate())),
                 Delivery::Sent | Delivery::Queued
             ))
         })

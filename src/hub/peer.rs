@@ -26,12 +26,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
+use super::prepared::PeerDeflate;
 use crate::ws::{CloseCode, CloseFrame, Message};
 
-/// A frame encoded once and shared by every recipient (server frames are
-/// unmasked, so the same bytes serve everyone), as gorilla/websocket's
-/// `PreparedMessage`: cloning it copies a pointer, not the frame.
-pub type PreparedFrame = Arc<[u8]>;
+/// A frame's bytes on the wire, shared by every recipient (server frames
+/// are unmasked, so the same bytes serve everyone): cloning copies a
+/// pointer, not the frame. [`super::prepared::PreparedFrame`] holds one
+/// plain and, once needed, one compressed.
+pub type Bytes = Arc<[u8]>;
 
 /// Stack size of a flusher thread.
 const FLUSHER_STACK_SIZE: usize = 64 * 1024;
@@ -74,7 +76,7 @@ enum OutState {
 
 #[derive(Debug)]
 struct Outbox {
-    queue: VecDeque<PreparedFrame>,
+    queue: VecDeque<Bytes>,
     /// Bytes of `queue[0]` already written.
     head_offset: usize,
     /// Unwritten bytes in `queue` plus those the flusher holds.
@@ -99,6 +101,9 @@ pub struct Peer {
     metrics: Arc<Metrics>,
     out: Mutex<Outbox>,
     drained: Condvar,
+    /// permessage-deflate, if negotiated: what [`super::prepared::PreparedFrame`]
+    /// frames become for this peer.
+    deflate: Option<PeerDeflate>,
 }
 
 impl Peer {
@@ -125,7 +130,19 @@ impl Peer {
                 shutdown_when_empty: false,
             }),
             drained: Condvar::new(),
+            deflate: None,
         }
+    }
+
+    /// This peer negotiated permessage-deflate (RFC 7692) as `deflate` says.
+    pub fn with_deflate(mut self, deflate: Option<PeerDeflate>) -> Peer {
+        self.deflate = deflate;
+        self
+    }
+
+    /// What this peer negotiated of permessage-deflate, if anything.
+    pub fn deflate(&self) -> Option<&PeerDeflate> {
+        self.deflate.as_ref()
     }
 
     /// The connection id.
@@ -140,7 +157,7 @@ impl Peer {
     }
 
     /// Deliver one encoded frame.
-    pub fn send(self: &Arc<Self>, frame: &PreparedFrame) -> Delivery {
+    pub fn send(self: &Arc<Self>, frame: &Bytes) -> Delivery {
         let mut out = self.lock();
         if out.state != OutState::Open {
             return Delivery::Closed;
@@ -152,7 +169,7 @@ impl Peer {
     /// kernel allows: when nothing is queued ahead, one vectored
     /// non-blocking `sendmsg` hands them all over. Returns how many were
     /// accepted (sent or queued).
-    pub fn send_batch(self: &Arc<Self>, frames: &[PreparedFrame]) -> usize {
+    pub fn send_batch(self: &Arc<Self>, frames: &[Bytes]) -> usize {
         if let [frame] = frames {
             return usize::from(matches!(
                 self.send(frame),
@@ -213,7 +230,7 @@ impl Peer {
     }
 
     /// Queue a frame behind a backlog, within the limits.
-    fn push_queued(self: &Arc<Self>, out: &mut Outbox, frame: &PreparedFrame) -> Delivery {
+    fn push_queued(self: &Arc<Self>, out: &mut Outbox, frame: &Bytes) -> Delivery {
         if out.bytes + frame.len() > self.limits.max_bytes
             || out.queue.len() >= self.limits.max_frames
         {
@@ -299,7 +316,7 @@ impl Peer {
         self.set_dead(&mut out);
     }
 
-    fn push(self: &Arc<Self>, out: &mut Outbox, frame: &PreparedFrame) -> Delivery {
+    fn push(self: &Arc<Self>, out: &mut Outbox, frame: &Bytes) -> Delivery {
         trace_frame_out(self.id, frame);
         let queued = out.queue.len() + usize::from(out.flushing);
         if queued > 0
@@ -312,7 +329,7 @@ impl Peer {
         self.push_unbounded(out, frame)
     }
 
-    fn push_unbounded(self: &Arc<Self>, out: &mut Outbox, frame: &PreparedFrame) -> Delivery {
+    fn push_unbounded(self: &Arc<Self>, out: &mut Outbox, frame: &Bytes) -> Delivery {
         if frame.first().is_some_and(|b| b & 0x0F == 0x8) {
             trace_frame_out(self.id, frame);
         }
@@ -443,7 +460,7 @@ impl Peer {
                     return;
                 }
                 let n = out.queue.len().min(MAX_IOV);
-                let batch: Vec<PreparedFrame> = out.queue.drain(..n).collect();
+                let batch: Vec<Bytes> = out.queue.drain(..n).collect();
                 let offset = std::mem::take(&mut out.head_offset);
                 (batch, offset)
             };
@@ -481,11 +498,7 @@ fn trace_frame_out(id: u64, frame: &[u8]) {
 
 /// Write every frame of `batch` (the first from `offset`) with as few
 /// system calls as the kernel allows. Returns the bytes written.
-fn write_all_vectored(
-    mut stream: &TcpStream,
-    batch: &[PreparedFrame],
-    offset: usize,
-) -> io::Result<usize> {
+fn write_all_vectored(mut stream: &TcpStream, batch: &[Bytes], offset: usize) -> io::Result<usize> {
     let mut slices: Vec<IoSlice<'_>> = batch
         .iter()
         .enumerate()
@@ -519,7 +532,7 @@ fn send_nonblocking(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
 /// [`MAX_IOV`] at a time): returns the bytes the kernel took, which may end
 /// in the middle of a frame.
 #[cfg(unix)]
-fn send_vectored_nonblocking(stream: &TcpStream, frames: &[PreparedFrame]) -> io::Result<usize> {
+fn send_vectored_nonblocking(stream: &TcpStream, frames: &[Bytes]) -> io::Result<usize> {
     let mut total = 0;
     for chunk in frames.chunks(MAX_IOV) {
         let slices: Vec<IoSlice<'_>> = chunk.iter().map(|f| IoSlice::new(f)).collect();
@@ -537,7 +550,7 @@ fn send_vectored_nonblocking(stream: &TcpStream, frames: &[PreparedFrame]) -> io
 }
 
 #[cfg(not(unix))]
-fn send_vectored_nonblocking(_stream: &TcpStream, _frames: &[PreparedFrame]) -> io::Result<usize> {
+fn send_vectored_nonblocking(_stream: &TcpStream, _frames: &[Bytes]) -> io::Result<usize> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::ServerConfig;
 use crate::conn::{Error, WebSocket};
+use crate::ws::deflate::Agreement;
 use crate::ws::{CloseCode, Decoded, Message, Role};
 
 /// What one message read on `/echo` came to.
@@ -19,10 +20,26 @@ enum Echo {
     Closed(CloseCode),
 }
 
-/// Run the echo loop on a connection whose handshake is done. Returns the
-/// close code that ended it, if one was exchanged.
-pub fn run(stream: TcpStream, leftover: &[u8], config: &ServerConfig) -> Option<CloseCode> {
+/// Run the echo loop on a connection whose handshake is done, with
+/// permessage-deflate if it was negotiated. Returns the close code that
+/// ended it, if one was exchanged.
+pub fn run(
+    stream: TcpStream,
+    leftover: &[u8],
+    config: &ServerConfig,
+    deflate: Option<Agreement>,
+) -> Option<CloseCode> {
     let mut ws = WebSocket::with_leftover(stream, Role::Server, config.limits(), leftover);
+    if let Some(agreement) = deflate {
+        // Compressors come from the shared pool: one is too big to build
+        // on a connection thread's stack, and too big to keep per
+        // connection.
+        ws.set_deflate(
+            agreement,
+            config.deflate_min_size,
+            Some(crate::hub::prepared::compress),
+        );
+    }
     let _ = ws.get_mut().set_read_timeout(Some(config.ping_interval));
     let mut last_heard = Instant::now();
     // The handshake went deep into the stack; a parked reader does not.

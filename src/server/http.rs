@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
+use crate::ws::deflate::{self, Agreement};
 use crate::ws::handshake::{self, Rejection, Request, http_response};
 
 /// Bytes read at a time while the request head arrives.
@@ -29,6 +30,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         request,
         leftover,
         peer,
+        deflate,
     }) = open(stream, tcp_peer, shared)
     else {
         return;
@@ -42,13 +44,15 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         // here, they do not sit on the heap for the connection's life.
         Endpoint::Echo => {
             drop(request);
-            super::echo::run(stream, &leftover, config)
+            super::echo::run(stream, &leftover, config, deflate)
         }
         Endpoint::Inspect => {
             drop(request);
             super::inspect::run(stream, &leftover, config)
         }
-        Endpoint::Chat => super::reader::run(stream, &leftover, request, peer.clone(), shared),
+        Endpoint::Chat => {
+            super::reader::run(stream, &leftover, request, peer.clone(), shared, deflate)
+        }
     };
     log::info!(
         "close {peer} {path} after {:.1}s, code {}",
@@ -67,6 +71,8 @@ struct Upgraded {
     leftover: Vec<u8>,
     /// The client's address, for the log.
     peer: String,
+    /// permessage-deflate, if it was negotiated (RFC 7692).
+    deflate: Option<Agreement>,
 }
 
 /// Read the request and answer it: a page or another plain answer, a
@@ -133,7 +139,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
             return None;
         }
     };
-    let accept = match check_origin(&request, &config.allowed_origins)
+    let mut accept = match check_origin(&request, &config.allowed_origins)
         .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
     {
         Ok(accept) => accept,
@@ -149,6 +155,12 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         refuse(&mut stream, &peer, &rejection, metrics);
         return None;
     }
+    // RFC 7692 §5: the first permessage-deflate offer we can keep, unless
+    // `--deflate off` (or /inspect, which shows frames as they are).
+    let deflate = (config.deflate && !matches!(endpoint, Endpoint::Inspect))
+        .then(|| deflate::negotiate(request.headers_named("Sec-WebSocket-Extensions")))
+        .flatten();
+    accept.extensions = deflate.map(|agreement| agreement.response());
     if stream.write_all(&accept.response()).is_err() {
         return None;
     }
@@ -159,6 +171,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         request,
         leftover,
         peer,
+        deflate,
     })
 }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::hub::peer::Peer;
+use crate::hub::prepared::PeerDeflate;
 use crate::hub::{ConnInfo, ErrorReply, Event};
+use crate::ws::deflate::Agreement;
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Decoder, Message, Role};
 
@@ -183,25 +185,32 @@ impl Reader<'_> {
     }
 }
 
-/// Serve a hub connection whose 101 has been sent. Returns, when it is
-/// over, the code of the Close the server sent (an echo of the client's, or
-/// its own), if any.
+/// Serve a hub connection whose 101 has been sent, with permessage-deflate
+/// if it was negotiated. Returns, when it is over, the code of the Close the
+/// server sent (an echo of the client's, or its own), if any.
 pub fn run(
     stream: TcpStream,
     leftover: &[u8],
     request: Request,
     addr: String,
     shared: &Arc<Shared>,
+    deflate: Option<Agreement>,
 ) -> Option<CloseCode> {
     let config = &shared.config;
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let stream = Arc::new(stream);
-    let peer = Arc::new(Peer::new(
-        id,
-        stream.clone(),
-        shared.outbox_limits(),
-        shared.metrics.clone(),
-    ));
+    let peer = Arc::new(
+        Peer::new(
+            id,
+            stream.clone(),
+            shared.outbox_limits(),
+            shared.metrics.clone(),
+        )
+        .with_deflate(deflate.map(|agreement| PeerDeflate {
+            agreement,
+            min_size: config.deflate_min_size,
+        })),
+    );
     let path = request.path().to_string();
     let info = ConnInfo {
         path,
@@ -226,11 +235,13 @@ pub fn run(
             return Some(CloseCode::GOING_AWAY);
         }
     }
+    let mut decoder = Decoder::new(Role::Server, config.limits());
+    decoder.set_deflate(deflate.is_some());
     let mut reader = Reader {
         id,
         shared,
         peer: peer.clone(),
-        decoder: Decoder::new(Role::Server, config.limits()),
+        decoder,
         limit: RateLimit::new(config.rate_limit, config.rate_burst),
         last_heard: Instant::now(),
         pinged: false,

@@ -147,6 +147,10 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: String,
+    /// Negotiate permessage-deflate (RFC 7692) when a client offers it.
+    pub deflate: bool,
+    /// Messages shorter than this go uncompressed even with deflate on.
+    pub deflate_min_size: usize,
     /// Limit on the handshake request's header block (431 past it).
     pub max_header_bytes: usize,
     /// Largest frame payload accepted (close 1009 past it).
@@ -204,6 +208,8 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             listen: DEFAULT_LISTEN.to_string(),
+            deflate: true,
+            deflate_min_size: crate::ws::deflate::DEFAULT_MIN_SIZE,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,

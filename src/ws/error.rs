@@ -54,6 +54,14 @@ pub enum ProtocolError {
     CloseFrameOneByte,
     /// §7.4: a close code that may not be sent on the wire.
     InvalidCloseCode(u16),
+    /// §5.2 with RFC 7692 §6.1: with permessage-deflate negotiated, RSV1
+    /// ("compressed") may be set only on the first frame of a text or
+    /// binary message, never on a control frame or a continuation frame.
+    /// Holds the opcode's name.
+    MisplacedCompressionBit(&'static str),
+    /// §9 with RFC 7692 §7.2.2: a compressed message is not a valid
+    /// DEFLATE stream.
+    BadCompressedData,
 }
 
 impl ProtocolError {
@@ -67,7 +75,9 @@ impl ProtocolError {
     /// ```
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => {
                 CloseCode::TOO_BIG
             }
@@ -80,6 +90,7 @@ impl ProtocolError {
         match self {
             ProtocolError::UnmaskedFrame | ProtocolError::MaskedFrame => "5.1",
             ProtocolError::ReservedBits(_)
+            | ProtocolError::MisplacedCompressionBit(_)
             | ProtocolError::ReservedOpcode(_)
             | ProtocolError::LengthHighBit => "5.2",
             ProtocolError::ControlFrameTooLong(_) | ProtocolError::FragmentedControlFrame => "5.5",
@@ -88,6 +99,7 @@ impl ProtocolError {
             ProtocolError::FrameTooBig { .. } | ProtocolError::MessageTooBig { .. } => "7.4.1",
             ProtocolError::CloseFrameOneByte => "5.5.1",
             ProtocolError::InvalidCloseCode(_) => "7.4",
+            ProtocolError::BadCompressedData => "9",
         }
     }
 }
@@ -123,6 +135,15 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::CloseFrameOneByte => write!(f, "close payload of one byte"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
+            ProtocolError::MisplacedCompressionBit(kind) => {
+                write!(f, "RSV1 (compressed) set on a {kind} frame (RFC 7692 §6.1)")
+            }
+            ProtocolError::BadCompressedData => {
+                write!(
+                    f,
+                    "compressed message is not valid DEFLATE data (RFC 7692 §7.2.2)"
+                )
+            }
         }
     }
 }

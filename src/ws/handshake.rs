@@ -305,15 +305,23 @@ pub struct Accept {
     pub accept_key: String,
     /// The subprotocol chosen from the client's offers, if any.
     pub protocol: Option<String>,
+    /// The extensions accepted, as the value of `Sec-WebSocket-Extensions`
+    /// (§9.1), if any: see [`crate::ws::deflate::negotiate`].
+    pub extensions: Option<String>,
 }
 
 impl Accept {
     /// The `101 Switching Protocols` response (§4.2.2 step 5). Extension
-    /// offers are declined by leaving `Sec-WebSocket-Extensions` out.
+    /// offers not in [`Accept::extensions`] are declined by leaving them
+    /// out of `Sec-WebSocket-Extensions` (§9.1).
     ///
     /// ```
     /// use wschat::ws::handshake::Accept;
-    /// let accept = Accept { accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(), protocol: None };
+    /// let accept = Accept {
+    ///     accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+    ///     protocol: None,
+    ///     extensions: None,
+    /// };
     /// assert_eq!(
     ///     String::from_utf8(accept.response()).unwrap(),
     ///     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -327,6 +335,9 @@ impl Accept {
         );
         if let Some(protocol) = &self.protocol {
             out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        }
+        if let Some(extensions) = &self.extensions {
+            out.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
         }
         out.push_str("\r\n");
         out.into_bytes()
@@ -444,6 +455,7 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     Ok(Accept {
         accept_key: accept_key(key),
         protocol,
+        extensions: None,
     })
 }
 

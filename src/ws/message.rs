@@ -15,6 +15,7 @@
 
 use super::Role;
 use super::close::CloseFrame;
+use super::deflate::{InflateError, Inflater, RSV1};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, encode_frame};
 use super::mask::{apply_mask, extend_masked};
@@ -159,6 +160,12 @@ pub struct Decoder {
     /// Set after a Close frame or an error: further input is discarded
     /// (§5.5.1, §7.1.7).
     done: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message
+    /// (RFC 7692 §6).
+    deflate: bool,
+    /// The message being assembled is compressed, and this inflates it; it
+    /// exists only while such a message is arriving (RFC 7692 §7.2.2).
+    inflater: Option<Inflater>,
 }
 
 impl Decoder {
@@ -175,7 +182,16 @@ impl Decoder {
             utf8: Utf8Validator::new(),
             control: Vec::new(),
             done: false,
+            deflate: false,
+            inflater: None,
         }
+    }
+
+    /// Accept compressed messages (RFC 7692 §6): call when the handshake
+    /// negotiated permessage-deflate. Without it RSV1 fails the connection
+    /// like any reserved bit (§5.2).
+    pub fn set_deflate(&mut self, on: bool) {
+        self.deflate = on;
     }
 
     /// The limits in force.
@@ -246,6 +262,7 @@ impl Decoder {
         self.done = true;
         self.data = Vec::new();
         self.control = Vec::new();
+        self.inflater = None;
     }
 
     /// Like [`Decoder::decode`], but a whole frame that is a whole message
@@ -308,6 +325,7 @@ impl Decoder {
         }
         let (header, header_len) = FrameHeader::parse(input)?;
         let whole = header.fin
+            && header.rsv == 0
             && matches!(header.opcode, OpCode::Text | OpCode::Binary)
             && self.check_frame(&header).is_ok()
             && header.payload_len <= (input.len() - header_len) as u64;
@@ -352,6 +370,8 @@ impl Decoder {
                     frame.header.mask,
                     frame.mask_offset,
                 );
+            } else if self.inflater.is_some() {
+                frame.mask_offset = self.inflate(chunk, frame.header.mask, frame.mask_offset)?;
             } else {
                 let start = self.data.len();
                 self.grow_data(take, frame.remaining);
@@ -379,7 +399,21 @@ impl Decoder {
     /// progress (§5.2, §5.4, §5.5, and the size limits). Both decoding paths
     /// ask this one function.
     fn check_frame(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        header.check(self.role)?;
+        // RFC 7692 §6: with permessage-deflate, RSV1 is no longer reserved,
+        // but it may mark only the first frame of a data message (§6.1).
+        let rsv1 = self.deflate && header.rsv & RSV1 != 0;
+        let mut rest = *header;
+        if rsv1 {
+            rest.rsv &= !RSV1;
+        }
+        rest.check(self.role)?;
+        if rsv1 && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::MisplacedCompressionBit(header.opcode.name()));
+        }
+        let compressed = match header.opcode {
+            OpCode::Continuation => self.inflater.is_some(),
+            _ => rsv1,
+        };
         let len = header.payload_len;
         if len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
@@ -396,7 +430,8 @@ impl Decoder {
             }
             _ => {}
         }
-        if !header.opcode.is_control() {
+        // A compressed message is measured as it inflates (see inflate).
+        if !header.opcode.is_control() && !compressed {
             let total = self.data.len() as u64 + len;
             if total > self.limits.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooBig {
@@ -418,6 +453,10 @@ impl Decoder {
         if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
             self.message = Some(header.opcode);
             self.utf8.reset();
+            // Checked above: RSV1 here means permessage-deflate is on.
+            if header.rsv & RSV1 != 0 {
+                self.inflater = Some(Inflater::new());
+            }
         }
         if header.opcode.is_control() {
             // At most 125 bytes (checked above): reserve exactly that, so
@@ -448,15 +487,58 @@ impl Decoder {
         self.data.reserve_exact(target - self.data.len());
     }
 
+    /// Inflate a piece of a compressed message's payload, unmasking it on
+    /// the stack a little at a time, into the message being assembled
+    /// (RFC 7692 §7.2.2). The inflated size is held to the message limit
+    /// as it grows, so a bomb stops there (close 1009). Returns the new
+    /// mask offset. Never inlined: its buffer stays off the frames of a
+    /// parked reader.
+    #[inline(never)]
+    fn inflate(
+        &mut self,
+        chunk: &[u8],
+        mask: Option<[u8; 4]>,
+        mut offset: usize,
+    ) -> Result<usize, ProtocolError> {
+        let start = self.data.len();
+        let limit = self.limits.max_message_size;
+        let mut buf = [0u8; INFLATE_PIECE];
+        for piece in chunk.chunks(INFLATE_PIECE) {
+            let piece: &[u8] = match mask {
+                Some(key) => {
+                    let unmasked = &mut buf[..piece.len()];
+                    unmasked.copy_from_slice(piece);
+                    offset = apply_mask(unmasked, key, offset);
+                    unmasked
+                }
+                None => piece,
+            };
+            if let Some(inflater) = self.inflater.as_mut() {
+                inflater
+                    .feed(piece, &mut self.data, limit)
+                    .map_err(|e| inflate_error(e, limit))?;
+            }
+        }
+        if self.message == Some(OpCode::Text) {
+            self.utf8
+                .feed(&self.data[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(offset)
+    }
+
     /// A frame's payload is complete: return a control frame, or a message
     /// if this was its final fragment.
     fn finish_frame(&mut self, header: FrameHeader) -> Result<Option<Message>, ProtocolError> {
         // The frame's unmasked payload: the control buffer, or the last
-        // payload_len bytes of the message being assembled.
+        // payload_len bytes of the message being assembled (of a compressed
+        // message, whose payload went to the inflater: nothing to show).
         let payload: &[u8] = if header.opcode.is_control() {
             &self.control
+        } else if self.inflater.is_some() {
+            &[]
         } else {
-            &self.data[self.data.len() - header.payload_len as usize..]
+            &self.data[self.data.len().saturating_sub(header.payload_len as usize)..]
         };
         trace_frame_in(&header, payload);
         let message = match header.opcode {
@@ -467,11 +549,26 @@ impl Decoder {
                 // Nothing more will be read: free any unfinished message.
                 self.control = Vec::new();
                 self.data = Vec::new();
+                self.inflater = None;
                 self.done = true;
                 Message::Close(close)
             }
             _ if !header.fin => return Ok(None),
             _ => {
+                if let Some(mut inflater) = self.inflater.take() {
+                    // The last frame: put back the 00 00 ff ff the sender
+                    // cut off, and inflate what it flushes (§7.2.2).
+                    let start = self.data.len();
+                    let limit = self.limits.max_message_size;
+                    inflater
+                        .finish(&mut self.data, limit)
+                        .map_err(|e| inflate_error(e, limit))?;
+                    if self.message == Some(OpCode::Text) {
+                        self.utf8
+                            .feed(&self.data[start..])
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
                 let data = std::mem::take(&mut self.data);
                 match self.message.take() {
                     Some(OpCode::Text) => {
@@ -487,6 +584,18 @@ impl Decoder {
             }
         };
         Ok(Some(message))
+    }
+}
+
+/// Bytes of a compressed payload unmasked at a time, on the stack, on their
+/// way to the inflater.
+const INFLATE_PIECE: usize = 256;
+
+/// The codec's error for an inflater's.
+fn inflate_error(e: InflateError, limit: usize) -> ProtocolError {
+    match e {
+        InflateError::TooBig { len } => ProtocolError::MessageTooBig { len, limit },
+        InflateError::Corrupt => ProtocolError::BadCompressedData,
     }
 }
 

@@ -13,10 +13,12 @@
 //! | [`message`] | §5.4-5.6 | streaming decoder: fragments, limits, UTF-8 |
 //! | [`utf8`] | §8.1 | UTF-8 validation that fails on the first bad byte |
 //! | [`close`] | §5.5.1, §7.4 | close codes and reasons |
+//! | [`deflate`] | RFC 7692 | permessage-deflate: negotiation, compress, inflate |
 //! | [`error`] | §7.1.7 | every broken rule and the close code it earns |
 //! | [`protocol`] | §5.5, §7 | pings, the close handshake, failing a connection |
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

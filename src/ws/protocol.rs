@@ -19,6 +19,7 @@
 
 use super::Role;
 use super::close::{CloseCode, CloseFrame};
+use super::deflate::{Agreement, CompressFn, Compressor, Encoding, encode_compressed_frame, store};
 use super::error::ProtocolError;
 use super::frame::{OpCode, encode_frame};
 use super::message::{Decoded, Decoder, Limits, Message};
@@ -56,6 +57,21 @@ pub struct Connection {
     close_sent: bool,
     out: Vec<u8>,
     mask_source: fn() -> [u8; 4],
+    /// permessage-deflate, when negotiated (RFC 7692).
+    deflate: Option<Deflate>,
+}
+
+/// The sending side of permessage-deflate on one connection.
+#[derive(Debug)]
+struct Deflate {
+    agreement: Agreement,
+    /// Messages shorter than this go uncompressed.
+    min_size: usize,
+    /// Where compressing happens: `compress`, or else a compressor of the
+    /// connection's own, made at the first message worth compressing and
+    /// then kept.
+    compress: Option<CompressFn>,
+    compressor: Option<Box<Compressor>>,
 }
 
 impl Connection {
@@ -69,7 +85,29 @@ impl Connection {
             close_sent: false,
             out: Vec::new(),
             mask_source: super::mask::random_key,
+            deflate: None,
         }
+    }
+
+    /// Speak permessage-deflate as `agreement` says (RFC 7692): accept
+    /// compressed messages, and compress text and binary messages of at
+    /// least `min_size` bytes when that makes them smaller (see
+    /// [`Agreement::encoding`]). Each message is compressed on its own (no
+    /// context takeover), by `compress` if given, else by a compressor of
+    /// the connection's own, made at the first such message and kept.
+    pub fn set_deflate(
+        &mut self,
+        agreement: Agreement,
+        min_size: usize,
+        compress: Option<CompressFn>,
+    ) {
+        self.decoder.set_deflate(true);
+        self.deflate = Some(Deflate {
+            agreement,
+            min_size,
+            compress,
+            compressor: None,
+        });
     }
 
     /// Use `source` for the masking keys of a client (tests fix the key to
@@ -254,12 +292,50 @@ impl Connection {
             Role::Server => None,
         };
         let start = self.out.len();
-        encode_frame(&mut self.out, true, opcode, payload, mask);
+        if !self.queue_compressed(opcode, payload, mask) {
+            encode_frame(&mut self.out, true, opcode, payload, mask);
+        }
         if log::log_enabled!(target: "wschat::ws", log::Level::Trace)
             && let Some((header, _)) = super::frame::FrameHeader::parse(&self.out[start..])
         {
             log::trace!(target: "wschat::ws", "frame out: {}", header.line(Some(payload)));
         }
+    }
+}
+
+impl Connection {
+    /// Queue a text or binary message compressed (RFC 7692 §7.2.1), if
+    /// deflate is on, the message is long enough, the peer's window allows
+    /// it, and compressing makes it smaller. Returns whether it did. Never
+    /// inlined into the read loops that send echoes: see
+    /// [`Compressor::new`].
+    #[inline(never)]
+    fn queue_compressed(&mut self, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> bool {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return false;
+        };
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return false;
+        }
+        let mut packed = Vec::new();
+        match deflate.agreement.encoding(payload.len(), deflate.min_size) {
+            Encoding::Plain => return false,
+            Encoding::Deflate { if_smaller } => {
+                let done = match deflate.compress {
+                    Some(compress) => compress(payload, &mut packed),
+                    None => deflate
+                        .compressor
+                        .get_or_insert_with(Default::default)
+                        .compress(payload, &mut packed),
+                };
+                if !done || if_smaller && packed.len() >= payload.len() {
+                    return false;
+                }
+            }
+            Encoding::Stored => store(payload, &mut packed),
+        }
+        encode_compressed_frame(&mut self.out, opcode, &packed, mask);
+        true
     }
 }
 

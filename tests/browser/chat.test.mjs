@@ -355,3 +355,78 @@ test('someone in another room is found by name and written to privately', { time
   await a.context().close();
   await b.context().close();
 });
+
+test('links, code, bold and italics are built from DOM nodes; anything else stays text', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const a = await chatPage(browser, srv.url, 'Fmt-' + t);
+  const b = await chatPage(browser, srv.url, 'Reader-' + t);
+  const text = `see https://example.com/a?b=1, run \`cargo test\`, **bold** _it_ javascript:alert(1) <img src=x onerror="window.pwned=1"> ${t}`;
+  await say(a, text);
+  await b.waitForFunction((t) => [...document.querySelectorAll('#messages .bubble')].some((x) => x.textContent.includes(t)), t);
+  const got = await b.$eval(`#messages li.msg:last-of-type .bubble`, (x) => ({
+    links: [...x.querySelectorAll('a')].map((l) => [l.getAttribute('href'), l.rel, l.target, l.textContent]),
+    code: [...x.querySelectorAll('code')].map((c) => c.textContent),
+    strong: [...x.querySelectorAll('strong')].map((c) => c.textContent),
+    em: [...x.querySelectorAll('em')].map((c) => c.textContent),
+    imgs: x.querySelectorAll('img').length,
+    text: x.textContent,
+  }));
+  assert.deepEqual(got.links, [['https://example.com/a?b=1', 'noopener noreferrer', '_blank', 'https://example.com/a?b=1']]);
+  assert.deepEqual(got.code, ['cargo test']);
+  assert.deepEqual(got.strong, ['bold']);
+  assert.deepEqual(got.em, ['it']);
+  assert.equal(got.imgs, 0, 'markup stays text');
+  assert.ok(got.text.includes('javascript:alert(1) <img src=x onerror="window.pwned=1">'), got.text);
+  assert.equal(await b.evaluate(() => window.pwned), undefined);
+  await a.context().close();
+  await b.context().close();
+});
+
+test('mentions and private messages notify once allowed, only while the page is not in front', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const ann = 'Note-' + t;
+  const ctx = await browser.newContext({ locale: 'en-US' });
+  // A stand-in for the Notification API (headless Chromium shows none):
+  // what the page would show is recorded; the browser has granted it.
+  await ctx.addInitScript(() => {
+    window.__notes = [];
+    class FakeNotification { constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); } close() {} }
+    FakeNotification.permission = 'granted';
+    FakeNotification.requestPermission = async () => 'granted';
+    window.Notification = FakeNotification;
+  });
+  const a = await ctx.newPage();
+  await a.goto(srv.url + '/');
+  await a.fill('#welcomeName', ann);
+  await a.press('#welcomeName', 'Enter');
+  await a.waitForSelector('#status[data-state="open"]');
+  await waitText(a, '#notifyBtn', '🔔 Turn on notifications');
+  await a.click('#notifyBtn');
+  await waitText(a, '#notifyBtn', '🔔 Notifications on');
+  assert.equal(await a.getAttribute('#notifyBtn', 'aria-pressed'), 'true');
+  const b = await chatPage(browser, srv.url, 'Pinger-' + t);
+
+  // In front: nothing, even for a mention.
+  await say(b, `hey @${ann} in front`);
+  await waitMessage(a, `hey @${ann} in front`);
+  // Behind other windows: a mention and a private message notify, a plain
+  // message does not.
+  await a.evaluate(() => { Object.defineProperty(document, 'hidden', { configurable: true, get: () => true }); document.dispatchEvent(new Event('visibilitychange')); });
+  await say(b, `plain ${t}`);
+  await waitMessage(a, `plain ${t}`);
+  await say(b, `hey @${ann.toLowerCase()}, look`);
+  await waitMessage(a, `hey @${ann.toLowerCase()}, look`);
+  await b.click(`#users li:has(.n:text-is("${ann}"))`);
+  await say(b, `secret ${t}`);
+  await waitMessage(a, `secret ${t}`);
+  const notes = await a.evaluate(() => window.__notes);
+  assert.deepEqual(notes, [
+    { title: `Pinger-${t} mentioned you`, body: `hey @${ann.toLowerCase()}, look` },
+    { title: `Pinger-${t} wrote to you`, body: `secret ${t}` },
+  ]);
+  // Mentions stand out, in front or not.
+  assert.deepEqual(await a.$$eval('#messages li.mention .bubble', (es) => es.map((e) => e.textContent)),
+    [`hey @${ann} in front`, `hey @${ann.toLowerCase()}, look`]);
+  await ctx.close();
+  await b.context().close();
+});
