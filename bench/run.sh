@@ -15,7 +15,7 @@
 # Settings (environment variables, defaults in brackets):
 #   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket]
 #   BENCH_SCENARIOS    scenarios, in order
-#                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm]
+#                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish]
 #   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 2,000 broadcast-10k
 #                      receivers, 150 ms codec cells [0]
 #   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
@@ -58,7 +58,7 @@ else
     q_dur=10 q_idle=5000 q_10k=10000 q_cell=500 q_rounds=3
 fi
 TARGETS=${BENCH_TARGETS:-wschat tungstenite uws ws nodejs-websocket}
-SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm}
+SCENARIOS=${BENCH_SCENARIOS:-codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish}
 DURATION=${BENCH_DURATION:-$q_dur}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-50}
 SIZE=${BENCH_SIZE:-32}
@@ -130,8 +130,8 @@ for t in $TARGETS; do
 done
 for s in $SCENARIOS; do
     case $s in
-        codec | echo | broadcast | broadcast-light | broadcast-10k | idle | idle-chat | join-storm) ;;
-        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm)" ;;
+        codec | echo | broadcast | broadcast-light | broadcast-10k | idle | idle-chat | join-storm | api-publish) ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish)" ;;
     esac
 done
 NODE_ERROR=""
@@ -276,6 +276,13 @@ run_one() { # scenario target
         ((storm_conns >= 10000)) || storm_conns=10000
         wschat_flags=(--max-connections "$storm_conns")
     fi
+    if [[ $scenario == api-publish ]]; then
+        if [[ $target != wschat ]]; then
+            ROW="| $target | n/a (the HTTP API is wschat's own) |"
+            return
+        fi
+        wschat_flags=(--api-key bench --api-rate 0)
+    fi
     if ! start_server "$target" "$port" "${wschat_flags[@]}"; then
         ROW="| $target | n/a (error: ${SERVER_ERROR//|/\\|}) |"
         stop_server
@@ -298,6 +305,7 @@ run_one() { # scenario target
             --path "$IDLE_PATH" --hold 1) ;;
         idle-chat) args=(idle "${args[@]}" --conns "$IDLE_CONNS" --concurrency "$IDLE_CONCURRENCY"
             --path / --hold 1) ;;
+        api-publish) args=(api-publish "${args[@]}" --receivers "$RECEIVERS" --duration "$DURATION") ;;
         join-storm) args=(join-storm "${args[@]}" --users "$STORM_N" --concurrency "$STORM_CONCURRENCY"
             --path / --quiet 1.5) ;;
     esac
@@ -333,6 +341,7 @@ describe() { # scenario -> one line
             ;;
         idle) echo "$IDLE_CONNS connections to $IDLE_PATH opened with $IDLE_CONCURRENCY handshakes in flight, then held; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
         idle-chat) echo "$IDLE_CONNS connections to / (wschat: chat users joining the lobby; the peers: members of their broadcast room) opened with $IDLE_CONCURRENCY handshakes in flight, then held, never read from; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
+        api-publish) echo "One publisher, one message at a time, to the lobby with $RECEIVERS receivers for ${DURATION} s: first a WebSocket client (it sends, then waits for its own message back), then the HTTP API (POST /api/publish with a key, one TCP connection per request as curl makes, waiting for the 200). Messages/s = what the one publisher got through; deliveries/s = the chat messages the receivers counted; server CPU = utime+stime over the window ÷ deliveries. wschat only (the peers have no HTTP API)." ;;
         join-storm) echo "Users joining one room (/, the lobby; the peers' broadcast room) with $STORM_CONCURRENCY handshakes in flight, one run per size ($STORM_USERS), each user reading from the moment it opens; the run ends 1.5 s after the last byte arrived. Bytes to clients = every byte the users read (what the server sent them: 101 responses, frames); bytes/user = that ÷ users: flat as the room grows means O(n). Server wchar = /proc/PID/io wchar over the run: bytes given to write(2)/writev(2), so the Node peers' and tungstenite's socket writes, but for wschat only its 101 responses and its log (it sends frames with send(2)/sendmsg(2), which wchar does not count). CPU = server utime+stime over the run." ;;
     esac
 }

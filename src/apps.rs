@@ -56,6 +56,6 @@ pub fn standard(config: &Config) -> io::Result<Router> {
     let chat = Chat::new(config.chat(), store.clone());
     let desk = Desk::new(config.desk(), store.clone());
     let mut router = Router::new(chat);
-    router.mount(vec!["/support", "/agent"], Box::new(desk));
+    router.mount_with_api(vec!["/support", "/agent"], "/api/desk/", Box::new(desk));
     Ok(router)
 }

@@ -17,11 +17,38 @@ use crate::ws::message::{DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE};
 // The server's settings and defaults live with the server; they are
 // re-exported here, where every flag is listed.
 pub use crate::server::settings::{
-    CONNECTION_STACK_SIZE, DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    CONNECTION_STACK_SIZE, DEFAULT_API_MAX_BODY, DEFAULT_API_RATE, DEFAULT_CLOSE_TIMEOUT_MS,
+    DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_OUTBOX_BYTES, DEFAULT_MAX_OUTBOX_FRAMES,
     DEFAULT_PING_INTERVAL_MS, DEFAULT_RATE_BURST, DEFAULT_RATE_LIMIT, IpRange, MAPS_PER_CONNECTION,
 };
+
+/// Parse a list of address ranges: addresses, `ADDR/BITS`, `loopback`,
+/// `any`, `none` (comma list).
+fn parse_ranges(v: &str) -> Result<Vec<IpRange>, String> {
+    let mut ranges = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match item {
+            "loopback" => ranges.extend(IpRange::LOOPBACK),
+            "any" => ranges.extend(IpRange::ANY),
+            "none" => {}
+            _ => ranges.push(IpRange::parse(item)?),
+        }
+    }
+    Ok(ranges)
+}
+
+/// How [`parse_ranges`] reads back.
+fn show_ranges(ranges: &[IpRange]) -> String {
+    if ranges.is_empty() {
+        return "none".to_string();
+    }
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Everything `wschat serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +140,15 @@ pub struct Config {
     /// Client addresses that may read `/metrics` (others get 403); with
     /// `--trust-proxy`, the address the proxy reports.
     pub metrics_from: Vec<IpRange>,
+    /// Keys of the HTTP API (`Authorization: Bearer KEY`); none: the API
+    /// refuses everyone.
+    pub api_keys: Vec<String>,
+    /// Client addresses that may use the HTTP API (others get 403).
+    pub api_from: Vec<IpRange>,
+    /// Largest API request body (413 past it).
+    pub api_max_body: usize,
+    /// API requests a second per key (0: no limit).
+    pub api_rate: u32,
 }
 
 impl Default for Config {
@@ -157,6 +193,10 @@ impl Default for Config {
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
             batch_threads: true,
             metrics_from: IpRange::LOOPBACK.to_vec(),
+            api_keys: Vec::new(),
+            api_from: IpRange::LOOPBACK.to_vec(),
+            api_max_body: DEFAULT_API_MAX_BODY,
+            api_rate: DEFAULT_API_RATE,
         }
     }
 }
@@ -204,6 +244,10 @@ impl Config {
             max_connections_per_ip: self.max_connections_per_ip,
             batch_threads: self.batch_threads,
             metrics_from: self.metrics_from.clone(),
+            api_keys: self.api_keys.clone(),
+            api_from: self.api_from.clone(),
+            api_max_body: self.api_max_body,
+            api_rate: self.api_rate,
         }
     }
 
@@ -641,28 +685,58 @@ pub const FLAGS: &[Flag] = &[
         value: Some("RANGES"),
         help: "who may read /metrics: addresses or ADDR/BITS, loopback, any, none (comma list)",
         apply: |c, v| {
-            let mut ranges = Vec::new();
-            for item in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                match item {
-                    "loopback" => ranges.extend(IpRange::LOOPBACK),
-                    "any" => ranges.extend(IpRange::ANY),
-                    "none" => {}
-                    _ => ranges.push(IpRange::parse(item)?),
-                }
-            }
-            c.metrics_from = ranges;
+            c.metrics_from = parse_ranges(v)?;
             Ok(())
         },
-        show: |c| {
-            if c.metrics_from.is_empty() {
-                return "none".to_string();
-            }
-            c.metrics_from
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+        show: |c| show_ranges(&c.metrics_from),
+    },
+    Flag {
+        name: "api-key",
+        value: Some("KEYS"),
+        help: "keys of the HTTP API (/api/, docs/api.md), sent as Authorization: Bearer KEY; a comma list accepts each; none: the API answers 401",
+        apply: |c, v| {
+            c.api_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+            Ok(())
         },
+        show: |c| match c.api_keys.len() {
+            0 => "none".to_string(),
+            n => format!("{n} (hidden)"),
+        },
+    },
+    Flag {
+        name: "api-from",
+        value: Some("RANGES"),
+        help: "who may use the HTTP API: addresses or ADDR/BITS, loopback, any, none (comma list)",
+        apply: |c, v| {
+            c.api_from = parse_ranges(v)?;
+            Ok(())
+        },
+        show: |c| show_ranges(&c.api_from),
+    },
+    Flag {
+        name: "api-max-body",
+        value: Some("SIZE"),
+        help: "largest HTTP API request body; past it: 413",
+        apply: |c, v| {
+            c.api_max_body = positive(bytes(v)?, "api-max-body")?;
+            Ok(())
+        },
+        show: |c| c.api_max_body.to_string(),
+    },
+    Flag {
+        name: "api-rate",
+        value: Some("N"),
+        help: "HTTP API requests a second per key (as many may come at once); past it: 429; 0: no limit",
+        apply: |c, v| {
+            c.api_rate = number(v)?;
+            Ok(())
+        },
+        show: |c| c.api_rate.to_string(),
     },
     Flag {
         name: "data-dir",

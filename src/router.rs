@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::chat::Chat;
+use crate::hub::api::{ApiRequest, ApiResponse};
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 
 /// An application the router can host beside the chat.
@@ -18,6 +19,9 @@ pub struct Router {
     /// Which app each connection belongs to: `None` is the chat, `Some(i)`
     /// the i-th mount.
     routes: HashMap<ConnId, Option<usize>>,
+    /// API path prefixes (`/api/desk/`) served by a mount, by its index;
+    /// the rest of `/api/` is the chat's.
+    api_prefixes: Vec<(&'static str, usize)>,
 }
 
 impl Router {
@@ -27,12 +31,25 @@ impl Router {
             chat,
             mounts: Vec::new(),
             routes: HashMap::new(),
+            api_prefixes: Vec::new(),
         }
     }
 
     /// Serve `paths` with `app`.
     pub fn mount(&mut self, paths: Vec<&'static str>, app: BoxedApp) {
         self.mounts.push((paths, app));
+    }
+
+    /// Serve `paths` with `app`, and the API requests whose path starts
+    /// with `api_prefix` (`/api/desk/`) too.
+    pub fn mount_with_api(
+        &mut self,
+        paths: Vec<&'static str>,
+        api_prefix: &'static str,
+        app: BoxedApp,
+    ) {
+        self.api_prefixes.push((api_prefix, self.mounts.len()));
+        self.mount(paths, app);
     }
 
     fn app(&mut self, route: Option<usize>) -> &mut dyn App {
@@ -96,6 +113,20 @@ impl App for Router {
 
     fn budget(&self) -> Option<std::sync::Arc<crate::memory::Budget>> {
         self.chat.budget()
+    }
+
+    /// `/api/desk/…` (or another mount's prefix) to that mount; the rest
+    /// to the chat.
+    fn api(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {
+        let route = self
+            .api_prefixes
+            .iter()
+            .find(|(prefix, _)| {
+                request.path.starts_with(prefix)
+                    || request.path.len() + 1 == prefix.len() && prefix.starts_with(&request.path)
+            })
+            .map(|&(_, i)| i);
+        self.app(route).api(ctx, request)
     }
 
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {

@@ -417,3 +417,68 @@ fn ids_stay_above_every_id_given_out_when_retention_deletes_every_segment() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `POST path` with an API key and a JSON body → (status, body).
+fn api_post(addr: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn an_api_publish_the_log_refuses_is_answered_503_and_reaches_nobody() {
+    let dir = temp_dir("api");
+    let server = start(&dir, &["--api-key", "k"]);
+    let (addr, pid) = (server.addr.clone(), server.child.id());
+    let mut member = connect(&addr, "?name=member");
+    until(&mut member, |v| v["type"] == "history");
+    let publish = |text: &str| {
+        api_post(
+            &addr,
+            "/api/publish",
+            "k",
+            &format!(r#"{{"room":"lobby","text":"{text}"}}"#),
+        )
+    };
+    let (status, body) = publish("before");
+    assert_eq!(status, 200, "{body}");
+    until(&mut member, |v| {
+        v["type"] == "chat" && v["text"] == "before"
+    });
+
+    let (_, len) = newest_segment(&dir);
+    set_fsize_limit(pid, Some(len + 40));
+    let (status, body) = publish("during");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"unavailable\""), "{body}");
+    let (status, body) = api_post(
+        &addr,
+        "/api/private",
+        "k",
+        r#"{"sub":"someone","text":"during"}"#,
+    );
+    assert_eq!(status, 503, "{body}");
+
+    set_fsize_limit(pid, None);
+    eventually("writes succeed again", || publish("after").0 == 200);
+    // The member sees "after" and never "during".
+    let v = until(&mut member, |v| {
+        v["type"] == "chat" && v["text"] != "before"
+    });
+    assert_eq!(v["text"], "after", "a refused message was delivered: {v}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -143,6 +143,9 @@ impl Identities {
             "\"type\":\"read\"",
         ];
         let mut found: BTreeMap<UserId, User> = BTreeMap::new();
+        // Users who were ever in a room: the others (created by the HTTP
+        // API for a `sub` not yet signed in) have seen no private message.
+        let mut entered: std::collections::HashSet<UserId> = std::collections::HashSet::new();
         store.replay(&needles, |v| {
             let id = v["id"].as_u64().unwrap_or(0);
             let time = v["time"].as_u64().unwrap_or(0);
@@ -191,7 +194,10 @@ impl Identities {
                     }
                     user.last_seen = user.last_seen.max(time);
                     match kind {
-                        "joined" => user.room = v["room"].as_str().unwrap_or(LOBBY).to_string(),
+                        "joined" => {
+                            user.room = v["room"].as_str().unwrap_or(LOBBY).to_string();
+                            entered.insert(uid);
+                        }
                         "left" => user.left_at = id,
                         _ => {}
                     }
@@ -200,6 +206,11 @@ impl Identities {
         });
         let now = now_ms();
         ids.reload_bans(now);
+        for (id, user) in found.iter_mut() {
+            if user.left_at == 0 && !entered.contains(id) {
+                user.left_at = 1;
+            }
+        }
         let mut found: Vec<User> = found.into_values().collect();
         found.sort_by_key(|u| u.last_seen);
         for mut user in found {
@@ -407,6 +418,28 @@ impl Identities {
         };
         let id = self.create(store, name, Some(digest_hex(&token)), None);
         (id, token)
+    }
+
+    /// The user whose `sub` is `sub`, if it is known.
+    pub fn by_sub(&self, sub: &str) -> Option<UserId> {
+        self.by_sub.get(sub).copied()
+    }
+
+    /// The user whose `sub` is `sub`, created (with a name of its own) if
+    /// it was never seen: the HTTP API's private message to someone who has
+    /// not signed in yet. Everything sent to it waits for its first
+    /// connection.
+    pub fn for_sub(&mut self, sub: &str, store: &Mutex<Store>) -> UserId {
+        if let Some(id) = self.by_sub(sub) {
+            return id;
+        }
+        let name = self.auto_name();
+        let id = self.create(store, name, None, Some(sub.to_string()));
+        if let Some(u) = self.users.get_mut(&id) {
+            // Never in a room: every private message under its key is new.
+            u.left_at = 1;
+        }
+        id
     }
 
     /// The user of a verified token: the same for every token with this

@@ -18,6 +18,7 @@
 //!
 //! The protocol is in docs/chat-protocol.md; identities in docs/identity.md.
 
+pub mod api;
 pub mod bans;
 pub mod command;
 pub mod identity;
@@ -623,9 +624,21 @@ impl Chat {
             .into_iter()
             .filter_map(|(peer, last, unread)| {
                 let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
+                // The bot (the HTTP API) is no identity: its name is the
+                // one its latest message carries.
+                let with = if id == api::BOT_USER_ID {
+                    let from = serde_json::from_str::<Value>(&last).ok()?;
+                    api::bot_ref(
+                        from["from"]["name"]
+                            .as_str()
+                            .unwrap_or(api::DEFAULT_BOT_NAME),
+                    )
+                } else {
+                    self.user_ref(id)
+                };
                 Some(
                     Object::new()
-                        .field("with", self.user_ref(id))
+                        .field("with", with)
                         .field("unread", unread)
                         .json("last", &last)
                         .finish(),
@@ -1197,6 +1210,14 @@ impl App for Chat {
     /// The store's budget, which the chat's identities and the desk share.
     fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
         Some(self.store().budget())
+    }
+
+    fn api(
+        &mut self,
+        ctx: &mut Ctx,
+        request: &crate::hub::api::ApiRequest,
+    ) -> crate::hub::api::ApiResponse {
+        self.api_request(ctx, request)
     }
 
     fn commit(&mut self) -> std::io::Result<bool> {

@@ -13,6 +13,7 @@
 //! docs/customer-service.md.
 
 pub mod agents;
+pub mod api;
 mod model;
 mod protocol;
 mod routing;
@@ -279,6 +280,14 @@ impl App for Desk {
 
     fn turn_end(&mut self, ctx: &mut Ctx) {
         self.settle(ctx);
+    }
+
+    fn api(
+        &mut self,
+        ctx: &mut Ctx,
+        request: &crate::hub::api::ApiRequest,
+    ) -> crate::hub::api::ApiResponse {
+        self.api_request(ctx, request)
     }
 
     /// Messages the store could not write leave the transcripts they were

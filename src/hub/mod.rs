@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+pub mod api;
 pub mod metrics;
 pub mod peer;
 pub mod prepared;
@@ -46,10 +47,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
+use api::{ApiRequest, ApiResponse};
 use metrics::Metrics;
 use peer::{Bytes, Delivery, Peer};
 use prepared::{PeerDeflate, PreparedFrame};
@@ -87,6 +89,9 @@ pub enum Event {
     Binary(ConnId, Vec<u8>),
     /// The connection ended (its reader is gone).
     Closed(ConnId),
+    /// A request of the HTTP API, and where its answer goes (after the
+    /// turn's store write; see [`App::api`]).
+    Api(ApiRequest, Sender<ApiResponse>),
     /// Stop: close every connection with 1001 and return.
     Shutdown,
 }
@@ -135,6 +140,15 @@ pub trait App {
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {
         let _ = (ctx, ids);
     }
+    /// A request of the HTTP API (docs/api.md): the answer. What the app
+    /// sends meanwhile goes out with the turn, like any other; a request
+    /// that writes ([`ApiRequest::writes`]) is answered only once the
+    /// turn's records are stored, and 503 `unavailable` if they could not
+    /// be. The default knows no endpoint: 404.
+    fn api(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {
+        let _ = ctx;
+        ApiResponse::no_route(request)
+    }
 }
 
 /// What the sender of a message gets when the message cannot be stored.
@@ -161,6 +175,9 @@ pub struct Ctx {
     /// The sends of this turn that carry a stored message: their place in
     /// `queue`, the message's id and its sender.
     published: Vec<(usize, u64, Option<ConnId>)>,
+    /// The API answers of this turn, sent after its store write: where
+    /// each goes, the answer, and whether it waits on the write.
+    answers: Vec<(Sender<ApiResponse>, ApiResponse, bool)>,
 }
 
 impl Ctx {
@@ -171,6 +188,7 @@ impl Ctx {
             metrics,
             queue: Vec::new(),
             published: Vec::new(),
+            answers: Vec::new(),
         }
     }
 
@@ -453,6 +471,9 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
                 ctx.metrics.set_store_failing(None);
             }
             ctx.published.clear();
+            for (to, answer, _) in std::mem::take(&mut ctx.answers) {
+                let _ = to.try_send(answer);
+            }
         }
         Err(e) => {
             ctx.metrics
@@ -463,6 +484,14 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
             let refused = ctx.refuse_published();
             if !refused.is_empty() {
                 app.refused(ctx, &refused);
+            }
+            for (to, answer, writes) in std::mem::take(&mut ctx.answers) {
+                let answer = if writes && answer.is_success() {
+                    ApiResponse::unavailable()
+                } else {
+                    answer
+                };
+                let _ = to.try_send(answer);
             }
         }
     }
@@ -536,6 +565,10 @@ fn handle<A: App>(app: &mut A, ctx: &mut Ctx, event: Event) -> bool {
             if ctx.peers.remove(&conn).is_some() {
                 app.closed(ctx, conn);
             }
+        }
+        Event::Api(request, reply) => {
+            let answer = app.api(ctx, &request);
+            ctx.answers.push((reply, answer, request.writes()));
         }
         Event::Shutdown => return true,
     }

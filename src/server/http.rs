@@ -101,6 +101,22 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     };
     let peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
     let metrics = &shared.metrics;
+    let path = request.path();
+    if path.starts_with(crate::hub::api::API_PREFIX) || path == "/api" {
+        let started = Instant::now();
+        let (status, response) =
+            super::api::serve(&mut stream, &request, leftover, shared, client_ip(&peer));
+        metrics.count_response(status);
+        respond(&mut stream, &response);
+        // The access log: never the key (it is in a header, not logged).
+        log::info!(
+            "api {peer} {} {} {status} {}ms",
+            request.method,
+            redacted(path),
+            started.elapsed().as_millis()
+        );
+        return None;
+    }
     if !request.is_upgrade() {
         log::debug!("{peer}: {} {}", request.method, redacted(&request.target));
         let client_ip = client_ip(&peer);

@@ -5,6 +5,7 @@
 //! the HTTP request ([`http`]), answers a plain GET, or performs the RFC 6455
 //! handshake and runs the endpoint the path names ([`echo`]).
 
+pub mod api;
 pub mod echo;
 pub mod http;
 pub mod inspect;
@@ -49,6 +50,8 @@ pub struct Shared {
     /// Connections open now per client address, for
     /// `--max-connections-per-ip` (only addresses with one or more).
     pub per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Each API key's rate limit.
+    pub api_buckets: api::ApiBuckets,
 }
 
 impl Shared {
@@ -155,6 +158,7 @@ impl Server {
                 metrics,
                 next_conn_id: AtomicU64::new(1),
                 per_ip: Mutex::new(HashMap::new()),
+                api_buckets: api::ApiBuckets::default(),
             }),
             hub,
         })

@@ -133,6 +133,14 @@ pub const DEFAULT_RATE_BURST: u32 = 40;
 pub const DEFAULT_MAX_OUTBOX_BYTES: usize = 1024 * 1024;
 /// Default limit on frames waiting in one connection's outbox.
 pub const DEFAULT_MAX_OUTBOX_FRAMES: usize = 4096;
+/// Default cap on an API request's body (`--api-max-body`; 413 past it).
+pub const DEFAULT_API_MAX_BODY: usize = 64 * 1024;
+/// Default API requests a second one key may make (`--api-rate`; the
+/// same number may come at once; 0: no limit).
+pub const DEFAULT_API_RATE: u32 = 50;
+/// Time an API request has to send its body, and then to get the hub's
+/// answer (503 `unavailable` past it).
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the server is told (the applications' settings are theirs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +193,15 @@ pub struct ServerConfig {
     /// Client addresses that may read `/metrics` (others get 403); with
     /// `--trust-proxy`, the address the proxy reports.
     pub metrics_from: Vec<IpRange>,
+    /// Keys that open `/api/` (`Authorization: Bearer KEY`); none: every
+    /// API request is refused 401.
+    pub api_keys: Vec<String>,
+    /// Client addresses that may use `/api/` (others get 403).
+    pub api_from: Vec<IpRange>,
+    /// Largest API request body (413 past it).
+    pub api_max_body: usize,
+    /// API requests a second per key (0: no limit).
+    pub api_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -212,6 +229,10 @@ impl Default for ServerConfig {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             batch_threads: true,
             metrics_from: IpRange::LOOPBACK.to_vec(),
+            api_keys: Vec::new(),
+            api_from: IpRange::LOOPBACK.to_vec(),
+            api_max_body: DEFAULT_API_MAX_BODY,
+            api_rate: DEFAULT_API_RATE,
         }
     }
 }

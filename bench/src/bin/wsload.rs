@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first().cloned() else {
         eprintln!(
-            "usage: wsload header|echo|broadcast|idle|join-storm|wait-port [--flag value]..."
+            "usage: wsload header|echo|broadcast|idle|join-storm|api-publish|wait-port [--flag value]..."
         );
         return ExitCode::from(2);
     };
@@ -118,6 +118,7 @@ fn main() -> ExitCode {
             "broadcast" => broadcast(&opts).await,
             "idle" => idle(&opts).await,
             "join-storm" => join_storm(&opts).await,
+            "api-publish" => api_publish(&opts).await,
             "wait-port" => wait_port(&opts).await.map(|()| String::new()),
             other => Err(format!("unknown scenario {other:?}")),
         }
@@ -151,6 +152,9 @@ fn header(scenario: &str) -> Option<&'static str> {
         }
         "join-storm" => {
             "| target | users | handshakes/s | bytes to clients MiB | bytes/user | server wchar MiB | server CPU s | server CPU µs/user | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
+        "api-publish" => {
+            "| target (publisher) | receivers | messages/s | deliveries/s | lost | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|"
         }
         "idle" | "idle-chat" => {
             "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -1390,6 +1394,141 @@ async fn join_storm(o: &Opts) -> Result<String, Error> {
         fmt_opt(server_cpu.map(|c| c * 1e6 / opened.max(1) as f64), 1),
         pct(gen_cpu),
     ))
+}
+
+// ---------------------------------------------------------------- api-publish
+
+/// The key `api-publish` sends (run.sh starts wschat with it).
+const BENCH_API_KEY: &str = "bench";
+
+/// One publisher, one message at a time, to a room of `o.receivers`: first
+/// as a WebSocket client (send, wait for its own message back), then
+/// through the HTTP API (`POST /api/publish`, one connection per request,
+/// as curl does; wait for the answer). Two rows: messages/s, deliveries/s
+/// the receivers counted, and server CPU per delivery.
+async fn api_publish(o: &Opts) -> Result<String, Error> {
+    let addr = o.addr();
+    let chats = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut set = JoinSet::new();
+    for _ in 0..o.receivers {
+        let mut user = connect_raw(addr, "/").await?;
+        let chats = chats.clone();
+        let bytes = bytes.clone();
+        let mut stop = stop_rx.clone();
+        set.spawn(async move {
+            let mut count = |m: &[u8]| {
+                bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
+                if m.windows(13).any(|w| w == br#""type":"chat""#) {
+                    chats.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            loop {
+                if user.read_available(&mut count).await.is_err() {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    ready = user.tcp.readable() => if ready.is_err() { break },
+                }
+            }
+        });
+    }
+    wait_quiet(&bytes, Duration::from_millis(1000), Duration::from_secs(30)).await;
+    let mut rows = Vec::new();
+    for via in ["websocket", "http api"] {
+        let before = chats.load(Ordering::Relaxed);
+        let mut sender = if via == "websocket" {
+            let mut ws = connect(addr, "/").await?;
+            // Its welcome, users, history and join notice first.
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+            {}
+            Some(ws)
+        } else {
+            None
+        };
+        wait_quiet(&bytes, Duration::from_millis(500), Duration::from_secs(10)).await;
+        let before = chats.load(Ordering::Relaxed).max(before);
+        let window = Window::start(o.pid);
+        let mut sent = 0u64;
+        while window.started.elapsed() < o.duration {
+            let text = format!("bench {via} {sent}");
+            match &mut sender {
+                Some(ws) => {
+                    ws.send(Message::Text(text.clone().into()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    loop {
+                        let next = tokio::time::timeout(o.timeout, ws.next())
+                            .await
+                            .map_err(|_| "no echo of the sender's message".to_string())?;
+                        match next {
+                            Some(Ok(Message::Text(t))) if t.contains(&text) => break,
+                            Some(Ok(_)) => {}
+                            _ => return Err("the sender's connection ended".into()),
+                        }
+                    }
+                }
+                None => api_post(addr, &text, o.timeout).await?,
+            }
+            sent += 1;
+        }
+        let want = before + sent * o.receivers as u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while chats.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (wall, server_cpu, gen_cpu) = window.end(o.pid);
+        let delivered = chats.load(Ordering::Relaxed) - before;
+        rows.push(format!(
+            "| {} ({via}) | {} | {:.0} | {:.0} | {} | {} | {} |",
+            o.target,
+            o.receivers,
+            sent as f64 / wall,
+            delivered as f64 / wall,
+            (sent * o.receivers as u64).saturating_sub(delivered),
+            fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2),
+            pct(gen_cpu),
+        ));
+        drop(sender);
+    }
+    let _ = stop_tx.send(true);
+    while set.join_next().await.is_some() {}
+    Ok(rows.join("\n"))
+}
+
+/// `POST /api/publish` of `text` to the lobby on a new connection; the
+/// answer must be 200.
+async fn api_post(addr: SocketAddr, text: &str, timeout: Duration) -> Result<(), Error> {
+    let attempt = async {
+        let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let body = format!(r#"{{"room":"lobby","text":"{text}"}}"#);
+        let request = format!(
+            "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {BENCH_API_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            Ok(())
+        } else {
+            let line = answer.split(|&b| b == b'\r').next().unwrap_or_default();
+            Err(format!("publish: {}", String::from_utf8_lossy(line)))
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| "publish: no answer in time".to_string())?
 }
 
 // ---------------------------------------------------------------- idle
