@@ -53,6 +53,14 @@ test('axe finds nothing serious on the chat page in use, light and dark', { time
     await page.press('#welcomeName', 'Enter');
     await page.waitForSelector('#status[data-state="open"]');
     await waitMessage(page, `hello ${t}`);
+    // With a private conversation listed (unread) and search results shown.
+    await b.click(`#users li:has(.n:text-is("Checker-${colorScheme}-${t}")) button.pick`);
+    await say(b, `to the checker ${t}`);
+    await waitMessage(page, `to the checker ${t}`);
+    await page.waitForSelector('#privs li .badge');
+    await page.fill('#findInput', 'Axe-');
+    await page.press('#findInput', 'Enter');
+    await page.waitForSelector('#found li button.pick');
     assert.deepEqual(await serious(page), [], colorScheme);
     await ctx.close();
     await a.context().close();

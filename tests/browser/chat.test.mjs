@@ -270,9 +270,9 @@ test('after a reload your earlier messages are still yours, and you are the same
   const mine = await page.$$eval('#messages li[data-id]', (lis) => lis.map((li) => li.classList.contains('mine')));
   assert.deepEqual(mine, [true, true, true], 'every earlier message is on your side');
   assert.equal(await page.evaluate(() => localStorage.getItem('wschat.session')), first, 'the same session');
-  // The member list shows the same name, once.
-  const names = await memberNames(page);
-  assert.equal(names.filter((n) => n === ann).length, 1, String(names));
+  // The member list shows the same name, once (the old tab's departure
+  // may still be on its way when the history arrives).
+  await page.waitForFunction((name) => [...document.querySelectorAll('#users li .n')].filter((n) => n.textContent === name).length === 1, ann);
   await page.context().close();
 });
 
@@ -297,7 +297,7 @@ test('a private conversation is still listed, with its messages, after a reload'
   await a.waitForFunction((name) => [...document.querySelectorAll('#privs li .n')].some((n) => n.textContent === name), bob);
   assert.equal(await a.$eval('#privs li .last', (e) => e.textContent), secret);
   // Opening it (with the keyboard) brings its messages back into view.
-  await a.focus('#privs li');
+  await a.focus('#privs li button.pick');
   await a.keyboard.press('Enter');
   await waitMessage(a, secret);
   await a.waitForSelector('#pmBar:not([hidden])');
@@ -345,8 +345,8 @@ test('someone in another room is found by name and written to privately', { time
   const b = await chatPage(browser, srv.url, 'Faraway-' + t, { room: 'there-' + t });
   await a.fill('#findInput', 'faraway-' + t);
   await a.press('#findInput', 'Enter');
-  await a.waitForSelector('#found li[role="button"]');
-  await a.focus('#found li[role="button"]');
+  await a.waitForSelector('#found li button.pick');
+  await a.focus('#found li button.pick');
   await a.keyboard.press('Enter');
   await a.waitForSelector('#pmBar:not([hidden])');
   const text = `across rooms ${t}`;
@@ -436,9 +436,8 @@ test('a member is reached with the keyboard: Tab to the name, Enter, type, Enter
   const room = 'kb-' + t;
   const a = await chatPage(browser, srv.url, 'Keys-' + t, { room });
   const b = await chatPage(browser, srv.url, 'Target-' + t, { room });
-  const item = `#users li[role="button"]:has(.n:text-is("Target-${t}"))`;
+  const item = `#users li:has(.n:text-is("Target-${t}")) button.pick`;
   await a.waitForSelector(item);
-  assert.equal(await a.getAttribute(item, 'aria-label'), `Private message to Target-${t}`);
   await a.focus(item);
   await a.keyboard.press('Enter');
   await a.waitForSelector('#pmBar:not([hidden])');
