@@ -400,9 +400,9 @@ test('mentions and private messages notify once allowed, only while the page is 
   await a.fill('#welcomeName', ann);
   await a.press('#welcomeName', 'Enter');
   await a.waitForSelector('#status[data-state="open"]');
-  await waitText(a, '#notifyBtn', '🔔 Turn on notifications');
+  await waitText(a, '#notifyBtn', 'Turn on notifications');
   await a.click('#notifyBtn');
-  await waitText(a, '#notifyBtn', '🔔 Notifications on');
+  await waitText(a, '#notifyBtn', 'Notifications on');
   assert.equal(await a.getAttribute('#notifyBtn', 'aria-pressed'), 'true');
   const b = await chatPage(browser, srv.url, 'Pinger-' + t);
 
