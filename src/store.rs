@@ -25,6 +25,44 @@ use crate::memory::{Budget, Kept};
 
 /// Default data directory of the `wschat` binary.
 pub const DEFAULT_DATA_DIR: &str = "wschat-data";
+
+/// The arguments of an admin command that works on a data directory
+/// (`wschat agent …`, `wschat ban …`): `--data-dir DIR` (or
+/// `--data-dir=DIR`; else `$WSCHAT_DATA_DIR`, else [`DEFAULT_DATA_DIR`])
+/// and the other words, in order. `Err` is the exit status to end with:
+/// 0 after `--help` printed `usage`, 2 when `--data-dir` has no value.
+pub fn admin_args<'a>(
+    command: &str,
+    args: &'a [String],
+    usage: &str,
+) -> Result<(PathBuf, Vec<&'a str>), std::process::ExitCode> {
+    use std::process::ExitCode;
+    let mut dir: PathBuf = std::env::var("WSCHAT_DATA_DIR")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .map_or_else(|| DEFAULT_DATA_DIR.into(), PathBuf::from);
+    let mut words = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if let Some(v) = arg.strip_prefix("--data-dir=") {
+            dir = v.into();
+        } else if arg == "--data-dir" {
+            match iter.next() {
+                Some(v) => dir = v.into(),
+                None => {
+                    eprintln!("wschat {command}: --data-dir needs a value");
+                    return Err(ExitCode::from(2));
+                }
+            }
+        } else if arg == "--help" || arg == "-h" {
+            print!("{usage}");
+            return Err(ExitCode::SUCCESS);
+        } else {
+            words.push(arg.as_str());
+        }
+    }
+    Ok((dir, words))
+}
 /// Default size at which a segment is closed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default age after which whole segments are deleted.

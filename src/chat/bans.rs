@@ -96,30 +96,10 @@ A running server sees the change within a second.
 /// `wschat ban …`: list and lift bans.
 pub fn main(args: &[String]) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let mut dir: PathBuf = std::env::var("WSCHAT_DATA_DIR")
-        .ok()
-        .filter(|d| !d.trim().is_empty())
-        .map_or_else(|| crate::store::DEFAULT_DATA_DIR.into(), PathBuf::from);
-    let mut words = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if let Some(v) = arg.strip_prefix("--data-dir=") {
-            dir = v.into();
-        } else if arg == "--data-dir" {
-            match iter.next() {
-                Some(v) => dir = v.into(),
-                None => {
-                    eprintln!("wschat ban: --data-dir needs a value");
-                    return ExitCode::from(2);
-                }
-            }
-        } else if arg == "--help" || arg == "-h" {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        } else {
-            words.push(arg.as_str());
-        }
-    }
+    let (dir, words) = match crate::store::admin_args("ban", args, USAGE) {
+        Ok(parsed) => parsed,
+        Err(status) => return status,
+    };
     let now = crate::clock::now_ms();
     let result = match words.as_slice() {
         ["list"] => load(&dir).map_err(|e| e.to_string()).map(|bans| {
