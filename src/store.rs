@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::hub::log::{Conversation, Log, Page, Record};
 use crate::memory::{Budget, Kept};
 
 /// Default data directory of the `wschat` binary.
@@ -111,9 +112,8 @@ pub fn digest_hex(token: &str) -> String {
         .collect()
 }
 
-/// The store as the hub thread's applications share it (the chat and the
-/// support desk write to one log with one sequence of ids).
-pub type SharedStore = std::sync::Arc<std::sync::Mutex<Store>>;
+/// How often the store applies retention (on the hub's tick).
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// When a message counts as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,9 +289,8 @@ pub struct Store {
     unkeyed: Option<(u64, Arc<str>)>,
     recovery: Recovery,
     writes: u64,
-    /// The support desk's records (`desk_…`) read at start, until the desk
-    /// takes them with [`Store::take_desk_records`]; `None` afterwards.
-    desk: Option<Vec<Arc<str>>>,
+    /// When retention last ran (see [`Log::tick`]).
+    last_retention: std::time::Instant,
 }
 
 impl Store {
@@ -330,7 +329,7 @@ impl Store {
             unkeyed: None,
             recovery: Recovery::default(),
             writes: 0,
-            desk: Some(Vec::new()),
+            last_retention: std::time::Instant::now(),
         };
         let Some(dir) = config
             .dir
@@ -768,9 +767,11 @@ impl Store {
     /// Hand every record in the log that contains one of `needles` to
     /// `each`, oldest first, reading the segments line by line (nothing is
     /// kept): how an application rebuilds state of its own at start.
-    pub fn replay(&self, needles: &[&str], mut each: impl FnMut(&Value)) {
+    pub fn replay(&self, needles: &[&str], mut each: impl FnMut(&str, &Value)) {
         for path in self.segments_between(0, u64::MAX) {
-            Store::scan_segment(&path, (0, u64::MAX), needles, |_, _, value| each(value));
+            Store::scan_segment(&path, (0, u64::MAX), needles, |_, line, value| {
+                each(line, value)
+            });
         }
     }
 
@@ -812,11 +813,6 @@ impl Store {
             // keys; one read back from disk waits for its private_keys
             // record (one logged before the keys existed is not resumed).
             Some("private") => self.unkeyed = Some((id, text.into())),
-            Some(kind) if kind.starts_with("desk_") => {
-                if let Some(desk) = self.desk.as_mut() {
-                    desk.push(text.into());
-                }
-            }
             _ => {}
         }
     }
@@ -974,14 +970,6 @@ impl Store {
             }
         }
         self.unkeyed = None;
-    }
-
-    /// The support desk's records (type `desk_…`) found in the log, in
-    /// order, so the desk can rebuild its conversations at start. The first
-    /// call takes them; later calls (and records appended after it) give
-    /// nothing: the desk keeps its own state from then on.
-    pub fn take_desk_records(&mut self) -> Vec<Arc<str>> {
-        self.desk.take().unwrap_or_default()
     }
 
     /// Commits so far.
@@ -1513,6 +1501,82 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .open(dir.join("LOCK"))
+}
+
+/// The embedded log is the hub's [`Log`]: the chat's and the desk's
+/// records go to one sequence of segment files with one sequence of ids.
+impl Log for Store {
+    fn take_id(&mut self) -> u64 {
+        Store::take_id(self)
+    }
+
+    /// The embedded log files each record by its JSON (as recovery does
+    /// when it reads the log back), so the stream named by the record is
+    /// the one its JSON says.
+    fn append(&mut self, record: Record<'_>) {
+        match record {
+            Record::Room { json, .. } | Record::Message { json } => self.append_message(json),
+            Record::Private { from, to, json } => self.append_private(json, from, to),
+            Record::State { json } => Store::append(self, json),
+        }
+    }
+
+    fn commit(&mut self) -> io::Result<bool> {
+        let before = self.writes;
+        Store::commit(self)?;
+        Ok(self.writes > before)
+    }
+
+    fn tick(&mut self) {
+        self.trim();
+        if self.last_retention.elapsed() >= RETENTION_INTERVAL {
+            self.last_retention = std::time::Instant::now();
+            self.apply_retention(SystemTime::now());
+            log::info!("store: {} bytes on disk", self.disk_bytes());
+        }
+    }
+
+    fn history(&mut self, room: &str, before: Option<u64>, limit: usize) -> Page {
+        let (messages, missing) = Store::history(self, room, before, limit);
+        Page { messages, missing }
+    }
+
+    fn since(&mut self, room: &str, key: &str, after: u64) -> Page {
+        let (messages, missing) = Store::since(self, room, key, after);
+        Page { messages, missing }
+    }
+
+    fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>> {
+        Store::privates_since(self, key, after)
+    }
+
+    fn private_page(&mut self, pair: (&str, &str), before: Option<u64>, limit: usize) -> Page {
+        let (messages, missing) = Store::private_page(self, pair, before, limit);
+        Page { messages, missing }
+    }
+
+    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+        Store::private_peers(self, me, read)
+            .into_iter()
+            .map(|(peer, last, unread)| Conversation { peer, last, unread })
+            .collect()
+    }
+
+    fn delete(&mut self, id: u64) -> Option<String> {
+        Store::delete(self, id)
+    }
+
+    fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value)) {
+        Store::replay(self, needles, each)
+    }
+
+    fn budget(&self) -> Option<Arc<Budget>> {
+        Some(Store::budget(self))
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        self.dir()
+    }
 }
 
 #[cfg(test)]

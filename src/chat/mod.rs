@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
+use crate::hub::log::{Log, Record};
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::json::Object;
 use crate::ordered;
-use crate::store::SharedStore;
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
@@ -229,8 +229,7 @@ pub struct Chat {
     /// Ticks so far: crowds hear of presence on every
     /// [`presence_ticks`]-th.
     ticks: u64,
-    /// Messages and membership records, durable or in memory.
-    store: SharedStore,
+    /// When identities were last expired.
     last_retention: Instant,
 }
 
@@ -243,13 +242,11 @@ enum Presented {
 }
 
 impl Chat {
-    /// A chat with `config` over `store`: history and ids come from it, and
-    /// the identities it knows are read back from its log.
-    pub fn new(config: ChatConfig, store: SharedStore) -> Chat {
-        let ids = {
-            let store = store.lock().unwrap_or_else(|e| e.into_inner());
-            Identities::load(&store, config.session_ttl)
-        };
+    /// A chat with `config` whose identities are read back from `log`,
+    /// the store the hub will own and lend it (through [`Ctx::log`]) for
+    /// ids, records, history and resume.
+    pub fn new(config: ChatConfig, log: &mut dyn Log) -> Chat {
+        let ids = Identities::load(log, config.session_ttl);
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -260,7 +257,6 @@ impl Chat {
             rooms,
             dirty: Vec::new(),
             ticks: 0,
-            store,
             last_retention: Instant::now(),
         }
     }
@@ -271,16 +267,6 @@ impl Chat {
 
     fn error(ctx: &mut Ctx, conn: ConnId, error: ErrorReply) {
         ctx.send_json(conn, &error.to_json());
-    }
-
-    /// The store (shared with the other apps of the hub thread; only that
-    /// thread locks it, so the lock is never contended).
-    fn store(&self) -> std::sync::MutexGuard<'_, crate::store::Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn take_id(&mut self) -> u64 {
-        self.store().take_id()
     }
 
     /// The user of `conn`, if it has signed in.
@@ -297,10 +283,10 @@ impl Chat {
     }
 
     /// Record a member entering or leaving a room.
-    fn record_membership(&mut self, kind: &str, user: UserId, room: &str) -> u64 {
-        let id = self.take_id();
+    fn record_membership(&mut self, ctx: &mut Ctx, kind: &str, user: UserId, room: &str) -> u64 {
+        let id = ctx.log().take_id();
         let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(user), "time": now_ms()};
-        self.store().append(&record);
+        ctx.log().append(Record::State { json: &record });
         id
     }
 
@@ -314,7 +300,7 @@ impl Chat {
         room_name: &str,
         resume: Option<(ConnId, u64)>,
     ) {
-        self.record_membership("joined", user, room_name);
+        self.record_membership(ctx, "joined", user, room_name);
         let conns = self.conns_of(user);
         let room = self.rooms.entry(room_name.to_string()).or_default();
         room.members.insert(user);
@@ -334,11 +320,11 @@ impl Chat {
     }
 
     /// `user` leaves its room (all its connections with it).
-    fn leave_room(&mut self, user: UserId) {
+    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
         let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
             return;
         };
-        let left = self.record_membership("left", user, &room_name);
+        let left = self.record_membership(ctx, "left", user, &room_name);
         if let Some(u) = self.ids.get_mut(user) {
             u.left_at = left;
         }
@@ -403,7 +389,8 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let (messages, missing) = self.store().history(&room_name, None, HISTORY_LEN);
+        let page = ctx.log().history(&room_name, None, HISTORY_LEN);
+        let (messages, missing) = (page.messages, page.missing);
         let extra = completeness(missing);
         ctx.send_json(
             conn,
@@ -424,7 +411,8 @@ impl Chat {
             Some(_) => return Err(ErrorReply::new("bad_command", "\"room\" must be a string")),
         };
         let (before, limit) = page_bounds(body)?;
-        let (messages, missing) = self.store().history(&room, before, limit);
+        let page = ctx.log().history(&room, before, limit);
+        let (messages, missing) = (page.messages, page.missing);
         let mut extra = vec![("before", before.map_or(Value::Null, Value::from))];
         extra.extend(completeness(missing));
         ctx.send_json(conn, &message_list("history", &room, &extra, &messages));
@@ -438,7 +426,8 @@ impl Chat {
         let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
             return;
         };
-        let (messages, missing) = self.store().since(&user.room, &user.key(), since);
+        let page = ctx.log().since(&user.room, &user.key(), since);
+        let (messages, missing) = (page.messages, page.missing);
         let mut extra = vec![("since", Value::from(since))];
         extra.extend(completeness(missing));
         ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
@@ -466,7 +455,7 @@ impl Chat {
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let room_name = self
             .ids
             .get(user)
@@ -478,7 +467,10 @@ impl Chat {
         }
         .into();
         let frame = Ctx::json_frame(&msg);
-        self.store().append_message(&msg);
+        ctx.log().append(Record::Room {
+            room: &room_name,
+            json: &msg,
+        });
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.publish(id, Some(conn), room.conns.iter().copied(), &frame);
         }
@@ -504,10 +496,10 @@ impl Chat {
             .get(user)
             .map(|u| u.room.clone())
             .unwrap_or_default();
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let time = now_ms();
         let record = ordered! {"type": "renamed", "id": id, "user": self.user_ref(user), "old": old, "time": time};
-        self.store().append(&record);
+        ctx.log().append(Record::State { json: &record });
         let msg = ordered! {
             "type": "rename", "room": room_name, "user": self.user_ref(user),
             "old": old, "time": time,
@@ -538,7 +530,7 @@ impl Chat {
                 ),
             ));
         }
-        self.leave_room(user);
+        self.leave_room(ctx, user);
         self.enter_room(ctx, user, &room, None);
         Ok(())
     }
@@ -560,14 +552,18 @@ impl Chat {
                 format!("no user with id {to}"),
             ));
         }
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let msg = ordered! {
             "type": "private", "id": id, "from": self.user_ref(from), "to": self.user_ref(to),
             "text": text, "time": now_ms(),
         };
         // Kept under both users' keys: their ids, never names or tokens.
         let (from_key, to_key) = (identity::key(from), identity::key(to));
-        self.store().append_private(&msg, &from_key, &to_key);
+        ctx.log().append(Record::Private {
+            from: &from_key,
+            to: &to_key,
+            json: &msg,
+        });
         let frame = Ctx::json_frame(&msg);
         let mut recipients = self.conns_of(to);
         if to != from {
@@ -619,10 +615,11 @@ impl Chat {
                 .and_then(|p| me.read.get(&p).copied())
                 .unwrap_or(0)
         };
-        let peers = self.store().private_peers(&me.key(), read);
+        let peers = ctx.log().private_peers(&me.key(), &read);
         let list: Vec<String> = peers
             .into_iter()
-            .filter_map(|(peer, last, unread)| {
+            .filter_map(|c| {
+                let (peer, last, unread) = (c.peer, c.last, c.unread);
                 let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
                 // The bot (the HTTP API) is no identity: its name is the
                 // one its latest message carries.
@@ -674,9 +671,10 @@ impl Chat {
             ));
         }
         let (before, limit) = page_bounds(body)?;
-        let (messages, missing) =
-            self.store()
+        let page =
+            ctx.log()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
+        let (messages, missing) = (page.messages, page.missing);
         let mut head = Object::new()
             .field("type", "private_history")
             .field("with", self.user_ref(with))
@@ -691,7 +689,12 @@ impl Chat {
     /// `{"type":"read","with":ID,"upto":MSGID}`: the user has read its
     /// conversation with `with` up to that message (kept across reloads,
     /// devices and restarts: a `read` record).
-    fn mark_read(&mut self, conn: ConnId, body: &Map<String, Value>) -> Result<(), ErrorReply> {
+    fn mark_read(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
@@ -724,9 +727,9 @@ impl Chat {
             return Ok(());
         }
         *at = upto;
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let record = ordered! {"type": "read", "id": id, "user": me, "with": with, "upto": upto, "time": now_ms()};
-        self.store().append(&record);
+        ctx.log().append(Record::State { json: &record });
         Ok(())
     }
 
@@ -753,15 +756,11 @@ impl Chat {
     fn arrive(&mut self, ctx: &mut Ctx, conn: ConnId, presented: Presented, asked: Asked) {
         let (user, session) = match presented {
             Presented::Verified(claims) => {
-                let user = self
-                    .ids
-                    .verified(&claims, asked.name.as_deref(), &self.store);
+                let user = self.ids.verified(&claims, asked.name.as_deref(), ctx.log());
                 (user, None)
             }
             Presented::Anonymous(token) => {
-                let (user, token) = self
-                    .ids
-                    .anonymous(token, asked.name.as_deref(), &self.store);
+                let (user, token) = self.ids.anonymous(token, asked.name.as_deref(), ctx.log());
                 (user, Some(token))
             }
         };
@@ -840,15 +839,15 @@ impl Chat {
             }
         } else {
             if was_online {
-                self.leave_room(user);
+                self.leave_room(ctx, user);
             }
             self.enter_room(ctx, user, &room, resume);
         }
         // What was sent privately while the user was away (a resume has
         // them already).
         if !was_online && asked.since.is_none() && pending_since > 0 {
-            let missed = self
-                .store()
+            let missed = ctx
+                .log()
                 .privates_since(&identity::key(user), pending_since);
             for json in missed {
                 ctx.send_json(conn, &json);
@@ -872,7 +871,7 @@ impl Chat {
             return;
         };
         let room = self.ids.get(old).map(|u| u.room.clone());
-        self.depart(conn);
+        self.depart(ctx, conn);
         let asked = Asked {
             name: None,
             room,
@@ -884,7 +883,7 @@ impl Chat {
 
     /// `conn` goes: its user leaves the room when it was the user's last
     /// connection.
-    fn depart(&mut self, conn: ConnId) {
+    fn depart(&mut self, ctx: &mut Ctx, conn: ConnId) {
         let Some(user) = self.conns.remove(&conn) else {
             return;
         };
@@ -896,7 +895,7 @@ impl Chat {
             None => true,
         };
         if last {
-            self.leave_room(user);
+            self.leave_room(ctx, user);
         } else if let Some(room) = self.ids.get(user).and_then(|u| self.rooms.get_mut(&u.room)) {
             room.conns.remove(&conn);
         }
@@ -960,7 +959,7 @@ impl Chat {
     /// Delete message `id`: out of memory, history and resume for good (the
     /// log keeps a tombstone), and its room is told.
     pub fn delete(&mut self, ctx: &mut Ctx, id: u64) -> Result<(), ErrorReply> {
-        let Some(room) = self.store().delete(id) else {
+        let Some(room) = ctx.log().delete(id) else {
             return Err(ErrorReply::new(
                 "unknown_message",
                 format!("no message with id {id}"),
@@ -1129,7 +1128,7 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "private_history" => {
                 self.private_history(ctx, conn, &body)
             }
-            Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(ctx, conn, &body),
             Ok(Command::Other { kind, body }) if kind == "resume" => {
                 match body.get("since").and_then(Value::as_u64) {
                     Some(since) => {
@@ -1173,13 +1172,12 @@ impl App for Chat {
         }
     }
 
-    fn closed(&mut self, _ctx: &mut Ctx, conn: ConnId) {
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
         self.waiting.remove(&conn);
-        self.depart(conn);
+        self.depart(ctx, conn);
     }
 
     fn tick(&mut self, ctx: &mut Ctx) {
-        self.store().trim();
         self.ids.trim();
         self.ids.reload_bans(now_ms());
         // Connections that were to sign in with their first message and
@@ -1197,19 +1195,11 @@ impl App for Chat {
         if self.last_retention.elapsed() >= RETENTION_INTERVAL {
             self.last_retention = Instant::now();
             self.ids.expire(now_ms());
-            let mut store = self.store();
-            store.apply_retention(std::time::SystemTime::now());
-            log::info!("store: {} bytes on disk", store.disk_bytes());
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(presence_ticks()) {
             self.send_presence(ctx);
         }
-    }
-
-    /// The store's budget, which the chat's identities and the desk share.
-    fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
-        Some(self.store().budget())
     }
 
     fn api(
@@ -1218,13 +1208,6 @@ impl App for Chat {
         request: &crate::hub::api::ApiRequest,
     ) -> crate::hub::api::ApiResponse {
         self.api_request(ctx, request)
-    }
-
-    fn commit(&mut self) -> std::io::Result<bool> {
-        let mut store = self.store();
-        let before = store.writes();
-        store.commit()?;
-        Ok(store.writes() > before)
     }
 
     fn turn_end(&mut self, ctx: &mut Ctx) {

@@ -80,7 +80,7 @@ impl Desk {
                 self.conns.remove(&conn);
                 ctx.close(conn, AUTH_FAILED, "the agent account was removed");
             }
-            let requeued = self.drop_agent(&name, "agent_removed");
+            let requeued = self.drop_agent(ctx, &name, "agent_removed");
             log::info!(
                 "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
@@ -380,7 +380,7 @@ impl Desk {
                                 "too many visitors are waiting; try again later",
                             );
                         }
-                        let cid = self.take_id();
+                        let cid = ctx.log().take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
                         let time = now_ms();
@@ -393,7 +393,7 @@ impl Desk {
                         if let Some(sub) = &sub {
                             rec = rec.field("sub", sub);
                         }
-                        self.record(rec.field("time", time).finish());
+                        Desk::record(ctx, rec.field("time", time).finish());
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         self.dirty = true;
                         cid
@@ -428,8 +428,11 @@ impl Desk {
                 let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
                     return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
                 };
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
+                let id = ctx.log().take_id();
+                Desk::record(
+                    ctx,
+                    ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()},
+                );
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = Some(rating);
                 }
@@ -483,8 +486,11 @@ impl Desk {
         (from, name): (&str, &str),
         text: &str,
     ) {
-        let id = self.take_id();
-        let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
+        let id = ctx.log().take_id();
+        let rec = Desk::record_message(
+            ctx,
+            ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()},
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -624,8 +630,11 @@ impl Desk {
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
             "resolve" => {
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
+                let id = ctx.log().take_id();
+                Desk::record(
+                    ctx,
+                    ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()},
+                );
                 self.mark_resolved(cid);
                 let msg = ordered! {"type": "resolved", "conversation": cid};
                 let conv = &self.conversations[&cid];
@@ -669,7 +678,7 @@ impl Desk {
             |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
         match target {
             None => {
-                self.requeue(cid, "transferred");
+                self.requeue(ctx, cid, "transferred");
                 let frame = Ctx::json_frame(&unassigned(None));
                 ctx.broadcast(self.agent_conns(from), &frame);
             }

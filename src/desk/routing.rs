@@ -41,7 +41,7 @@ impl Desk {
         agent: &str,
         from: Option<(&str, &str)>,
     ) {
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let mut rec = Object::new()
             .field("type", "desk_assigned")
             .field("id", id)
@@ -50,7 +50,7 @@ impl Desk {
         if let Some((prev, note)) = from {
             rec = rec.field("from", prev).field("note", note);
         }
-        self.record(rec.field("time", now_ms()).finish());
+        Desk::record(ctx, rec.field("time", now_ms()).finish());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -73,10 +73,13 @@ impl Desk {
     }
 
     /// Put `cid` back in the queue, at the front (it has waited already).
-    pub(super) fn requeue(&mut self, cid: u64, reason: &str) {
-        let id = self.take_id();
+    pub(super) fn requeue(&mut self, ctx: &mut Ctx, cid: u64, reason: &str) {
+        let id = ctx.log().take_id();
         let time = now_ms();
-        self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
+        Desk::record(
+            ctx,
+            ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time},
+        );
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = ConversationState::Queued;
             conv.queued_at = time;
@@ -114,7 +117,7 @@ impl Desk {
 
     /// Forget agent `name` and put their conversations back in the queue,
     /// oldest first at the very front; returns how many.
-    pub(super) fn drop_agent(&mut self, name: &str, reason: &str) -> usize {
+    pub(super) fn drop_agent(&mut self, ctx: &mut Ctx, name: &str, reason: &str) -> usize {
         self.agents.remove(name);
         let theirs: Vec<u64> = self
             .conversations
@@ -123,7 +126,7 @@ impl Desk {
             .map(|c| c.id)
             .collect();
         for &cid in theirs.iter().rev() {
-            self.requeue(cid, reason);
+            self.requeue(ctx, cid, reason);
         }
         self.dirty = true;
         theirs.len()
