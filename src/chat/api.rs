@@ -6,18 +6,15 @@
 //! ([`Ctx::publish`]): nobody receives it before it is in the log, and if
 //! the log refuses it the request is answered 503 `unavailable`.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
 use super::identity::{self, UserId};
-use super::{Chat, ErrorReply, HISTORY_LEN, MAX_HISTORY_PAGE, completeness, valid_name};
+use super::wire::{Message, StoredList};
+use super::{Chat, ErrorReply, HISTORY_LEN, MAX_HISTORY_PAGE, valid_name};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
 use crate::hub::api::{ApiRequest, ApiResponse, number_field, string_field};
 use crate::hub::log::Record;
-use crate::json::Object;
-use crate::ordered;
 
 /// The user id of a bot (a message sent through the API): never a real
 /// user's, whose ids start at 1. Its `user` is
@@ -75,6 +72,25 @@ fn room_name(name: &str) -> Result<String, ApiResponse> {
 /// `{"id":ID}`.
 fn id_answer(id: u64) -> ApiResponse {
     ApiResponse::ok(json!({ "id": id }).to_string())
+}
+
+/// The body of `GET /api/rooms/R/members`, fields in wire order.
+#[derive(serde::Serialize)]
+struct Members<'a> {
+    room: &'a str,
+    count: usize,
+    members: &'a [Value],
+}
+
+/// The body of `GET /api/rooms/R/history`, fields in wire order.
+#[derive(serde::Serialize)]
+struct History<'a> {
+    room: &'a str,
+    before: Option<u64>,
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    messages: StoredList<'a>,
 }
 
 impl Chat {
@@ -136,11 +152,14 @@ impl Chat {
             return Err(Chat::unknown_room(&room));
         }
         let id = ctx.log().take_id();
-        let msg: Arc<str> = ordered! {
-            "type": "chat", "id": id, "room": room,
-            "user": bot_ref(&name), "text": text, "time": now_ms(),
+        let msg = Message::Chat {
+            id,
+            room: &room,
+            user: &bot_ref(&name),
+            text: &text,
+            time: now_ms(),
         }
-        .into();
+        .to_json();
         ctx.log().append(Record::Room {
             room: &room,
             json: &msg,
@@ -176,8 +195,13 @@ impl Chat {
             return Err(Chat::unknown_room(&room));
         };
         let members: Vec<Value> = r.members.iter().map(|&m| self.user_ref(m)).collect();
+        let body = Members {
+            room: &room,
+            count: members.len(),
+            members: &members,
+        };
         Ok(ApiResponse::ok(
-            ordered! {"room": room, "count": members.len(), "members": members},
+            serde_json::to_string(&body).unwrap_or_default(),
         ))
     }
 
@@ -199,12 +223,15 @@ impl Chat {
         }
         let page = ctx.log().history(&room, before, limit);
         let (messages, missing) = (page.messages, page.missing);
-        let mut head = Object::new().field("room", &room).field("before", before);
-        for (k, v) in completeness(missing) {
-            head = head.field(k, v);
-        }
+        let body = History {
+            room: &room,
+            before,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
         Ok(ApiResponse::ok(
-            head.json_list("messages", &messages).finish(),
+            serde_json::to_string(&body).unwrap_or_default(),
         ))
     }
 
@@ -255,10 +282,14 @@ impl Chat {
         self.check_text(&text).map_err(refusal)?;
         let to = self.api_user(ctx, body, true)?;
         let id = ctx.log().take_id();
-        let msg = ordered! {
-            "type": "private", "id": id, "from": bot_ref(&name), "to": self.user_ref(to),
-            "text": text, "time": now_ms(),
-        };
+        let msg = Message::Private {
+            id,
+            from: &bot_ref(&name),
+            to: &self.user_ref(to),
+            text: &text,
+            time: now_ms(),
+        }
+        .to_json();
         ctx.log().append(Record::Private {
             from: &identity::key(BOT_USER_ID),
             to: &identity::key(to),

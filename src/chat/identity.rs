@@ -23,10 +23,10 @@ use crate::auth::Claims;
 use crate::clock::now_ms;
 use crate::hub::ConnId;
 use crate::hub::log::{Log, Record};
-use crate::json::Object;
 use crate::memory::{Budget, Kept};
 use crate::store::digest_hex;
 
+use super::wire::Entry;
 use super::{LOBBY, MAX_NAME_CHARS, valid_name};
 
 /// A user's id: the id of its `identity` record, so unique for the life of
@@ -361,18 +361,15 @@ impl Identities {
         sub: Option<String>,
     ) -> UserId {
         let id = log.take_id();
-        let mut record = Object::new()
-            .field("type", "identity")
-            .field("id", id)
-            .field("user", id);
-        if let Some(s) = &session {
-            record = record.field("session", s);
-        }
-        if let Some(s) = &sub {
-            record = record.field("sub", s);
-        }
+        let record = Entry::Identity {
+            id,
+            user: id,
+            session: session.as_deref(),
+            sub: sub.as_deref(),
+            time: now_ms(),
+        };
         log.append(Record::State {
-            json: &record.field("time", now_ms()).finish(),
+            json: &record.to_json(),
         });
         self.insert(User {
             id,

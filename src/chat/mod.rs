@@ -22,6 +22,7 @@ pub mod api;
 pub mod bans;
 pub mod command;
 pub mod identity;
+pub mod wire;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,11 +33,10 @@ use serde_json::{Map, Value};
 use crate::clock::now_ms;
 use crate::hub::log::{Log, Record};
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
-use crate::json::Object;
-use crate::ordered;
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
+use wire::{Entry, Message, PrivateSummary, Stored, StoredList};
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -196,11 +196,22 @@ impl Room {
             .map(|&m| ids.user_ref(m))
             .collect();
         let more = offset.saturating_add(page.len()) < self.members.len();
-        ordered! {
-            "type": "users", "room": name, "count": self.members.len(),
-            "offset": offset, "more": more, "users": page,
+        Message::Users {
+            room: name,
+            count: self.members.len(),
+            offset,
+            more,
+            users: &page,
         }
+        .to_json()
     }
+}
+
+/// A member entering or leaving a room, as the log records it.
+#[derive(Debug, Clone, Copy)]
+enum Membership {
+    Joined,
+    Left,
 }
 
 /// What a connection asked for in its URL, kept while it waits to sign in
@@ -283,10 +294,32 @@ impl Chat {
     }
 
     /// Record a member entering or leaving a room.
-    fn record_membership(&mut self, ctx: &mut Ctx, kind: &str, user: UserId, room: &str) -> u64 {
+    fn record_membership(
+        &mut self,
+        ctx: &mut Ctx,
+        kind: Membership,
+        user: UserId,
+        room: &str,
+    ) -> u64 {
         let id = ctx.log().take_id();
-        let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(user), "time": now_ms()};
-        ctx.log().append(Record::State { json: &record });
+        let (user, time) = (self.user_ref(user), now_ms());
+        let record = match kind {
+            Membership::Joined => Entry::Joined {
+                id,
+                room,
+                user: &user,
+                time,
+            },
+            Membership::Left => Entry::Left {
+                id,
+                room,
+                user: &user,
+                time,
+            },
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
         id
     }
 
@@ -300,7 +333,7 @@ impl Chat {
         room_name: &str,
         resume: Option<(ConnId, u64)>,
     ) {
-        self.record_membership(ctx, "joined", user, room_name);
+        self.record_membership(ctx, Membership::Joined, user, room_name);
         let conns = self.conns_of(user);
         let room = self.rooms.entry(room_name.to_string()).or_default();
         room.members.insert(user);
@@ -324,7 +357,7 @@ impl Chat {
         let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
             return;
         };
-        let left = self.record_membership(ctx, "left", user, &room_name);
+        let left = self.record_membership(ctx, Membership::Left, user, &room_name);
         if let Some(u) = self.ids.get_mut(user) {
             u.left_at = left;
         }
@@ -370,10 +403,14 @@ impl Chat {
         for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.crowd) {
             let count = room.members.len();
             if room.arrived > 0 || room.departed > 0 {
-                let msg = ordered! {
-                    "type": "presence", "room": name, "count": count,
-                    "joined": room.arrived, "left": room.departed, "time": time,
-                };
+                let msg = Message::Presence {
+                    room: name,
+                    count,
+                    joined: room.arrived,
+                    left: room.departed,
+                    time,
+                }
+                .to_json();
                 (room.arrived, room.departed) = (0, 0);
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
@@ -391,11 +428,14 @@ impl Chat {
         };
         let page = ctx.log().history(&room_name, None, HISTORY_LEN);
         let (messages, missing) = (page.messages, page.missing);
-        let extra = completeness(missing);
-        ctx.send_json(
-            conn,
-            &message_list("history", &room_name, &extra, &messages),
-        );
+        let msg = Message::History {
+            room: &room_name,
+            before: None,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     /// `{"type":"history","room","before","limit"}`: a page further back.
@@ -413,9 +453,14 @@ impl Chat {
         let (before, limit) = page_bounds(body)?;
         let page = ctx.log().history(&room, before, limit);
         let (messages, missing) = (page.messages, page.missing);
-        let mut extra = vec![("before", before.map_or(Value::Null, Value::from))];
-        extra.extend(completeness(missing));
-        ctx.send_json(conn, &message_list("history", &room, &extra, &messages));
+        let msg = Message::History {
+            room: &room,
+            before: Some(before),
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
         Ok(())
     }
 
@@ -428,9 +473,14 @@ impl Chat {
         };
         let page = ctx.log().since(&user.room, &user.key(), since);
         let (messages, missing) = (page.messages, page.missing);
-        let mut extra = vec![("since", Value::from(since))];
-        extra.extend(completeness(missing));
-        ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
+        let msg = Message::Resume {
+            room: &user.room,
+            since,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     fn check_text(&self, text: &str) -> Result<(), ErrorReply> {
@@ -461,11 +511,14 @@ impl Chat {
             .get(user)
             .map(|u| u.room.clone())
             .unwrap_or_default();
-        let msg: Arc<str> = ordered! {
-            "type": "chat", "id": id, "room": room_name,
-            "user": self.user_ref(user), "text": text, "time": now_ms(),
+        let msg = Message::Chat {
+            id,
+            room: &room_name,
+            user: &self.user_ref(user),
+            text: &text,
+            time: now_ms(),
         }
-        .into();
+        .to_json();
         let frame = Ctx::json_frame(&msg);
         ctx.log().append(Record::Room {
             room: &room_name,
@@ -498,12 +551,23 @@ impl Chat {
             .unwrap_or_default();
         let id = ctx.log().take_id();
         let time = now_ms();
-        let record = ordered! {"type": "renamed", "id": id, "user": self.user_ref(user), "old": old, "time": time};
-        ctx.log().append(Record::State { json: &record });
-        let msg = ordered! {
-            "type": "rename", "room": room_name, "user": self.user_ref(user),
-            "old": old, "time": time,
+        let named = self.user_ref(user);
+        let record = Entry::Renamed {
+            id,
+            user: &named,
+            old: &old,
+            time,
         };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+        let msg = Message::Rename {
+            room: &room_name,
+            user: &named,
+            old: &old,
+            time,
+        }
+        .to_json();
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
@@ -553,10 +617,14 @@ impl Chat {
             ));
         }
         let id = ctx.log().take_id();
-        let msg = ordered! {
-            "type": "private", "id": id, "from": self.user_ref(from), "to": self.user_ref(to),
-            "text": text, "time": now_ms(),
-        };
+        let msg = Message::Private {
+            id,
+            from: &self.user_ref(from),
+            to: &self.user_ref(to),
+            text: &text,
+            time: now_ms(),
+        }
+        .to_json();
         // Kept under both users' keys: their ids, never names or tokens.
         let (from_key, to_key) = (identity::key(from), identity::key(to));
         ctx.log().append(Record::Private {
@@ -593,7 +661,12 @@ impl Chat {
         user.last_typing = if active { Some(now) } else { None };
         let room_name = user.room.clone();
         let mine: Vec<ConnId> = user.conns.iter().copied().collect();
-        let msg = ordered! {"type": "typing", "room": room_name, "user": self.user_ref(id), "active": active};
+        let msg = Message::Typing {
+            room: &room_name,
+            user: &self.user_ref(id),
+            active,
+        }
+        .to_json();
         if let Some(room) = self.rooms.get(&room_name) {
             let frame = Ctx::json_frame(&msg);
             ctx.broadcast(
@@ -616,7 +689,7 @@ impl Chat {
                 .unwrap_or(0)
         };
         let peers = ctx.log().private_peers(&me.key(), &read);
-        let list: Vec<String> = peers
+        let list: Vec<(Value, usize, Arc<str>)> = peers
             .into_iter()
             .filter_map(|c| {
                 let (peer, last, unread) = (c.peer, c.last, c.unread);
@@ -633,21 +706,22 @@ impl Chat {
                 } else {
                     self.user_ref(id)
                 };
-                Some(
-                    Object::new()
-                        .field("with", with)
-                        .field("unread", unread)
-                        .json("last", &last)
-                        .finish(),
-                )
+                Some((with, unread, last))
             })
             .take(MAX_PRIVATE_LIST)
             .collect();
-        let msg = Object::new()
-            .field("type", "privates")
-            .json_list("conversations", &list)
-            .finish();
-        ctx.send_json(conn, &msg);
+        let conversations: Vec<PrivateSummary> = list
+            .iter()
+            .map(|(with, unread, last)| PrivateSummary {
+                with,
+                unread: *unread,
+                last: Stored(last),
+            })
+            .collect();
+        let msg = Message::Privates {
+            conversations: &conversations,
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     /// `{"type":"private_history","with":ID,"before":MSGID,"limit":N}`: a
@@ -675,14 +749,14 @@ impl Chat {
             ctx.log()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
         let (messages, missing) = (page.messages, page.missing);
-        let mut head = Object::new()
-            .field("type", "private_history")
-            .field("with", self.user_ref(with))
-            .field("before", before);
-        for (k, v) in completeness(missing) {
-            head = head.field(k, v);
-        }
-        ctx.send_json(conn, &head.json_list("messages", &messages).finish());
+        let msg = Message::PrivateHistory {
+            with: &self.user_ref(with),
+            before,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
         Ok(())
     }
 
@@ -728,8 +802,16 @@ impl Chat {
         }
         *at = upto;
         let id = ctx.log().take_id();
-        let record = ordered! {"type": "read", "id": id, "user": me, "with": with, "upto": upto, "time": now_ms()};
-        ctx.log().append(Record::State { json: &record });
+        let record = Entry::Read {
+            id,
+            user: me,
+            with,
+            upto,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
         Ok(())
     }
 
@@ -813,16 +895,13 @@ impl Chat {
                 .unwrap_or_else(|| LOBBY.to_string()),
         };
         let me = self.ids.get(user);
-        let mut welcome = Object::new()
-            .field("type", "welcome")
-            .field("user", self.ids.user_ref_full(user))
-            .field("room", &room);
-        if let Some(session) = &session {
-            welcome = welcome.field("session", session);
+        let welcome = Message::Welcome {
+            user: &self.ids.user_ref_full(user),
+            room: &room,
+            session: session.as_deref(),
+            server: concat!("wschat ", env!("CARGO_PKG_VERSION")),
         }
-        let welcome = welcome
-            .field("server", concat!("wschat ", env!("CARGO_PKG_VERSION")))
-            .finish();
+        .to_json();
         let pending_since = me.map_or(0, |u| u.left_at);
         ctx.send_json(conn, &welcome);
         let resume = asked.since.map(|since| (conn, since));
@@ -965,7 +1044,7 @@ impl Chat {
                 format!("no message with id {id}"),
             ));
         };
-        let msg = ordered! {"type": "deleted", "id": id, "room": room};
+        let msg = Message::Deleted { id, room: &room }.to_json();
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
@@ -995,29 +1074,6 @@ fn page_bounds(body: &Map<String, Value>) -> Result<(Option<u64>, usize), ErrorR
         .unwrap_or(HISTORY_LEN as u64)
         .min(MAX_HISTORY_PAGE as u64) as usize;
     Ok((before, limit))
-}
-
-/// The `complete` field of a `history` or `resume`, and with `false` the
-/// `first` id from which the answer is known to be whole.
-fn completeness(missing: Option<u64>) -> Vec<(&'static str, Value)> {
-    match missing {
-        None => vec![("complete", Value::from(true))],
-        Some(first) => vec![
-            ("complete", Value::from(false)),
-            ("first", Value::from(first)),
-        ],
-    }
-}
-
-/// `{"type":KIND,"room":ROOM,...extra,"messages":[...]}` with the stored
-/// messages spliced in as the JSON they already are.
-fn message_list(kind: &str, room: &str, extra: &[(&str, Value)], messages: &[Arc<str>]) -> String {
-    let head = Object::new().field("type", kind).field("room", room);
-    extra
-        .iter()
-        .fold(head, |head, (key, value)| head.field(key, value))
-        .json_list("messages", messages)
-        .finish()
 }
 
 /// Check a user or room name: trimmed, 1-32 characters, no control
@@ -1116,7 +1172,11 @@ impl App for Chat {
                     ))
                 } else {
                     let users = self.ids.find(query, MAX_FOUND);
-                    let msg = ordered! {"type": "found", "name": query, "users": users};
+                    let msg = Message::Found {
+                        name: query,
+                        users: &users,
+                    }
+                    .to_json();
                     ctx.send_json(conn, &msg);
                     Ok(())
                 }
@@ -1224,14 +1284,30 @@ impl App for Chat {
                 room.arrived += std::mem::take(&mut room.joined).len();
                 room.departed += std::mem::take(&mut room.left).len();
             }
-            for (kind, users) in [
-                ("join", std::mem::take(&mut room.joined)),
-                ("leave", std::mem::take(&mut room.left)),
+            for (join, users) in [
+                (true, std::mem::take(&mut room.joined)),
+                (false, std::mem::take(&mut room.left)),
             ] {
                 if users.is_empty() {
                     continue;
                 }
-                let msg = ordered! {"type": kind, "room": room_name, "users": users, "count": count, "time": time};
+                let (room_name, users) = (room_name.as_str(), users.as_slice());
+                let msg = if join {
+                    Message::Join {
+                        room: room_name,
+                        users,
+                        count,
+                        time,
+                    }
+                } else {
+                    Message::Leave {
+                        room: room_name,
+                        users,
+                        count,
+                        time,
+                    }
+                }
+                .to_json();
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
             if room.members.is_empty() && room_name != LOBBY {
