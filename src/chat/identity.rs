@@ -42,7 +42,8 @@ pub const MAX_IDENTITIES: usize = 100_000;
 pub const IDENTITY_OVERHEAD: usize = 320;
 
 /// The key private messages are kept under for `user` (see
-/// [`Store::append_private`]): its id, never a name or a token.
+/// [`Store::append_private`](crate::store::Store::append_private)): its id,
+/// never a name or a token.
 pub fn key(user: UserId) -> String {
     format!("u{user}")
 }
