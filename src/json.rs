@@ -5,9 +5,9 @@
 //! `{"id":42,"type":"chat"}`. The protocols' messages are easier to read
 //! with `type` first and the rest in the order the docs show them. The
 //! chat's messages are typed serde enums whose declaration order is that
-//! order ([`crate::chat::wire`]); the desk and the store write theirs with
-//! [`Object`] (or the [`ordered!`](crate::ordered) macro, which reads like
-//! `json!`). Values are anything serde can serialize; a nested object given
+//! order ([`crate::chat::wire`], [`crate::desk::wire`]); the store writes
+//! its few records of its own with [`Object`] (or the
+//! [`ordered!`](crate::ordered) macro, which reads like `json!`). Values are anything serde can serialize; a nested object given
 //! as a `Value` keeps serde_json's sorted order inside it.
 
 use serde::Serialize;

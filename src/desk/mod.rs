@@ -17,6 +17,7 @@ pub mod api;
 mod model;
 mod protocol;
 mod routing;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use crate::hub::log::Log;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::memory::{Budget, Kept};
-use crate::ordered;
 use crate::ws::CloseCode;
 use model::{Agent, Conversation, ConversationState, Participant, Session};
 
@@ -181,10 +181,10 @@ impl App for Desk {
                     since: Instant::now(),
                 },
             );
-            ctx.send_json(
-                conn,
-                &ordered! {"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"},
-            );
+            let hello = wire::Message::Hello {
+                auth: "send {\"type\":\"auth\",\"token\":…}",
+            };
+            ctx.send_json(conn, &hello.to_json());
         } else {
             self.visitor_opened(ctx, conn, &info);
         }

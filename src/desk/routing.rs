@@ -6,10 +6,9 @@ use std::time::Instant;
 
 use super::Desk;
 use super::model::ConversationState;
+use super::wire::{Entry, Message};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
-use crate::json::Object;
-use crate::ordered;
 
 impl Desk {
     /// Hand waiting conversations to agents: the front of the queue to the
@@ -42,15 +41,15 @@ impl Desk {
         from: Option<(&str, &str)>,
     ) {
         let id = ctx.log().take_id();
-        let mut rec = Object::new()
-            .field("type", "desk_assigned")
-            .field("id", id)
-            .field("conversation", cid)
-            .field("agent", agent);
-        if let Some((prev, note)) = from {
-            rec = rec.field("from", prev).field("note", note);
-        }
-        Desk::record(ctx, rec.field("time", now_ms()).finish());
+        let rec = Entry::DeskAssigned {
+            id,
+            conversation: cid,
+            agent,
+            from: from.map(|(prev, _)| prev),
+            note: from.map(|(_, note)| note),
+            time: now_ms(),
+        };
+        Desk::record(ctx, rec.to_json());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -60,14 +59,14 @@ impl Desk {
             a.last_assigned = Instant::now();
         }
         let conv = &self.conversations[&cid];
-        let extra = match from {
-            Some((prev, note)) => vec![("from", prev), ("note", note)],
-            None => Vec::new(),
-        };
-        let text = self.conversation_json(conv, "assigned", &extra);
+        let text = Message::AssignedConversation(self.conversation_view(conv, from)).to_json();
         let frame = Ctx::json_frame(&text);
         ctx.broadcast(self.agent_conns(agent), &frame);
-        let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
+        let to_visitor = Message::Assigned {
+            conversation: cid,
+            agent,
+        }
+        .to_json();
         ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
         self.dirty = true;
     }
@@ -78,7 +77,13 @@ impl Desk {
         let time = now_ms();
         Desk::record(
             ctx,
-            ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time},
+            Entry::DeskQueued {
+                id,
+                conversation: cid,
+                reason,
+                time,
+            }
+            .to_json(),
         );
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = ConversationState::Queued;
@@ -109,7 +114,12 @@ impl Desk {
             }
             self.told.insert(cid, (position, online));
             if let Some(conv) = self.conversations.get(&cid) {
-                let msg = ordered! {"type": "queued", "conversation": cid, "position": position, "agents_online": online};
+                let msg = Message::Queued {
+                    conversation: cid,
+                    position,
+                    agents_online: online,
+                }
+                .to_json();
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
