@@ -23,7 +23,7 @@ fn client(server: &RedisServer) -> (Client, Receiver<Event>) {
     // Quick re-dials keep the reconnect test short; the logic is the same.
     config.backoff_max = Duration::from_millis(200);
     let (tx, rx) = unbounded();
-    let client = Client::start(config, tx);
+    let client = Client::start(config, tx).unwrap();
     assert!(
         client.wait_up(Link::Commands, TIMEOUT),
         "the command link never came up"
@@ -525,7 +525,7 @@ fn requests_never_wait_when_redis_is_absent() {
         .port();
     let config = ClientConfig::from_url(&format!("redis://127.0.0.1:{port}")).unwrap();
     let (tx, events) = bounded(16);
-    let client = Client::start(config, tx);
+    let client = Client::start(config, tx).unwrap();
     let down = wait_for(&events, "Down", |e| match e {
         Event::Down(Link::Commands, why) => Some(why.clone()),
         _ => None,

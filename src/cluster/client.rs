@@ -337,12 +337,13 @@ impl UpFlag {
 }
 
 impl Client {
-    /// Start both links; they dial at once, and events go to `events`. A
+    /// Start both links (an error if a thread cannot be started); they
+    /// dial at once, and events go to `events`. A
     /// bounded `events` channel is right: when it is full the subscriber
     /// link stops reading, Redis buffers for it and, past its
     /// `client-output-buffer-limit pubsub`, closes the connection: the link
     /// then re-dials, and the caller fills the gap from the streams.
-    pub fn start(config: ClientConfig, events: Sender<Event>) -> Client {
+    pub fn start(config: ClientConfig, events: Sender<Event>) -> std::io::Result<Client> {
         let (requests, requests_rx) = bounded(REQUEST_QUEUE);
         let (subs, subs_rx) = unbounded();
         let commands_up = Arc::new(UpFlag::default());
@@ -351,19 +352,18 @@ impl Client {
         let (c, e) = (config.clone(), events.clone());
         std::thread::Builder::new()
             .name("redis-commands".into())
-            .spawn(move || CommandLink::new(c, e, up).run(requests_rx))
-            .expect("start the Redis command thread");
+            .spawn(move || CommandLink::new(c, e, up).run(requests_rx))?;
         let up = Arc::clone(&subscriber_up);
+        // If this one cannot start, dropping `requests` ends the other.
         std::thread::Builder::new()
             .name("redis-subscriber".into())
-            .spawn(move || SubscriberLink::new(config, events, up).run(subs_rx))
-            .expect("start the Redis subscriber thread");
-        Client {
+            .spawn(move || SubscriberLink::new(config, events, up).run(subs_rx))?;
+        Ok(Client {
             requests,
             subs,
             commands_up,
             subscriber_up,
-        }
+        })
     }
 
     /// Queue `cmd`; its [`Reply`], tagged `tag`, goes to `reply_to`. Never
@@ -850,6 +850,9 @@ struct SubscriberLink {
     wanted: BTreeSet<Vec<u8>>,
     live: Option<(TcpStream, u64)>,
     generation: u64,
+    /// The generation of the live connection, for its reader to see when
+    /// it is no longer the one.
+    current: Arc<AtomicU64>,
     /// Milliseconds since `epoch` when the live connection last said
     /// anything, and when it was last pinged.
     heard: Arc<AtomicU64>,
@@ -871,6 +874,7 @@ impl SubscriberLink {
             wanted: BTreeSet::new(),
             live: None,
             generation: 0,
+            current: Arc::new(AtomicU64::new(0)),
             heard: Arc::new(AtomicU64::new(0)),
             pinged: 0,
             epoch: Instant::now(),
@@ -933,17 +937,19 @@ impl SubscriberLink {
         };
         self.generation += 1;
         let generation = self.generation;
-        let (events, tx, heard, epoch) = (
-            self.events.clone(),
-            self.internal.0.clone(),
-            Arc::clone(&self.heard),
-            self.epoch,
-        );
+        self.current.store(generation, Ordering::Release);
+        let watch = Watch {
+            generation,
+            current: Arc::clone(&self.current),
+            heard: Arc::clone(&self.heard),
+            epoch: self.epoch,
+        };
+        let (events, tx) = (self.events.clone(), self.internal.0.clone());
         self.heard.store(self.now_ms(), Ordering::Release);
         self.pinged = 0;
         let spawned = std::thread::Builder::new()
             .name("redis-pushes".into())
-            .spawn(move || read_pushes(reader, generation, events, heard, epoch, tx));
+            .spawn(move || read_pushes(reader, watch, events, tx));
         if let Err(e) = spawned {
             return self.failed_dial(e.to_string());
         }
@@ -1011,17 +1017,26 @@ impl SubscriberLink {
     }
 }
 
-/// The reader of the subscriber connection: pushes become events.
-fn read_pushes(
-    stream: TcpStream,
+/// What a subscriber connection's reader knows of its link.
+struct Watch {
     generation: u64,
-    events: Sender<Event>,
+    /// The link's live generation: once it is another, this reader's
+    /// connection was given up (a push it still holds would arrive after
+    /// the new connection's, so it is dropped: the streams have it).
+    current: Arc<AtomicU64>,
     heard: Arc<AtomicU64>,
     epoch: Instant,
-    internal: Sender<Internal>,
-) {
+}
+
+/// The reader of the subscriber connection: pushes become events.
+fn read_pushes(stream: TcpStream, watch: Watch, events: Sender<Event>, internal: Sender<Internal>) {
     let why = read_values(stream, |value| {
-        heard.store(epoch.elapsed().as_millis() as u64, Ordering::Release);
+        if watch.current.load(Ordering::Acquire) != watch.generation {
+            return Err("replaced".into());
+        }
+        watch
+            .heard
+            .store(watch.epoch.elapsed().as_millis() as u64, Ordering::Release);
         let event = match Push::parse(&value) {
             Some(Push::Message { channel, payload }) => Event::Message { channel, payload },
             Some(Push::Subscribed { channel }) => Event::Subscribed(channel),
@@ -1035,7 +1050,7 @@ fn read_pushes(
         };
         events.send(event).map_err(|_| "nobody listens".to_string())
     });
-    let _ = internal.send(Internal::Dead(generation, why));
+    let _ = internal.send(Internal::Dead(watch.generation, why));
 }
 
 #[cfg(test)]
