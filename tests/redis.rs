@@ -199,6 +199,15 @@ fn appended_ids_are_unique_and_increasing_under_concurrent_callers() {
     // A node that served alone before joins: its ids stay below.
     assert_eq!(first.raise_ids(1000).unwrap(), 1000);
     assert_eq!(first.raise_ids(10).unwrap(), 1000);
+    // Scripts go by their SHA-1; a server that forgot them (a restart, a
+    // flush) is sent their text once more.
+    assert_eq!(
+        first
+            .client()
+            .call(Cmd::new("SCRIPT").arg("FLUSH"), TIMEOUT),
+        Ok(Value::Status(b"OK".to_vec()))
+    );
+    assert_eq!(first.raise_ids(1000).unwrap(), 1000);
     let ids: Vec<Vec<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
