@@ -546,3 +546,45 @@ fn requests_never_wait_when_redis_is_absent() {
         Err(Error::Unavailable)
     );
 }
+
+#[test]
+fn confirmed_appends_survive_kill_9_and_a_retried_token_appends_nothing() {
+    let Some(mut server) = RedisServer::start("confirmed_appends_survive_kill_9") else {
+        return;
+    };
+    let (node, events) = cluster(&server, "k", Trim::default());
+    let mut confirmed = Vec::new();
+    for i in 0..50 {
+        let t = Template::new(r#"{"id":"#, &format!(r#","n":{i}}}"#));
+        confirmed.push(
+            node.append_once("lobby", &t, &format!("node-1:{i}"))
+                .unwrap(),
+        );
+    }
+    // kill -9 right after the last reply: with appendonly yes and
+    // appendfsync always, what was confirmed is on disk.
+    server.kill();
+    wait_for(&events, "Down(Commands)", |e| {
+        matches!(e, Event::Down(Link::Commands, _)).then_some(())
+    });
+    server.restart();
+    assert!(node.client().wait_up(Link::Commands, TIMEOUT));
+    let stored = node.read_after("lobby", 0, 100).unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        confirmed.iter().map(|a| a.id).collect::<Vec<_>>()
+    );
+    // The last append asked again (as after a lost reply): the same id,
+    // nothing appended; the counter went on from where it was.
+    let t = Template::new(r#"{"id":"#, r#","n":49}"#);
+    assert_eq!(
+        node.append_once("lobby", &t, "node-1:49").unwrap(),
+        confirmed[49]
+    );
+    let next = node
+        .append("lobby", &Template::new(r#"{"id":"#, "}"))
+        .unwrap();
+    assert_eq!(next.prev, confirmed[49].id);
+    assert!(next.id > confirmed[49].id);
+    assert_eq!(node.read_after("lobby", 0, 100).unwrap().len(), 51);
+}
