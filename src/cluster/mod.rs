@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`resp`] | RESP2, sans-I/O: commands, replies, pub/sub pushes |
 //! | [`client`] | the connections, on threads of their own, behind channels; re-dial, re-subscribe |
+//! | [`order`] | a room's delivery in the log's order: gaps seen by `prev`, filled from the stream |
 //! | this file | [`Keys`] (the key layout), the Lua scripts, [`Cluster`]: append, ranges, presence |
 //!
 //! Every operation exists twice: as a [`Cmd`] builder with a parser of its
@@ -24,6 +25,7 @@
 //! reads the stream after P before delivering it.
 
 pub mod client;
+pub mod order;
 pub mod resp;
 
 use client::{Client, Cmd, Error, Script};
