@@ -11,6 +11,7 @@ use redis_support::RedisServer;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use wschat::cluster::client::{Client, ClientConfig, Cmd, Error, Event, Link};
+use wschat::cluster::order::RoomOrder;
 use wschat::cluster::resp::Value;
 use wschat::cluster::{Cluster, Entry, Keys, Published, Template, Trim, complete_after};
 
@@ -587,4 +588,105 @@ fn confirmed_appends_survive_kill_9_and_a_retried_token_appends_nothing() {
     assert_eq!(next.prev, confirmed[49].id);
     assert!(next.id > confirmed[49].id);
     assert_eq!(node.read_after("lobby", 0, 100).unwrap().len(), 51);
+}
+
+#[test]
+fn a_subscriber_cut_off_mid_stream_still_delivers_everything_once_in_order() {
+    let Some(server) = RedisServer::start("a_subscriber_cut_off_mid_stream") else {
+        return;
+    };
+    const N: usize = 300;
+    const LIMIT: usize = 16;
+    let (node, events) = cluster(&server, "g", Trim::default());
+    let channel = node.keys().channel("lobby");
+    node.client().subscribe(&channel);
+    wait_for(&events, "Subscribed", |e| {
+        (*e == Event::Subscribed(channel.clone())).then_some(())
+    });
+
+    // Another node appends; twice on the way Redis cuts this node's
+    // subscriber connection off (as it does to a slow one).
+    let (done_tx, mut done_rx) = bounded(1);
+    let (back_tx, back_rx) = unbounded::<()>();
+    let writer = std::thread::spawn({
+        let url = server.url();
+        move || {
+            let mut config = ClientConfig::from_url(&url).unwrap();
+            config.backoff_max = Duration::from_millis(200);
+            let (tx, _rx) = unbounded();
+            let client = Client::start(config, tx).unwrap();
+            assert!(client.wait_up(Link::Commands, TIMEOUT));
+            let other = Cluster::new(client, Keys::new("g"), Trim::default(), TIMEOUT);
+            let mut ids = Vec::new();
+            for i in 0..N {
+                if i == 2 * N / 3 {
+                    // Once the subscriber is back from the first cut.
+                    back_rx
+                        .recv_timeout(TIMEOUT)
+                        .expect("the subscriber came back");
+                }
+                if i == N / 3 || i == 2 * N / 3 {
+                    let killed = other.client().call(
+                        Cmd::new("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
+                        TIMEOUT,
+                    );
+                    assert_eq!(killed, Ok(Value::Int(1)));
+                }
+                let t = Template::new(r#"{"id":"#, &format!(r#","n":{i}}}"#));
+                ids.push(other.append("lobby", &t).unwrap().id);
+            }
+            done_tx.send(ids).unwrap();
+        }
+    });
+
+    let mut room = RoomOrder::new(0);
+    let mut delivered: Vec<Entry> = Vec::new();
+    let mut downs = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut expected: Option<Vec<u64>> = None;
+    loop {
+        if let Some(ids) = &expected
+            && room.last() == *ids.last().unwrap()
+        {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = crossbeam_channel::select! {
+            recv(events) -> event => event.unwrap(),
+            recv(done_rx) -> ids => {
+                expected = Some(ids.unwrap());
+                done_rx = crossbeam_channel::never(); // it is closed now
+                continue;
+            }
+            default(left) => panic!("not everything delivered: {} of {N}", delivered.len()),
+        };
+        let mut outcome = match event {
+            Event::Message { payload, .. } => match Published::parse(&payload) {
+                Some(Published::Message(entry)) => room.published(entry),
+                _ => continue,
+            },
+            Event::Subscribed(_) => {
+                let _ = back_tx.send(());
+                room.resubscribed()
+            }
+            Event::Down(Link::Subscriber, _) => {
+                downs += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        loop {
+            delivered.append(&mut outcome.deliver);
+            assert!(!outcome.trimmed);
+            let Some(from) = outcome.fill_from else { break };
+            outcome = match node.read_after("lobby", from, LIMIT) {
+                Ok(entries) => room.filled(entries, LIMIT),
+                Err(_) => room.fill_failed(),
+            };
+        }
+    }
+    writer.join().unwrap();
+    let ids = expected.unwrap();
+    assert_eq!(delivered.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+    assert_eq!(downs, 2, "the subscriber was cut off twice");
 }
