@@ -2,9 +2,10 @@
 //! the rules that span frames.
 
 use super::Options;
-use super::report::{CloseSummary, FrameReport, MessageSummary, Part, PartialHeader};
+use super::report::{CloseSummary, FrameReport, Inflated, MessageSummary, Part, PartialHeader};
 use crate::ws::Role;
 use crate::ws::close::{CloseCode, CloseFrame};
+use crate::ws::deflate::{InflateError, Inflater, RSV1};
 use crate::ws::error::ProtocolError;
 use crate::ws::frame::{FrameHeader, LengthForm, MAX_HEADER_LEN, OpCode};
 use crate::ws::mask::apply_mask;
@@ -20,6 +21,12 @@ struct OpenMessage {
     utf8: Utf8Validator,
     utf8_failed: bool,
     too_big: bool,
+    /// RSV1 was set on its first frame, with permessage-deflate on: this
+    /// inflates it as its frames come (RFC 7692 §7.2.2), into `inflated`.
+    inflater: Option<Inflater>,
+    inflated: Vec<u8>,
+    /// Inflating failed (corrupt or over the limit): reported once.
+    inflate_failed: bool,
 }
 
 /// The streaming dissector: feed it bytes in pieces of any size and get a
@@ -169,7 +176,18 @@ impl Dissector {
         let length_minimal = length_form == header.length_form();
         let complete = missing == 0;
 
-        let mut violations = header_violations(&header, self.options.direction.receiver());
+        // RFC 7692 §6: with permessage-deflate, RSV1 marks a compressed
+        // message, on its first frame only (§6.1); the other rules apply
+        // to the rest of the header as ever.
+        let rsv1 = self.options.deflate && header.rsv & RSV1 != 0;
+        let mut rest = header;
+        if rsv1 {
+            rest.rsv &= !RSV1;
+        }
+        let mut violations = header_violations(&rest, self.options.direction.receiver());
+        if rsv1 && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            violations.push(ProtocolError::MisplacedCompressionBit(header.opcode.name()));
+        }
         let limits = self.options.limits;
         let frame_too_big = header.payload_len > limits.max_frame_size as u64;
         if frame_too_big {
@@ -204,6 +222,7 @@ impl Dissector {
         }
 
         let mut message = None;
+        let mut inflated = None;
         let part = match header.opcode {
             OpCode::Continuation => match self.message.as_mut() {
                 None => {
@@ -233,6 +252,9 @@ impl Dissector {
                     utf8: Utf8Validator::new(),
                     utf8_failed: false,
                     too_big: false,
+                    inflater: rsv1.then(Inflater::new),
+                    inflated: Vec::new(),
+                    inflate_failed: false,
                 });
                 if header.fin {
                     Part::Whole
@@ -254,14 +276,43 @@ impl Dissector {
         if matches!(part, Part::Whole | Part::Fragment { .. })
             && let Some(m) = self.message.as_mut()
         {
-            if !m.too_big && !frame_too_big && m.len > limits.max_message_size as u64 {
+            // A compressed message is measured as it inflates, below.
+            let compressed = m.inflater.is_some();
+            if !compressed && !m.too_big && !frame_too_big && m.len > limits.max_message_size as u64
+            {
                 m.too_big = true;
                 violations.push(ProtocolError::MessageTooBig {
                     len: m.len,
                     limit: limits.max_message_size,
                 });
             }
-            if m.opcode == OpCode::Text && !m.utf8_failed {
+            if let Some(inflater) = m.inflater.as_mut()
+                && !m.inflate_failed
+            {
+                let before = m.inflated.len();
+                let limit = limits.max_message_size;
+                let mut result = inflater.feed(&payload, &mut m.inflated, limit);
+                if result.is_ok() && header.fin && complete {
+                    result = inflater.finish(&mut m.inflated, limit);
+                }
+                if let Err(e) = result {
+                    m.inflate_failed = true;
+                    violations.push(match e {
+                        InflateError::TooBig { len } => ProtocolError::MessageTooBig { len, limit },
+                        InflateError::Corrupt => ProtocolError::BadCompressedData,
+                    });
+                }
+                // UTF-8 is checked on the inflated text (§7.2.2).
+                if m.opcode == OpCode::Text && !m.utf8_failed && !m.inflate_failed {
+                    let broken = m.utf8.feed(&m.inflated[before..]).is_err()
+                        || (header.fin && complete && !m.utf8.is_complete());
+                    if broken {
+                        m.utf8_failed = true;
+                        violations.push(ProtocolError::InvalidUtf8);
+                    }
+                }
+            }
+            if !compressed && m.opcode == OpCode::Text && !m.utf8_failed {
                 let broken = m.utf8.feed(&payload).is_err()
                     || (header.fin && complete && !m.utf8.is_complete());
                 if broken {
@@ -271,6 +322,15 @@ impl Dissector {
             }
             if part != Part::Whole {
                 m.data.extend_from_slice(&payload);
+            }
+            if header.fin && complete && m.inflater.is_some() && !m.inflate_failed {
+                let text = (m.opcode == OpCode::Text)
+                    .then(|| String::from_utf8(m.inflated.clone()).ok())
+                    .flatten();
+                inflated = Some(Inflated {
+                    payload: std::mem::take(&mut m.inflated),
+                    text,
+                });
             }
             if header.fin
                 && let Some(m) = self.message.take()
@@ -324,6 +384,8 @@ impl Dissector {
             part,
             close,
             message,
+            compressed: rsv1 && matches!(header.opcode, OpCode::Text | OpCode::Binary),
+            inflated,
             violations,
             notes,
         }

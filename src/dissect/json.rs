@@ -39,6 +39,7 @@ impl Serialize for FrameReport {
             rsv1: h.rsv & 0b100 != 0,
             rsv2: h.rsv & 0b010 != 0,
             rsv3: h.rsv & 0b001 != 0,
+            compressed: self.compressed,
             opcode: h.opcode.as_u8(),
             opcode_name: h.opcode.name(),
             control: h.opcode.is_control(),
@@ -66,6 +67,11 @@ impl Serialize for FrameReport {
                 len: m.payload.len(),
                 payload_hex: hex(&m.payload),
                 text: m.text.as_deref(),
+            }),
+            inflated: self.inflated.as_ref().map(|i| InflatedJson {
+                len: i.payload.len(),
+                payload_hex: hex(&i.payload),
+                text: i.text.as_deref(),
             }),
             violations: self.violations.iter().map(ViolationJson::new).collect(),
             notes: &self.notes,
@@ -150,6 +156,10 @@ struct FrameJson<'a> {
     rsv1: bool,
     rsv2: bool,
     rsv3: bool,
+    /// Only with permessage-deflate: absent otherwise, so the JSON of a
+    /// capture without it is what it always was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    compressed: bool,
     opcode: u8,
     opcode_name: &'static str,
     control: bool,
@@ -165,6 +175,8 @@ struct FrameJson<'a> {
     part: PartJson,
     close: Option<CloseJson<'a>>,
     message: Option<MessageJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inflated: Option<InflatedJson<'a>>,
     violations: Vec<ViolationJson>,
     notes: &'a [String],
     one_line: String,
@@ -197,6 +209,13 @@ struct CloseJson<'a> {
 struct MessageJson<'a> {
     opcode: &'static str,
     frames: usize,
+    len: usize,
+    payload_hex: String,
+    text: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct InflatedJson<'a> {
     len: usize,
     payload_hex: String,
     text: Option<&'a str>,

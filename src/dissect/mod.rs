@@ -41,7 +41,7 @@ use crate::ws::frame::OpCode;
 use crate::ws::message::Limits;
 
 pub use dissector::Dissector;
-pub use report::{CloseSummary, FrameReport, MessageSummary, Part, PartialHeader};
+pub use report::{CloseSummary, FrameReport, Inflated, MessageSummary, Part, PartialHeader};
 pub use text::{hex, one_line};
 
 /// Payload bytes shown by [`Dissection::to_text`] before it says how many
@@ -101,15 +101,39 @@ pub struct Options {
     /// The size limits of the receiver (1009 past them); wschat's defaults
     /// unless told otherwise.
     pub limits: Limits,
+    /// permessage-deflate was negotiated (RFC 7692): RSV1 on the first
+    /// frame of a text or binary message marks it compressed, and the
+    /// message is inflated (within [`Options::limits`]) to be checked and
+    /// shown. Off, RSV1 is a reserved bit like the others (RFC 6455 §5.2).
+    pub deflate: bool,
 }
 
 impl Options {
-    /// Options for bytes going `direction`, with the default limits.
+    /// Options for bytes going `direction`, with the default limits, no
+    /// extension.
     pub fn new(direction: Direction) -> Options {
         Options {
             direction,
             limits: Limits::default(),
+            deflate: false,
         }
+    }
+
+    /// The same options with permessage-deflate negotiated, or not.
+    ///
+    /// ```
+    /// use wschat::dissect::{dissect, Direction, Options};
+    /// // RFC 7692 §7.2.3.1: "Hello" compressed, from a server.
+    /// let bytes = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    /// let d = dissect(&bytes, &Options::new(Direction::ServerToClient).with_deflate(true));
+    /// assert!(d.is_valid() && d.frames[0].compressed);
+    /// assert_eq!(d.frames[0].inflated.as_ref().unwrap().text.as_deref(), Some("Hello"));
+    /// // Without the extension, RSV1 is a reserved bit: 1002.
+    /// assert!(!dissect(&bytes, &Options::new(Direction::ServerToClient)).is_valid());
+    /// ```
+    pub fn with_deflate(mut self, on: bool) -> Options {
+        self.deflate = on;
+        self
     }
 }
 

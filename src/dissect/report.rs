@@ -55,6 +55,15 @@ pub struct MessageSummary {
     pub text: Option<String>,
 }
 
+/// A compressed message inflated (RFC 7692 §7.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inflated {
+    /// The message as the sender wrote it, before compression.
+    pub payload: Vec<u8>,
+    /// The same as text, for a text message that is valid UTF-8.
+    pub text: Option<String>,
+}
+
 /// One frame, taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameReport {
@@ -86,6 +95,12 @@ pub struct FrameReport {
     pub close: Option<CloseSummary>,
     /// On the final fragment of a fragmented message, the whole message.
     pub message: Option<MessageSummary>,
+    /// Whether RSV1 marks this frame's message as compressed
+    /// (permessage-deflate, RFC 7692 §6; only with [`super::Options::deflate`]).
+    pub compressed: bool,
+    /// On the last frame of a compressed message, the message inflated
+    /// (RFC 7692 §7.2.2), when it inflates within the limit.
+    pub inflated: Option<Inflated>,
     /// Every rule the frame breaks, each with its close code
     /// ([`ProtocolError::close_code`]) and section
     /// ([`ProtocolError::rfc_section`]).
@@ -114,6 +129,17 @@ impl FrameReport {
             .line(Some(&self.payload))
             .previewed_as(kind)
             .to_string();
+        if let Some(inflated) = &self.inflated {
+            let _ = write!(line, " [inflated to {} bytes", inflated.payload.len());
+            if let Some(text) = &inflated.text {
+                let _ = write!(
+                    line,
+                    ": {}",
+                    super::text::quote(text, super::ONE_LINE_CHARS)
+                );
+            }
+            line.push(']');
+        }
         if self.missing > 0 {
             let _ = write!(line, " [{} bytes missing]", self.missing);
         }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::report::{FrameReport, Part};
 use super::{Direction, Dissection, TEXT_SHOWN_BYTES};
+use crate::ws::deflate::RSV1;
 use crate::ws::frame::{FrameHeader, LengthForm, OpCode};
 
 impl Part {
@@ -55,7 +56,11 @@ impl FrameReport {
             "more frames follow"
         };
         let _ = writeln!(out, "  FIN      {:<9} {fin_note}", u8::from(h.fin));
-        let rsv_note = if h.rsv == 0 {
+        let rsv_note = if self.compressed && h.rsv == RSV1 {
+            "RSV1: a compressed message (permessage-deflate, RFC 7692 §6)"
+        } else if self.compressed {
+            "RSV1: compressed (RFC 7692 §6); RSV2-3 set, with no extension for them"
+        } else if h.rsv == 0 {
             "no extension bits"
         } else {
             "extension bits set, with no extension negotiated"
@@ -136,6 +141,22 @@ impl FrameReport {
                     let _ = writeln!(out, ": {}", quote(text, TEXT_SHOWN_BYTES));
                 }
                 None => out.push('\n'),
+            }
+        }
+        if let Some(inflated) = &self.inflated {
+            let _ = writeln!(
+                out,
+                "  inflated {} bytes, the message before compression (RFC 7692 §7.2.2)",
+                inflated.payload.len()
+            );
+            match &inflated.text {
+                Some(text) => {
+                    let _ = writeln!(out, "    {:<9} {}", "text", quote(text, TEXT_SHOWN_BYTES));
+                }
+                None if !inflated.payload.is_empty() => {
+                    hex_block(&mut out, "hex", &inflated.payload);
+                }
+                None => {}
             }
         }
         for note in &self.notes {
@@ -242,7 +263,7 @@ pub fn one_line(header: &FrameHeader, payload: Option<&[u8]>) -> String {
 }
 
 /// `text` quoted and escaped, cut after `max` characters with `…`.
-fn quote(text: &str, max: usize) -> String {
+pub(super) fn quote(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{:?}…", &text[..cut]),
         None => format!("{text:?}"),
