@@ -521,10 +521,10 @@ struct RawReceiver {
     fragments: Vec<u8>,
     /// Every byte read from the socket, the handshake's response included.
     received: u64,
-    /// permessage-deflate was negotiated: the inflater, reset for each
-    /// compressed message (the server takes no context over, §7.1.1.1),
-    /// and the buffer it inflates into.
-    inflater: Option<flate2::Decompress>,
+    /// permessage-deflate was negotiated: compressed messages are inflated
+    /// (by the generator thread's one inflater, reset for each message: the
+    /// server takes no context over, §7.1.1.1), into this buffer.
+    deflate: bool,
     inflated: Vec<u8>,
     /// The fragmented message being put together is compressed.
     fragments_compressed: bool,
@@ -532,6 +532,19 @@ struct RawReceiver {
     /// headers included), readable from inside `on_message`.
     last_wire: Arc<std::sync::atomic::AtomicUsize>,
     fragments_wire: usize,
+}
+
+thread_local! {
+    /// One inflater for every connection of the generator's thread: the
+    /// server's messages are independent streams, so one is enough, and a
+    /// few KiB of state stay in the cache instead of one per receiver.
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// [`inflate_into`] with the thread's inflater.
+fn inflate(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    INFLATER.with(|d| inflate_into(&mut d.borrow_mut(), payload, out))
 }
 
 /// Inflate one compressed message (RFC 7692 §7.2.2: its payload, then
@@ -692,15 +705,14 @@ impl RawReceiver {
             let at = self.start;
             // RSV1 on a message's first frame: compressed (RFC 7692 §6).
             let rsv1 = self.buf[at] & 0x40 != 0;
-            if rsv1 && self.inflater.is_none() {
+            if rsv1 && !self.deflate {
                 return Err("a compressed frame without permessage-deflate".into());
             }
             let payload = &self.buf[at + payload.start..at + payload.end];
             match opcode {
                 0x1 | 0x2 if fin && self.fragments.is_empty() && rsv1 => {
                     self.last_wire.store(len, Ordering::Relaxed);
-                    let inflater = self.inflater.as_mut().expect("checked above");
-                    inflate_into(inflater, payload, &mut self.inflated)?;
+                    inflate(payload, &mut self.inflated)?;
                     on_message(&self.inflated);
                 }
                 0x1 | 0x2 if fin && self.fragments.is_empty() => {
@@ -720,8 +732,7 @@ impl RawReceiver {
                         self.last_wire.store(self.fragments_wire, Ordering::Relaxed);
                         self.fragments_wire = 0;
                         if self.fragments_compressed {
-                            let inflater = self.inflater.as_mut().expect("checked above");
-                            inflate_into(inflater, &self.fragments, &mut self.inflated)?;
+                            inflate(&self.fragments, &mut self.inflated)?;
                             on_message(&self.inflated);
                         } else {
                             on_message(&self.fragments);
@@ -817,7 +828,7 @@ async fn connect_raw(addr: SocketAddr, path: &str, deflate: bool) -> Result<RawR
             end,
             fragments: Vec::new(),
             received: end as u64,
-            inflater: accepted.then(|| flate2::Decompress::new(false)),
+            deflate: accepted,
             inflated: Vec::new(),
             fragments_compressed: false,
             last_wire: Arc::default(),
