@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::Shared;
 use crate::ws::deflate::{self, Agreement};
-use crate::ws::handshake::{self, Rejection, Request, http_response};
+use crate::ws::handshake::{self, Rejection, Request, http_response, origin_allowed};
 
 /// Bytes read at a time while the request head arrives.
 const REQUEST_CHUNK: usize = 1024;
@@ -139,12 +139,14 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
             return None;
         }
     };
-    let mut accept = match check_origin(&request, &config.allowed_origins)
-        .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
-    {
+    let policy = handshake::Policy {
+        protocols: &config.protocols,
+        allowed_origins: &config.allowed_origins,
+    };
+    let mut accept = match policy.accept(&request) {
         Ok(accept) => accept,
-        Err(rejection) => {
-            refuse(&mut stream, &peer, &rejection, metrics);
+        Err(error) => {
+            refuse(&mut stream, &peer, &error.into(), metrics);
             return None;
         }
     };
@@ -227,42 +229,6 @@ enum Endpoint {
     /// `/` and `/chat` (the chat), `/support` and `/agent` (the desk): run
     /// by the hub.
     Chat,
-}
-
-/// The Origin allowlist (`--allowed-origin`): with none configured, every
-/// origin is accepted (and logged); with some, any other gets 403. This is
-/// the defence against cross-site WebSocket hijacking: browsers always send
-/// `Origin`, and a page elsewhere cannot forge it.
-fn check_origin(request: &Request, allowed: &[String]) -> Result<(), Rejection> {
-    let origin = request.header("Origin");
-    if allowed.is_empty() {
-        log::debug!(
-            "origin {:?} accepted (no --allowed-origin configured)",
-            origin.unwrap_or("none")
-        );
-        return Ok(());
-    }
-    match origin {
-        Some(o) if origin_allowed(o, request, allowed) => Ok(()),
-        Some(o) => Err(Rejection::new(403, format!("origin {o} is not allowed"))),
-        // Non-browser clients send no Origin; the allowlist is about pages.
-        None => Ok(()),
-    }
-}
-
-/// Whether a page at `origin` may use this server: it is on the list, or
-/// it is this server's own page (its host is the request's `Host`), which
-/// is always allowed.
-fn origin_allowed(origin: &str, request: &Request, allowed: &[String]) -> bool {
-    let origin = origin.trim();
-    let own = request.header("Host").is_some_and(|host| {
-        let host = host.trim();
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|h| h.eq_ignore_ascii_case(host))
-    });
-    own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 /// The origin (`scheme://host[:port]`) of a URL such as a `Referer`.
