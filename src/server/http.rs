@@ -18,11 +18,12 @@ const REQUEST_CHUNK: usize = 1024;
 /// address `accept` gave.
 ///
 /// Two steps, in two frames: [`open`] reads the request and answers it (a
-/// page, a refusal or the 101), then the endpoint runs for the connection's
-/// life. The first step's frame, with whatever the compiler inlines into it,
-/// is gone by the time the thread parks in `read`; what stays on the stack
-/// of each idle connection is this function's small frame and the
-/// endpoint's (tests/stack.rs checks it: a page more here is 4 KiB more per
+/// page, a refusal or the 101), then what is mounted on the path runs for
+/// the connection's life, on the one driver (`driver::drive`). The first
+/// step's frame, with whatever the compiler inlines into it, is gone by the
+/// time the thread parks in `read`; what stays on the stack of each idle
+/// connection is this function's small frame, the endpoint's and the
+/// driver's (tests/stack.rs checks it: a page more here is 4 KiB more per
 /// connection).
 pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) {
     let Some(Upgraded {
