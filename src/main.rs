@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use wschat::config;
+use wschat::cli::serve;
 use wschat::server::Server;
 
 const USAGE: &str = "wschat: a WebSocket chat server with a hand-written RFC 6455 codec
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "--help" | "-h" | "help" => {
-            print!("{USAGE}\n{}", config::help());
+            print!("{USAGE}\n{}", serve::help());
             ExitCode::SUCCESS
         }
         "check-config" => check_config(rest),
@@ -111,15 +111,15 @@ fn on_termination(_stop: impl FnOnce() + Send + 'static) {}
 /// would, check them against this machine, print the settings, and exit
 /// non-zero with a clear message when something is wrong.
 fn check_config(args: &[String]) -> ExitCode {
-    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+    let config = match serve::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
     };
-    let problems = config::check(&config);
-    print!("{}", config::describe(&config));
+    let problems = serve::check(&config);
+    print!("{}", serve::describe(&config));
     if problems.is_empty() {
         println!("configuration ok");
         ExitCode::SUCCESS
@@ -133,17 +133,17 @@ fn check_config(args: &[String]) -> ExitCode {
 
 fn serve(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}", config::help());
+        print!("{}", serve::help());
         return ExitCode::SUCCESS;
     }
-    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+    let config = match serve::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
     };
-    for problem in config::check(&config) {
+    for problem in serve::check(&config) {
         log::warn!("{problem}");
     }
     // Block the signals before any thread starts, so that every thread

@@ -116,6 +116,13 @@ impl Connection {
         self.deflate.as_ref().map(|d| d.agreement)
     }
 
+    /// Accept compressed messages (RFC 7692 §6) but send every frame as it
+    /// is: for a side whose messages are compressed elsewhere (the server's
+    /// hub compresses each message once, for everyone it goes to).
+    pub fn set_inflate(&mut self) {
+        self.decoder.set_deflate(true);
+    }
+
     /// Use `source` for the masking keys of a client (tests fix the key to
     /// compare bytes with the RFC's examples).
     pub fn with_mask_source(mut self, source: fn() -> [u8; 4]) -> Connection {
