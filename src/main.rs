@@ -13,7 +13,7 @@ Usage:
   wschat client URL        an interactive terminal client (wschat client --help)
   wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
   wschat check-config [FLAGS]  check flags and environment, print the settings
-  wschat agent add|list|remove [NAME] [--data-dir DIR]  manage support-desk agents
+  wschat agent add|set|list|remove [NAME] [--capacity N] [--role R] [--data-dir DIR]  manage support-desk agents
   wschat ban list|remove [USER] [--data-dir DIR]  list and lift the chat's bans
   wschat --version         print the version
   wschat --help            print this help

@@ -520,6 +520,22 @@ fn agent_admin_commands() {
     assert!(!run(&["add", "carol"]).0);
     assert!(run(&["remove", "carol"]).0);
     assert!(!run(&["list"]).1.contains("carol"));
+    // Capacity and role, given at creation and changed later.
+    assert!(run(&["add", "dora", "--capacity", "3", "--role", "supervisor"]).0);
+    let dora = |dir: &std::path::Path| {
+        let accounts = agents::load(dir).unwrap();
+        let a = accounts.iter().find(|a| a.name == "dora").unwrap().clone();
+        (a.capacity, a.role)
+    };
+    assert_eq!(dora(&dir.0), (Some(3), agents::Role::Supervisor));
+    assert!(run(&["set", "dora", "--capacity=7"]).0);
+    assert_eq!(dora(&dir.0), (Some(7), agents::Role::Supervisor));
+    assert!(run(&["set", "dora", "--role", "agent"]).0);
+    assert_eq!(dora(&dir.0), (Some(7), agents::Role::Agent));
+    assert!(run(&["list"]).1.contains("capacity 7"));
+    assert!(!run(&["set", "dora", "--capacity", "0"]).0);
+    assert!(!run(&["set", "nobody", "--capacity", "2"]).0);
+    assert!(!run(&["add", "eve", "--role", "boss"]).0);
 }
 
 /// The pages: the visitor widget, the agent console and the embed script.
@@ -680,4 +696,154 @@ fn removing_an_agent_signs_out_its_console_and_requeues_its_conversations() {
         }
     };
     assert_eq!(code, Some(4001));
+}
+
+/// A server whose agents each have their own capacity and role.
+fn desk_with(
+    tag: &str,
+    accounts: &[(&str, Option<usize>, agents::Role)],
+) -> (ServerHandle, Vec<String>, TempDir) {
+    let (server, _, dir) = desk(tag, 5, Duration::from_secs(300), &[]);
+    let tokens = accounts
+        .iter()
+        .map(|(n, c, r)| agents::add_with(&dir.0, n, *c, *r).expect("add agent"))
+        .collect();
+    (server, tokens, dir)
+}
+
+#[test]
+fn per_agent_capacity_and_agent_set_while_running() {
+    use agents::Role::Agent;
+    let (server, tokens, dir) = desk_with("capacity", &[("alice", Some(1), Agent)]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let ready = alice.seen.last().unwrap().clone();
+    assert_eq!(
+        (ready["capacity"].clone(), ready["role"].clone()),
+        (json!(1), json!("agent"))
+    );
+    let (mut v1, _) = Client::visitor(&server, "");
+    let (mut v2, _) = Client::visitor(&server, "");
+    assert_eq!(open(&mut v1, "one").1.as_deref(), Some("alice"));
+    // Alice's own capacity is 1 (the server's is 5): the second waits.
+    let (c2, agent) = open(&mut v2, "two");
+    assert_eq!(agent, None);
+    // Raised while the server runs: the waiting visitor goes to alice.
+    agents::set(&dir.0, "alice", Some(2), None).unwrap();
+    let account = alice.expect("account");
+    assert_eq!(account["capacity"], 2);
+    assert_eq!(v2.expect("assigned")["agent"], "alice");
+    alice.expect_where("assigned", |x| x["conversation"] == c2);
+    let list = alice.expect_where("agents", |a| a["agents"][0]["load"] == 2);
+    assert_eq!(list["agents"][0]["capacity"], 2);
+    assert_eq!(list["agents"][0]["role"], "agent");
+    // Lowered to 1: nothing is taken away, but nothing new comes.
+    agents::set(&dir.0, "alice", Some(1), None).unwrap();
+    alice.expect_where("account", |a| a["capacity"] == 1);
+    let (mut v3, _) = Client::visitor(&server, "");
+    assert_eq!(open(&mut v3, "three").1, None);
+}
+
+#[test]
+fn a_supervisor_sees_every_conversation_and_reassigns() {
+    use agents::Role::{Agent, Supervisor};
+    let (server, tokens, _dir) = desk_with(
+        "supervisor",
+        &[
+            ("alice", None, Agent),
+            ("bob", None, Agent),
+            ("sam", None, Supervisor),
+        ],
+    );
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "?name=Li");
+    let (cid, agent) = open(&mut v, "where is my parcel");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    // The supervisor signs in: it sees alice's conversation, with its
+    // transcript, and alice's load.
+    let mut sam = Client::agent(&server, &tokens[2]);
+    assert_eq!(sam.seen.last().unwrap()["role"], "supervisor");
+    let all = sam.expect("conversations");
+    let conv = &all["conversations"][0];
+    assert_eq!(conv["conversation"], cid);
+    assert_eq!(conv["agent"], "alice");
+    assert_eq!(conv["messages"][0]["text"], "where is my parcel");
+    sam.seen_or_expect("agents", |a| {
+        a["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "alice" && x["load"] == 1 && x["status"] == "online")
+    });
+    // It follows the conversation as it goes on.
+    v.say("it was due Monday");
+    let m = sam.expect("desk_message");
+    assert_eq!(m["text"], "it was due Monday");
+    // An agent may not reassign.
+    alice.send(json!({"type": "reassign", "conversation": cid, "to": "alice"}));
+    alice.expect_where("error", |e| e["code"] == "forbidden");
+    // The supervisor gives it to bob, with a note.
+    let mut bob = Client::agent(&server, &tokens[1]);
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": "bob", "note": "parcels"}));
+    let b = bob.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(
+        (b["from"].clone(), b["note"].clone()),
+        (json!("alice"), json!("parcels"))
+    );
+    alice.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"] == "bob"
+    });
+    assert_eq!(v.expect("assigned")["agent"], "bob");
+    sam.expect_where("assigned", |x| {
+        x["conversation"] == cid && x["agent"] == "bob"
+    });
+    // Then takes it over itself.
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": "sam"}));
+    bob.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"] == "sam"
+    });
+    assert_eq!(v.expect("assigned")["agent"], "sam");
+    sam.send(json!({"type": "message", "conversation": cid, "text": "sam here"}));
+    assert_eq!(v.expect("desk_message")["name"], "sam");
+    // And back to the queue, from where it is routed again.
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": null}));
+    sam.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"].is_null()
+    });
+    let again = v.expect("assigned");
+    assert_ne!(
+        again["agent"], "sam",
+        "sam had it last, so others are idle longer"
+    );
+}
+
+#[test]
+fn an_agent_claims_a_conversation_from_the_queue() {
+    let (server, tokens, _dir) = desk("claim", 1, Duration::from_secs(300), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    // Bob is away: routing passes him over, but he may still claim.
+    bob.send(json!({"type": "presence", "status": "away"}));
+    bob.expect("presence");
+    let mut visitors: Vec<Client> = (0..3).map(|_| Client::visitor(&server, "").0).collect();
+    let convs: Vec<(u64, Option<String>)> = visitors
+        .iter_mut()
+        .enumerate()
+        .map(|(i, v)| open(v, &format!("c{i}")))
+        .collect();
+    assert_eq!(convs[0].1.as_deref(), Some("alice"));
+    assert_eq!((convs[1].1.clone(), convs[2].1.clone()), (None, None));
+    // Bob picks the second in the queue.
+    bob.send(json!({"type": "claim", "conversation": convs[2].0}));
+    let got = bob.expect_where("assigned", |x| x["conversation"] == convs[2].0);
+    assert_eq!(got["messages"][0]["text"], "c2");
+    assert_eq!(visitors[2].expect("assigned")["agent"], "bob");
+    // The one before it keeps its place: first.
+    let q = bob.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 1);
+    assert_eq!(q["queue"][0]["conversation"], convs[1].0);
+    // Alice is full: she may not claim; nobody may claim what is not queued.
+    alice.send(json!({"type": "claim", "conversation": convs[1].0}));
+    alice.expect_where("error", |e| e["code"] == "agent_full");
+    bob.send(json!({"type": "claim", "conversation": convs[0].0}));
+    bob.expect_where("error", |e| e["code"] == "not_queued");
 }

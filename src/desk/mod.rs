@@ -18,7 +18,7 @@ mod model;
 mod protocol;
 mod routing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -118,8 +118,9 @@ pub struct Desk {
     dirty: bool,
     /// The last queue notice each waiting conversation got.
     told: HashMap<u64, (usize, usize)>,
-    /// When `agents.json` was last seen changed (see `check_accounts`).
-    accounts_changed: Option<std::time::SystemTime>,
+    /// How `agents.json` looked when last read: modification time, size
+    /// and inode (see `check_accounts`).
+    accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
     next_visitor: u64,
 }
 
@@ -153,13 +154,13 @@ impl Desk {
         // Agents who had conversations are not here yet: their grace
         // period starts now.
         let now = Instant::now();
+        let accounts = desk.accounts();
         for conv in desk.conversations.values() {
             if let ConversationState::Assigned(name) = &conv.state {
-                desk.agents.entry(name.clone()).or_insert(Agent {
-                    conns: BTreeSet::new(),
-                    away: false,
-                    last_assigned: now,
+                let (capacity, role) = desk.account_settings(&accounts, name);
+                desk.agents.entry(name.clone()).or_insert_with(|| Agent {
                     gone_since: Some(now),
+                    ..Agent::new(capacity, role)
                 });
             }
         }

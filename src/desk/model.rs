@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::Desk;
+use super::agents::Role;
 use crate::hub::ConnId;
 use crate::memory::{Budget, Kept};
 
@@ -102,6 +103,30 @@ pub(super) struct Agent {
     pub(super) last_assigned: Instant,
     /// When the last console disconnected (grace period running).
     pub(super) gone_since: Option<Instant>,
+    /// Open conversations the router gives this agent at once (its
+    /// account's, else the server's `--agent-capacity`).
+    pub(super) capacity: usize,
+    /// Its account's role.
+    pub(super) role: Role,
+}
+
+impl Agent {
+    /// An agent with no console yet, of `capacity` and `role`.
+    pub(super) fn new(capacity: usize, role: Role) -> Agent {
+        Agent {
+            conns: BTreeSet::new(),
+            away: false,
+            last_assigned: Instant::now(),
+            gone_since: None,
+            capacity,
+            role,
+        }
+    }
+
+    /// Whether the agent is a supervisor.
+    pub(super) fn supervisor(&self) -> bool {
+        self.role == Role::Supervisor
+    }
 }
 
 #[derive(Debug)]
@@ -346,6 +371,28 @@ impl Desk {
         self.sessions
             .get(&conv.session)
             .is_some_and(|s| !s.conns.is_empty())
+    }
+
+    /// The open-conversation capacity of agent `name`.
+    pub(super) fn capacity(&self, name: &str) -> usize {
+        self.agents
+            .get(name)
+            .map_or(self.config.capacity, |a| a.capacity)
+    }
+
+    /// Whether agent `name` is a supervisor.
+    pub(super) fn is_supervisor(&self, name: &str) -> bool {
+        self.agents.get(name).is_some_and(Agent::supervisor)
+    }
+
+    /// The consoles of every supervisor but `except` (who gets what it is
+    /// sent as the conversation's agent).
+    pub(super) fn supervisor_conns(&self, except: Option<&str>) -> Vec<ConnId> {
+        self.agents
+            .iter()
+            .filter(|(name, a)| a.supervisor() && Some(name.as_str()) != except)
+            .flat_map(|(_, a)| a.conns.iter().copied())
+            .collect()
     }
 
     pub(super) fn online_agents(&self) -> usize {

@@ -1,7 +1,6 @@
 //! The desk's protocol: what visitors and agents send and are sent, agent
 //! sign-in and accounts, transfers (docs/customer-service.md).
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -39,20 +38,53 @@ pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
 }
 
 impl Desk {
-    /// When `agents.json` changed since the last look, sign out every agent
-    /// whose account is gone (`wschat agent remove`): their consoles are
-    /// closed with 4001 and their conversations go back to the queue.
-    /// Called every tick: one `stat` of the file.
+    /// The agent accounts (none without a data directory, or when the
+    /// file cannot be read: that is logged).
+    pub(super) fn accounts(&self) -> Vec<agents::Account> {
+        match &self.config.data_dir {
+            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        }
+    }
+
+    /// The capacity and role that `accounts` give agent `name` (the
+    /// server's capacity when its account names none).
+    pub(super) fn account_settings(
+        &self,
+        accounts: &[agents::Account],
+        name: &str,
+    ) -> (usize, agents::Role) {
+        accounts
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .map_or((self.config.capacity, agents::Role::Agent), |a| {
+                (a.capacity.unwrap_or(self.config.capacity), a.role)
+            })
+    }
+
+    /// When `agents.json` changed since the last look (its modification
+    /// time, size or inode: every save renames a new file over the old),
+    /// apply it to the agents here: a changed capacity or role counts from
+    /// the next routing and every console hears of it (`agents`); an agent
+    /// whose account is gone (`wschat agent remove`) is signed out: its
+    /// consoles are closed with 4001 and its conversations go back to the
+    /// queue. Called every tick: one `stat` of the file.
     pub(super) fn check_accounts(&mut self, ctx: &mut Ctx) {
+        use std::os::unix::fs::MetadataExt;
         let Some(dir) = &self.config.data_dir else {
             return;
         };
-        let Ok(changed) =
-            std::fs::metadata(dir.join(agents::AGENTS_FILE)).and_then(|m| m.modified())
-        else {
+        let Ok(meta) = std::fs::metadata(dir.join(agents::AGENTS_FILE)) else {
             return;
         };
-        if self.accounts_changed.replace(changed) == Some(changed) {
+        let Ok(modified) = meta.modified() else {
+            return;
+        };
+        let seen = (modified, meta.len(), meta.ino());
+        if self.accounts_changed.replace(seen) == Some(seen) {
             return;
         }
         let accounts = match agents::load(dir) {
@@ -85,6 +117,50 @@ impl Desk {
                 "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
         }
+        let names: Vec<String> = self.agents.keys().cloned().collect();
+        for name in names {
+            let (capacity, role) = self.account_settings(&accounts, &name);
+            let Some(agent) = self.agents.get_mut(&name) else {
+                continue;
+            };
+            if (agent.capacity, agent.role) == (capacity, role) {
+                continue;
+            }
+            log::info!(
+                "desk: agent {name} now has capacity {capacity} and role {}",
+                role.name()
+            );
+            let became_supervisor = role == agents::Role::Supervisor && !agent.supervisor();
+            agent.capacity = capacity;
+            agent.role = role;
+            let conns: Vec<ConnId> = agent.conns.iter().copied().collect();
+            let account = ordered! {"type": "account", "agent": name, "capacity": capacity, "role": role.name()};
+            ctx.broadcast(conns.clone(), &Ctx::json_frame(&account));
+            if became_supervisor {
+                let all = self.open_conversations_json(&name);
+                ctx.broadcast(conns, &Ctx::json_frame(&all));
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// The `conversations` message for agent `name`'s console: its own
+    /// open conversations, and for a supervisor every open one.
+    pub(super) fn open_conversations_json(&self, name: &str) -> String {
+        let all = self.is_supervisor(name);
+        let list: Vec<String> = self
+            .conversations
+            .values()
+            .filter(|c| match &c.state {
+                ConversationState::Assigned(a) => all || *a == name,
+                _ => false,
+            })
+            .map(|c| self.conversation_json(c, "conversation", &[]))
+            .collect();
+        format!(
+            "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
+            list.join(",")
+        )
     }
 
     /// A conversation as an agent sees it, with its transcript, as a
@@ -101,6 +177,9 @@ impl Desk {
             .field("visitor", &conv.visitor);
         if let Some(sub) = &conv.sub {
             v = v.field("sub", sub);
+        }
+        if let ConversationState::Assigned(agent) = &conv.state {
+            v = v.field("agent", agent);
         }
         v = v
             .field("online", self.visitor_online(conv))
@@ -127,7 +206,7 @@ impl Desk {
                 } else {
                     "online"
                 };
-                ordered! {"name": name, "status": status, "load": self.load(name)}
+                ordered! {"name": name, "status": status, "load": self.load(name), "capacity": a.capacity, "role": a.role.name()}
             })
             .collect();
         Object::new()
@@ -494,6 +573,7 @@ impl Desk {
         let mut to = self.visitor_conns(conv);
         if let ConversationState::Assigned(agent) = &conv.state {
             to.extend(self.agent_conns(agent));
+            to.extend(self.supervisor_conns(Some(agent)));
         }
         ctx.publish(id, Some(sender), to, &Ctx::json_frame(&rec));
     }
@@ -504,13 +584,7 @@ impl Desk {
                 .then(|| b.get("token").and_then(Value::as_str).map(String::from))
                 .flatten()
         });
-        let accounts = match &self.config.data_dir {
-            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
-                log::error!("desk: cannot read the agent accounts: {e}");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
+        let accounts = self.accounts();
         let name = token
             .as_deref()
             .and_then(|t| agents::verify(&accounts, t))
@@ -524,33 +598,22 @@ impl Desk {
         };
         log::info!("desk: agent {name} signed in from {addr}");
         self.conns.insert(conn, Participant::Agent(name.clone()));
-        let agent = self.agents.entry(name.clone()).or_insert(Agent {
-            conns: BTreeSet::new(),
-            away: false,
-            last_assigned: Instant::now(),
-            gone_since: None,
-        });
+        let (capacity, role) = self.account_settings(&accounts, &name);
+        let agent = self
+            .agents
+            .entry(name.clone())
+            .or_insert_with(|| Agent::new(capacity, role));
+        agent.capacity = capacity;
+        agent.role = role;
         agent.conns.insert(conn);
         if agent.gone_since.take().is_some() {
             self.tell_agent_status(ctx, &name, true);
         }
         let agent = &self.agents[&name];
         let status = if agent.away { "away" } else { "online" };
-        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity};
+        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": agent.capacity, "role": agent.role.name()};
         ctx.send_json(conn, &ready);
-        let mine: Vec<String> = self
-            .conversations
-            .values()
-            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
-            .map(|c| self.conversation_json(c, "conversation", &[]))
-            .collect();
-        ctx.send_json(
-            conn,
-            &format!(
-                "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
-                mine.join(",")
-            ),
-        );
+        ctx.send_json(conn, &self.open_conversations_json(&name));
         ctx.send_json(conn, &self.queue_json());
         ctx.send_json(conn, &self.agents_json());
         self.dirty = true;
@@ -589,6 +652,12 @@ impl Desk {
             ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
             self.dirty = true;
             return;
+        }
+        if kind == "claim" {
+            return self.claim(ctx, conn, &name, &body);
+        }
+        if kind == "reassign" {
+            return self.reassign(ctx, conn, &name, &body);
         }
         if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
             return error(
@@ -631,6 +700,7 @@ impl Desk {
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
+                to.extend(self.supervisor_conns(Some(&name)));
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
                 self.dirty = true;
             }
@@ -665,13 +735,10 @@ impl Desk {
                 );
             }
         };
-        let unassigned =
-            |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
         match target {
             None => {
                 self.requeue(cid, "transferred");
-                let frame = Ctx::json_frame(&unassigned(None));
-                ctx.broadcast(self.agent_conns(from), &frame);
+                self.tell_unassigned(ctx, cid, from, None);
             }
             Some(to) => {
                 let ok = self
@@ -686,7 +753,7 @@ impl Desk {
                         format!("{to} is not online"),
                     );
                 }
-                if self.load(&to) >= self.config.capacity {
+                if self.load(&to) >= self.capacity(&to) {
                     return error(
                         ctx,
                         conn,
@@ -694,10 +761,123 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
-                let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
-                ctx.broadcast(self.agent_conns(from), &frame);
+                self.tell_unassigned(ctx, cid, from, Some(&to));
                 self.assign(ctx, cid, &to, Some((from, &note)));
             }
+        }
+    }
+
+    /// Tell agent `from` (and the supervisors) that conversation `cid` is
+    /// no longer theirs: it went `to` another agent, or (`None`) back to
+    /// the queue.
+    fn tell_unassigned(&self, ctx: &mut Ctx, cid: u64, from: &str, to: Option<&str>) {
+        let msg = ordered! {"type": "unassigned", "conversation": cid, "agent": from, "to": to};
+        let mut conns = self.agent_conns(from);
+        conns.extend(self.supervisor_conns(Some(from)));
+        ctx.broadcast(conns, &Ctx::json_frame(&msg));
+    }
+
+    /// `claim`: agent `name` takes a conversation waiting in the queue,
+    /// whatever its place, if it has room (a supervisor always has).
+    fn claim(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let Some(cid) = cid.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| c.state == ConversationState::Queued)
+        }) else {
+            return error(
+                ctx,
+                conn,
+                "not_queued",
+                "that conversation is not waiting in the queue",
+            );
+        };
+        if !self.is_supervisor(name) && self.load(name) >= self.capacity(name) {
+            return error(
+                ctx,
+                conn,
+                "agent_full",
+                format!("{name} has no free capacity"),
+            );
+        }
+        log::info!("desk: agent {name} claimed conversation {cid}");
+        self.assign(ctx, cid, name, None);
+    }
+
+    /// `reassign` (supervisors only): give any open or waiting conversation
+    /// to an agent who is signed in (the supervisor itself: taking it
+    /// over), beyond that agent's capacity if need be, or (`"to":null`) put
+    /// it back in the queue.
+    fn reassign(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
+        if !self.is_supervisor(name) {
+            return error(
+                ctx,
+                conn,
+                "forbidden",
+                "only a supervisor may reassign a conversation",
+            );
+        }
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let state = cid
+            .and_then(|c| self.conversations.get(&c))
+            .map(|c| c.state.clone());
+        let (Some(cid), Some(state)) = (cid, state) else {
+            return error(ctx, conn, "not_found", "there is no such conversation");
+        };
+        if state == ConversationState::Resolved {
+            return error(ctx, conn, "resolved", "that conversation is resolved");
+        }
+        let note: String = body
+            .get("note")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(MAX_NOTE_CHARS)
+            .collect();
+        let previous = match &state {
+            ConversationState::Assigned(a) => Some(a.clone()),
+            _ => None,
+        };
+        match body.get("to") {
+            None | Some(Value::Null) => {
+                if let Some(prev) = previous {
+                    self.requeue(cid, "reassigned");
+                    self.tell_unassigned(ctx, cid, &prev, None);
+                }
+            }
+            Some(Value::String(to)) => {
+                if self.agents.get(to).is_none_or(|a| a.conns.is_empty()) {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("{to} is not online"),
+                    );
+                }
+                if previous.as_deref() == Some(to.as_str()) {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("the conversation is {to}'s already"),
+                    );
+                }
+                log::info!("desk: supervisor {name} gave conversation {cid} to {to}");
+                match previous {
+                    Some(prev) => {
+                        self.tell_unassigned(ctx, cid, &prev, Some(to));
+                        self.assign(ctx, cid, to, Some((&prev, &note)));
+                    }
+                    None => self.assign(ctx, cid, to, None),
+                }
+            }
+            Some(_) => error(
+                ctx,
+                conn,
+                "bad_command",
+                "\"to\" is an agent's name or null",
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! capacity (ties to the longest idle), re-queueing, and the notices that
 //! follow a change (docs/customer-service.md, "Routing").
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::Desk;
@@ -20,8 +21,9 @@ impl Desk {
                 .agents
                 .iter()
                 .filter(|(_, a)| !a.conns.is_empty() && !a.away)
-                .map(|(name, a)| (self.load(name), a.last_assigned, name))
-                .filter(|(load, _, _)| *load < self.config.capacity)
+                .map(|(name, a)| (self.load(name), a.last_assigned, name, a.capacity))
+                .filter(|(load, _, _, capacity)| load < capacity)
+                .map(|(load, idle, name, _)| (load, idle, name))
                 .min()
                 .map(|(_, _, name)| name.clone());
             let Some(agent) = best else {
@@ -50,10 +52,16 @@ impl Desk {
         if let Some((prev, note)) = from {
             rec = rec.field("from", prev).field("note", note);
         }
-        self.record(rec.field("time", now_ms()).finish());
+        let time = now_ms();
+        self.record(rec.field("time", time).finish());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
+        if conv.state == ConversationState::Queued {
+            let waited = time.saturating_sub(conv.queued_at);
+            ctx.metrics().desk.observe_wait(waited);
+        }
+        self.queue.retain(|&c| c != cid);
         conv.state = ConversationState::Assigned(agent.to_string());
         self.told.remove(&cid);
         if let Some(a) = self.agents.get_mut(agent) {
@@ -66,7 +74,9 @@ impl Desk {
         };
         let text = self.conversation_json(conv, "assigned", &extra);
         let frame = Ctx::json_frame(&text);
-        ctx.broadcast(self.agent_conns(agent), &frame);
+        let mut to = self.agent_conns(agent);
+        to.extend(self.supervisor_conns(Some(agent)));
+        ctx.broadcast(to, &frame);
         let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
         ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
         self.dirty = true;
@@ -95,6 +105,15 @@ impl Desk {
             return;
         }
         self.dirty = false;
+        let open = self
+            .conversations
+            .values()
+            .filter(|c| matches!(c.state, ConversationState::Assigned(_)))
+            .count();
+        let figures = &ctx.metrics().desk;
+        figures.queue_length.store(self.queue.len(), Relaxed);
+        figures.agents_online.store(self.online_agents(), Relaxed);
+        figures.conversations_open.store(open, Relaxed);
         let conns = self.all_agent_conns();
         ctx.broadcast(conns.clone(), &Ctx::json_frame(&self.queue_json()));
         ctx.broadcast(conns, &Ctx::json_frame(&self.agents_json()));

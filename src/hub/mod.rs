@@ -192,6 +192,12 @@ impl Ctx {
         }
     }
 
+    /// The server's counters (an app keeps its own figures there, as the
+    /// desk does in [`Metrics::desk`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Encode a text message once, as a server frame, for sending to many
     /// (compressed at most once, for those who negotiated permessage-deflate:
     /// see [`PreparedFrame`]).
