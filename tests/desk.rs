@@ -847,3 +847,67 @@ fn an_agent_claims_a_conversation_from_the_queue() {
     bob.send(json!({"type": "claim", "conversation": convs[0].0}));
     bob.expect_where("error", |e| e["code"] == "not_queued");
 }
+
+/// `/metrics` as name (with labels) → value.
+fn scrape(server: &ServerHandle) -> std::collections::BTreeMap<String, f64> {
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr());
+    let reply = common::http_exchange(server.addr(), request.as_bytes());
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply
+        .body_text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_resolving_agent_is_told_the_rating_and_metrics_count_the_desk() {
+    let (server, tokens, _dir) = desk("rated", 1, Duration::from_secs(300), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v1, _) = Client::visitor(&server, "?name=Zhao");
+    let (mut v2, _) = Client::visitor(&server, "");
+    let (c1, _) = open(&mut v1, "hi");
+    let (c2, agent) = open(&mut v2, "hello");
+    assert_eq!(agent, None);
+    let m = scrape(&server);
+    assert_eq!(m["wschat_desk_queue_length"], 1.0);
+    assert_eq!(m["wschat_desk_agents_online"], 1.0);
+    assert_eq!(m["wschat_desk_conversations_open"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_count"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_bucket{le=\"+Inf\"}"], 1.0);
+    alice.send(json!({"type": "resolve", "conversation": c1}));
+    v1.expect("resolved");
+    assert_eq!(v2.expect("assigned")["agent"], "alice");
+    // A comment past the limit is refused; the rating can still be given.
+    let long = "好".repeat(wschat::desk::MAX_COMMENT_CHARS + 1);
+    v1.send(json!({"type": "rate", "rating": 4, "comment": long}));
+    v1.expect_where("error", |e| e["code"] == "bad_rating");
+    v1.send(json!({"type": "rate", "rating": 4, "comment": "quick, thanks"}));
+    let mine = v1.expect("rated");
+    assert_eq!(
+        (mine["rating"].clone(), mine["comment"].clone()),
+        (json!(4), json!("quick, thanks"))
+    );
+    let told = alice.expect("rated");
+    assert_eq!(told["conversation"], c1);
+    assert_eq!(told["stars"], 4);
+    assert_eq!(told["comment"], "quick, thanks");
+    assert_eq!(told["visitor"], "Zhao");
+    let m = scrape(&server);
+    for stars in 1..=5 {
+        let n = m[&format!("wschat_desk_ratings_total{{stars=\"{stars}\"}}")];
+        assert_eq!(n, if stars == 4 { 1.0 } else { 0.0 }, "{stars} stars");
+    }
+    assert_eq!(m["wschat_desk_queue_length"], 0.0);
+    assert_eq!(m["wschat_desk_conversations_open"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_count"], 2.0);
+    assert_eq!(m["wschat_desk_wait_seconds_bucket{le=\"+Inf\"}"], 2.0);
+    // Only once.
+    v1.send(json!({"type": "rate", "rating": 1}));
+    v1.expect_where("error", |e| e["code"] == "not_resolved");
+    let _ = c2;
+}

@@ -55,6 +55,8 @@ pub const DEFAULT_KEEP_RESOLVED: usize = 10_000;
 pub const DEFAULT_KEEP_MESSAGES: usize = 1_000;
 /// Lowest and highest rating a visitor can give.
 pub const RATINGS: std::ops::RangeInclusive<u64> = 1..=5;
+/// Longest comment a visitor may give with a rating, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
 /// Longest transfer note, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
 

@@ -43,6 +43,10 @@ pub(super) struct Conversation {
     /// When it last entered the queue, epoch ms.
     pub(super) queued_at: u64,
     pub(super) rating: Option<u64>,
+    /// The comment that came with the rating, if any.
+    pub(super) comment: Option<String>,
+    /// The agent whose conversation it was when it was resolved.
+    pub(super) resolved_by: Option<String>,
     /// The visitor's `sub`, when it signed in with a token.
     pub(super) sub: Option<String>,
     /// Its bytes as the memory budget counts them.
@@ -196,6 +200,7 @@ impl Desk {
             "desk_rated" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = v["rating"].as_u64();
+                    conv.comment = v["comment"].as_str().map(str::to_string);
                 }
             }
             _ => {}
@@ -210,6 +215,9 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
+        if let ConversationState::Assigned(agent) = &conv.state {
+            conv.resolved_by = Some(agent.clone());
+        }
         conv.state = ConversationState::Resolved;
         self.resolved_seq += 1;
         conv.resolved_at = Some(self.resolved_seq);
@@ -305,6 +313,8 @@ impl Desk {
                 opened: time,
                 queued_at: time,
                 rating: None,
+                comment: None,
+                resolved_by: None,
                 sub,
                 bytes,
             },

@@ -6,12 +6,13 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
-use super::{AUTH_FAILED, Desk, MAX_NOTE_CHARS, RATINGS, agents};
+use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents};
 use crate::chat::valid_name;
 use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
 use crate::json::Object;
 use crate::ordered;
+use serde::Serialize;
 
 pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
@@ -507,14 +508,21 @@ impl Desk {
                 let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
                     return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
                 };
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
-                if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.rating = Some(rating);
-                }
-                let msg = ordered! {"type": "rated", "conversation": cid, "rating": rating};
-                let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
-                ctx.broadcast(conns, &Ctx::json_frame(&msg));
+                let comment = match body.get("comment") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(c)) if c.chars().count() <= MAX_COMMENT_CHARS => {
+                        Some(c.trim().to_string()).filter(|c| !c.is_empty())
+                    }
+                    Some(_) => {
+                        return error(
+                            ctx,
+                            conn,
+                            "bad_rating",
+                            format!("a comment is text of at most {MAX_COMMENT_CHARS} characters"),
+                        );
+                    }
+                };
+                self.rate(ctx, &key, cid, rating, comment);
             }
             other => error(
                 ctx,
@@ -523,6 +531,57 @@ impl Desk {
                 format!("unknown message type {other:?}"),
             ),
         }
+    }
+
+    /// The visitor of session `key` rates conversation `cid`: stored, told
+    /// to the visitor's connections (`rated` with `rating`), to the agent
+    /// who resolved it and the supervisors (`rated` with `stars`), counted
+    /// for `/metrics`.
+    fn rate(&mut self, ctx: &mut Ctx, key: &str, cid: u64, rating: u64, comment: Option<String>) {
+        let id = self.take_id();
+        let time = now_ms();
+        let record = RatedRecord {
+            kind: "desk_rated",
+            id,
+            conversation: cid,
+            rating,
+            comment: comment.as_deref(),
+            time,
+        };
+        self.record(to_json(&record));
+        ctx.metrics().desk.count_rating(rating);
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.rating = Some(rating);
+        conv.comment = comment.clone();
+        let to_visitor = RatedToVisitor {
+            kind: "rated",
+            conversation: cid,
+            rating,
+            comment: comment.as_deref(),
+        };
+        let conns: Vec<ConnId> = self
+            .sessions
+            .get(key)
+            .map(|s| s.conns.iter().copied().collect())
+            .unwrap_or_default();
+        ctx.broadcast(conns, &Ctx::json_frame(&to_json(&to_visitor)));
+        let conv = &self.conversations[&cid];
+        let agent = conv.resolved_by.as_deref();
+        let to_agent = RatedToAgent {
+            kind: "rated",
+            conversation: cid,
+            stars: rating,
+            comment: comment.as_deref(),
+            visitor: &conv.visitor,
+            agent,
+            time,
+        };
+        let mut conns = agent.map(|a| self.agent_conns(a)).unwrap_or_default();
+        conns.extend(self.supervisor_conns(agent));
+        ctx.broadcast(conns, &Ctx::json_frame(&to_json(&to_agent)));
+        // Webhook point: `conversation.rated` (cid, rating, comment).
     }
 
     /// The `"text"` of a message, checked; or an error sent.
@@ -880,6 +939,51 @@ impl Desk {
             ),
         }
     }
+}
+
+/// `desk_rated`, the log record of a rating.
+#[derive(Serialize)]
+struct RatedRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    conversation: u64,
+    rating: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+    time: u64,
+}
+
+/// `rated`, as the visitor who rated is told.
+#[derive(Serialize)]
+struct RatedToVisitor<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    conversation: u64,
+    rating: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+}
+
+/// `rated`, as the agent who resolved the conversation (and the
+/// supervisors) are told.
+#[derive(Serialize)]
+struct RatedToAgent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    conversation: u64,
+    stars: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+    visitor: &'a str,
+    agent: Option<&'a str>,
+    time: u64,
+}
+
+/// A message struct as JSON, its fields in declaration order (a struct of
+/// strings and numbers always serializes).
+pub(super) fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// How a visitor says who it is.
