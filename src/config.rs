@@ -134,6 +134,9 @@ pub struct Config {
     pub desk_keep_resolved: usize,
     /// Messages of one support conversation kept in memory.
     pub desk_keep_messages: usize,
+    /// How long a waiting visitor may be offline before its conversation
+    /// leaves the queue as abandoned; zero: never.
+    pub desk_abandon_after: Duration,
     /// Run connection threads under `SCHED_BATCH` (Linux): no wake-up
     /// preemption, fewer context switches per message.
     pub batch_threads: bool,
@@ -191,6 +194,7 @@ impl Default for Config {
             desk_max_queue: crate::desk::DEFAULT_MAX_QUEUE,
             desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
+            desk_abandon_after: crate::desk::DEFAULT_ABANDON_AFTER,
             batch_threads: true,
             metrics_from: IpRange::LOOPBACK.to_vec(),
             api_keys: Vec::new(),
@@ -277,6 +281,7 @@ impl Config {
             max_queue: self.desk_max_queue,
             keep_resolved: self.desk_keep_resolved,
             keep_messages: self.desk_keep_messages,
+            abandon_after: self.desk_abandon_after,
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
         }
@@ -643,6 +648,16 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.desk_keep_messages.to_string(),
+    },
+    Flag {
+        name: "desk-abandon-after",
+        value: Some("DURATION"),
+        help: "how long a waiting support visitor may be offline before its conversation leaves the queue as abandoned; 0: never",
+        apply: |c, v| {
+            c.desk_abandon_after = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.desk_abandon_after),
     },
     Flag {
         name: "allowed-origin",

@@ -911,3 +911,142 @@ fn the_resolving_agent_is_told_the_rating_and_metrics_count_the_desk() {
     v1.expect_where("error", |e| e["code"] == "not_resolved");
     let _ = c2;
 }
+
+#[test]
+fn a_waiting_visitor_offline_too_long_leaves_the_queue_as_abandoned() {
+    let dir = TempDir::new("abandon");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        desk_abandon_after: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    // Alice is away, so both visitors wait.
+    let mut alice = Client::agent(&server, &token);
+    alice.send(json!({"type": "presence", "status": "away"}));
+    alice.expect("presence");
+    let (mut gone, welcome) = Client::visitor(&server, "");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (c1, _) = open(&mut gone, "anyone there?");
+    let (mut stays, _) = Client::visitor(&server, "");
+    let (c2, _) = open(&mut stays, "I'll wait");
+    alice.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 2);
+    // One leaves; after a second offline its conversation leaves the queue.
+    // The other, still connected, keeps waiting however long it takes.
+    drop(gone);
+    let q = alice.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 1);
+    assert_eq!(q["queue"][0]["conversation"], c2);
+    // Alice comes back: only the visitor who stayed is given to her.
+    alice.send(json!({"type": "presence", "status": "online"}));
+    let a = alice.expect("assigned");
+    assert_eq!(a["conversation"], c2);
+    // The visitor who left finds it closed on return, and may write anew.
+    let (mut back, _) = Client::visitor(&server, &format!("?session={session}"));
+    let t = back.expect("transcript");
+    assert_eq!(
+        (t["conversation"].as_u64(), t["state"].as_str()),
+        (Some(c1), Some("resolved"))
+    );
+    let (c3, _) = open(&mut back, "sorry, I was away");
+    assert_ne!(c3, c1);
+    // Alice sees the abandoned one among the visitor's earlier conversations.
+    alice.expect_where("assigned", |x| x["conversation"] == c3);
+    alice.send(json!({"type": "visitor", "conversation": c3}));
+    let v = alice.expect("visitor");
+    assert_eq!(v["previous"][0]["conversation"], c1);
+    assert_eq!(v["previous"][0]["state"], "abandoned");
+}
+
+#[test]
+fn a_returning_visitor_brings_its_contact_and_earlier_conversations() {
+    let dir = TempDir::new("contact");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::bind(config.clone()).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let query = "?lang=en-GB&page=https%3A%2F%2Fshop.example%2Fcart&referrer=https%3A%2F%2Fsearch.example%2F";
+    let (mut v, welcome) = Client::visitor(&server, query);
+    let default_name = welcome["name"].as_str().unwrap().to_string();
+    assert!(default_name.starts_with("Visitor "), "{default_name}");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    // The pre-chat form.
+    v.send(json!({"type": "contact", "name": "Ann", "email": "not an address"}));
+    v.expect_where("error", |e| e["code"] == "bad_email");
+    v.send(json!({"type": "contact", "name": "Ann", "email": "ann@example.com"}));
+    let c = v.expect("contact");
+    assert_eq!(
+        (c["name"].clone(), c["email"].clone()),
+        (json!("Ann"), json!("ann@example.com"))
+    );
+    let (c1, _) = open(&mut v, "the cart is empty");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == c1);
+    assert_eq!(a["visitor"], "Ann");
+    assert_eq!(a["contact"]["email"], "ann@example.com");
+    assert_eq!(a["contact"]["page"], "https://shop.example/cart");
+    assert_eq!(a["contact"]["referrer"], "https://search.example/");
+    assert!(a["contact"]["first_seen"].as_u64().unwrap() > 0);
+    assert_eq!(a["previous"], 0);
+    alice.send(json!({"type": "message", "conversation": c1, "text": "try again now"}));
+    v.expect_where("desk_message", |m| m["text"] == "try again now");
+    // The visitor ends the chat itself, and rates it.
+    v.send(json!({"type": "end"}));
+    assert_eq!(v.expect("resolved")["by"], "visitor");
+    alice.expect_where("resolved", |r| {
+        r["conversation"] == c1 && r["by"] == "visitor"
+    });
+    v.send(json!({"type": "rate", "rating": 5, "comment": "fixed"}));
+    v.expect("rated");
+    v.send(json!({"type": "end"}));
+    v.expect_where("error", |e| e["code"] == "not_open");
+    drop((alice, v));
+    server.stop();
+    // Days later (a restart between): the same visitor writes again.
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let (mut v, welcome) = Client::visitor(&server, &format!("?session={session}&lang=en"));
+    assert_eq!(welcome["name"], "Ann");
+    let (c2, _) = open(&mut v, "it is empty again");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == c2);
+    assert_eq!(a["previous"], 1);
+    assert_eq!(a["contact"]["email"], "ann@example.com");
+    alice.send(json!({"type": "visitor", "conversation": c2}));
+    let info = alice.expect("visitor");
+    assert_eq!(info["visitor"], "Ann");
+    assert_eq!(info["contact"]["page"], "https://shop.example/cart");
+    let earlier = &info["previous"][0];
+    assert_eq!(earlier["conversation"], c1);
+    assert_eq!(earlier["state"], "resolved");
+    assert_eq!(earlier["agent"], "alice");
+    assert_eq!(
+        (earlier["rating"].clone(), earlier["comment"].clone()),
+        (json!(5), json!("fixed"))
+    );
+    let texts: Vec<&str> = earlier["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["the cart is empty", "try again now"]);
+    // A new visitor's default name is never one given before the restart.
+    let (_, fresh) = Client::visitor(&server, "?lang=zh-CN");
+    let name = fresh["name"].as_str().unwrap();
+    assert!(name.starts_with("访客"), "{name}");
+    let n = |s: &str| {
+        s.trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(n(name) > n(&default_name), "{name} after {default_name}");
+    // Another agent's conversation is not shown to alice.
+    alice.send(json!({"type": "visitor", "conversation": 999_999}));
+    alice.expect_where("error", |e| e["code"] == "not_yours");
+}

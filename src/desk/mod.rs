@@ -55,6 +55,19 @@ pub const DEFAULT_KEEP_RESOLVED: usize = 10_000;
 pub const DEFAULT_KEEP_MESSAGES: usize = 1_000;
 /// Lowest and highest rating a visitor can give.
 pub const RATINGS: std::ops::RangeInclusive<u64> = 1..=5;
+/// Default for how long a waiting visitor may be offline before its
+/// conversation leaves the queue as abandoned (`--desk-abandon-after`).
+pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Longest page address or referrer kept of a visitor, in bytes (longer
+/// ones are cut at a character boundary).
+pub const MAX_URL_BYTES: usize = 2048;
+/// Longest browser description (`User-Agent`) kept, in bytes.
+pub const MAX_BROWSER_BYTES: usize = 512;
+/// Longest e-mail address a visitor may give, in bytes (RFC 5321 §4.5.3.1
+/// limits a path to 256 octets with its brackets).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Most earlier conversations of a visitor shown to an agent at once.
+pub const MAX_PREVIOUS: usize = 10;
 /// Longest comment a visitor may give with a rating, in characters.
 pub const MAX_COMMENT_CHARS: usize = 1000;
 /// Longest transfer note, in characters.
@@ -77,6 +90,9 @@ pub struct DeskConfig {
     pub keep_resolved: usize,
     /// Messages of one conversation kept in memory.
     pub keep_messages: usize,
+    /// How long a waiting visitor may be offline before its conversation
+    /// leaves the queue as abandoned; zero: never.
+    pub abandon_after: Duration,
     /// The secrets visitors' tokens are signed with (`--jwt-secret`).
     pub jwt_secrets: Vec<Vec<u8>>,
     /// Whether visitors must sign in (`--auth`).
@@ -93,6 +109,7 @@ impl Default for DeskConfig {
             max_queue: DEFAULT_MAX_QUEUE,
             keep_resolved: DEFAULT_KEEP_RESOLVED,
             keep_messages: DEFAULT_KEEP_MESSAGES,
+            abandon_after: DEFAULT_ABANDON_AFTER,
             jwt_secrets: Vec::new(),
             auth: crate::chat::AuthMode::Optional,
         }
@@ -153,9 +170,15 @@ impl Desk {
         for record in records {
             desk.replay(record);
         }
+        // Visitors with nothing to resume are not kept (their numbers are
+        // counted already); the others are offline since now.
+        let now = Instant::now();
+        desk.sessions.retain(|_, s| s.conversation.is_some());
+        for s in desk.sessions.values_mut() {
+            s.offline_since = Some(now);
+        }
         // Agents who had conversations are not here yet: their grace
         // period starts now.
-        let now = Instant::now();
         let accounts = desk.accounts();
         for conv in desk.conversations.values() {
             if let ConversationState::Assigned(name) = &conv.state {
@@ -203,9 +226,9 @@ impl App for Desk {
                 let name = name.clone();
                 self.agent_text(ctx, conn, name, text);
             }
-            Some(Participant::VisitorWaiting { name, .. }) => {
-                let name = name.clone();
-                self.visitor_waiting_text(ctx, conn, name, &text);
+            Some(Participant::VisitorWaiting { name, arrival, .. }) => {
+                let (name, arrival) = (name.clone(), (**arrival).clone());
+                self.visitor_waiting_text(ctx, conn, (name, arrival), &text);
             }
             Some(Participant::Refused { .. }) | None => {}
         }
@@ -278,6 +301,7 @@ impl App for Desk {
                 "desk: agent {name}'s grace period is over; {requeued} conversations re-queued"
             );
         }
+        self.abandon(now);
         self.settle(ctx);
     }
 

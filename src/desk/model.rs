@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::Desk;
@@ -51,6 +52,8 @@ pub(super) struct Conversation {
     pub(super) sub: Option<String>,
     /// Its bytes as the memory budget counts them.
     pub(super) bytes: usize,
+    /// It left the queue because its visitor was offline too long.
+    pub(super) abandoned: bool,
 }
 
 /// What a conversation costs in memory beyond its strings and messages.
@@ -88,9 +91,39 @@ impl Conversation {
     }
 }
 
+/// What the desk knows of a visitor, shown to its agent: given in the
+/// pre-chat form (`contact`), or by the widget when it connects. Each
+/// field has a byte limit (`MAX_URL_BYTES`, …), so a contact stays under
+/// 5 KiB; it lives in the visitor's session, which is kept only while the
+/// visitor is connected or has a conversation in memory.
+#[derive(Debug, Default, Clone, Serialize)]
+pub(super) struct Contact {
+    /// The address the visitor gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) email: Option<String>,
+    /// The page the widget was opened from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) page: Option<String>,
+    /// That page's referrer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) referrer: Option<String>,
+    /// The browser's `User-Agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) browser: Option<String>,
+    /// When the visitor was first seen, epoch ms.
+    pub(super) first_seen: u64,
+    /// When the visitor was last seen (connected), epoch ms.
+    pub(super) last_seen: u64,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Session {
     pub(super) conns: BTreeSet<ConnId>,
+    /// The visitor's contact record.
+    pub(super) contact: Contact,
+    /// Since when no connection of the visitor is open (`None` while one
+    /// is): a waiting conversation is abandoned after `abandon_after`.
+    pub(super) offline_since: Option<Instant>,
     /// The latest conversation (open, or resolved and kept for its rating).
     pub(super) conversation: Option<u64>,
     pub(super) name: String,
@@ -141,6 +174,7 @@ pub(super) enum Participant {
     VisitorWaiting {
         name: Option<String>,
         since: Instant,
+        arrival: Box<super::protocol::Arrival>,
     },
     /// An agent connection that has not authenticated yet.
     Pending {
@@ -160,6 +194,9 @@ impl Desk {
             return;
         };
         let kind = v["type"].as_str().unwrap_or("");
+        if kind == "desk_contact" {
+            return self.replay_contact(&v);
+        }
         let Some(cid) = v["conversation"].as_u64() else {
             return;
         };
@@ -195,6 +232,11 @@ impl Desk {
             }
             "desk_resolved" if self.conversations.contains_key(&cid) => {
                 self.queue.retain(|&c| c != cid);
+                if v["by"] == "abandoned"
+                    && let Some(conv) = self.conversations.get_mut(&cid)
+                {
+                    conv.abandoned = true;
+                }
                 self.mark_resolved(cid);
             }
             "desk_rated" => {
@@ -205,6 +247,31 @@ impl Desk {
             }
             _ => {}
         }
+    }
+
+    /// A `desk_contact` record: a visitor's number, name and contact.
+    fn replay_contact(&mut self, v: &Value) {
+        let Some(key) = v["session"].as_str() else {
+            return;
+        };
+        if let Some(n) = v["number"].as_u64() {
+            self.next_visitor = self.next_visitor.max(n + 1);
+        }
+        let s = self.sessions.entry(key.to_string()).or_default();
+        if let Some(name) = v["name"].as_str() {
+            s.name = name.to_string();
+        }
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        let c = &mut s.contact;
+        c.email = text("email").or(c.email.take());
+        c.page = text("page").or(c.page.take());
+        c.referrer = text("referrer").or(c.referrer.take());
+        c.browser = text("browser").or(c.browser.take());
+        let time = v["time"].as_u64().unwrap_or(0);
+        if c.first_seen == 0 {
+            c.first_seen = time;
+        }
+        c.last_seen = c.last_seen.max(time);
     }
 
     /// Conversation `cid` is resolved: note when, and forget the resolved
@@ -280,7 +347,9 @@ impl Desk {
     }
 
     /// Add a conversation to the back of the queue; the session's older,
-    /// resolved one is forgotten (it stays in the log).
+    /// resolved ones stay in memory (until `keep_resolved` or the budget
+    /// lets them go) to be shown to the agent as the visitor's earlier
+    /// conversations.
     pub(super) fn open_conversation(
         &mut self,
         cid: u64,
@@ -290,14 +359,7 @@ impl Desk {
     ) {
         let s = self.sessions.entry(session.clone()).or_default();
         s.name = visitor.clone();
-        if let Some(old) = s.conversation.replace(cid)
-            && let Some(conv) = self.conversations.remove(&old)
-        {
-            if let Some(seq) = conv.resolved_at {
-                self.resolved.remove(&seq);
-            }
-            self.budget.sub(Kept::Desk, conv.bytes);
-        }
+        s.conversation = Some(cid);
         let bytes = Conversation::base_cost(&session, &visitor);
         self.budget.add(Kept::Desk, bytes);
         self.conversations.insert(
@@ -317,6 +379,7 @@ impl Desk {
                 resolved_by: None,
                 sub,
                 bytes,
+                abandoned: false,
             },
         );
         self.queue.push_back(cid);

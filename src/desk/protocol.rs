@@ -182,6 +182,10 @@ impl Desk {
         if let ConversationState::Assigned(agent) = &conv.state {
             v = v.field("agent", agent);
         }
+        if let Some(s) = self.sessions.get(&conv.session) {
+            v = v.field("contact", &s.contact);
+        }
+        v = v.field("previous", self.previous(conv).len());
         v = v
             .field("online", self.visitor_online(conv))
             .field("opened", conv.opened)
@@ -241,9 +245,12 @@ impl Desk {
             .request
             .query_param("name")
             .and_then(|n| valid_name(&n).ok());
+        let arrival = Arrival::of(info);
         if let Some(token) = info.request.query_param("token") {
             match self.verify(&token) {
-                Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), asked),
+                Ok(claims) => {
+                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), asked, &arrival)
+                }
                 Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
             }
             return;
@@ -255,6 +262,7 @@ impl Desk {
                 Participant::VisitorWaiting {
                     name: asked,
                     since: std::time::Instant::now(),
+                    arrival: Box::new(arrival),
                 },
             );
             return;
@@ -263,7 +271,7 @@ impl Desk {
             .request
             .query_param("session")
             .filter(|t| !t.is_empty() && t.len() <= 128);
-        self.visitor_arrive(ctx, conn, VisitorId::Session(presented), asked);
+        self.visitor_arrive(ctx, conn, VisitorId::Session(presented), asked, &arrival);
     }
 
     fn verify(&self, token: &str) -> Result<crate::auth::Claims, crate::auth::Refusal> {
@@ -276,7 +284,7 @@ impl Desk {
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
-        name: Option<String>,
+        (name, arrival): (Option<String>, Arrival),
         text: &str,
     ) {
         self.conns.remove(&conn);
@@ -290,7 +298,9 @@ impl Desk {
             None => Err(crate::auth::Refusal::Required),
         };
         match result {
-            Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), name),
+            Ok(claims) => {
+                self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), name, &arrival)
+            }
             Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
         }
     }
@@ -306,6 +316,7 @@ impl Desk {
         if !session.conns.is_empty() {
             return;
         }
+        session.offline_since = Some(Instant::now());
         let current = session.conversation;
         if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
             if let ConversationState::Assigned(agent) = &conv.state {
@@ -328,6 +339,7 @@ impl Desk {
         conn: ConnId,
         who: VisitorId,
         asked: Option<String>,
+        arrival: &Arrival,
     ) {
         let (token, key, sub, fixed_name) = match who {
             VisitorId::Session(Some(t)) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
@@ -347,23 +359,53 @@ impl Desk {
         };
         let asked = fixed_name.or(asked);
         let fresh = !self.sessions.contains_key(&key);
+        let mut number = None;
         let next = &mut self.next_visitor;
         let session = self.sessions.entry(key.clone()).or_insert_with(|| {
             let n = *next;
             *next += 1;
+            number = Some(n);
             Session {
-                name: format!("访客{n}"),
+                name: arrival.default_name(n),
                 ..Session::default()
             }
         });
-        if let Some(name) = asked {
+        let mut changed = number.is_some();
+        if let Some(name) = asked
+            && name != session.name
+        {
             session.name = name;
+            changed = true;
         }
         if sub.is_some() {
             session.sub = sub.clone();
         }
+        let time = now_ms();
+        let contact = &mut session.contact;
+        for (field, given) in [
+            (&mut contact.page, &arrival.page),
+            (&mut contact.referrer, &arrival.referrer),
+            (&mut contact.browser, &arrival.browser),
+        ] {
+            if given.is_some() && given != field {
+                field.clone_from(given);
+                changed = true;
+            }
+        }
+        if contact.first_seen == 0 {
+            contact.first_seen = time;
+        }
+        contact.last_seen = time;
         let was_offline = session.conns.is_empty();
         session.conns.insert(conn);
+        session.offline_since = None;
+        if changed {
+            // Kept in the log: names stay unique for the life of the data
+            // directory, and the agent sees the contact after a restart.
+            let record = self.contact_record(&key, number);
+            self.record(record);
+        }
+        let session = &self.sessions[&key];
         let name = session.name.clone();
         let current = session.conversation;
         self.conns.insert(conn, Participant::Visitor(key));
@@ -432,7 +474,8 @@ impl Desk {
                 Ok(claims) => {
                     self.conns.remove(&conn);
                     self.visitor_left(ctx, conn, &key);
-                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), None);
+                    let arrival = Arrival::default();
+                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), None, &arrival);
                 }
                 Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
             }
@@ -482,6 +525,8 @@ impl Desk {
                 let name = self.sessions[&key].name.clone();
                 self.post(ctx, conn, cid, ("visitor", &name), &text);
             }
+            "contact" => self.visitor_contact(ctx, conn, &key, &body),
+            "end" => self.visitor_end(ctx, conn, open),
             "typing" => {
                 if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
                     && let ConversationState::Assigned(agent) = &conv.state
@@ -582,6 +627,163 @@ impl Desk {
         conns.extend(self.supervisor_conns(agent));
         ctx.broadcast(conns, &Ctx::json_frame(&to_json(&to_agent)));
         // Webhook point: `conversation.rated` (cid, rating, comment).
+    }
+
+    /// The `desk_contact` record of session `key` (with `number` when a
+    /// default name was just given out).
+    fn contact_record(&self, key: &str, number: Option<u64>) -> String {
+        let session = &self.sessions[key];
+        let c = &session.contact;
+        let record = ContactRecord {
+            kind: "desk_contact",
+            id: self.take_id(),
+            session: key,
+            number,
+            name: &session.name,
+            email: c.email.as_deref(),
+            page: c.page.as_deref(),
+            referrer: c.referrer.as_deref(),
+            browser: c.browser.as_deref(),
+            time: c.last_seen,
+        };
+        to_json(&record)
+    }
+
+    /// The visitor's earlier conversations still in memory (besides
+    /// `conv`), newest first, at most [`super::MAX_PREVIOUS`].
+    pub(super) fn previous(&self, conv: &Conversation) -> Vec<&Conversation> {
+        self.conversations
+            .values()
+            .rev()
+            .filter(|c| c.session == conv.session && c.id != conv.id)
+            .take(super::MAX_PREVIOUS)
+            .collect()
+    }
+
+    /// The `visitor` message: conversation `conv`'s visitor, its contact
+    /// and its earlier conversations with their transcripts.
+    fn visitor_json(&self, conv: &Conversation) -> String {
+        let previous: Vec<String> = self
+            .previous(conv)
+            .into_iter()
+            .map(|c| {
+                let state = match &c.state {
+                    ConversationState::Queued => "queued",
+                    ConversationState::Assigned(_) => "assigned",
+                    ConversationState::Resolved if c.abandoned => "abandoned",
+                    ConversationState::Resolved => "resolved",
+                };
+                let agent = match &c.state {
+                    ConversationState::Assigned(a) => Some(a.as_str()),
+                    _ => c.resolved_by.as_deref(),
+                };
+                let mut o = Object::new()
+                    .field("conversation", c.id)
+                    .field("opened", c.opened)
+                    .field("state", state)
+                    .field("agent", agent)
+                    .field("rating", c.rating);
+                if let Some(comment) = &c.comment {
+                    o = o.field("comment", comment);
+                }
+                if c.earlier > 0 {
+                    o = o.field("earlier", c.earlier);
+                }
+                o.json_list("messages", &c.messages).finish()
+            })
+            .collect();
+        let mut v = Object::new()
+            .field("type", "visitor")
+            .field("conversation", conv.id)
+            .field("visitor", &conv.visitor);
+        if let Some(sub) = &conv.sub {
+            v = v.field("sub", sub);
+        }
+        if let Some(s) = self.sessions.get(&conv.session) {
+            v = v.field("contact", &s.contact);
+        }
+        v.json_list("previous", &previous).finish()
+    }
+
+    /// `contact` from a visitor (the pre-chat form): its name and e-mail.
+    fn visitor_contact(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        key: &str,
+        body: &Map<String, Value>,
+    ) {
+        let name = match body.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) if n.trim().is_empty() => None,
+            Some(Value::String(n)) => match valid_name(n) {
+                Ok(n) => Some(n),
+                Err(e) => return error(ctx, conn, "bad_name", e),
+            },
+            Some(_) => return error(ctx, conn, "bad_name", "\"name\" is text"),
+        };
+        let email = match body.get("email") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(e)) if e.trim().is_empty() => None,
+            Some(Value::String(e)) if plausible_email(e.trim()) => Some(e.trim().to_string()),
+            Some(_) => {
+                return error(
+                    ctx,
+                    conn,
+                    "bad_email",
+                    "that does not look like an e-mail address",
+                );
+            }
+        };
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Some(name) = name {
+            session.name = name;
+        }
+        if let Some(email) = email {
+            session.contact.email = Some(email);
+        }
+        let reply = ContactReply {
+            kind: "contact",
+            name: &session.name,
+            email: session.contact.email.as_deref(),
+        };
+        let reply = to_json(&reply);
+        let conns: Vec<ConnId> = session.conns.iter().copied().collect();
+        let record = self.contact_record(key, None);
+        self.record(record);
+        ctx.broadcast(conns, &Ctx::json_frame(&reply));
+    }
+
+    /// `end` from a visitor: its open conversation is resolved (it may
+    /// then rate it); its agent and the supervisors are told.
+    fn visitor_end(&mut self, ctx: &mut Ctx, conn: ConnId, cid: Option<u64>) {
+        let Some(cid) = cid else {
+            return error(
+                ctx,
+                conn,
+                "not_open",
+                "there is no open conversation to end",
+            );
+        };
+        let agent = match &self.conversations[&cid].state {
+            ConversationState::Assigned(a) => Some(a.clone()),
+            _ => None,
+        };
+        let id = self.take_id();
+        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "visitor", "time": now_ms()});
+        self.queue.retain(|&c| c != cid);
+        self.mark_resolved(cid);
+        let msg = ordered! {"type": "resolved", "conversation": cid, "by": "visitor"};
+        let mut to = self.visitor_conns(&self.conversations[&cid]);
+        if let Some(agent) = &agent {
+            to.extend(self.agent_conns(agent));
+        }
+        to.extend(self.supervisor_conns(agent.as_deref()));
+        ctx.broadcast(to, &Ctx::json_frame(&msg));
+        // Webhook point: `conversation.resolved` (cid, "by":"visitor").
+        self.dirty = true;
     }
 
     /// The `"text"` of a message, checked; or an error sent.
@@ -717,6 +919,27 @@ impl Desk {
         }
         if kind == "reassign" {
             return self.reassign(ctx, conn, &name, &body);
+        }
+        if kind == "visitor" {
+            // Its own conversations, a waiting one, or (a supervisor) any.
+            let cid = body.get("conversation").and_then(Value::as_u64);
+            let supervisor = self.is_supervisor(&name);
+            let conv = cid.and_then(|c| self.conversations.get(&c)).filter(|c| {
+                supervisor
+                    || c.state == ConversationState::Queued
+                    || c.state == ConversationState::Assigned(name.clone())
+            });
+            let Some(conv) = conv else {
+                return error(
+                    ctx,
+                    conn,
+                    "not_yours",
+                    "that conversation is not assigned to you",
+                );
+            };
+            let text = self.visitor_json(conv);
+            ctx.send_json(conn, &text);
+            return;
         }
         if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
             return error(
@@ -954,6 +1177,37 @@ struct RatedRecord<'a> {
     time: u64,
 }
 
+/// `desk_contact`, the log record of a visitor's name and contact.
+#[derive(Serialize)]
+struct ContactRecord<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+    session: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<u64>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referrer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    browser: Option<&'a str>,
+    time: u64,
+}
+
+/// `contact`, the answer to a visitor's pre-chat form.
+#[derive(Serialize)]
+struct ContactReply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+}
+
 /// `rated`, as the visitor who rated is told.
 #[derive(Serialize)]
 struct RatedToVisitor<'a> {
@@ -984,6 +1238,76 @@ struct RatedToAgent<'a> {
 /// strings and numbers always serializes).
 pub(super) fn to_json(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// What the widget tells of a visitor when it connects: the page it was
+/// opened from and its referrer (`?page=`, `?referrer=`), the browser
+/// (`User-Agent`) and the interface language (`?lang=`).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Arrival {
+    page: Option<String>,
+    referrer: Option<String>,
+    browser: Option<String>,
+    english: bool,
+}
+
+impl Arrival {
+    fn of(info: &ConnInfo) -> Arrival {
+        let q = |k: &str| {
+            info.request
+                .query_param(k)
+                .map(|v| cut(v.trim(), super::MAX_URL_BYTES))
+                .filter(|v| !v.is_empty())
+        };
+        Arrival {
+            page: q("page"),
+            referrer: q("referrer"),
+            browser: info
+                .request
+                .header("User-Agent")
+                .map(|b| cut(b.trim(), super::MAX_BROWSER_BYTES))
+                .filter(|b| !b.is_empty()),
+            english: info
+                .request
+                .query_param("lang")
+                .is_some_and(|l| !l.trim().to_ascii_lowercase().starts_with("zh")),
+        }
+    }
+
+    /// The name of the `n`th visitor of the data directory, in the
+    /// widget's language (Chinese unless it says otherwise).
+    fn default_name(&self, n: u64) -> String {
+        if self.english {
+            format!("Visitor {n}")
+        } else {
+            format!("访客{n}")
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Whether `email` looks like an address: one `@` with text on both
+/// sides, a dot in the domain, no spaces or controls, at most
+/// [`super::MAX_EMAIL_BYTES`].
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= super::MAX_EMAIL_BYTES
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// How a visitor says who it is.

@@ -97,6 +97,43 @@ impl Desk {
         }
     }
 
+    /// Take out of the queue, as abandoned, the conversations whose
+    /// visitor has been offline for `abandon_after` (they are resolved,
+    /// `"by":"abandoned"`, and no agent gets them).
+    pub(super) fn abandon(&mut self, now: Instant) {
+        let after = self.config.abandon_after;
+        if after.is_zero() {
+            return;
+        }
+        let gone: Vec<u64> = self
+            .queue
+            .iter()
+            .filter(|cid| {
+                self.conversations
+                    .get(cid)
+                    .and_then(|c| self.sessions.get(&c.session))
+                    .is_none_or(|s| {
+                        s.conns.is_empty()
+                            && s.offline_since
+                                .is_none_or(|t| now.duration_since(t) >= after)
+                    })
+            })
+            .copied()
+            .collect();
+        for cid in gone {
+            let id = self.take_id();
+            self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "by": "abandoned", "time": now_ms()});
+            self.queue.retain(|&c| c != cid);
+            if let Some(conv) = self.conversations.get_mut(&cid) {
+                conv.abandoned = true;
+            }
+            self.mark_resolved(cid);
+            log::info!("desk: conversation {cid} left the queue: its visitor was offline too long");
+            // Webhook point: `conversation.resolved` (cid, "by":"abandoned").
+            self.dirty = true;
+        }
+    }
+
     /// Route, then tell agents about the queue and the agent list, and
     /// waiting visitors their (changed) positions.
     pub(super) fn settle(&mut self, ctx: &mut Ctx) {

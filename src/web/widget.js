@@ -23,7 +23,12 @@
       if (!frame) {
         frame = document.createElement("iframe");
         var token = me && me.getAttribute("data-token");
-        frame.src = base + "/support" + (token ? "?token=" + encodeURIComponent(token) : "");
+        // The page the visitor writes from and its referrer go to the agent
+        // (docs/customer-service.md, "Visitors").
+        var q = "?page=" + encodeURIComponent(location.href) +
+          "&referrer=" + encodeURIComponent(document.referrer || "");
+        if (token) q += "&token=" + encodeURIComponent(token);
+        frame.src = base + "/support" + q;
         frame.title = zh ? "客服" : "Support";
         frame.style.cssText = "position:fixed;right:20px;bottom:88px;width:360px;height:520px;" +
           "max-width:calc(100vw - 40px);max-height:calc(100vh - 108px);border:1px solid #d0d7de;" +
