@@ -1050,3 +1050,221 @@ fn a_returning_visitor_brings_its_contact_and_earlier_conversations() {
     alice.send(json!({"type": "visitor", "conversation": 999_999}));
     alice.expect_where("error", |e| e["code"] == "not_yours");
 }
+
+/// `wschat desk …` on data directory `dir`: success and standard output.
+fn desk_command(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .arg("desk")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run wschat desk");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A scripted day of conversations, written as the desk writes its records,
+/// and the report on it, worked out by hand.
+#[test]
+fn desk_report_on_a_scripted_day() {
+    let dir = TempDir::new("report");
+    let day = wschat::desk::report::parse_since("2026-03-02").unwrap();
+    let t0 = day + 9 * 3_600_000; // 09:00 UTC
+    let at = |s: i64| (t0 as i64 + s * 1000) as u64;
+    let mut id = 0;
+    let mut log = String::new();
+    let mut rec = |v: Value| {
+        id += 1;
+        let mut v = v;
+        v["id"] = json!(id);
+        log.push_str(&v.to_string());
+        log.push('\n');
+    };
+    let open = |rec: &mut dyn FnMut(Value), c: u64, s: i64| {
+        rec(
+            json!({"type": "desk_opened", "conversation": c, "session": "x", "visitor": format!("v{c}"), "time": at(s)}),
+        );
+        rec(
+            json!({"type": "desk_message", "conversation": c, "from": "visitor", "name": format!("v{c}"), "text": "help", "time": at(s)}),
+        );
+    };
+    let assign = |c: u64, agent: &str, s: i64| json!({"type": "desk_assigned", "conversation": c, "agent": agent, "time": at(s)});
+    let reply = |c: u64, agent: &str, s: i64| json!({"type": "desk_message", "conversation": c, "from": "agent", "name": agent, "text": "on it", "time": at(s)});
+    let resolve = |c: u64, agent: &str, by: &str, s: i64| json!({"type": "desk_resolved", "conversation": c, "agent": agent, "by": by, "time": at(s)});
+    let rate = |c: u64, r: u64, s: i64| json!({"type": "desk_rated", "conversation": c, "rating": r, "time": at(s)});
+    // The day before: counted only without --since.
+    open(&mut rec, 5, -86_400);
+    rec(assign(5, "alice", -86_390));
+    rec(reply(5, "alice", -86_300));
+    rec(resolve(5, "alice", "agent", -86_000));
+    rec(rate(5, 1, -85_990));
+    // c10: alice answers in 30 s, resolves at 300 s, rated 5 with a comment.
+    open(&mut rec, 10, 0);
+    rec(assign(10, "alice", 10));
+    rec(reply(10, "alice", 30));
+    rec(resolve(10, "alice", "agent", 300));
+    rec(
+        json!({"type": "desk_rated", "conversation": 10, "rating": 5, "comment": "great, thanks", "time": at(310)}),
+    );
+    // c20: bob answers in 60 s, resolves at 600 s, rated 3.
+    open(&mut rec, 20, 60);
+    rec(assign(20, "bob", 70));
+    rec(reply(20, "bob", 120));
+    rec(resolve(20, "bob", "agent", 660));
+    rec(rate(20, 3, 700));
+    // c30: alice answers in 30 s and transfers it to bob, who resolves it
+    // at 1200 s: bob's, rated 4.
+    open(&mut rec, 30, 120);
+    rec(assign(30, "alice", 130));
+    rec(reply(30, "alice", 150));
+    rec(
+        json!({"type": "desk_assigned", "conversation": 30, "agent": "bob", "from": "alice", "note": "", "time": at(200)}),
+    );
+    rec(reply(30, "bob", 250));
+    rec(resolve(30, "bob", "agent", 1320));
+    rec(rate(30, 4, 1330));
+    // c40: waits, its visitor leaves: abandoned.
+    open(&mut rec, 40, 200);
+    rec(json!({"type": "desk_resolved", "conversation": 40, "by": "abandoned", "time": at(800)}));
+    // c50: alice answers in 90 s; the visitor ends it at 200 s.
+    open(&mut rec, 50, 300);
+    rec(assign(50, "alice", 310));
+    rec(reply(50, "alice", 390));
+    rec(resolve(50, "alice", "visitor", 500));
+    // c60: alice's, not answered yet.
+    open(&mut rec, 60, 400);
+    rec(assign(60, "alice", 410));
+    std::fs::write(dir.0.join("log-00000001.jsonl"), log).unwrap();
+
+    let (ok, out) = desk_command(
+        &dir.0,
+        &["report", "--since", "2026-03-02", "--format", "json"],
+    );
+    assert!(ok, "{out}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["since"], day);
+    let line = |v: &Value| {
+        json!([
+            v["agent"],
+            v["conversations"],
+            v["resolved"],
+            v["abandoned"],
+            v["first_response"]["median"],
+            v["first_response"]["p90"],
+            v["resolution"]["median"],
+            v["resolution"]["p90"],
+            v["ratings"]["count"],
+            v["ratings"]["average"],
+        ])
+    };
+    assert_eq!(r["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        line(&r["agents"][0]),
+        json!(["alice", 3, 2, 0, 30.0, 90.0, 200.0, 300.0, 1, 5.0])
+    );
+    assert_eq!(
+        line(&r["agents"][1]),
+        json!(["bob", 2, 2, 0, 30.0, 60.0, 600.0, 1200.0, 2, 3.5])
+    );
+    assert_eq!(
+        line(&r["overall"]),
+        json!([null, 6, 4, 1, 30.0, 90.0, 300.0, 1200.0, 3, 4.0])
+    );
+    assert_eq!(
+        r["overall"]["ratings"]["stars"],
+        json!({"1": 0, "2": 0, "3": 1, "4": 1, "5": 1})
+    );
+    // The same as CSV, and as a table.
+    let (ok, csv) = desk_command(&dir.0, &["report", "--since=2026-03-02", "--format=csv"]);
+    assert!(ok);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[0].starts_with("agent,conversations,resolved,abandoned,first_response_median_s"));
+    assert_eq!(rows[1], "alice,3,2,0,30,90,200,300,1,5,0,0,0,0,1");
+    assert_eq!(rows[2], "bob,2,2,0,30,60,600,1200,2,3.5,0,0,1,1,0");
+    assert_eq!(rows[3], "(all),6,4,1,30,90,300,1200,3,4,0,0,1,1,1");
+    let (ok, table) = desk_command(&dir.0, &["report", "--since", "2026-03-02"]);
+    assert!(ok);
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("alice  "),
+        "{table}"
+    );
+    // Without --since, the day before counts too.
+    let (_, all) = desk_command(&dir.0, &["report", "--format", "json"]);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["overall"]["conversations"], 7);
+    assert_eq!(all["overall"]["ratings"]["stars"]["1"], 1);
+    // A bad date or format is refused.
+    assert!(!desk_command(&dir.0, &["report", "--since", "yesterday"]).0);
+    assert!(!desk_command(&dir.0, &["report", "--format", "xml"]).0);
+    // The export: one conversation a line, with its transcript.
+    let (ok, lines) = desk_command(&dir.0, &["export", "--since", "2026-03-02"]);
+    assert!(ok);
+    let convs: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(convs.len(), 6);
+    let c30 = convs.iter().find(|c| c["conversation"] == 30).unwrap();
+    assert_eq!(
+        (
+            c30["agent"].clone(),
+            c30["by"].clone(),
+            c30["rating"].clone()
+        ),
+        (json!("bob"), json!("agent"), json!(4))
+    );
+    let names: Vec<&str> = c30["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["v30", "alice", "bob"]);
+    assert_eq!(convs[0]["comment"], "great, thanks");
+}
+
+/// The export of a conversation held over real sockets, read while the
+/// server still runs.
+#[test]
+fn desk_export_of_a_live_data_directory() {
+    let (server, tokens, dir) = desk("export", 5, Duration::from_secs(30), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "?name=Qian");
+    let (cid, _) = open(&mut v, "退款怎么办?");
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    alice.send(json!({"type": "message", "conversation": cid, "text": "请提供订单号"}));
+    v.expect_where("desk_message", |m| m["from"] == "agent");
+    alice.send(json!({"type": "resolve", "conversation": cid}));
+    v.expect("resolved");
+    v.send(json!({"type": "rate", "rating": 2, "comment": "slow"}));
+    alice.expect("rated");
+    let (ok, out) = desk_command(&dir.0, &["export"]);
+    assert!(ok);
+    let line: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(line["conversation"], cid);
+    assert_eq!(line["visitor"], "Qian");
+    assert_eq!(
+        (line["agent"].clone(), line["by"].clone()),
+        (json!("alice"), json!("agent"))
+    );
+    assert_eq!(
+        (line["rating"].clone(), line["comment"].clone()),
+        (json!(2), json!("slow"))
+    );
+    let texts: Vec<&str> = line["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["退款怎么办?", "请提供订单号"]);
+    let (ok, report) = desk_command(&dir.0, &["report", "--format", "json"]);
+    assert!(ok);
+    let r: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(r["agents"][0]["agent"], "alice");
+    assert_eq!(r["agents"][0]["ratings"]["count"], 1);
+}

@@ -199,7 +199,7 @@ impl Desk {
             ConversationState::Queued => None,
         };
         let id = self.take_id();
-        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "time": now_ms()});
+        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "api", "time": now_ms()});
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
         let msg = ordered! {"type": "resolved", "conversation": cid};

@@ -16,6 +16,7 @@ pub mod agents;
 pub mod api;
 mod model;
 mod protocol;
+pub mod report;
 mod routing;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -976,7 +976,7 @@ impl Desk {
             }
             "resolve" => {
                 let id = self.take_id();
-                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
+                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "by": "agent", "time": now_ms()});
                 self.mark_resolved(cid);
                 let msg = ordered! {"type": "resolved", "conversation": cid};
                 let conv = &self.conversations[&cid];
