@@ -15,6 +15,7 @@ Usage:
   wschat check-config [FLAGS]  check flags and environment, print the settings
   wschat agent add|set|list|remove [NAME] [--capacity N] [--role R] [--data-dir DIR]  manage support-desk agents
   wschat desk report|export [--since DATE] [--format table|csv|json] [--data-dir DIR]  the desk's figures and transcripts
+  wschat canned add|list|remove [SHORTCUT [TEXT…]] [--data-dir DIR]  the desk's canned replies
   wschat ban list|remove [USER] [--data-dir DIR]  list and lift the chat's bans
   wschat --version         print the version
   wschat --help            print this help
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         "dissect" => wschat::cli::dissect::main(rest),
         "agent" => wschat::desk::agents::main(rest),
         "desk" => wschat::desk::report::main(rest),
+        "canned" => wschat::desk::canned::main(rest),
         "ban" => wschat::chat::bans::main(rest),
         other => {
             eprintln!("wschat: unknown command {other:?}\n\n{USAGE}");

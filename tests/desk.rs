@@ -1268,3 +1268,47 @@ fn desk_export_of_a_live_data_directory() {
     assert_eq!(r["agents"][0]["agent"], "alice");
     assert_eq!(r["agents"][0]["ratings"]["count"], 1);
 }
+
+#[test]
+fn canned_replies_are_shared_by_the_team() {
+    let (server, tokens, dir) = desk("canned", 5, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    assert_eq!(alice.expect("canned")["replies"], json!([]));
+    let canned = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .arg("canned")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .output()
+            .expect("run wschat canned");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // From the command line, while the server runs: every console hears.
+    assert!(canned(&["add", "hi", "您好,请问有什么可以帮您?"]).0);
+    let list = alice.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 1);
+    assert_eq!(list["replies"][0]["shortcut"], "hi");
+    assert_eq!(list["replies"][0]["text"], "您好,请问有什么可以帮您?");
+    // From a console: the other agents get it too.
+    let mut bob = Client::agent(&server, &tokens[1]);
+    bob.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 1);
+    alice.send(json!({"type": "canned_add", "shortcut": "/bye", "text": "Goodbye!"}));
+    let list = bob.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 2);
+    assert_eq!(list["replies"][0]["shortcut"], "bye");
+    assert_eq!(list["replies"][0]["by"], "alice");
+    alice.send(json!({"type": "canned_add", "shortcut": "two words", "text": "x"}));
+    alice.expect_where("error", |e| e["code"] == "bad_canned");
+    bob.send(json!({"type": "canned_remove", "shortcut": "hi"}));
+    alice.expect_where("canned", |c| {
+        c["replies"] == json!([{"shortcut": "bye", "text": "Goodbye!", "by": "alice"}])
+    });
+    let (ok, out) = canned(&["list"]);
+    assert!(ok);
+    assert_eq!(out, "/bye\tGoodbye!\n");
+    assert!(canned(&["remove", "bye"]).0);
+    assert!(!canned(&["remove", "bye"]).0);
+    bob.expect_where("canned", |c| c["replies"] == json!([]));
+}

@@ -14,6 +14,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod canned;
 mod model;
 mod protocol;
 pub mod report;
@@ -141,6 +142,8 @@ pub struct Desk {
     /// How `agents.json` looked when last read: modification time, size
     /// and inode (see `check_accounts`).
     accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
+    /// How `canned.json` looked when last read (see `check_canned`).
+    canned_changed: Option<(std::time::SystemTime, u64, u64)>,
     next_visitor: u64,
 }
 
@@ -166,6 +169,7 @@ impl Desk {
             dirty: false,
             told: HashMap::new(),
             accounts_changed: None,
+            canned_changed: None,
             next_visitor: 1,
         };
         for record in records {
@@ -255,6 +259,7 @@ impl App for Desk {
 
     fn tick(&mut self, ctx: &mut Ctx) {
         self.check_accounts(ctx);
+        self.check_canned(ctx);
         self.trim();
         let now = Instant::now();
         let mut refuse = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
-use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents};
+use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents, canned};
 use crate::chat::valid_name;
 use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
@@ -143,6 +143,73 @@ impl Desk {
             }
             self.dirty = true;
         }
+    }
+
+    /// When `canned.json` changed since the last look (`wschat canned`),
+    /// send every console the new list. Called every tick: one `stat`.
+    pub(super) fn check_canned(&mut self, ctx: &mut Ctx) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(dir) = &self.config.data_dir else {
+            return;
+        };
+        let seen = std::fs::metadata(canned::path(dir))
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())));
+        let Some(seen) = seen else {
+            return;
+        };
+        if self.canned_changed.replace(seen) == Some(seen) {
+            return;
+        }
+        let list = self.canned_json();
+        ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
+    }
+
+    /// The `canned` message: the team's canned replies.
+    pub(super) fn canned_json(&self) -> String {
+        let replies = match &self.config.data_dir {
+            Some(dir) => canned::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the canned replies: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let list = CannedList {
+            kind: "canned",
+            replies: &replies,
+        };
+        to_json(&list)
+    }
+
+    /// `canned_add` / `canned_remove` from a console: the file is written
+    /// (a small file, on the hub thread, as `agent add` would) and every
+    /// console gets the new list.
+    fn canned_change(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        name: &str,
+        body: &Map<String, Value>,
+    ) {
+        let Some(dir) = self.config.data_dir.clone() else {
+            return error(ctx, conn, "unavailable", "there is no data directory");
+        };
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+        let done = if body.get("type").and_then(Value::as_str) == Some("canned_add") {
+            canned::add(&dir, text("shortcut"), text("text"), Some(name)).map(|_| ())
+        } else {
+            canned::remove(&dir, text("shortcut")).and_then(|found| {
+                found
+                    .map(|_| ())
+                    .ok_or_else(|| "there is no such canned reply".to_string())
+            })
+        };
+        if let Err(e) = done {
+            return error(ctx, conn, "bad_canned", e);
+        }
+        log::info!("desk: agent {name} changed the canned replies");
+        let list = self.canned_json();
+        ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
     }
 
     /// The `conversations` message for agent `name`'s console: its own
@@ -877,6 +944,7 @@ impl Desk {
         ctx.send_json(conn, &self.open_conversations_json(&name));
         ctx.send_json(conn, &self.queue_json());
         ctx.send_json(conn, &self.agents_json());
+        ctx.send_json(conn, &self.canned_json());
         self.dirty = true;
     }
 
@@ -919,6 +987,9 @@ impl Desk {
         }
         if kind == "reassign" {
             return self.reassign(ctx, conn, &name, &body);
+        }
+        if kind == "canned_add" || kind == "canned_remove" {
+            return self.canned_change(ctx, conn, &name, &body);
         }
         if kind == "visitor" {
             // Its own conversations, a waiting one, or (a supervisor) any.
@@ -1175,6 +1246,14 @@ struct RatedRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<&'a str>,
     time: u64,
+}
+
+/// `canned`, the team's canned replies.
+#[derive(Serialize)]
+struct CannedList<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    replies: &'a [canned::Reply],
 }
 
 /// `desk_contact`, the log record of a visitor's name and contact.
