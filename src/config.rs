@@ -137,6 +137,8 @@ pub struct Config {
     /// How long a waiting visitor may be offline before its conversation
     /// leaves the queue as abandoned; zero: never.
     pub desk_abandon_after: Duration,
+    /// When the support team is there (`--desk-hours`); `None`: always.
+    pub desk_hours: Option<crate::desk::hours::Hours>,
     /// Run connection threads under `SCHED_BATCH` (Linux): no wake-up
     /// preemption, fewer context switches per message.
     pub batch_threads: bool,
@@ -195,6 +197,7 @@ impl Default for Config {
             desk_keep_resolved: crate::desk::DEFAULT_KEEP_RESOLVED,
             desk_keep_messages: crate::desk::DEFAULT_KEEP_MESSAGES,
             desk_abandon_after: crate::desk::DEFAULT_ABANDON_AFTER,
+            desk_hours: None,
             batch_threads: true,
             metrics_from: IpRange::LOOPBACK.to_vec(),
             api_keys: Vec::new(),
@@ -282,6 +285,7 @@ impl Config {
             keep_resolved: self.desk_keep_resolved,
             keep_messages: self.desk_keep_messages,
             abandon_after: self.desk_abandon_after,
+            hours: self.desk_hours.clone(),
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
         }
@@ -658,6 +662,24 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| show_duration(c.desk_abandon_after),
+    },
+    Flag {
+        name: "desk-hours",
+        value: Some("HOURS"),
+        help: "when the support team is there, e.g. \"mon-fri 09:00-18:00 +08:00\" (parts joined with ;); outside them visitors leave a message with an e-mail address; empty: always",
+        apply: |c, v| {
+            c.desk_hours = if v.trim().is_empty() {
+                None
+            } else {
+                Some(crate::desk::hours::Hours::parse(v)?)
+            };
+            Ok(())
+        },
+        show: |c| {
+            c.desk_hours
+                .as_ref()
+                .map_or_else(String::new, |h| h.to_string())
+        },
     },
     Flag {
         name: "allowed-origin",

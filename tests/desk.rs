@@ -1312,3 +1312,80 @@ fn canned_replies_are_shared_by_the_team() {
     assert!(!canned(&["remove", "bye"]).0);
     bob.expect_where("canned", |c| c["replies"] == json!([]));
 }
+
+#[test]
+fn out_of_hours_messages_wait_for_the_first_agent() {
+    // Hours that are closed now: every day, for the hour that begins two
+    // hours from now (UTC).
+    let now = wschat::clock::now_ms();
+    let start = (now / 3_600_000 + 2) % 24;
+    let spec = format!("mon-sun {start:02}:00-{:02}:00 +00:00", start + 1);
+    let dir = TempDir::new("hours");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        desk_abandon_after: Duration::from_secs(1),
+        desk_hours: Some(wschat::desk::hours::Hours::parse(&spec).unwrap()),
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    // Alice is signed in but away (out of hours).
+    let mut alice = Client::agent(&server, &token);
+    alice.send(json!({"type": "presence", "status": "away"}));
+    alice.expect("presence");
+    let (mut v, _) = Client::visitor(&server, "?lang=en");
+    let hours = v.expect("hours");
+    assert_eq!(
+        (hours["open"].clone(), hours["email"].clone()),
+        (json!(false), json!(false))
+    );
+    let back = hours["back"].as_u64().unwrap();
+    assert!(
+        back > now && back - now <= 24 * 3_600_000,
+        "{back} after {now}"
+    );
+    assert_eq!(back % 3_600_000, 0);
+    assert_eq!((back / 3_600_000) % 24, start);
+    // No message without an address to answer to.
+    v.say("are you there?");
+    v.expect_where("error", |e| e["code"] == "email_required");
+    v.send(json!({"type": "contact", "email": "zhou@example.com"}));
+    v.expect("contact");
+    let (cid, agent) = open(&mut v, "please call me back about order 7");
+    assert_eq!(agent, None);
+    // The visitor leaves. Two refused agent sign-ins, each closed at a tick
+    // at least a second after it came, prove that ticks ran more than
+    // `--desk-abandon-after` later: the message is still waiting.
+    drop(v);
+    for _ in 0..2 {
+        let mut bad = Client::connect(&server, "/agent");
+        bad.send(json!({"type": "auth", "token": "wrong"}));
+        loop {
+            match bad.ws.read_message() {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => panic!("no Close for a bad token: {e}"),
+            }
+        }
+    }
+    alice.sync();
+    let queue = alice
+        .seen
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "queue")
+        .unwrap();
+    assert_eq!(queue["queue"][0]["conversation"], cid, "{queue}");
+    // It goes to the first agent who is there, with the address.
+    alice.send(json!({"type": "presence", "status": "online"}));
+    let a = alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(a["offline"], true);
+    assert_eq!(a["online"], false);
+    assert_eq!(a["contact"]["email"], "zhou@example.com");
+    assert_eq!(
+        a["messages"][0]["text"],
+        "please call me back about order 7"
+    );
+}

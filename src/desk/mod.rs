@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod api;
 pub mod canned;
+pub mod hours;
 mod model;
 mod protocol;
 pub mod report;
@@ -95,6 +96,8 @@ pub struct DeskConfig {
     /// How long a waiting visitor may be offline before its conversation
     /// leaves the queue as abandoned; zero: never.
     pub abandon_after: Duration,
+    /// When the team is there (`--desk-hours`); `None`: always.
+    pub hours: Option<hours::Hours>,
     /// The secrets visitors' tokens are signed with (`--jwt-secret`).
     pub jwt_secrets: Vec<Vec<u8>>,
     /// Whether visitors must sign in (`--auth`).
@@ -112,6 +115,7 @@ impl Default for DeskConfig {
             keep_resolved: DEFAULT_KEEP_RESOLVED,
             keep_messages: DEFAULT_KEEP_MESSAGES,
             abandon_after: DEFAULT_ABANDON_AFTER,
+            hours: None,
             jwt_secrets: Vec::new(),
             auth: crate::chat::AuthMode::Optional,
         }

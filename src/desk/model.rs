@@ -54,6 +54,9 @@ pub(super) struct Conversation {
     pub(super) bytes: usize,
     /// It left the queue because its visitor was offline too long.
     pub(super) abandoned: bool,
+    /// It was opened outside `--desk-hours`: a message left for the team,
+    /// which waits for the first agent however long its visitor is away.
+    pub(super) offline: bool,
 }
 
 /// What a conversation costs in memory beyond its strings and messages.
@@ -207,6 +210,11 @@ impl Desk {
                 let visitor = v["visitor"].as_str().unwrap_or("").to_string();
                 let sub = v["sub"].as_str().map(str::to_string);
                 self.open_conversation(cid, session, (visitor, sub), time);
+                if v["offline"] == true
+                    && let Some(conv) = self.conversations.get_mut(&cid)
+                {
+                    conv.offline = true;
+                }
             }
             "desk_message" => {
                 let keep = self.config.keep_messages;
@@ -380,6 +388,7 @@ impl Desk {
                 sub,
                 bytes,
                 abandoned: false,
+                offline: false,
             },
         );
         self.queue.push_back(cid);

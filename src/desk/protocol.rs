@@ -253,6 +253,9 @@ impl Desk {
             v = v.field("contact", &s.contact);
         }
         v = v.field("previous", self.previous(conv).len());
+        if conv.offline {
+            v = v.field("offline", true);
+        }
         v = v
             .field("online", self.visitor_online(conv))
             .field("opened", conv.opened)
@@ -475,6 +478,7 @@ impl Desk {
         let session = &self.sessions[&key];
         let name = session.name.clone();
         let current = session.conversation;
+        let has_email = session.contact.email.is_some();
         self.conns.insert(conn, Participant::Visitor(key));
         let welcome = match (&token, &sub) {
             (_, Some(sub)) => {
@@ -485,6 +489,18 @@ impl Desk {
             }
         };
         ctx.send_json(conn, &welcome);
+        let now = now_ms();
+        if let Some(hours) = &self.config.hours
+            && !hours.is_open(now)
+        {
+            let notice = HoursNotice {
+                kind: "hours",
+                open: false,
+                back: hours.next_open(now),
+                email: has_email,
+            };
+            ctx.send_json(conn, &to_json(&notice));
+        }
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
         };
@@ -570,10 +586,19 @@ impl Desk {
                                 "too many visitors are waiting; try again later",
                             );
                         }
+                        let time = now_ms();
+                        let closed = self.config.hours.as_ref().is_some_and(|h| !h.is_open(time));
+                        if closed && self.sessions[&key].contact.email.is_none() {
+                            return error(
+                                ctx,
+                                conn,
+                                "email_required",
+                                "the team is away: leave an e-mail address (contact) with your message",
+                            );
+                        }
                         let cid = self.take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
-                        let time = now_ms();
                         let mut rec = Object::new()
                             .field("type", "desk_opened")
                             .field("id", cid)
@@ -583,8 +608,17 @@ impl Desk {
                         if let Some(sub) = &sub {
                             rec = rec.field("sub", sub);
                         }
+                        if closed {
+                            rec = rec.field("offline", true);
+                        }
                         self.record(rec.field("time", time).finish());
                         self.open_conversation(cid, key.clone(), (name, sub), time);
+                        if let Some(conv) = self.conversations.get_mut(&cid) {
+                            conv.offline = closed;
+                        }
+                        // Webhook point: `conversation.created` (cid; with
+                        // `"offline":true` a message left out of hours, to be
+                        // announced to the team).
                         self.dirty = true;
                         cid
                     }
@@ -1246,6 +1280,18 @@ struct RatedRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<&'a str>,
     time: u64,
+}
+
+/// `hours`, told to a visitor who arrives outside the desk's hours.
+#[derive(Serialize)]
+struct HoursNotice {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    open: bool,
+    /// When the team is back, epoch ms (`None`: no hours at all).
+    back: Option<u64>,
+    /// Whether the desk has the visitor's e-mail address already.
+    email: bool,
 }
 
 /// `canned`, the team's canned replies.

@@ -99,7 +99,8 @@ impl Desk {
 
     /// Take out of the queue, as abandoned, the conversations whose
     /// visitor has been offline for `abandon_after` (they are resolved,
-    /// `"by":"abandoned"`, and no agent gets them).
+    /// `"by":"abandoned"`, and no agent gets them). A message left outside
+    /// the desk's hours is never abandoned: it waits for the first agent.
     pub(super) fn abandon(&mut self, now: Instant) {
         let after = self.config.abandon_after;
         if after.is_zero() {
@@ -108,6 +109,7 @@ impl Desk {
         let gone: Vec<u64> = self
             .queue
             .iter()
+            .filter(|cid| self.conversations.get(cid).is_some_and(|c| !c.offline))
             .filter(|cid| {
                 self.conversations
                     .get(cid)
