@@ -37,7 +37,7 @@ after(async () => {
 
 async function newPage(opts) {
   const context = await browser.newContext({
-    locale: 'en-US',
+    locale: opts.locale || 'en-US',
     colorScheme: 'light',
     viewport: opts.viewport,
     deviceScaleFactor: opts.deviceScaleFactor || 1,
@@ -334,6 +334,9 @@ test('a supervisor, a claim from the queue, the contact panel and the widget on 
   await carol.click('#contact .prev summary');
   assert.match(await carol.textContent('#contact .prev'), /sam here: size M is on its way\./);
   await carol.screenshot({ path: path.join(OUT, 'agent-contact.png') });
+  await carol.setViewportSize({ width: 390, height: 844 });
+  await carol.screenshot({ path: path.join(OUT, 'agent-console-phone.png') });
+  await carol.setViewportSize({ width: 1280, height: 800 });
   await carol.click('#resolve');
 
   // The widget on a shop's page: closed, it counts replies on its bubble
@@ -375,5 +378,19 @@ test('a supervisor, a claim from the queue, the contact panel and the widget on 
   await pf.click('#close');
   await phone.waitForSelector('[data-wschat="bubble"]', { state: 'visible', ...WAIT });
 
-  for (const p of [carol, sam, visitor, shop, phone]) assert.deepEqual(p.errors, []);
+  // In Chinese, a long message is counted in bytes as the server counts
+  // them (1,400 characters are 4,200 bytes) and refused before sending.
+  const zhPage = await newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, locale: 'zh-CN' });
+  await zhPage.goto(srv.url + '/support');
+  await waitText(zhPage, '#status', '请留言,客服将尽快回复。');
+  await zhPage.fill('#text', '好'.repeat(1400));
+  await waitText(zhPage, '#count', '4200/4096 字节');
+  await zhPage.press('#text', 'Enter');
+  await waitNote(zhPage, '消息太长:最多 4096 字节。');
+  await zhPage.fill('#text', '');
+  await zhPage.screenshot({ path: path.join(OUT, 'support-widget-zh.png') });
+  // Opened on a desktop page: the frame beside the bubble.
+  await shop.screenshot({ path: path.join(OUT, 'widget-desktop.png') });
+
+  for (const p of [carol, sam, visitor, shop, phone, zhPage]) assert.deepEqual(p.errors, []);
 });
