@@ -1389,3 +1389,29 @@ fn out_of_hours_messages_wait_for_the_first_agent() {
         "please call me back about order 7"
     );
 }
+
+#[test]
+fn a_verified_visitor_brings_the_email_of_its_token() {
+    let dir = TempDir::new("verified");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        jwt_secrets: vec![b"s3cret".to_vec()],
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let jwt = wschat::auth::sign(
+        br#"{"sub":"customer-9","exp":4000000000,"name":"Zhang","email":"zhang@example.com"}"#,
+        b"s3cret",
+    );
+    let (mut v, welcome) = Client::visitor(&server, &format!("?token={jwt}"));
+    assert_eq!(welcome["verified"], true);
+    let (cid, _) = open(&mut v, "hello");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(a["visitor"], "Zhang");
+    assert_eq!(a["sub"], "customer-9");
+    assert_eq!(a["contact"]["email"], "zhang@example.com");
+}

@@ -411,6 +411,7 @@ impl Desk {
         asked: Option<String>,
         arrival: &Arrival,
     ) {
+        let mut verified_email = None;
         let (token, key, sub, fixed_name) = match who {
             VisitorId::Session(Some(t)) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
                 let key = agents::digest_hex(&t);
@@ -424,6 +425,12 @@ impl Desk {
             VisitorId::Verified(claims) => {
                 let key = agents::digest_hex(&format!("sub:{}", claims.sub));
                 let name = claims.name.as_deref().and_then(|n| valid_name(n).ok());
+                verified_email = claims
+                    .email
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|e| plausible_email(e))
+                    .map(str::to_string);
                 (None, key, Some(claims.sub), name)
             }
         };
@@ -453,6 +460,7 @@ impl Desk {
         let time = now_ms();
         let contact = &mut session.contact;
         for (field, given) in [
+            (&mut contact.email, &verified_email),
             (&mut contact.page, &arrival.page),
             (&mut contact.referrer, &arrival.referrer),
             (&mut contact.browser, &arrival.browser),
