@@ -976,6 +976,8 @@ fn a_returning_visitor_brings_its_contact_and_earlier_conversations() {
     let (mut v, welcome) = Client::visitor(&server, query);
     let default_name = welcome["name"].as_str().unwrap().to_string();
     assert!(default_name.starts_with("Visitor "), "{default_name}");
+    // The widget counts a message's bytes against the server's own limit.
+    assert_eq!(welcome["max_text_bytes"], 4096);
     let session = welcome["session"].as_str().unwrap().to_string();
     // The pre-chat form.
     v.send(json!({"type": "contact", "name": "Ann", "email": "not an address"}));

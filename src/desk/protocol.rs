@@ -490,10 +490,10 @@ impl Desk {
         self.conns.insert(conn, Participant::Visitor(key));
         let welcome = match (&token, &sub) {
             (_, Some(sub)) => {
-                ordered! {"type": "welcome", "name": name, "sub": sub, "verified": true, "resumed": !fresh, "conversation": current}
+                ordered! {"type": "welcome", "name": name, "sub": sub, "verified": true, "resumed": !fresh, "conversation": current, "max_text_bytes": self.config.max_text_bytes}
             }
             (token, None) => {
-                ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current}
+                ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current, "max_text_bytes": self.config.max_text_bytes}
             }
         };
         ctx.send_json(conn, &welcome);
