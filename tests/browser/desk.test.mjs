@@ -335,7 +335,19 @@ test('a supervisor, a claim from the queue, the contact panel and the widget on 
   assert.match(await carol.textContent('#contact .prev'), /sam here: size M is on its way\./);
   await carol.screenshot({ path: path.join(OUT, 'agent-contact.png') });
   await carol.setViewportSize({ width: 390, height: 844 });
+  // On a phone the lists are a drawer, closed while a conversation is open
+  // (wait for its slide to end), opened with ☰, closed by a choice.
+  const drawerAt = (edge) => carol.waitForFunction((e) => {
+    const r = document.getElementById('lists').getBoundingClientRect();
+    return e === 'out' ? r.right <= 0 : r.left === 0;
+  }, edge, WAIT);
+  await drawerAt('out');
   await carol.screenshot({ path: path.join(OUT, 'agent-console-phone.png') });
+  await carol.click('#drawer');
+  await drawerAt('in');
+  await carol.screenshot({ path: path.join(OUT, 'agent-console-phone-drawer.png') });
+  await row(carol, 'mine', lin).click();
+  await carol.waitForFunction(() => !document.getElementById('lists').classList.contains('open'), null, WAIT);
   await carol.setViewportSize({ width: 1280, height: 800 });
   await carol.click('#resolve');
 
