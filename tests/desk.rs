@@ -741,6 +741,12 @@ fn per_agent_capacity_and_agent_set_while_running() {
     alice.expect_where("account", |a| a["capacity"] == 1);
     let (mut v3, _) = Client::visitor(&server, "");
     assert_eq!(open(&mut v3, "three").1, None);
+    // Made a supervisor while signed in: told so, with every open
+    // conversation (here, her own two).
+    agents::set(&dir.0, "alice", None, Some(agents::Role::Supervisor)).unwrap();
+    alice.expect_where("account", |a| a["role"] == "supervisor");
+    let all = alice.expect("conversations");
+    assert_eq!(all["conversations"].as_array().unwrap().len(), 2);
 }
 
 #[test]

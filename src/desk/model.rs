@@ -129,6 +129,9 @@ pub(super) struct Session {
     pub(super) offline_since: Option<Instant>,
     /// The latest conversation (open, or resolved and kept for its rating).
     pub(super) conversation: Option<u64>,
+    /// Every conversation of the visitor still in memory (the latest
+    /// included), for the agent's list of earlier ones.
+    pub(super) history: BTreeSet<u64>,
     pub(super) name: String,
     /// The site's id for this visitor, when it signed in with a token.
     pub(super) sub: Option<String>,
@@ -317,6 +320,9 @@ impl Desk {
     fn forgotten(&mut self, conv: &Conversation) {
         self.budget.sub(Kept::Desk, conv.bytes);
         self.told.remove(&conv.id);
+        if let Some(session) = self.sessions.get_mut(&conv.session) {
+            session.history.remove(&conv.id);
+        }
         if let Some(session) = self.sessions.get_mut(&conv.session)
             && session.conversation == Some(conv.id)
         {
@@ -368,6 +374,7 @@ impl Desk {
         let s = self.sessions.entry(session.clone()).or_default();
         s.name = visitor.clone();
         s.conversation = Some(cid);
+        s.history.insert(cid);
         let bytes = Conversation::base_cost(&session, &visitor);
         self.budget.add(Kept::Desk, bytes);
         self.conversations.insert(

@@ -131,13 +131,15 @@ impl Desk {
                 "desk: agent {name} now has capacity {capacity} and role {}",
                 role.name()
             );
-            let became_supervisor = role == agents::Role::Supervisor && !agent.supervisor();
+            let role_changed = role != agent.role;
             agent.capacity = capacity;
             agent.role = role;
             let conns: Vec<ConnId> = agent.conns.iter().copied().collect();
             let account = ordered! {"type": "account", "agent": name, "capacity": capacity, "role": role.name()};
             ctx.broadcast(conns.clone(), &Ctx::json_frame(&account));
-            if became_supervisor {
+            // A new supervisor sees every open conversation; a former one,
+            // its own again.
+            if role_changed {
                 let all = self.open_conversations_json(&name);
                 ctx.broadcast(conns, &Ctx::json_frame(&all));
             }
@@ -761,10 +763,15 @@ impl Desk {
     /// The visitor's earlier conversations still in memory (besides
     /// `conv`), newest first, at most [`super::MAX_PREVIOUS`].
     pub(super) fn previous(&self, conv: &Conversation) -> Vec<&Conversation> {
-        self.conversations
-            .values()
+        let Some(session) = self.sessions.get(&conv.session) else {
+            return Vec::new();
+        };
+        session
+            .history
+            .iter()
             .rev()
-            .filter(|c| c.session == conv.session && c.id != conv.id)
+            .filter(|&&id| id != conv.id)
+            .filter_map(|id| self.conversations.get(id))
             .take(super::MAX_PREVIOUS)
             .collect()
     }
