@@ -144,11 +144,12 @@ impl Desk {
             return;
         }
         self.dirty = false;
+        // Every conversation in memory is queued, assigned or resolved (and
+        // then in `resolved`): the assigned ones are counted without a scan.
         let open = self
             .conversations
-            .values()
-            .filter(|c| matches!(c.state, ConversationState::Assigned(_)))
-            .count();
+            .len()
+            .saturating_sub(self.resolved.len() + self.queue.len());
         let figures = &ctx.metrics().desk;
         figures.queue_length.store(self.queue.len(), Relaxed);
         figures.agents_online.store(self.online_agents(), Relaxed);
