@@ -1,6 +1,6 @@
 //! The hub's application: routes each connection, by the path it opened,
 //! to the chat or to another application (the support desk), all on the
-//! one hub thread, sharing one store.
+//! one hub thread, recording through the one store the hub owns.
 
 use std::collections::HashMap;
 
@@ -104,15 +104,6 @@ impl App for Router {
         for (_, app) in &mut self.mounts {
             app.shutdown(ctx);
         }
-    }
-
-    /// The chat commits the shared store, which holds every app's records.
-    fn commit(&mut self) -> std::io::Result<bool> {
-        self.chat.commit()
-    }
-
-    fn budget(&self) -> Option<std::sync::Arc<crate::memory::Budget>> {
-        self.chat.budget()
     }
 
     /// `/api/desk/…` (or another mount's prefix) to that mount; the rest

@@ -164,11 +164,14 @@ impl Desk {
                 "the conversation is resolved",
             ));
         }
-        let id = self.take_id();
-        let rec = self.record_message(ordered! {
-            "type": "desk_message", "id": id, "conversation": cid, "from": "bot",
-            "name": name, "bot": true, "text": text, "time": now_ms(),
-        });
+        let id = ctx.log().take_id();
+        let rec = Desk::record_message(
+            ctx,
+            ordered! {
+                "type": "desk_message", "id": id, "conversation": cid, "from": "bot",
+                "name": name, "bot": true, "text": text, "time": now_ms(),
+            },
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return Err(ApiResponse::error(404, "unknown_conversation", "gone"));
         };
@@ -198,8 +201,11 @@ impl Desk {
             ConversationState::Assigned(name) => Some(name.clone()),
             ConversationState::Queued => None,
         };
-        let id = self.take_id();
-        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "api", "time": now_ms()});
+        let id = ctx.log().take_id();
+        Desk::record(
+            ctx,
+            ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "api", "time": now_ms()},
+        );
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
         let msg = ordered! {"type": "resolved", "conversation": cid};

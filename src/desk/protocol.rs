@@ -113,7 +113,7 @@ impl Desk {
                 self.conns.remove(&conn);
                 ctx.close(conn, AUTH_FAILED, "the agent account was removed");
             }
-            let requeued = self.drop_agent(&name, "agent_removed");
+            let requeued = self.drop_agent(ctx, &name, "agent_removed");
             log::info!(
                 "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
@@ -482,8 +482,8 @@ impl Desk {
         if changed {
             // Kept in the log: names stay unique for the life of the data
             // directory, and the agent sees the contact after a restart.
-            let record = self.contact_record(&key, number);
-            self.record(record);
+            let record = self.contact_record(ctx, &key, number);
+            Desk::record(ctx, record);
         }
         let session = &self.sessions[&key];
         let name = session.name.clone();
@@ -606,7 +606,7 @@ impl Desk {
                                 "the team is away: leave an e-mail address (contact) with your message",
                             );
                         }
-                        let cid = self.take_id();
+                        let cid = ctx.log().take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
                         let mut rec = Object::new()
@@ -621,7 +621,7 @@ impl Desk {
                         if closed {
                             rec = rec.field("offline", true);
                         }
-                        self.record(rec.field("time", time).finish());
+                        Desk::record(ctx, rec.field("time", time).finish());
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         if let Some(conv) = self.conversations.get_mut(&cid) {
                             conv.offline = closed;
@@ -694,7 +694,7 @@ impl Desk {
     /// who resolved it and the supervisors (`rated` with `stars`), counted
     /// for `/metrics`.
     fn rate(&mut self, ctx: &mut Ctx, key: &str, cid: u64, rating: u64, comment: Option<String>) {
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let time = now_ms();
         let record = RatedRecord {
             kind: "desk_rated",
@@ -704,7 +704,7 @@ impl Desk {
             comment: comment.as_deref(),
             time,
         };
-        self.record(to_json(&record));
+        Desk::record(ctx, to_json(&record));
         ctx.metrics().desk.count_rating(rating);
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
@@ -742,12 +742,12 @@ impl Desk {
 
     /// The `desk_contact` record of session `key` (with `number` when a
     /// default name was just given out).
-    fn contact_record(&self, key: &str, number: Option<u64>) -> String {
+    fn contact_record(&self, ctx: &mut Ctx, key: &str, number: Option<u64>) -> String {
         let session = &self.sessions[key];
         let c = &session.contact;
         let record = ContactRecord {
             kind: "desk_contact",
-            id: self.take_id(),
+            id: ctx.log().take_id(),
             session: key,
             number,
             name: &session.name,
@@ -867,8 +867,8 @@ impl Desk {
         };
         let reply = to_json(&reply);
         let conns: Vec<ConnId> = session.conns.iter().copied().collect();
-        let record = self.contact_record(key, None);
-        self.record(record);
+        let record = self.contact_record(ctx, key, None);
+        Desk::record(ctx, record);
         ctx.broadcast(conns, &Ctx::json_frame(&reply));
     }
 
@@ -887,8 +887,11 @@ impl Desk {
             ConversationState::Assigned(a) => Some(a.clone()),
             _ => None,
         };
-        let id = self.take_id();
-        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "visitor", "time": now_ms()});
+        let id = ctx.log().take_id();
+        Desk::record(
+            ctx,
+            ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "visitor", "time": now_ms()},
+        );
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
         let msg = ordered! {"type": "resolved", "conversation": cid, "by": "visitor"};
@@ -939,8 +942,11 @@ impl Desk {
         (from, name): (&str, &str),
         text: &str,
     ) {
-        let id = self.take_id();
-        let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
+        let id = ctx.log().take_id();
+        let rec = Desk::record_message(
+            ctx,
+            ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()},
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -1095,8 +1101,11 @@ impl Desk {
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
             "resolve" => {
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "by": "agent", "time": now_ms()});
+                let id = ctx.log().take_id();
+                Desk::record(
+                    ctx,
+                    ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "by": "agent", "time": now_ms()},
+                );
                 self.mark_resolved(cid);
                 let msg = ordered! {"type": "resolved", "conversation": cid};
                 let conv = &self.conversations[&cid];
@@ -1139,7 +1148,7 @@ impl Desk {
         };
         match target {
             None => {
-                self.requeue(cid, "transferred");
+                self.requeue(ctx, cid, "transferred");
                 self.tell_unassigned(ctx, cid, from, None);
             }
             Some(to) => {
@@ -1244,7 +1253,7 @@ impl Desk {
         match body.get("to") {
             None | Some(Value::Null) => {
                 if let Some(prev) = previous {
-                    self.requeue(cid, "reassigned");
+                    self.requeue(ctx, cid, "reassigned");
                     self.tell_unassigned(ctx, cid, &prev, None);
                 }
             }

@@ -43,7 +43,7 @@ impl Desk {
         agent: &str,
         from: Option<(&str, &str)>,
     ) {
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let mut rec = Object::new()
             .field("type", "desk_assigned")
             .field("id", id)
@@ -53,7 +53,7 @@ impl Desk {
             rec = rec.field("from", prev).field("note", note);
         }
         let time = now_ms();
-        self.record(rec.field("time", time).finish());
+        Desk::record(ctx, rec.field("time", time).finish());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -83,10 +83,13 @@ impl Desk {
     }
 
     /// Put `cid` back in the queue, at the front (it has waited already).
-    pub(super) fn requeue(&mut self, cid: u64, reason: &str) {
-        let id = self.take_id();
+    pub(super) fn requeue(&mut self, ctx: &mut Ctx, cid: u64, reason: &str) {
+        let id = ctx.log().take_id();
         let time = now_ms();
-        self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
+        Desk::record(
+            ctx,
+            ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time},
+        );
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = ConversationState::Queued;
             conv.queued_at = time;
@@ -101,7 +104,7 @@ impl Desk {
     /// visitor has been offline for `abandon_after` (they are resolved,
     /// `"by":"abandoned"`, and no agent gets them). A message left outside
     /// the desk's hours is never abandoned: it waits for the first agent.
-    pub(super) fn abandon(&mut self, now: Instant) {
+    pub(super) fn abandon(&mut self, ctx: &mut Ctx, now: Instant) {
         let after = self.config.abandon_after;
         if after.is_zero() {
             return;
@@ -123,8 +126,11 @@ impl Desk {
             .copied()
             .collect();
         for cid in gone {
-            let id = self.take_id();
-            self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "by": "abandoned", "time": now_ms()});
+            let id = ctx.log().take_id();
+            Desk::record(
+                ctx,
+                ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "by": "abandoned", "time": now_ms()},
+            );
             self.queue.retain(|&c| c != cid);
             if let Some(conv) = self.conversations.get_mut(&cid) {
                 conv.abandoned = true;
@@ -173,7 +179,7 @@ impl Desk {
 
     /// Forget agent `name` and put their conversations back in the queue,
     /// oldest first at the very front; returns how many.
-    pub(super) fn drop_agent(&mut self, name: &str, reason: &str) -> usize {
+    pub(super) fn drop_agent(&mut self, ctx: &mut Ctx, name: &str, reason: &str) -> usize {
         self.agents.remove(name);
         let theirs: Vec<u64> = self
             .conversations
@@ -182,7 +188,7 @@ impl Desk {
             .map(|c| c.id)
             .collect();
         for &cid in theirs.iter().rev() {
-            self.requeue(cid, reason);
+            self.requeue(ctx, cid, reason);
         }
         self.dirty = true;
         theirs.len()
