@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::Desk;
@@ -95,30 +94,7 @@ impl Conversation {
     }
 }
 
-/// What the desk knows of a visitor, shown to its agent: given in the
-/// pre-chat form (`contact`), or by the widget when it connects. Each
-/// field has a byte limit (`MAX_URL_BYTES`, …), so a contact stays under
-/// 5 KiB; it lives in the visitor's session, which is kept only while the
-/// visitor is connected or has a conversation in memory.
-#[derive(Debug, Default, Clone, Serialize)]
-pub(super) struct Contact {
-    /// The address the visitor gave, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) email: Option<String>,
-    /// The page the widget was opened from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) page: Option<String>,
-    /// That page's referrer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) referrer: Option<String>,
-    /// The browser's `User-Agent`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) browser: Option<String>,
-    /// When the visitor was first seen, epoch ms.
-    pub(super) first_seen: u64,
-    /// When the visitor was last seen (connected), epoch ms.
-    pub(super) last_seen: u64,
-}
+pub(super) use super::wire::Contact;
 
 #[derive(Debug, Default)]
 pub(super) struct Session {

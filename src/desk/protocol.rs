@@ -6,13 +6,12 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
+use super::wire::{AgentRow, ConversationView, Entry, Message, PreviousView, QueueRow};
 use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents, canned};
 use crate::chat::valid_name;
+use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
-use crate::json::Object;
-use crate::ordered;
-use serde::Serialize;
 
 pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
@@ -135,7 +134,12 @@ impl Desk {
             agent.capacity = capacity;
             agent.role = role;
             let conns: Vec<ConnId> = agent.conns.iter().copied().collect();
-            let account = ordered! {"type": "account", "agent": name, "capacity": capacity, "role": role.name()};
+            let account = Message::Account {
+                agent: &name,
+                capacity,
+                role: role.name(),
+            }
+            .to_json();
             ctx.broadcast(conns.clone(), &Ctx::json_frame(&account));
             // A new supervisor sees every open conversation; a former one,
             // its own again.
@@ -176,11 +180,7 @@ impl Desk {
             }),
             None => Vec::new(),
         };
-        let list = CannedList {
-            kind: "canned",
-            replies: &replies,
-        };
-        to_json(&list)
+        Message::Canned { replies: &replies }.to_json()
     }
 
     /// `canned_add` / `canned_remove` from a console: the file is written
@@ -218,61 +218,51 @@ impl Desk {
     /// open conversations, and for a supervisor every open one.
     pub(super) fn open_conversations_json(&self, name: &str) -> String {
         let all = self.is_supervisor(name);
-        let list: Vec<String> = self
+        let list: Vec<Message> = self
             .conversations
             .values()
             .filter(|c| match &c.state {
                 ConversationState::Assigned(a) => all || *a == name,
                 _ => false,
             })
-            .map(|c| self.conversation_json(c, "conversation", &[]))
+            .map(|c| Message::Conversation(self.conversation_view(c, None)))
             .collect();
-        format!(
-            "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
-            list.join(",")
-        )
+        Message::Conversations {
+            conversations: &list,
+        }
+        .to_json()
     }
 
-    /// A conversation as an agent sees it, with its transcript, as a
-    /// message of type `kind` (`conversation`, or `assigned` with `extra`).
-    pub(super) fn conversation_json(
-        &self,
-        conv: &Conversation,
-        kind: &str,
-        extra: &[(&str, &str)],
-    ) -> String {
-        let mut v = Object::new()
-            .field("type", kind)
-            .field("conversation", conv.id)
-            .field("visitor", &conv.visitor);
-        if let Some(sub) = &conv.sub {
-            v = v.field("sub", sub);
+    /// A conversation as an agent sees it, with its transcript (`from`:
+    /// the agent it came from and the note, in a transfer).
+    pub(super) fn conversation_view<'a>(
+        &'a self,
+        conv: &'a Conversation,
+        from: Option<(&'a str, &'a str)>,
+    ) -> ConversationView<'a> {
+        ConversationView {
+            conversation: conv.id,
+            visitor: &conv.visitor,
+            sub: conv.sub.as_deref(),
+            agent: match &conv.state {
+                ConversationState::Assigned(agent) => Some(agent),
+                _ => None,
+            },
+            contact: self.sessions.get(&conv.session).map(|s| &s.contact),
+            previous: self.previous(conv).len(),
+            offline: conv.offline,
+            online: self.visitor_online(conv),
+            opened: conv.opened,
+            waiting_since: conv.queued_at,
+            from: from.map(|(prev, _)| prev),
+            note: from.map(|(_, note)| note),
+            earlier: (conv.earlier > 0).then_some(conv.earlier),
+            messages: StoredList(&conv.messages),
         }
-        if let ConversationState::Assigned(agent) = &conv.state {
-            v = v.field("agent", agent);
-        }
-        if let Some(s) = self.sessions.get(&conv.session) {
-            v = v.field("contact", &s.contact);
-        }
-        v = v.field("previous", self.previous(conv).len());
-        if conv.offline {
-            v = v.field("offline", true);
-        }
-        v = v
-            .field("online", self.visitor_online(conv))
-            .field("opened", conv.opened)
-            .field("waiting_since", conv.queued_at);
-        for (k, x) in extra {
-            v = v.field(k, x);
-        }
-        if conv.earlier > 0 {
-            v = v.field("earlier", conv.earlier);
-        }
-        v.json_list("messages", &conv.messages).finish()
     }
 
     pub(super) fn agents_json(&self) -> String {
-        let list: Vec<String> = self
+        let list: Vec<AgentRow> = self
             .agents
             .iter()
             .map(|(name, a)| {
@@ -283,33 +273,36 @@ impl Desk {
                 } else {
                     "online"
                 };
-                ordered! {"name": name, "status": status, "load": self.load(name), "capacity": a.capacity, "role": a.role.name()}
-            })
-            .collect();
-        Object::new()
-            .field("type", "agents")
-            .field("capacity", self.config.capacity)
-            .json_list("agents", &list)
-            .finish()
-    }
-
-    pub(super) fn queue_json(&self) -> String {
-        let list: Vec<String> = self
-            .queue
-            .iter()
-            .filter_map(|id| self.conversations.get(id))
-            .map(|c| {
-                ordered! {
-                    "conversation": c.id, "visitor": c.visitor,
-                    "online": self.visitor_online(c), "waiting_since": c.queued_at,
-                    "messages": c.earlier + c.messages.len(),
+                AgentRow {
+                    name,
+                    status,
+                    load: self.load(name),
+                    capacity: a.capacity,
+                    role: a.role.name(),
                 }
             })
             .collect();
-        Object::new()
-            .field("type", "queue")
-            .json_list("queue", &list)
-            .finish()
+        Message::Agents {
+            capacity: self.config.capacity,
+            agents: &list,
+        }
+        .to_json()
+    }
+
+    pub(super) fn queue_json(&self) -> String {
+        let list: Vec<QueueRow> = self
+            .queue
+            .iter()
+            .filter_map(|id| self.conversations.get(id))
+            .map(|c| QueueRow {
+                conversation: c.id,
+                visitor: &c.visitor,
+                online: self.visitor_online(c),
+                waiting_since: c.queued_at,
+                messages: c.earlier + c.messages.len(),
+            })
+            .collect();
+        Message::Queue { queue: &list }.to_json()
     }
 
     pub(super) fn visitor_opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: &ConnInfo) {
@@ -392,8 +385,11 @@ impl Desk {
         let current = session.conversation;
         if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
             if let ConversationState::Assigned(agent) = &conv.state {
-                let msg =
-                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
+                let msg = Message::VisitorStatus {
+                    conversation: conv.id,
+                    online: false,
+                }
+                .to_json();
                 ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
             }
         } else {
@@ -491,25 +487,35 @@ impl Desk {
         let has_email = session.contact.email.is_some();
         self.conns.insert(conn, Participant::Visitor(key));
         let welcome = match (&token, &sub) {
-            (_, Some(sub)) => {
-                ordered! {"type": "welcome", "name": name, "sub": sub, "verified": true, "resumed": !fresh, "conversation": current, "max_text_bytes": self.config.max_text_bytes}
+            (_, Some(sub)) => Message::WelcomeVerified {
+                name: &name,
+                sub,
+                verified: true,
+                resumed: !fresh,
+                conversation: current,
+                max_text_bytes: self.config.max_text_bytes,
             }
-            (token, None) => {
-                ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current, "max_text_bytes": self.config.max_text_bytes}
+            .to_json(),
+            (token, None) => Message::Welcome {
+                session: token.as_deref(),
+                name: &name,
+                resumed: !fresh,
+                conversation: current,
+                max_text_bytes: self.config.max_text_bytes,
             }
+            .to_json(),
         };
         ctx.send_json(conn, &welcome);
         let now = now_ms();
         if let Some(hours) = &self.config.hours
             && !hours.is_open(now)
         {
-            let notice = HoursNotice {
-                kind: "hours",
+            let notice = Message::Hours {
                 open: false,
                 back: hours.next_open(now),
                 email: has_email,
             };
-            ctx.send_json(conn, &to_json(&notice));
+            ctx.send_json(conn, &notice.to_json());
         }
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
@@ -519,31 +525,37 @@ impl Desk {
             ConversationState::Assigned(_) => "assigned",
             ConversationState::Resolved => "resolved",
         };
-        let mut head = Object::new()
-            .field("type", "transcript")
-            .field("conversation", conv.id)
-            .field("state", state);
-        if let ConversationState::Assigned(agent) = &conv.state {
-            head = head.field("agent", agent);
-        }
-        if conv.state == ConversationState::Resolved {
-            head = head.field("rating", conv.rating);
-        }
-        if conv.earlier > 0 {
-            head = head.field("earlier", conv.earlier);
-        }
-        ctx.send_json(conn, &head.json_list("messages", &conv.messages).finish());
+        let transcript = Message::Transcript {
+            conversation: conv.id,
+            state,
+            agent: match &conv.state {
+                ConversationState::Assigned(agent) => Some(agent),
+                _ => None,
+            },
+            rating: (conv.state == ConversationState::Resolved).then_some(conv.rating),
+            earlier: (conv.earlier > 0).then_some(conv.earlier),
+            messages: StoredList(&conv.messages),
+        };
+        ctx.send_json(conn, &transcript.to_json());
         match &conv.state {
             ConversationState::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
-                    let msg = ordered! {"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()};
+                    let msg = Message::Queued {
+                        conversation: conv.id,
+                        position: i + 1,
+                        agents_online: self.online_agents(),
+                    }
+                    .to_json();
                     ctx.send_json(conn, &msg);
                 }
                 self.dirty = true;
             }
             ConversationState::Assigned(agent) if was_offline => {
-                let msg =
-                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": true};
+                let msg = Message::VisitorStatus {
+                    conversation: conv.id,
+                    online: true,
+                }
+                .to_json();
                 ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
             }
             _ => {}
@@ -609,19 +621,16 @@ impl Desk {
                         let cid = ctx.log().take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
-                        let mut rec = Object::new()
-                            .field("type", "desk_opened")
-                            .field("id", cid)
-                            .field("conversation", cid)
-                            .field("session", &key)
-                            .field("visitor", &name);
-                        if let Some(sub) = &sub {
-                            rec = rec.field("sub", sub);
-                        }
-                        if closed {
-                            rec = rec.field("offline", true);
-                        }
-                        Desk::record(ctx, rec.field("time", time).finish());
+                        let rec = Entry::DeskOpened {
+                            id: cid,
+                            conversation: cid,
+                            session: &key,
+                            visitor: &name,
+                            sub: sub.as_deref(),
+                            offline: closed,
+                            time,
+                        };
+                        Desk::record(ctx, rec.to_json());
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         if let Some(conv) = self.conversations.get_mut(&cid) {
                             conv.offline = closed;
@@ -643,7 +652,12 @@ impl Desk {
                     && let ConversationState::Assigned(agent) = &conv.state
                 {
                     let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                    let msg = ordered! {"type": "typing", "conversation": conv.id, "from": "visitor", "active": active};
+                    let msg = Message::Typing {
+                        conversation: conv.id,
+                        from: "visitor",
+                        active,
+                    }
+                    .to_json();
                     ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                 }
             }
@@ -696,23 +710,21 @@ impl Desk {
     fn rate(&mut self, ctx: &mut Ctx, key: &str, cid: u64, rating: u64, comment: Option<String>) {
         let id = ctx.log().take_id();
         let time = now_ms();
-        let record = RatedRecord {
-            kind: "desk_rated",
+        let record = Entry::DeskRated {
             id,
             conversation: cid,
             rating,
             comment: comment.as_deref(),
             time,
         };
-        Desk::record(ctx, to_json(&record));
+        Desk::record(ctx, record.to_json());
         ctx.metrics().desk.count_rating(rating);
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
         conv.rating = Some(rating);
         conv.comment = comment.clone();
-        let to_visitor = RatedToVisitor {
-            kind: "rated",
+        let to_visitor = Message::Rated {
             conversation: cid,
             rating,
             comment: comment.as_deref(),
@@ -722,11 +734,10 @@ impl Desk {
             .get(key)
             .map(|s| s.conns.iter().copied().collect())
             .unwrap_or_default();
-        ctx.broadcast(conns, &Ctx::json_frame(&to_json(&to_visitor)));
+        ctx.broadcast(conns, &Ctx::json_frame(&to_visitor.to_json()));
         let conv = &self.conversations[&cid];
         let agent = conv.resolved_by.as_deref();
-        let to_agent = RatedToAgent {
-            kind: "rated",
+        let to_agent = Message::RatedAgent {
             conversation: cid,
             stars: rating,
             comment: comment.as_deref(),
@@ -736,7 +747,7 @@ impl Desk {
         };
         let mut conns = agent.map(|a| self.agent_conns(a)).unwrap_or_default();
         conns.extend(self.supervisor_conns(agent));
-        ctx.broadcast(conns, &Ctx::json_frame(&to_json(&to_agent)));
+        ctx.broadcast(conns, &Ctx::json_frame(&to_agent.to_json()));
         // Webhook point: `conversation.rated` (cid, rating, comment).
     }
 
@@ -745,8 +756,7 @@ impl Desk {
     fn contact_record(&self, ctx: &mut Ctx, key: &str, number: Option<u64>) -> String {
         let session = &self.sessions[key];
         let c = &session.contact;
-        let record = ContactRecord {
-            kind: "desk_contact",
+        let record = Entry::DeskContact {
             id: ctx.log().take_id(),
             session: key,
             number,
@@ -757,7 +767,7 @@ impl Desk {
             browser: c.browser.as_deref(),
             time: c.last_seen,
         };
-        to_json(&record)
+        record.to_json()
     }
 
     /// The visitor's earlier conversations still in memory (besides
@@ -779,46 +789,36 @@ impl Desk {
     /// The `visitor` message: conversation `conv`'s visitor, its contact
     /// and its earlier conversations with their transcripts.
     fn visitor_json(&self, conv: &Conversation) -> String {
-        let previous: Vec<String> = self
+        let previous: Vec<PreviousView> = self
             .previous(conv)
             .into_iter()
-            .map(|c| {
-                let state = match &c.state {
+            .map(|c| PreviousView {
+                conversation: c.id,
+                opened: c.opened,
+                state: match &c.state {
                     ConversationState::Queued => "queued",
                     ConversationState::Assigned(_) => "assigned",
                     ConversationState::Resolved if c.abandoned => "abandoned",
                     ConversationState::Resolved => "resolved",
-                };
-                let agent = match &c.state {
+                },
+                agent: match &c.state {
                     ConversationState::Assigned(a) => Some(a.as_str()),
                     _ => c.resolved_by.as_deref(),
-                };
-                let mut o = Object::new()
-                    .field("conversation", c.id)
-                    .field("opened", c.opened)
-                    .field("state", state)
-                    .field("agent", agent)
-                    .field("rating", c.rating);
-                if let Some(comment) = &c.comment {
-                    o = o.field("comment", comment);
-                }
-                if c.earlier > 0 {
-                    o = o.field("earlier", c.earlier);
-                }
-                o.json_list("messages", &c.messages).finish()
+                },
+                rating: c.rating,
+                comment: c.comment.as_deref(),
+                earlier: (c.earlier > 0).then_some(c.earlier),
+                messages: StoredList(&c.messages),
             })
             .collect();
-        let mut v = Object::new()
-            .field("type", "visitor")
-            .field("conversation", conv.id)
-            .field("visitor", &conv.visitor);
-        if let Some(sub) = &conv.sub {
-            v = v.field("sub", sub);
+        Message::Visitor {
+            conversation: conv.id,
+            visitor: &conv.visitor,
+            sub: conv.sub.as_deref(),
+            contact: self.sessions.get(&conv.session).map(|s| &s.contact),
+            previous: &previous,
         }
-        if let Some(s) = self.sessions.get(&conv.session) {
-            v = v.field("contact", &s.contact);
-        }
-        v.json_list("previous", &previous).finish()
+        .to_json()
     }
 
     /// `contact` from a visitor (the pre-chat form): its name and e-mail.
@@ -860,12 +860,11 @@ impl Desk {
         if let Some(email) = email {
             session.contact.email = Some(email);
         }
-        let reply = ContactReply {
-            kind: "contact",
+        let reply = Message::Contact {
             name: &session.name,
             email: session.contact.email.as_deref(),
-        };
-        let reply = to_json(&reply);
+        }
+        .to_json();
         let conns: Vec<ConnId> = session.conns.iter().copied().collect();
         let record = self.contact_record(ctx, key, None);
         Desk::record(ctx, record);
@@ -890,11 +889,22 @@ impl Desk {
         let id = ctx.log().take_id();
         Desk::record(
             ctx,
-            ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "by": "visitor", "time": now_ms()},
+            Entry::DeskResolved {
+                id,
+                conversation: cid,
+                agent: Some(agent.as_deref()),
+                by: "visitor",
+                time: now_ms(),
+            }
+            .to_json(),
         );
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
-        let msg = ordered! {"type": "resolved", "conversation": cid, "by": "visitor"};
+        let msg = Message::Resolved {
+            conversation: cid,
+            by: Some("visitor"),
+        }
+        .to_json();
         let mut to = self.visitor_conns(&self.conversations[&cid]);
         if let Some(agent) = &agent {
             to.extend(self.agent_conns(agent));
@@ -945,7 +955,16 @@ impl Desk {
         let id = ctx.log().take_id();
         let rec = Desk::record_message(
             ctx,
-            ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()},
+            Entry::DeskMessage {
+                id,
+                conversation: cid,
+                from,
+                name,
+                bot: false,
+                text,
+                time: now_ms(),
+            }
+            .to_json(),
         );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
@@ -994,7 +1013,13 @@ impl Desk {
         }
         let agent = &self.agents[&name];
         let status = if agent.away { "away" } else { "online" };
-        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": agent.capacity, "role": agent.role.name()};
+        let ready = Message::Ready {
+            agent: &name,
+            status,
+            capacity: agent.capacity,
+            role: agent.role.name(),
+        }
+        .to_json();
         ctx.send_json(conn, &ready);
         ctx.send_json(conn, &self.open_conversations_json(&name));
         ctx.send_json(conn, &self.queue_json());
@@ -1008,7 +1033,12 @@ impl Desk {
     pub(super) fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
         for conv in self.conversations.values() {
             if matches!(&conv.state, ConversationState::Assigned(a) if a == agent) {
-                let msg = ordered! {"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online};
+                let msg = Message::AgentStatus {
+                    conversation: conv.id,
+                    agent,
+                    online,
+                }
+                .to_json();
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
@@ -1032,7 +1062,10 @@ impl Desk {
             if let Some(a) = self.agents.get_mut(&name) {
                 a.away = away;
             }
-            let msg = ordered! {"type": "presence", "status": if away { "away" } else { "online" }};
+            let msg = Message::Presence {
+                status: if away { "away" } else { "online" },
+            }
+            .to_json();
             ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
             self.dirty = true;
             return;
@@ -1096,7 +1129,12 @@ impl Desk {
             }
             "typing" => {
                 let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                let msg = ordered! {"type": "typing", "conversation": cid, "from": "agent", "active": active};
+                let msg = Message::Typing {
+                    conversation: cid,
+                    from: "agent",
+                    active,
+                }
+                .to_json();
                 let to = self.visitor_conns(&self.conversations[&cid]);
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
@@ -1104,10 +1142,21 @@ impl Desk {
                 let id = ctx.log().take_id();
                 Desk::record(
                     ctx,
-                    ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "by": "agent", "time": now_ms()},
+                    Entry::DeskResolved {
+                        id,
+                        conversation: cid,
+                        agent: Some(Some(&name)),
+                        by: "agent",
+                        time: now_ms(),
+                    }
+                    .to_json(),
                 );
                 self.mark_resolved(cid);
-                let msg = ordered! {"type": "resolved", "conversation": cid};
+                let msg = Message::Resolved {
+                    conversation: cid,
+                    by: None,
+                }
+                .to_json();
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
@@ -1182,7 +1231,12 @@ impl Desk {
     /// no longer theirs: it went `to` another agent, or (`None`) back to
     /// the queue.
     fn tell_unassigned(&self, ctx: &mut Ctx, cid: u64, from: &str, to: Option<&str>) {
-        let msg = ordered! {"type": "unassigned", "conversation": cid, "agent": from, "to": to};
+        let msg = Message::Unassigned {
+            conversation: cid,
+            agent: from,
+            to,
+        }
+        .to_json();
         let mut conns = self.agent_conns(from);
         conns.extend(self.supervisor_conns(Some(from)));
         ctx.broadcast(conns, &Ctx::json_frame(&msg));
@@ -1291,102 +1345,6 @@ impl Desk {
             ),
         }
     }
-}
-
-/// `desk_rated`, the log record of a rating.
-#[derive(Serialize)]
-struct RatedRecord<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: u64,
-    conversation: u64,
-    rating: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<&'a str>,
-    time: u64,
-}
-
-/// `hours`, told to a visitor who arrives outside the desk's hours.
-#[derive(Serialize)]
-struct HoursNotice {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    open: bool,
-    /// When the team is back, epoch ms (`None`: no hours at all).
-    back: Option<u64>,
-    /// Whether the desk has the visitor's e-mail address already.
-    email: bool,
-}
-
-/// `canned`, the team's canned replies.
-#[derive(Serialize)]
-struct CannedList<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    replies: &'a [canned::Reply],
-}
-
-/// `desk_contact`, the log record of a visitor's name and contact.
-#[derive(Serialize)]
-struct ContactRecord<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: u64,
-    session: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    number: Option<u64>,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    page: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    referrer: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    browser: Option<&'a str>,
-    time: u64,
-}
-
-/// `contact`, the answer to a visitor's pre-chat form.
-#[derive(Serialize)]
-struct ContactReply<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-}
-
-/// `rated`, as the visitor who rated is told.
-#[derive(Serialize)]
-struct RatedToVisitor<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    conversation: u64,
-    rating: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<&'a str>,
-}
-
-/// `rated`, as the agent who resolved the conversation (and the
-/// supervisors) are told.
-#[derive(Serialize)]
-struct RatedToAgent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    conversation: u64,
-    stars: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<&'a str>,
-    visitor: &'a str,
-    agent: Option<&'a str>,
-    time: u64,
-}
-
-/// A message struct as JSON, its fields in declaration order (a struct of
-/// strings and numbers always serializes).
-pub(super) fn to_json(value: &impl Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// What the widget tells of a visitor when it connects: the page it was

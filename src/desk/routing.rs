@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use super::Desk;
 use super::model::ConversationState;
+use super::wire::{Entry, Message};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
-use crate::json::Object;
-use crate::ordered;
 
 impl Desk {
     /// Hand waiting conversations to agents: the front of the queue to the
@@ -44,16 +43,16 @@ impl Desk {
         from: Option<(&str, &str)>,
     ) {
         let id = ctx.log().take_id();
-        let mut rec = Object::new()
-            .field("type", "desk_assigned")
-            .field("id", id)
-            .field("conversation", cid)
-            .field("agent", agent);
-        if let Some((prev, note)) = from {
-            rec = rec.field("from", prev).field("note", note);
-        }
         let time = now_ms();
-        Desk::record(ctx, rec.field("time", time).finish());
+        let rec = Entry::DeskAssigned {
+            id,
+            conversation: cid,
+            agent,
+            from: from.map(|(prev, _)| prev),
+            note: from.map(|(_, note)| note),
+            time,
+        };
+        Desk::record(ctx, rec.to_json());
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -68,16 +67,16 @@ impl Desk {
             a.last_assigned = Instant::now();
         }
         let conv = &self.conversations[&cid];
-        let extra = match from {
-            Some((prev, note)) => vec![("from", prev), ("note", note)],
-            None => Vec::new(),
-        };
-        let text = self.conversation_json(conv, "assigned", &extra);
+        let text = Message::AssignedConversation(self.conversation_view(conv, from)).to_json();
         let frame = Ctx::json_frame(&text);
         let mut to = self.agent_conns(agent);
         to.extend(self.supervisor_conns(Some(agent)));
         ctx.broadcast(to, &frame);
-        let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
+        let to_visitor = Message::Assigned {
+            conversation: cid,
+            agent,
+        }
+        .to_json();
         ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
         self.dirty = true;
     }
@@ -88,7 +87,13 @@ impl Desk {
         let time = now_ms();
         Desk::record(
             ctx,
-            ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time},
+            Entry::DeskQueued {
+                id,
+                conversation: cid,
+                reason,
+                time,
+            }
+            .to_json(),
         );
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = ConversationState::Queued;
@@ -129,7 +134,14 @@ impl Desk {
             let id = ctx.log().take_id();
             Desk::record(
                 ctx,
-                ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "by": "abandoned", "time": now_ms()},
+                Entry::DeskResolved {
+                    id,
+                    conversation: cid,
+                    agent: None,
+                    by: "abandoned",
+                    time: now_ms(),
+                }
+                .to_json(),
             );
             self.queue.retain(|&c| c != cid);
             if let Some(conv) = self.conversations.get_mut(&cid) {
@@ -171,7 +183,12 @@ impl Desk {
             }
             self.told.insert(cid, (position, online));
             if let Some(conv) = self.conversations.get(&cid) {
-                let msg = ordered! {"type": "queued", "conversation": cid, "position": position, "agents_online": online};
+                let msg = Message::Queued {
+                    conversation: cid,
+                    position,
+                    agents_online: online,
+                }
+                .to_json();
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
