@@ -109,6 +109,11 @@ pub struct Config {
     pub desk_keep_resolved: usize,
     /// Messages of one support conversation kept in memory.
     pub desk_keep_messages: usize,
+    /// How long a waiting visitor may be offline before its conversation
+    /// leaves the queue as abandoned; zero: never.
+    pub desk_abandon_after: Duration,
+    /// When the support team is there (`--desk-hours`); `None`: always.
+    pub desk_hours: Option<crate::desk::hours::Hours>,
     /// Run connection threads under `SCHED_BATCH` (Linux): no wake-up
     /// preemption, fewer context switches per message.
     pub batch_threads: bool,
@@ -176,6 +181,8 @@ impl Default for Config {
             desk_max_queue: desk.max_queue,
             desk_keep_resolved: desk.keep_resolved,
             desk_keep_messages: desk.keep_messages,
+            desk_abandon_after: desk.abandon_after,
+            desk_hours: desk.hours,
             batch_threads: server.batch_threads,
             metrics_from: server.metrics_from,
             api_keys: server.api_keys,
@@ -262,6 +269,8 @@ impl Config {
             max_queue: self.desk_max_queue,
             keep_resolved: self.desk_keep_resolved,
             keep_messages: self.desk_keep_messages,
+            abandon_after: self.desk_abandon_after,
+            hours: self.desk_hours.clone(),
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
         }

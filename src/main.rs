@@ -13,7 +13,9 @@ Usage:
   wschat client URL        an interactive terminal client (wschat client --help)
   wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
   wschat check-config [FLAGS]  check flags and environment, print the settings
-  wschat agent add|list|remove [NAME] [--data-dir DIR]  manage support-desk agents
+  wschat agent add|set|list|remove [NAME] [--capacity N] [--role R] [--data-dir DIR]  manage support-desk agents
+  wschat desk report|export [--since DATE] [--format table|csv|json] [--data-dir DIR]  the desk's figures and transcripts
+  wschat canned add|list|remove [SHORTCUT [TEXT…]] [--data-dir DIR]  the desk's canned replies
   wschat ban list|remove [USER] [--data-dir DIR]  list and lift the chat's bans
   wschat --version         print the version
   wschat --help            print this help
@@ -47,6 +49,8 @@ fn main() -> ExitCode {
         "client" => wschat::cli::client::main(rest),
         "dissect" => wschat::cli::dissect::main(rest),
         "agent" => wschat::desk::agents::main(rest),
+        "desk" => wschat::desk::report::main(rest),
+        "canned" => wschat::desk::canned::main(rest),
         "ban" => wschat::chat::bans::main(rest),
         other => {
             eprintln!("wschat: unknown command {other:?}\n\n{USAGE}");

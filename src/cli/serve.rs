@@ -407,6 +407,34 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.desk_keep_messages.to_string(),
     },
     Flag {
+        name: "desk-abandon-after",
+        value: Some("DURATION"),
+        help: "how long a waiting support visitor may be offline before its conversation leaves the queue as abandoned; 0: never",
+        apply: |c, v| {
+            c.desk_abandon_after = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.desk_abandon_after),
+    },
+    Flag {
+        name: "desk-hours",
+        value: Some("HOURS"),
+        help: "when the support team is there, e.g. \"mon-fri 09:00-18:00 +08:00\" (parts joined with ;); outside them visitors leave a message with an e-mail address; empty: always",
+        apply: |c, v| {
+            c.desk_hours = if v.trim().is_empty() {
+                None
+            } else {
+                Some(crate::desk::hours::Hours::parse(v)?)
+            };
+            Ok(())
+        },
+        show: |c| {
+            c.desk_hours
+                .as_ref()
+                .map_or_else(String::new, |h| h.to_string())
+        },
+    },
+    Flag {
         name: "allowed-origin",
         value: Some("ORIGIN"),
         help: "an Origin allowed to open WebSockets, e.g. https://example.com (repeatable; env: comma list; none: any)",
@@ -822,11 +850,19 @@ pub fn help() -> String {
     let mut out = String::from(
         "Usage: wschat [serve] [FLAGS]\n\nServe the chat, its pages and the /echo endpoint.\n\nFlags (each also read from its environment variable):\n",
     );
+    let left = |flag: &Flag| match flag.value {
+        Some(v) => format!("--{} {v}", flag.name),
+        None => format!("--{}", flag.name),
+    };
+    // One column for every flag, as wide as the longest needs.
+    let width = FLAGS
+        .iter()
+        .map(|f| left(f).len())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     for flag in FLAGS {
-        let left = match flag.value {
-            Some(v) => format!("--{} {v}", flag.name),
-            None => format!("--{}", flag.name),
-        };
+        let left = left(flag);
         let default = (flag.show)(&defaults);
         let default = if default.is_empty() {
             "none".to_string()
@@ -834,7 +870,7 @@ pub fn help() -> String {
             default
         };
         out.push_str(&format!(
-            "  {left:<28} {}\n  {:<28} [default: {default}] [env: {}]\n",
+            "  {left:<width$} {}\n  {:<width$} [default: {default}] [env: {}]\n",
             flag.help,
             "",
             flag.env_var()

@@ -199,6 +199,12 @@ impl Ctx {
         }
     }
 
+    /// The server's counters (an app keeps its own figures there, as the
+    /// desk does in [`Metrics::desk`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The hub's store: take ids, append the turn's records, read ranges
     /// back. The hub commits it at the end of the turn.
     pub fn log(&mut self) -> &mut dyn Log {

@@ -181,9 +181,9 @@ export function memberNames(page) {
  * Create a support-desk agent with `wschat agent add NAME --data-dir DIR`
  * and return the login token it prints (only that once).
  */
-export function addAgent(name, dataDir) {
+export function addAgent(name, dataDir, extra = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, ['agent', 'add', name, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, ['agent', 'add', name, '--data-dir', dataDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
