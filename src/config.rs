@@ -108,6 +108,10 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// When a message counts as stored.
     pub durability: crate::store::Durability,
+    /// `redis://HOST:PORT[/DB]`: the room messages go through this Redis,
+    /// shared with the other nodes of the cluster (docs/cluster.md);
+    /// `None`: the embedded log alone.
+    pub redis: Option<String>,
     /// Whole log segments older than this many days are deleted.
     pub retain_days: u32,
     /// Log segment size before a new one is started.
@@ -179,6 +183,7 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             data_dir: None,
             durability: crate::store::Durability::Process,
+            redis: None,
             retain_days: crate::store::DEFAULT_RETAIN_DAYS,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             history_keep: crate::store::DEFAULT_KEEP_PER_ROOM,
@@ -751,6 +756,18 @@ pub const FLAGS: &[Flag] = &[
                 .as_ref()
                 .map_or(String::new(), |d| d.display().to_string())
         },
+    },
+    Flag {
+        name: "redis",
+        value: Some("URL"),
+        help: "redis://HOST:PORT[/DB]: join the cluster of every node on this Redis (room messages stored there)",
+        apply: |c, v| {
+            let v = v.trim();
+            crate::cluster::client::ClientConfig::from_url(v)?;
+            c.redis = Some(v.to_string());
+            Ok(())
+        },
+        show: |c| c.redis.clone().unwrap_or_default(),
     },
     Flag {
         name: "memory",
