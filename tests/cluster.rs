@@ -6,6 +6,8 @@
 //!   every node reach every client exactly once, in one order;
 //! * a resume (`?since=`) on another node than the one the messages were
 //!   sent to;
+//! * a node killed (`kill -9`) while its clients send: they resume on
+//!   another node with nothing they received or had confirmed lost;
 //! * Redis restarted while a client sends: `unavailable` and `/healthz`
 //!   503 while it is down, every confirmed message kept, and a resume
 //!   after it without a gap.
@@ -245,6 +247,15 @@ fn a_redis_restart_refuses_while_down_and_loses_nothing_confirmed() {
             if !restarted {
                 let (status, why) = healthz(&a.addr);
                 assert_eq!(status, 503, "/healthz while Redis is down: {why}");
+                // A newcomer's join is written to the node's own store
+                // meanwhile: that does not make the node healthy.
+                let (_dan, _) = Client::open(&a, "/?room=outage", "history");
+                let (status, why) = healthz(&a.addr);
+                assert_eq!(
+                    status, 503,
+                    "/healthz after a join while Redis is down: {why}"
+                );
+                assert!(why.contains("Redis"), "{why}");
                 redis.restart();
                 restarted = true;
                 let deadline = Instant::now() + WAIT;
@@ -294,4 +305,78 @@ fn a_redis_restart_refuses_while_down_and_loses_nothing_confirmed() {
         assert!(got.contains(c), "{c:?} confirmed, and in the resume");
     }
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[test]
+fn a_node_killed_under_load_its_clients_resume_elsewhere_with_nothing_lost() {
+    let Some(redis) = RedisServer::start("cluster_kill") else {
+        return;
+    };
+    let a = node(&redis);
+    let mut b = node(&redis);
+    let (mut ann, _) = Client::open(&a, "/?room=kill", "history");
+    let (mut bob, _) = Client::open(&b, "/?room=kill", "history");
+    // Ann (on a) sends without waiting; bob (on b) confirms his own.
+    let sender = std::thread::spawn(move || {
+        for n in 0..200 {
+            ann.send(&format!("a{n}"));
+        }
+        ann
+    });
+    let mut bob_confirmed = Vec::new();
+    let mut bob_received: Vec<(u64, String)> = Vec::new();
+    for n in 0..20 {
+        let text = format!("b{n}");
+        bob.send(&text);
+        let m = bob.until(|m| {
+            if m["type"] == "chat" {
+                let t = m["text"].as_str().unwrap().to_string();
+                bob_received.push((m["id"].as_u64().unwrap(), t));
+            }
+            m["type"] == "chat" && m["text"] == text.as_str()
+        });
+        bob_confirmed.push(m["id"].as_u64().unwrap());
+    }
+    // kill -9 of bob's node, by its PID, in the middle of ann's sends.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let mut ann = sender.join().unwrap();
+    let last_seen = bob_received.last().unwrap().0;
+    // Bob resumes on node a after the last message he received.
+    let (_bob2, resume) = Client::open(&a, &format!("/?room=kill&since={last_seen}"), "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let resumed: Vec<u64> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "chat")
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(resumed.iter().all(|&id| id > last_seen));
+    // Everything ann's node delivered to her is in the stream: what bob
+    // received plus his resume (as far as the resume reached) has no gap.
+    let mut at_ann = Vec::new();
+    while at_ann.len() < 220 {
+        let m = ann.until(|m| m["type"] == "chat");
+        at_ann.push(m["id"].as_u64().unwrap());
+    }
+    let known: Vec<u64> = bob_received
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(resumed.iter().copied())
+        .collect();
+    let first_known = known[0];
+    let last_known = *known.last().unwrap();
+    let expected: Vec<u64> = at_ann
+        .iter()
+        .copied()
+        .filter(|id| (first_known..=last_known).contains(id))
+        .collect();
+    assert_eq!(
+        known, expected,
+        "bob's messages before and after the kill, without gap or repeat"
+    );
+    for id in bob_confirmed {
+        assert!(at_ann.contains(&id), "bob's confirmed {id} reached ann");
+    }
 }

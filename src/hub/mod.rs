@@ -188,6 +188,10 @@ pub struct Ctx {
     /// Turns whose sends wait for their commit ([`Commit::Pending`]), or
     /// for an earlier turn's, oldest first: settled in this order.
     waiting: VecDeque<Waiting>,
+    /// Why the store cannot write, as the store itself said
+    /// ([`Outcome::Health`]): a write that succeeds meanwhile (a part of
+    /// the store that still works) does not make `/healthz` healthy.
+    log_unhealthy: Option<String>,
 }
 
 /// A turn kept until its commit's result arrives: its sends, published
@@ -217,6 +221,7 @@ impl Ctx {
             published: Vec::new(),
             answers: Vec::new(),
             waiting: VecDeque::new(),
+            log_unhealthy: None,
         }
     }
 
@@ -567,7 +572,10 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
                 }
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
-            Outcome::Health(why) => ctx.metrics.set_store_failing(why),
+            Outcome::Health(why) => {
+                ctx.metrics.set_store_failing(why.clone());
+                ctx.log_unhealthy = why;
+            }
         }
     }
 }
@@ -582,7 +590,7 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>, by_
             if wrote {
                 ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
             }
-            if wrote && ctx.metrics.store_failing().is_some() {
+            if wrote && ctx.log_unhealthy.is_none() && ctx.metrics.store_failing().is_some() {
                 ctx.metrics.set_store_failing(None);
             }
             if by_log.is_empty() {
@@ -599,8 +607,10 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>, by_
             ctx.metrics
                 .store_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            ctx.metrics
-                .set_store_failing(Some(format!("store: writing the log failed: {e}")));
+            if ctx.log_unhealthy.is_none() {
+                ctx.metrics
+                    .set_store_failing(Some(format!("store: writing the log failed: {e}")));
+            }
             let refused = ctx.refuse_published();
             if !refused.is_empty() {
                 app.refused(ctx, &refused);
