@@ -532,20 +532,9 @@ impl Log for RedisLog {
                 missing: Some(u64::MAX),
             };
         }
-        let Some(r) = self.rooms.get(room) else {
-            return Page::default();
-        };
-        let before = before.unwrap_or(u64::MAX);
-        let below = r.cache.iter().take_while(|e| e.0 < before).count();
-        let from = below.saturating_sub(limit);
-        let messages = r.cache.range(from..below).map(|e| e.2.clone()).collect();
-        // Reaching the cache's first message: whole only if it is the
-        // room's first.
-        let missing = match r.cache.front() {
-            Some(first) if from == 0 && below < limit && first.1 != 0 => Some(first.0),
-            _ => None,
-        };
-        Page { messages, missing }
+        self.rooms
+            .get(room)
+            .map_or_else(Page::default, |r| page_before(&r.cache, before, limit))
     }
 
     /// The room's messages after `after` (private messages are the node's
@@ -557,18 +546,9 @@ impl Log for RedisLog {
                 missing: Some(u64::MAX),
             };
         }
-        let Some(r) = self.rooms.get(room) else {
-            return Page::default();
-        };
-        let picked: Vec<&(u64, u64, Arc<str>)> = r.cache.iter().filter(|e| e.0 > after).collect();
-        let missing = match picked.first() {
-            Some(first) if first.1 > after => Some(first.0),
-            _ => None,
-        };
-        Page {
-            messages: picked.into_iter().map(|e| e.2.clone()).collect(),
-            missing,
-        }
+        self.rooms
+            .get(room)
+            .map_or_else(Page::default, |r| page_after(&r.cache, after))
     }
 
     fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>> {
@@ -601,6 +581,39 @@ impl Log for RedisLog {
     }
 }
 
+/// A room's cached messages: id, the room's id before it, JSON; oldest
+/// first.
+type Cache = VecDeque<(u64, u64, Arc<str>)>;
+
+/// The last `limit` cached messages below `before`; `missing` when the
+/// answer reaches the cache's oldest message and that is not the room's
+/// first (older ones are in the stream, or trimmed).
+fn page_before(cache: &Cache, before: Option<u64>, limit: usize) -> Page {
+    let before = before.unwrap_or(u64::MAX);
+    let below = cache.iter().take_while(|e| e.0 < before).count();
+    let from = below.saturating_sub(limit);
+    let messages = cache.range(from..below).map(|e| e.2.clone()).collect();
+    let missing = match cache.front() {
+        Some(first) if from == 0 && below < limit && first.1 != 0 => Some(first.0),
+        _ => None,
+    };
+    Page { messages, missing }
+}
+
+/// The cached messages after `after`; `missing` when the first of them
+/// does not follow `after` directly (the ones between are not cached).
+fn page_after(cache: &Cache, after: u64) -> Page {
+    let picked: Vec<&(u64, u64, Arc<str>)> = cache.iter().filter(|e| e.0 > after).collect();
+    let missing = match picked.first() {
+        Some(first) if first.1 > after => Some(first.0),
+        _ => None,
+    };
+    Page {
+        messages: picked.into_iter().map(|e| e.2.clone()).collect(),
+        missing,
+    }
+}
+
 /// The `id` of a message's JSON, if it has a numeric one.
 fn serde_id(json: &str) -> Option<u64> {
     serde_json::from_str::<Value>(json)
@@ -618,5 +631,44 @@ mod tests {
         let t = template_of(r#"{"type":"chat","id":5,"room":"a"}"#, 5).unwrap();
         assert_eq!(t.with_id(12), r#"{"type":"chat","id":12,"room":"a"}"#);
         assert!(template_of(r#"{"type":"chat","room":"a"}"#, 5).is_none());
+    }
+
+    fn cache(entries: &[(u64, u64)]) -> Cache {
+        entries
+            .iter()
+            .map(|&(id, prev)| (id, prev, Arc::from(id.to_string())))
+            .collect()
+    }
+
+    fn ids(page: &Page) -> Vec<u64> {
+        page.messages.iter().map(|m| m.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn pages_of_the_cache_say_when_they_reach_past_it() {
+        // The room from its first message: whole.
+        let whole = cache(&[(3, 0), (7, 3), (9, 7), (20, 9)]);
+        let p = page_before(&whole, None, 2);
+        assert_eq!((ids(&p), p.missing), (vec![9, 20], None));
+        let p = page_before(&whole, Some(9), 10);
+        assert_eq!((ids(&p), p.missing), (vec![3, 7], None));
+        let p = page_after(&whole, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+        let p = page_after(&whole, 0);
+        assert_eq!((ids(&p), p.missing), (vec![3, 7, 9, 20], None));
+        assert!(page_after(&whole, 20).messages.is_empty());
+        // Older messages than the cache holds: a page reaching past it, or
+        // a resume from before it, is not whole.
+        let recent = cache(&[(7, 3), (9, 7), (20, 9)]);
+        let p = page_before(&recent, None, 10);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], Some(7)));
+        let p = page_before(&recent, None, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+        let p = page_before(&recent, Some(7), 3);
+        assert_eq!((ids(&p), p.missing), (vec![], Some(7)));
+        let p = page_after(&recent, 2);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], Some(7)));
+        let p = page_after(&recent, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
     }
 }
