@@ -192,6 +192,10 @@ pub struct Ctx {
     /// ([`Outcome::Health`]): a write that succeeds meanwhile (a part of
     /// the store that still works) does not make `/healthz` healthy.
     log_unhealthy: Option<String>,
+    /// How many times the store has said how it is ([`Outcome::Health`]):
+    /// a failure of a turn parked before the latest such news is old news
+    /// and does not set `/healthz`.
+    health_news: u64,
 }
 
 /// A turn kept until its commit's result arrives: its sends, published
@@ -202,6 +206,8 @@ struct Waiting {
     published: Vec<(usize, u64, Option<ConnId>)>,
     answers: Vec<(Sender<ApiResponse>, ApiResponse, bool)>,
     result: Option<(std::io::Result<bool>, Vec<u64>)>,
+    /// [`Ctx::health_news`] when it was parked.
+    news: u64,
 }
 
 impl Ctx {
@@ -222,6 +228,7 @@ impl Ctx {
             answers: Vec::new(),
             waiting: VecDeque::new(),
             log_unhealthy: None,
+            health_news: 0,
         }
     }
 
@@ -518,7 +525,7 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
     settle_waiting(app, ctx);
     match ctx.log.commit_turn() {
-        Commit::Done(result) if ctx.waiting.is_empty() => settle(app, ctx, result, &[]),
+        Commit::Done(result) if ctx.waiting.is_empty() => settle(app, ctx, result, &[], false),
         Commit::Done(result) => ctx.park(Some((result, Vec::new()))),
         Commit::Pending => ctx.park(None),
     }
@@ -532,6 +539,7 @@ impl Ctx {
             published: std::mem::take(&mut self.published),
             answers: std::mem::take(&mut self.answers),
             result,
+            news: self.health_news,
         });
     }
 }
@@ -549,7 +557,8 @@ fn settle_waiting<A: App>(app: &mut A, ctx: &mut Ctx) {
         let queue = std::mem::replace(&mut ctx.queue, turn.queue);
         let published = std::mem::replace(&mut ctx.published, turn.published);
         let answers = std::mem::replace(&mut ctx.answers, turn.answers);
-        settle(app, ctx, result, &by_log);
+        let stale = turn.news != ctx.health_news;
+        settle(app, ctx, result, &by_log, stale);
         // What `settle` sent went out with the settled turn.
         ctx.queue = queue;
         ctx.published = published;
@@ -575,6 +584,7 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
             Outcome::Health(why) => {
                 ctx.metrics.set_store_failing(why.clone());
                 ctx.log_unhealthy = why;
+                ctx.health_news += 1;
             }
         }
     }
@@ -583,8 +593,16 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
 /// The turn's commit has a result: answer the API requests, refuse the
 /// published messages if it failed, and deliver (on success, all but the
 /// messages the store delivers itself, `by_log`: docs/architecture.md,
-/// "The store behind the hub").
-fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>, by_log: &[u64]) {
+/// "The store behind the hub"). A failure is `stale` when the store has
+/// said how it is since the turn was parked: it refuses the turn but
+/// leaves `/healthz` to that later news.
+fn settle<A: App>(
+    app: &mut A,
+    ctx: &mut Ctx,
+    result: std::io::Result<bool>,
+    by_log: &[u64],
+    stale: bool,
+) {
     match result {
         Ok(wrote) => {
             if wrote {
@@ -607,7 +625,7 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>, by_
             ctx.metrics
                 .store_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            if ctx.log_unhealthy.is_none() {
+            if ctx.log_unhealthy.is_none() && !stale {
                 ctx.metrics
                     .set_store_failing(Some(format!("store: writing the log failed: {e}")));
             }
