@@ -26,6 +26,10 @@ struct Release {
     by_log: bool,
 }
 
+/// A release of a turn that succeeded with its messages refused one by
+/// one (a store whose appends each have their own answer).
+struct RefuseEach;
+
 /// A log that keeps nothing; a turn with records is `Pending` until the
 /// test releases its result (the ids of the turn are told to the test on
 /// `pending`).
@@ -73,12 +77,22 @@ impl Log for DeferredLog {
     }
 
     fn handle(&mut self, event: LogEvent) -> Vec<Outcome> {
-        let release = event.downcast::<Release>().expect("a release");
         let turn = self.waiting.pop_front().expect("a waiting turn");
+        let release = match event.downcast::<Release>() {
+            Ok(release) => release,
+            Err(_) => {
+                return vec![Outcome::Committed {
+                    result: Ok(true),
+                    delivered_by_log: Vec::new(),
+                    refused: turn.iter().map(|t| t.0).collect(),
+                }];
+            }
+        };
         if !release.ok {
             return vec![Outcome::Committed {
                 result: Err(io::Error::other("the network is gone")),
                 delivered_by_log: Vec::new(),
+                refused: Vec::new(),
             }];
         }
         let mut out = Vec::new();
@@ -97,6 +111,7 @@ impl Log for DeferredLog {
             } else {
                 Vec::new()
             },
+            refused: Vec::new(),
         });
         out
     }
@@ -267,6 +282,18 @@ fn pending_commits_settle_in_order_refused_or_delivered_by_the_log() {
     assert_eq!(next(&mut bob)["text"], "pong", "three came once");
     say(&mut alice, "ping");
     assert_eq!(next(&mut alice)["text"], "pong", "three came once");
+
+    // A turn that succeeds with a message refused on its own: its sender
+    // is told, the app too, nobody receives it, and the store is not
+    // reported failing.
+    say(&mut alice, "four");
+    let four = pending.recv_timeout(wait).expect("pending")[0];
+    release.send(Box::new(RefuseEach)).unwrap();
+    assert_eq!(next(&mut alice), unavailable);
+    say(&mut bob, "ping");
+    assert_eq!(next(&mut bob)["text"], "pong", "four reached nobody");
+    assert_eq!(*refused.lock().unwrap(), vec![lost, four]);
+    assert!(server.metrics().store_failing().is_none());
     drop((alice, bob));
     server.stop();
 }

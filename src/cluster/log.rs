@@ -85,8 +85,12 @@ enum Tag {
 struct Turn {
     seq: u64,
     outstanding: usize,
+    /// Why the last refused message was refused.
     error: Option<String>,
-    ids: Vec<u64>,
+    /// Provisional ids of the messages stored.
+    stored: Vec<u64>,
+    /// Provisional ids of the messages refused.
+    refused: Vec<u64>,
 }
 
 /// A followed room.
@@ -280,7 +284,7 @@ impl RedisLog {
                         .and_then(Cluster::parse_appended)
                         .err()
                         .map(|e| e.to_string());
-                    self.answered(append.turn, error);
+                    self.answered(append.turn, append.provisional, error);
                 }
             },
             Some(Tag::Fill(room)) => {
@@ -304,11 +308,15 @@ impl RedisLog {
     }
 
     /// One append of turn `seq` has its answer.
-    fn answered(&mut self, seq: u64, error: Option<String>) {
+    fn answered(&mut self, seq: u64, provisional: u64, error: Option<String>) {
         if let Some(turn) = self.turns.iter_mut().find(|t| t.seq == seq) {
             turn.outstanding = turn.outstanding.saturating_sub(1);
-            if error.is_some() && turn.error.is_none() {
-                turn.error = error;
+            match error {
+                None => turn.stored.push(provisional),
+                Some(e) => {
+                    turn.refused.push(provisional);
+                    turn.error = Some(e);
+                }
             }
         }
     }
@@ -319,7 +327,11 @@ impl RedisLog {
         for append in std::mem::take(&mut self.retry) {
             let waited = append.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
             if waited > RETRY_WAIT {
-                self.answered(append.turn, Some("Redis unreachable".into()));
+                self.answered(
+                    append.turn,
+                    append.provisional,
+                    Some("Redis unreachable".into()),
+                );
                 continue;
             }
             if !self.up {
@@ -351,14 +363,19 @@ impl RedisLog {
             let Some(turn) = self.turns.pop_front() else {
                 break;
             };
+            // Each message settles on its own: the stored ones go out, the
+            // refused ones are refused; only a turn with nothing stored
+            // fails as a whole (and says why on /healthz).
             out.push(match turn.error {
-                None => Outcome::Committed {
-                    result: Ok(true),
-                    delivered_by_log: turn.ids,
-                },
-                Some(e) => Outcome::Committed {
+                Some(e) if turn.stored.is_empty() => Outcome::Committed {
                     result: Err(io::Error::other(e)),
                     delivered_by_log: Vec::new(),
+                    refused: Vec::new(),
+                },
+                _ => Outcome::Committed {
+                    result: Ok(true),
+                    delivered_by_log: turn.stored,
+                    refused: turn.refused,
                 },
             });
         }
@@ -450,13 +467,15 @@ impl Log for RedisLog {
         }
         let seq = self.next_turn;
         self.next_turn += 1;
-        let ids = appends.iter().map(|a| a.provisional).collect();
-        let (mut sent, mut error) = (0, None);
+        let (mut sent, mut error, mut refused) = (0, None, Vec::new());
         for mut append in appends {
             append.turn = seq;
             match self.send_append(append) {
                 Ok(()) => sent += 1,
-                Err(refused) => error = Some(refused.1.to_string()),
+                Err(not_sent) => {
+                    refused.push(not_sent.0.provisional);
+                    error = Some(not_sent.1.to_string());
+                }
             }
         }
         if sent == 0 {
@@ -467,7 +486,8 @@ impl Log for RedisLog {
             seq,
             outstanding: sent,
             error,
-            ids,
+            stored: Vec::new(),
+            refused,
         });
         Commit::Pending
     }

@@ -127,6 +127,11 @@ pub enum Outcome {
         /// that the log delivers itself, through [`Outcome::Deliver`]: the
         /// hub drops the turn's sends of them.
         delivered_by_log: Vec<u64>,
+        /// On success, the ids of the turn's messages that were not stored
+        /// after all: refused as a failed turn's are (their senders told
+        /// `unavailable`, [`App::refused`](super::App::refused)), while
+        /// the rest of the turn goes out.
+        refused: Vec<u64>,
     },
     /// A stored message of `room`, to deliver to this server's members of
     /// the room, in the log's order (through

@@ -198,6 +198,26 @@ pub struct Ctx {
     health_news: u64,
 }
 
+/// A turn's commit result: as [`Log::commit`]'s, with the messages the
+/// store delivers itself and those it refused of a turn that succeeded
+/// ([`Outcome::Committed`]).
+#[derive(Debug)]
+struct Settled {
+    result: std::io::Result<bool>,
+    by_log: Vec<u64>,
+    refused: Vec<u64>,
+}
+
+impl Settled {
+    fn now(result: std::io::Result<bool>) -> Settled {
+        Settled {
+            result,
+            by_log: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+}
+
 /// A turn kept until its commit's result arrives: its sends, published
 /// ids and API answers, and the result once known.
 #[derive(Debug)]
@@ -205,7 +225,7 @@ struct Waiting {
     queue: Vec<Out>,
     published: Vec<(usize, u64, Option<ConnId>)>,
     answers: Vec<(Sender<ApiResponse>, ApiResponse, bool)>,
-    result: Option<(std::io::Result<bool>, Vec<u64>)>,
+    result: Option<Settled>,
     /// [`Ctx::health_news`] when it was parked.
     news: u64,
 }
@@ -525,15 +545,17 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
     settle_waiting(app, ctx);
     match ctx.log.commit_turn() {
-        Commit::Done(result) if ctx.waiting.is_empty() => settle(app, ctx, result, &[], false),
-        Commit::Done(result) => ctx.park(Some((result, Vec::new()))),
+        Commit::Done(result) if ctx.waiting.is_empty() => {
+            settle(app, ctx, Settled::now(result), false)
+        }
+        Commit::Done(result) => ctx.park(Some(Settled::now(result))),
         Commit::Pending => ctx.park(None),
     }
 }
 
 impl Ctx {
     /// Keep this turn's sends and answers until its result is known.
-    fn park(&mut self, result: Option<(std::io::Result<bool>, Vec<u64>)>) {
+    fn park(&mut self, result: Option<Settled>) {
         self.waiting.push_back(Waiting {
             queue: std::mem::take(&mut self.queue),
             published: std::mem::take(&mut self.published),
@@ -551,14 +573,14 @@ fn settle_waiting<A: App>(app: &mut A, ctx: &mut Ctx) {
         let Some(turn) = ctx.waiting.pop_front() else {
             break;
         };
-        let Some((result, by_log)) = turn.result else {
+        let Some(result) = turn.result else {
             break;
         };
         let queue = std::mem::replace(&mut ctx.queue, turn.queue);
         let published = std::mem::replace(&mut ctx.published, turn.published);
         let answers = std::mem::replace(&mut ctx.answers, turn.answers);
         let stale = turn.news != ctx.health_news;
-        settle(app, ctx, result, &by_log, stale);
+        settle(app, ctx, result, stale);
         // What `settle` sent went out with the settled turn.
         ctx.queue = queue;
         ctx.published = published;
@@ -575,9 +597,14 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
             Outcome::Committed {
                 result,
                 delivered_by_log,
+                refused,
             } => {
                 if let Some(turn) = ctx.waiting.iter_mut().find(|w| w.result.is_none()) {
-                    turn.result = Some((result, delivered_by_log));
+                    turn.result = Some(Settled {
+                        result,
+                        by_log: delivered_by_log,
+                        refused,
+                    });
                 }
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
@@ -596,13 +623,12 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
 /// "The store behind the hub"). A failure is `stale` when the store has
 /// said how it is since the turn was parked: it refuses the turn but
 /// leaves `/healthz` to that later news.
-fn settle<A: App>(
-    app: &mut A,
-    ctx: &mut Ctx,
-    result: std::io::Result<bool>,
-    by_log: &[u64],
-    stale: bool,
-) {
+fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
+    let Settled {
+        result,
+        by_log,
+        refused,
+    } = settled;
     match result {
         Ok(wrote) => {
             if wrote {
@@ -611,12 +637,21 @@ fn settle<A: App>(
             if wrote && ctx.log_unhealthy.is_none() && ctx.metrics.store_failing().is_some() {
                 ctx.metrics.set_store_failing(None);
             }
-            if by_log.is_empty() {
-                ctx.published.clear();
-            } else {
-                ctx.drop_published(|id| by_log.contains(&id));
-                ctx.published.clear();
+            if !refused.is_empty() {
+                // Messages of the turn the store could not keep after all.
+                let (ids, senders) = ctx.drop_published(|id| refused.contains(&id));
+                let error = Ctx::json_frame(UNAVAILABLE);
+                for sender in senders {
+                    ctx.send_frame(sender, &error);
+                }
+                if !ids.is_empty() {
+                    app.refused(ctx, &ids);
+                }
             }
+            if !by_log.is_empty() {
+                ctx.drop_published(|id| by_log.contains(&id));
+            }
+            ctx.published.clear();
             for (to, answer, _) in std::mem::take(&mut ctx.answers) {
                 let _ = to.try_send(answer);
             }
