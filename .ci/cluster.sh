@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The cluster's Redis tests (tests/redis.rs): wschat's own RESP2 client and
-# the cluster's primitives against real redis-servers, each started by the
+# The cluster's Redis tests: tests/redis.rs (wschat's own RESP2 client and
+# the cluster's primitives) and tests/cluster.rs (wschat nodes started with
+# --redis as child processes, one chat across them), against real
+# redis-servers, each started by the
 # test harness (tests/redis_support/) on a free port of 127.0.0.1 with a
 # temporary --dir and --appendonly yes, and stopped by its PID.
 #
@@ -25,4 +27,4 @@ redis-server --version
 [ "${1:-}" = --install ] && exit 0
 
 # The harness must not skip here: no redis-server is a failure.
-CI=${CI:-true} cargo test --test redis -- --test-threads=2
+CI=${CI:-true} cargo test --test redis --test cluster -- --test-threads=2

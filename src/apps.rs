@@ -111,5 +111,10 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
     let desk = Desk::new(config.desk(), &mut store);
     let mut router = Router::new(chat);
     router.mount_with_api(DESK_PATHS.to_vec(), DESK_API_PREFIX, Box::new(desk));
-    Ok((router, Box::new(store)))
+    let log: Box<dyn Log> = match &config.redis {
+        // A node of the cluster: room messages through Redis.
+        Some(url) => Box::new(crate::cluster::log::RedisLog::start(store, url)?),
+        None => Box::new(store),
+    };
+    Ok((router, log))
 }

@@ -83,6 +83,10 @@ pub struct Config {
     pub data_dir: Option<std::path::PathBuf>,
     /// When a message counts as stored.
     pub durability: crate::store::Durability,
+    /// `redis://HOST:PORT[/DB]`: the room messages go through this Redis,
+    /// shared with the other nodes of the cluster (docs/cluster.md);
+    /// `None`: the embedded log alone.
+    pub redis: Option<String>,
     /// Whole log segments older than this many days are deleted.
     pub retain_days: u32,
     /// Log segment size before a new one is started.
@@ -169,6 +173,7 @@ impl Default for Config {
             data_dir: store.dir,
             // What a store on disk does by default (in memory: nothing).
             durability: crate::store::Durability::Process,
+            redis: None,
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,
             history_keep: store.keep_per_room,

@@ -543,6 +543,18 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "redis",
+        value: Some("URL"),
+        help: "redis://HOST:PORT[/DB]: join the cluster of every node on this Redis (room messages stored there)",
+        apply: |c, v| {
+            let v = v.trim();
+            crate::cluster::client::ClientConfig::from_url(v)?;
+            c.redis = Some(v.to_string());
+            Ok(())
+        },
+        show: |c| c.redis.clone().unwrap_or_default(),
+    },
+    Flag {
         name: "memory",
         value: None,
         help: "keep history in memory only (no data directory)",

@@ -1,12 +1,13 @@
 //! Several wschat nodes as one, through Redis: the client and the cluster's
-//! primitives (issue 23's foundation; docs/cluster.md). Nothing here is
-//! wired into the hub yet.
+//! primitives (issue 23; docs/cluster.md), and the store a node runs with
+//! `--redis` ([`log::RedisLog`]).
 //!
 //! | file | what |
 //! |---|---|
 //! | [`resp`] | RESP2, sans-I/O: commands, replies, pub/sub pushes |
 //! | [`client`] | the connections, on threads of their own, behind channels; re-dial, re-subscribe |
 //! | [`order`] | a room's delivery in the log's order: gaps seen by `prev`, filled from the stream |
+//! | [`log`] | [`log::RedisLog`], the hub's store with `--redis`: room messages through Redis |
 //! | this file | [`Keys`] (the key layout), the Lua scripts, [`Cluster`]: append, ranges, presence |
 //!
 //! Every operation exists twice: as a [`Cmd`] builder with a parser of its
@@ -25,6 +26,7 @@
 //! reads the stream after P before delivering it.
 
 pub mod client;
+pub mod log;
 pub mod order;
 pub mod resp;
 
