@@ -54,7 +54,9 @@ pub fn standard(config: &Config) -> io::Result<Router> {
     }
     let store: SharedStore = Arc::new(Mutex::new(store));
     let chat = Chat::new(config.chat(), store.clone());
-    let desk = Desk::new(config.desk(), store.clone());
+    // The webhooks' sender thread: the hub hands it the desk's events.
+    let webhooks = crate::webhook::Emitter::start(config.webhook())?;
+    let desk = Desk::new(config.desk(), store.clone()).with_webhooks(webhooks);
     let mut router = Router::new(chat);
     router.mount_with_api(vec!["/support", "/agent"], "/api/desk/", Box::new(desk));
     Ok(router)

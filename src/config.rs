@@ -149,6 +149,19 @@ pub struct Config {
     pub api_max_body: usize,
     /// API requests a second per key (0: no limit).
     pub api_rate: u32,
+    /// Receivers of the desk's webhook events (`http://` or `https://`).
+    pub webhooks: Vec<String>,
+    /// The key the webhook events are signed with (HMAC-SHA256).
+    pub webhook_secret: String,
+    /// PEM certificates trusted for `https://` receivers besides the
+    /// system's.
+    pub webhook_ca: Option<std::path::PathBuf>,
+    /// Most webhook events waiting for their receivers.
+    pub webhook_max_pending: usize,
+    /// Longest time of one webhook attempt, per step.
+    pub webhook_timeout: Duration,
+    /// Longest wait between two attempts at one webhook receiver.
+    pub webhook_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -197,6 +210,12 @@ impl Default for Config {
             api_from: IpRange::LOOPBACK.to_vec(),
             api_max_body: DEFAULT_API_MAX_BODY,
             api_rate: DEFAULT_API_RATE,
+            webhooks: Vec::new(),
+            webhook_secret: String::new(),
+            webhook_ca: None,
+            webhook_max_pending: crate::webhook::DEFAULT_MAX_PENDING,
+            webhook_timeout: Duration::from_millis(crate::webhook::DEFAULT_TIMEOUT_MS),
+            webhook_backoff_max: Duration::from_millis(crate::webhook::DEFAULT_BACKOFF_MAX_MS),
         }
     }
 }
@@ -279,6 +298,20 @@ impl Config {
             keep_messages: self.desk_keep_messages,
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
+        }
+    }
+
+    /// The webhooks' settings (their pending file lives in the data
+    /// directory).
+    pub fn webhook(&self) -> crate::webhook::WebhookConfig {
+        crate::webhook::WebhookConfig {
+            urls: self.webhooks.clone(),
+            secret: self.webhook_secret.as_bytes().to_vec(),
+            ca_file: self.webhook_ca.clone(),
+            data_dir: self.data_dir.clone(),
+            max_pending: self.webhook_max_pending,
+            timeout: self.webhook_timeout,
+            backoff_max: self.webhook_backoff_max,
         }
     }
 
@@ -645,6 +678,83 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.desk_keep_messages.to_string(),
     },
     Flag {
+        name: "webhook",
+        value: Some("URL"),
+        help: "an http:// or https:// URL the desk's events are POSTed to, signed (repeatable; env: comma list; docs/customer-service.md)",
+        apply: |c, v| {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                crate::webhook::http::Url::parse(url)?;
+                c.webhooks.push(url.to_string());
+            }
+            Ok(())
+        },
+        show: |c| c.webhooks.join(","),
+    },
+    Flag {
+        name: "webhook-secret",
+        value: Some("SECRET"),
+        help: "the key of the webhooks' X-Wschat-Signature (HMAC-SHA256 of the body); needed with --webhook",
+        apply: |c, v| {
+            c.webhook_secret = v.to_string();
+            Ok(())
+        },
+        show: |c| {
+            if c.webhook_secret.is_empty() {
+                "none".to_string()
+            } else {
+                "(hidden)".to_string()
+            }
+        },
+    },
+    Flag {
+        name: "webhook-ca",
+        value: Some("FILE"),
+        help: "PEM certificates trusted for https:// webhooks besides the system's (a private CA)",
+        apply: |c, v| {
+            c.webhook_ca = Some(v.trim().into());
+            Ok(())
+        },
+        show: |c| {
+            c.webhook_ca
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        },
+    },
+    Flag {
+        name: "webhook-max-pending",
+        value: Some("N"),
+        help: "most webhook events waiting for their receivers (kept in the data directory); past it new events are dropped and counted",
+        apply: |c, v| {
+            c.webhook_max_pending = positive(number(v)?, "webhook-max-pending")?;
+            Ok(())
+        },
+        show: |c| c.webhook_max_pending.to_string(),
+    },
+    Flag {
+        name: "webhook-timeout",
+        value: Some("DURATION"),
+        help: "longest a webhook attempt may take to connect, send, or get the answer",
+        apply: |c, v| {
+            let d = millis(v)?;
+            if d.is_zero() {
+                return Err("webhook-timeout must be above 0".into());
+            }
+            c.webhook_timeout = d;
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_timeout),
+    },
+    Flag {
+        name: "webhook-backoff-max",
+        value: Some("DURATION"),
+        help: "longest wait between two attempts at a failing webhook receiver (the wait doubles from 1s)",
+        apply: |c, v| {
+            c.webhook_backoff_max = millis(v)?.max(crate::webhook::BACKOFF_FIRST);
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_backoff_max),
+    },
+    Flag {
         name: "allowed-origin",
         value: Some("ORIGIN"),
         help: "an Origin allowed to open WebSockets, e.g. https://example.com (repeatable; env: comma list; none: any)",
@@ -963,6 +1073,17 @@ pub fn check(config: &Config) -> Vec<String> {
             "{name} is set but is not a wschat setting (see wschat --help): a typo?"
         ));
     }
+    if !config.webhooks.is_empty() && config.webhook_secret.is_empty() {
+        problems.push(
+            "--webhook needs --webhook-secret: receivers check each event's signature with it"
+                .into(),
+        );
+    }
+    if let Some(ca) = &config.webhook_ca
+        && let Err(e) = std::fs::metadata(ca)
+    {
+        problems.push(format!("--webhook-ca {}: {e}", ca.display()));
+    }
     if let Some(dir) = &config.data_dir
         && let Err(e) = check_writable(dir)
     {
@@ -1125,6 +1246,36 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert!(c.echo_everywhere);
         assert_eq!(c.protocols, vec!["chat".to_string()]);
+    }
+
+    #[test]
+    fn webhooks_from_env_and_flags() {
+        let env = |name: &str| match name {
+            "WSCHAT_WEBHOOK" => Some("http://a.example/h, https://b.example/".to_string()),
+            "WSCHAT_WEBHOOK_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let args = ["--webhook", "http://127.0.0.1:9/x", "--webhook-timeout=3s"].map(String::from);
+        let c = parse_args(&args, env).unwrap();
+        assert_eq!(
+            c.webhooks,
+            [
+                "http://a.example/h",
+                "https://b.example/",
+                "http://127.0.0.1:9/x"
+            ]
+        );
+        assert_eq!(c.webhook().secret, b"s3cret");
+        assert_eq!(c.webhook().timeout, Duration::from_secs(3));
+        assert!(check(&c).iter().all(|p| !p.contains("--webhook")));
+        let err = parse_args(&["--webhook=ftp://x/".into()], |_| None).unwrap_err();
+        assert!(err.contains("--webhook"), "{err}");
+        let no_secret = parse_args(&["--webhook=http://x/".into()], |_| None).unwrap();
+        assert!(
+            check(&no_secret)
+                .iter()
+                .any(|p| p.contains("--webhook-secret"))
+        );
     }
 
     #[test]

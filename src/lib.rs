@@ -13,6 +13,7 @@
 //! * [`config`] — every limit, with its flag and environment variable.
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
 //! * [`json`] — JSON objects written with their fields in order.
+//! * [`webhook`] — the desk's events POSTed, signed, to other systems.
 //! * [`sys`] — platform code: every `libc` call and the inline assembly,
 //!   the one place besides `ws::mask` where `unsafe` is allowed.
 //!
@@ -39,6 +40,7 @@ pub mod server;
 pub mod store;
 #[allow(unsafe_code)] // the one place for platform code
 pub mod sys;
+pub mod webhook;
 pub mod ws;
 
 pub use conn::{Error, WebSocket};

@@ -115,6 +115,14 @@ impl App for Router {
         self.chat.budget()
     }
 
+    fn figures(&self) -> Vec<std::sync::Arc<dyn crate::hub::metrics::Figures>> {
+        let mut all = self.chat.figures();
+        for (_, app) in &self.mounts {
+            all.extend(app.figures());
+        }
+        all
+    }
+
     /// `/api/desk/…` (or another mount's prefix) to that mount; the rest
     /// to the chat.
     fn api(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {

@@ -169,6 +169,10 @@ impl Desk {
             "type": "desk_message", "id": id, "conversation": cid, "from": "bot",
             "name": name, "bot": true, "text": text, "time": now_ms(),
         });
+        self.webhooks.emit_message(
+            id,
+            ordered! {"conversation": cid, "id": id, "from": "bot", "name": name, "text": text},
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return Err(ApiResponse::error(404, "unknown_conversation", "gone"));
         };
@@ -200,6 +204,10 @@ impl Desk {
         };
         let id = self.take_id();
         self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "time": now_ms()});
+        self.webhooks.emit(
+            crate::webhook::Kind::ConversationResolved,
+            ordered! {"conversation": cid, "agent": agent},
+        );
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
         let msg = ordered! {"type": "resolved", "conversation": cid};

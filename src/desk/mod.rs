@@ -121,6 +121,8 @@ pub struct Desk {
     /// When `agents.json` was last seen changed (see `check_accounts`).
     accounts_changed: Option<std::time::SystemTime>,
     next_visitor: u64,
+    /// Where the desk's events go out as webhooks (none by default).
+    webhooks: crate::webhook::Emitter,
 }
 
 impl Desk {
@@ -146,6 +148,7 @@ impl Desk {
             told: HashMap::new(),
             accounts_changed: None,
             next_visitor: 1,
+            webhooks: crate::webhook::Emitter::none(),
         };
         for record in records {
             desk.replay(record);
@@ -164,6 +167,12 @@ impl Desk {
             }
         }
         desk
+    }
+
+    /// Send the desk's events to `webhooks` (started by [`crate::apps`]).
+    pub fn with_webhooks(mut self, webhooks: crate::webhook::Emitter) -> Desk {
+        self.webhooks = webhooks;
+        self
     }
 }
 
@@ -280,6 +289,15 @@ impl App for Desk {
 
     fn turn_end(&mut self, ctx: &mut Ctx) {
         self.settle(ctx);
+        self.webhooks.turn_end();
+    }
+
+    fn figures(&self) -> Vec<Arc<dyn crate::hub::metrics::Figures>> {
+        let stats = self.webhooks.stats();
+        stats
+            .into_iter()
+            .map(|s| s as Arc<dyn crate::hub::metrics::Figures>)
+            .collect()
     }
 
     fn api(
@@ -293,6 +311,7 @@ impl App for Desk {
     /// Messages the store could not write leave the transcripts they were
     /// added to (they are the newest of their conversations).
     fn refused(&mut self, _ctx: &mut Ctx, ids: &[u64]) {
+        self.webhooks.refused(ids);
         for conv in self.conversations.values_mut() {
             while conv
                 .messages

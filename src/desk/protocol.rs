@@ -13,6 +13,7 @@ use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
 use crate::json::Object;
 use crate::ordered;
+use crate::webhook::Kind;
 
 pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
@@ -394,6 +395,10 @@ impl Desk {
                             rec = rec.field("sub", sub);
                         }
                         self.record(rec.field("time", time).finish());
+                        self.webhooks.emit(
+                            Kind::ConversationCreated,
+                            ordered! {"conversation": cid, "visitor": name, "sub": sub},
+                        );
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         self.dirty = true;
                         cid
@@ -430,6 +435,10 @@ impl Desk {
                 };
                 let id = self.take_id();
                 self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
+                self.webhooks.emit(
+                    Kind::ConversationRated,
+                    ordered! {"conversation": cid, "rating": rating},
+                );
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = Some(rating);
                 }
@@ -485,6 +494,10 @@ impl Desk {
     ) {
         let id = self.take_id();
         let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
+        self.webhooks.emit_message(
+            id,
+            ordered! {"conversation": cid, "id": id, "from": from, "name": name, "text": text},
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -626,6 +639,10 @@ impl Desk {
             "resolve" => {
                 let id = self.take_id();
                 self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
+                self.webhooks.emit(
+                    Kind::ConversationResolved,
+                    ordered! {"conversation": cid, "agent": name},
+                );
                 self.mark_resolved(cid);
                 let msg = ordered! {"type": "resolved", "conversation": cid};
                 let conv = &self.conversations[&cid];
@@ -669,6 +686,10 @@ impl Desk {
             |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
         match target {
             None => {
+                self.webhooks.emit(
+                    Kind::ConversationTransferred,
+                    ordered! {"conversation": cid, "from": from, "to": None::<&str>, "note": note},
+                );
                 self.requeue(cid, "transferred");
                 let frame = Ctx::json_frame(&unassigned(None));
                 ctx.broadcast(self.agent_conns(from), &frame);
@@ -694,6 +715,10 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
+                self.webhooks.emit(
+                    Kind::ConversationTransferred,
+                    ordered! {"conversation": cid, "from": from, "to": to, "note": note},
+                );
                 let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
                 ctx.broadcast(self.agent_conns(from), &frame);
                 self.assign(ctx, cid, &to, Some((from, &note)));

@@ -10,6 +10,7 @@ use crate::clock::now_ms;
 use crate::hub::Ctx;
 use crate::json::Object;
 use crate::ordered;
+use crate::webhook::Kind;
 
 impl Desk {
     /// Hand waiting conversations to agents: the front of the queue to the
@@ -51,6 +52,10 @@ impl Desk {
             rec = rec.field("from", prev).field("note", note);
         }
         self.record(rec.field("time", now_ms()).finish());
+        self.webhooks.emit(
+            Kind::ConversationAssigned,
+            ordered! {"conversation": cid, "agent": agent},
+        );
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };

@@ -126,6 +126,10 @@ pub trait App {
     fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
         None
     }
+    /// The app's own figures for `/metrics`, if it has some.
+    fn figures(&self) -> Vec<Arc<dyn metrics::Figures>> {
+        Vec::new()
+    }
     /// Store what this turn recorded, before its messages are delivered.
     /// Returns whether anything was written. An error means nothing of
     /// the turn's messages was stored: the hub delivers none of what was
@@ -503,6 +507,9 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
 pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
     if let Some(budget) = app.budget() {
         metrics.set_memory(budget);
+    }
+    for figures in app.figures() {
+        metrics.add_figures(figures);
     }
     let mut ctx = Ctx::new(metrics.clone());
     let mut next_tick = Instant::now() + TICK_INTERVAL;

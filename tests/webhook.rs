@@ -1,0 +1,651 @@
+//! Webhooks over real sockets: an in-process wschat with a temporary data
+//! directory, and a receiver in the test, a small HTTP (or HTTPS) server
+//! thread on 127.0.0.1:0 that records each request and answers as the
+//! test says. Every signature is checked here with HMAC-SHA256.
+//!
+//! Every wait is a socket read or a channel receive with a timeout, or a
+//! bounded poll of a server counter; nothing is timed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+use wschat::config::Config;
+use wschat::conn::WebSocket;
+use wschat::desk::agents;
+use wschat::server::{Server, ServerHandle};
+use wschat::ws::Message;
+
+/// The longest any one read or receive may wait. Generous: it only
+/// matters when something is broken.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+const SECRET: &str = "test-webhook-secret";
+
+/// A temporary data directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "wschat-webhook-{tag}-{}-{}",
+            std::process::id(),
+            wschat::random::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    request_line: String,
+    /// Header names in lower case.
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Hit {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    /// The checks every webhook request must pass: a POST with the JSON
+    /// content type, the event's name in `X-Wschat-Event`, and a valid
+    /// `X-Wschat-Signature` over the raw body.
+    fn check(&self) -> Value {
+        assert!(self.request_line.starts_with("POST /hook "), "{self:?}");
+        assert_eq!(self.headers["content-type"], "application/json");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(&self.body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            self.headers["x-wschat-signature"],
+            format!("sha256={hex}"),
+            "signature of {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let v = self.json();
+        assert_eq!(self.headers["x-wschat-event"], v["event"].as_str().unwrap());
+        // The fields in the documented order, at the top level.
+        let text = String::from_utf8_lossy(&self.body);
+        let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap();
+        assert!(text.starts_with("{\"id\":"), "{text}");
+        assert!(at("id") < at("event") && at("event") < at("time") && at("time") < at("data"));
+        assert!(v["id"].as_str().is_some_and(|id| !id.is_empty()));
+        assert!(v["time"].as_u64().is_some());
+        assert!(v["data"]["conversation"].as_u64().is_some(), "{v}");
+        v
+    }
+}
+
+/// Read one HTTP request: the head, then `Content-Length` bytes.
+fn read_request(stream: &mut impl Read) -> Option<Hit> {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    if request_line.is_empty() {
+        return None;
+    }
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+    }
+    let length: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Hit {
+        request_line: request_line.trim_end().to_string(),
+        headers,
+        body,
+    })
+}
+
+/// What the receiver answers the n-th request (from 0): a status, or
+/// `None` to keep the connection open without ever answering.
+type Answer = Box<dyn Fn(usize) -> Option<u16> + Send>;
+
+/// A receiver on `listener`: every request it reads is sent on the
+/// returned channel. With `tls`, it speaks HTTPS.
+fn receiver(
+    listener: TcpListener,
+    answer: Answer,
+    tls: Option<native_tls::TlsAcceptor>,
+) -> Receiver<Hit> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        let mut hanging: Vec<Box<dyn Send>> = Vec::new();
+        let mut n = 0;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let answer_for = |n: usize| answer(n);
+            let mut serve = |mut s: Box<dyn ReadWrite>| {
+                let Some(hit) = read_request(&mut s) else {
+                    return;
+                };
+                let _ = tx.send(hit);
+                match answer_for(n) {
+                    Some(status) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        let _ = s.flush();
+                    }
+                    None => hanging.push(Box::new(s)),
+                }
+                n += 1;
+            };
+            match &tls {
+                None => serve(Box::new(stream)),
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream) {
+                        serve(Box::new(s));
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
+fn listen() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// The next request, or the test fails.
+fn next_hit(rx: &Receiver<Hit>) -> Hit {
+    rx.recv_timeout(TIMEOUT)
+        .expect("the receiver got a request in time")
+}
+
+fn config(dir: &TempDir, url: String) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        webhooks: vec![url],
+        webhook_secret: SECRET.into(),
+        ..Config::default()
+    }
+}
+
+/// A WebSocket client.
+struct Client {
+    ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    fn connect(server: &ServerHandle, path: &str) -> Client {
+        let ws = wschat::client::connect(&format!("ws://{}{path}", server.addr())).unwrap();
+        ws.get_ref().set_read_timeout(Some(TIMEOUT)).unwrap();
+        Client { ws }
+    }
+
+    fn agent(server: &ServerHandle, token: &str) -> Client {
+        let mut c = Client::connect(server, "/agent");
+        c.send(json!({"type": "auth", "token": token}));
+        c.expect("ready");
+        c
+    }
+
+    fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string())).unwrap();
+    }
+
+    fn next(&mut self) -> Value {
+        loop {
+            match self.ws.read_message() {
+                Ok(Message::Text(t)) => return serde_json::from_str(&t).unwrap(),
+                Ok(Message::Close(c)) => panic!("closed: {c:?}"),
+                Ok(_) => {}
+                Err(e) => panic!("reading: {e}"),
+            }
+        }
+    }
+
+    fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next();
+            if v["type"] == kind && pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn expect(&mut self, kind: &str) -> Value {
+        self.expect_where(kind, |_| true)
+    }
+}
+
+/// One figure of `/metrics`.
+fn metric(server: &ServerHandle, name: &str) -> u64 {
+    let reply = common::http_exchange(
+        server.addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let text = reply.body_text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// A visitor's first message: returns the conversation's id.
+fn open(server: &ServerHandle, text: &str) -> (Client, u64) {
+    let mut v = Client::connect(server, "/support");
+    v.expect("welcome");
+    v.send(json!({"type": "message", "text": text}));
+    let m = v.expect_where("desk_message", |m| m["text"] == text);
+    let cid = m["conversation"].as_u64().unwrap();
+    (v, cid)
+}
+
+/// Every event of a conversation's life reaches the receiver, signed, in
+/// order, each with its own id; `message.created` carries the text of
+/// the visitor's and the agent's messages; `/metrics` counts them.
+#[test]
+fn every_event_reaches_the_receiver_signed() {
+    let dir = TempDir::new("all");
+    let alice = agents::add(&dir.0, "alice").unwrap();
+    let bob = agents::add(&dir.0, "bob").unwrap();
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let server = Server::bind(config(&dir, format!("http://{addr}/hook")))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut a = Client::agent(&server, &alice);
+    let (mut v, cid) = open(&server, "hello, I need help");
+    a.expect_where("assigned", |x| x["conversation"] == cid);
+    a.send(json!({"type": "message", "conversation": cid, "text": "how can I help?"}));
+    v.expect_where("desk_message", |m| m["text"] == "how can I help?");
+    let mut b = Client::agent(&server, &bob);
+    a.send(json!({"type": "transfer", "conversation": cid, "to": "bob", "note": "billing"}));
+    b.expect_where("assigned", |x| x["conversation"] == cid);
+    b.send(json!({"type": "resolve", "conversation": cid}));
+    v.expect("resolved");
+    v.send(json!({"type": "rate", "rating": 5}));
+    v.expect("rated");
+
+    let expected = [
+        "conversation.created",
+        "message.created",
+        "conversation.assigned",
+        "message.created",
+        "conversation.transferred",
+        "conversation.assigned",
+        "conversation.resolved",
+        "conversation.rated",
+    ];
+    let mut got = Vec::new();
+    for _ in expected {
+        let e = next_hit(&hits).check();
+        assert_eq!(e["data"]["conversation"], cid, "{e}");
+        got.push(e);
+    }
+    let names: Vec<&str> = got.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    // Events of one turn keep their order; the assignment may come in the
+    // same turn as the first message or after it.
+    let mut sorted_names = names.clone();
+    sorted_names.sort();
+    let mut sorted_expected = expected.to_vec();
+    sorted_expected.sort();
+    assert_eq!(sorted_names, sorted_expected, "{names:?}");
+    let find = |event: &str, pred: &dyn Fn(&Value) -> bool| {
+        got.iter()
+            .find(|e| e["event"] == event && pred(&e["data"]))
+            .unwrap_or_else(|| panic!("no {event} like that in {got:#?}"))
+            .clone()
+    };
+    let created = find("conversation.created", &|_| true);
+    assert!(!created["data"]["visitor"].as_str().unwrap().is_empty());
+    let m = find("message.created", &|d| d["from"] == "visitor");
+    assert_eq!(m["data"]["text"], "hello, I need help");
+    let m = find("message.created", &|d| d["from"] == "agent");
+    assert_eq!(m["data"]["text"], "how can I help?");
+    assert_eq!(m["data"]["name"], "alice");
+    find("conversation.assigned", &|d| d["agent"] == "alice");
+    find("conversation.assigned", &|d| d["agent"] == "bob");
+    let t = find("conversation.transferred", &|_| true);
+    assert_eq!(
+        (&t["data"]["from"], &t["data"]["to"], &t["data"]["note"]),
+        (&json!("alice"), &json!("bob"), &json!("billing"))
+    );
+    find("conversation.resolved", &|d| d["agent"] == "bob");
+    find("conversation.rated", &|d| d["rating"] == 5);
+    let mut ids: Vec<&str> = got.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected.len(), "every event has its own id");
+
+    common::eventually(TIMEOUT, "delivered counted", || {
+        metric(&server, "wschat_webhook_delivered_total") == expected.len() as u64
+    });
+    assert_eq!(metric(&server, "wschat_webhook_pending"), 0);
+    assert_eq!(metric(&server, "wschat_webhook_failed_attempts_total"), 0);
+    assert_eq!(metric(&server, "wschat_webhook_dropped_total"), 0);
+    drop((a, b, v));
+    server.stop();
+}
+
+/// A receiver that answers 500 twice gets the same event (same id, same
+/// bytes, same signature) a third time, and then the next one; the
+/// failed attempts are counted.
+#[test]
+fn failures_are_retried_with_the_same_id() {
+    let dir = TempDir::new("retry");
+    let (listener, addr) = listen();
+    let hits = receiver(
+        listener,
+        Box::new(|n| Some(if n < 2 { 500 } else { 200 })),
+        None,
+    );
+    let server = Server::bind(config(&dir, format!("http://{addr}/hook")))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let (_v, cid) = open(&server, "anyone there?");
+    let first = next_hit(&hits);
+    let second = next_hit(&hits);
+    let third = next_hit(&hits);
+    let e = third.check();
+    assert_eq!(e["event"], "conversation.created");
+    assert_eq!(e["data"]["conversation"], cid);
+    assert_eq!(first.body, third.body);
+    assert_eq!(second.body, third.body);
+    assert_eq!(
+        first.headers["x-wschat-signature"],
+        third.headers["x-wschat-signature"]
+    );
+    let next = next_hit(&hits).check();
+    assert_eq!(next["event"], "message.created");
+    assert_eq!(next["data"]["text"], "anyone there?");
+    assert_ne!(next["id"], e["id"]);
+    assert_eq!(metric(&server, "wschat_webhook_failed_attempts_total"), 2);
+    common::eventually(TIMEOUT, "both delivered", || {
+        metric(&server, "wschat_webhook_delivered_total") == 2
+    });
+    server.stop();
+}
+
+/// Events that could not be delivered while the receiver was down are
+/// kept in the data directory: after a restart of wschat, with the
+/// receiver up again, they arrive.
+#[test]
+fn pending_events_survive_a_restart() {
+    let dir = TempDir::new("restart");
+    // A port with nobody on it: connections are refused.
+    let (listener, addr) = listen();
+    drop(listener);
+    let config = config(&dir, format!("http://{addr}/hook"));
+    let server = Server::bind(config.clone()).unwrap().spawn().unwrap();
+    let (v, cid) = open(&server, "written while the receiver was down");
+    common::eventually(TIMEOUT, "two events pending and tried", || {
+        metric(&server, "wschat_webhook_pending") == 2
+            && metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+    });
+    drop(v);
+    server.stop();
+    let pending = std::fs::read_to_string(dir.0.join("webhooks.pending")).unwrap();
+    assert!(pending.contains("written while the receiver was down"));
+
+    let listener = TcpListener::bind(addr).expect("the receiver's port again");
+    let hits = receiver(listener, Box::new(|_| Some(204)), None);
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let created = next_hit(&hits).check();
+    assert_eq!(created["event"], "conversation.created");
+    assert_eq!(created["data"]["conversation"], cid);
+    let message = next_hit(&hits).check();
+    assert_eq!(message["event"], "message.created");
+    assert_eq!(
+        message["data"]["text"],
+        "written while the receiver was down"
+    );
+    common::eventually(TIMEOUT, "nothing pending", || {
+        metric(&server, "wschat_webhook_pending") == 0
+    });
+    server.stop();
+    assert!(
+        hits.try_recv().is_err(),
+        "each event was delivered once after the restart"
+    );
+}
+
+/// A receiver that takes the request and never answers holds up nobody:
+/// visitors, agents and chat users go on talking while events pile up.
+#[test]
+fn chat_and_desk_flow_while_the_receiver_hangs() {
+    let dir = TempDir::new("hang");
+    let alice = agents::add(&dir.0, "alice").unwrap();
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| None), None);
+    let config = Config {
+        webhook_timeout: Duration::from_secs(600),
+        ..config(&dir, format!("http://{addr}/hook"))
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut a = Client::agent(&server, &alice);
+    let (mut v, cid) = open(&server, "first");
+    a.expect_where("assigned", |x| x["conversation"] == cid);
+    // The receiver has the first event and will never answer it.
+    next_hit(&hits);
+    for i in 0..20 {
+        let text = format!("visitor {i}");
+        v.send(json!({"type": "message", "text": text}));
+        a.expect_where("desk_message", |m| m["text"] == text);
+        let text = format!("agent {i}");
+        a.send(json!({"type": "message", "conversation": cid, "text": text}));
+        v.expect_where("desk_message", |m| m["text"] == text);
+    }
+    let mut chat = Client::connect(&server, "/chat?name=carol");
+    chat.send(json!({"type": "chat", "text": "still here"}));
+    chat.expect_where("chat", |m| m["text"] == "still here");
+    common::eventually(TIMEOUT, "the events wait", || {
+        metric(&server, "wschat_webhook_pending") >= 40
+    });
+    assert_eq!(metric(&server, "wschat_webhook_delivered_total"), 0);
+    assert!(
+        hits.try_recv().is_err(),
+        "one attempt at a time per receiver"
+    );
+    drop((a, v, chat));
+    server.stop();
+}
+
+/// `https://` receivers: with the receiver's self-signed certificate
+/// given by `--webhook-ca` the events arrive over TLS; without it the
+/// certificate is refused and nothing is delivered.
+#[test]
+fn https_receiver_with_a_private_ca() {
+    let dir = TempDir::new("tls");
+    let cert = dir.0.join("cert.pem");
+    let key = dir.0.join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let identity = native_tls::Identity::from_pkcs8(
+        &std::fs::read(&cert).unwrap(),
+        &std::fs::read(&key).unwrap(),
+    )
+    .unwrap();
+    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+
+    // Not trusted: refused, counted, tried again later.
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)), Some(acceptor.clone()));
+    let untrusted = TempDir::new("tls-untrusted");
+    let server = Server::bind(config(&untrusted, format!("https://{addr}/hook")))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let _v = open(&server, "over TLS?");
+    common::eventually(TIMEOUT, "a failed attempt", || {
+        metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+    });
+    assert_eq!(metric(&server, "wschat_webhook_delivered_total"), 0);
+    assert!(hits.try_recv().is_err());
+    server.stop();
+
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)), Some(acceptor));
+    let config = Config {
+        webhook_ca: Some(cert.clone()),
+        ..config(&dir, format!("https://{addr}/hook"))
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let (_v, cid) = open(&server, "over TLS");
+    let e = next_hit(&hits).check();
+    assert_eq!(e["event"], "conversation.created");
+    assert_eq!(e["data"]["conversation"], cid);
+    let e = next_hit(&hits).check();
+    assert_eq!(e["data"]["text"], "over TLS");
+    server.stop();
+}
+
+/// The receiver docs/customer-service.md shows (the block after
+/// `<!-- receiver: python -->`) runs: it accepts wschat's events and
+/// prints them, and refuses a request whose signature is wrong.
+#[test]
+fn the_documented_receiver_verifies_signatures() {
+    let page = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/customer-service.md"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = page.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == "<!-- receiver: python -->")
+        .expect("the receiver example is marked");
+    assert!(lines[at + 1].starts_with("```python"));
+    let program: String = lines[at + 2..]
+        .iter()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&program)
+        .env("PORT", "0")
+        .env("WSCHAT_WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let (tx, lines_rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || {
+        lines_rx
+            .recv_timeout(TIMEOUT)
+            .expect("a line from the receiver")
+    };
+    let first = next_line();
+    let port: u16 = first
+        .strip_prefix("listening on ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("first line {first:?}"));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // A forged request: refused.
+    let forged =
+        b"{\"id\":\"x\",\"event\":\"message.created\",\"time\":1,\"data\":{\"conversation\":1}}";
+    let mut request = format!(
+        "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Wschat-Event: message.created\r\nX-Wschat-Signature: sha256={}\r\nConnection: close\r\n\r\n",
+        forged.len(),
+        "0".repeat(64)
+    )
+    .into_bytes();
+    request.extend_from_slice(forged);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(&request).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.0 401") || answer.starts_with("HTTP/1.1 401"),
+        "{answer}"
+    );
+
+    let dir = TempDir::new("docs");
+    let server = Server::bind(config(&dir, format!("http://{addr}/hook")))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let (_v, cid) = open(&server, "hello docs");
+    assert_eq!(
+        next_line().trim_end(),
+        format!("conversation.created {cid}")
+    );
+    assert_eq!(next_line(), format!("message.created {cid} hello docs"));
+    common::eventually(TIMEOUT, "both delivered", || {
+        metric(&server, "wschat_webhook_delivered_total") == 2
+    });
+    server.stop();
+}
+
+/// A child process stopped (by its PID) when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
