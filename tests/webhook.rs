@@ -649,3 +649,40 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// With several receivers each gets every event; one that is down holds
+/// up only its own events; a URL given twice is one receiver.
+#[test]
+fn each_receiver_gets_every_event_and_a_dead_one_holds_up_nobody() {
+    let dir = TempDir::new("two");
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let (dead, dead_addr) = listen();
+    drop(dead);
+    let good = format!("http://{addr}/hook");
+    let config = Config {
+        webhooks: vec![
+            format!("http://{dead_addr}/hook"),
+            good.clone(),
+            good.clone(),
+        ],
+        ..config(&dir, good)
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let (_v, cid) = open(&server, "two receivers");
+    let created = next_hit(&hits).check();
+    assert_eq!(created["event"], "conversation.created");
+    assert_eq!(created["data"]["conversation"], cid);
+    let message = next_hit(&hits).check();
+    assert_eq!(message["data"]["text"], "two receivers");
+    common::eventually(TIMEOUT, "the dead receiver's events wait", || {
+        metric(&server, "wschat_webhook_delivered_total") == 2
+            && metric(&server, "wschat_webhook_pending") == 2
+            && metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+    });
+    server.stop();
+    assert!(
+        hits.try_recv().is_err(),
+        "the doubled URL got each event once"
+    );
+}

@@ -48,6 +48,8 @@ pub(super) fn start(
             urls.push(u.clone());
         }
     }
+    // New events go to these (the first lanes); a URL given twice once.
+    let configured = urls.len();
     let (pending, items) = Pending::open(config.data_dir.as_deref())?;
     // Events kept for a URL no longer given still go to it.
     for item in &items {
@@ -102,7 +104,6 @@ pub(super) fn start(
             lane.queue.push_back(item);
         }
     }
-    let configured = config.urls.len();
     std::thread::Builder::new()
         .name("wschat-webhook".into())
         .spawn(move || {
