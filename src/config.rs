@@ -745,7 +745,7 @@ pub const FLAGS: &[Flag] = &[
         show: |c| show_duration(c.webhook_timeout),
     },
     Flag {
-        name: "webhook-backoff-max",
+        name: "webhook-backoff",
         value: Some("DURATION"),
         help: "longest wait between two attempts at a failing webhook receiver (the wait doubles from 1s)",
         apply: |c, v| {

@@ -11,7 +11,7 @@
 //! ([`pending`]) and gives it to the receiver's worker thread, which POSTs
 //! it ([`http`]); a failure or an answer other than 2xx is tried again
 //! after a backoff that doubles from [`BACKOFF_FIRST`] up to
-//! `--webhook-backoff-max`, with the same body and so the same `id`.
+//! `--webhook-backoff`, with the same body and so the same `id`.
 //! Events of one receiver go out in order, one at a time; a receiver that
 //! hangs holds up its own events only, each attempt for at most
 //! `--webhook-timeout`.
@@ -46,10 +46,10 @@ pub const DEFAULT_MAX_PENDING: usize = 10_000;
 /// answer's head (`--webhook-timeout`).
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Default for the longest wait between two attempts at one receiver
-/// (`--webhook-backoff-max`).
+/// (`--webhook-backoff`).
 pub const DEFAULT_BACKOFF_MAX_MS: u64 = 300_000;
 /// The wait after a receiver's first failure; it doubles with each
-/// failure in a row, up to `--webhook-backoff-max`.
+/// failure in a row, up to `--webhook-backoff`.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// Events the hub can hand over before the sender thread takes them; the
 /// sender thread only appends them to the pending file, so a full
