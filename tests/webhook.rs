@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use wschat::config::Config;
 use wschat::conn::WebSocket;
 use wschat::desk::agents;
-use wschat::server::{Server, ServerHandle};
+use wschat::server::Server;
 use wschat::ws::Message;
 
 /// The longest any one read or receive may wait. Generous: it only
@@ -208,14 +208,14 @@ struct Client {
 }
 
 impl Client {
-    fn connect(server: &ServerHandle, path: &str) -> Client {
-        let ws = wschat::client::connect(&format!("ws://{}{path}", server.addr())).unwrap();
+    fn connect(addr: SocketAddr, path: &str) -> Client {
+        let ws = wschat::client::connect(&format!("ws://{addr}{path}")).unwrap();
         ws.get_ref().set_read_timeout(Some(TIMEOUT)).unwrap();
         Client { ws }
     }
 
-    fn agent(server: &ServerHandle, token: &str) -> Client {
-        let mut c = Client::connect(server, "/agent");
+    fn agent(addr: SocketAddr, token: &str) -> Client {
+        let mut c = Client::connect(addr, "/agent");
         c.send(json!({"type": "auth", "token": token}));
         c.expect("ready");
         c
@@ -251,9 +251,9 @@ impl Client {
 }
 
 /// One figure of `/metrics`.
-fn metric(server: &ServerHandle, name: &str) -> u64 {
+fn metric(addr: SocketAddr, name: &str) -> u64 {
     let reply = common::http_exchange(
-        server.addr(),
+        addr,
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     let text = reply.body_text();
@@ -263,8 +263,8 @@ fn metric(server: &ServerHandle, name: &str) -> u64 {
 }
 
 /// A visitor's first message: returns the conversation's id.
-fn open(server: &ServerHandle, text: &str) -> (Client, u64) {
-    let mut v = Client::connect(server, "/support");
+fn open(addr: SocketAddr, text: &str) -> (Client, u64) {
+    let mut v = Client::connect(addr, "/support");
     v.expect("welcome");
     v.send(json!({"type": "message", "text": text}));
     let m = v.expect_where("desk_message", |m| m["text"] == text);
@@ -286,12 +286,12 @@ fn every_event_reaches_the_receiver_signed() {
         .unwrap()
         .spawn()
         .unwrap();
-    let mut a = Client::agent(&server, &alice);
-    let (mut v, cid) = open(&server, "hello, I need help");
+    let mut a = Client::agent(server.addr(), &alice);
+    let (mut v, cid) = open(server.addr(), "hello, I need help");
     a.expect_where("assigned", |x| x["conversation"] == cid);
     a.send(json!({"type": "message", "conversation": cid, "text": "how can I help?"}));
     v.expect_where("desk_message", |m| m["text"] == "how can I help?");
-    let mut b = Client::agent(&server, &bob);
+    let mut b = Client::agent(server.addr(), &bob);
     a.send(json!({"type": "transfer", "conversation": cid, "to": "bob", "note": "billing"}));
     b.expect_where("assigned", |x| x["conversation"] == cid);
     b.send(json!({"type": "resolve", "conversation": cid}));
@@ -351,11 +351,14 @@ fn every_event_reaches_the_receiver_signed() {
     assert_eq!(ids.len(), expected.len(), "every event has its own id");
 
     common::eventually(TIMEOUT, "delivered counted", || {
-        metric(&server, "wschat_webhook_delivered_total") == expected.len() as u64
+        metric(server.addr(), "wschat_webhook_delivered_total") == expected.len() as u64
     });
-    assert_eq!(metric(&server, "wschat_webhook_pending"), 0);
-    assert_eq!(metric(&server, "wschat_webhook_failed_attempts_total"), 0);
-    assert_eq!(metric(&server, "wschat_webhook_dropped_total"), 0);
+    assert_eq!(metric(server.addr(), "wschat_webhook_pending"), 0);
+    assert_eq!(
+        metric(server.addr(), "wschat_webhook_failed_attempts_total"),
+        0
+    );
+    assert_eq!(metric(server.addr(), "wschat_webhook_dropped_total"), 0);
     drop((a, b, v));
     server.stop();
 }
@@ -376,7 +379,7 @@ fn failures_are_retried_with_the_same_id() {
         .unwrap()
         .spawn()
         .unwrap();
-    let (_v, cid) = open(&server, "anyone there?");
+    let (_v, cid) = open(server.addr(), "anyone there?");
     let first = next_hit(&hits);
     let second = next_hit(&hits);
     let third = next_hit(&hits);
@@ -393,9 +396,12 @@ fn failures_are_retried_with_the_same_id() {
     assert_eq!(next["event"], "message.created");
     assert_eq!(next["data"]["text"], "anyone there?");
     assert_ne!(next["id"], e["id"]);
-    assert_eq!(metric(&server, "wschat_webhook_failed_attempts_total"), 2);
+    assert_eq!(
+        metric(server.addr(), "wschat_webhook_failed_attempts_total"),
+        2
+    );
     common::eventually(TIMEOUT, "both delivered", || {
-        metric(&server, "wschat_webhook_delivered_total") == 2
+        metric(server.addr(), "wschat_webhook_delivered_total") == 2
     });
     server.stop();
 }
@@ -411,10 +417,10 @@ fn pending_events_survive_a_restart() {
     drop(listener);
     let config = config(&dir, format!("http://{addr}/hook"));
     let server = Server::bind(config.clone()).unwrap().spawn().unwrap();
-    let (v, cid) = open(&server, "written while the receiver was down");
+    let (v, cid) = open(server.addr(), "written while the receiver was down");
     common::eventually(TIMEOUT, "two events pending and tried", || {
-        metric(&server, "wschat_webhook_pending") == 2
-            && metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+        metric(server.addr(), "wschat_webhook_pending") == 2
+            && metric(server.addr(), "wschat_webhook_failed_attempts_total") >= 1
     });
     drop(v);
     server.stop();
@@ -434,7 +440,7 @@ fn pending_events_survive_a_restart() {
         "written while the receiver was down"
     );
     common::eventually(TIMEOUT, "nothing pending", || {
-        metric(&server, "wschat_webhook_pending") == 0
+        metric(server.addr(), "wschat_webhook_pending") == 0
     });
     server.stop();
     assert!(
@@ -456,8 +462,8 @@ fn chat_and_desk_flow_while_the_receiver_hangs() {
         ..config(&dir, format!("http://{addr}/hook"))
     };
     let server = Server::bind(config).unwrap().spawn().unwrap();
-    let mut a = Client::agent(&server, &alice);
-    let (mut v, cid) = open(&server, "first");
+    let mut a = Client::agent(server.addr(), &alice);
+    let (mut v, cid) = open(server.addr(), "first");
     a.expect_where("assigned", |x| x["conversation"] == cid);
     // The receiver has the first event and will never answer it.
     next_hit(&hits);
@@ -469,13 +475,13 @@ fn chat_and_desk_flow_while_the_receiver_hangs() {
         a.send(json!({"type": "message", "conversation": cid, "text": text}));
         v.expect_where("desk_message", |m| m["text"] == text);
     }
-    let mut chat = Client::connect(&server, "/chat?name=carol");
+    let mut chat = Client::connect(server.addr(), "/chat?name=carol");
     chat.send(json!({"type": "chat", "text": "still here"}));
     chat.expect_where("chat", |m| m["text"] == "still here");
     common::eventually(TIMEOUT, "the events wait", || {
-        metric(&server, "wschat_webhook_pending") >= 40
+        metric(server.addr(), "wschat_webhook_pending") >= 40
     });
-    assert_eq!(metric(&server, "wschat_webhook_delivered_total"), 0);
+    assert_eq!(metric(server.addr(), "wschat_webhook_delivered_total"), 0);
     assert!(
         hits.try_recv().is_err(),
         "one attempt at a time per receiver"
@@ -528,11 +534,11 @@ fn https_receiver_with_a_private_ca() {
         .unwrap()
         .spawn()
         .unwrap();
-    let _v = open(&server, "over TLS?");
+    let _v = open(server.addr(), "over TLS?");
     common::eventually(TIMEOUT, "a failed attempt", || {
-        metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+        metric(server.addr(), "wschat_webhook_failed_attempts_total") >= 1
     });
-    assert_eq!(metric(&server, "wschat_webhook_delivered_total"), 0);
+    assert_eq!(metric(server.addr(), "wschat_webhook_delivered_total"), 0);
     assert!(hits.try_recv().is_err());
     server.stop();
 
@@ -543,7 +549,7 @@ fn https_receiver_with_a_private_ca() {
         ..config(&dir, format!("https://{addr}/hook"))
     };
     let server = Server::bind(config).unwrap().spawn().unwrap();
-    let (_v, cid) = open(&server, "over TLS");
+    let (_v, cid) = open(server.addr(), "over TLS");
     let e = next_hit(&hits).check();
     assert_eq!(e["event"], "conversation.created");
     assert_eq!(e["data"]["conversation"], cid);
@@ -628,14 +634,14 @@ fn the_documented_receiver_verifies_signatures() {
         .unwrap()
         .spawn()
         .unwrap();
-    let (_v, cid) = open(&server, "hello docs");
+    let (_v, cid) = open(server.addr(), "hello docs");
     assert_eq!(
         next_line().trim_end(),
         format!("conversation.created {cid}")
     );
     assert_eq!(next_line(), format!("message.created {cid} hello docs"));
     common::eventually(TIMEOUT, "both delivered", || {
-        metric(&server, "wschat_webhook_delivered_total") == 2
+        metric(server.addr(), "wschat_webhook_delivered_total") == 2
     });
     server.stop();
 }
@@ -669,20 +675,76 @@ fn each_receiver_gets_every_event_and_a_dead_one_holds_up_nobody() {
         ..config(&dir, good)
     };
     let server = Server::bind(config).unwrap().spawn().unwrap();
-    let (_v, cid) = open(&server, "two receivers");
+    let (_v, cid) = open(server.addr(), "two receivers");
     let created = next_hit(&hits).check();
     assert_eq!(created["event"], "conversation.created");
     assert_eq!(created["data"]["conversation"], cid);
     let message = next_hit(&hits).check();
     assert_eq!(message["data"]["text"], "two receivers");
     common::eventually(TIMEOUT, "the dead receiver's events wait", || {
-        metric(&server, "wschat_webhook_delivered_total") == 2
-            && metric(&server, "wschat_webhook_pending") == 2
-            && metric(&server, "wschat_webhook_failed_attempts_total") >= 1
+        metric(server.addr(), "wschat_webhook_delivered_total") == 2
+            && metric(server.addr(), "wschat_webhook_pending") == 2
+            && metric(server.addr(), "wschat_webhook_failed_attempts_total") >= 1
     });
     server.stop();
     assert!(
         hits.try_recv().is_err(),
         "the doubled URL got each event once"
     );
+}
+
+/// A wschat process that is killed (SIGKILL, no shutdown at all) while the
+/// receiver is down: the next process on the same data directory delivers
+/// what the first had taken in.
+#[test]
+fn pending_events_survive_a_killed_process() {
+    let dir = TempDir::new("kill");
+    let (dead, addr) = listen();
+    drop(dead);
+    let start = || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .args(["--webhook", &format!("http://{addr}/hook")])
+            .args(["--webhook-secret", SECRET])
+            .env("RUST_LOG", "wschat=info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start wschat");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let server: SocketAddr = loop {
+            let line = lines
+                .recv_timeout(TIMEOUT)
+                .expect("wschat says where it listens");
+            if let Some(at) = line.split("listening on http://").nth(1) {
+                break at.trim().parse().unwrap();
+            }
+        };
+        (KillOnDrop(child), server)
+    };
+    let (mut first, server) = start();
+    let (_v, cid) = open(server, "before the crash");
+    common::eventually(TIMEOUT, "two events pending and tried", || {
+        metric(server, "wschat_webhook_pending") == 2
+            && metric(server, "wschat_webhook_failed_attempts_total") >= 1
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+
+    let listener = TcpListener::bind(addr).expect("the receiver's port again");
+    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let (_second, _server) = start();
+    let created = next_hit(&hits).check();
+    assert_eq!(created["event"], "conversation.created");
+    assert_eq!(created["data"]["conversation"], cid);
+    let message = next_hit(&hits).check();
+    assert_eq!(message["data"]["text"], "before the crash");
 }
