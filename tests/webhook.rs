@@ -350,10 +350,10 @@ fn every_event_reaches_the_receiver_signed() {
     ids.dedup();
     assert_eq!(ids.len(), expected.len(), "every event has its own id");
 
-    common::eventually(TIMEOUT, "delivered counted", || {
+    common::eventually(TIMEOUT, "delivered counted, none pending", || {
         metric(server.addr(), "wschat_webhook_delivered_total") == expected.len() as u64
+            && metric(server.addr(), "wschat_webhook_pending") == 0
     });
-    assert_eq!(metric(server.addr(), "wschat_webhook_pending"), 0);
     assert_eq!(
         metric(server.addr(), "wschat_webhook_failed_attempts_total"),
         0
@@ -701,36 +701,8 @@ fn pending_events_survive_a_killed_process() {
     let dir = TempDir::new("kill");
     let (dead, addr) = listen();
     drop(dead);
-    let start = || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
-            .arg("--data-dir")
-            .arg(&dir.0)
-            .args(["--webhook", &format!("http://{addr}/hook")])
-            .args(["--webhook-secret", SECRET])
-            .env("RUST_LOG", "wschat=info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start wschat");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let server: SocketAddr = loop {
-            let line = lines
-                .recv_timeout(TIMEOUT)
-                .expect("wschat says where it listens");
-            if let Some(at) = line.split("listening on http://").nth(1) {
-                break at.trim().parse().unwrap();
-            }
-        };
-        (KillOnDrop(child), server)
-    };
-    let (mut first, server) = start();
+    let url = format!("http://{addr}/hook");
+    let (mut first, server) = spawn_wschat(&dir, &url);
     let (_v, cid) = open(server, "before the crash");
     common::eventually(TIMEOUT, "two events pending and tried", || {
         metric(server, "wschat_webhook_pending") == 2
@@ -741,10 +713,97 @@ fn pending_events_survive_a_killed_process() {
 
     let listener = TcpListener::bind(addr).expect("the receiver's port again");
     let hits = receiver(listener, Box::new(|_| Some(200)), None);
-    let (_second, _server) = start();
+    let (_second, _server) = spawn_wschat(&dir, &url);
     let created = next_hit(&hits).check();
     assert_eq!(created["event"], "conversation.created");
     assert_eq!(created["data"]["conversation"], cid);
     let message = next_hit(&hits).check();
     assert_eq!(message["data"]["text"], "before the crash");
+}
+
+/// `wschat serve` as a child process on `dir`, sending webhooks to `url`;
+/// returns it and the address it listens on (from its log).
+fn spawn_wschat(dir: &TempDir, url: &str) -> (KillOnDrop, SocketAddr) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
+        .arg("--data-dir")
+        .arg(&dir.0)
+        .args(["--webhook", url, "--webhook-secret", SECRET])
+        .env("RUST_LOG", "wschat=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wschat");
+    let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let (tx, lines) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .expect("wschat says where it listens");
+        if let Some(at) = line.split("listening on http://").nth(1) {
+            return (child, at.trim().parse().unwrap());
+        }
+    }
+}
+
+/// A desk message the store could not write (a file-size limit standing
+/// in for a full disk) is refused with `unavailable` and is no event; the
+/// messages before and after it are.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_message_the_store_refused_is_no_event() {
+    let dir = TempDir::new("fault");
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let (wschat, server) = spawn_wschat(&dir, &format!("http://{addr}/hook"));
+    let (mut v, cid) = open(server, "stored before");
+    assert_eq!(next_hit(&hits).check()["event"], "conversation.created");
+    assert_eq!(next_hit(&hits).check()["data"]["text"], "stored before");
+
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".jsonl"))
+        .collect();
+    segments.sort();
+    let size = std::fs::metadata(segments.last().unwrap()).unwrap().len();
+    set_fsize_limit(wschat.0.id(), Some(size));
+    v.send(json!({"type": "message", "text": "refused"}));
+    v.expect_where("error", |e| e["code"] == "unavailable");
+    set_fsize_limit(wschat.0.id(), None);
+    v.send(json!({"type": "message", "text": "stored after"}));
+    v.expect_where("desk_message", |m| m["text"] == "stored after");
+    let e = next_hit(&hits).check();
+    assert_eq!(e["event"], "message.created");
+    assert_eq!(e["data"]["conversation"], cid);
+    assert_eq!(
+        e["data"]["text"], "stored after",
+        "no event for the refused one"
+    );
+}
+
+/// Set the soft file-size limit of process `pid` (the hard one stays
+/// unlimited, so it can be lifted again).
+#[cfg(target_os = "linux")]
+fn set_fsize_limit(pid: u32, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads `limit` and writes nothing (old is null).
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }

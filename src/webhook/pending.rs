@@ -44,6 +44,9 @@ pub struct Pending {
     next_seq: u64,
     /// `done` lines in the file since it was last written anew.
     done_lines: usize,
+    /// A write failed: it may have left part of a line, so the next one
+    /// starts on a line of its own.
+    torn: bool,
 }
 
 impl Pending {
@@ -57,6 +60,7 @@ impl Pending {
                     file: None,
                     next_seq: 1,
                     done_lines: 0,
+                    torn: false,
                 },
                 Vec::new(),
             ));
@@ -74,6 +78,7 @@ impl Pending {
             file: None,
             next_seq,
             done_lines: 0,
+            torn: false,
         };
         pending.rewrite(&items)?;
         Ok((pending, items))
@@ -123,10 +128,18 @@ impl Pending {
     }
 
     fn append(&mut self, text: &str) -> io::Result<()> {
-        if let Some(file) = &mut self.file {
-            file.write_all(text.as_bytes())?;
-            file.sync_data()?;
-        }
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let text = if self.torn {
+            format!("\n{text}")
+        } else {
+            text.to_string()
+        };
+        self.torn = true;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        self.torn = false;
         Ok(())
     }
 
@@ -157,6 +170,7 @@ impl Pending {
         }
         self.file = Some(OpenOptions::new().append(true).open(path)?);
         self.done_lines = 0;
+        self.torn = false;
         Ok(())
     }
 }
@@ -210,6 +224,10 @@ mod tests {
         let ev = |n: &str| ("http://h/".to_string(), "e".to_string(), n.to_string());
         let added = p.add(vec![ev("1"), ev("2"), ev("3")]).unwrap();
         p.done(added[0].seq, &[&added[1], &added[2]]).unwrap();
+        // A write that failed half-way: the next line starts on its own.
+        p.torn = true;
+        let after_tear = p.add(vec![ev("3b")]).unwrap();
+        p.done(after_tear[0].seq, &[&added[1], &added[2]]).unwrap();
         // A torn line at the end is skipped.
         OpenOptions::new()
             .append(true)
@@ -220,7 +238,9 @@ mod tests {
         drop(p);
         let (mut p, items) = Pending::open(Some(&dir)).unwrap();
         assert_eq!(items, added[1..].to_vec());
-        let more = p.add(vec![ev("4")]).unwrap();
+        // Numbers go on after the highest pending one (the file was
+        // written anew at the opening, with no `done` lines).
+        let more = p.add(vec![ev("5")]).unwrap();
         assert_eq!(more[0].seq, 4);
         p.done(2, &[&added[2], &more[0]]).unwrap();
         p.done(3, &[&more[0]]).unwrap();

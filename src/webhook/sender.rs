@@ -227,6 +227,7 @@ impl State {
                 lane.queue.push_back(item);
             }
         }
+        self.stats.pending.store(self.count(), Ordering::Relaxed);
     }
 
     fn finished(&mut self, outcome: Outcome) {
@@ -259,6 +260,7 @@ impl State {
         if lane.queue.front().is_some_and(|i| i.seq == outcome.seq) {
             lane.queue.pop_front();
         }
+        self.stats.pending.store(self.count(), Ordering::Relaxed);
         self.stats.delivered.fetch_add(1, Ordering::Relaxed);
         let left: Vec<&Item> = self.lanes.iter().flat_map(|l| l.queue.iter()).collect();
         if outcome.seq != 0
