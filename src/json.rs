@@ -2,12 +2,13 @@
 //!
 //! serde_json's `Value` keeps an object's fields in a sorted map, so
 //! `json!({"type": "chat", "id": 42})` goes on the wire as
-//! `{"id":42,"type":"chat"}`. The chat protocol's messages are easier to
-//! read with `type` first and the rest in the order docs/chat-protocol.md
-//! shows them, so the chat writes them with [`Object`] (or the
-//! [`ordered!`](crate::ordered) macro, which reads like `json!`). Values are
-//! anything serde can serialize; a nested object given as a `Value` keeps
-//! serde_json's sorted order inside it.
+//! `{"id":42,"type":"chat"}`. The protocols' messages are easier to read
+//! with `type` first and the rest in the order the docs show them. The
+//! chat's messages are typed serde enums whose declaration order is that
+//! order ([`crate::chat::wire`], [`crate::desk::wire`]); the store writes
+//! its few records of its own with [`Object`] (or the
+//! [`ordered!`](crate::ordered) macro, which reads like `json!`). Values are anything serde can serialize; a nested object given
+//! as a `Value` keeps serde_json's sorted order inside it.
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! The hub's application: routes each connection, by the path it opened,
 //! to the chat or to another application (the support desk), all on the
-//! one hub thread, sharing one store.
+//! one hub thread, recording through the one store the hub owns.
 
 use std::collections::HashMap;
 
@@ -106,15 +106,6 @@ impl App for Router {
         }
     }
 
-    /// The chat commits the shared store, which holds every app's records.
-    fn commit(&mut self) -> std::io::Result<bool> {
-        self.chat.commit()
-    }
-
-    fn budget(&self) -> Option<std::sync::Arc<crate::memory::Budget>> {
-        self.chat.budget()
-    }
-
     fn figures(&self) -> Vec<std::sync::Arc<dyn crate::hub::metrics::Figures>> {
         let mut all = self.chat.figures();
         for (_, app) in &self.mounts {
@@ -135,6 +126,13 @@ impl App for Router {
             })
             .map(|&(_, i)| i);
         self.app(route).api(ctx, request)
+    }
+
+    fn stored(&mut self, ctx: &mut Ctx) {
+        self.chat.stored(ctx);
+        for (_, app) in &mut self.mounts {
+            app.stored(ctx);
+        }
     }
 
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {

@@ -482,6 +482,18 @@ fn generate(name: &str, requests: &BTreeMap<String, String>) -> Option<String> {
             conn.send(&Message::Text("Hello".into())).expect("open");
             hex(&conn.take_output())
         }
+        "deflate-dissect" => {
+            // RFC 7692 §7.2.3.1, the compressed "Hello" in two fragments.
+            let bytes = [
+                0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+            ];
+            let options = wschat::dissect::Options::new(wschat::dissect::Direction::ServerToClient)
+                .with_deflate(true);
+            wschat::dissect::dissect(&bytes, &options)
+                .to_text()
+                .trim_end()
+                .to_string()
+        }
         "errors" => every_error()
             .iter()
             .map(|e| format!("{}  §{:<6} {}", e.close_code().0, e.rfc_section(), e))
@@ -527,6 +539,7 @@ const GENERATORS: &[&str] = &[
     "deflate-answer",
     "deflate-hello",
     "deflate-hello-masked",
+    "deflate-dissect",
 ];
 
 #[test]
@@ -781,4 +794,54 @@ fn the_token_minting_examples_make_tokens_wschat_accepts() {
         ran += 1;
     }
     assert!(ran >= 1, "at least one of the examples ran");
+}
+
+/// Whitespace collapsed, and none just inside brackets or before a
+/// trailing comma's bracket: how a signature reads however it is wrapped.
+fn signature_text(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("( ", "(")
+        .replace(", )", ")")
+        .replace(" )", ")")
+}
+
+/// docs/architecture.md, "The store behind the hub", quotes the `Log`
+/// trait: every method it shows is one of `src/hub/log.rs`'s, with the
+/// same signature, and it shows every one.
+#[test]
+fn the_store_interface_in_architecture_md_is_the_code() {
+    let page = read_page("docs/architecture.md");
+    let start = page
+        .find("pub trait Log: Send + Debug {")
+        .expect("architecture.md quotes the Log trait");
+    let block = &page[start..];
+    let block = &block[..block.find("\n}\n").expect("the trait's end")];
+    let source = std::fs::read_to_string(root().join("src/hub/log.rs")).unwrap();
+    let trait_start = source
+        .find("pub trait Log: Send + Debug {")
+        .expect("src/hub/log.rs defines the Log trait");
+    let trait_end = trait_start + source[trait_start..].find("\n}\n").unwrap();
+    let code: String = source[trait_start..trait_end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = signature_text(&code);
+    let mut shown = 0;
+    for line in block.lines().filter(|l| l.trim_start().starts_with("fn ")) {
+        let line = line.split("//").next().unwrap();
+        let signature = signature_text(line);
+        assert!(
+            code.contains(&signature),
+            "architecture.md shows `{signature}`, which src/hub/log.rs's Log does not have"
+        );
+        shown += 1;
+    }
+    let methods = code.matches(" fn ").count();
+    assert_eq!(
+        shown, methods,
+        "architecture.md shows {shown} of the Log trait's {methods} methods"
+    );
 }

@@ -247,12 +247,15 @@ impl ChatClient {
     }
 
     /// The next message that is not a room notice (`join`, `leave`,
-    /// `users`, `history`, `typing`, `rename`).
+    /// `users`, `history`, `typing`, `rename`, and `presence`, which a
+    /// room of more than 100 members gets on the hub's tick instead of
+    /// `join` and `leave`).
     fn next_reply(&mut self) -> Value {
         loop {
             let v = next_json(&mut self.raw);
             match v["type"].as_str() {
-                Some("join" | "leave" | "users" | "history" | "typing" | "rename") => {}
+                Some("join" | "leave" | "users" | "history" | "typing" | "rename" | "presence") => {
+                }
                 _ => return v,
             }
         }

@@ -344,7 +344,7 @@ fn every_event_reaches_the_receiver_signed() {
         (&json!("alice"), &json!("bob"), &json!("billing"))
     );
     find("conversation.resolved", &|d| d["agent"] == "bob");
-    find("conversation.rated", &|d| d["rating"] == 5);
+    find("conversation.rated", &|d| d["stars"] == 5);
     let mut ids: Vec<&str> = got.iter().map(|e| e["id"].as_str().unwrap()).collect();
     ids.sort();
     ids.dedup();

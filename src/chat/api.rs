@@ -6,17 +6,15 @@
 //! ([`Ctx::publish`]): nobody receives it before it is in the log, and if
 //! the log refuses it the request is answered 503 `unavailable`.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
 use super::identity::{self, UserId};
-use super::{Chat, ErrorReply, HISTORY_LEN, MAX_HISTORY_PAGE, completeness, valid_name};
+use super::wire::{Message, StoredList};
+use super::{Chat, ErrorReply, HISTORY_LEN, MAX_HISTORY_PAGE, valid_name};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
 use crate::hub::api::{ApiRequest, ApiResponse, number_field, string_field};
-use crate::json::Object;
-use crate::ordered;
+use crate::hub::log::Record;
 
 /// The user id of a bot (a message sent through the API): never a real
 /// user's, whose ids start at 1. Its `user` is
@@ -76,6 +74,25 @@ fn id_answer(id: u64) -> ApiResponse {
     ApiResponse::ok(json!({ "id": id }).to_string())
 }
 
+/// The body of `GET /api/rooms/R/members`, fields in wire order.
+#[derive(serde::Serialize)]
+struct Members<'a> {
+    room: &'a str,
+    count: usize,
+    members: &'a [Value],
+}
+
+/// The body of `GET /api/rooms/R/history`, fields in wire order.
+#[derive(serde::Serialize)]
+struct History<'a> {
+    room: &'a str,
+    before: Option<u64>,
+    complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    messages: StoredList<'a>,
+}
+
 impl Chat {
     /// Answer an API request the router gave the chat.
     pub(super) fn api_request(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {
@@ -85,7 +102,7 @@ impl Chat {
             ("POST", ["publish"]) => request.json().and_then(|b| self.api_publish(ctx, &b)),
             ("GET", ["rooms"]) => Ok(self.api_rooms()),
             ("GET", ["rooms", room, "members"]) => self.api_members(room),
-            ("GET", ["rooms", room, "history"]) => self.api_history(room, request),
+            ("GET", ["rooms", room, "history"]) => self.api_history(ctx, room, request),
             ("POST", ["private"]) => request.json().and_then(|b| self.api_private(ctx, &b)),
             ("POST", ["kick"]) => request.json().and_then(|b| self.api_kick(ctx, &b)),
             ("POST", ["ban"]) => request.json().and_then(|b| self.api_ban(ctx, &b)),
@@ -110,8 +127,8 @@ impl Chat {
     }
 
     /// Whether `room` is a room: open now, or with stored messages.
-    fn room_known(&self, room: &str) -> bool {
-        self.rooms.contains_key(room) || !self.store().history(room, None, 1).0.is_empty()
+    fn room_known(&self, ctx: &mut Ctx, room: &str) -> bool {
+        self.rooms.contains_key(room) || !ctx.log().history(room, None, 1).messages.is_empty()
     }
 
     fn unknown_room(room: &str) -> ApiResponse {
@@ -131,16 +148,22 @@ impl Chat {
         let name = bot_name(body)?;
         let room = room_name(&room)?;
         self.check_text(&text).map_err(refusal)?;
-        if !self.room_known(&room) {
+        if !self.room_known(ctx, &room) {
             return Err(Chat::unknown_room(&room));
         }
-        let id = self.take_id();
-        let msg: Arc<str> = ordered! {
-            "type": "chat", "id": id, "room": room,
-            "user": bot_ref(&name), "text": text, "time": now_ms(),
+        let id = ctx.log().take_id();
+        let msg = Message::Chat {
+            id,
+            room: &room,
+            user: &bot_ref(&name),
+            text: &text,
+            time: now_ms(),
         }
-        .into();
-        self.store().append_message(&msg);
+        .to_json();
+        ctx.log().append(Record::Room {
+            room: &room,
+            json: &msg,
+        });
         let conns: Vec<_> = self
             .rooms
             .get(&room)
@@ -172,35 +195,54 @@ impl Chat {
             return Err(Chat::unknown_room(&room));
         };
         let members: Vec<Value> = r.members.iter().map(|&m| self.user_ref(m)).collect();
+        let body = Members {
+            room: &room,
+            count: members.len(),
+            members: &members,
+        };
         Ok(ApiResponse::ok(
-            ordered! {"room": room, "count": members.len(), "members": members},
+            serde_json::to_string(&body).unwrap_or_default(),
         ))
     }
 
     /// `GET /api/rooms/R/history?before=ID&limit=N`.
-    fn api_history(&self, room: &str, request: &ApiRequest) -> Result<ApiResponse, ApiResponse> {
+    fn api_history(
+        &self,
+        ctx: &mut Ctx,
+        room: &str,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, ApiResponse> {
         let room = room_name(room)?;
         let before = request.query_number("before")?;
         let limit = request
             .query_number("limit")?
             .unwrap_or(HISTORY_LEN as u64)
             .min(MAX_HISTORY_PAGE as u64) as usize;
-        if !self.room_known(&room) {
+        if !self.room_known(ctx, &room) {
             return Err(Chat::unknown_room(&room));
         }
-        let (messages, missing) = self.store().history(&room, before, limit);
-        let mut head = Object::new().field("room", &room).field("before", before);
-        for (k, v) in completeness(missing) {
-            head = head.field(k, v);
-        }
+        let page = ctx.log().history(&room, before, limit);
+        let (messages, missing) = (page.messages, page.missing);
+        let body = History {
+            room: &room,
+            before,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
         Ok(ApiResponse::ok(
-            head.json_list("messages", &messages).finish(),
+            serde_json::to_string(&body).unwrap_or_default(),
         ))
     }
 
     /// The user a body names by `"user"` (an id, which must exist) or
     /// `"sub"` (created if `create`, else it must exist).
-    fn api_user(&mut self, body: &Map<String, Value>, create: bool) -> Result<UserId, ApiResponse> {
+    fn api_user(
+        &mut self,
+        ctx: &mut Ctx,
+        body: &Map<String, Value>,
+        create: bool,
+    ) -> Result<UserId, ApiResponse> {
         if let Some(id) = number_field(body, "user")? {
             return self.ids.get(id).map(|u| u.id).ok_or_else(|| {
                 ApiResponse::error(404, "unknown_user", format!("no user with id {id}"))
@@ -218,7 +260,7 @@ impl Chat {
         }
         match self.ids.by_sub(&sub) {
             Some(id) => Ok(id),
-            None if create => Ok(self.ids.for_sub(&sub, &self.store)),
+            None if create => Ok(self.ids.for_sub(&sub, ctx.log())),
             None => Err(ApiResponse::error(
                 404,
                 "unknown_user",
@@ -238,14 +280,21 @@ impl Chat {
             .ok_or_else(|| ApiResponse::bad_request("private needs \"text\""))?;
         let name = bot_name(body)?;
         self.check_text(&text).map_err(refusal)?;
-        let to = self.api_user(body, true)?;
-        let id = self.take_id();
-        let msg = ordered! {
-            "type": "private", "id": id, "from": bot_ref(&name), "to": self.user_ref(to),
-            "text": text, "time": now_ms(),
-        };
-        self.store()
-            .append_private(&msg, &identity::key(BOT_USER_ID), &identity::key(to));
+        let to = self.api_user(ctx, body, true)?;
+        let id = ctx.log().take_id();
+        let msg = Message::Private {
+            id,
+            from: &bot_ref(&name),
+            to: &self.user_ref(to),
+            text: &text,
+            time: now_ms(),
+        }
+        .to_json();
+        ctx.log().append(Record::Private {
+            from: &identity::key(BOT_USER_ID),
+            to: &identity::key(to),
+            json: &msg,
+        });
         ctx.publish(id, None, self.conns_of(to), &Ctx::json_frame(&msg));
         Ok(id_answer(id))
     }
@@ -256,7 +305,7 @@ impl Chat {
         ctx: &mut Ctx,
         body: &Map<String, Value>,
     ) -> Result<ApiResponse, ApiResponse> {
-        let user = self.api_user(body, false)?;
+        let user = self.api_user(ctx, body, false)?;
         let closed = self.conns_of(user).len();
         self.kick(ctx, user, "kicked by the site")
             .map_err(refusal)?;
@@ -274,7 +323,7 @@ impl Chat {
     ) -> Result<ApiResponse, ApiResponse> {
         let minutes = number_field(body, "minutes")?
             .ok_or_else(|| ApiResponse::bad_request("ban needs \"minutes\""))?;
-        let user = self.api_user(body, true)?;
+        let user = self.api_user(ctx, body, true)?;
         let closed = self.conns_of(user).len();
         self.ban(ctx, user, minutes).map_err(refusal)?;
         let minutes = minutes.clamp(1, super::MAX_BAN_MINUTES);

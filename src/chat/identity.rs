@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -22,10 +22,11 @@ use serde_json::{Value, json};
 use crate::auth::Claims;
 use crate::clock::now_ms;
 use crate::hub::ConnId;
-use crate::json::Object;
+use crate::hub::log::{Log, Record};
 use crate::memory::{Budget, Kept};
-use crate::store::{Store, digest_hex};
+use crate::store::digest_hex;
 
+use super::wire::Entry;
 use super::{LOBBY, MAX_NAME_CHARS, valid_name};
 
 /// A user's id: the id of its `identity` record, so unique for the life of
@@ -41,7 +42,8 @@ pub const MAX_IDENTITIES: usize = 100_000;
 pub const IDENTITY_OVERHEAD: usize = 320;
 
 /// The key private messages are kept under for `user` (see
-/// [`Store::append_private`]): its id, never a name or a token.
+/// [`Store::append_private`](crate::store::Store::append_private)): its id,
+/// never a name or a token.
 pub fn key(user: UserId) -> String {
     format!("u{user}")
 }
@@ -118,8 +120,8 @@ pub struct Identities {
 }
 
 impl Identities {
-    /// The identities in `store`'s log that were seen within `ttl`.
-    pub fn load(store: &Store, ttl: Duration) -> Identities {
+    /// The identities in `log` that were seen within `ttl`.
+    pub fn load(log: &dyn Log, ttl: Duration) -> Identities {
         let mut ids = Identities {
             users: HashMap::new(),
             by_session: HashMap::new(),
@@ -131,8 +133,10 @@ impl Identities {
             clock: 0,
             next_auto_name: 1,
             ttl,
-            budget: store.budget(),
-            bans_dir: store.dir().map(Path::to_path_buf),
+            budget: log
+                .budget()
+                .unwrap_or_else(|| Arc::new(Budget::new(crate::memory::DEFAULT_MEMORY_BUDGET))),
+            bans_dir: log.data_dir().map(Path::to_path_buf),
             bans_seen: None,
         };
         let needles = [
@@ -146,7 +150,7 @@ impl Identities {
         // Users who were ever in a room: the others (created by the HTTP
         // API for a `sub` not yet signed in) have seen no private message.
         let mut entered: std::collections::HashSet<UserId> = std::collections::HashSet::new();
-        store.replay(&needles, |v| {
+        log.replay(&needles, &mut |_, v| {
             let id = v["id"].as_u64().unwrap_or(0);
             let time = v["time"].as_u64().unwrap_or(0);
             let uid = match &v["user"] {
@@ -352,25 +356,22 @@ impl Identities {
 
     fn create(
         &mut self,
-        store: &Mutex<Store>,
+        log: &mut dyn Log,
         name: String,
         session: Option<String>,
         sub: Option<String>,
     ) -> UserId {
-        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        let id = store.take_id();
-        let mut record = Object::new()
-            .field("type", "identity")
-            .field("id", id)
-            .field("user", id);
-        if let Some(s) = &session {
-            record = record.field("session", s);
-        }
-        if let Some(s) = &sub {
-            record = record.field("sub", s);
-        }
-        store.append(&record.field("time", now_ms()).finish());
-        drop(store);
+        let id = log.take_id();
+        let record = Entry::Identity {
+            id,
+            user: id,
+            session: session.as_deref(),
+            sub: sub.as_deref(),
+            time: now_ms(),
+        };
+        log.append(Record::State {
+            json: &record.to_json(),
+        });
         self.insert(User {
             id,
             name,
@@ -397,7 +398,7 @@ impl Identities {
         &mut self,
         token: Option<String>,
         asked: Option<&str>,
-        store: &Mutex<Store>,
+        log: &mut dyn Log,
     ) -> (UserId, String) {
         let asked = asked.and_then(|n| valid_name(n).ok());
         if let Some(token) = token
@@ -416,7 +417,7 @@ impl Identities {
             Some(name) => self.unique_name(&name, 0),
             None => self.auto_name(),
         };
-        let id = self.create(store, name, Some(digest_hex(&token)), None);
+        let id = self.create(log, name, Some(digest_hex(&token)), None);
         (id, token)
     }
 
@@ -429,12 +430,12 @@ impl Identities {
     /// it was never seen: the HTTP API's private message to someone who has
     /// not signed in yet. Everything sent to it waits for its first
     /// connection.
-    pub fn for_sub(&mut self, sub: &str, store: &Mutex<Store>) -> UserId {
+    pub fn for_sub(&mut self, sub: &str, log: &mut dyn Log) -> UserId {
         if let Some(id) = self.by_sub(sub) {
             return id;
         }
         let name = self.auto_name();
-        let id = self.create(store, name, None, Some(sub.to_string()));
+        let id = self.create(log, name, None, Some(sub.to_string()));
         if let Some(u) = self.users.get_mut(&id) {
             // Never in a room: every private message under its key is new.
             u.left_at = 1;
@@ -446,12 +447,7 @@ impl Identities {
     /// `sub`, created the first time. The token's `name`, if any, is the
     /// user's name and cannot be taken by anyone else; its role makes it an
     /// administrator or not.
-    pub fn verified(
-        &mut self,
-        claims: &Claims,
-        asked: Option<&str>,
-        store: &Mutex<Store>,
-    ) -> UserId {
+    pub fn verified(&mut self, claims: &Claims, asked: Option<&str>, log: &mut dyn Log) -> UserId {
         let id = match self.by_sub.get(&claims.sub) {
             Some(&id) => id,
             None => {
@@ -459,7 +455,7 @@ impl Identities {
                     Some(name) => self.unique_name(&name, 0),
                     None => self.auto_name(),
                 };
-                self.create(store, name, None, Some(claims.sub.clone()))
+                self.create(log, name, None, Some(claims.sub.clone()))
             }
         };
         if let Some(name) = claims.name.as_deref().and_then(|n| valid_name(n).ok()) {

@@ -22,6 +22,7 @@ pub mod api;
 pub mod bans;
 pub mod command;
 pub mod identity;
+pub mod wire;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,13 +31,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
+use crate::hub::log::{Log, Record};
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
-use crate::json::Object;
-use crate::ordered;
-use crate::store::SharedStore;
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
+use wire::{Entry, Message, PrivateSummary, Stored, StoredList};
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -196,11 +196,22 @@ impl Room {
             .map(|&m| ids.user_ref(m))
             .collect();
         let more = offset.saturating_add(page.len()) < self.members.len();
-        ordered! {
-            "type": "users", "room": name, "count": self.members.len(),
-            "offset": offset, "more": more, "users": page,
+        Message::Users {
+            room: name,
+            count: self.members.len(),
+            offset,
+            more,
+            users: &page,
         }
+        .to_json()
     }
+}
+
+/// A member entering or leaving a room, as the log records it.
+#[derive(Debug, Clone, Copy)]
+enum Membership {
+    Joined,
+    Left,
 }
 
 /// What a connection asked for in its URL, kept while it waits to sign in
@@ -229,8 +240,7 @@ pub struct Chat {
     /// Ticks so far: crowds hear of presence on every
     /// [`presence_ticks`]-th.
     ticks: u64,
-    /// Messages and membership records, durable or in memory.
-    store: SharedStore,
+    /// When identities were last expired.
     last_retention: Instant,
 }
 
@@ -243,13 +253,11 @@ enum Presented {
 }
 
 impl Chat {
-    /// A chat with `config` over `store`: history and ids come from it, and
-    /// the identities it knows are read back from its log.
-    pub fn new(config: ChatConfig, store: SharedStore) -> Chat {
-        let ids = {
-            let store = store.lock().unwrap_or_else(|e| e.into_inner());
-            Identities::load(&store, config.session_ttl)
-        };
+    /// A chat with `config` whose identities are read back from `log`,
+    /// the store the hub will own and lend it (through [`Ctx::log`]) for
+    /// ids, records, history and resume.
+    pub fn new(config: ChatConfig, log: &mut dyn Log) -> Chat {
+        let ids = Identities::load(log, config.session_ttl);
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -260,7 +268,6 @@ impl Chat {
             rooms,
             dirty: Vec::new(),
             ticks: 0,
-            store,
             last_retention: Instant::now(),
         }
     }
@@ -271,16 +278,6 @@ impl Chat {
 
     fn error(ctx: &mut Ctx, conn: ConnId, error: ErrorReply) {
         ctx.send_json(conn, &error.to_json());
-    }
-
-    /// The store (shared with the other apps of the hub thread; only that
-    /// thread locks it, so the lock is never contended).
-    fn store(&self) -> std::sync::MutexGuard<'_, crate::store::Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn take_id(&mut self) -> u64 {
-        self.store().take_id()
     }
 
     /// The user of `conn`, if it has signed in.
@@ -297,10 +294,32 @@ impl Chat {
     }
 
     /// Record a member entering or leaving a room.
-    fn record_membership(&mut self, kind: &str, user: UserId, room: &str) -> u64 {
-        let id = self.take_id();
-        let record = ordered! {"type": kind, "id": id, "room": room, "user": self.user_ref(user), "time": now_ms()};
-        self.store().append(&record);
+    fn record_membership(
+        &mut self,
+        ctx: &mut Ctx,
+        kind: Membership,
+        user: UserId,
+        room: &str,
+    ) -> u64 {
+        let id = ctx.log().take_id();
+        let (user, time) = (self.user_ref(user), now_ms());
+        let record = match kind {
+            Membership::Joined => Entry::Joined {
+                id,
+                room,
+                user: &user,
+                time,
+            },
+            Membership::Left => Entry::Left {
+                id,
+                room,
+                user: &user,
+                time,
+            },
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
         id
     }
 
@@ -314,7 +333,7 @@ impl Chat {
         room_name: &str,
         resume: Option<(ConnId, u64)>,
     ) {
-        self.record_membership("joined", user, room_name);
+        self.record_membership(ctx, Membership::Joined, user, room_name);
         let conns = self.conns_of(user);
         let room = self.rooms.entry(room_name.to_string()).or_default();
         room.members.insert(user);
@@ -334,11 +353,11 @@ impl Chat {
     }
 
     /// `user` leaves its room (all its connections with it).
-    fn leave_room(&mut self, user: UserId) {
+    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
         let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
             return;
         };
-        let left = self.record_membership("left", user, &room_name);
+        let left = self.record_membership(ctx, Membership::Left, user, &room_name);
         if let Some(u) = self.ids.get_mut(user) {
             u.left_at = left;
         }
@@ -384,10 +403,14 @@ impl Chat {
         for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.crowd) {
             let count = room.members.len();
             if room.arrived > 0 || room.departed > 0 {
-                let msg = ordered! {
-                    "type": "presence", "room": name, "count": count,
-                    "joined": room.arrived, "left": room.departed, "time": time,
-                };
+                let msg = Message::Presence {
+                    room: name,
+                    count,
+                    joined: room.arrived,
+                    left: room.departed,
+                    time,
+                }
+                .to_json();
                 (room.arrived, room.departed) = (0, 0);
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
@@ -403,12 +426,16 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let (messages, missing) = self.store().history(&room_name, None, HISTORY_LEN);
-        let extra = completeness(missing);
-        ctx.send_json(
-            conn,
-            &message_list("history", &room_name, &extra, &messages),
-        );
+        let page = ctx.log().history(&room_name, None, HISTORY_LEN);
+        let (messages, missing) = (page.messages, page.missing);
+        let msg = Message::History {
+            room: &room_name,
+            before: None,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     /// `{"type":"history","room","before","limit"}`: a page further back.
@@ -424,10 +451,16 @@ impl Chat {
             Some(_) => return Err(ErrorReply::new("bad_command", "\"room\" must be a string")),
         };
         let (before, limit) = page_bounds(body)?;
-        let (messages, missing) = self.store().history(&room, before, limit);
-        let mut extra = vec![("before", before.map_or(Value::Null, Value::from))];
-        extra.extend(completeness(missing));
-        ctx.send_json(conn, &message_list("history", &room, &extra, &messages));
+        let page = ctx.log().history(&room, before, limit);
+        let (messages, missing) = (page.messages, page.missing);
+        let msg = Message::History {
+            room: &room,
+            before: Some(before),
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
         Ok(())
     }
 
@@ -438,10 +471,16 @@ impl Chat {
         let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
             return;
         };
-        let (messages, missing) = self.store().since(&user.room, &user.key(), since);
-        let mut extra = vec![("since", Value::from(since))];
-        extra.extend(completeness(missing));
-        ctx.send_json(conn, &message_list("resume", &user.room, &extra, &messages));
+        let page = ctx.log().since(&user.room, &user.key(), since);
+        let (messages, missing) = (page.messages, page.missing);
+        let msg = Message::Resume {
+            room: &user.room,
+            since,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     fn check_text(&self, text: &str) -> Result<(), ErrorReply> {
@@ -466,19 +505,25 @@ impl Chat {
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let room_name = self
             .ids
             .get(user)
             .map(|u| u.room.clone())
             .unwrap_or_default();
-        let msg: Arc<str> = ordered! {
-            "type": "chat", "id": id, "room": room_name,
-            "user": self.user_ref(user), "text": text, "time": now_ms(),
+        let msg = Message::Chat {
+            id,
+            room: &room_name,
+            user: &self.user_ref(user),
+            text: &text,
+            time: now_ms(),
         }
-        .into();
+        .to_json();
         let frame = Ctx::json_frame(&msg);
-        self.store().append_message(&msg);
+        ctx.log().append(Record::Room {
+            room: &room_name,
+            json: &msg,
+        });
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.publish(id, Some(conn), room.conns.iter().copied(), &frame);
         }
@@ -504,14 +549,25 @@ impl Chat {
             .get(user)
             .map(|u| u.room.clone())
             .unwrap_or_default();
-        let id = self.take_id();
+        let id = ctx.log().take_id();
         let time = now_ms();
-        let record = ordered! {"type": "renamed", "id": id, "user": self.user_ref(user), "old": old, "time": time};
-        self.store().append(&record);
-        let msg = ordered! {
-            "type": "rename", "room": room_name, "user": self.user_ref(user),
-            "old": old, "time": time,
+        let named = self.user_ref(user);
+        let record = Entry::Renamed {
+            id,
+            user: &named,
+            old: &old,
+            time,
         };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+        let msg = Message::Rename {
+            room: &room_name,
+            user: &named,
+            old: &old,
+            time,
+        }
+        .to_json();
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
@@ -538,7 +594,7 @@ impl Chat {
                 ),
             ));
         }
-        self.leave_room(user);
+        self.leave_room(ctx, user);
         self.enter_room(ctx, user, &room, None);
         Ok(())
     }
@@ -560,14 +616,22 @@ impl Chat {
                 format!("no user with id {to}"),
             ));
         }
-        let id = self.take_id();
-        let msg = ordered! {
-            "type": "private", "id": id, "from": self.user_ref(from), "to": self.user_ref(to),
-            "text": text, "time": now_ms(),
-        };
+        let id = ctx.log().take_id();
+        let msg = Message::Private {
+            id,
+            from: &self.user_ref(from),
+            to: &self.user_ref(to),
+            text: &text,
+            time: now_ms(),
+        }
+        .to_json();
         // Kept under both users' keys: their ids, never names or tokens.
         let (from_key, to_key) = (identity::key(from), identity::key(to));
-        self.store().append_private(&msg, &from_key, &to_key);
+        ctx.log().append(Record::Private {
+            from: &from_key,
+            to: &to_key,
+            json: &msg,
+        });
         let frame = Ctx::json_frame(&msg);
         let mut recipients = self.conns_of(to);
         if to != from {
@@ -597,7 +661,12 @@ impl Chat {
         user.last_typing = if active { Some(now) } else { None };
         let room_name = user.room.clone();
         let mine: Vec<ConnId> = user.conns.iter().copied().collect();
-        let msg = ordered! {"type": "typing", "room": room_name, "user": self.user_ref(id), "active": active};
+        let msg = Message::Typing {
+            room: &room_name,
+            user: &self.user_ref(id),
+            active,
+        }
+        .to_json();
         if let Some(room) = self.rooms.get(&room_name) {
             let frame = Ctx::json_frame(&msg);
             ctx.broadcast(
@@ -619,10 +688,11 @@ impl Chat {
                 .and_then(|p| me.read.get(&p).copied())
                 .unwrap_or(0)
         };
-        let peers = self.store().private_peers(&me.key(), read);
-        let list: Vec<String> = peers
+        let peers = ctx.log().private_peers(&me.key(), &read);
+        let list: Vec<(Value, usize, Arc<str>)> = peers
             .into_iter()
-            .filter_map(|(peer, last, unread)| {
+            .filter_map(|c| {
+                let (peer, last, unread) = (c.peer, c.last, c.unread);
                 let id = peer.strip_prefix('u')?.parse::<u64>().ok()?;
                 // The bot (the HTTP API) is no identity: its name is the
                 // one its latest message carries.
@@ -636,21 +706,22 @@ impl Chat {
                 } else {
                     self.user_ref(id)
                 };
-                Some(
-                    Object::new()
-                        .field("with", with)
-                        .field("unread", unread)
-                        .json("last", &last)
-                        .finish(),
-                )
+                Some((with, unread, last))
             })
             .take(MAX_PRIVATE_LIST)
             .collect();
-        let msg = Object::new()
-            .field("type", "privates")
-            .json_list("conversations", &list)
-            .finish();
-        ctx.send_json(conn, &msg);
+        let conversations: Vec<PrivateSummary> = list
+            .iter()
+            .map(|(with, unread, last)| PrivateSummary {
+                with,
+                unread: *unread,
+                last: Stored(last),
+            })
+            .collect();
+        let msg = Message::Privates {
+            conversations: &conversations,
+        };
+        ctx.send_json(conn, &msg.to_json());
     }
 
     /// `{"type":"private_history","with":ID,"before":MSGID,"limit":N}`: a
@@ -674,24 +745,30 @@ impl Chat {
             ));
         }
         let (before, limit) = page_bounds(body)?;
-        let (messages, missing) =
-            self.store()
+        let page =
+            ctx.log()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
-        let mut head = Object::new()
-            .field("type", "private_history")
-            .field("with", self.user_ref(with))
-            .field("before", before);
-        for (k, v) in completeness(missing) {
-            head = head.field(k, v);
-        }
-        ctx.send_json(conn, &head.json_list("messages", &messages).finish());
+        let (messages, missing) = (page.messages, page.missing);
+        let msg = Message::PrivateHistory {
+            with: &self.user_ref(with),
+            before,
+            complete: missing.is_none(),
+            first: missing,
+            messages: StoredList(&messages),
+        };
+        ctx.send_json(conn, &msg.to_json());
         Ok(())
     }
 
     /// `{"type":"read","with":ID,"upto":MSGID}`: the user has read its
     /// conversation with `with` up to that message (kept across reloads,
     /// devices and restarts: a `read` record).
-    fn mark_read(&mut self, conn: ConnId, body: &Map<String, Value>) -> Result<(), ErrorReply> {
+    fn mark_read(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
@@ -724,9 +801,17 @@ impl Chat {
             return Ok(());
         }
         *at = upto;
-        let id = self.take_id();
-        let record = ordered! {"type": "read", "id": id, "user": me, "with": with, "upto": upto, "time": now_ms()};
-        self.store().append(&record);
+        let id = ctx.log().take_id();
+        let record = Entry::Read {
+            id,
+            user: me,
+            with,
+            upto,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
         Ok(())
     }
 
@@ -753,15 +838,11 @@ impl Chat {
     fn arrive(&mut self, ctx: &mut Ctx, conn: ConnId, presented: Presented, asked: Asked) {
         let (user, session) = match presented {
             Presented::Verified(claims) => {
-                let user = self
-                    .ids
-                    .verified(&claims, asked.name.as_deref(), &self.store);
+                let user = self.ids.verified(&claims, asked.name.as_deref(), ctx.log());
                 (user, None)
             }
             Presented::Anonymous(token) => {
-                let (user, token) = self
-                    .ids
-                    .anonymous(token, asked.name.as_deref(), &self.store);
+                let (user, token) = self.ids.anonymous(token, asked.name.as_deref(), ctx.log());
                 (user, Some(token))
             }
         };
@@ -814,16 +895,13 @@ impl Chat {
                 .unwrap_or_else(|| LOBBY.to_string()),
         };
         let me = self.ids.get(user);
-        let mut welcome = Object::new()
-            .field("type", "welcome")
-            .field("user", self.ids.user_ref_full(user))
-            .field("room", &room);
-        if let Some(session) = &session {
-            welcome = welcome.field("session", session);
+        let welcome = Message::Welcome {
+            user: &self.ids.user_ref_full(user),
+            room: &room,
+            session: session.as_deref(),
+            server: concat!("wschat ", env!("CARGO_PKG_VERSION")),
         }
-        let welcome = welcome
-            .field("server", concat!("wschat ", env!("CARGO_PKG_VERSION")))
-            .finish();
+        .to_json();
         let pending_since = me.map_or(0, |u| u.left_at);
         ctx.send_json(conn, &welcome);
         let resume = asked.since.map(|since| (conn, since));
@@ -840,15 +918,15 @@ impl Chat {
             }
         } else {
             if was_online {
-                self.leave_room(user);
+                self.leave_room(ctx, user);
             }
             self.enter_room(ctx, user, &room, resume);
         }
         // What was sent privately while the user was away (a resume has
         // them already).
         if !was_online && asked.since.is_none() && pending_since > 0 {
-            let missed = self
-                .store()
+            let missed = ctx
+                .log()
                 .privates_since(&identity::key(user), pending_since);
             for json in missed {
                 ctx.send_json(conn, &json);
@@ -872,7 +950,7 @@ impl Chat {
             return;
         };
         let room = self.ids.get(old).map(|u| u.room.clone());
-        self.depart(conn);
+        self.depart(ctx, conn);
         let asked = Asked {
             name: None,
             room,
@@ -884,7 +962,7 @@ impl Chat {
 
     /// `conn` goes: its user leaves the room when it was the user's last
     /// connection.
-    fn depart(&mut self, conn: ConnId) {
+    fn depart(&mut self, ctx: &mut Ctx, conn: ConnId) {
         let Some(user) = self.conns.remove(&conn) else {
             return;
         };
@@ -896,7 +974,7 @@ impl Chat {
             None => true,
         };
         if last {
-            self.leave_room(user);
+            self.leave_room(ctx, user);
         } else if let Some(room) = self.ids.get(user).and_then(|u| self.rooms.get_mut(&u.room)) {
             room.conns.remove(&conn);
         }
@@ -960,13 +1038,13 @@ impl Chat {
     /// Delete message `id`: out of memory, history and resume for good (the
     /// log keeps a tombstone), and its room is told.
     pub fn delete(&mut self, ctx: &mut Ctx, id: u64) -> Result<(), ErrorReply> {
-        let Some(room) = self.store().delete(id) else {
+        let Some(room) = ctx.log().delete(id) else {
             return Err(ErrorReply::new(
                 "unknown_message",
                 format!("no message with id {id}"),
             ));
         };
-        let msg = ordered! {"type": "deleted", "id": id, "room": room};
+        let msg = Message::Deleted { id, room: &room }.to_json();
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
@@ -996,29 +1074,6 @@ fn page_bounds(body: &Map<String, Value>) -> Result<(Option<u64>, usize), ErrorR
         .unwrap_or(HISTORY_LEN as u64)
         .min(MAX_HISTORY_PAGE as u64) as usize;
     Ok((before, limit))
-}
-
-/// The `complete` field of a `history` or `resume`, and with `false` the
-/// `first` id from which the answer is known to be whole.
-fn completeness(missing: Option<u64>) -> Vec<(&'static str, Value)> {
-    match missing {
-        None => vec![("complete", Value::from(true))],
-        Some(first) => vec![
-            ("complete", Value::from(false)),
-            ("first", Value::from(first)),
-        ],
-    }
-}
-
-/// `{"type":KIND,"room":ROOM,...extra,"messages":[...]}` with the stored
-/// messages spliced in as the JSON they already are.
-fn message_list(kind: &str, room: &str, extra: &[(&str, Value)], messages: &[Arc<str>]) -> String {
-    let head = Object::new().field("type", kind).field("room", room);
-    extra
-        .iter()
-        .fold(head, |head, (key, value)| head.field(key, value))
-        .json_list("messages", messages)
-        .finish()
 }
 
 /// Check a user or room name: trimmed, 1-32 characters, no control
@@ -1117,7 +1172,11 @@ impl App for Chat {
                     ))
                 } else {
                     let users = self.ids.find(query, MAX_FOUND);
-                    let msg = ordered! {"type": "found", "name": query, "users": users};
+                    let msg = Message::Found {
+                        name: query,
+                        users: &users,
+                    }
+                    .to_json();
                     ctx.send_json(conn, &msg);
                     Ok(())
                 }
@@ -1129,7 +1188,7 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "private_history" => {
                 self.private_history(ctx, conn, &body)
             }
-            Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(ctx, conn, &body),
             Ok(Command::Other { kind, body }) if kind == "resume" => {
                 match body.get("since").and_then(Value::as_u64) {
                     Some(since) => {
@@ -1173,13 +1232,12 @@ impl App for Chat {
         }
     }
 
-    fn closed(&mut self, _ctx: &mut Ctx, conn: ConnId) {
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId) {
         self.waiting.remove(&conn);
-        self.depart(conn);
+        self.depart(ctx, conn);
     }
 
     fn tick(&mut self, ctx: &mut Ctx) {
-        self.store().trim();
         self.ids.trim();
         self.ids.reload_bans(now_ms());
         // Connections that were to sign in with their first message and
@@ -1197,19 +1255,11 @@ impl App for Chat {
         if self.last_retention.elapsed() >= RETENTION_INTERVAL {
             self.last_retention = Instant::now();
             self.ids.expire(now_ms());
-            let mut store = self.store();
-            store.apply_retention(std::time::SystemTime::now());
-            log::info!("store: {} bytes on disk", store.disk_bytes());
         }
         self.ticks += 1;
         if self.ticks.is_multiple_of(presence_ticks()) {
             self.send_presence(ctx);
         }
-    }
-
-    /// The store's budget, which the chat's identities and the desk share.
-    fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
-        Some(self.store().budget())
     }
 
     fn api(
@@ -1218,13 +1268,6 @@ impl App for Chat {
         request: &crate::hub::api::ApiRequest,
     ) -> crate::hub::api::ApiResponse {
         self.api_request(ctx, request)
-    }
-
-    fn commit(&mut self) -> std::io::Result<bool> {
-        let mut store = self.store();
-        let before = store.writes();
-        store.commit()?;
-        Ok(store.writes() > before)
     }
 
     fn turn_end(&mut self, ctx: &mut Ctx) {
@@ -1241,14 +1284,30 @@ impl App for Chat {
                 room.arrived += std::mem::take(&mut room.joined).len();
                 room.departed += std::mem::take(&mut room.left).len();
             }
-            for (kind, users) in [
-                ("join", std::mem::take(&mut room.joined)),
-                ("leave", std::mem::take(&mut room.left)),
+            for (join, users) in [
+                (true, std::mem::take(&mut room.joined)),
+                (false, std::mem::take(&mut room.left)),
             ] {
                 if users.is_empty() {
                     continue;
                 }
-                let msg = ordered! {"type": kind, "room": room_name, "users": users, "count": count, "time": time};
+                let (room_name, users) = (room_name.as_str(), users.as_slice());
+                let msg = if join {
+                    Message::Join {
+                        room: room_name,
+                        users,
+                        count,
+                        time,
+                    }
+                } else {
+                    Message::Leave {
+                        room: room_name,
+                        users,
+                        count,
+                        time,
+                    }
+                }
+                .to_json();
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
             if room.members.is_empty() && room_name != LOBBY {

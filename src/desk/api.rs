@@ -9,11 +9,12 @@ use serde_json::{Map, Value, json};
 
 use super::Desk;
 use super::model::{Conversation, ConversationState};
+use super::wire::{Entry, Message};
+use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
 use crate::hub::Ctx;
 use crate::hub::api::{ApiRequest, ApiResponse, string_field};
-use crate::json::Object;
-use crate::ordered;
+use crate::webhook::Event;
 
 /// The desk's API routes: method and path (`{…}` stands for a segment).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -33,6 +34,28 @@ fn state_name(state: &ConversationState) -> &'static str {
         ConversationState::Assigned(_) => "open",
         ConversationState::Resolved => "resolved",
     }
+}
+
+/// A conversation as the HTTP API lists it, fields in wire order.
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    id: u64,
+    state: &'static str,
+    visitor: Value,
+    agent: Option<&'a str>,
+    opened: u64,
+    waiting_since: u64,
+    rating: Option<u64>,
+    message_count: usize,
+}
+
+/// A conversation with the messages kept in memory, fields in wire order.
+#[derive(serde::Serialize)]
+struct Detail<'a> {
+    #[serde(flatten)]
+    summary: Summary<'a>,
+    earlier: usize,
+    messages: StoredList<'a>,
 }
 
 impl Desk {
@@ -81,7 +104,7 @@ impl Desk {
     }
 
     /// A conversation's summary: id, state, visitor, agent, times.
-    fn summary(&self, conv: &Conversation) -> Object {
+    fn summary<'a>(&self, conv: &'a Conversation) -> Summary<'a> {
         let mut visitor = json!({"name": conv.visitor, "online": self.visitor_online(conv)});
         if let Some(sub) = &conv.sub {
             visitor["sub"] = json!(sub);
@@ -90,24 +113,27 @@ impl Desk {
             ConversationState::Assigned(name) => Some(name.as_str()),
             _ => None,
         };
-        Object::new()
-            .field("id", conv.id)
-            .field("state", state_name(&conv.state))
-            .field("visitor", visitor)
-            .field("agent", agent)
-            .field("opened", conv.opened)
-            .field("waiting_since", conv.queued_at)
-            .field("rating", conv.rating)
-            .field("message_count", conv.earlier + conv.messages.len())
+        Summary {
+            id: conv.id,
+            state: state_name(&conv.state),
+            visitor,
+            agent,
+            opened: conv.opened,
+            waiting_since: conv.queued_at,
+            rating: conv.rating,
+            message_count: conv.earlier + conv.messages.len(),
+        }
     }
 
     /// A conversation with the messages kept in memory (`earlier`: how
     /// many older ones are in the log only).
     fn detail(&self, conv: &Conversation) -> String {
-        self.summary(conv)
-            .field("earlier", conv.earlier)
-            .json_list("messages", &conv.messages)
-            .finish()
+        let detail = Detail {
+            summary: self.summary(conv),
+            earlier: conv.earlier,
+            messages: StoredList(&conv.messages),
+        };
+        serde_json::to_string(&detail).unwrap_or_default()
     }
 
     /// `GET /api/desk/conversations?state=queued|open|resolved`.
@@ -121,15 +147,19 @@ impl Desk {
                 ));
             }
         };
-        let list: Vec<String> = self
+        let conversations: Vec<Summary> = self
             .conversations
             .values()
             .filter(|c| wanted.as_deref().is_none_or(|w| w == state_name(&c.state)))
-            .map(|c| self.summary(c).finish())
+            .map(|c| self.summary(c))
             .collect();
-        Ok(ApiResponse::ok(
-            Object::new().json_list("conversations", &list).finish(),
-        ))
+        // A struct, not `json!`, which would sort each summary's fields.
+        #[derive(serde::Serialize)]
+        struct List<'a> {
+            conversations: Vec<Summary<'a>>,
+        }
+        let body = serde_json::to_string(&List { conversations }).unwrap_or_default();
+        Ok(ApiResponse::ok(body))
     }
 
     /// `POST /api/desk/conversations/ID/messages {"text","name"}`.
@@ -164,15 +194,27 @@ impl Desk {
                 "the conversation is resolved",
             ));
         }
-        let id = self.take_id();
-        let rec = self.record_message(ordered! {
-            "type": "desk_message", "id": id, "conversation": cid, "from": "bot",
-            "name": name, "bot": true, "text": text, "time": now_ms(),
-        });
-        self.webhooks.emit_message(
-            id,
-            ordered! {"conversation": cid, "id": id, "from": "bot", "name": name, "text": text},
+        let id = ctx.log().take_id();
+        let rec = Desk::record_message(
+            ctx,
+            Entry::DeskMessage {
+                id,
+                conversation: cid,
+                from: "bot",
+                name: &name,
+                bot: true,
+                text: &text,
+                time: now_ms(),
+            }
+            .to_json(),
         );
+        self.webhooks.emit(Event::MessageCreated {
+            conversation: cid,
+            id,
+            from: "bot",
+            name: &name,
+            text: &text,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return Err(ApiResponse::error(404, "unknown_conversation", "gone"));
         };
@@ -202,15 +244,24 @@ impl Desk {
             ConversationState::Assigned(name) => Some(name.clone()),
             ConversationState::Queued => None,
         };
-        let id = self.take_id();
-        self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": agent, "time": now_ms()});
-        self.webhooks.emit(
-            crate::webhook::Kind::ConversationResolved,
-            ordered! {"conversation": cid, "agent": agent},
+        let id = ctx.log().take_id();
+        Desk::record(
+            ctx,
+            Entry::DeskResolved {
+                id,
+                conversation: cid,
+                agent: agent.as_deref(),
+                time: now_ms(),
+            }
+            .to_json(),
         );
+        self.webhooks.emit(Event::ConversationResolved {
+            conversation: cid,
+            agent: agent.as_deref(),
+        });
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
-        let msg = ordered! {"type": "resolved", "conversation": cid};
+        let msg = Message::Resolved { conversation: cid }.to_json();
         let mut to = Vec::new();
         if let Some(conv) = self.conversations.get(&cid) {
             to = self.visitor_conns(conv);
@@ -223,5 +274,56 @@ impl Desk {
         Ok(ApiResponse::ok(
             json!({"id": cid, "state": "resolved"}).to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// The HTTP API's conversation bodies are byte for byte what
+    /// `json::Object` wrote before they were typed.
+    #[test]
+    fn summaries_and_details_keep_their_field_order() {
+        let stored: Vec<Arc<str>> = vec![r#"{"type":"desk_message","id":3}"#.into()];
+        let summary = || Summary {
+            id: 2,
+            state: "open",
+            visitor: json!({"name": "v", "online": true, "sub": "s"}),
+            agent: Some("a"),
+            opened: 5,
+            waiting_since: 6,
+            rating: None,
+            message_count: 9,
+        };
+        let written = || {
+            crate::json::Object::new()
+                .field("id", 2)
+                .field("state", "open")
+                .field("visitor", json!({"name": "v", "online": true, "sub": "s"}))
+                .field("agent", Some("a"))
+                .field("opened", 5)
+                .field("waiting_since", 6)
+                .field("rating", None::<u64>)
+                .field("message_count", 9)
+        };
+        let detail = Detail {
+            summary: summary(),
+            earlier: 1,
+            messages: StoredList(&stored),
+        };
+        assert_eq!(
+            serde_json::to_string(&detail).unwrap(),
+            written()
+                .field("earlier", 1)
+                .json_list("messages", &stored)
+                .finish()
+        );
+        assert_eq!(
+            serde_json::to_string(&summary()).unwrap(),
+            written().finish()
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod api;
 mod model;
 mod protocol;
 mod routing;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -24,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use crate::hub::log::Log;
 use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::memory::{Budget, Kept};
-use crate::ordered;
-use crate::store::SharedStore;
 use crate::ws::CloseCode;
 use model::{Agent, Conversation, ConversationState, Participant, Session};
 
@@ -101,7 +101,6 @@ impl Default for DeskConfig {
 #[derive(Debug)]
 pub struct Desk {
     config: DeskConfig,
-    store: SharedStore,
     conns: HashMap<ConnId, Participant>,
     sessions: HashMap<String, Session>,
     conversations: BTreeMap<u64, Conversation>,
@@ -126,16 +125,21 @@ pub struct Desk {
 }
 
 impl Desk {
-    /// A desk with `config` over `store`; rebuilds the conversations from
-    /// the `desk_…` records the store found in the log.
-    pub fn new(config: DeskConfig, store: SharedStore) -> Desk {
-        let (records, budget) = {
-            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-            (store.take_desk_records(), store.budget())
-        };
+    /// A desk with `config`; rebuilds the conversations from the `desk_…`
+    /// records of `log`, the store the hub will own and lend it (through
+    /// [`Ctx::log`]) for ids and records.
+    pub fn new(config: DeskConfig, log: &mut dyn Log) -> Desk {
+        let mut records: Vec<Arc<str>> = Vec::new();
+        log.replay(&["\"type\":\"desk_"], &mut |line, v| {
+            if v["type"].as_str().is_some_and(|t| t.starts_with("desk_")) {
+                records.push(line.into());
+            }
+        });
+        let budget = log
+            .budget()
+            .unwrap_or_else(|| Arc::new(Budget::new(crate::memory::DEFAULT_MEMORY_BUDGET)));
         let mut desk = Desk {
             config,
-            store,
             conns: HashMap::new(),
             sessions: HashMap::new(),
             conversations: BTreeMap::new(),
@@ -186,10 +190,10 @@ impl App for Desk {
                     since: Instant::now(),
                 },
             );
-            ctx.send_json(
-                conn,
-                &ordered! {"type": "hello", "auth": "send {\"type\":\"auth\",\"token\":…}"},
-            );
+            let hello = wire::Message::Hello {
+                auth: "send {\"type\":\"auth\",\"token\":…}",
+            };
+            ctx.send_json(conn, &hello.to_json());
         } else {
             self.visitor_opened(ctx, conn, &info);
         }
@@ -279,7 +283,7 @@ impl App for Desk {
             .map(|(name, _)| name.clone())
             .collect();
         for name in expired {
-            let requeued = self.drop_agent(&name, "agent_gone");
+            let requeued = self.drop_agent(ctx, &name, "agent_gone");
             log::info!(
                 "desk: agent {name}'s grace period is over; {requeued} conversations re-queued"
             );
@@ -289,7 +293,6 @@ impl App for Desk {
 
     fn turn_end(&mut self, ctx: &mut Ctx) {
         self.settle(ctx);
-        self.webhooks.turn_end();
     }
 
     fn figures(&self) -> Vec<Arc<dyn crate::hub::metrics::Figures>> {
@@ -306,6 +309,11 @@ impl App for Desk {
         request: &crate::hub::api::ApiRequest,
     ) -> crate::hub::api::ApiResponse {
         self.api_request(ctx, request)
+    }
+
+    /// The turn's records are stored: its webhook events may leave.
+    fn stored(&mut self, _ctx: &mut Ctx) {
+        self.webhooks.stored();
     }
 
     /// Messages the store could not write leave the transcripts they were

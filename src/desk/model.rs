@@ -9,7 +9,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::Desk;
-use crate::hub::ConnId;
+use crate::hub::log::Record;
+use crate::hub::{ConnId, Ctx};
 use crate::memory::{Budget, Kept};
 
 /// Where a conversation is.
@@ -287,31 +288,19 @@ impl Desk {
         self.queue.push_back(cid);
     }
 
-    /// Append a state record (see [`crate::store::Store::append`]).
-    pub(super) fn record(&self, text: String) -> Arc<str> {
+    /// Append a state record to the hub's store ([`Record::State`]).
+    pub(super) fn record(ctx: &mut Ctx, text: String) -> Arc<str> {
         let text: Arc<str> = text.into();
-        self.store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(&text);
+        ctx.log().append(Record::State { json: &text });
         text
     }
 
-    /// Append a message: refused, not carried, if the turn's write fails.
-    pub(super) fn record_message(&self, text: String) -> Arc<str> {
+    /// Append a message: refused, not carried, if the turn's write fails
+    /// ([`Record::Message`]).
+    pub(super) fn record_message(ctx: &mut Ctx, text: String) -> Arc<str> {
         let text: Arc<str> = text.into();
-        self.store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append_message(&text);
+        ctx.log().append(Record::Message { json: &text });
         text
-    }
-
-    pub(super) fn take_id(&self) -> u64 {
-        self.store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_id()
     }
 
     pub(super) fn load(&self, agent: &str) -> usize {

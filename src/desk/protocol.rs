@@ -7,13 +7,13 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
+use super::wire::{AgentRow, ConversationView, Entry, Message, QueueRow};
 use super::{AUTH_FAILED, Desk, MAX_NOTE_CHARS, RATINGS, agents};
 use crate::chat::valid_name;
+use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
-use crate::json::Object;
-use crate::ordered;
-use crate::webhook::Kind;
+use crate::webhook::Event;
 
 pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
@@ -81,43 +81,36 @@ impl Desk {
                 self.conns.remove(&conn);
                 ctx.close(conn, AUTH_FAILED, "the agent account was removed");
             }
-            let requeued = self.drop_agent(&name, "agent_removed");
+            let requeued = self.drop_agent(ctx, &name, "agent_removed");
             log::info!(
                 "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
         }
     }
 
-    /// A conversation as an agent sees it, with its transcript, as a
-    /// message of type `kind` (`conversation`, or `assigned` with `extra`).
-    pub(super) fn conversation_json(
+    /// A conversation as an agent sees it, with its transcript (and, in a
+    /// transfer, the agent it came `from` and the note).
+    pub(super) fn conversation_view<'a>(
         &self,
-        conv: &Conversation,
-        kind: &str,
-        extra: &[(&str, &str)],
-    ) -> String {
-        let mut v = Object::new()
-            .field("type", kind)
-            .field("conversation", conv.id)
-            .field("visitor", &conv.visitor);
-        if let Some(sub) = &conv.sub {
-            v = v.field("sub", sub);
+        conv: &'a Conversation,
+        from: Option<(&'a str, &'a str)>,
+    ) -> ConversationView<'a> {
+        ConversationView {
+            conversation: conv.id,
+            visitor: &conv.visitor,
+            sub: conv.sub.as_deref(),
+            online: self.visitor_online(conv),
+            opened: conv.opened,
+            waiting_since: conv.queued_at,
+            from: from.map(|(prev, _)| prev),
+            note: from.map(|(_, note)| note),
+            earlier: (conv.earlier > 0).then_some(conv.earlier),
+            messages: StoredList(&conv.messages),
         }
-        v = v
-            .field("online", self.visitor_online(conv))
-            .field("opened", conv.opened)
-            .field("waiting_since", conv.queued_at);
-        for (k, x) in extra {
-            v = v.field(k, x);
-        }
-        if conv.earlier > 0 {
-            v = v.field("earlier", conv.earlier);
-        }
-        v.json_list("messages", &conv.messages).finish()
     }
 
     pub(super) fn agents_json(&self) -> String {
-        let list: Vec<String> = self
+        let list: Vec<AgentRow> = self
             .agents
             .iter()
             .map(|(name, a)| {
@@ -128,33 +121,34 @@ impl Desk {
                 } else {
                     "online"
                 };
-                ordered! {"name": name, "status": status, "load": self.load(name)}
-            })
-            .collect();
-        Object::new()
-            .field("type", "agents")
-            .field("capacity", self.config.capacity)
-            .json_list("agents", &list)
-            .finish()
-    }
-
-    pub(super) fn queue_json(&self) -> String {
-        let list: Vec<String> = self
-            .queue
-            .iter()
-            .filter_map(|id| self.conversations.get(id))
-            .map(|c| {
-                ordered! {
-                    "conversation": c.id, "visitor": c.visitor,
-                    "online": self.visitor_online(c), "waiting_since": c.queued_at,
-                    "messages": c.earlier + c.messages.len(),
+                AgentRow {
+                    name,
+                    status,
+                    load: self.load(name),
                 }
             })
             .collect();
-        Object::new()
-            .field("type", "queue")
-            .json_list("queue", &list)
-            .finish()
+        Message::Agents {
+            capacity: self.config.capacity,
+            agents: &list,
+        }
+        .to_json()
+    }
+
+    pub(super) fn queue_json(&self) -> String {
+        let list: Vec<QueueRow> = self
+            .queue
+            .iter()
+            .filter_map(|id| self.conversations.get(id))
+            .map(|c| QueueRow {
+                conversation: c.id,
+                visitor: &c.visitor,
+                online: self.visitor_online(c),
+                waiting_since: c.queued_at,
+                messages: c.earlier + c.messages.len(),
+            })
+            .collect();
+        Message::Queue { queue: &list }.to_json()
     }
 
     pub(super) fn visitor_opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: &ConnInfo) {
@@ -230,8 +224,11 @@ impl Desk {
         let current = session.conversation;
         if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
             if let ConversationState::Assigned(agent) = &conv.state {
-                let msg =
-                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": false};
+                let msg = Message::VisitorStatus {
+                    conversation: conv.id,
+                    online: false,
+                }
+                .to_json();
                 ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
             }
         } else {
@@ -289,13 +286,21 @@ impl Desk {
         let current = session.conversation;
         self.conns.insert(conn, Participant::Visitor(key));
         let welcome = match (&token, &sub) {
-            (_, Some(sub)) => {
-                ordered! {"type": "welcome", "name": name, "sub": sub, "verified": true, "resumed": !fresh, "conversation": current}
-            }
-            (token, None) => {
-                ordered! {"type": "welcome", "session": token, "name": name, "resumed": !fresh, "conversation": current}
-            }
-        };
+            (_, Some(sub)) => Message::WelcomeVerified {
+                name: &name,
+                sub,
+                verified: true,
+                resumed: !fresh,
+                conversation: current,
+            },
+            (token, None) => Message::Welcome {
+                session: token.as_deref(),
+                name: &name,
+                resumed: !fresh,
+                conversation: current,
+            },
+        }
+        .to_json();
         ctx.send_json(conn, &welcome);
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
@@ -305,31 +310,37 @@ impl Desk {
             ConversationState::Assigned(_) => "assigned",
             ConversationState::Resolved => "resolved",
         };
-        let mut head = Object::new()
-            .field("type", "transcript")
-            .field("conversation", conv.id)
-            .field("state", state);
-        if let ConversationState::Assigned(agent) = &conv.state {
-            head = head.field("agent", agent);
-        }
-        if conv.state == ConversationState::Resolved {
-            head = head.field("rating", conv.rating);
-        }
-        if conv.earlier > 0 {
-            head = head.field("earlier", conv.earlier);
-        }
-        ctx.send_json(conn, &head.json_list("messages", &conv.messages).finish());
+        let transcript = Message::Transcript {
+            conversation: conv.id,
+            state,
+            agent: match &conv.state {
+                ConversationState::Assigned(agent) => Some(agent),
+                _ => None,
+            },
+            rating: (conv.state == ConversationState::Resolved).then_some(conv.rating),
+            earlier: (conv.earlier > 0).then_some(conv.earlier),
+            messages: StoredList(&conv.messages),
+        };
+        ctx.send_json(conn, &transcript.to_json());
         match &conv.state {
             ConversationState::Queued => {
                 if let Some(i) = self.queue.iter().position(|&c| c == conv.id) {
-                    let msg = ordered! {"type": "queued", "conversation": conv.id, "position": i + 1, "agents_online": self.online_agents()};
+                    let msg = Message::Queued {
+                        conversation: conv.id,
+                        position: i + 1,
+                        agents_online: self.online_agents(),
+                    }
+                    .to_json();
                     ctx.send_json(conn, &msg);
                 }
                 self.dirty = true;
             }
             ConversationState::Assigned(agent) if was_offline => {
-                let msg =
-                    ordered! {"type": "visitor_status", "conversation": conv.id, "online": true};
+                let msg = Message::VisitorStatus {
+                    conversation: conv.id,
+                    online: true,
+                }
+                .to_json();
                 ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
             }
             _ => {}
@@ -381,24 +392,24 @@ impl Desk {
                                 "too many visitors are waiting; try again later",
                             );
                         }
-                        let cid = self.take_id();
+                        let cid = ctx.log().take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
                         let time = now_ms();
-                        let mut rec = Object::new()
-                            .field("type", "desk_opened")
-                            .field("id", cid)
-                            .field("conversation", cid)
-                            .field("session", &key)
-                            .field("visitor", &name);
-                        if let Some(sub) = &sub {
-                            rec = rec.field("sub", sub);
-                        }
-                        self.record(rec.field("time", time).finish());
-                        self.webhooks.emit(
-                            Kind::ConversationCreated,
-                            ordered! {"conversation": cid, "visitor": name, "sub": sub},
-                        );
+                        let rec = Entry::DeskOpened {
+                            id: cid,
+                            conversation: cid,
+                            session: &key,
+                            visitor: &name,
+                            sub: sub.as_deref(),
+                            time,
+                        };
+                        Desk::record(ctx, rec.to_json());
+                        self.webhooks.emit(Event::ConversationCreated {
+                            conversation: cid,
+                            visitor: &name,
+                            sub: sub.as_deref(),
+                        });
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         self.dirty = true;
                         cid
@@ -412,7 +423,12 @@ impl Desk {
                     && let ConversationState::Assigned(agent) = &conv.state
                 {
                     let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                    let msg = ordered! {"type": "typing", "conversation": conv.id, "from": "visitor", "active": active};
+                    let msg = Message::Typing {
+                        conversation: conv.id,
+                        from: "visitor",
+                        active,
+                    }
+                    .to_json();
                     ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                 }
             }
@@ -433,16 +449,29 @@ impl Desk {
                 let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
                     return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
                 };
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_rated", "id": id, "conversation": cid, "rating": rating, "time": now_ms()});
-                self.webhooks.emit(
-                    Kind::ConversationRated,
-                    ordered! {"conversation": cid, "rating": rating},
+                let id = ctx.log().take_id();
+                Desk::record(
+                    ctx,
+                    Entry::DeskRated {
+                        id,
+                        conversation: cid,
+                        rating,
+                        time: now_ms(),
+                    }
+                    .to_json(),
                 );
+                self.webhooks.emit(Event::ConversationRated {
+                    conversation: cid,
+                    stars: rating,
+                });
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = Some(rating);
                 }
-                let msg = ordered! {"type": "rated", "conversation": cid, "rating": rating};
+                let msg = Message::Rated {
+                    conversation: cid,
+                    rating,
+                }
+                .to_json();
                 let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
                 ctx.broadcast(conns, &Ctx::json_frame(&msg));
             }
@@ -492,12 +521,27 @@ impl Desk {
         (from, name): (&str, &str),
         text: &str,
     ) {
-        let id = self.take_id();
-        let rec = self.record_message(ordered! {"type": "desk_message", "id": id, "conversation": cid, "from": from, "name": name, "text": text, "time": now_ms()});
-        self.webhooks.emit_message(
-            id,
-            ordered! {"conversation": cid, "id": id, "from": from, "name": name, "text": text},
+        let id = ctx.log().take_id();
+        let rec = Desk::record_message(
+            ctx,
+            Entry::DeskMessage {
+                id,
+                conversation: cid,
+                from,
+                name,
+                bot: false,
+                text,
+                time: now_ms(),
+            }
+            .to_json(),
         );
+        self.webhooks.emit(Event::MessageCreated {
+            conversation: cid,
+            id,
+            from,
+            name,
+            text,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -549,21 +593,22 @@ impl Desk {
         }
         let agent = &self.agents[&name];
         let status = if agent.away { "away" } else { "online" };
-        let ready = ordered! {"type": "ready", "agent": name, "status": status, "capacity": self.config.capacity};
-        ctx.send_json(conn, &ready);
-        let mine: Vec<String> = self
+        let ready = Message::Ready {
+            agent: &name,
+            status,
+            capacity: self.config.capacity,
+        };
+        ctx.send_json(conn, &ready.to_json());
+        let mine: Vec<Message> = self
             .conversations
             .values()
             .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
-            .map(|c| self.conversation_json(c, "conversation", &[]))
+            .map(|c| Message::Conversation(self.conversation_view(c, None)))
             .collect();
-        ctx.send_json(
-            conn,
-            &format!(
-                "{{\"type\":\"conversations\",\"conversations\":[{}]}}",
-                mine.join(",")
-            ),
-        );
+        let mine = Message::Conversations {
+            conversations: &mine,
+        };
+        ctx.send_json(conn, &mine.to_json());
         ctx.send_json(conn, &self.queue_json());
         ctx.send_json(conn, &self.agents_json());
         self.dirty = true;
@@ -574,7 +619,12 @@ impl Desk {
     pub(super) fn tell_agent_status(&self, ctx: &mut Ctx, agent: &str, online: bool) {
         for conv in self.conversations.values() {
             if matches!(&conv.state, ConversationState::Assigned(a) if a == agent) {
-                let msg = ordered! {"type": "agent_status", "conversation": conv.id, "agent": agent, "online": online};
+                let msg = Message::AgentStatus {
+                    conversation: conv.id,
+                    agent,
+                    online,
+                }
+                .to_json();
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
@@ -598,7 +648,10 @@ impl Desk {
             if let Some(a) = self.agents.get_mut(&name) {
                 a.away = away;
             }
-            let msg = ordered! {"type": "presence", "status": if away { "away" } else { "online" }};
+            let msg = Message::Presence {
+                status: if away { "away" } else { "online" },
+            }
+            .to_json();
             ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
             self.dirty = true;
             return;
@@ -632,19 +685,33 @@ impl Desk {
             }
             "typing" => {
                 let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
-                let msg = ordered! {"type": "typing", "conversation": cid, "from": "agent", "active": active};
+                let msg = Message::Typing {
+                    conversation: cid,
+                    from: "agent",
+                    active,
+                }
+                .to_json();
                 let to = self.visitor_conns(&self.conversations[&cid]);
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
             "resolve" => {
-                let id = self.take_id();
-                self.record(ordered! {"type": "desk_resolved", "id": id, "conversation": cid, "agent": name, "time": now_ms()});
-                self.webhooks.emit(
-                    Kind::ConversationResolved,
-                    ordered! {"conversation": cid, "agent": name},
+                let id = ctx.log().take_id();
+                Desk::record(
+                    ctx,
+                    Entry::DeskResolved {
+                        id,
+                        conversation: cid,
+                        agent: Some(&name),
+                        time: now_ms(),
+                    }
+                    .to_json(),
                 );
+                self.webhooks.emit(Event::ConversationResolved {
+                    conversation: cid,
+                    agent: Some(&name),
+                });
                 self.mark_resolved(cid);
-                let msg = ordered! {"type": "resolved", "conversation": cid};
+                let msg = Message::Resolved { conversation: cid }.to_json();
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
@@ -682,15 +749,22 @@ impl Desk {
                 );
             }
         };
-        let unassigned =
-            |to: Option<&str>| ordered! {"type": "unassigned", "conversation": cid, "to": to};
+        let unassigned = |to: Option<&str>| {
+            Message::Unassigned {
+                conversation: cid,
+                to,
+            }
+            .to_json()
+        };
         match target {
             None => {
-                self.webhooks.emit(
-                    Kind::ConversationTransferred,
-                    ordered! {"conversation": cid, "from": from, "to": None::<&str>, "note": note},
-                );
-                self.requeue(cid, "transferred");
+                self.webhooks.emit(Event::ConversationTransferred {
+                    conversation: cid,
+                    from,
+                    to: None,
+                    note: &note,
+                });
+                self.requeue(ctx, cid, "transferred");
                 let frame = Ctx::json_frame(&unassigned(None));
                 ctx.broadcast(self.agent_conns(from), &frame);
             }
@@ -715,10 +789,12 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
-                self.webhooks.emit(
-                    Kind::ConversationTransferred,
-                    ordered! {"conversation": cid, "from": from, "to": to, "note": note},
-                );
+                self.webhooks.emit(Event::ConversationTransferred {
+                    conversation: cid,
+                    from,
+                    to: Some(&to),
+                    note: &note,
+                });
                 let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
                 ctx.broadcast(self.agent_conns(from), &frame);
                 self.assign(ctx, cid, &to, Some((from, &note)));

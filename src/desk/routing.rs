@@ -6,11 +6,10 @@ use std::time::Instant;
 
 use super::Desk;
 use super::model::ConversationState;
+use super::wire::{Entry, Message};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
-use crate::json::Object;
-use crate::ordered;
-use crate::webhook::Kind;
+use crate::webhook::Event;
 
 impl Desk {
     /// Hand waiting conversations to agents: the front of the queue to the
@@ -42,20 +41,20 @@ impl Desk {
         agent: &str,
         from: Option<(&str, &str)>,
     ) {
-        let id = self.take_id();
-        let mut rec = Object::new()
-            .field("type", "desk_assigned")
-            .field("id", id)
-            .field("conversation", cid)
-            .field("agent", agent);
-        if let Some((prev, note)) = from {
-            rec = rec.field("from", prev).field("note", note);
-        }
-        self.record(rec.field("time", now_ms()).finish());
-        self.webhooks.emit(
-            Kind::ConversationAssigned,
-            ordered! {"conversation": cid, "agent": agent},
-        );
+        let id = ctx.log().take_id();
+        let rec = Entry::DeskAssigned {
+            id,
+            conversation: cid,
+            agent,
+            from: from.map(|(prev, _)| prev),
+            note: from.map(|(_, note)| note),
+            time: now_ms(),
+        };
+        Desk::record(ctx, rec.to_json());
+        self.webhooks.emit(Event::ConversationAssigned {
+            conversation: cid,
+            agent,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -65,23 +64,32 @@ impl Desk {
             a.last_assigned = Instant::now();
         }
         let conv = &self.conversations[&cid];
-        let extra = match from {
-            Some((prev, note)) => vec![("from", prev), ("note", note)],
-            None => Vec::new(),
-        };
-        let text = self.conversation_json(conv, "assigned", &extra);
+        let text = Message::AssignedConversation(self.conversation_view(conv, from)).to_json();
         let frame = Ctx::json_frame(&text);
         ctx.broadcast(self.agent_conns(agent), &frame);
-        let to_visitor = ordered! {"type": "assigned", "conversation": cid, "agent": agent};
+        let to_visitor = Message::Assigned {
+            conversation: cid,
+            agent,
+        }
+        .to_json();
         ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&to_visitor));
         self.dirty = true;
     }
 
     /// Put `cid` back in the queue, at the front (it has waited already).
-    pub(super) fn requeue(&mut self, cid: u64, reason: &str) {
-        let id = self.take_id();
+    pub(super) fn requeue(&mut self, ctx: &mut Ctx, cid: u64, reason: &str) {
+        let id = ctx.log().take_id();
         let time = now_ms();
-        self.record(ordered! {"type": "desk_queued", "id": id, "conversation": cid, "reason": reason, "time": time});
+        Desk::record(
+            ctx,
+            Entry::DeskQueued {
+                id,
+                conversation: cid,
+                reason,
+                time,
+            }
+            .to_json(),
+        );
         if let Some(conv) = self.conversations.get_mut(&cid) {
             conv.state = ConversationState::Queued;
             conv.queued_at = time;
@@ -111,7 +119,12 @@ impl Desk {
             }
             self.told.insert(cid, (position, online));
             if let Some(conv) = self.conversations.get(&cid) {
-                let msg = ordered! {"type": "queued", "conversation": cid, "position": position, "agents_online": online};
+                let msg = Message::Queued {
+                    conversation: cid,
+                    position,
+                    agents_online: online,
+                }
+                .to_json();
                 ctx.broadcast(self.visitor_conns(conv), &Ctx::json_frame(&msg));
             }
         }
@@ -119,7 +132,7 @@ impl Desk {
 
     /// Forget agent `name` and put their conversations back in the queue,
     /// oldest first at the very front; returns how many.
-    pub(super) fn drop_agent(&mut self, name: &str, reason: &str) -> usize {
+    pub(super) fn drop_agent(&mut self, ctx: &mut Ctx, name: &str, reason: &str) -> usize {
         self.agents.remove(name);
         let theirs: Vec<u64> = self
             .conversations
@@ -128,7 +141,7 @@ impl Desk {
             .map(|c| c.id)
             .collect();
         for &cid in theirs.iter().rev() {
-            self.requeue(cid, reason);
+            self.requeue(ctx, cid, reason);
         }
         self.dirty = true;
         theirs.len()

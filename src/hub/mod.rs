@@ -11,8 +11,10 @@
 //! [`App::turn_end`] once, so that an app can send one notice for many joins.
 //!
 //! An app talks back through a [`Ctx`]: send a frame to one connection, the
-//! same encoded bytes to many, or close one. What a turn sends goes out at
-//! the end of the turn, after [`App::commit`] has stored the turn's records.
+//! same encoded bytes to many, or close one. It records through the hub's
+//! store, [`Ctx::log`] (a [`log::Log`]: the embedded log, or any other
+//! implementation). What a turn sends goes out at the end of the turn,
+//! after the hub has committed the turn's records ([`log::Log::commit`]).
 //! Delivery never blocks the hub (see [`peer`]).
 //!
 //! ```
@@ -35,6 +37,7 @@
 //! ```
 
 pub mod api;
+pub mod log;
 pub mod metrics;
 pub mod peer;
 pub mod prepared;
@@ -52,6 +55,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
 use api::{ApiRequest, ApiResponse};
+use log::{Log, NoLog};
 use metrics::Metrics;
 use peer::{Bytes, Delivery, Peer};
 use prepared::{PeerDeflate, PreparedFrame};
@@ -130,14 +134,14 @@ pub trait App {
     fn figures(&self) -> Vec<Arc<dyn metrics::Figures>> {
         Vec::new()
     }
-    /// Store what this turn recorded, before its messages are delivered.
-    /// Returns whether anything was written. An error means nothing of
-    /// the turn's messages was stored: the hub delivers none of what was
-    /// sent with [`Ctx::publish`] and calls [`App::refused`].
-    fn commit(&mut self) -> std::io::Result<bool> {
-        Ok(false)
+    /// The turn's records are stored ([`Log::commit`] returned `Ok`, and
+    /// with them the state records a failed write had kept back): what
+    /// the app held back until then may leave now (the desk's webhook
+    /// events). Called before the turn's messages are delivered.
+    fn stored(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
     }
-    /// The turn's store write failed: the messages with these ids (given
+    /// The turn's store write ([`Log::commit`]) failed: the messages with these ids (given
     /// to [`Ctx::publish`]) were not stored and reach nobody; their senders
     /// have been told `unavailable`. An app that keeps them in memory
     /// forgets them here.
@@ -168,11 +172,14 @@ enum Out {
 
 /// The hub's side of the connections: what an [`App`] uses to send.
 ///
-/// Sends are queued during a turn and carried out after the app's
-/// [`App::commit`]: so a message reaches nobody before it is in the log
-/// (docs/storage.md), and everything one turn sends goes out in order.
+/// Sends are queued during a turn and carried out after the hub has
+/// committed the turn's records ([`Log::commit`]): so a message reaches
+/// nobody before it is in the log (docs/storage.md), and everything one
+/// turn sends goes out in order.
 #[derive(Debug)]
 pub struct Ctx {
+    /// The store: owned by the hub, lent to the app with the context.
+    log: Box<dyn Log>,
     peers: HashMap<ConnId, Arc<Peer>>,
     metrics: Arc<Metrics>,
     queue: Vec<Out>,
@@ -185,15 +192,28 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context with no connections.
+    /// A context with no connections and a store that keeps nothing
+    /// ([`NoLog`]).
     pub fn new(metrics: Arc<Metrics>) -> Ctx {
+        Ctx::with_log(metrics, Box::new(NoLog::default()))
+    }
+
+    /// A context with no connections, over the store `log`.
+    pub fn with_log(metrics: Arc<Metrics>, log: Box<dyn Log>) -> Ctx {
         Ctx {
+            log,
             peers: HashMap::new(),
             metrics,
             queue: Vec::new(),
             published: Vec::new(),
             answers: Vec::new(),
         }
+    }
+
+    /// The hub's store: take ids, append the turn's records, read ranges
+    /// back. The hub commits it at the end of the turn.
+    pub fn log(&mut self) -> &mut dyn Log {
+        self.log.as_mut()
     }
 
     /// Encode a text message once, as a server frame, for sending to many
@@ -466,7 +486,17 @@ enum Item {
 /// ever lost), and `/healthz` says why until a write succeeds again.
 fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
-    match app.commit() {
+    let result = ctx.log.commit();
+    settle(app, ctx, result);
+}
+
+/// The turn's commit has a result: answer the API requests, refuse the
+/// published messages if it failed, and deliver. (A store whose commit
+/// completes later, on a thread of its own, would hold the turn's queue
+/// until its result arrives and call this then: docs/architecture.md,
+/// "The store behind the hub".)
+fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>) {
+    match result {
         Ok(wrote) => {
             if wrote {
                 ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
@@ -478,6 +508,7 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
             for (to, answer, _) in std::mem::take(&mut ctx.answers) {
                 let _ = to.try_send(answer);
             }
+            app.stored(ctx);
         }
         Err(e) => {
             ctx.metrics
@@ -502,16 +533,16 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     ctx.deliver();
 }
 
-/// Run `app` on the current thread until [`Event::Shutdown`] arrives or
-/// every sender is gone.
-pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
-    if let Some(budget) = app.budget() {
+/// Run `app` on the current thread, over the store `log`, until
+/// [`Event::Shutdown`] arrives or every sender is gone.
+pub fn run<A: App>(mut app: A, log: Box<dyn Log>, events: Receiver<Event>, metrics: Arc<Metrics>) {
+    if let Some(budget) = app.budget().or_else(|| log.budget()) {
         metrics.set_memory(budget);
     }
     for figures in app.figures() {
         metrics.add_figures(figures);
     }
-    let mut ctx = Ctx::new(metrics.clone());
+    let mut ctx = Ctx::with_log(metrics.clone(), log);
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {
         let first = match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -537,6 +568,7 @@ pub fn run<A: App>(mut app: A, events: Receiver<Event>, metrics: Arc<Metrics>) {
             .hub_queue_depth
             .store(events.len(), Ordering::Relaxed);
         if Instant::now() >= next_tick {
+            ctx.log.tick();
             app.tick(&mut ctx);
             end_turn(&mut app, &mut ctx);
             next_tick = Instant::now() + TICK_INTERVAL;

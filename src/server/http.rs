@@ -48,7 +48,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         }
         Endpoint::Inspect => {
             drop(request);
-            super::inspect::run(stream, &leftover, config)
+            super::inspect::run(stream, &leftover, config, deflate)
         }
         Endpoint::Chat => {
             super::reader::run(stream, &leftover, request, peer.clone(), shared, deflate)
@@ -156,8 +156,14 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         return None;
     }
     // RFC 7692 §5: the first permessage-deflate offer we can keep, unless
-    // `--deflate off` (or /inspect, which shows frames as they are).
-    let deflate = (config.deflate && !matches!(endpoint, Endpoint::Inspect))
+    // `--deflate off`. /inspect shows frames as they are, so there only
+    // when the page asks (`?deflate=on`): then it shows compressed frames
+    // and what they inflate to.
+    let wanted = match endpoint {
+        Endpoint::Inspect => request.query_param("deflate").as_deref() == Some("on"),
+        _ => true,
+    };
+    let deflate = (config.deflate && wanted)
         .then(|| deflate::negotiate(request.headers_named("Sec-WebSocket-Extensions")))
         .flatten();
     accept.extensions = deflate.map(|agreement| agreement.response());

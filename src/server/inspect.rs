@@ -3,6 +3,12 @@
 //! key, masked and unmasked payload), so a student can see what their own
 //! browser put on the wire. The page at `GET /inspect` drives it.
 //!
+//! On `/inspect?deflate=on` (the page's "compress" switch), when the browser
+//! offers permessage-deflate (every browser does) and the server has it on,
+//! it is negotiated as on the chat: compressed frames then show RSV1 set,
+//! their compressed bytes, and the message inflated. Plain `/inspect`
+//! declines it, so that the bytes shown are the bytes typed.
+//!
 //! It runs on the connection's own thread, like `/echo`, and is bounded like
 //! every endpoint: frames and messages are limited to [`INSPECT_MAX_BYTES`]
 //! (a dissection is several times larger than the frame it describes), the
@@ -15,6 +21,7 @@ use std::time::Instant;
 use super::ServerConfig;
 use super::reader::{RateLimit, Verdict};
 use crate::dissect::{Direction, Dissector, Options};
+use crate::ws::deflate::Agreement;
 use crate::ws::{CloseCode, Connection, ConnectionState, Limits, Message, Role};
 
 /// Largest frame and message `/inspect` accepts (close 1009 past it).
@@ -22,15 +29,31 @@ pub const INSPECT_MAX_BYTES: usize = 16 * 1024;
 
 /// Serve `/inspect` on a connection whose 101 was sent. Returns the close
 /// code that ended it, if any.
-pub fn run(stream: TcpStream, leftover: &[u8], config: &ServerConfig) -> Option<CloseCode> {
+pub fn run(
+    stream: TcpStream,
+    leftover: &[u8],
+    config: &ServerConfig,
+    deflate: Option<Agreement>,
+) -> Option<CloseCode> {
     let limits = Limits {
         max_frame_size: INSPECT_MAX_BYTES.min(config.max_frame_size),
         max_message_size: INSPECT_MAX_BYTES.min(config.max_message_size),
     };
     let mut conn = Connection::new(Role::Server, limits);
+    // With permessage-deflate (RFC 7692) the browser's compressed frames
+    // are shown as they came, RSV1 set, and inflated; the dissections go
+    // back compressed like any message, by the shared compressors.
+    if let Some(agreement) = deflate {
+        conn.set_deflate(
+            agreement,
+            config.deflate_min_size,
+            Some(crate::hub::prepared::compress),
+        );
+    }
     let mut dissector = Dissector::new(Options {
         direction: Direction::ClientToServer,
         limits,
+        deflate: deflate.is_some(),
     });
     let mut limit = RateLimit::new(config.rate_limit, config.rate_burst);
     let mut stream = stream;

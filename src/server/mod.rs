@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::hub::log::{Log, NoLog};
 use crate::hub::metrics::Metrics;
 use crate::hub::peer::OutboxLimits;
 use crate::hub::{App, Event};
@@ -139,15 +140,30 @@ impl Server {
         A: App + Send + 'static,
         F: FnOnce() -> io::Result<A>,
     {
+        Server::bind_with_log(config, || {
+            let log: Box<dyn Log> = Box::new(NoLog::default());
+            Ok((build()?, log))
+        })
+    }
+
+    /// [`Server::bind_with`] for an application that stores what it is
+    /// sent: `build` gives the application and the store the hub thread
+    /// will own and lend it ([`crate::hub::Ctx::log`]), committing it at
+    /// the end of every turn before the turn's messages go out.
+    pub fn bind_with_log<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
+    where
+        A: App + Send + 'static,
+        F: FnOnce() -> io::Result<(A, Box<dyn Log>)>,
+    {
         let listener = TcpListener::bind(&config.listen)?;
         widen_backlog(&listener);
         let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
         let metrics = Arc::new(Metrics::default());
-        let app = build()?;
+        let (app, log) = build()?;
         let hub_metrics = metrics.clone();
         let hub = std::thread::Builder::new()
             .name("wschat-hub".into())
-            .spawn(move || crate::hub::run(app, inbox, hub_metrics))?;
+            .spawn(move || crate::hub::run(app, log, inbox, hub_metrics))?;
         Ok(Server {
             listener,
             shared: Arc::new(Shared {

@@ -3,9 +3,10 @@
 //! (docs/customer-service.md, "Webhooks").
 //!
 //! The hub side is an [`Emitter`]: the desk calls [`Emitter::emit`] where
-//! something happens. The events of a turn wait until the turn's records
-//! are stored (a message the store refused is no event: [`Emitter::refused`])
-//! and are then handed to the sender thread over a bounded channel with
+//! something happens. The events of a turn wait until the hub has stored
+//! the turn's records ([`App::stored`](crate::hub::App::stored); a
+//! message the store refused is no event: [`Emitter::refused`]) and are
+//! then handed to the sender thread over a bounded channel with
 //! `try_send`: the hub never waits. The sender thread appends each event,
 //! once per receiver, to `webhooks.pending` in the data directory
 //! ([`pending`]) and gives it to the receiver's worker thread, which POSTs
@@ -34,9 +35,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
+use serde::Serialize;
 
 use crate::hub::metrics::Figures;
-use crate::json::Object;
 
 /// Default for the most events waiting for their receivers
 /// (`--webhook-max-pending`), one per receiver; past it new events are
@@ -180,6 +181,103 @@ impl Figures for Stats {
     }
 }
 
+/// An event's `data`, typed: one variant per [`Kind`], its fields in the
+/// order they are declared here, which is the order
+/// docs/customer-service.md ("Webhooks") shows. Every one names its
+/// `conversation` first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Event<'a> {
+    /// `conversation.created`.
+    ConversationCreated {
+        /// The conversation.
+        conversation: u64,
+        /// The visitor's name.
+        visitor: &'a str,
+        /// The `sub` of a verified visitor's token (`null`: anonymous).
+        sub: Option<&'a str>,
+    },
+    /// `conversation.assigned`.
+    ConversationAssigned {
+        /// The conversation.
+        conversation: u64,
+        /// The agent who got it.
+        agent: &'a str,
+    },
+    /// `conversation.transferred`.
+    ConversationTransferred {
+        /// The conversation.
+        conversation: u64,
+        /// The agent who handed it on.
+        from: &'a str,
+        /// The agent it went to (`null`: back to the queue).
+        to: Option<&'a str>,
+        /// The handover note.
+        note: &'a str,
+    },
+    /// `conversation.resolved`.
+    ConversationResolved {
+        /// The conversation.
+        conversation: u64,
+        /// The agent who had it (`null`: it was still queued).
+        agent: Option<&'a str>,
+    },
+    /// `conversation.rated`.
+    ConversationRated {
+        /// The conversation.
+        conversation: u64,
+        /// 1-5, as in the `rated` notice of DESIGN.md.
+        stars: u64,
+    },
+    /// `message.created`.
+    MessageCreated {
+        /// The conversation.
+        conversation: u64,
+        /// The stored message's id.
+        id: u64,
+        /// `visitor`, `agent` or `bot`.
+        from: &'a str,
+        /// Who wrote it.
+        name: &'a str,
+        /// What was written.
+        text: &'a str,
+    },
+}
+
+impl Event<'_> {
+    /// Which event it is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Event::ConversationCreated { .. } => Kind::ConversationCreated,
+            Event::ConversationAssigned { .. } => Kind::ConversationAssigned,
+            Event::ConversationTransferred { .. } => Kind::ConversationTransferred,
+            Event::ConversationResolved { .. } => Kind::ConversationResolved,
+            Event::ConversationRated { .. } => Kind::ConversationRated,
+            Event::MessageCreated { .. } => Kind::MessageCreated,
+        }
+    }
+
+    /// The whole body a receiver gets, `{"id":…,"event":…,"time":…,"data":…}`,
+    /// with the event's own `id` (32 hex digits) and `time` (ms).
+    pub fn body(&self, id: &str, time: u64) -> String {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            id: &'b str,
+            event: &'static str,
+            time: u64,
+            data: &'b Event<'b>,
+        }
+        let body = Body {
+            id,
+            event: self.kind().name(),
+            time,
+            data: self,
+        };
+        // Writing into a String cannot fail, and there is no map here.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
 /// One event on its way: its name, its body, and the message it tells of.
 #[derive(Debug)]
 struct Queued {
@@ -189,7 +287,8 @@ struct Queued {
 }
 
 /// The hub's side: takes the desk's events and hands them to the sender
-/// thread once their turn is stored. Without receivers it does nothing.
+/// thread once their turn is stored ([`Emitter::stored`]). Without
+/// receivers it does nothing.
 #[derive(Debug, Default)]
 pub struct Emitter {
     inner: Option<Inner>,
@@ -198,11 +297,10 @@ pub struct Emitter {
 #[derive(Debug)]
 struct Inner {
     to_sender: Option<Sender<(&'static str, String)>>,
-    /// This turn's events.
-    turn: Vec<Queued>,
-    /// The previous turn's events, sent at the next turn's end (its
-    /// records are stored by then, or its refused messages taken out).
-    stored: Vec<Queued>,
+    /// Events whose records are not stored yet: this turn's, and those of
+    /// a turn whose write failed that told of state (its state records
+    /// are written with the next write; its messages were taken out).
+    held: Vec<Queued>,
     stats: Arc<Stats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -226,8 +324,7 @@ impl Emitter {
         Ok(Emitter {
             inner: Some(Inner {
                 to_sender: Some(tx),
-                turn: Vec::new(),
-                stored: Vec::new(),
+                held: Vec::new(),
                 stats,
                 thread: Some(thread),
             }),
@@ -239,44 +336,33 @@ impl Emitter {
         self.inner.as_ref().map(|i| i.stats.clone())
     }
 
-    /// An event of `kind` with `data` (a JSON object naming its
-    /// `conversation`): `{"id":…,"event":…,"time":…,"data":…}`.
-    pub fn emit(&mut self, kind: Kind, data: String) {
-        self.queue(None, kind, data);
-    }
-
-    /// A `message.created` for the stored message `id`: dropped if the
-    /// turn's write fails ([`Emitter::refused`]).
-    pub fn emit_message(&mut self, id: u64, data: String) {
-        self.queue(Some(id), Kind::MessageCreated, data);
-    }
-
-    fn queue(&mut self, message: Option<u64>, kind: Kind, data: String) {
+    /// `event` happened this turn: it waits until the turn's records are
+    /// stored ([`Emitter::stored`]); a `message.created` whose message the
+    /// store refused is dropped ([`Emitter::refused`]).
+    pub fn emit(&mut self, event: Event<'_>) {
         let Some(inner) = &mut self.inner else {
             return;
         };
         let r = crate::random::random_16();
         let id: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        let body = Object::new()
-            .field("id", id)
-            .field("event", kind.name())
-            .field("time", crate::clock::now_ms())
-            .json("data", &data)
-            .finish();
-        inner.turn.push(Queued {
+        let message = match event {
+            Event::MessageCreated { id, .. } => Some(id),
+            _ => None,
+        };
+        inner.held.push(Queued {
             message,
-            event: kind.name(),
-            body,
+            event: event.kind().name(),
+            body: event.body(&id, crate::clock::now_ms()),
         });
     }
 
-    /// The turn ends (before its store write): hand the previous turn's
-    /// events to the sender thread, and keep this turn's until the next.
-    pub fn turn_end(&mut self) {
+    /// The turn's records are stored (the hub's [`App::stored`](crate::hub::App::stored)):
+    /// hand every held event to the sender thread, without waiting.
+    pub fn stored(&mut self) {
         let Some(inner) = &mut self.inner else {
             return;
         };
-        let ready = std::mem::replace(&mut inner.stored, std::mem::take(&mut inner.turn));
+        let ready = std::mem::take(&mut inner.held);
         let Some(tx) = &inner.to_sender else {
             return;
         };
@@ -296,27 +382,145 @@ impl Emitter {
     }
 
     /// The turn's write failed: the messages `ids` were not stored, so no
-    /// event tells of them.
+    /// event tells of them. The turn's other events stay held: the state
+    /// they tell of is written with the next write, and they leave then.
     pub fn refused(&mut self, ids: &[u64]) {
         if let Some(inner) = &mut self.inner {
             inner
-                .stored
+                .held
                 .retain(|q| !q.message.is_some_and(|id| ids.contains(&id)));
         }
     }
 }
 
 impl Drop for Inner {
-    /// Hand over what is left, then let the sender thread write it to the
-    /// pending file and stop (it does not wait for attempts under way).
+    /// Let the sender thread write what it was handed to the pending
+    /// file, and stop (it does not wait for attempts under way). Events
+    /// still held tell of records never stored (the last write failed):
+    /// they are dropped, and said so.
     fn drop(&mut self) {
-        if let Some(tx) = self.to_sender.take() {
-            for q in self.stored.drain(..).chain(self.turn.drain(..)) {
-                let _ = tx.try_send((q.event, q.body));
-            }
+        if !self.held.is_empty() {
+            log::error!(
+                "webhook: {} events dropped at shutdown: the store never wrote their records",
+                self.held.len()
+            );
         }
+        drop(self.to_sender.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each event's body, byte for byte: `id, event, time, data`, and
+    /// `data`'s fields in the order of docs/customer-service.md's table.
+    #[test]
+    fn bodies_are_in_wire_order() {
+        let cases = [
+            (
+                Event::ConversationCreated {
+                    conversation: 7,
+                    visitor: "访客3",
+                    sub: None,
+                },
+                r#"{"conversation":7,"visitor":"访客3","sub":null}"#,
+            ),
+            (
+                Event::ConversationAssigned {
+                    conversation: 7,
+                    agent: "alice",
+                },
+                r#"{"conversation":7,"agent":"alice"}"#,
+            ),
+            (
+                Event::ConversationTransferred {
+                    conversation: 7,
+                    from: "alice",
+                    to: None,
+                    note: "billing",
+                },
+                r#"{"conversation":7,"from":"alice","to":null,"note":"billing"}"#,
+            ),
+            (
+                Event::ConversationResolved {
+                    conversation: 7,
+                    agent: Some("bob"),
+                },
+                r#"{"conversation":7,"agent":"bob"}"#,
+            ),
+            (
+                Event::ConversationRated {
+                    conversation: 7,
+                    stars: 5,
+                },
+                r#"{"conversation":7,"stars":5}"#,
+            ),
+            (
+                Event::MessageCreated {
+                    conversation: 7,
+                    id: 9,
+                    from: "visitor",
+                    name: "访客3",
+                    text: "你好",
+                },
+                r#"{"conversation":7,"id":9,"from":"visitor","name":"访客3","text":"你好"}"#,
+            ),
+        ];
+        for (event, data) in cases {
+            let name = event.kind().name();
+            assert_eq!(
+                event.body("3f2c", 1_763_800_000_123),
+                format!(r#"{{"id":"3f2c","event":"{name}","time":1763800000123,"data":{data}}}"#)
+            );
+        }
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), 6);
+    }
+
+    /// Nothing leaves before the hub says the turn is stored; a refused
+    /// turn's messages never leave, and its other events leave with the
+    /// next stored turn (their state records are written with it).
+    #[test]
+    fn events_wait_for_the_store() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let mut emitter = Emitter {
+            inner: Some(Inner {
+                to_sender: Some(tx),
+                held: Vec::new(),
+                stats: Arc::new(Stats::default()),
+                thread: None,
+            }),
+        };
+        let message = |id| Event::MessageCreated {
+            conversation: 1,
+            id,
+            from: "visitor",
+            name: "v",
+            text: "t",
+        };
+        emitter.emit(message(2));
+        assert!(rx.try_recv().is_err(), "held until stored");
+        emitter.stored();
+        assert_eq!(rx.try_recv().unwrap().0, "message.created");
+
+        // A turn whose write failed.
+        emitter.emit(message(3));
+        emitter.emit(Event::ConversationResolved {
+            conversation: 1,
+            agent: None,
+        });
+        emitter.refused(&[3]);
+        assert!(rx.try_recv().is_err(), "a refused turn emits nothing");
+        // The next turn is stored, and with it the resolved record.
+        emitter.emit(message(4));
+        emitter.stored();
+        let got: Vec<(&str, String)> = rx.try_iter().collect();
+        let names: Vec<&str> = got.iter().map(|g| g.0).collect();
+        assert_eq!(names, ["conversation.resolved", "message.created"]);
+        assert!(got[1].1.contains(r#""id":4,"#), "{}", got[1].1);
     }
 }

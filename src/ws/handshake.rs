@@ -562,6 +562,21 @@ pub fn verify_response(
     key: &str,
     offered: &[&str],
 ) -> Result<Option<String>, String> {
+    match verify_response_with_extensions(response, key, offered)? {
+        (_, Some(_)) => Err("the server chose an extension that was not offered".into()),
+        (protocol, None) => Ok(protocol),
+    }
+}
+
+/// [`verify_response`] for a request that offered extensions: the same
+/// checks, except that a `Sec-WebSocket-Extensions` answer is returned
+/// (its lines joined with `, `, RFC 9110 §5.3) for the caller to check
+/// against what it offered (§9.1), beside the chosen subprotocol.
+pub fn verify_response_with_extensions(
+    response: &Response,
+    key: &str,
+    offered: &[&str],
+) -> Result<(Option<String>, Option<String>), String> {
     if response.status != 101 {
         return Err(format!(
             "the server answered {} instead of 101",
@@ -592,18 +607,25 @@ pub fn verify_response(
         }
         None => return Err("the 101 response lacks Sec-WebSocket-Accept".into()),
     }
-    if response.header("Sec-WebSocket-Extensions").is_some() {
-        return Err("the server chose an extension that was not offered".into());
-    }
-    match response.header("Sec-WebSocket-Protocol") {
-        None => Ok(None),
+    let extensions: Vec<&str> = response
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .map(|(_, v)| v.trim_matches(HTTP_WS))
+        .collect();
+    let extensions = (!extensions.is_empty()).then(|| extensions.join(", "));
+    let protocol = match response.header("Sec-WebSocket-Protocol") {
+        None => None,
         Some(p) if offered.contains(&p.trim_matches(HTTP_WS)) => {
-            Ok(Some(p.trim_matches(HTTP_WS).to_string()))
+            Some(p.trim_matches(HTTP_WS).to_string())
         }
-        Some(p) => Err(format!(
-            "the server chose subprotocol {p:?}, which was not offered"
-        )),
-    }
+        Some(p) => {
+            return Err(format!(
+                "the server chose subprotocol {p:?}, which was not offered"
+            ));
+        }
+    };
+    Ok((protocol, extensions))
 }
 
 #[cfg(test)]

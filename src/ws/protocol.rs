@@ -110,6 +110,12 @@ impl Connection {
         });
     }
 
+    /// What permessage-deflate was agreed to, if it was (see
+    /// [`Connection::set_deflate`]).
+    pub fn deflate(&self) -> Option<Agreement> {
+        self.deflate.as_ref().map(|d| d.agreement)
+    }
+
     /// Use `source` for the masking keys of a client (tests fix the key to
     /// compare bytes with the RFC's examples).
     pub fn with_mask_source(mut self, source: fn() -> [u8; 4]) -> Connection {

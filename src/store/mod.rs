@@ -1,5 +1,7 @@
-//! The embedded store: an append-only log of JSON lines in a data directory,
-//! and the in-memory indexes rebuilt from it at start.
+//! The embedded store, the hub's [`Log`] when one node runs alone: an
+//! append-only log of JSON lines in a data directory (this file), and the
+//! in-memory index rebuilt from it at start (`index.rs`: rooms' recent
+//! messages, private messages under session keys, deleted ids).
 //!
 //! Every record is one line: the JSON message exactly as clients receive it
 //! (a `chat`, a `private`), or a membership record (`joined`, `left`), each
@@ -7,12 +9,13 @@
 //! `cat`. Lines go into segment files (`log-00000001.jsonl`, …) rotated by
 //! size; whole old segments are deleted after `--retain-days`.
 //!
-//! The hub appends the records of one turn to a buffer and [`Store::commit`]
+//! The applications append the records of one turn to a buffer (through
+//! the hub's [`Log`]) and the hub's [`Store::commit`]
 //! writes the buffer with one `write` (and, in `fsync` mode, one `fsync`)
 //! *before* the turn's messages are delivered: a message anyone saw is in
 //! the log. See docs/storage.md.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::memory::{Budget, Kept};
+mod index;
+
+use crate::hub::log::{Conversation, Log, Page, Record};
+use crate::memory::Budget;
+use index::Index;
 
 /// Default data directory of the `wschat` binary.
 pub const DEFAULT_DATA_DIR: &str = "wschat-data";
@@ -111,9 +118,8 @@ pub fn digest_hex(token: &str) -> String {
         .collect()
 }
 
-/// The store as the hub thread's applications share it (the chat and the
-/// support desk write to one log with one sequence of ids).
-pub type SharedStore = std::sync::Arc<std::sync::Mutex<Store>>;
+/// How often the store applies retention (on the hub's tick).
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// When a message counts as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,36 +215,6 @@ pub const PRIVATE_OVERHEAD: usize = 160;
 /// holds them; past it the resume says `"complete":false` and starts later.
 pub const MAX_RESUME_FROM_LOG: usize = 10_000;
 
-/// A room's recent messages, kept in memory.
-#[derive(Debug, Default)]
-struct RoomLog {
-    messages: VecDeque<(u64, Arc<str>)>,
-    /// Every message of the room with an id at or above this is in
-    /// `messages` (0: none was ever let go).
-    complete_from: u64,
-    /// The store's clock at the last use, for least-recently-used eviction.
-    last_used: u64,
-}
-
-/// A private message kept for resume, under the *session keys* of its two
-/// users (never their names: a name can be taken by someone else later).
-/// A session key is the hex SHA-1 of the session's token
-/// ([`digest_hex`]): the log holds keys, never tokens.
-#[derive(Debug, Clone)]
-struct Private {
-    id: u64,
-    from: String,
-    to: String,
-    json: Arc<str>,
-}
-
-impl Private {
-    /// Its bytes, as the memory budget counts them.
-    fn cost(&self) -> usize {
-        self.json.len() + self.from.len() + self.to.len() + PRIVATE_OVERHEAD
-    }
-}
-
 /// The store. Owned by the hub thread.
 #[derive(Debug)]
 pub struct Store {
@@ -268,30 +244,16 @@ pub struct Store {
     /// had to be skipped, until the next good one closes the hole.
     hole_after: Option<u64>,
     next_id: u64,
-    rooms: HashMap<String, RoomLog>,
-    /// Bumped at every use of a room's log, for least-recently-used
-    /// eviction.
-    clock: u64,
-    privates: VecDeque<Private>,
-    /// Every private message with an id at or above this is in `privates`
-    /// (0 until one was evicted).
-    privates_from: u64,
-    /// The budget the kept messages count against (shared with the chat,
-    /// the desk and `/metrics`).
-    budget: Arc<Budget>,
-    /// Messages deleted by moderation: never served again, from memory or
-    /// from the log (their `deleted` tombstones rebuild this at start).
-    deleted: std::collections::HashSet<u64>,
-    /// How many of `privates` each session key is in.
-    private_sessions: HashMap<String, usize>,
+    /// What is kept in memory: rooms' recent messages, private messages
+    /// under their session keys, deleted ids ([`index`]).
+    index: Index,
     /// The last `private` record read from disk, waiting for the
     /// `private_keys` record written right after it.
     unkeyed: Option<(u64, Arc<str>)>,
     recovery: Recovery,
     writes: u64,
-    /// The support desk's records (`desk_…`) read at start, until the desk
-    /// takes them with [`Store::take_desk_records`]; `None` afterwards.
-    desk: Option<Vec<Arc<str>>>,
+    /// When retention last ran (see [`Log::tick`]).
+    last_retention: std::time::Instant,
 }
 
 impl Store {
@@ -320,17 +282,14 @@ impl Store {
             holes: Vec::new(),
             hole_after: None,
             next_id: 1,
-            rooms: HashMap::new(),
-            clock: 0,
-            privates: VecDeque::new(),
-            privates_from: 0,
-            budget: Arc::new(Budget::new(config.memory_budget)),
-            deleted: Default::default(),
-            private_sessions: HashMap::new(),
+            index: Index::new(
+                config.keep_per_room,
+                Arc::new(Budget::new(config.memory_budget)),
+            ),
             unkeyed: None,
             recovery: Recovery::default(),
             writes: 0,
-            desk: Some(Vec::new()),
+            last_retention: std::time::Instant::now(),
         };
         let Some(dir) = config
             .dir
@@ -581,7 +540,7 @@ impl Store {
         let Some((id, json)) = self.unkeyed.take() else {
             return;
         };
-        self.keep_private(id, from_key, to_key, json);
+        self.index.keep_private(id, from_key, to_key, json);
         if self.file.is_some() {
             // A record of its own, with its own id like every record.
             let own = self.take_id();
@@ -590,161 +549,20 @@ impl Store {
         }
     }
 
-    /// Whether private messages are kept for resume under session `key`:
-    /// a token whose key this is was handed out by this server (before a
-    /// restart, perhaps), since only its holder could present it.
-    pub fn knows_session(&self, key: &str) -> bool {
-        self.private_sessions.contains_key(key)
-    }
-
-    fn keep_private(&mut self, id: u64, from: &str, to: &str, json: Arc<str>) {
-        if self.privates.len() >= KEEP_PRIVATE {
-            self.evict_private();
-        }
-        for key in [from, to] {
-            *self.private_sessions.entry(key.to_string()).or_default() += 1;
-        }
-        let private = Private {
-            id,
-            from: from.to_string(),
-            to: to.to_string(),
-            json,
-        };
-        self.budget.add(Kept::Privates, private.cost());
-        self.privates.push_back(private);
-        while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
-    }
-
-    /// Let the oldest private message go from memory (the log keeps it).
-    fn evict_private(&mut self) -> bool {
-        let Some(old) = self.privates.pop_front() else {
-            return false;
-        };
-        self.privates_from = old.id + 1;
-        self.budget.evicted(Kept::Privates, 1);
-        self.forget_keys(old);
-        true
-    }
-
-    /// A private message leaves memory: its bytes are no longer counted,
-    /// and its session keys count one less.
-    fn forget_keys(&mut self, old: Private) {
-        self.budget.sub(Kept::Privates, old.cost());
-        for key in [old.from, old.to] {
-            if let Some(n) = self.private_sessions.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.private_sessions.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// Keep a room's message in memory: within `--history-keep` per room
-    /// and the budget's share for histories, letting the least recently
-    /// used rooms' oldest messages go first.
-    fn keep_chat(&mut self, room: &str, id: u64, json: Arc<str>) {
-        self.clock += 1;
-        let cost = json.len() + MESSAGE_OVERHEAD;
-        let keep = self.config.keep_per_room.max(1);
-        let log = match self.rooms.get_mut(room) {
-            Some(log) => log,
-            None => self.rooms.entry(room.to_string()).or_default(),
-        };
-        log.last_used = self.clock;
-        if log.messages.len() >= keep
-            && let Some((old, json)) = log.messages.pop_front()
-        {
-            log.complete_from = old + 1;
-            self.budget
-                .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
-        }
-        log.messages.push_back((id, json));
-        self.budget.add(Kept::Histories, cost);
-        if self.budget.must_evict(Kept::Histories) {
-            self.evict_histories();
-        }
-    }
-
-    /// Let the oldest messages of the least recently used rooms go from
-    /// memory (the log keeps them) until histories are back within their
-    /// share of the budget, or the whole is back under it, with a
-    /// 1/32 margin so that eviction runs in batches, not per message.
-    fn evict_histories(&mut self) {
-        let limit = self.budget.limit();
-        let share = self.budget.share(Kept::Histories);
-        let done = |b: &Budget| {
-            b.used(Kept::Histories) <= share - share / 32 || b.total() <= limit - limit / 32
-        };
-        let mut evicted = 0;
-        while !done(&self.budget) {
-            let Some(log) = self
-                .rooms
-                .values_mut()
-                .filter(|log| !log.messages.is_empty())
-                .min_by_key(|log| log.last_used)
-            else {
-                break;
-            };
-            while let Some((id, json)) = log.messages.pop_front() {
-                log.complete_from = id + 1;
-                self.budget
-                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
-                evicted += 1;
-                if done(&self.budget) {
-                    break;
-                }
-            }
-            // A room's index must not keep the room it had at its busiest.
-            if log.messages.len() < log.messages.capacity() / 4 {
-                log.messages.shrink_to_fit();
-            }
-        }
-        self.budget.evicted(Kept::Histories, evicted);
-    }
-
-    /// Evict what is over the budget now (the hub calls it every tick, so
-    /// that a kind that stopped growing still gives way to one that did).
-    pub fn trim(&mut self) {
-        if self.budget.must_evict(Kept::Histories) {
-            self.evict_histories();
-        }
-        while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
-    }
-
     /// Delete room message `id` (moderation): it leaves memory, is never
     /// served again from the log, and a `deleted` tombstone goes to the log
     /// so that a restart remembers. Returns its room, or `None` when there
     /// is no such chat message (or it was deleted already).
     pub fn delete(&mut self, id: u64) -> Option<String> {
-        if self.deleted.contains(&id) {
+        if self.index.deleted().contains(&id) {
             return None;
         }
-        let room = self
-            .rooms
-            .iter()
-            .find(|(_, log)| log.messages.binary_search_by_key(&id, |(m, _)| *m).is_ok())
-            .map(|(room, _)| room.clone())
-            .or_else(|| self.room_in_log(id))?;
-        self.forget_message(id);
+        let room = self.index.room_of(id).or_else(|| self.room_in_log(id))?;
+        self.index.forget_message(id);
         let tomb = self.take_id();
         let record = crate::ordered! {"type": "deleted", "id": tomb, "message": id, "room": room, "time": crate::clock::now_ms()};
         self.append(&record);
         Some(room)
-    }
-
-    /// Take message `id` out of memory and mark it deleted.
-    fn forget_message(&mut self, id: u64) {
-        self.deleted.insert(id);
-        for log in self.rooms.values_mut() {
-            if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
-                && let Some((_, json)) = log.messages.remove(i)
-            {
-                self.budget
-                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
-                return;
-            }
-        }
     }
 
     /// The room of chat message `id`, read from the log.
@@ -768,16 +586,44 @@ impl Store {
     /// Hand every record in the log that contains one of `needles` to
     /// `each`, oldest first, reading the segments line by line (nothing is
     /// kept): how an application rebuilds state of its own at start.
-    pub fn replay(&self, needles: &[&str], mut each: impl FnMut(&Value)) {
+    pub fn replay(&self, needles: &[&str], mut each: impl FnMut(&str, &Value)) {
         for path in self.segments_between(0, u64::MAX) {
-            Store::scan_segment(&path, (0, u64::MAX), needles, |_, _, value| each(value));
+            Store::scan_segment(&path, (0, u64::MAX), needles, |_, line, value| {
+                each(line, value)
+            });
         }
     }
 
     /// The memory budget this store counts against, to be shared with the
     /// other holders of users' input and with `/metrics`.
     pub fn budget(&self) -> Arc<Budget> {
-        self.budget.clone()
+        self.index.budget().clone()
+    }
+
+    /// Evict what is over the budget now (the hub's tick does, through
+    /// [`Log::tick`], so that a kind that stopped growing still gives way
+    /// to one that did).
+    pub fn trim(&mut self) {
+        self.index.trim();
+    }
+
+    /// Whether private messages are kept for resume under session `key`:
+    /// a token whose key this is was handed out by this server (before a
+    /// restart, perhaps), since only its holder could present it.
+    pub fn knows_session(&self, key: &str) -> bool {
+        self.index.knows_session(key)
+    }
+
+    /// The private conversations of key `me`, newest first: each peer's
+    /// key, the latest message, and how many messages from the peer came
+    /// after `read(peer)` (what `me` has read). From memory: a conversation
+    /// whose every message memory let go is not listed.
+    pub fn private_peers(
+        &self,
+        me: &str,
+        read: impl Fn(&str) -> u64,
+    ) -> Vec<(String, Arc<str>, usize)> {
+        self.index.private_peers(me, read)
     }
 
     fn index(&mut self, text: &str, value: &Value) {
@@ -788,12 +634,12 @@ impl Store {
         match value.get("type").and_then(Value::as_str) {
             Some("chat") => {
                 if let Some(room) = value.get("room").and_then(Value::as_str) {
-                    self.keep_chat(room, id, text.into());
+                    self.index.keep_chat(room, id, text.into());
                 }
             }
             Some("deleted") => {
                 if let Some(message) = value.get("message").and_then(Value::as_u64) {
-                    self.forget_message(message);
+                    self.index.forget_message(message);
                 }
             }
             Some("private_keys") => {
@@ -805,18 +651,13 @@ impl Store {
                     (self.unkeyed.take(), key("from"), key("to"))
                     && private == Some(id)
                 {
-                    self.keep_private(id, &from, &to, json);
+                    self.index.keep_private(id, &from, &to, json);
                 }
             }
             // Private messages are kept by append_private, under session
             // keys; one read back from disk waits for its private_keys
             // record (one logged before the keys existed is not resumed).
             Some("private") => self.unkeyed = Some((id, text.into())),
-            Some(kind) if kind.starts_with("desk_") => {
-                if let Some(desk) = self.desk.as_mut() {
-                    desk.push(text.into());
-                }
-            }
             _ => {}
         }
     }
@@ -962,26 +803,8 @@ impl Store {
         if ids.is_empty() {
             return;
         }
-        for log in self.rooms.values_mut() {
-            while let Some((_, json)) = log.messages.pop_back_if(|(id, _)| ids.contains(id)) {
-                self.budget
-                    .sub(Kept::Histories, json.len() + MESSAGE_OVERHEAD);
-            }
-        }
-        while self.privates.back().is_some_and(|p| ids.contains(&p.id)) {
-            if let Some(old) = self.privates.pop_back() {
-                self.forget_keys(old);
-            }
-        }
+        self.index.unindex(ids);
         self.unkeyed = None;
-    }
-
-    /// The support desk's records (type `desk_…`) found in the log, in
-    /// order, so the desk can rebuild its conversations at start. The first
-    /// call takes them; later calls (and records appended after it) give
-    /// nothing: the desk keeps its own state from then on.
-    pub fn take_desk_records(&mut self) -> Vec<Arc<str>> {
-        self.desk.take().unwrap_or_default()
     }
 
     /// Commits so far.
@@ -1065,21 +888,7 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> (Vec<Arc<str>>, Option<u64>) {
-        self.clock += 1;
-        let (mut page, complete_from) = match self.rooms.get_mut(room) {
-            Some(log) => {
-                log.last_used = self.clock;
-                let list = &log.messages;
-                let end = match before {
-                    Some(b) => list.partition_point(|(id, _)| *id < b),
-                    None => list.len(),
-                };
-                let start = end.saturating_sub(limit);
-                let page: Vec<Arc<str>> = list.range(start..end).map(|(_, m)| m.clone()).collect();
-                (page, log.complete_from)
-            }
-            None => (Vec::new(), 0),
-        };
+        let (mut page, complete_from) = self.index.room_page(room, before, limit);
         if page.len() < limit && complete_from > 0 && self.file.is_some() {
             let below = before.unwrap_or(u64::MAX).min(complete_from);
             let mut older = self.scan_room(room, 0, below, limit - page.len());
@@ -1185,7 +994,7 @@ impl Store {
                 path,
                 (after, below),
                 &[&needle],
-                &self.deleted,
+                self.index.deleted(),
                 |_, line, value| {
                     if value.get("type").and_then(Value::as_str) == Some("chat")
                         && value.get("room").and_then(Value::as_str) == Some(room)
@@ -1221,19 +1030,11 @@ impl Store {
         limit: usize,
     ) -> (Vec<Arc<str>>, Option<u64>) {
         let below = before.unwrap_or(u64::MAX);
-        let between = |p: &Private| (p.from == a && p.to == b) || (p.from == b && p.to == a);
-        let mut page: VecDeque<Arc<str>> = VecDeque::new();
-        for p in self.privates.iter().rev().filter(|p| p.id < below) {
-            if page.len() == limit {
-                break;
-            }
-            if between(p) {
-                page.push_front(p.json.clone());
-            }
-        }
-        if page.len() < limit && self.privates_from > 0 && self.file.is_some() {
+        let mut page = self.index.private_page((a, b), below, limit);
+        let privates_from = self.index.privates_from();
+        if page.len() < limit && privates_from > 0 && self.file.is_some() {
             let oldest = page.front().and_then(|m| record_id(m)).unwrap_or(below);
-            let upto = oldest.min(self.privates_from).min(below);
+            let upto = oldest.min(privates_from).min(below);
             let mut older = self.scan_privates((a, b), upto, limit - page.len());
             while let Some(m) = older.pop() {
                 page.push_front(m);
@@ -1245,40 +1046,10 @@ impl Store {
             _ => 0,
         };
         let mut missing = self.missing_after(from, below);
-        if self.privates_from > from.saturating_add(1) && self.file.is_none() {
-            missing = Some(missing.unwrap_or(0).max(self.privates_from));
+        if privates_from > from.saturating_add(1) && self.file.is_none() {
+            missing = Some(missing.unwrap_or(0).max(privates_from));
         }
         (page, missing)
-    }
-
-    /// The private conversations of key `me`, newest first: each peer's
-    /// key, the latest message, and how many messages from the peer came
-    /// after `read(peer)` (what `me` has read). From memory: a conversation
-    /// whose every message memory let go is not listed.
-    pub fn private_peers(
-        &self,
-        me: &str,
-        read: impl Fn(&str) -> u64,
-    ) -> Vec<(String, Arc<str>, usize)> {
-        let mut peers: Vec<(String, Arc<str>, usize)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for p in self.privates.iter().rev() {
-            let peer = if p.from == me {
-                p.to.as_str()
-            } else if p.to == me {
-                p.from.as_str()
-            } else {
-                continue;
-            };
-            let i = *index.entry(peer).or_insert_with(|| {
-                peers.push((peer.to_string(), p.json.clone(), 0));
-                peers.len() - 1
-            });
-            if p.from == peer && p.id > read(peer) {
-                peers[i].2 += 1;
-            }
-        }
-        peers
     }
 
     /// From the log: the last `limit` private messages between keys `a`
@@ -1292,7 +1063,7 @@ impl Store {
                 path,
                 (0, u64::MAX),
                 &["\"private"],
-                &self.deleted,
+                self.index.deleted(),
                 |id, line, v| match v.get("type").and_then(Value::as_str) {
                     Some("private") if id < below => waiting = Some((id, line.into())),
                     Some("private_keys") => {
@@ -1392,27 +1163,12 @@ impl Store {
         session: &str,
         since: u64,
     ) -> (Vec<Arc<str>>, Option<u64>) {
-        self.clock += 1;
-        let mut out: Vec<(u64, Arc<str>)> = Vec::new();
+        let (mut out, room_from) = self.index.since(room, session, since);
         let mut missing = self.missing_after(since, u64::MAX);
-        let mut room_from = 0;
-        if let Some(log) = room.and_then(|room| self.rooms.get_mut(room)) {
-            log.last_used = self.clock;
-            let start = log.messages.partition_point(|(id, _)| *id <= since);
-            out.extend(log.messages.range(start..).cloned());
-            room_from = log.complete_from;
-        }
-        let start = self.privates.partition_point(|p| p.id <= since);
-        out.extend(
-            self.privates
-                .range(start..)
-                .filter(|p| p.from == session || p.to == session)
-                .map(|p| (p.id, p.json.clone())),
-        );
         // What memory let go, from the log.
         let room_below = if room_from > since + 1 { room_from } else { 0 };
-        let private_below = if self.privates_from > since + 1 {
-            self.privates_from
+        let private_below = if self.index.privates_from() > since + 1 {
+            self.index.privates_from()
         } else {
             0
         };
@@ -1515,9 +1271,86 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
         .open(dir.join("LOCK"))
 }
 
+/// The embedded log is the hub's [`Log`]: the chat's and the desk's
+/// records go to one sequence of segment files with one sequence of ids.
+impl Log for Store {
+    fn take_id(&mut self) -> u64 {
+        Store::take_id(self)
+    }
+
+    /// The embedded log files each record by its JSON (as recovery does
+    /// when it reads the log back), so the stream named by the record is
+    /// the one its JSON says.
+    fn append(&mut self, record: Record<'_>) {
+        match record {
+            Record::Room { json, .. } | Record::Message { json } => self.append_message(json),
+            Record::Private { from, to, json } => self.append_private(json, from, to),
+            Record::State { json } => Store::append(self, json),
+        }
+    }
+
+    fn commit(&mut self) -> io::Result<bool> {
+        let before = self.writes;
+        Store::commit(self)?;
+        Ok(self.writes > before)
+    }
+
+    fn tick(&mut self) {
+        self.trim();
+        if self.last_retention.elapsed() >= RETENTION_INTERVAL {
+            self.last_retention = std::time::Instant::now();
+            self.apply_retention(SystemTime::now());
+            log::info!("store: {} bytes on disk", self.disk_bytes());
+        }
+    }
+
+    fn history(&mut self, room: &str, before: Option<u64>, limit: usize) -> Page {
+        let (messages, missing) = Store::history(self, room, before, limit);
+        Page { messages, missing }
+    }
+
+    fn since(&mut self, room: &str, key: &str, after: u64) -> Page {
+        let (messages, missing) = Store::since(self, room, key, after);
+        Page { messages, missing }
+    }
+
+    fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>> {
+        Store::privates_since(self, key, after)
+    }
+
+    fn private_page(&mut self, pair: (&str, &str), before: Option<u64>, limit: usize) -> Page {
+        let (messages, missing) = Store::private_page(self, pair, before, limit);
+        Page { messages, missing }
+    }
+
+    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+        Store::private_peers(self, me, read)
+            .into_iter()
+            .map(|(peer, last, unread)| Conversation { peer, last, unread })
+            .collect()
+    }
+
+    fn delete(&mut self, id: u64) -> Option<String> {
+        Store::delete(self, id)
+    }
+
+    fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value)) {
+        Store::replay(self, needles, each)
+    }
+
+    fn budget(&self) -> Option<Arc<Budget>> {
+        Some(Store::budget(self))
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        self.dir()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::Kept;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

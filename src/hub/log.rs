@@ -1,0 +1,240 @@
+//! The store as the hub owns it: the [`Log`] an application records
+//! through and reads back from.
+//!
+//! The hub thread owns one `Box<dyn Log>` and lends it to the application
+//! through [`Ctx::log`](super::Ctx::log) for the length of each call, so no
+//! lock is needed. An application takes ids and appends the records of
+//! its turn; the hub calls [`Log::commit`] once at the end of the turn,
+//! *before* anything the turn sent goes out, and on failure delivers none
+//! of the turn's published messages (their senders get `unavailable`, and
+//! [`App::refused`](super::App::refused) is told their ids).
+//!
+//! Two implementations exist or are planned: the embedded log
+//! ([`crate::store::Store`], segment files in a data directory) and, for
+//! several nodes, Redis (docs/architecture.md, "The store behind the
+//! hub"). [`NoLog`] keeps nothing, for applications that store nothing.
+//!
+//! ```
+//! use wschat::hub::log::{Log, NoLog, Record};
+//!
+//! let mut log = NoLog::default();
+//! let id = log.take_id();
+//! let json = format!(r#"{{"type":"chat","id":{id},"room":"lobby","text":"hi"}}"#);
+//! log.append(Record::Room { room: "lobby", json: &json });
+//! assert_eq!(log.commit().unwrap(), false); // nothing to write
+//! assert!(log.history("lobby", None, 10).messages.is_empty());
+//! ```
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::memory::Budget;
+
+/// One record of a turn, as the application appends it: the JSON exactly
+/// as it is stored (and, for a message, as clients receive it), and what
+/// the log needs to know to file it without reading the JSON: which
+/// stream it is read back from, and what happens to it when the turn's
+/// write fails.
+///
+/// Every record's JSON has a numeric `id` taken with [`Log::take_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A message of room `room` (`{"type":"chat",…}`): read back by
+    /// [`Log::history`] and [`Log::since`]. Refused if the write fails.
+    Room {
+        /// The room: the stream it belongs to.
+        room: &'a str,
+        /// The record.
+        json: &'a str,
+    },
+    /// A private message from session key `from` to session key `to`
+    /// (keys, never names: see [`crate::store::digest_hex`]): read back by
+    /// [`Log::private_page`], [`Log::since`] and [`Log::privates_since`].
+    /// Refused if the write fails.
+    Private {
+        /// The sender's session key.
+        from: &'a str,
+        /// The addressee's session key.
+        to: &'a str,
+        /// The record.
+        json: &'a str,
+    },
+    /// Another message (a desk message): refused if the write fails,
+    /// read back only by [`Log::replay`].
+    Message {
+        /// The record.
+        json: &'a str,
+    },
+    /// A state record (a membership change, an identity, a desk event):
+    /// the state it records has happened, so if the write fails it is
+    /// kept and written with the next one. Read back by [`Log::replay`].
+    State {
+        /// The record.
+        json: &'a str,
+    },
+}
+
+impl Record<'_> {
+    /// The record's JSON.
+    pub fn json(&self) -> &str {
+        match *self {
+            Record::Room { json, .. }
+            | Record::Private { json, .. }
+            | Record::Message { json }
+            | Record::State { json } => json,
+        }
+    }
+
+    /// Whether it is a message: refused, not carried over, when the
+    /// turn's write fails.
+    pub fn is_message(&self) -> bool {
+        !matches!(self, Record::State { .. })
+    }
+}
+
+/// A range of messages read back, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The messages' JSON, as stored.
+    pub messages: Vec<Arc<str>>,
+    /// `None` when nothing in the range is missing; else the first id from
+    /// which the answer is known to be whole (older messages are gone:
+    /// retention, a corrupt record, or memory let them go with no log to
+    /// read them from). The chat says `"complete":false` then.
+    pub missing: Option<u64>,
+}
+
+/// A private conversation of one session key, as [`Log::private_peers`]
+/// lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The other side's session key.
+    pub peer: String,
+    /// The latest message's JSON.
+    pub last: Arc<str>,
+    /// Messages from the peer after what the key has read.
+    pub unread: usize,
+}
+
+/// The store the hub owns: ids, the turn's records, the write at the end
+/// of the turn, and the ranges an application reads back.
+///
+/// Calls come from the hub thread only, in the order the application
+/// makes them. What a turn appends is visible to reads at once (the same
+/// turn's history page shows a message just sent); it is durable only
+/// once [`Log::commit`] has returned `Ok`.
+pub trait Log: Send + Debug {
+    /// The next id, taken: ids increase across the server (the cluster,
+    /// with Redis) and never repeat, restarts included.
+    fn take_id(&mut self) -> u64;
+
+    /// Append a record of this turn. It is indexed at once and written by
+    /// the next [`Log::commit`].
+    fn append(&mut self, record: Record<'_>);
+
+    /// Write what this turn appended, before anything the turn sent is
+    /// delivered. `Ok(true)`: written; `Ok(false)`: there was nothing to
+    /// write (or the log keeps nothing). An error means none of the
+    /// turn's messages ([`Record::is_message`]) was stored: they are taken
+    /// out of the indexes and must reach nobody; its state records are
+    /// kept for the next write.
+    fn commit(&mut self) -> io::Result<bool>;
+
+    /// Called on every hub tick: evict what is over the memory budget,
+    /// apply retention now and then.
+    fn tick(&mut self) {}
+
+    /// The last `limit` messages of `room` with an id below `before`,
+    /// oldest first.
+    fn history(&mut self, room: &str, before: Option<u64>, limit: usize) -> Page;
+
+    /// Everything after id `after` that the user with session key `key`
+    /// in `room` should have seen: the room's messages and the private
+    /// messages to or from `key`, in id order (a resume).
+    fn since(&mut self, room: &str, key: &str, after: u64) -> Page;
+
+    /// The private messages to or from session key `key` after id
+    /// `after`, in id order: what a user who was offline missed.
+    fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>>;
+
+    /// The last `limit` private messages between session keys `a` and `b`
+    /// (either way) with an id below `before`, oldest first.
+    fn private_page(&mut self, pair: (&str, &str), before: Option<u64>, limit: usize) -> Page;
+
+    /// The private conversations of session key `me`, newest first;
+    /// `read(peer)` is the id up to which `me` has read `peer`'s messages.
+    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation>;
+
+    /// Delete room message `id` (moderation): never served again, and a
+    /// tombstone is recorded. Returns its room, or `None` when there is no
+    /// such room message (or it was deleted already).
+    fn delete(&mut self, id: u64) -> Option<String>;
+
+    /// Hand every stored record whose JSON contains one of `needles` to
+    /// `each` (its JSON and its parsed value), oldest first: how an
+    /// application rebuilds state of its own at start.
+    fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value));
+
+    /// The memory budget the log's kept messages count against, if it
+    /// has one (shared with the applications and `/metrics`).
+    fn budget(&self) -> Option<Arc<Budget>> {
+        None
+    }
+
+    /// The data directory, when the log writes to one (administrative
+    /// files such as `bans.json` live beside it).
+    fn data_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// A log that keeps nothing: ids count up from 1, records are dropped,
+/// every commit succeeds with nothing written, every range is empty. What
+/// the hub runs an application with when it was given no store.
+#[derive(Debug, Default)]
+pub struct NoLog {
+    last_id: u64,
+}
+
+impl Log for NoLog {
+    fn take_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    fn append(&mut self, _record: Record<'_>) {}
+
+    fn commit(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    fn history(&mut self, _room: &str, _before: Option<u64>, _limit: usize) -> Page {
+        Page::default()
+    }
+
+    fn since(&mut self, _room: &str, _key: &str, _after: u64) -> Page {
+        Page::default()
+    }
+
+    fn privates_since(&mut self, _key: &str, _after: u64) -> Vec<Arc<str>> {
+        Vec::new()
+    }
+
+    fn private_page(&mut self, _pair: (&str, &str), _before: Option<u64>, _limit: usize) -> Page {
+        Page::default()
+    }
+
+    fn private_peers(&self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+        Vec::new()
+    }
+
+    fn delete(&mut self, _id: u64) -> Option<String> {
+        None
+    }
+
+    fn replay(&self, _needles: &[&str], _each: &mut dyn FnMut(&str, &Value)) {}
+}
