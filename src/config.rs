@@ -1084,6 +1084,13 @@ pub fn check(config: &Config) -> Vec<String> {
     {
         problems.push(format!("--webhook-ca {}: {e}", ca.display()));
     }
+    if config.webhooks.iter().any(|u| u.starts_with("https://"))
+        && let Err(why) = crate::sys::tls::available()
+    {
+        problems.push(format!(
+            "--webhook https://…: {why} (http:// receivers work without it; events for https:// ones wait)"
+        ));
+    }
     if let Some(dir) = &config.data_dir
         && let Err(e) = check_writable(dir)
     {

@@ -16,7 +16,8 @@
 //!   on threads of its own, the cluster's primitives (not wired yet).
 //! * [`json`] — JSON objects written with their fields in order.
 //! * [`webhook`] — the desk's events POSTed, signed, to other systems.
-//! * [`sys`] — platform code: every `libc` call and the inline assembly,
+//! * [`sys`] — platform code: every `libc` call and the inline assembly, and
+//!   the TLS client of https webhooks (the system's OpenSSL, loaded at run time);
 //!   the one place besides `ws::mask` where `unsafe` is allowed.
 //!
 //! docs/architecture.md ("Layers") shows which module may use which.

@@ -132,52 +132,35 @@ fn read_request(stream: &mut impl Read) -> Option<Hit> {
 type Answer = Box<dyn Fn(usize) -> Option<u16> + Send>;
 
 /// A receiver on `listener`: every request it reads is sent on the
-/// returned channel. With `tls`, it speaks HTTPS.
-fn receiver(
-    listener: TcpListener,
-    answer: Answer,
-    tls: Option<native_tls::TlsAcceptor>,
-) -> Receiver<Hit> {
+/// returned channel. For HTTPS, a TLS relay goes in front of it
+/// ([`TlsRelay`]).
+fn receiver(listener: TcpListener, answer: Answer) -> Receiver<Hit> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
-        let mut hanging: Vec<Box<dyn Send>> = Vec::new();
+        let mut hanging: Vec<TcpStream> = Vec::new();
         let mut n = 0;
         for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-            let answer_for = |n: usize| answer(n);
-            let mut serve = |mut s: Box<dyn ReadWrite>| {
-                let Some(hit) = read_request(&mut s) else {
-                    return;
-                };
-                let _ = tx.send(hit);
-                match answer_for(n) {
-                    Some(status) => {
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        );
-                        let _ = s.flush();
-                    }
-                    None => hanging.push(Box::new(s)),
-                }
-                n += 1;
+            let Ok(mut s) = stream else { continue };
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let Some(hit) = read_request(&mut s) else {
+                continue;
             };
-            match &tls {
-                None => serve(Box::new(stream)),
-                Some(acceptor) => {
-                    if let Ok(s) = acceptor.accept(stream) {
-                        serve(Box::new(s));
-                    }
+            let _ = tx.send(hit);
+            match answer(n) {
+                Some(status) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = s.flush();
                 }
+                None => hanging.push(s),
             }
+            n += 1;
         }
     });
     rx
 }
-
-trait ReadWrite: Read + Write + Send {}
-impl<T: Read + Write + Send> ReadWrite for T {}
 
 fn listen() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -281,7 +264,7 @@ fn every_event_reaches_the_receiver_signed() {
     let alice = agents::add(&dir.0, "alice").unwrap();
     let bob = agents::add(&dir.0, "bob").unwrap();
     let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let hits = receiver(listener, Box::new(|_| Some(200)));
     let server = Server::bind(config(&dir, format!("http://{addr}/hook")))
         .unwrap()
         .spawn()
@@ -370,11 +353,7 @@ fn every_event_reaches_the_receiver_signed() {
 fn failures_are_retried_with_the_same_id() {
     let dir = TempDir::new("retry");
     let (listener, addr) = listen();
-    let hits = receiver(
-        listener,
-        Box::new(|n| Some(if n < 2 { 500 } else { 200 })),
-        None,
-    );
+    let hits = receiver(listener, Box::new(|n| Some(if n < 2 { 500 } else { 200 })));
     let server = Server::bind(config(&dir, format!("http://{addr}/hook")))
         .unwrap()
         .spawn()
@@ -428,7 +407,7 @@ fn pending_events_survive_a_restart() {
     assert!(pending.contains("written while the receiver was down"));
 
     let listener = TcpListener::bind(addr).expect("the receiver's port again");
-    let hits = receiver(listener, Box::new(|_| Some(204)), None);
+    let hits = receiver(listener, Box::new(|_| Some(204)));
     let server = Server::bind(config).unwrap().spawn().unwrap();
     let created = next_hit(&hits).check();
     assert_eq!(created["event"], "conversation.created");
@@ -456,7 +435,7 @@ fn chat_and_desk_flow_while_the_receiver_hangs() {
     let dir = TempDir::new("hang");
     let alice = agents::add(&dir.0, "alice").unwrap();
     let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| None), None);
+    let hits = receiver(listener, Box::new(|_| None));
     let config = Config {
         webhook_timeout: Duration::from_secs(600),
         ..config(&dir, format!("http://{addr}/hook"))
@@ -490,24 +469,16 @@ fn chat_and_desk_flow_while_the_receiver_hangs() {
     server.stop();
 }
 
-/// `https://` receivers: with the receiver's self-signed certificate
-/// given by `--webhook-ca` the events arrive over TLS; without it the
-/// certificate is refused and nothing is delivered.
-#[test]
-fn https_receiver_with_a_private_ca() {
-    let dir = TempDir::new("tls");
-    let cert = dir.0.join("cert.pem");
-    let key = dir.0.join("key.pem");
+/// A certificate and key for `san` (`openssl req`'s `subjectAltName`),
+/// self-signed: trusted with `--webhook-ca` naming the certificate.
+fn certificate(dir: &TempDir, name: &str, san: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.0.join(format!("{name}.pem"));
+    let key = dir.0.join(format!("{name}.key"));
     let out = std::process::Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
         ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
+        .args(["-subj", &format!("/CN={name}"), "-addext", san])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -519,43 +490,208 @@ fn https_receiver_with_a_private_ca() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let identity = native_tls::Identity::from_pkcs8(
-        &std::fs::read(&cert).unwrap(),
-        &std::fs::read(&key).unwrap(),
-    )
-    .unwrap();
-    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+    (cert, key)
+}
+
+/// The TLS relay in front of a plain receiver: Python's `ssl` module
+/// (another TLS implementation's server side than wschat's client, on
+/// the same certificate files) accepts on 127.0.0.1, prints the SNI it
+/// was sent (`sni: NAME`, `sni: None`) and each refused handshake
+/// (`refused: …`), and pipes the plain text to `upstream` both ways.
+const TLS_RELAY: &str = r#"
+import socket, ssl, sys, threading
+cert, key, upstream = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.sni_callback = lambda sock, name, c: print("sni:", name, flush=True)
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+
+def pipe(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+def serve(raw):
+    try:
+        tls = ctx.wrap_socket(raw, server_side=True)
+    except OSError as e:
+        print("refused:", e, flush=True)
+        raw.close()
+        return
+    up = socket.create_connection(("127.0.0.1", upstream))
+    back = threading.Thread(target=pipe, args=(up, tls), daemon=True)
+    back.start()
+    pipe(tls, up)
+    back.join()
+    tls.close()
+    up.close()
+
+while True:
+    raw, _ = srv.accept()
+    threading.Thread(target=serve, args=(raw,), daemon=True).start()
+"#;
+
+/// A running [`TLS_RELAY`], killed when dropped.
+struct TlsRelay {
+    _child: KillOnDrop,
+    port: u16,
+    lines: Receiver<String>,
+}
+
+impl TlsRelay {
+    fn start((cert, key): &(PathBuf, PathBuf), upstream: SocketAddr) -> TlsRelay {
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(TLS_RELAY)
+            .arg(cert)
+            .arg(key)
+            .arg(upstream.port().to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().unwrap();
+        let child = KillOnDrop(child);
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let port = lines
+            .recv_timeout(TIMEOUT)
+            .expect("the relay says its port")
+            .parse()
+            .expect("a port");
+        TlsRelay {
+            _child: child,
+            port,
+            lines,
+        }
+    }
+
+    /// The relay's next line that starts with `prefix`.
+    fn next(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(TIMEOUT)
+                .unwrap_or_else(|_| panic!("the relay printed no {prefix:?} line in time"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+}
+
+/// A wschat whose one receiver is `https://HOST:PORT/hook` through a TLS
+/// relay, and a visitor who opened a conversation.
+struct HttpsCase {
+    relay: TlsRelay,
+    hits: Receiver<Hit>,
+    server: wschat::server::ServerHandle,
+    cid: u64,
+    _visitor: Client,
+    _dir: TempDir,
+}
+
+impl HttpsCase {
+    /// The relay serves `cert`, which `--webhook-ca` trusts when `ca`.
+    fn start(cert: &(PathBuf, PathBuf), ca: bool, host: &str) -> HttpsCase {
+        let (listener, addr) = listen();
+        let hits = receiver(listener, Box::new(|_| Some(200)));
+        let relay = TlsRelay::start(cert, addr);
+        let dir = TempDir::new("tls-case");
+        let config = Config {
+            webhook_ca: ca.then(|| cert.0.clone()),
+            ..config(&dir, format!("https://{host}:{}/hook", relay.port))
+        };
+        let server = Server::bind(config).unwrap().spawn().unwrap();
+        let (visitor, cid) = open(server.addr(), "over TLS");
+        HttpsCase {
+            relay,
+            hits,
+            server,
+            cid,
+            _visitor: visitor,
+            _dir: dir,
+        }
+    }
+
+    /// The relay refused the handshake, the attempt is counted, nothing
+    /// was delivered and nothing reached the receiver.
+    fn refused(self) {
+        let why = self.relay.next("refused:");
+        let addr = self.server.addr();
+        common::eventually(TIMEOUT, "a failed attempt", || {
+            metric(addr, "wschat_webhook_failed_attempts_total") >= 1
+        });
+        assert_eq!(metric(addr, "wschat_webhook_delivered_total"), 0);
+        assert!(self.hits.try_recv().is_err(), "nothing passed ({why})");
+        self.server.stop();
+    }
+}
+
+/// `https://` receivers: a receiver whose certificate the system does not
+/// trust is refused (nothing delivered, the attempt counted and tried
+/// again); with its certificate given by `--webhook-ca` the events arrive
+/// over TLS, by address (checked against the certificate's IP SAN, no
+/// SNI) and by name (checked against its DNS SAN, sent as SNI).
+#[test]
+fn https_receiver_with_a_private_ca() {
+    let dir = TempDir::new("tls");
+    let cert = certificate(
+        &dir,
+        "localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    );
 
     // Not trusted: refused, counted, tried again later.
-    let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| Some(200)), Some(acceptor.clone()));
-    let untrusted = TempDir::new("tls-untrusted");
-    let server = Server::bind(config(&untrusted, format!("https://{addr}/hook")))
-        .unwrap()
-        .spawn()
-        .unwrap();
-    let _v = open(server.addr(), "over TLS?");
-    common::eventually(TIMEOUT, "a failed attempt", || {
-        metric(server.addr(), "wschat_webhook_failed_attempts_total") >= 1
-    });
-    assert_eq!(metric(server.addr(), "wschat_webhook_delivered_total"), 0);
-    assert!(hits.try_recv().is_err());
-    server.stop();
+    HttpsCase::start(&cert, false, "127.0.0.1").refused();
 
-    let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| Some(200)), Some(acceptor));
-    let config = Config {
-        webhook_ca: Some(cert.clone()),
-        ..config(&dir, format!("https://{addr}/hook"))
-    };
-    let server = Server::bind(config).unwrap().spawn().unwrap();
-    let (_v, cid) = open(server.addr(), "over TLS");
-    let e = next_hit(&hits).check();
+    // Trusted with --webhook-ca, by address.
+    let case = HttpsCase::start(&cert, true, "127.0.0.1");
+    let e = next_hit(&case.hits).check();
     assert_eq!(e["event"], "conversation.created");
-    assert_eq!(e["data"]["conversation"], cid);
-    let e = next_hit(&hits).check();
+    assert_eq!(e["data"]["conversation"], case.cid);
+    let e = next_hit(&case.hits).check();
     assert_eq!(e["data"]["text"], "over TLS");
-    server.stop();
+    assert_eq!(
+        case.relay.next("sni:"),
+        "sni: None",
+        "no SNI for an address"
+    );
+    case.server.stop();
+
+    // Trusted, by name: the name goes as SNI.
+    let case = HttpsCase::start(&cert, true, "localhost");
+    let e = next_hit(&case.hits).check();
+    assert_eq!(e["data"]["conversation"], case.cid);
+    assert_eq!(case.relay.next("sni:"), "sni: localhost");
+    case.server.stop();
+}
+
+/// A trusted certificate for another name is refused: by name (its DNS
+/// SAN is `other.example`, the URL says `localhost`) and by address (it
+/// has no IP SAN for 127.0.0.1).
+#[test]
+fn https_receiver_with_another_name_is_refused() {
+    let dir = TempDir::new("tls-name");
+    let cert = certificate(&dir, "other.example", "subjectAltName=DNS:other.example");
+    HttpsCase::start(&cert, true, "localhost").refused();
+    HttpsCase::start(&cert, true, "127.0.0.1").refused();
 }
 
 /// The receiver docs/customer-service.md shows (the block after
@@ -662,7 +798,7 @@ impl Drop for KillOnDrop {
 fn each_receiver_gets_every_event_and_a_dead_one_holds_up_nobody() {
     let dir = TempDir::new("two");
     let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let hits = receiver(listener, Box::new(|_| Some(200)));
     let (dead, dead_addr) = listen();
     drop(dead);
     let good = format!("http://{addr}/hook");
@@ -712,7 +848,7 @@ fn pending_events_survive_a_killed_process() {
     first.0.wait().unwrap();
 
     let listener = TcpListener::bind(addr).expect("the receiver's port again");
-    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let hits = receiver(listener, Box::new(|_| Some(200)));
     let (_second, _server) = spawn_wschat(&dir, &url);
     let created = next_hit(&hits).check();
     assert_eq!(created["event"], "conversation.created");
@@ -760,7 +896,7 @@ fn spawn_wschat(dir: &TempDir, url: &str) -> (KillOnDrop, SocketAddr) {
 fn a_message_the_store_refused_is_no_event() {
     let dir = TempDir::new("fault");
     let (listener, addr) = listen();
-    let hits = receiver(listener, Box::new(|_| Some(200)), None);
+    let hits = receiver(listener, Box::new(|_| Some(200)));
     let (wschat, server) = spawn_wschat(&dir, &format!("http://{addr}/hook"));
     let (mut v, cid) = open(server, "stored before");
     assert_eq!(next_hit(&hits).check()["event"], "conversation.created");
@@ -806,4 +942,106 @@ fn set_fsize_limit(pid: u32, bytes: Option<u64>) {
         )
     };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Run `wschat ARGS` where no OpenSSL can load: in a mount namespace of
+/// its own (`unshare -m`, which needs root) with `/dev/null` bound over
+/// every `libssl.so.3` and `libssl.so` the loader knows. `None` where
+/// namespaces are not allowed.
+fn without_openssl(args: &[&str]) -> Option<std::process::Command> {
+    let allowed = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        return None;
+    }
+    let script = r#"
+        libs=$(ldconfig -p | awk '/libssl\.so(\.3)? /{print $NF}')
+        [ -n "$libs" ] || { echo "no libssl known to ldconfig" >&2; exit 97; }
+        for f in $libs; do mount --bind /dev/null "$f" || exit 97; done
+        exec "$@"
+    "#;
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", script, "sh", env!("CARGO_BIN_EXE_wschat")])
+        .args(args)
+        .env("RUST_LOG", "wschat=info");
+    Some(command)
+}
+
+/// Without OpenSSL, `check-config` fails naming libssl3, `serve` says so
+/// at start, `http://` receivers get their events and the `https://`
+/// one's wait, pending (nothing lost). Needs root for a mount namespace;
+/// says so and checks nothing elsewhere.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_openssl_https_events_wait() {
+    let dir = TempDir::new("no-openssl");
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)));
+    let http = format!("http://{addr}/hook");
+    let https = "https://127.0.0.1:9/hook";
+    let flags = [
+        "--webhook",
+        &http,
+        "--webhook",
+        https,
+        "--webhook-secret",
+        SECRET,
+    ];
+    let mut check = vec!["check-config"];
+    check.extend(flags);
+    let Some(mut command) = without_openssl(&check) else {
+        eprintln!("without_openssl_https_events_wait: no mount namespace here (not root?)");
+        return;
+    };
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("libssl3"), "{stderr}");
+
+    let data = dir.0.to_string_lossy().to_string();
+    let mut serve = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", &data];
+    serve.extend(flags);
+    let mut child = without_openssl(&serve)
+        .unwrap()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = KillOnDrop(child);
+    let (tx, lines) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = Vec::new();
+    let server: SocketAddr = loop {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("wschat says where it listens: {said:#?}"));
+        if let Some(at) = line.split("listening on http://").nth(1) {
+            break at.trim().parse().unwrap();
+        }
+        said.push(line);
+    };
+    assert!(
+        said.iter()
+            .any(|l| l.contains("ERROR") && l.contains("libssl")),
+        "{said:#?}"
+    );
+    let (_v, cid) = open(server, "no TLS here");
+    let e = next_hit(&hits).check();
+    assert_eq!(e["event"], "conversation.created");
+    assert_eq!(e["data"]["conversation"], cid);
+    assert_eq!(next_hit(&hits).check()["data"]["text"], "no TLS here");
+    common::eventually(TIMEOUT, "the https events pending, attempts failed", || {
+        metric(server, "wschat_webhook_delivered_total") == 2
+            && metric(server, "wschat_webhook_pending") == 2
+            && metric(server, "wschat_webhook_failed_attempts_total") >= 1
+    });
 }

@@ -142,13 +142,22 @@ pub fn request(url: &Url, event: &str, body: &[u8], secret: &[u8]) -> Vec<u8> {
 }
 
 /// Send one request to `url` and return the response's status code. Every
-/// connect, read and write waits at most `timeout`.
+/// connect, read and write waits at most `timeout`. An `https://` URL
+/// needs `https` (and a loaded OpenSSL: else nothing is connected).
 pub fn post(
     url: &Url,
-    tls: Option<&super::tls::Connector>,
+    https: Option<&super::tls::Https>,
     bytes: &[u8],
     timeout: Duration,
 ) -> io::Result<u16> {
+    let https = match (url.tls, https) {
+        (false, _) => None,
+        (true, Some(https)) => {
+            https.ready()?;
+            Some(https)
+        }
+        (true, None) => return Err(io::Error::other("https is not set up")),
+    };
     let addrs = (url.host.as_str(), url.port).to_socket_addrs()?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
     let mut stream = None;
@@ -165,18 +174,9 @@ pub fn post(
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
     tcp.set_nodelay(true)?;
-    match (url.tls, tls) {
-        (false, _) => exchange(tcp, bytes),
-        (true, Some(connector)) => {
-            let stream = connector.connect(&url.host, tcp).map_err(|e| match e {
-                native_tls::HandshakeError::Failure(e) => io::Error::other(e),
-                native_tls::HandshakeError::WouldBlock(_) => {
-                    io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out")
-                }
-            })?;
-            exchange(stream, bytes)
-        }
-        (true, None) => Err(io::Error::other("https is not set up")),
+    match https {
+        None => exchange(tcp, bytes),
+        Some(https) => exchange(https.connect(tcp, &url.host)?, bytes),
     }
 }
 

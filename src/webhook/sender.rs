@@ -58,7 +58,7 @@ pub(super) fn start(
         }
     }
     let tls = if urls.iter().any(|u| u.starts_with("https://")) {
-        Some(super::tls::client_config(config.ca_file.as_deref())?)
+        Some(super::tls::Https::setup(config.ca_file.as_deref())?)
     } else {
         None
     };

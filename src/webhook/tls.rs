@@ -1,71 +1,57 @@
-//! TLS for `https://` receivers: `native-tls`, which on Linux is the
-//! system's OpenSSL, linked dynamically. It trusts the system's
-//! certificate store (and so gets its updates and the machine's own CAs),
-//! plus the PEM certificates of `--webhook-ca`; it checks the receiver's
-//! certificate and host name, and negotiates TLS 1.2 or 1.3 (RFC 8446).
+//! TLS for `https://` receivers: the system's OpenSSL, loaded at run time
+//! ([`crate::sys::tls`]), not linked, so that wschat builds with nothing
+//! but the Rust toolchain and runs where `libssl3` is missing (`http://`
+//! receivers then work, and `https://` ones fail with a clear error while
+//! their events wait). It trusts the system's certificate store (and so
+//! gets its updates and the machine's own CAs), plus the PEM certificates
+//! of `--webhook-ca`; it checks the receiver's certificate chain and host
+//! name, and speaks TLS 1.2 or 1.3 (RFC 8446).
 //!
-//! Why this stack: measured in the release build (docs/customer-service.md,
-//! "Webhooks"), wschat with it is 2.27 MB; the same code over rustls with
-//! ring is 3.56 MB, past wschat's 3 MiB budget.
+//! Why this stack, and not rustls or a linked OpenSSL: docs/customer-service.md,
+//! "Webhooks".
 
 use std::io;
+use std::net::TcpStream;
 use std::path::Path;
+use std::sync::Arc;
 
-/// What the workers use to open TLS connections.
-pub type Connector = native_tls::TlsConnector;
+use crate::sys::tls::{Connector, TlsStream};
 
-/// A connector trusting the system's store and the certificates in
-/// `ca_file` (PEM, one or several).
-pub fn client_config(ca_file: Option<&Path>) -> io::Result<Connector> {
-    let mut builder = native_tls::TlsConnector::builder();
-    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
-    if let Some(path) = ca_file {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let mut found = 0;
-        for block in pem_blocks(&pem) {
-            let cert = native_tls::Certificate::from_pem(block.as_bytes())
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            builder.add_root_certificate(cert);
-            found += 1;
+/// How the workers open `https://` connections: a [`Connector`] shared by
+/// all of them, or, when no OpenSSL could be loaded, why not.
+#[derive(Debug, Clone)]
+pub struct Https(Arc<Result<Connector, String>>);
+
+impl Https {
+    /// Set up TLS trusting the system's store and `ca_file`. A missing
+    /// OpenSSL is not an error here (it is logged, and each `https://`
+    /// attempt fails with it, so the events wait); a CA file that cannot
+    /// be read, or holds no certificate, is.
+    pub fn setup(ca_file: Option<&Path>) -> io::Result<Https> {
+        if let Err(why) = crate::sys::tls::available() {
+            log::error!(
+                "webhook: {why}; events for https:// receivers wait until it is installed and wschat restarted"
+            );
+            return Ok(Https(Arc::new(Err(why))));
         }
-        if found == 0 {
-            return Err(io::Error::other(format!(
-                "{}: no PEM certificate in it",
-                path.display()
-            )));
+        let connector = Connector::new(ca_file)?;
+        log::info!("webhook: https:// through {}", connector.version());
+        Ok(Https(Arc::new(Ok(connector))))
+    }
+
+    /// Whether `https://` can work: `Err` says why not.
+    pub fn ready(&self) -> io::Result<()> {
+        match &*self.0 {
+            Ok(_) => Ok(()),
+            Err(why) => Err(io::Error::new(io::ErrorKind::NotFound, why.clone())),
         }
     }
-    builder.build().map_err(io::Error::other)
-}
 
-/// Each `-----BEGIN CERTIFICATE-----` … `-----END CERTIFICATE-----` block
-/// of `pem` (RFC 7468 §2).
-fn pem_blocks(pem: &str) -> Vec<String> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let stop = start + len + END.len();
-        out.push(format!("{}\n", &rest[start..stop]));
-        rest = &rest[stop..];
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn pem_blocks_are_split() {
-        let two = "x\n-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n\
-                   -----BEGIN CERTIFICATE-----\nBB==\n-----END CERTIFICATE-----\n";
-        let blocks = super::pem_blocks(two);
-        assert_eq!(blocks.len(), 2);
-        assert!(blocks[1].contains("BB=="));
-        assert!(super::pem_blocks("nothing").is_empty());
+    /// The TLS handshake with `host` over `tcp`.
+    pub fn connect(&self, tcp: TcpStream, host: &str) -> io::Result<TlsStream> {
+        match &*self.0 {
+            Ok(connector) => connector.connect(tcp, host),
+            Err(why) => Err(io::Error::new(io::ErrorKind::NotFound, why.clone())),
+        }
     }
 }
