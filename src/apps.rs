@@ -108,7 +108,10 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
         );
     }
     let chat = Chat::new(config.chat(), &mut store);
-    let desk = Desk::new(config.desk(), &mut store);
+    // The webhooks' sender thread: the hub hands it the desk's events
+    // once their turn is stored.
+    let webhooks = crate::webhook::Emitter::start(config.webhook())?;
+    let desk = Desk::new(config.desk(), &mut store).with_webhooks(webhooks);
     let mut router = Router::new(chat);
     router.mount_with_api(DESK_PATHS.to_vec(), DESK_API_PREFIX, Box::new(desk));
     let log: Box<dyn Log> = match &config.redis {

@@ -133,6 +133,19 @@ pub struct Config {
     pub api_max_body: usize,
     /// API requests a second per key (0: no limit).
     pub api_rate: u32,
+    /// Receivers of the desk's webhook events (`http://` or `https://`).
+    pub webhooks: Vec<String>,
+    /// The key the webhook events are signed with (HMAC-SHA256).
+    pub webhook_secret: String,
+    /// PEM certificates trusted for `https://` receivers besides the
+    /// system's.
+    pub webhook_ca: Option<std::path::PathBuf>,
+    /// Most webhook events waiting for their receivers.
+    pub webhook_max_pending: usize,
+    /// Longest time of one webhook attempt, per step.
+    pub webhook_timeout: Duration,
+    /// Longest wait between two attempts at one webhook receiver.
+    pub webhook_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -194,6 +207,12 @@ impl Default for Config {
             api_from: server.api_from,
             api_max_body: server.api_max_body,
             api_rate: server.api_rate,
+            webhooks: Vec::new(),
+            webhook_secret: String::new(),
+            webhook_ca: None,
+            webhook_max_pending: crate::webhook::DEFAULT_MAX_PENDING,
+            webhook_timeout: Duration::from_millis(crate::webhook::DEFAULT_TIMEOUT_MS),
+            webhook_backoff_max: Duration::from_millis(crate::webhook::DEFAULT_BACKOFF_MAX_MS),
         }
     }
 }
@@ -278,6 +297,20 @@ impl Config {
             hours: self.desk_hours.clone(),
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
+        }
+    }
+
+    /// The webhooks' settings (their pending file lives in the data
+    /// directory).
+    pub fn webhook(&self) -> crate::webhook::WebhookConfig {
+        crate::webhook::WebhookConfig {
+            urls: self.webhooks.clone(),
+            secret: self.webhook_secret.as_bytes().to_vec(),
+            ca_file: self.webhook_ca.clone(),
+            data_dir: self.data_dir.clone(),
+            max_pending: self.webhook_max_pending,
+            timeout: self.webhook_timeout,
+            backoff_max: self.webhook_backoff_max,
         }
     }
 

@@ -15,7 +15,9 @@
 //! * [`cluster`] — several nodes as one through Redis: a RESP2 client
 //!   on threads of its own, the cluster's primitives (not wired yet).
 //! * [`json`] — JSON objects written with their fields in order.
-//! * [`sys`] — platform code: every `libc` call and the inline assembly,
+//! * [`webhook`] — the desk's events POSTed, signed, to other systems.
+//! * [`sys`] — platform code: every `libc` call and the inline assembly, and
+//!   the TLS client of https webhooks (the system's OpenSSL, loaded at run time);
 //!   the one place besides `ws::mask` where `unsafe` is allowed.
 //!
 //! docs/architecture.md ("Layers") shows which module may use which.
@@ -42,6 +44,7 @@ pub mod server;
 pub mod store;
 #[allow(unsafe_code)] // the one place for platform code
 pub mod sys;
+pub mod webhook;
 pub mod ws;
 
 pub use conn::{Error, WebSocket};

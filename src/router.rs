@@ -106,6 +106,14 @@ impl App for Router {
         }
     }
 
+    fn figures(&self) -> Vec<std::sync::Arc<dyn crate::hub::metrics::Figures>> {
+        let mut all = self.chat.figures();
+        for (_, app) in &self.mounts {
+            all.extend(app.figures());
+        }
+        all
+    }
+
     /// `/api/desk/…` (or another mount's prefix) to that mount; the rest
     /// to the chat.
     fn api(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {
@@ -124,6 +132,13 @@ impl App for Router {
     /// delivers goes to it alone.
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
         self.chat.log_message(ctx, room, json);
+    }
+
+    fn stored(&mut self, ctx: &mut Ctx) {
+        self.chat.stored(ctx);
+        for (_, app) in &mut self.mounts {
+            app.stored(ctx);
+        }
     }
 
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {

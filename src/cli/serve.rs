@@ -669,6 +669,83 @@ pub const FLAGS: &[Flag] = &[
         },
         show: |c| c.batch_threads.to_string(),
     },
+    Flag {
+        name: "webhook",
+        value: Some("URL"),
+        help: "an http:// or https:// URL the desk's events are POSTed to, signed (repeatable; env: comma list; docs/customer-service.md)",
+        apply: |c, v| {
+            for url in v.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                crate::webhook::http::Url::parse(url)?;
+                c.webhooks.push(url.to_string());
+            }
+            Ok(())
+        },
+        show: |c| c.webhooks.join(","),
+    },
+    Flag {
+        name: "webhook-secret",
+        value: Some("SECRET"),
+        help: "the key of the webhooks' X-Wschat-Signature (HMAC-SHA256 of the body); needed with --webhook",
+        apply: |c, v| {
+            c.webhook_secret = v.to_string();
+            Ok(())
+        },
+        show: |c| {
+            if c.webhook_secret.is_empty() {
+                "none".to_string()
+            } else {
+                "(hidden)".to_string()
+            }
+        },
+    },
+    Flag {
+        name: "webhook-ca",
+        value: Some("FILE"),
+        help: "PEM certificates trusted for https:// webhooks besides the system's (a private CA)",
+        apply: |c, v| {
+            c.webhook_ca = Some(v.trim().into());
+            Ok(())
+        },
+        show: |c| {
+            c.webhook_ca
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        },
+    },
+    Flag {
+        name: "webhook-max-pending",
+        value: Some("N"),
+        help: "most webhook events waiting for their receivers (kept in the data directory); past it new events are dropped and counted",
+        apply: |c, v| {
+            c.webhook_max_pending = positive(number(v)?, "webhook-max-pending")?;
+            Ok(())
+        },
+        show: |c| c.webhook_max_pending.to_string(),
+    },
+    Flag {
+        name: "webhook-timeout",
+        value: Some("DURATION"),
+        help: "longest a webhook attempt may take to connect, send, or get the answer",
+        apply: |c, v| {
+            let d = millis(v)?;
+            if d.is_zero() {
+                return Err("webhook-timeout must be above 0".into());
+            }
+            c.webhook_timeout = d;
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_timeout),
+    },
+    Flag {
+        name: "webhook-backoff",
+        value: Some("DURATION"),
+        help: "longest wait between two attempts at a failing webhook receiver (the wait doubles from 1s)",
+        apply: |c, v| {
+            c.webhook_backoff_max = millis(v)?.max(crate::webhook::BACKOFF_FIRST);
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_backoff_max),
+    },
 ];
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -788,6 +865,24 @@ pub fn check(config: &Config) -> Vec<String> {
         problems.push(format!(
             "--max-connections {} is above the open-file limit {files}: raise it (ulimit -n, or LimitNOFILE= in the systemd unit) or lower --max-connections",
             config.max_connections
+        ));
+    }
+    if !config.webhooks.is_empty() && config.webhook_secret.is_empty() {
+        problems.push(
+            "--webhook needs --webhook-secret: receivers check each event's signature with it"
+                .into(),
+        );
+    }
+    if let Some(ca) = &config.webhook_ca
+        && let Err(e) = std::fs::metadata(ca)
+    {
+        problems.push(format!("--webhook-ca {}: {e}", ca.display()));
+    }
+    if config.webhooks.iter().any(|u| u.starts_with("https://"))
+        && let Err(why) = crate::sys::tls::available()
+    {
+        problems.push(format!(
+            "--webhook https://…: {why} (http:// receivers work without it; events for https:// ones wait)"
         ));
     }
     problems
@@ -957,5 +1052,34 @@ mod tests {
             assert!(text.contains(&flag.env_var()));
         }
         assert!(text.contains("[default: 127.0.0.1:3000]"));
+    }
+    #[test]
+    fn webhooks_from_env_and_flags() {
+        let env = |name: &str| match name {
+            "WSCHAT_WEBHOOK" => Some("http://a.example/h, https://b.example/".to_string()),
+            "WSCHAT_WEBHOOK_SECRET" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let args = ["--webhook", "http://127.0.0.1:9/x", "--webhook-timeout=3s"].map(String::from);
+        let c = parse_args(&args, env).unwrap();
+        assert_eq!(
+            c.webhooks,
+            [
+                "http://a.example/h",
+                "https://b.example/",
+                "http://127.0.0.1:9/x"
+            ]
+        );
+        assert_eq!(c.webhook().secret, b"s3cret");
+        assert_eq!(c.webhook().timeout, Duration::from_secs(3));
+        assert!(check(&c).iter().all(|p| !p.contains("--webhook")));
+        let err = parse_args(&["--webhook=ftp://x/".into()], |_| None).unwrap_err();
+        assert!(err.contains("--webhook"), "{err}");
+        let no_secret = parse_args(&["--webhook=http://x/".into()], |_| None).unwrap();
+        assert!(
+            check(&no_secret)
+                .iter()
+                .any(|p| p.contains("--webhook-secret"))
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
 use crate::hub::Ctx;
 use crate::hub::api::{ApiRequest, ApiResponse, string_field};
+use crate::webhook::Event;
 
 /// The desk's API routes: method and path (`{…}` stands for a segment).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -207,6 +208,13 @@ impl Desk {
             }
             .to_json(),
         );
+        self.webhooks.emit(Event::MessageCreated {
+            conversation: cid,
+            id,
+            from: "bot",
+            name: &name,
+            text: &text,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return Err(ApiResponse::error(404, "unknown_conversation", "gone"));
         };
@@ -248,6 +256,11 @@ impl Desk {
             }
             .to_json(),
         );
+        self.webhooks.emit(Event::ConversationResolved {
+            conversation: cid,
+            agent: agent.as_deref(),
+            by: Some("api"),
+        });
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
         let msg = Message::Resolved {

@@ -148,6 +148,8 @@ pub struct Desk {
     /// How `canned.json` looked when last read (see `check_canned`).
     canned_changed: Option<(std::time::SystemTime, u64, u64)>,
     next_visitor: u64,
+    /// Where the desk's events go out as webhooks (none by default).
+    webhooks: crate::webhook::Emitter,
 }
 
 impl Desk {
@@ -179,6 +181,7 @@ impl Desk {
             accounts_changed: None,
             canned_changed: None,
             next_visitor: 1,
+            webhooks: crate::webhook::Emitter::none(),
         };
         for record in records {
             desk.replay(record);
@@ -203,6 +206,12 @@ impl Desk {
             }
         }
         desk
+    }
+
+    /// Send the desk's events to `webhooks` (started by [`crate::apps`]).
+    pub fn with_webhooks(mut self, webhooks: crate::webhook::Emitter) -> Desk {
+        self.webhooks = webhooks;
+        self
     }
 }
 
@@ -323,6 +332,14 @@ impl App for Desk {
         self.settle(ctx);
     }
 
+    fn figures(&self) -> Vec<Arc<dyn crate::hub::metrics::Figures>> {
+        let stats = self.webhooks.stats();
+        stats
+            .into_iter()
+            .map(|s| s as Arc<dyn crate::hub::metrics::Figures>)
+            .collect()
+    }
+
     fn api(
         &mut self,
         ctx: &mut Ctx,
@@ -331,9 +348,15 @@ impl App for Desk {
         self.api_request(ctx, request)
     }
 
+    /// The turn's records are stored: its webhook events may leave.
+    fn stored(&mut self, _ctx: &mut Ctx) {
+        self.webhooks.stored();
+    }
+
     /// Messages the store could not write leave the transcripts they were
     /// added to (they are the newest of their conversations).
     fn refused(&mut self, _ctx: &mut Ctx, ids: &[u64]) {
+        self.webhooks.refused(ids);
         for conv in self.conversations.values_mut() {
             while conv
                 .messages

@@ -12,6 +12,7 @@ use crate::chat::valid_name;
 use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
 use crate::hub::{ConnId, ConnInfo, Ctx, ErrorReply};
+use crate::webhook::Event;
 
 pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: impl Into<String>) {
     ctx.send_json(conn, &ErrorReply::new(code, message).to_json());
@@ -631,13 +632,18 @@ impl Desk {
                             time,
                         };
                         Desk::record(ctx, rec.to_json());
+                        // Out of hours (`offline`), the webhook is how the
+                        // team hears of the message left for it.
+                        self.webhooks.emit(Event::ConversationCreated {
+                            conversation: cid,
+                            visitor: &name,
+                            sub: sub.as_deref(),
+                            offline: closed,
+                        });
                         self.open_conversation(cid, key.clone(), (name, sub), time);
                         if let Some(conv) = self.conversations.get_mut(&cid) {
                             conv.offline = closed;
                         }
-                        // Webhook point: `conversation.created` (cid; with
-                        // `"offline":true` a message left out of hours, to be
-                        // announced to the team).
                         self.dirty = true;
                         cid
                     }
@@ -748,7 +754,11 @@ impl Desk {
         let mut conns = agent.map(|a| self.agent_conns(a)).unwrap_or_default();
         conns.extend(self.supervisor_conns(agent));
         ctx.broadcast(conns, &Ctx::json_frame(&to_agent.to_json()));
-        // Webhook point: `conversation.rated` (cid, rating, comment).
+        self.webhooks.emit(Event::ConversationRated {
+            conversation: cid,
+            stars: rating,
+            comment: comment.as_deref(),
+        });
     }
 
     /// The `desk_contact` record of session `key` (with `number` when a
@@ -911,7 +921,11 @@ impl Desk {
         }
         to.extend(self.supervisor_conns(agent.as_deref()));
         ctx.broadcast(to, &Ctx::json_frame(&msg));
-        // Webhook point: `conversation.resolved` (cid, "by":"visitor").
+        self.webhooks.emit(Event::ConversationResolved {
+            conversation: cid,
+            agent: agent.as_deref(),
+            by: Some("visitor"),
+        });
         self.dirty = true;
     }
 
@@ -966,6 +980,13 @@ impl Desk {
             }
             .to_json(),
         );
+        self.webhooks.emit(Event::MessageCreated {
+            conversation: cid,
+            id,
+            from,
+            name,
+            text,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -1151,6 +1172,11 @@ impl Desk {
                     }
                     .to_json(),
                 );
+                self.webhooks.emit(Event::ConversationResolved {
+                    conversation: cid,
+                    agent: Some(&name),
+                    by: None,
+                });
                 self.mark_resolved(cid);
                 let msg = Message::Resolved {
                     conversation: cid,
@@ -1197,6 +1223,12 @@ impl Desk {
         };
         match target {
             None => {
+                self.webhooks.emit(Event::ConversationTransferred {
+                    conversation: cid,
+                    from,
+                    to: None,
+                    note: &note,
+                });
                 self.requeue(ctx, cid, "transferred");
                 self.tell_unassigned(ctx, cid, from, None);
             }
@@ -1221,6 +1253,12 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
+                self.webhooks.emit(Event::ConversationTransferred {
+                    conversation: cid,
+                    from,
+                    to: Some(&to),
+                    note: &note,
+                });
                 self.tell_unassigned(ctx, cid, from, Some(&to));
                 self.assign(ctx, cid, &to, Some((from, &note)));
             }

@@ -10,6 +10,7 @@ use super::model::ConversationState;
 use super::wire::{Entry, Message};
 use crate::clock::now_ms;
 use crate::hub::Ctx;
+use crate::webhook::Event;
 
 impl Desk {
     /// Hand waiting conversations to agents: the front of the queue to the
@@ -53,6 +54,10 @@ impl Desk {
             time,
         };
         Desk::record(ctx, rec.to_json());
+        self.webhooks.emit(Event::ConversationAssigned {
+            conversation: cid,
+            agent,
+        });
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
@@ -149,7 +154,11 @@ impl Desk {
             }
             self.mark_resolved(cid);
             log::info!("desk: conversation {cid} left the queue: its visitor was offline too long");
-            // Webhook point: `conversation.resolved` (cid, "by":"abandoned").
+            self.webhooks.emit(Event::ConversationResolved {
+                conversation: cid,
+                agent: None,
+                by: Some("abandoned"),
+            });
             self.dirty = true;
         }
     }

@@ -16,6 +16,12 @@ const CLOSE_CODES: [u16; 11] = [
 /// HTTP statuses counted for handshakes; any other is counted as `other`.
 const STATUSES: [u16; 10] = [101, 400, 403, 404, 405, 408, 426, 431, 503, 200];
 
+/// Figures an application adds to `/metrics` (see [`crate::hub::App::figures`]).
+pub trait Figures: Send + Sync + std::fmt::Debug {
+    /// Append them, with their `# HELP` and `# TYPE` lines.
+    fn render(&self, out: &mut String);
+}
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -58,6 +64,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// The support desk's figures.
     pub desk: DeskMetrics,
+    /// The applications' own figures.
+    figures: std::sync::Mutex<Vec<std::sync::Arc<dyn Figures>>>,
 }
 
 /// Upper bounds, in seconds, of the buckets of `wschat_desk_wait_seconds`
@@ -176,6 +184,14 @@ impl Metrics {
     /// Report the memory budget's figures from now on.
     pub fn set_memory(&self, budget: std::sync::Arc<crate::memory::Budget>) {
         let _ = self.memory.set(budget);
+    }
+
+    /// Report an application's own figures from now on.
+    pub fn add_figures(&self, figures: std::sync::Arc<dyn Figures>) {
+        self.figures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(figures);
     }
 
     /// Why the store cannot write now, if it cannot.
@@ -369,6 +385,14 @@ impl Metrics {
             );
         }
         self.desk.render(&mut out);
+        for figures in self
+            .figures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            figures.render(&mut out);
+        }
         out
     }
 }

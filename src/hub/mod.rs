@@ -137,6 +137,17 @@ pub trait App {
     fn budget(&self) -> Option<Arc<crate::memory::Budget>> {
         None
     }
+    /// The app's own figures for `/metrics`, if it has some.
+    fn figures(&self) -> Vec<Arc<dyn metrics::Figures>> {
+        Vec::new()
+    }
+    /// The turn's records are stored ([`Log::commit`] returned `Ok`, and
+    /// with them the state records a failed write had kept back): what
+    /// the app held back until then may leave now (the desk's webhook
+    /// events). Called before the turn's messages are delivered.
+    fn stored(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
     /// The turn's store write ([`Log::commit`]) failed: the messages with these ids (given
     /// to [`Ctx::publish`]) were not stored and reach nobody; their senders
     /// have been told `unavailable`. An app that keeps them in memory
@@ -661,6 +672,7 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
             for (to, answer, _) in std::mem::take(&mut ctx.answers) {
                 let _ = to.try_send(answer);
             }
+            app.stored(ctx);
         }
         Err(e) => {
             ctx.metrics
@@ -692,6 +704,9 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
 pub fn run<A: App>(mut app: A, log: Box<dyn Log>, events: Receiver<Event>, metrics: Arc<Metrics>) {
     if let Some(budget) = app.budget().or_else(|| log.budget()) {
         metrics.set_memory(budget);
+    }
+    for figures in app.figures() {
+        metrics.add_figures(figures);
     }
     let mut ctx = Ctx::with_log(metrics.clone(), log);
     let log_events = ctx.log.events();

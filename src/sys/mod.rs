@@ -3,6 +3,11 @@
 //! inside carry a `// SAFETY:` comment saying why they are sound. Outside
 //! this module only the codec's masking (`ws::mask`) may use `unsafe`
 //! (`#![deny(unsafe_code)]` in lib.rs and main.rs).
+//!
+//! [`tls`] is the TLS client of `https://` webhooks: the system's OpenSSL,
+//! loaded at run time with `dlopen`.
+
+pub mod tls;
 
 use std::io;
 #[cfg(unix)]
