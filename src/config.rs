@@ -96,6 +96,8 @@ pub struct Config {
     pub max_binary_bytes: usize,
     /// Most chat rooms at once.
     pub max_rooms: usize,
+    /// Most rooms one chat user is a member of at once.
+    pub max_rooms_per_user: usize,
     /// Origins allowed to open WebSockets (empty: any).
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: none).
@@ -174,6 +176,7 @@ impl Default for Config {
             max_text_bytes: crate::chat::DEFAULT_MAX_TEXT_BYTES,
             max_binary_bytes: crate::chat::DEFAULT_MAX_BINARY_BYTES,
             max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
+            max_rooms_per_user: crate::chat::DEFAULT_MAX_ROOMS_PER_USER,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -288,6 +291,7 @@ impl Config {
             max_text_bytes: self.max_text_bytes,
             max_binary_bytes: self.max_binary_bytes,
             max_rooms: self.max_rooms,
+            max_rooms_per_user: self.max_rooms_per_user,
             session_ttl: self.session_ttl,
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
@@ -593,6 +597,16 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.max_rooms.to_string(),
+    },
+    Flag {
+        name: "max-rooms-per-user",
+        value: Some("N"),
+        help: "most chat rooms one user is a member of at once",
+        apply: |c, v| {
+            c.max_rooms_per_user = positive(number(v)?, "max-rooms-per-user")?;
+            Ok(())
+        },
+        show: |c| c.max_rooms_per_user.to_string(),
     },
     Flag {
         name: "agent-capacity",

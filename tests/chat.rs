@@ -1554,6 +1554,8 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
     until(&mut ann, "found");
     say(&mut ann, json!({"type": "privates"}));
     until(&mut ann, "privates");
+    say(&mut ann, json!({"type": "rooms"}));
+    until(&mut ann, "rooms");
     say(&mut ann, json!({"type": "private_history", "with": bob_id}));
     until(&mut ann, "private_history");
     say(&mut ann, json!({"type": "no_such_type"}));

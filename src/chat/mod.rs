@@ -36,7 +36,7 @@ use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
-use wire::{Entry, Message, PrivateSummary, Stored, StoredList};
+use wire::{Entry, Message, MyRoom, PrivateSummary, RoomCount, Stored, StoredList};
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -77,6 +77,14 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_FOUND: usize = 20;
 /// Most conversations one user keeps a read marker for.
 pub const MAX_READ_MARKERS: usize = 1000;
+/// Default limit on the rooms one user is a member of at once.
+pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 50;
+/// Most rooms one `rooms` answer lists (the busiest).
+pub const MAX_ROOM_LIST: usize = 100;
+/// A room's unread count is counted among its latest this many messages
+/// (so a `rooms` answer reads at most this many per room of the user):
+/// a count of 100 means "100 or more".
+pub const MAX_UNREAD_COUNT: usize = 100;
 /// Most conversations one `privates` answer lists (the newest).
 pub const MAX_PRIVATE_LIST: usize = 100;
 /// Longest ban, in minutes (a year).
@@ -125,6 +133,8 @@ pub struct ChatConfig {
     pub max_binary_bytes: usize,
     /// Most rooms at once (the lobby included).
     pub max_rooms: usize,
+    /// Most rooms one user is a member of at once.
+    pub max_rooms_per_user: usize,
     /// How long an identity lives unused (`--session-ttl`).
     pub session_ttl: Duration,
     /// The secrets tokens are signed with (`--jwt-secret`; several while
@@ -140,6 +150,7 @@ impl Default for ChatConfig {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_binary_bytes: DEFAULT_MAX_BINARY_BYTES,
             max_rooms: DEFAULT_MAX_ROOMS,
+            max_rooms_per_user: DEFAULT_MAX_ROOMS_PER_USER,
             session_ttl: DEFAULT_SESSION_TTL,
             jwt_secrets: Vec::new(),
             auth: AuthMode::Optional,
@@ -323,9 +334,11 @@ impl Chat {
         id
     }
 
-    /// `user` enters `room_name`: the room is told (once per turn), and
-    /// every connection of the user gets the member list, then the room's
-    /// history, or with `since` (for `conn`), everything after that id.
+    /// `user` enters `room_name` (its presence: the user's rooms and
+    /// current room are the caller's): the room is told (once per turn),
+    /// and every connection of the user gets the member list, then the
+    /// room's history, or with `since` (for `conn`), everything after that
+    /// id.
     fn enter_room(
         &mut self,
         ctx: &mut Ctx,
@@ -339,37 +352,135 @@ impl Chat {
         room.members.insert(user);
         room.conns.extend(conns.iter().copied());
         room.arrive(&self.ids, user);
-        if let Some(u) = self.ids.get_mut(user) {
-            u.room = room_name.to_string();
-        }
         self.mark_dirty(room_name);
         for conn in conns {
-            self.send_users(ctx, conn, 0);
+            self.send_users_of(ctx, conn, room_name, 0);
             match resume {
-                Some((c, since)) if c == conn => self.resume(ctx, conn, since),
-                _ => self.send_history(ctx, conn),
+                Some((c, since)) if c == conn => self.resume_room(ctx, conn, room_name, since),
+                _ => self.send_history_of(ctx, conn, room_name),
             }
         }
     }
 
-    /// `user` leaves its room (all its connections with it).
-    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
-        let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
-            return;
-        };
-        let left = self.record_membership(ctx, Membership::Left, user, &room_name);
-        if let Some(u) = self.ids.get_mut(user) {
-            u.left_at = left;
-        }
+    /// `user` leaves `room_name` (all its connections with it); returns
+    /// the id of the `left` record.
+    fn leave_one(&mut self, ctx: &mut Ctx, user: UserId, room_name: &str) -> u64 {
+        let left = self.record_membership(ctx, Membership::Left, user, room_name);
         let conns = self.conns_of(user);
-        if let Some(room) = self.rooms.get_mut(&room_name) {
-            room.members.remove(&user);
+        if let Some(room) = self.rooms.get_mut(room_name)
+            && room.members.remove(&user)
+        {
             for conn in conns {
                 room.conns.remove(&conn);
             }
             room.depart(&self.ids, user);
+            self.mark_dirty(room_name);
         }
-        self.mark_dirty(&room_name);
+        left
+    }
+
+    /// `user` goes offline: it leaves every room it is in (and stays their
+    /// member, for when it comes back).
+    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
+        let Some(rooms) = self.ids.get(user).map(|u| u.rooms.clone()) else {
+            return;
+        };
+        let mut left = 0;
+        for room in &rooms {
+            left = self.leave_one(ctx, user, room);
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.left_at = left.max(u.left_at);
+        }
+    }
+
+    /// Write `user`'s rooms and current room to the log (a `memberships`
+    /// record), so that they come back after a restart.
+    fn record_memberships(&mut self, ctx: &mut Ctx, user: UserId) {
+        let Some(u) = self.ids.get(user) else {
+            return;
+        };
+        let rooms: Vec<&str> = u.rooms.iter().map(String::as_str).collect();
+        let id = ctx.log().take_id();
+        let record = Entry::Memberships {
+            id,
+            user,
+            room: &u.room,
+            rooms: &rooms,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+    }
+
+    /// The room a command is about: `asked`, which must be one of the
+    /// user's rooms, or the current room.
+    fn room_for(&self, conn: ConnId, asked: Option<&str>) -> Result<String, ErrorReply> {
+        let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
+            return Err(ErrorReply::new("not_member", "you are in no room"));
+        };
+        match asked {
+            None => Ok(user.room.clone()),
+            Some(room) if user.rooms.contains(room) => Ok(room.to_string()),
+            Some(room) => Err(ErrorReply::new(
+                "not_member",
+                format!("you are not in room {room:?}: join it first"),
+            )),
+        }
+    }
+
+    /// `{"type":"rooms"}`: the busiest public rooms, and the user's own
+    /// with their unread counts.
+    fn send_rooms(&self, ctx: &mut Ctx, conn: ConnId) {
+        let Some(me) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
+            return;
+        };
+        let mut public: Vec<RoomCount> = self
+            .rooms
+            .iter()
+            .map(|(name, r)| RoomCount {
+                room: name,
+                members: r.members.len(),
+            })
+            .collect();
+        public.sort_by(|a, b| b.members.cmp(&a.members).then(a.room.cmp(b.room)));
+        public.truncate(MAX_ROOM_LIST);
+        let mine: Vec<MyRoom> = me
+            .rooms
+            .iter()
+            .map(|name| {
+                let read = me.room_read.get(name).copied().unwrap_or(0);
+                let latest = ctx.log().history(name, None, MAX_UNREAD_COUNT).messages;
+                let unread = latest
+                    .iter()
+                    .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+                    .filter(|m| {
+                        m["id"].as_u64().is_some_and(|id| id > read)
+                            && m["user"]["id"].as_u64() != Some(me.id)
+                    })
+                    .count();
+                MyRoom {
+                    room: name,
+                    members: self.rooms.get(name).map_or(0, |r| r.members.len()),
+                    unread,
+                    read,
+                }
+            })
+            .collect();
+        let msg = Message::Rooms {
+            current: &me.room,
+            rooms: &public,
+            mine: &mine,
+        };
+        ctx.send_json(conn, &msg.to_json());
+    }
+
+    /// Send `rooms` to every connection of `user` (its rooms changed).
+    fn send_rooms_to(&self, ctx: &mut Ctx, user: UserId) {
+        for conn in self.conns_of(user) {
+            self.send_rooms(ctx, conn);
+        }
     }
 
     fn mark_dirty(&mut self, room: &str) {
@@ -387,10 +498,14 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let Some(room) = self.rooms.get(&room_name) else {
+        self.send_users_of(ctx, conn, &room_name, offset);
+    }
+
+    fn send_users_of(&self, ctx: &mut Ctx, conn: ConnId, room_name: &str, offset: usize) {
+        let Some(room) = self.rooms.get(room_name) else {
             return;
         };
-        ctx.send_json(conn, &room.users_page(&self.ids, &room_name, offset));
+        ctx.send_json(conn, &room.users_page(&self.ids, room_name, offset));
     }
 
     /// A presence tick: each crowd whose members came or went since its
@@ -426,10 +541,14 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let page = ctx.log().history(&room_name, None, HISTORY_LEN);
+        self.send_history_of(ctx, conn, &room_name);
+    }
+
+    fn send_history_of(&self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
+        let page = ctx.log().history(room_name, None, HISTORY_LEN);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::History {
-            room: &room_name,
+            room: room_name,
             before: None,
             complete: missing.is_none(),
             first: missing,
@@ -464,17 +583,25 @@ impl Chat {
         Ok(())
     }
 
-    /// Send what `conn` missed since `since`: its room's messages and its
-    /// user's private messages, in order, then (being the hub) the live
-    /// stream follows with nothing in between.
-    fn resume(&self, ctx: &mut Ctx, conn: ConnId, since: u64) {
+    /// Send what `conn` missed since `since` in `room`: the room's
+    /// messages and, for its current room, its user's private messages, in
+    /// order, then (being the hub) the live stream follows with nothing in
+    /// between.
+    fn resume_room(&self, ctx: &mut Ctx, conn: ConnId, room: &str, since: u64) {
         let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
             return;
         };
-        let page = ctx.log().since(&user.room, &user.key(), since);
+        // Private messages come once, with the current room's resume (no
+        // user's key is empty).
+        let key = if user.room == room {
+            user.key()
+        } else {
+            String::new()
+        };
+        let page = ctx.log().since(room, &key, since);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::Resume {
-            room: &user.room,
+            room,
             since,
             complete: missing.is_none(),
             first: missing,
@@ -500,17 +627,19 @@ impl Chat {
         Ok(())
     }
 
-    fn chat(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
+    fn chat(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        text: String,
+        room: Option<&str>,
+    ) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
+        let room_name = self.room_for(conn, room)?;
         let id = ctx.log().take_id();
-        let room_name = self
-            .ids
-            .get(user)
-            .map(|u| u.room.clone())
-            .unwrap_or_default();
         let msg = Message::Chat {
             id,
             room: &room_name,
@@ -544,10 +673,10 @@ impl Chat {
         let Some(old) = self.ids.rename(user, &wanted) else {
             return Ok(());
         };
-        let room_name = self
+        let rooms = self
             .ids
             .get(user)
-            .map(|u| u.room.clone())
+            .map(|u| u.rooms.clone())
             .unwrap_or_default();
         let id = ctx.log().take_id();
         let time = now_ms();
@@ -561,41 +690,125 @@ impl Chat {
         ctx.log().append(Record::State {
             json: &record.to_json(),
         });
-        let msg = Message::Rename {
-            room: &room_name,
-            user: &named,
-            old: &old,
-            time,
-        }
-        .to_json();
-        if let Some(room) = self.rooms.get(&room_name) {
-            ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
+        // Every room the user is in hears of it.
+        for room_name in &rooms {
+            let msg = Message::Rename {
+                room: room_name,
+                user: &named,
+                old: &old,
+                time,
+            }
+            .to_json();
+            if let Some(room) = self.rooms.get(room_name) {
+                ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
+            }
         }
         Ok(())
     }
 
-    fn join(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+    /// `join`: move to `room` (leaving the current one), or with `also`,
+    /// enter it besides the user's other rooms. Either way it becomes the
+    /// current room.
+    fn join(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        room: &str,
+        also: bool,
+    ) -> Result<(), ErrorReply> {
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
         let room = valid_name(room)
             .map_err(|m| ErrorReply::new("bad_room", m.replace("name", "room name")))?;
-        if self.room_of(conn).as_deref() == Some(room.as_str()) {
+        let Some((current, member, count)) = self
+            .ids
+            .get(user)
+            .map(|u| (u.room.clone(), u.rooms.contains(&room), u.rooms.len()))
+        else {
+            return Ok(());
+        };
+        if current == room {
             self.send_users(ctx, conn, 0);
             self.send_history(ctx, conn);
             return Ok(());
         }
-        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.config.max_rooms {
-            return Err(ErrorReply::new(
-                "room_limit",
-                format!(
-                    "the server has its limit of {} rooms",
-                    self.config.max_rooms
-                ),
-            ));
+        if !member {
+            if !self.rooms.contains_key(&room) && self.rooms.len() >= self.config.max_rooms {
+                return Err(ErrorReply::new(
+                    "room_limit",
+                    format!(
+                        "the server has its limit of {} rooms",
+                        self.config.max_rooms
+                    ),
+                ));
+            }
+            if also && count >= self.config.max_rooms_per_user {
+                return Err(ErrorReply::new(
+                    "too_many",
+                    format!(
+                        "a user is in at most {} rooms (--max-rooms-per-user); leave one first",
+                        self.config.max_rooms_per_user
+                    ),
+                ));
+            }
         }
-        self.leave_room(ctx, user);
-        self.enter_room(ctx, user, &room, None);
+        if !also {
+            self.leave_one(ctx, user, &current);
+            if let Some(u) = self.ids.get_mut(user) {
+                u.rooms.remove(&current);
+            }
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.insert(room.clone());
+            u.room = room.clone();
+        }
+        if member {
+            self.send_users_of(ctx, conn, &room, 0);
+            self.send_history_of(ctx, conn, &room);
+        } else {
+            self.enter_room(ctx, user, &room, None);
+        }
+        self.record_memberships(ctx, user);
+        if also || member {
+            self.send_rooms_to(ctx, user);
+        }
+        Ok(())
+    }
+
+    /// `leave` with a `room`: leave that room for good. The current room
+    /// becomes the lobby (or another of the user's rooms); a user who
+    /// leaves its last room is back in the lobby.
+    fn leave(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+        let room = self.room_for(conn, Some(room))?;
+        let Some(user) = self.user_of(conn) else {
+            return Ok(());
+        };
+        self.leave_one(ctx, user, &room);
+        let mut enter_lobby = false;
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.remove(&room);
+            if u.rooms.is_empty() {
+                u.rooms.insert(LOBBY.to_string());
+                enter_lobby = true;
+            }
+            if u.room == room {
+                u.room = if u.rooms.contains(LOBBY) {
+                    LOBBY.to_string()
+                } else {
+                    u.rooms
+                        .iter()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(|| LOBBY.to_string())
+                };
+            }
+        }
+        if enter_lobby {
+            self.enter_room(ctx, user, LOBBY, None);
+        }
+        self.record_memberships(ctx, user);
+        self.send_rooms_to(ctx, user);
         Ok(())
     }
 
@@ -643,12 +856,19 @@ impl Chat {
         Ok(())
     }
 
-    fn typing(&mut self, ctx: &mut Ctx, conn: ConnId, active: bool) {
+    fn typing(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        active: bool,
+        room: Option<&str>,
+    ) -> Result<(), ErrorReply> {
+        let room_name = self.room_for(conn, room)?;
         let Some(id) = self.user_of(conn) else {
-            return;
+            return Ok(());
         };
         let Some(user) = self.ids.get_mut(id) else {
-            return;
+            return Ok(());
         };
         let now = Instant::now();
         if active
@@ -656,10 +876,9 @@ impl Chat {
                 .last_typing
                 .is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL)
         {
-            return;
+            return Ok(());
         }
         user.last_typing = if active { Some(now) } else { None };
-        let room_name = user.room.clone();
         let mine: Vec<ConnId> = user.conns.iter().copied().collect();
         let msg = Message::Typing {
             room: &room_name,
@@ -674,6 +893,7 @@ impl Chat {
                 &frame,
             );
         }
+        Ok(())
     }
 
     /// `{"type":"privates"}`: the user's private conversations, newest
@@ -772,6 +992,9 @@ impl Chat {
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
+        if let Some(room) = body.get("room") {
+            return self.mark_room_read(ctx, me, room, body.get("upto"));
+        }
         let (Some(with), Some(upto)) = (
             body.get("with").and_then(Value::as_u64),
             body.get("upto").and_then(Value::as_u64),
@@ -806,6 +1029,51 @@ impl Chat {
             id,
             user: me,
             with,
+            upto,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+        Ok(())
+    }
+
+    /// `{"type":"read","room":R,"upto":MSGID}`: the user has read room R
+    /// up to that message (a `room_read` record: kept across reloads,
+    /// devices and restarts).
+    fn mark_room_read(
+        &mut self,
+        ctx: &mut Ctx,
+        me: UserId,
+        room: &Value,
+        upto: Option<&Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(room), Some(upto)) = (room.as_str(), upto.and_then(Value::as_u64)) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "read needs \"room\" (a room name) and \"upto\" (a message id)",
+            ));
+        };
+        let room = valid_name(room).map_err(|m| ErrorReply::new("bad_room", m))?;
+        let Some(user) = self.ids.get_mut(me) else {
+            return Ok(());
+        };
+        if user.room_read.len() >= MAX_READ_MARKERS && !user.room_read.contains_key(&room) {
+            return Err(ErrorReply::new(
+                "too_many",
+                format!("at most {MAX_READ_MARKERS} rooms keep read markers"),
+            ));
+        }
+        let at = user.room_read.entry(room.clone()).or_default();
+        if upto <= *at {
+            return Ok(());
+        }
+        *at = upto;
+        let id = ctx.log().take_id();
+        let record = Entry::RoomRead {
+            id,
+            user: me,
+            room: &room,
             upto,
             time: now_ms(),
         };
@@ -905,22 +1173,73 @@ impl Chat {
         let pending_since = me.map_or(0, |u| u.left_at);
         ctx.send_json(conn, &welcome);
         let resume = asked.since.map(|since| (conn, since));
-        if was_online && current.as_deref() == Some(room.as_str()) {
-            // Another tab of someone already here: only this connection
-            // needs the room; nobody is told of a join.
-            if let Some(r) = self.rooms.get_mut(&room) {
-                r.conns.insert(conn);
+        let member = self.ids.get(user).is_some_and(|u| u.rooms.contains(&room));
+        let moved = current.as_deref() != Some(room.as_str());
+        // A room the user is not in, asked for with `?room=`: a move, as
+        // `join` (it leaves its current room).
+        if moved
+            && !member
+            && let Some(old) = current.as_deref()
+        {
+            if was_online {
+                self.leave_one(ctx, user, old);
             }
-            self.send_users(ctx, conn, 0);
-            match resume {
-                Some((_, since)) => self.resume(ctx, conn, since),
-                None => self.send_history(ctx, conn),
+            if let Some(u) = self.ids.get_mut(user) {
+                u.rooms.remove(old);
+            }
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.insert(room.clone());
+            u.room = room.clone();
+        }
+        if moved {
+            self.record_memberships(ctx, user);
+        }
+        // The current room first (what a one-room client reads), then the
+        // user's other rooms.
+        let others: Vec<String> = self
+            .ids
+            .get(user)
+            .map(|u| u.rooms.iter().filter(|r| **r != room).cloned().collect())
+            .unwrap_or_default();
+        if was_online {
+            // Another connection of someone already here: it joins the
+            // rooms the user is in, and nobody is told of a join.
+            for name in others.iter().chain(std::iter::once(&room)) {
+                if let Some(r) = self.rooms.get_mut(name)
+                    && r.members.contains(&user)
+                {
+                    r.conns.insert(conn);
+                }
+            }
+            let present = |chat: &Chat, name: &str| {
+                chat.rooms
+                    .get(name)
+                    .is_some_and(|r| r.members.contains(&user))
+            };
+            if present(self, &room) {
+                self.send_users_of(ctx, conn, &room, 0);
+                match resume {
+                    Some((_, since)) => self.resume_room(ctx, conn, &room, since),
+                    None => self.send_history_of(ctx, conn, &room),
+                }
+            } else {
+                self.enter_room(ctx, user, &room, resume);
+            }
+            for name in &others {
+                self.send_users_of(ctx, conn, name, 0);
+                match resume {
+                    Some((_, since)) => self.resume_room(ctx, conn, name, since),
+                    None => self.send_history_of(ctx, conn, name),
+                }
             }
         } else {
-            if was_online {
-                self.leave_room(ctx, user);
-            }
             self.enter_room(ctx, user, &room, resume);
+            for name in &others {
+                if self.rooms.contains_key(name) || self.rooms.len() < self.config.max_rooms {
+                    self.enter_room(ctx, user, name, resume);
+                }
+            }
         }
         // What was sent privately while the user was away (a resume has
         // them already).
@@ -975,8 +1294,12 @@ impl Chat {
         };
         if last {
             self.leave_room(ctx, user);
-        } else if let Some(room) = self.ids.get(user).and_then(|u| self.rooms.get_mut(&u.room)) {
-            room.conns.remove(&conn);
+        } else if let Some(u) = self.ids.get(user) {
+            for name in &u.rooms {
+                if let Some(room) = self.rooms.get_mut(name) {
+                    room.conns.remove(&conn);
+                }
+            }
         }
         self.ids.touch(user, now_ms());
     }
@@ -1136,19 +1459,17 @@ impl App for Chat {
         }
         let result = match command::parse(&text) {
             Err(e) => Err(e),
-            Ok(Command::Chat { text }) => self.chat(ctx, conn, text),
+            Ok(Command::Chat { text, room }) => self.chat(ctx, conn, text, room.as_deref()),
             Ok(Command::Name { name }) => self.rename(ctx, conn, &name),
-            Ok(Command::Join { room }) => self.join(ctx, conn, &room),
-            Ok(Command::Leave) => self.join(ctx, conn, LOBBY),
+            Ok(Command::Join { room, also }) => self.join(ctx, conn, &room, also),
+            Ok(Command::Leave { room: None }) => self.join(ctx, conn, LOBBY, false),
+            Ok(Command::Leave { room: Some(room) }) => self.leave(ctx, conn, &room),
             Ok(Command::Users { offset }) => {
                 self.send_users(ctx, conn, offset);
                 Ok(())
             }
             Ok(Command::Private { to, text }) => self.private(ctx, conn, to, text),
-            Ok(Command::Typing { active }) => {
-                self.typing(ctx, conn, active);
-                Ok(())
-            }
+            Ok(Command::Typing { active, room }) => self.typing(ctx, conn, active, room.as_deref()),
             Ok(Command::Auth { token }) => {
                 self.auth(ctx, conn, &token);
                 Ok(())
@@ -1181,6 +1502,10 @@ impl App for Chat {
                     Ok(())
                 }
             }
+            Ok(Command::Other { kind, .. }) if kind == "rooms" => {
+                self.send_rooms(ctx, conn);
+                Ok(())
+            }
             Ok(Command::Other { kind, .. }) if kind == "privates" => {
                 self.send_privates(ctx, conn);
                 Ok(())
@@ -1191,10 +1516,9 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(ctx, conn, &body),
             Ok(Command::Other { kind, body }) if kind == "resume" => {
                 match body.get("since").and_then(Value::as_u64) {
-                    Some(since) => {
-                        self.resume(ctx, conn, since);
-                        Ok(())
-                    }
+                    Some(since) => self
+                        .room_for(conn, body.get("room").and_then(Value::as_str))
+                        .map(|room| self.resume_room(ctx, conn, &room, since)),
                     None => Err(ErrorReply::new(
                         "bad_command",
                         "resume needs \"since\", a message id",

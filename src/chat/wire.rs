@@ -201,6 +201,39 @@ pub enum Message<'a> {
         /// The stored messages.
         messages: StoredList<'a>,
     },
+    /// The rooms: the busiest public ones with their member counts, and
+    /// the user's own with what it has not read.
+    Rooms {
+        /// The user's current room (where plain text goes).
+        current: &'a str,
+        /// Public rooms, most members first.
+        rooms: &'a [RoomCount<'a>],
+        /// The user's rooms, by name.
+        mine: &'a [MyRoom<'a>],
+    },
+}
+
+/// One room of a `rooms` list.
+#[derive(Debug, Serialize)]
+pub struct RoomCount<'a> {
+    /// Its name.
+    pub room: &'a str,
+    /// Its members online.
+    pub members: usize,
+}
+
+/// One of the user's rooms, in a `rooms` answer.
+#[derive(Debug, Serialize)]
+pub struct MyRoom<'a> {
+    /// Its name.
+    pub room: &'a str,
+    /// Its members online.
+    pub members: usize,
+    /// Messages from others after the user's read marker (counted among
+    /// the latest [`MAX_UNREAD_COUNT`](super::MAX_UNREAD_COUNT)).
+    pub unread: usize,
+    /// The user's read marker: the last message it has read (0: none).
+    pub read: u64,
 }
 
 /// One conversation of a `privates` list.
@@ -277,6 +310,32 @@ pub enum Entry<'a> {
         with: u64,
         /// The last message read.
         upto: u64,
+        /// When.
+        time: u64,
+    },
+    /// A user has read a room up to a message.
+    RoomRead {
+        /// The record's id.
+        id: u64,
+        /// The reader's id.
+        user: u64,
+        /// The room.
+        room: &'a str,
+        /// The last message read.
+        upto: u64,
+        /// When.
+        time: u64,
+    },
+    /// The rooms a user is a member of now, and its current one.
+    Memberships {
+        /// The record's id.
+        id: u64,
+        /// The user's id.
+        user: u64,
+        /// Its current room.
+        room: &'a str,
+        /// Every room it is a member of.
+        rooms: &'a [&'a str],
         /// When.
         time: u64,
     },
