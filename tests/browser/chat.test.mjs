@@ -86,16 +86,20 @@ test('two pages chat, see each other, whisper, and switch rooms', { timeout: 90_
   await waitMessage(a, `reply to Ann ${t}`);
   await b.click('#pmCancel');
 
-  // Rooms: Ann goes to another room; the lobby and the room do not mix.
+  // Rooms: Ann goes to another room; she stays in the lobby too (listed in
+  // her sidebar), but what she sees is the room: the two do not mix, and
+  // the lobby's new message is an unread badge.
   const room = 'room-' + t;
   await a.fill('#roomInput', room);
   await a.press('#roomInput', 'Enter');
   await waitText(a, '#roomName', room);
   await waitText(a, '#userCount', '1');
-  await b.waitForFunction((n) => ![...document.querySelectorAll('#users li .n')].some((e) => e.textContent === n), ann);
+  await a.waitForSelector(`#rooms li[data-room="${room}"] button[aria-current="true"]`);
+  await a.waitForSelector('#rooms li[data-room="lobby"]');
   const lobbyOnly = `lobby only ${t}`;
   await say(b, lobbyOnly);
   await waitMessage(c, lobbyOnly);
+  await waitText(a, '#rooms li[data-room="lobby"] .badge', '1');
   await b.fill('#roomInput', room);
   await b.press('#roomInput', 'Enter');
   await waitText(b, '#roomName', room);
@@ -106,10 +110,12 @@ test('two pages chat, see each other, whisper, and switch rooms', { timeout: 90_
   await say(b, inRoom);
   await waitMessage(a, inRoom);
   assert.ok(!(await bubbles(a)).includes(lobbyOnly), 'a room must not see the lobby');
-  // Bob goes back to the lobby with the button; Cat sees what he says next,
-  // and never saw what was said in the room.
+  // Bob leaves the room with the button: back in the lobby; Cat sees what
+  // he says next, and never saw what was said in the room.
   await b.click('#leaveBtn');
   await waitText(b, '#roomName', 'lobby');
+  await b.waitForSelector(`#rooms li[data-room="${room}"]`, { state: 'detached' });
+  await a.waitForFunction((n) => ![...document.querySelectorAll('#users li .n')].some((e) => e.textContent === n), bob);
   const back = `back in the lobby ${t}`;
   await say(b, back);
   await waitMessage(c, back);
@@ -447,4 +453,55 @@ test('a member is reached with the keyboard: Tab to the name, Enter, type, Enter
   await waitMessage(b, `by keyboard ${t}`);
   await a.context().close();
   await b.context().close();
+});
+
+test('two users in two rooms: unread badges, switching from the sidebar, and counts that survive a reload', { timeout: 90_000 }, async () => {
+  const t = tag();
+  const ann = 'Ann-' + t, bob = 'Bob-' + t;
+  const red = 'red-' + t, blue = 'blue-' + t;
+  const a = await chatPage(browser, srv.url, ann, { room: red });
+  const b = await chatPage(browser, srv.url, bob, { room: blue });
+  // Each joins the other's room from the list of other rooms or the form:
+  // both are now in red and blue (and the lobby, where they began).
+  await b.fill('#roomInput', red);
+  await b.press('#roomInput', 'Enter');
+  await waitText(b, '#roomName', red);
+  // The list of rooms is fresh once she is about to pick one.
+  await a.focus('#roomInput');
+  await a.waitForSelector(`#otherRooms li[data-room="${blue}"] button`);
+  await a.click(`#otherRooms li[data-room="${blue}"] button`);
+  await waitText(a, '#roomName', blue);
+  await a.waitForSelector(`#rooms li[data-room="${red}"]`);
+  // Ann looks at blue; Bob writes in red: a badge on red for Ann, nothing
+  // in her stream.
+  const inRed = `in red ${t}`;
+  await say(b, inRed);
+  await waitMessage(b, inRed);
+  await waitText(a, `#rooms li[data-room="${red}"] .badge`, '1');
+  assert.ok(!(await bubbles(a)).includes(inRed), 'the room shown is blue');
+  // A reload: the badge is the server's count, kept for her identity.
+  await a.reload();
+  await a.waitForSelector('#status[data-state="open"]');
+  await waitText(a, '#roomName', blue);
+  await waitText(a, `#rooms li[data-room="${red}"] .badge`, '1');
+  // Opening red from the sidebar with the keyboard shows the message and
+  // clears the badge, on this page and after another reload.
+  await a.focus(`#rooms li[data-room="${red}"] button.pick`);
+  await a.keyboard.press('Enter');
+  await waitText(a, '#roomName', red);
+  await waitMessage(a, inRed);
+  await a.waitForSelector(`#rooms li[data-room="${red}"] .badge`, { state: 'detached' });
+  await a.reload();
+  await a.waitForSelector('#status[data-state="open"]');
+  await waitText(a, '#roomName', red);
+  await a.waitForSelector(`#rooms li[data-room="${blue}"]`);
+  assert.equal(await a.$$eval('#rooms .badge', (l) => l.length), 0);
+  // Plain text goes to the room shown; Bob, in red too, sees it.
+  const back = `answer in red ${t}`;
+  await say(a, back);
+  await waitMessage(b, back);
+  // Ann leaves blue with its × button: it leaves her list.
+  await a.click(`#rooms li[data-room="${blue}"] button.x`);
+  await a.waitForSelector(`#rooms li[data-room="${blue}"]`, { state: 'detached' });
+  for (const p of [a, b]) assert.deepEqual(p.errors || [], []);
 });
