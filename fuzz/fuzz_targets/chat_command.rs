@@ -17,12 +17,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match parse(text) {
-        Ok(Command::Chat { text: said, room }) => {
+        Ok(Command::Chat { text: said, room, reply }) => {
             // Either not an object at all, or a JSON object with type chat.
             let trimmed = text.trim();
             if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
                 assert_eq!(said, text, "plain text must pass through verbatim");
                 assert_eq!(room, None, "plain text goes to the current room");
+                assert_eq!(reply, None, "plain text answers nothing");
             } else if let Some(room) = room {
                 let value: serde_json::Value = serde_json::from_str(trimmed).expect("JSON");
                 assert_eq!(value["room"].as_str(), Some(room.as_str()));

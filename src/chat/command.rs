@@ -17,6 +17,8 @@ pub enum Command {
         text: String,
         /// One of the user's rooms (none: the current one).
         room: Option<String>,
+        /// The id of the message it answers.
+        reply: Option<u64>,
     },
     /// Take a new name.
     Name {
@@ -96,10 +98,10 @@ pub use crate::hub::ErrorReply;
 ///
 /// ```
 /// use wschat::chat::command::{parse, Command};
-/// assert_eq!(parse("你好"), Ok(Command::Chat { text: "你好".into(), room: None }));
+/// assert_eq!(parse("你好"), Ok(Command::Chat { text: "你好".into(), room: None, reply: None }));
 /// assert_eq!(parse(r#"{"type":"join","room":"rust"}"#), Ok(Command::Join { room: "rust".into(), also: false }));
 /// assert_eq!(parse(r#"{"type":"join","room":"go","also":true}"#), Ok(Command::Join { room: "go".into(), also: true }));
-/// assert_eq!(parse(r#"{"type":"chat""#).unwrap(), Command::Chat { text: r#"{"type":"chat""#.into(), room: None });
+/// assert_eq!(parse(r#"{"type":"chat""#).unwrap(), Command::Chat { text: r#"{"type":"chat""#.into(), room: None, reply: None });
 /// assert_eq!(parse(r#"{"type": oops}"#).unwrap_err().code, "bad_json");
 /// ```
 pub fn parse(text: &str) -> Result<Command, ErrorReply> {
@@ -108,6 +110,7 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
         return Ok(Command::Chat {
             text: text.to_string(),
             room: None,
+            reply: None,
         });
     }
     let value: Value = serde_json::from_str(trimmed).map_err(|e| {
@@ -120,6 +123,7 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
         return Ok(Command::Chat {
             text: text.to_string(),
             room: None,
+            reply: None,
         });
     };
     let kind = match body.get("type") {
@@ -167,6 +171,12 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
         "chat" => Command::Chat {
             text: string("text")?,
             room: optional("room")?,
+            reply: match body.get("reply") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    ErrorReply::new("bad_command", "\"reply\" must be a message id")
+                })?),
+            },
         },
         "name" => Command::Name {
             name: string("name")?,
@@ -254,6 +264,7 @@ mod tests {
                 Ok(Command::Chat {
                     text: text.to_string(),
                     room: None,
+                    reply: None,
                 }),
                 "{text}"
             );
@@ -266,14 +277,16 @@ mod tests {
             parse(r#"{"type":"chat","text":"hi"}"#),
             Ok(Command::Chat {
                 text: "hi".into(),
-                room: None
+                room: None,
+                reply: None
             })
         );
         assert_eq!(
             parse(r#"{"type":"chat","room":"rust","text":"hi"}"#),
             Ok(Command::Chat {
                 text: "hi".into(),
-                room: Some("rust".into())
+                room: Some("rust".into()),
+                reply: None
             })
         );
         assert_eq!(

@@ -296,6 +296,11 @@ impl Identities {
         self.users.insert(user.id, user);
     }
 
+    /// The user named `name` (ignoring case), if the chat knows one.
+    pub fn by_name(&self, name: &str) -> Option<UserId> {
+        self.names.get(&name.to_lowercase()).copied()
+    }
+
     /// The user with id `id`.
     pub fn get(&self, id: UserId) -> Option<&User> {
         self.users.get(&id)

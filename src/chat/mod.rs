@@ -85,6 +85,14 @@ pub const MAX_ROOM_LIST: usize = 100;
 /// (so a `rooms` answer reads at most this many per room of the user):
 /// a count of 100 means "100 or more".
 pub const MAX_UNREAD_COUNT: usize = 100;
+/// A reply's quote of the message it answers keeps this many characters.
+pub const MAX_QUOTE_CHARS: usize = 200;
+/// Most different emoji on one message.
+pub const MAX_REACTIONS: usize = 20;
+/// Longest reaction, in bytes (an emoji with its modifiers and joiners).
+pub const MAX_EMOJI_BYTES: usize = 32;
+/// Most users one message notifies by `@name`.
+pub const MAX_MENTIONS: usize = 10;
 /// Most conversations one `privates` answer lists (the newest).
 pub const MAX_PRIVATE_LIST: usize = 100;
 /// Longest ban, in minutes (a year).
@@ -633,19 +641,45 @@ impl Chat {
         conn: ConnId,
         text: String,
         room: Option<&str>,
+        reply: Option<u64>,
     ) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
         let room_name = self.room_for(conn, room)?;
+        // A reply quotes the message it answers, of the same room.
+        let quote = match reply {
+            None => None,
+            Some(to) => {
+                let answered = stored_chat(ctx, to)
+                    .filter(|v| v["room"] == room_name.as_str())
+                    .ok_or_else(|| {
+                        ErrorReply::new(
+                            "unknown_message",
+                            format!("no message with id {to} in {room_name:?} to reply to"),
+                        )
+                    })?;
+                let text: String = answered["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(MAX_QUOTE_CHARS)
+                    .collect();
+                Some(serde_json::json!({"id": to, "user": answered["user"], "text": text}))
+            }
+        };
         let id = ctx.log().take_id();
+        let from = self.user_ref(user);
         let msg = Message::Chat {
             id,
             room: &room_name,
-            user: &self.user_ref(user),
+            user: &from,
             text: &text,
             time: now_ms(),
+            reply: quote.as_ref(),
+            reactions: None,
+            edited: None,
         }
         .to_json();
         let frame = Ctx::json_frame(&msg);
@@ -655,6 +689,188 @@ impl Chat {
         });
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.publish(id, Some(conn), room.conns.iter().copied(), &frame);
+        }
+        // `@name` notifies that user on every connection, whatever room it
+        // is in (once the message is stored, like the message itself).
+        let mention = Message::Mention {
+            id,
+            room: &room_name,
+            from: &from,
+            text: &text,
+        }
+        .to_json();
+        let frame = Ctx::json_frame(&mention);
+        for named in self.mentioned(&text, user) {
+            ctx.publish(id, None, self.conns_of(named), &frame);
+        }
+        Ok(())
+    }
+
+    /// The users `text` names with `@name` (a name as the chat knows it,
+    /// ignoring case, up to a space or punctuation), at most
+    /// [`MAX_MENTIONS`], the author left out.
+    fn mentioned(&self, text: &str, author: UserId) -> Vec<UserId> {
+        let mut found = Vec::new();
+        for (at, _) in text.match_indices('@') {
+            let name: String = text[at + 1..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(MAX_NAME_CHARS)
+                .collect();
+            let name = name.trim_end_matches('.');
+            if let Some(user) = self.ids.by_name(name)
+                && user != author
+                && !found.contains(&user)
+            {
+                found.push(user);
+                if found.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    /// Room message `id` as stored now, if `conn`'s user wrote it; else
+    /// `unknown_message`, or `forbidden` for someone else's.
+    fn own_message(&self, ctx: &mut Ctx, conn: ConnId, id: u64) -> Result<Value, ErrorReply> {
+        let message = stored_chat(ctx, id).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        if self.user_of(conn).is_none() || message["user"]["id"].as_u64() != self.user_of(conn) {
+            return Err(ErrorReply::new(
+                "forbidden",
+                "you may edit or retract only your own messages",
+            ));
+        }
+        Ok(message)
+    }
+
+    /// `{"type":"edit","id":MSGID,"text":…}`: the author changes a room
+    /// message. History and resume serve the new version (with `edited`),
+    /// and the room is told.
+    fn edit(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(id), Some(text)) = (
+            body.get("id").and_then(Value::as_u64),
+            body.get("text").and_then(Value::as_str),
+        ) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "edit needs \"id\" (a message id) and \"text\"",
+            ));
+        };
+        self.check_text(text)?;
+        let old = self.own_message(ctx, conn, id)?;
+        let edited = now_ms();
+        let version = new_version(&old, text, old.get("reactions"), Some(edited));
+        let room = ctx.log().replace(id, &version).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        let msg = Message::Edited {
+            id,
+            room: &room,
+            text,
+            edited,
+        }
+        .to_json();
+        if let Some(r) = self.rooms.get(&room) {
+            ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
+        }
+        Ok(())
+    }
+
+    /// `{"type":"retract","id":MSGID}`: the author deletes a room message,
+    /// as an administrator's `delete` does (the log keeps a tombstone; the
+    /// text never comes back), and the room gets the same `deleted`.
+    fn retract(&mut self, ctx: &mut Ctx, conn: ConnId, id: Option<u64>) -> Result<(), ErrorReply> {
+        let id = id.ok_or_else(|| ErrorReply::new("bad_command", "retract needs \"id\""))?;
+        self.own_message(ctx, conn, id)?;
+        self.delete(ctx, id)
+    }
+
+    /// `{"type":"react","id":MSGID,"emoji":"👍"}`: add the user's reaction,
+    /// or take it back if it was there. A member of the message's room
+    /// only; the room gets the new `reactions`.
+    fn react(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(id), Some(emoji)) = (
+            body.get("id").and_then(Value::as_u64),
+            body.get("emoji").and_then(Value::as_str),
+        ) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "react needs \"id\" (a message id) and \"emoji\"",
+            ));
+        };
+        if emoji.is_empty()
+            || emoji.len() > MAX_EMOJI_BYTES
+            || emoji.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ErrorReply::new(
+                "bad_command",
+                format!("an emoji is 1-{MAX_EMOJI_BYTES} bytes without spaces"),
+            ));
+        }
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let message = stored_chat(ctx, id).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        self.room_for(conn, message["room"].as_str())?;
+        let mut reactions = match message.get("reactions") {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        if !reactions.contains_key(emoji) && reactions.len() >= MAX_REACTIONS {
+            return Err(ErrorReply::new(
+                "too_many",
+                format!("a message has at most {MAX_REACTIONS} different reactions"),
+            ));
+        }
+        let who = reactions
+            .entry(emoji.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(ids) = who {
+            match ids.iter().position(|v| v.as_u64() == Some(me)) {
+                Some(i) => {
+                    ids.remove(i);
+                }
+                None => ids.push(Value::from(me)),
+            }
+            if ids.is_empty() {
+                reactions.remove(emoji);
+            }
+        }
+        let reactions = Value::Object(reactions);
+        let text = message["text"].as_str().unwrap_or("");
+        let kept = reactions.as_object().is_some_and(|m| !m.is_empty());
+        let version = new_version(
+            &message,
+            text,
+            kept.then_some(&reactions),
+            message["edited"].as_u64(),
+        );
+        let room = ctx.log().replace(id, &version).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        let msg = Message::Reactions {
+            id,
+            room: &room,
+            reactions: &reactions,
+        }
+        .to_json();
+        if let Some(r) = self.rooms.get(&room) {
+            ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
         Ok(())
     }
@@ -1375,6 +1591,31 @@ impl Chat {
     }
 }
 
+/// Room message `id` as the log serves it now, parsed; `None` when there
+/// is no such chat message.
+fn stored_chat(ctx: &mut Ctx, id: u64) -> Option<Value> {
+    let json = ctx.log().message(id)?;
+    serde_json::from_str::<Value>(&json)
+        .ok()
+        .filter(|v| v["type"] == "chat" && v["id"].as_u64() == Some(id))
+}
+
+/// A new version of stored chat message `old`: its id, room, author, time
+/// and reply as they were, with `text`, `reactions` and `edited`.
+fn new_version(old: &Value, text: &str, reactions: Option<&Value>, edited: Option<u64>) -> String {
+    Message::Chat {
+        id: old["id"].as_u64().unwrap_or(0),
+        room: old["room"].as_str().unwrap_or(""),
+        user: &old["user"],
+        text,
+        time: old["time"].as_u64().unwrap_or(0),
+        reply: old.get("reply"),
+        reactions,
+        edited,
+    }
+    .to_json()
+}
+
 /// Every how many hub ticks crowds hear of presence: ticks are at least
 /// [`TICK_INTERVAL`](crate::hub::TICK_INTERVAL) apart, so updates are at
 /// least [`PRESENCE_INTERVAL`] apart.
@@ -1459,7 +1700,9 @@ impl App for Chat {
         }
         let result = match command::parse(&text) {
             Err(e) => Err(e),
-            Ok(Command::Chat { text, room }) => self.chat(ctx, conn, text, room.as_deref()),
+            Ok(Command::Chat { text, room, reply }) => {
+                self.chat(ctx, conn, text, room.as_deref(), reply)
+            }
             Ok(Command::Name { name }) => self.rename(ctx, conn, &name),
             Ok(Command::Join { room, also }) => self.join(ctx, conn, &room, also),
             Ok(Command::Leave { room: None }) => self.join(ctx, conn, LOBBY, false),
@@ -1502,6 +1745,11 @@ impl App for Chat {
                     Ok(())
                 }
             }
+            Ok(Command::Other { kind, body }) if kind == "edit" => self.edit(ctx, conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "retract" => {
+                self.retract(ctx, conn, body.get("id").and_then(Value::as_u64))
+            }
+            Ok(Command::Other { kind, body }) if kind == "react" => self.react(ctx, conn, &body),
             Ok(Command::Other { kind, .. }) if kind == "rooms" => {
                 self.send_rooms(ctx, conn);
                 Ok(())

@@ -43,6 +43,47 @@ pub enum Message<'a> {
         text: &'a str,
         /// When, in milliseconds since the epoch.
         time: u64,
+        /// The message it answers: `{"id","text","user"}`, its text cut
+        /// to [`MAX_QUOTE_CHARS`](super::MAX_QUOTE_CHARS).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply: Option<&'a Value>,
+        /// Its reactions: each emoji and the ids of who reacted with it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reactions: Option<&'a Value>,
+        /// When its author last edited it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited: Option<u64>,
+    },
+    /// A room message was edited by its author.
+    Edited {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Its new text.
+        text: &'a str,
+        /// When it was edited.
+        edited: u64,
+    },
+    /// A room message's reactions changed.
+    Reactions {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Each emoji and the ids of who reacted with it (`{}`: none).
+        reactions: &'a Value,
+    },
+    /// Someone named the user (`@name`) in a room message.
+    Mention {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Who wrote it.
+        from: &'a Value,
+        /// What was said.
+        text: &'a str,
     },
     /// A private message, as delivered and stored.
     Private {
@@ -417,6 +458,9 @@ mod tests {
                     user: &user,
                     text: "hi \u{1} there",
                     time: 9,
+                    reply: None,
+                    reactions: None,
+                    edited: None,
                 }
                 .to_json(),
                 ordered! {"type": "chat", "id": 3, "room": "lobby", "user": user, "text": "hi \u{1} there", "time": 9},
