@@ -98,6 +98,8 @@ pub struct Config {
     pub max_rooms: usize,
     /// Most rooms one chat user is a member of at once.
     pub max_rooms_per_user: usize,
+    /// Most messages one chat `search` reads.
+    pub search_scan: usize,
     /// Origins allowed to open WebSockets (empty: any).
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: none).
@@ -177,6 +179,7 @@ impl Default for Config {
             max_binary_bytes: crate::chat::DEFAULT_MAX_BINARY_BYTES,
             max_rooms: crate::chat::DEFAULT_MAX_ROOMS,
             max_rooms_per_user: crate::chat::DEFAULT_MAX_ROOMS_PER_USER,
+            search_scan: crate::chat::DEFAULT_SEARCH_SCAN,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -292,6 +295,7 @@ impl Config {
             max_binary_bytes: self.max_binary_bytes,
             max_rooms: self.max_rooms,
             max_rooms_per_user: self.max_rooms_per_user,
+            search_scan: self.search_scan,
             session_ttl: self.session_ttl,
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,
@@ -607,6 +611,16 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.max_rooms_per_user.to_string(),
+    },
+    Flag {
+        name: "search-scan",
+        value: Some("N"),
+        help: "most messages one chat search reads; past it the answer says where to go on",
+        apply: |c, v| {
+            c.search_scan = positive(number(v)?, "search-scan")?;
+            Ok(())
+        },
+        show: |c| c.search_scan.to_string(),
     },
     Flag {
         name: "agent-capacity",

@@ -1572,6 +1572,13 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
         json!({"type": "react", "id": first, "emoji": "👍"}),
     );
     until(&mut ann, "reactions");
+    say(&mut ann, json!({"type": "search", "text": "HI"}));
+    until(&mut ann, "results");
+    say(
+        &mut ann,
+        json!({"type": "search", "text": "psst", "with": bob_id}),
+    );
+    until(&mut ann, "results");
     say(&mut ann, json!({"type": "private_history", "with": bob_id}));
     until(&mut ann, "private_history");
     say(&mut ann, json!({"type": "no_such_type"}));

@@ -93,6 +93,15 @@ pub const MAX_REACTIONS: usize = 20;
 pub const MAX_EMOJI_BYTES: usize = 32;
 /// Most users one message notifies by `@name`.
 pub const MAX_MENTIONS: usize = 10;
+/// Default bound on the messages one `search` reads (`--search-scan`):
+/// past it, the answer says where to go on.
+pub const DEFAULT_SEARCH_SCAN: usize = 10_000;
+/// Most results one `search` answer holds.
+pub const MAX_SEARCH_RESULTS: usize = 50;
+/// Results of a `search` without `limit`.
+pub const SEARCH_RESULTS: usize = 20;
+/// Longest search text, in characters.
+pub const MAX_QUERY_CHARS: usize = 100;
 /// Most conversations one `privates` answer lists (the newest).
 pub const MAX_PRIVATE_LIST: usize = 100;
 /// Longest ban, in minutes (a year).
@@ -143,6 +152,8 @@ pub struct ChatConfig {
     pub max_rooms: usize,
     /// Most rooms one user is a member of at once.
     pub max_rooms_per_user: usize,
+    /// Most messages one `search` reads.
+    pub search_scan: usize,
     /// How long an identity lives unused (`--session-ttl`).
     pub session_ttl: Duration,
     /// The secrets tokens are signed with (`--jwt-secret`; several while
@@ -159,6 +170,7 @@ impl Default for ChatConfig {
             max_binary_bytes: DEFAULT_MAX_BINARY_BYTES,
             max_rooms: DEFAULT_MAX_ROOMS,
             max_rooms_per_user: DEFAULT_MAX_ROOMS_PER_USER,
+            search_scan: DEFAULT_SEARCH_SCAN,
             session_ttl: DEFAULT_SESSION_TTL,
             jwt_secrets: Vec::new(),
             auth: AuthMode::Optional,
@@ -703,6 +715,115 @@ impl Chat {
         for named in self.mentioned(&text, user) {
             ctx.publish(id, None, self.conns_of(named), &frame);
         }
+        Ok(())
+    }
+
+    /// `{"type":"search","text":…,"room":R | "with":ID,"before","limit"}`:
+    /// the messages of room R (any room, as `history`), or of the user's
+    /// private conversation with ID, whose text contains `text` ignoring
+    /// case, newest first. Reads at most `--search-scan` messages, going
+    /// back page by page from `before`; `next` says where to go on.
+    fn search(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let query = body
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("");
+        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ErrorReply::new(
+                "bad_command",
+                format!("search needs \"text\", 1-{MAX_QUERY_CHARS} characters"),
+            ));
+        }
+        let needle = query.to_lowercase();
+        let (before, limit) = page_bounds(body)?;
+        let limit = match body.get("limit") {
+            None | Some(Value::Null) => SEARCH_RESULTS,
+            Some(_) => limit.clamp(1, MAX_SEARCH_RESULTS),
+        };
+        let with = match body.get("with") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let id = v
+                    .as_u64()
+                    .ok_or_else(|| ErrorReply::new("bad_command", "\"with\" must be a user id"))?;
+                if self.ids.get(id).is_none() {
+                    return Err(ErrorReply::new(
+                        "unknown_user",
+                        format!("no user with id {id}"),
+                    ));
+                }
+                Some(id)
+            }
+        };
+        let room = match (with, body.get("room")) {
+            (Some(_), _) => None,
+            (None, None | Some(Value::Null)) => self.room_of(conn),
+            (None, Some(Value::String(r))) => {
+                Some(valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?)
+            }
+            (None, Some(_)) => {
+                return Err(ErrorReply::new("bad_command", "\"room\" must be a string"));
+            }
+        };
+        let (mine, theirs) = (identity::key(me), with.map(identity::key));
+        let mut found: Vec<Arc<str>> = Vec::new();
+        let mut scanned = 0;
+        let mut at = before;
+        let mut next = None;
+        'pages: loop {
+            let page = match (&room, &theirs) {
+                (_, Some(theirs)) => ctx
+                    .log()
+                    .private_page((&mine, theirs), at, MAX_HISTORY_PAGE),
+                (Some(room), None) => ctx.log().history(room, at, MAX_HISTORY_PAGE),
+                (None, None) => break,
+            };
+            if page.messages.is_empty() {
+                break;
+            }
+            let from = at;
+            for json in page.messages.iter().rev() {
+                let Ok(v) = serde_json::from_str::<Value>(json) else {
+                    continue;
+                };
+                let id = v["id"].as_u64().unwrap_or(0);
+                scanned += 1;
+                at = Some(id);
+                if v["text"]
+                    .as_str()
+                    .is_some_and(|t| t.to_lowercase().contains(&needle))
+                {
+                    found.push(json.clone());
+                }
+                if found.len() == limit || scanned >= self.config.search_scan {
+                    next = Some(id);
+                    break 'pages;
+                }
+            }
+            if at == from {
+                // A page with no message id in it: nothing further back.
+                break;
+            }
+        }
+        let with_ref = with.map(|w| self.user_ref(w));
+        let msg = Message::Results {
+            query,
+            room: room.as_deref().filter(|_| with.is_none()),
+            with: with_ref.as_ref(),
+            before,
+            next,
+            messages: StoredList(&found),
+        };
+        ctx.send_json(conn, &msg.to_json());
         Ok(())
     }
 
@@ -1746,6 +1867,7 @@ impl App for Chat {
                 }
             }
             Ok(Command::Other { kind, body }) if kind == "edit" => self.edit(ctx, conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "search" => self.search(ctx, conn, &body),
             Ok(Command::Other { kind, body }) if kind == "retract" => {
                 self.retract(ctx, conn, body.get("id").and_then(Value::as_u64))
             }

@@ -242,6 +242,24 @@ pub enum Message<'a> {
         /// The stored messages.
         messages: StoredList<'a>,
     },
+    /// A page of search results, newest first.
+    Results {
+        /// What was looked for.
+        query: &'a str,
+        /// The room searched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The other side of the private conversation searched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a Value>,
+        /// Where the search started (`null`: the latest message).
+        before: Option<u64>,
+        /// Where to go on (as `before`), or `null` when everything older
+        /// was searched.
+        next: Option<u64>,
+        /// The messages that matched.
+        messages: StoredList<'a>,
+    },
     /// The rooms: the busiest public ones with their member counts, and
     /// the user's own with what it has not read.
     Rooms {
