@@ -505,3 +505,78 @@ test('two users in two rooms: unread badges, switching from the sidebar, and cou
   await a.waitForSelector(`#rooms li[data-room="${blue}"]`, { state: 'detached' });
   for (const p of [a, b]) assert.deepEqual(p.errors || [], []);
 });
+
+test('edit, delete, reply, reactions and search, seen by the other page; markup in every new field stays text', { timeout: 90_000 }, async () => {
+  const t = tag();
+  const ann = 'Ann-' + t, bob = 'Bob-' + t;
+  const room = 'msgs-' + t;
+  const a = await chatPage(browser, srv.url, ann, { room });
+  const b = await chatPage(browser, srv.url, bob, { room, locale: 'zh-CN' });
+  const probe = `<img src=x onerror="window.__xss=1">`;
+  const item = (page, text) => page.locator('#messages li.msg', { has: page.locator('.bubble', { hasText: text }) });
+
+  // Ann writes; Bob replies with the ↩ button: the quote shows Ann's text.
+  const first = `first ${t} ${probe}`;
+  await say(a, first);
+  await waitMessage(b, first);
+  await item(b, first).hover();
+  await item(b, first).getByRole('button', { name: '回复' }).click();
+  await waitText(b, '#refText', `回复 ${ann}: ${first}`.slice(0, `回复 ${ann}: `.length + 80));
+  const answer = `answer ${t}`;
+  await say(b, answer);
+  await waitMessage(a, answer);
+  const quoted = await item(a, answer).locator('.quote').textContent();
+  assert.equal(quoted, ann + first);
+
+  // Bob reacts 👍 with the keyboard; Ann sees "👍 1" and adds hers: 2.
+  await item(b, first).getByRole('button', { name: '用 👍 回应' }).focus();
+  await b.keyboard.press('Enter');
+  await a.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '👍 1');
+  await item(a, first).locator('.react').click();
+  await b.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '👍 2 人');
+  assert.equal(await item(a, first).locator('.react').getAttribute('aria-pressed'), 'true');
+  // A reaction that is markup (the server takes any short token) stays text.
+  const firstId = await item(a, first).getAttribute('data-id');
+  await b.evaluate(([room, id]) => new Promise((resolve, reject) => {
+    const ws = new WebSocket('ws://' + location.host + '/?room=' + encodeURIComponent(room));
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.type === 'history') ws.send(JSON.stringify({ type: 'react', id, emoji: '<b>x</b>' }));
+      if (m.type === 'reactions') { ws.close(); resolve(); }
+    };
+    ws.onerror = reject;
+  }), [room, Number(firstId)]);
+  await a.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '<b>x</b> 1');
+  assert.equal(await a.$$eval('#messages .react b', (l) => l.length), 0);
+  // Ann edits her message: Bob sees the new text, marked edited.
+  await item(a, first).hover();
+  await item(a, first).getByRole('button', { name: 'Edit this message' }).click();
+  const changed = `changed ${t} ${probe}`;
+  await a.fill('#input', changed);
+  await a.press('#input', 'Enter');
+  await waitMessage(b, changed);
+  await b.waitForSelector(`#messages li.msg[data-id="${firstId}"] .edited`);
+  assert.ok(!(await bubbles(b)).includes(first), 'the old text is gone');
+
+  // Bob searches the room, in Chinese and ignoring case: the edited text.
+  await b.fill('#searchInput', 'CHANGED ' + t);
+  await b.press('#searchInput', 'Enter');
+  await b.waitForFunction((t) => [...document.querySelectorAll('#results li')].some((li) => li.textContent.includes(t)), changed);
+  await say(a, `天气很好 ${t}`);
+  await waitMessage(b, `天气很好 ${t}`);
+  await b.fill('#searchInput', '天气');
+  await b.press('#searchInput', 'Enter');
+  await b.waitForFunction((t) => [...document.querySelectorAll('#results li')].some((li) => li.textContent.includes(t)), `天气很好 ${t}`);
+
+  // Ann deletes her first message: gone from Bob's page.
+  await item(a, changed).hover();
+  await item(a, changed).getByRole('button', { name: 'Delete this message' }).click();
+  await b.waitForSelector(`#messages li.msg[data-id="${firstId}"]`, { state: 'detached' });
+
+  // The probe never ran and made no element, anywhere.
+  for (const p of [a, b]) {
+    assert.equal(await p.evaluate(() => window.__xss), undefined);
+    assert.equal(await p.$$eval('#messages img, #results img, #refText img', (l) => l.length), 0);
+    assert.deepEqual(p.errors || [], []);
+  }
+});
