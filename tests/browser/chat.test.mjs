@@ -580,3 +580,32 @@ test('edit, delete, reply, reactions and search, seen by the other page; markup 
     assert.deepEqual(p.errors || [], []);
   }
 });
+
+test('a mention from a room you are not looking at notifies, from the server\'s notice', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const ann = 'Far-' + t;
+  const ctx = await browser.newContext({ locale: 'zh-CN' });
+  await ctx.addInitScript(() => {
+    window.__notes = [];
+    class FakeNotification { constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); } close() {} }
+    FakeNotification.permission = 'granted';
+    FakeNotification.requestPermission = async () => 'granted';
+    window.Notification = FakeNotification;
+  });
+  const a = await ctx.newPage();
+  await a.goto(srv.url + '/');
+  await a.fill('#welcomeName', ann);
+  await a.press('#welcomeName', 'Enter');
+  await a.waitForSelector('#status[data-state="open"]');
+  await a.click('#notifyBtn');
+  // Bob is in a room Ann is not in; he names her there.
+  const b = await chatPage(browser, srv.url, 'Caller-' + t, { room: 'elsewhere-' + t });
+  const text = `@${ann} 看这里`;
+  await say(b, text);
+  await waitMessage(b, text);
+  await a.waitForFunction(() => window.__notes.length > 0);
+  assert.deepEqual(await a.evaluate(() => window.__notes), [{ title: `Caller-${t} 提到了你`, body: text }]);
+  assert.ok(!(await bubbles(a)).includes(text), 'the message itself is not in her room');
+  await ctx.close();
+  await b.context().close();
+});
