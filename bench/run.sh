@@ -13,9 +13,15 @@
 # the run goes on. The tables are also written to bench/results/.
 #
 # Settings (environment variables, defaults in brackets):
-#   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket]
+#   BENCH_TARGETS      targets, in order [wschat tungstenite uws ws nodejs-websocket];
+#                      also wschat-deflate and uws-deflate (uWS with SHARED_COMPRESSOR):
+#                      the generator's raw connections (broadcast receivers, idle
+#                      connections) then offer permessage-deflate and must get it
 #   BENCH_SCENARIOS    scenarios, in order
-#                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish]
+#                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish];
+#                      also broadcast-deflate (broadcast with the bytes on the wire per
+#                      delivery, probes padded with words) and history (wschat only:
+#                      a 50-message history page, plain and compressed)
 #   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 2,000 broadcast-10k
 #                      receivers, 150 ms codec cells [0]
 #   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
@@ -25,6 +31,8 @@
 #   BENCH_SENDERS      broadcast senders [5]
 #   BENCH_RATE         messages/s per sender, broadcast [100]
 #   BENCH_LIGHT_RATE   messages/s per sender, broadcast-light [10]
+#   BENCH_DEFLATE_RATE messages/s per sender, broadcast-deflate [20]
+#   BENCH_DEFLATE_SIZE message size in bytes, broadcast-deflate and history [120]
 #   BENCH_10K_RECEIVERS  broadcast-10k receivers [10000; quick 2000]
 #   BENCH_10K_RATE     messages/s per sender, broadcast-10k [2]
 #                      (broadcast-10k uses BENCH_SENDERS senders and gives wschat
@@ -66,6 +74,8 @@ RECEIVERS=${BENCH_RECEIVERS:-500}
 SENDERS=${BENCH_SENDERS:-5}
 RATE=${BENCH_RATE:-100}
 LIGHT_RATE=${BENCH_LIGHT_RATE:-10}
+DEFLATE_RATE=${BENCH_DEFLATE_RATE:-20}
+DEFLATE_SIZE=${BENCH_DEFLATE_SIZE:-120}
 TENK_RECEIVERS=${BENCH_10K_RECEIVERS:-$q_10k}
 TENK_RATE=${BENCH_10K_RATE:-2}
 # wschat refuses connections past --max-connections (default 10000) with 503:
@@ -123,15 +133,15 @@ command -v timeout >/dev/null || die "timeout (coreutils) is missing"
 needs_node=0
 for t in $TARGETS; do
     case $t in
-        wschat | tungstenite) ;;
-        uws | ws | nodejs-websocket) needs_node=1 ;;
-        *) die "unknown target $t (known: wschat tungstenite uws ws nodejs-websocket)" ;;
+        wschat | wschat-deflate | tungstenite) ;;
+        uws | uws-deflate | ws | nodejs-websocket) needs_node=1 ;;
+        *) die "unknown target $t (known: wschat wschat-deflate tungstenite uws uws-deflate ws nodejs-websocket)" ;;
     esac
 done
 for s in $SCENARIOS; do
     case $s in
-        codec | echo | broadcast | broadcast-light | broadcast-10k | idle | idle-chat | join-storm | api-publish) ;;
-        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish)" ;;
+        codec | echo | broadcast | broadcast-light | broadcast-deflate | broadcast-10k | idle | idle-chat | join-storm | api-publish | history) ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-deflate broadcast-10k idle idle-chat join-storm api-publish history)" ;;
     esac
 done
 NODE_ERROR=""
@@ -200,9 +210,10 @@ trap 'stop_server; exit 130' INT TERM
 server_command() { # target port -> SERVER_CMD (wschat also gets WSCHAT_EXTRA)
     local target=$1 port=$2
     case $target in
-        wschat) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 --max-connections-per-ip 0 "${WSCHAT_EXTRA[@]}") ;;
+        wschat | wschat-deflate) SERVER_CMD=("$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 --max-connections-per-ip 0 "${WSCHAT_EXTRA[@]}") ;;
         tungstenite) SERVER_CMD=("$BIN/tungstenite-peer" "$port") ;;
         uws) SERVER_CMD=(node "$PEERS/uws-server.js" "$port") ;;
+        uws-deflate) SERVER_CMD=(node "$PEERS/uws-server.js" "$port" compress) ;;
         ws) SERVER_CMD=(node "$PEERS/ws-server.js" "$port") ;;
         nodejs-websocket) SERVER_CMD=(node "$PEERS/nodejs-websocket-server.js" "$port") ;;
     esac
@@ -239,13 +250,13 @@ start_server() { # target port [extra wschat flags...]
     local target=$1 port=$2
     WSCHAT_EXTRA=("${@:3}")
     SERVER_ERROR=""
-    if [[ $target == uws || $target == ws || $target == nodejs-websocket ]] && [[ -n $NODE_ERROR ]]; then
+    if [[ $target == uws || $target == uws-deflate || $target == ws || $target == nodejs-websocket ]] && [[ -n $NODE_ERROR ]]; then
         SERVER_ERROR=$NODE_ERROR
         return 1
     fi
     server_command "$target" "$port"
     if launch "$port"; then return 0; fi
-    if [[ $target == wschat ]]; then
+    if [[ $target == wschat || $target == wschat-deflate ]]; then
         # An older wschat without these flags: run without them, and say so.
         local first_error=$SERVER_ERROR
         rm -rf "$SERVER_TMP"
@@ -276,6 +287,10 @@ run_one() { # scenario target
         ((storm_conns >= 10000)) || storm_conns=10000
         wschat_flags=(--max-connections "$storm_conns")
     fi
+    if [[ $scenario == history && $target != wschat* ]]; then
+        ROW="| $target | n/a (the peers keep no history) |"
+        return
+    fi
     if [[ $scenario == api-publish ]]; then
         if [[ $target != wschat ]]; then
             ROW="| $target | n/a (the HTTP API is wschat's own) |"
@@ -289,6 +304,9 @@ run_one() { # scenario target
         return
     fi
     local args=(--port "$port" --pid "$SERVER_PID" --target "$target")
+    # The *-deflate targets: the generator's raw connections offer
+    # permessage-deflate and fail without it.
+    [[ $target == *-deflate ]] && args+=(--deflate 1)
     case $scenario in
         echo) args=(echo "${args[@]}" --conns "$ECHO_CONNS" --size "$SIZE" --duration "$DURATION") ;;
         broadcast | broadcast-light)
@@ -297,6 +315,11 @@ run_one() { # scenario target
             args=(broadcast "${args[@]}" --receivers "$RECEIVERS" --senders "$SENDERS"
                 --rate "$rate" --size "$SIZE" --duration "$DURATION")
             ;;
+        broadcast-deflate)
+            args=(broadcast "${args[@]}" --receivers "$RECEIVERS" --senders "$SENDERS"
+                --rate "$DEFLATE_RATE" --size "$DEFLATE_SIZE" --duration "$DURATION" --words 1 --wire 1)
+            ;;
+        history) args=(history "${args[@]}" --messages 50 --size "$DEFLATE_SIZE") ;;
         broadcast-10k)
             args=(broadcast "${args[@]}" --receivers "$TENK_RECEIVERS" --senders "$SENDERS"
                 --rate "$TENK_RATE" --size "$SIZE" --duration "$DURATION" --report-memory 1 --hold 1)
@@ -334,6 +357,8 @@ describe() { # scenario -> one line
             [[ $1 == broadcast-light ]] && rate=$LIGHT_RATE
             echo "$RECEIVERS receivers and $SENDERS senders on /, each sender ${rate} msg/s of $SIZE bytes, ${DURATION} s. Deliveries/s counts receiver deliveries inside the send window; lost = sent × receivers − delivered after up to 5 s of draining; CPU = server utime+stime per delivery."
             ;;
+        broadcast-deflate) echo "$RECEIVERS receivers and $SENDERS senders on /, each sender ${DEFLATE_RATE} msg/s of $DEFLATE_SIZE bytes of words (not dots: text that compresses like chat text), ${DURATION} s. The *-deflate targets' receivers offer permessage-deflate (as Chromium does) and inflate what comes compressed; the senders never compress. Wire bytes/delivery = every byte the receivers read during the window and the drain (frame headers included) ÷ deliveries. Deliveries/s, lost and CPU as in broadcast." ;;
+        history) echo "wschat only: 50 chat messages of $DEFLATE_SIZE bytes of words go to a fresh room, then one member joins without permessage-deflate and one with it: the bytes on the wire of the history message each gets on joining (frame header included)." ;;
         broadcast-10k)
             local offered
             offered=$(awk -v s="$SENDERS" -v r="$TENK_RATE" -v n="$TENK_RECEIVERS" 'BEGIN { printf "%.0f", s * r * n }')
@@ -381,7 +406,7 @@ for scenario in $SCENARIOS; do
     rounds=1 max_col=()
     case $scenario in
         echo) rounds=$ROUNDS ;;
-        broadcast | broadcast-light) rounds=$ROUNDS max_col=(--max-col 6) ;;
+        broadcast | broadcast-light | broadcast-deflate) rounds=$ROUNDS max_col=(--max-col 6) ;;
     esac
     # Round by round, every target in turn: a slow spell of the machine
     # falls on all of them, not on one.

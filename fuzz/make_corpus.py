@@ -261,8 +261,33 @@ def roundtrip_seeds(frames):
         write("roundtrip", name, frames[name])
 
 
+def resp_seeds():
+    # Byte 0 picks the chunk size (value + 1); the rest are Redis replies.
+    def bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def arr(*items):
+        return b"*%d\r\n" % len(items) + b"".join(items)
+
+    replies = {
+        "status-error-int": b"+OK\r\n-ERR wrong type\r\n:-42\r\n",
+        "bulk-nil-empty": bulk(b"a\r\nb") + b"$-1\r\n*-1\r\n*0\r\n" + bulk(b""),
+        "pubsub-message": arr(bulk(b"subscribe"), bulk(b"wschat:room:lobby"), b":1\r\n")
+        + arr(bulk(b"message"), bulk(b"wschat:room:lobby"), bulk(b'm 7 3 {"id":7}')),
+        "xrange-reply": arr(
+            arr(bulk(b"4-0"), arr(bulk(b"p"), bulk(b"0"), bulk(b"m"), bulk(b'{"id":4}'))),
+            arr(bulk(b"9-0"), arr(bulk(b"p"), bulk(b"4"), bulk(b"m"), bulk(b'{"id":9}'))),
+        ),
+        "script-reply": arr(bulk(b"12"), bulk(b"0")) + b"-NOSCRIPT No matching script\r\n",
+    }
+    for name, data in replies.items():
+        write("resp", name + "-whole", b"\xff" + data)
+        write("resp", name + "-bytewise", b"\x00" + data)
+
+
 if __name__ == "__main__":
     frames = frame_seeds()
     utf8_seeds()
     handshake_seeds()
     roundtrip_seeds(frames)
+    resp_seeds()

@@ -46,6 +46,9 @@ pub struct Claims {
     pub name: Option<String>,
     /// Whether the site made the user an administrator (`"role":"admin"`).
     pub admin: bool,
+    /// The e-mail address the site gives the user (`email`), if any: the
+    /// support desk shows it to the agent.
+    pub email: Option<String>,
 }
 
 /// Why a token was refused. Each is the reason of the Close 4001 that
@@ -179,6 +182,10 @@ pub fn verify(token: &str, secrets: &[Vec<u8>], now: u64) -> Result<Claims, Refu
             .and_then(Value::as_str)
             .map(str::to_string),
         admin: claims.get("role").and_then(Value::as_str) == Some("admin"),
+        email: claims
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::conn::{Error, WebSocket};
+use crate::ws::deflate;
 use crate::ws::handshake::{self, DEFAULT_MAX_HEADER_BYTES};
 use crate::ws::{Limits, Role};
 
@@ -98,6 +99,12 @@ pub struct Options {
     pub limits: Limits,
     /// Timeout for connecting and for the handshake.
     pub timeout: Duration,
+    /// Offer permessage-deflate ([`deflate::CLIENT_OFFER`], RFC 7692). When
+    /// the server accepts, compressed messages are read, and messages of at
+    /// least [`deflate::DEFAULT_MIN_SIZE`] bytes are sent compressed when
+    /// that makes them smaller, each on its own (no context takeover). Off
+    /// by default.
+    pub deflate: bool,
 }
 
 impl Default for Options {
@@ -107,6 +114,7 @@ impl Default for Options {
             headers: Vec::new(),
             limits: Limits::default(),
             timeout: Duration::from_secs(10),
+            deflate: false,
         }
     }
 }
@@ -146,11 +154,14 @@ pub fn connect_with(
     stream.set_read_timeout(Some(options.timeout))?;
     let key = handshake::generate_key(crate::random::random_16());
     let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let headers: Vec<(&str, &str)> = options
+    let mut headers: Vec<(&str, &str)> = options
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
+    if options.deflate {
+        headers.push(("Sec-WebSocket-Extensions", deflate::CLIENT_OFFER));
+    }
     stream.write_all(&handshake::client_request(
         &url.host_header(),
         &url.target,
@@ -179,17 +190,30 @@ pub fn connect_with(
             break done;
         }
     };
-    let chosen = handshake::verify_response(&response, &key, &protocols).map_err(|e| {
-        let body = String::from_utf8_lossy(&buf[used..]).trim().to_string();
-        if body.is_empty() {
-            Error::Handshake(e)
-        } else {
-            Error::Handshake(format!("{e}: {body}"))
+    let (chosen, extensions) =
+        handshake::verify_response_with_extensions(&response, &key, &protocols).map_err(|e| {
+            let body = String::from_utf8_lossy(&buf[used..]).trim().to_string();
+            if body.is_empty() {
+                Error::Handshake(e)
+            } else {
+                Error::Handshake(format!("{e}: {body}"))
+            }
+        })?;
+    // RFC 6455 §9.1: an extension the client did not offer fails the
+    // connection; so does an answer RFC 7692 §7.1 does not allow.
+    let agreement = match extensions {
+        None => None,
+        Some(_) if !options.deflate => {
+            return Err(Error::Handshake(
+                "the server chose an extension that was not offered".into(),
+            ));
         }
-    })?;
+        Some(value) => Some(deflate::accept_response(&value).map_err(Error::Handshake)?),
+    };
     stream.set_read_timeout(None)?;
-    Ok((
-        WebSocket::with_leftover(stream, Role::Client, options.limits, &buf[used..]),
-        chosen,
-    ))
+    let mut ws = WebSocket::with_leftover(stream, Role::Client, options.limits, &buf[used..]);
+    if let Some(agreement) = agreement {
+        ws.set_deflate(agreement, deflate::DEFAULT_MIN_SIZE, None);
+    }
+    Ok((ws, chosen))
 }

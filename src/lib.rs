@@ -12,6 +12,8 @@
 //!   the write side of each connection.
 //! * [`config`] — every limit, with its flag and environment variable.
 //! * [`desk`] — the customer-service desk (`/support`, `/agent`).
+//! * [`cluster`] — several nodes as one through Redis: a RESP2 client
+//!   on threads of its own, the cluster's primitives (not wired yet).
 //! * [`json`] — JSON objects written with their fields in order.
 //! * [`sys`] — platform code: every `libc` call and the inline assembly,
 //!   the one place besides `ws::mask` where `unsafe` is allowed.
@@ -26,6 +28,7 @@ pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod desk;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use wschat::config;
+use wschat::cli::serve;
 use wschat::server::Server;
 
 const USAGE: &str = "wschat: a WebSocket chat server with a hand-written RFC 6455 codec
@@ -13,7 +13,9 @@ Usage:
   wschat client URL        an interactive terminal client (wschat client --help)
   wschat dissect HEX       annotate WebSocket frames byte by byte (wschat dissect --help)
   wschat check-config [FLAGS]  check flags and environment, print the settings
-  wschat agent add|list|remove [NAME] [--data-dir DIR]  manage support-desk agents
+  wschat agent add|set|list|remove [NAME] [--capacity N] [--role R] [--data-dir DIR]  manage support-desk agents
+  wschat desk report|export [--since DATE] [--format table|csv|json] [--data-dir DIR]  the desk's figures and transcripts
+  wschat canned add|list|remove [SHORTCUT [TEXT…]] [--data-dir DIR]  the desk's canned replies
   wschat ban list|remove [USER] [--data-dir DIR]  list and lift the chat's bans
   wschat --version         print the version
   wschat --help            print this help
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "--help" | "-h" | "help" => {
-            print!("{USAGE}\n{}", config::help());
+            print!("{USAGE}\n{}", serve::help());
             ExitCode::SUCCESS
         }
         "check-config" => check_config(rest),
@@ -47,6 +49,8 @@ fn main() -> ExitCode {
         "client" => wschat::cli::client::main(rest),
         "dissect" => wschat::cli::dissect::main(rest),
         "agent" => wschat::desk::agents::main(rest),
+        "desk" => wschat::desk::report::main(rest),
+        "canned" => wschat::desk::canned::main(rest),
         "ban" => wschat::chat::bans::main(rest),
         other => {
             eprintln!("wschat: unknown command {other:?}\n\n{USAGE}");
@@ -111,15 +115,15 @@ fn on_termination(_stop: impl FnOnce() + Send + 'static) {}
 /// would, check them against this machine, print the settings, and exit
 /// non-zero with a clear message when something is wrong.
 fn check_config(args: &[String]) -> ExitCode {
-    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+    let config = match serve::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
     };
-    let problems = config::check(&config);
-    print!("{}", config::describe(&config));
+    let problems = serve::check(&config);
+    print!("{}", serve::describe(&config));
     if problems.is_empty() {
         println!("configuration ok");
         ExitCode::SUCCESS
@@ -133,17 +137,17 @@ fn check_config(args: &[String]) -> ExitCode {
 
 fn serve(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}", config::help());
+        print!("{}", serve::help());
         return ExitCode::SUCCESS;
     }
-    let config = match config::parse_args(args, |name| std::env::var(name).ok()) {
+    let config = match serve::parse_args(args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("wschat: {e}");
             return ExitCode::from(2);
         }
     };
-    for problem in config::check(&config) {
+    for problem in serve::check(&config) {
         log::warn!("{problem}");
     }
     // Block the signals before any thread starts, so that every thread

@@ -120,6 +120,12 @@ impl App for Router {
         self.app(route).api(ctx, request)
     }
 
+    /// Rooms are the root app's (the chat's): a message the store
+    /// delivers goes to it alone.
+    fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
+        self.chat.log_message(ctx, room, json);
+    }
+
     fn refused(&mut self, ctx: &mut Ctx, ids: &[u64]) {
         self.chat.refused(ctx, ids);
         for (_, app) in &mut self.mounts {

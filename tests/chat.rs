@@ -1369,8 +1369,14 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
                 );
             }
         }
+        // A histogram's series (`_bucket`, `_sum`, `_count`) share the
+        // TYPE line of its name.
+        let histogram = ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|base| text.contains(&format!("# TYPE {base} histogram")))
+        });
         assert!(
-            text.contains(&format!("# TYPE {name} ")),
+            histogram || text.contains(&format!("# TYPE {name} ")),
             "no TYPE line for {name}"
         );
         assert!(

@@ -148,6 +148,41 @@ fn lines_binary_and_ping_are_echoed_then_end_of_input_closes_normally() {
 }
 
 #[test]
+fn with_deflate_on_long_lines_go_compressed_both_ways_and_trace_shows_them_inflated() {
+    let server = echo_server();
+    let url = format!("ws://{}/echo", server.addr());
+    let mut client = Client::start(&["--deflate", "on", "--trace", &url]);
+    let line = "A line long enough to be compressed, compressed by the client, yes it is.";
+    client.type_line(line);
+    client.type_line("short");
+    assert_eq!(client.next_line(), line);
+    assert_eq!(client.next_line(), "short");
+    let (code, _, stderr) = client.finish(true);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("(permessage-deflate)"), "{stderr}");
+    let inflated = format!("[inflated to {} bytes:", line.len());
+    // Out and back: RSV1 set, shown inflated; the short line goes plain.
+    for way in ["> text fin=1 rsv=100 ", "< text fin=1 rsv=100 "] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(way) && l.contains(&inflated)),
+            "{way:?} in\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("< text fin=1 rsv=000 mask=- len=5 \"short\""),
+        "{stderr}"
+    );
+    // Raw mode's default is off: the same line goes plain.
+    let mut client = Client::start(&["--trace", &url]);
+    client.type_line(line);
+    assert_eq!(client.next_line(), line);
+    let (_, _, stderr) = client.finish(true);
+    assert!(!stderr.contains("rsv=100"), "{stderr}");
+}
+
+#[test]
 fn close_command_with_a_code_and_reason_ends_with_0() {
     let server = echo_server();
     let url = format!("ws://{}/echo", server.addr());

@@ -358,35 +358,93 @@ fn compressed_frames_break_no_rule_unnoticed() {
     );
 }
 
-/// The resident set of this process, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+/// A `wschat serve` of its own, a child process, so that its memory can be
+/// read from /proc apart from the test's; killed and reaped when dropped.
+struct ChildServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    fn start(extra: &[&str]) -> ChildServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "wschat-deflate-{}-{}",
+            std::process::id(),
+            wschat::random::random_u64()
+        ));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args(["serve", "--listen", &addr.to_string(), "--rate-limit", "0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(extra)
+            .env("RUST_LOG", "wschat=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start wschat");
+        let server = ChildServer { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "wschat did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// A field of /proc/PID/status, in KiB: `VmRSS` (resident now) or
+    /// `VmHWM` (the most it was ever resident).
+    fn kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn a_bomb_is_closed_1009_at_the_message_limit_whole_and_fragmented() {
-    let server = start(config());
+    // The server in a process of its own, with the default 1 MiB limit.
+    let server = ChildServer::start(&[]);
     let zeros = vec![0u8; 20 << 20];
     let bomb = deflate(&zeros, 9);
     drop(zeros);
     assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
-    let before = rss_kib();
+    // One compressed message first, so that what any first message costs
+    // (thread stacks, allocator arenas) is in the baseline.
+    let (_, mut warm) = upgrade(server.addr, "/echo", &["permessage-deflate"]);
+    let hello = "a first compressed message, inflated and echoed, hello hello hello";
+    warm.send(&frame(
+        true,
+        0b100,
+        OpCode::Text,
+        &deflate(hello.as_bytes(), 6),
+    ));
+    assert_eq!(warm.message().payload, hello.as_bytes());
+    let (rss_before, peak_before) = (server.kib("VmRSS"), server.kib("VmHWM"));
+
     // Whole: one 20 KiB frame that inflates to 20 MiB.
-    let (_, mut client) = upgrade(server.addr(), "/echo", &["permessage-deflate"]);
+    let (_, mut client) = upgrade(server.addr, "/echo", &["permessage-deflate"]);
     client.send(&frame(true, 0b100, OpCode::Binary, &bomb));
     client.expect_close(1009);
     // Fragmented: 1 KiB fragments.
-    let (_, mut client) = upgrade(server.addr(), "/echo", &["permessage-deflate"]);
+    let (_, mut client) = upgrade(server.addr, "/echo", &["permessage-deflate"]);
     let pieces: Vec<&[u8]> = bomb.chunks(1024).collect();
-    let started = Instant::now();
     for (i, piece) in pieces.iter().enumerate() {
         let (rsv, op) = if i == 0 {
             (0b100, OpCode::Binary)
@@ -403,9 +461,8 @@ fn a_bomb_is_closed_1009_at_the_message_limit_whole_and_fragmented() {
         }
     }
     client.expect_close(1009);
-    assert!(started.elapsed() < Duration::from_secs(10));
     // And on the chat, whose limit is the same.
-    let (_, mut chat) = upgrade(server.addr(), "/", &["permessage-deflate"]);
+    let (_, mut chat) = upgrade(server.addr, "/", &["permessage-deflate"]);
     chat.send(&frame(true, 0b100, OpCode::Text, &bomb));
     loop {
         let m = chat.message();
@@ -414,10 +471,29 @@ fn a_bomb_is_closed_1009_at_the_message_limit_whole_and_fragmented() {
             break;
         }
     }
-    // The server held at most about the 1 MiB message limit at a time,
-    // never the 20 MiB the bomb unpacks to.
-    let grown = rss_kib().saturating_sub(before);
-    assert!(grown < 12 * 1024, "RSS grew by {grown} KiB");
+    // The server process held at most about the 1 MiB message limit at a
+    // time, never the 20 MiB the bomb unpacks to: neither its peak (VmHWM)
+    // nor what it holds now grew by more than a few MiB.
+    let (rss_after, peak_after) = (server.kib("VmRSS"), server.kib("VmHWM"));
+    eprintln!("server RSS {rss_before} -> {rss_after} KiB, peak {peak_before} -> {peak_after} KiB");
+    let peak_grown = peak_after.saturating_sub(peak_before);
+    let rss_grown = rss_after.saturating_sub(rss_before);
+    assert!(
+        peak_grown < 6 * 1024,
+        "the server's peak RSS grew by {peak_grown} KiB"
+    );
+    assert!(
+        rss_grown < 6 * 1024,
+        "the server's RSS grew by {rss_grown} KiB"
+    );
+    // Still serving.
+    warm.send(&frame(
+        true,
+        0b100,
+        OpCode::Text,
+        &deflate(hello.as_bytes(), 6),
+    ));
+    assert_eq!(warm.message().payload, hello.as_bytes());
 }
 
 #[test]
@@ -464,4 +540,127 @@ fn a_broadcast_reaches_a_deflate_member_and_a_plain_member_alike() {
     );
     assert!(!was_plain, "the plain member got a compressed frame");
     assert_eq!(for_packed, for_plain);
+}
+
+#[test]
+fn a_small_window_member_gets_long_broadcasts_plain_and_short_ones_compressed() {
+    let server = start(config());
+    let addr = server.addr();
+    // Small asks the server's compressor for a 512-byte window
+    // (server_max_window_bits=9, RFC 7692 §7.1.2.1); Full asks nothing.
+    let (ext, mut small) = upgrade(
+        addr,
+        "/?name=Small&room=window",
+        &["permessage-deflate; server_max_window_bits=9"],
+    );
+    assert_eq!(
+        ext.as_deref(),
+        Some(&*format!("{ANSWER}; server_max_window_bits=9"))
+    );
+    let until_join = |client: &mut Client, who: &str| loop {
+        let m = client.message();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        if v["type"] == "join"
+            && v["users"]
+                .as_array()
+                .is_some_and(|users| users.iter().any(|u| u["name"] == who))
+        {
+            break;
+        }
+    };
+    until_join(&mut small, "Small");
+    let (ext, mut full) = upgrade(addr, "/?name=Full&room=window", &["permessage-deflate"]);
+    assert_eq!(ext.as_deref(), Some(ANSWER));
+    until_join(&mut small, "Full");
+    until_join(&mut full, "Full");
+
+    // Raw frames as they came, to see RSV1 and inflate with the right window.
+    let raw_chat = |client: &mut Client, text: &str| -> (bool, Vec<u8>) {
+        loop {
+            let frame = client.frame().expect("a frame");
+            let h = frame.header;
+            if h.opcode != OpCode::Text {
+                continue;
+            }
+            assert!(h.fin, "the server sends chat messages in one frame");
+            let compressed = h.rsv == 0b100;
+            let json = if compressed {
+                inflate(&frame.payload)
+            } else {
+                frame.payload.clone()
+            };
+            let v: Value = serde_json::from_slice(&json).unwrap();
+            if v["type"] == "chat" && v["text"] == text {
+                return (compressed, frame.payload);
+            }
+        }
+    };
+    let long = format!(
+        "a long broadcast: {}",
+        "words repeat, words repeat; ".repeat(60)
+    );
+    let short = format!("a short one: {}", "la ".repeat(40));
+    for text in [&long, &short] {
+        full.send(&common::client_frame(true, OpCode::Text, text.as_bytes()));
+        let (full_packed, full_bytes) = raw_chat(&mut full, text);
+        let (small_packed, small_bytes) = raw_chat(&mut small, text);
+        assert!(full_packed, "the full-window member gets it compressed");
+        let plain_len = inflate(&full_bytes).len();
+        if text == &long {
+            assert!(plain_len > 512, "{plain_len}");
+            // Longer than Small's window: the shared compressed form is
+            // not for Small, who gets the plain frame (§6 allows it).
+            assert!(
+                !small_packed,
+                "a {plain_len}-byte message compressed for a 512-byte window"
+            );
+            assert_eq!(small_bytes.len(), plain_len);
+        } else {
+            assert!(plain_len <= 512, "{plain_len}");
+            // Within the window: the same compressed bytes as Full's. A
+            // fresh DEFLATE stream cannot refer further back than its own
+            // length, so they fit a 512-byte window.
+            assert!(
+                small_packed,
+                "the short broadcast was not compressed for Small"
+            );
+            assert_eq!(small_bytes, full_bytes, "one compressed form for both");
+            let v: Value = serde_json::from_slice(&inflate(&small_bytes)).unwrap();
+            assert_eq!(v["text"], *text);
+        }
+    }
+}
+
+#[test]
+fn the_rust_client_offers_deflate_when_asked_and_reads_and_writes_compressed() {
+    let server = start(config());
+    let url = common::ws_url(&server, "/echo");
+    let on = wschat::client::Options {
+        deflate: true,
+        ..Default::default()
+    };
+    let (mut ws, _) = wschat::client::connect_with(&url, &on).unwrap();
+    assert_eq!(
+        ws.connection().deflate(),
+        Some(wschat::ws::deflate::Agreement::default())
+    );
+    let text = "An echo that goes compressed both ways, compressed both ways, both ways.";
+    ws.send(wschat::ws::Message::Text(text.into())).unwrap();
+    assert_eq!(
+        ws.read_message().unwrap(),
+        wschat::ws::Message::Text(text.into())
+    );
+    // Off by default; and a server with --deflate off answers without it.
+    let (ws, _) = wschat::client::connect_with(&url, &Default::default()).unwrap();
+    assert_eq!(ws.connection().deflate(), None);
+    let mut off = config();
+    off.deflate = false;
+    let plain = start(off);
+    let (mut ws, _) = wschat::client::connect_with(&common::ws_url(&plain, "/echo"), &on).unwrap();
+    assert_eq!(ws.connection().deflate(), None);
+    ws.send(wschat::ws::Message::Text(text.into())).unwrap();
+    assert_eq!(
+        ws.read_message().unwrap(),
+        wschat::ws::Message::Text(text.into())
+    );
 }

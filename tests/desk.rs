@@ -520,6 +520,22 @@ fn agent_admin_commands() {
     assert!(!run(&["add", "carol"]).0);
     assert!(run(&["remove", "carol"]).0);
     assert!(!run(&["list"]).1.contains("carol"));
+    // Capacity and role, given at creation and changed later.
+    assert!(run(&["add", "dora", "--capacity", "3", "--role", "supervisor"]).0);
+    let dora = |dir: &std::path::Path| {
+        let accounts = agents::load(dir).unwrap();
+        let a = accounts.iter().find(|a| a.name == "dora").unwrap().clone();
+        (a.capacity, a.role)
+    };
+    assert_eq!(dora(&dir.0), (Some(3), agents::Role::Supervisor));
+    assert!(run(&["set", "dora", "--capacity=7"]).0);
+    assert_eq!(dora(&dir.0), (Some(7), agents::Role::Supervisor));
+    assert!(run(&["set", "dora", "--role", "agent"]).0);
+    assert_eq!(dora(&dir.0), (Some(7), agents::Role::Agent));
+    assert!(run(&["list"]).1.contains("capacity 7"));
+    assert!(!run(&["set", "dora", "--capacity", "0"]).0);
+    assert!(!run(&["set", "nobody", "--capacity", "2"]).0);
+    assert!(!run(&["add", "eve", "--role", "boss"]).0);
 }
 
 /// The pages: the visitor widget, the agent console and the embed script.
@@ -680,4 +696,730 @@ fn removing_an_agent_signs_out_its_console_and_requeues_its_conversations() {
         }
     };
     assert_eq!(code, Some(4001));
+}
+
+/// A server whose agents each have their own capacity and role.
+fn desk_with(
+    tag: &str,
+    accounts: &[(&str, Option<usize>, agents::Role)],
+) -> (ServerHandle, Vec<String>, TempDir) {
+    let (server, _, dir) = desk(tag, 5, Duration::from_secs(300), &[]);
+    let tokens = accounts
+        .iter()
+        .map(|(n, c, r)| agents::add_with(&dir.0, n, *c, *r).expect("add agent"))
+        .collect();
+    (server, tokens, dir)
+}
+
+#[test]
+fn per_agent_capacity_and_agent_set_while_running() {
+    use agents::Role::Agent;
+    let (server, tokens, dir) = desk_with("capacity", &[("alice", Some(1), Agent)]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let ready = alice.seen.last().unwrap().clone();
+    assert_eq!(
+        (ready["capacity"].clone(), ready["role"].clone()),
+        (json!(1), json!("agent"))
+    );
+    let (mut v1, _) = Client::visitor(&server, "");
+    let (mut v2, _) = Client::visitor(&server, "");
+    assert_eq!(open(&mut v1, "one").1.as_deref(), Some("alice"));
+    // Alice's own capacity is 1 (the server's is 5): the second waits.
+    let (c2, agent) = open(&mut v2, "two");
+    assert_eq!(agent, None);
+    // Raised while the server runs: the waiting visitor goes to alice.
+    agents::set(&dir.0, "alice", Some(2), None).unwrap();
+    let account = alice.expect("account");
+    assert_eq!(account["capacity"], 2);
+    assert_eq!(v2.expect("assigned")["agent"], "alice");
+    alice.expect_where("assigned", |x| x["conversation"] == c2);
+    let list = alice.expect_where("agents", |a| a["agents"][0]["load"] == 2);
+    assert_eq!(list["agents"][0]["capacity"], 2);
+    assert_eq!(list["agents"][0]["role"], "agent");
+    // Lowered to 1: nothing is taken away, but nothing new comes.
+    agents::set(&dir.0, "alice", Some(1), None).unwrap();
+    alice.expect_where("account", |a| a["capacity"] == 1);
+    let (mut v3, _) = Client::visitor(&server, "");
+    assert_eq!(open(&mut v3, "three").1, None);
+    // Made a supervisor while signed in: told so, with every open
+    // conversation (here, her own two).
+    agents::set(&dir.0, "alice", None, Some(agents::Role::Supervisor)).unwrap();
+    alice.expect_where("account", |a| a["role"] == "supervisor");
+    let all = alice.expect("conversations");
+    assert_eq!(all["conversations"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_supervisor_sees_every_conversation_and_reassigns() {
+    use agents::Role::{Agent, Supervisor};
+    let (server, tokens, _dir) = desk_with(
+        "supervisor",
+        &[
+            ("alice", None, Agent),
+            ("bob", None, Agent),
+            ("sam", None, Supervisor),
+        ],
+    );
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "?name=Li");
+    let (cid, agent) = open(&mut v, "where is my parcel");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    // The supervisor signs in: it sees alice's conversation, with its
+    // transcript, and alice's load.
+    let mut sam = Client::agent(&server, &tokens[2]);
+    assert_eq!(sam.seen.last().unwrap()["role"], "supervisor");
+    let all = sam.expect("conversations");
+    let conv = &all["conversations"][0];
+    assert_eq!(conv["conversation"], cid);
+    assert_eq!(conv["agent"], "alice");
+    assert_eq!(conv["messages"][0]["text"], "where is my parcel");
+    sam.seen_or_expect("agents", |a| {
+        a["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "alice" && x["load"] == 1 && x["status"] == "online")
+    });
+    // It follows the conversation as it goes on.
+    v.say("it was due Monday");
+    let m = sam.expect("desk_message");
+    assert_eq!(m["text"], "it was due Monday");
+    // An agent may not reassign.
+    alice.send(json!({"type": "reassign", "conversation": cid, "to": "alice"}));
+    alice.expect_where("error", |e| e["code"] == "forbidden");
+    // The supervisor gives it to bob, with a note.
+    let mut bob = Client::agent(&server, &tokens[1]);
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": "bob", "note": "parcels"}));
+    let b = bob.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(
+        (b["from"].clone(), b["note"].clone()),
+        (json!("alice"), json!("parcels"))
+    );
+    alice.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"] == "bob"
+    });
+    assert_eq!(v.expect("assigned")["agent"], "bob");
+    sam.expect_where("assigned", |x| {
+        x["conversation"] == cid && x["agent"] == "bob"
+    });
+    // Then takes it over itself.
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": "sam"}));
+    bob.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"] == "sam"
+    });
+    assert_eq!(v.expect("assigned")["agent"], "sam");
+    sam.send(json!({"type": "message", "conversation": cid, "text": "sam here"}));
+    assert_eq!(v.expect("desk_message")["name"], "sam");
+    // And back to the queue, from where it is routed again.
+    sam.send(json!({"type": "reassign", "conversation": cid, "to": null}));
+    sam.expect_where("unassigned", |x| {
+        x["conversation"] == cid && x["to"].is_null()
+    });
+    let again = v.expect("assigned");
+    assert_ne!(
+        again["agent"], "sam",
+        "sam had it last, so others are idle longer"
+    );
+}
+
+#[test]
+fn an_agent_claims_a_conversation_from_the_queue() {
+    let (server, tokens, _dir) = desk("claim", 1, Duration::from_secs(300), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let mut bob = Client::agent(&server, &tokens[1]);
+    // Bob is away: routing passes him over, but he may still claim.
+    bob.send(json!({"type": "presence", "status": "away"}));
+    bob.expect("presence");
+    let mut visitors: Vec<Client> = (0..3).map(|_| Client::visitor(&server, "").0).collect();
+    let convs: Vec<(u64, Option<String>)> = visitors
+        .iter_mut()
+        .enumerate()
+        .map(|(i, v)| open(v, &format!("c{i}")))
+        .collect();
+    assert_eq!(convs[0].1.as_deref(), Some("alice"));
+    assert_eq!((convs[1].1.clone(), convs[2].1.clone()), (None, None));
+    // Bob picks the second in the queue.
+    bob.send(json!({"type": "claim", "conversation": convs[2].0}));
+    let got = bob.expect_where("assigned", |x| x["conversation"] == convs[2].0);
+    assert_eq!(got["messages"][0]["text"], "c2");
+    assert_eq!(visitors[2].expect("assigned")["agent"], "bob");
+    // The one before it keeps its place: first.
+    let q = bob.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 1);
+    assert_eq!(q["queue"][0]["conversation"], convs[1].0);
+    // Alice is full: she may not claim; nobody may claim what is not queued.
+    alice.send(json!({"type": "claim", "conversation": convs[1].0}));
+    alice.expect_where("error", |e| e["code"] == "agent_full");
+    bob.send(json!({"type": "claim", "conversation": convs[0].0}));
+    bob.expect_where("error", |e| e["code"] == "not_queued");
+}
+
+/// `/metrics` as name (with labels) → value.
+fn scrape(server: &ServerHandle) -> std::collections::BTreeMap<String, f64> {
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr());
+    let reply = common::http_exchange(server.addr(), request.as_bytes());
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply
+        .body_text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_resolving_agent_is_told_the_rating_and_metrics_count_the_desk() {
+    let (server, tokens, _dir) = desk("rated", 1, Duration::from_secs(300), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v1, _) = Client::visitor(&server, "?name=Zhao");
+    let (mut v2, _) = Client::visitor(&server, "");
+    let (c1, _) = open(&mut v1, "hi");
+    let (c2, agent) = open(&mut v2, "hello");
+    assert_eq!(agent, None);
+    let m = scrape(&server);
+    assert_eq!(m["wschat_desk_queue_length"], 1.0);
+    assert_eq!(m["wschat_desk_agents_online"], 1.0);
+    assert_eq!(m["wschat_desk_conversations_open"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_count"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_bucket{le=\"+Inf\"}"], 1.0);
+    alice.send(json!({"type": "resolve", "conversation": c1}));
+    v1.expect("resolved");
+    assert_eq!(v2.expect("assigned")["agent"], "alice");
+    // A comment past the limit is refused; the rating can still be given.
+    let long = "好".repeat(wschat::desk::MAX_COMMENT_CHARS + 1);
+    v1.send(json!({"type": "rate", "rating": 4, "comment": long}));
+    v1.expect_where("error", |e| e["code"] == "bad_rating");
+    v1.send(json!({"type": "rate", "rating": 4, "comment": "quick, thanks"}));
+    let mine = v1.expect("rated");
+    assert_eq!(
+        (mine["rating"].clone(), mine["comment"].clone()),
+        (json!(4), json!("quick, thanks"))
+    );
+    let told = alice.expect("rated");
+    assert_eq!(told["conversation"], c1);
+    assert_eq!(told["stars"], 4);
+    assert_eq!(told["comment"], "quick, thanks");
+    assert_eq!(told["visitor"], "Zhao");
+    let m = scrape(&server);
+    for stars in 1..=5 {
+        let n = m[&format!("wschat_desk_ratings_total{{stars=\"{stars}\"}}")];
+        assert_eq!(n, if stars == 4 { 1.0 } else { 0.0 }, "{stars} stars");
+    }
+    assert_eq!(m["wschat_desk_queue_length"], 0.0);
+    assert_eq!(m["wschat_desk_conversations_open"], 1.0);
+    assert_eq!(m["wschat_desk_wait_seconds_count"], 2.0);
+    assert_eq!(m["wschat_desk_wait_seconds_bucket{le=\"+Inf\"}"], 2.0);
+    // Only once.
+    v1.send(json!({"type": "rate", "rating": 1}));
+    v1.expect_where("error", |e| e["code"] == "not_resolved");
+    let _ = c2;
+}
+
+#[test]
+fn a_waiting_visitor_offline_too_long_leaves_the_queue_as_abandoned() {
+    let dir = TempDir::new("abandon");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        desk_abandon_after: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    // Alice is away, so both visitors wait.
+    let mut alice = Client::agent(&server, &token);
+    alice.send(json!({"type": "presence", "status": "away"}));
+    alice.expect("presence");
+    let (mut gone, welcome) = Client::visitor(&server, "");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (c1, _) = open(&mut gone, "anyone there?");
+    let (mut stays, _) = Client::visitor(&server, "");
+    let (c2, _) = open(&mut stays, "I'll wait");
+    alice.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 2);
+    // One leaves; after a second offline its conversation leaves the queue.
+    // The other, still connected, keeps waiting however long it takes.
+    drop(gone);
+    let q = alice.expect_where("queue", |q| q["queue"].as_array().unwrap().len() == 1);
+    assert_eq!(q["queue"][0]["conversation"], c2);
+    // Alice comes back: only the visitor who stayed is given to her.
+    alice.send(json!({"type": "presence", "status": "online"}));
+    let a = alice.expect("assigned");
+    assert_eq!(a["conversation"], c2);
+    // The visitor who left finds it closed on return, and may write anew.
+    let (mut back, _) = Client::visitor(&server, &format!("?session={session}"));
+    let t = back.expect("transcript");
+    assert_eq!(
+        (t["conversation"].as_u64(), t["state"].as_str()),
+        (Some(c1), Some("resolved"))
+    );
+    let (c3, _) = open(&mut back, "sorry, I was away");
+    assert_ne!(c3, c1);
+    // Alice sees the abandoned one among the visitor's earlier conversations.
+    alice.expect_where("assigned", |x| x["conversation"] == c3);
+    alice.send(json!({"type": "visitor", "conversation": c3}));
+    let v = alice.expect("visitor");
+    assert_eq!(v["previous"][0]["conversation"], c1);
+    assert_eq!(v["previous"][0]["state"], "abandoned");
+}
+
+#[test]
+fn a_returning_visitor_brings_its_contact_and_earlier_conversations() {
+    let dir = TempDir::new("contact");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        ..Config::default()
+    };
+    let server = Server::bind(config.clone()).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let query = "?lang=en-GB&page=https%3A%2F%2Fshop.example%2Fcart&referrer=https%3A%2F%2Fsearch.example%2F";
+    let (mut v, welcome) = Client::visitor(&server, query);
+    let default_name = welcome["name"].as_str().unwrap().to_string();
+    assert!(default_name.starts_with("Visitor "), "{default_name}");
+    // The widget counts a message's bytes against the server's own limit.
+    assert_eq!(welcome["max_text_bytes"], 4096);
+    let session = welcome["session"].as_str().unwrap().to_string();
+    // The pre-chat form.
+    v.send(json!({"type": "contact", "name": "Ann", "email": "not an address"}));
+    v.expect_where("error", |e| e["code"] == "bad_email");
+    v.send(json!({"type": "contact", "name": "Ann", "email": "ann@example.com"}));
+    let c = v.expect("contact");
+    assert_eq!(
+        (c["name"].clone(), c["email"].clone()),
+        (json!("Ann"), json!("ann@example.com"))
+    );
+    let (c1, _) = open(&mut v, "the cart is empty");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == c1);
+    assert_eq!(a["visitor"], "Ann");
+    assert_eq!(a["contact"]["email"], "ann@example.com");
+    assert_eq!(a["contact"]["page"], "https://shop.example/cart");
+    assert_eq!(a["contact"]["referrer"], "https://search.example/");
+    assert!(a["contact"]["first_seen"].as_u64().unwrap() > 0);
+    assert_eq!(a["previous"], 0);
+    alice.send(json!({"type": "message", "conversation": c1, "text": "try again now"}));
+    v.expect_where("desk_message", |m| m["text"] == "try again now");
+    // The visitor ends the chat itself, and rates it.
+    v.send(json!({"type": "end"}));
+    assert_eq!(v.expect("resolved")["by"], "visitor");
+    alice.expect_where("resolved", |r| {
+        r["conversation"] == c1 && r["by"] == "visitor"
+    });
+    v.send(json!({"type": "rate", "rating": 5, "comment": "fixed"}));
+    v.expect("rated");
+    v.send(json!({"type": "end"}));
+    v.expect_where("error", |e| e["code"] == "not_open");
+    drop((alice, v));
+    server.stop();
+    // Days later (a restart between): the same visitor writes again.
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let (mut v, welcome) = Client::visitor(&server, &format!("?session={session}&lang=en"));
+    assert_eq!(welcome["name"], "Ann");
+    let (c2, _) = open(&mut v, "it is empty again");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == c2);
+    assert_eq!(a["previous"], 1);
+    assert_eq!(a["contact"]["email"], "ann@example.com");
+    alice.send(json!({"type": "visitor", "conversation": c2}));
+    let info = alice.expect("visitor");
+    assert_eq!(info["visitor"], "Ann");
+    assert_eq!(info["contact"]["page"], "https://shop.example/cart");
+    let earlier = &info["previous"][0];
+    assert_eq!(earlier["conversation"], c1);
+    assert_eq!(earlier["state"], "resolved");
+    assert_eq!(earlier["agent"], "alice");
+    assert_eq!(
+        (earlier["rating"].clone(), earlier["comment"].clone()),
+        (json!(5), json!("fixed"))
+    );
+    let texts: Vec<&str> = earlier["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["the cart is empty", "try again now"]);
+    // A new visitor's default name is never one given before the restart.
+    let (_, fresh) = Client::visitor(&server, "?lang=zh-CN");
+    let name = fresh["name"].as_str().unwrap();
+    assert!(name.starts_with("访客"), "{name}");
+    let n = |s: &str| {
+        s.trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(n(name) > n(&default_name), "{name} after {default_name}");
+    // Another agent's conversation is not shown to alice.
+    alice.send(json!({"type": "visitor", "conversation": 999_999}));
+    alice.expect_where("error", |e| e["code"] == "not_yours");
+}
+
+/// `wschat desk …` on data directory `dir`: success and standard output.
+fn desk_command(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .arg("desk")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run wschat desk");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A scripted day of conversations, written as the desk writes its records,
+/// and the report on it, worked out by hand.
+#[test]
+fn desk_report_on_a_scripted_day() {
+    let dir = TempDir::new("report");
+    let day = wschat::desk::report::parse_since("2026-03-02").unwrap();
+    let t0 = day + 9 * 3_600_000; // 09:00 UTC
+    let at = |s: i64| (t0 as i64 + s * 1000) as u64;
+    let mut id = 0;
+    let mut log = String::new();
+    let mut rec = |v: Value| {
+        id += 1;
+        let mut v = v;
+        v["id"] = json!(id);
+        log.push_str(&v.to_string());
+        log.push('\n');
+    };
+    let open = |rec: &mut dyn FnMut(Value), c: u64, s: i64| {
+        rec(
+            json!({"type": "desk_opened", "conversation": c, "session": "x", "visitor": format!("v{c}"), "time": at(s)}),
+        );
+        rec(
+            json!({"type": "desk_message", "conversation": c, "from": "visitor", "name": format!("v{c}"), "text": "help", "time": at(s)}),
+        );
+    };
+    let assign = |c: u64, agent: &str, s: i64| json!({"type": "desk_assigned", "conversation": c, "agent": agent, "time": at(s)});
+    let reply = |c: u64, agent: &str, s: i64| json!({"type": "desk_message", "conversation": c, "from": "agent", "name": agent, "text": "on it", "time": at(s)});
+    let resolve = |c: u64, agent: &str, by: &str, s: i64| json!({"type": "desk_resolved", "conversation": c, "agent": agent, "by": by, "time": at(s)});
+    let rate = |c: u64, r: u64, s: i64| json!({"type": "desk_rated", "conversation": c, "rating": r, "time": at(s)});
+    // The day before: counted only without --since.
+    open(&mut rec, 5, -86_400);
+    rec(assign(5, "alice", -86_390));
+    rec(reply(5, "alice", -86_300));
+    rec(resolve(5, "alice", "agent", -86_000));
+    rec(rate(5, 1, -85_990));
+    // c10: alice answers in 30 s, resolves at 300 s, rated 5 with a comment.
+    open(&mut rec, 10, 0);
+    rec(assign(10, "alice", 10));
+    rec(reply(10, "alice", 30));
+    rec(resolve(10, "alice", "agent", 300));
+    rec(
+        json!({"type": "desk_rated", "conversation": 10, "rating": 5, "comment": "great, thanks", "time": at(310)}),
+    );
+    // c20: bob answers in 60 s, resolves at 600 s, rated 3.
+    open(&mut rec, 20, 60);
+    rec(assign(20, "bob", 70));
+    rec(reply(20, "bob", 120));
+    rec(resolve(20, "bob", "agent", 660));
+    rec(rate(20, 3, 700));
+    // c30: alice answers in 30 s and transfers it to bob, who resolves it
+    // at 1200 s: bob's, rated 4.
+    open(&mut rec, 30, 120);
+    rec(assign(30, "alice", 130));
+    rec(reply(30, "alice", 150));
+    rec(
+        json!({"type": "desk_assigned", "conversation": 30, "agent": "bob", "from": "alice", "note": "", "time": at(200)}),
+    );
+    rec(reply(30, "bob", 250));
+    rec(resolve(30, "bob", "agent", 1320));
+    rec(rate(30, 4, 1330));
+    // c40: waits, its visitor leaves: abandoned.
+    open(&mut rec, 40, 200);
+    rec(json!({"type": "desk_resolved", "conversation": 40, "by": "abandoned", "time": at(800)}));
+    // c50: alice answers in 90 s; the visitor ends it at 200 s.
+    open(&mut rec, 50, 300);
+    rec(assign(50, "alice", 310));
+    rec(reply(50, "alice", 390));
+    rec(resolve(50, "alice", "visitor", 500));
+    // c60: alice's, not answered yet.
+    open(&mut rec, 60, 400);
+    rec(assign(60, "alice", 410));
+    std::fs::write(dir.0.join("log-00000001.jsonl"), log).unwrap();
+
+    let (ok, out) = desk_command(
+        &dir.0,
+        &["report", "--since", "2026-03-02", "--format", "json"],
+    );
+    assert!(ok, "{out}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["since"], day);
+    let line = |v: &Value| {
+        json!([
+            v["agent"],
+            v["conversations"],
+            v["resolved"],
+            v["abandoned"],
+            v["first_response"]["median"],
+            v["first_response"]["p90"],
+            v["resolution"]["median"],
+            v["resolution"]["p90"],
+            v["ratings"]["count"],
+            v["ratings"]["average"],
+        ])
+    };
+    assert_eq!(r["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        line(&r["agents"][0]),
+        json!(["alice", 3, 2, 0, 30.0, 90.0, 200.0, 300.0, 1, 5.0])
+    );
+    assert_eq!(
+        line(&r["agents"][1]),
+        json!(["bob", 2, 2, 0, 30.0, 60.0, 600.0, 1200.0, 2, 3.5])
+    );
+    assert_eq!(
+        line(&r["overall"]),
+        json!([null, 6, 4, 1, 30.0, 90.0, 300.0, 1200.0, 3, 4.0])
+    );
+    assert_eq!(
+        r["overall"]["ratings"]["stars"],
+        json!({"1": 0, "2": 0, "3": 1, "4": 1, "5": 1})
+    );
+    // The same as CSV, and as a table.
+    let (ok, csv) = desk_command(&dir.0, &["report", "--since=2026-03-02", "--format=csv"]);
+    assert!(ok);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[0].starts_with("agent,conversations,resolved,abandoned,first_response_median_s"));
+    assert_eq!(rows[1], "alice,3,2,0,30,90,200,300,1,5,0,0,0,0,1");
+    assert_eq!(rows[2], "bob,2,2,0,30,60,600,1200,2,3.5,0,0,1,1,0");
+    assert_eq!(rows[3], "(all),6,4,1,30,90,300,1200,3,4,0,0,1,1,1");
+    let (ok, table) = desk_command(&dir.0, &["report", "--since", "2026-03-02"]);
+    assert!(ok);
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("alice  "),
+        "{table}"
+    );
+    // Without --since, the day before counts too.
+    let (_, all) = desk_command(&dir.0, &["report", "--format", "json"]);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["overall"]["conversations"], 7);
+    assert_eq!(all["overall"]["ratings"]["stars"]["1"], 1);
+    // A bad date or format is refused.
+    assert!(!desk_command(&dir.0, &["report", "--since", "yesterday"]).0);
+    assert!(!desk_command(&dir.0, &["report", "--format", "xml"]).0);
+    // The export: one conversation a line, with its transcript.
+    let (ok, lines) = desk_command(&dir.0, &["export", "--since", "2026-03-02"]);
+    assert!(ok);
+    let convs: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(convs.len(), 6);
+    let c30 = convs.iter().find(|c| c["conversation"] == 30).unwrap();
+    assert_eq!(
+        (
+            c30["agent"].clone(),
+            c30["by"].clone(),
+            c30["rating"].clone()
+        ),
+        (json!("bob"), json!("agent"), json!(4))
+    );
+    let names: Vec<&str> = c30["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["v30", "alice", "bob"]);
+    assert_eq!(convs[0]["comment"], "great, thanks");
+}
+
+/// The export of a conversation held over real sockets, read while the
+/// server still runs.
+#[test]
+fn desk_export_of_a_live_data_directory() {
+    let (server, tokens, dir) = desk("export", 5, Duration::from_secs(30), &["alice"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    let (mut v, _) = Client::visitor(&server, "?name=Qian");
+    let (cid, _) = open(&mut v, "退款怎么办?");
+    alice.expect_where("assigned", |x| x["conversation"] == cid);
+    alice.send(json!({"type": "message", "conversation": cid, "text": "请提供订单号"}));
+    v.expect_where("desk_message", |m| m["from"] == "agent");
+    alice.send(json!({"type": "resolve", "conversation": cid}));
+    v.expect("resolved");
+    v.send(json!({"type": "rate", "rating": 2, "comment": "slow"}));
+    alice.expect("rated");
+    let (ok, out) = desk_command(&dir.0, &["export"]);
+    assert!(ok);
+    let line: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(line["conversation"], cid);
+    assert_eq!(line["visitor"], "Qian");
+    assert_eq!(
+        (line["agent"].clone(), line["by"].clone()),
+        (json!("alice"), json!("agent"))
+    );
+    assert_eq!(
+        (line["rating"].clone(), line["comment"].clone()),
+        (json!(2), json!("slow"))
+    );
+    let texts: Vec<&str> = line["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["退款怎么办?", "请提供订单号"]);
+    let (ok, report) = desk_command(&dir.0, &["report", "--format", "json"]);
+    assert!(ok);
+    let r: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(r["agents"][0]["agent"], "alice");
+    assert_eq!(r["agents"][0]["ratings"]["count"], 1);
+}
+
+#[test]
+fn canned_replies_are_shared_by_the_team() {
+    let (server, tokens, dir) = desk("canned", 5, Duration::from_secs(30), &["alice", "bob"]);
+    let mut alice = Client::agent(&server, &tokens[0]);
+    assert_eq!(alice.expect("canned")["replies"], json!([]));
+    let canned = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .arg("canned")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .output()
+            .expect("run wschat canned");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // From the command line, while the server runs: every console hears.
+    assert!(canned(&["add", "hi", "您好,请问有什么可以帮您?"]).0);
+    let list = alice.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 1);
+    assert_eq!(list["replies"][0]["shortcut"], "hi");
+    assert_eq!(list["replies"][0]["text"], "您好,请问有什么可以帮您?");
+    // From a console: the other agents get it too.
+    let mut bob = Client::agent(&server, &tokens[1]);
+    bob.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 1);
+    alice.send(json!({"type": "canned_add", "shortcut": "/bye", "text": "Goodbye!"}));
+    let list = bob.expect_where("canned", |c| c["replies"].as_array().unwrap().len() == 2);
+    assert_eq!(list["replies"][0]["shortcut"], "bye");
+    assert_eq!(list["replies"][0]["by"], "alice");
+    alice.send(json!({"type": "canned_add", "shortcut": "two words", "text": "x"}));
+    alice.expect_where("error", |e| e["code"] == "bad_canned");
+    bob.send(json!({"type": "canned_remove", "shortcut": "hi"}));
+    alice.expect_where("canned", |c| {
+        c["replies"] == json!([{"shortcut": "bye", "text": "Goodbye!", "by": "alice"}])
+    });
+    let (ok, out) = canned(&["list"]);
+    assert!(ok);
+    assert_eq!(out, "/bye\tGoodbye!\n");
+    assert!(canned(&["remove", "bye"]).0);
+    assert!(!canned(&["remove", "bye"]).0);
+    bob.expect_where("canned", |c| c["replies"] == json!([]));
+}
+
+#[test]
+fn out_of_hours_messages_wait_for_the_first_agent() {
+    // Hours that are closed now: every day, for the hour that begins two
+    // hours from now (UTC).
+    let now = wschat::clock::now_ms();
+    let start = (now / 3_600_000 + 2) % 24;
+    let spec = format!("mon-sun {start:02}:00-{:02}:00 +00:00", start + 1);
+    let dir = TempDir::new("hours");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        desk_abandon_after: Duration::from_secs(1),
+        desk_hours: Some(wschat::desk::hours::Hours::parse(&spec).unwrap()),
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    // Alice is signed in but away (out of hours).
+    let mut alice = Client::agent(&server, &token);
+    alice.send(json!({"type": "presence", "status": "away"}));
+    alice.expect("presence");
+    let (mut v, _) = Client::visitor(&server, "?lang=en");
+    let hours = v.expect("hours");
+    assert_eq!(
+        (hours["open"].clone(), hours["email"].clone()),
+        (json!(false), json!(false))
+    );
+    let back = hours["back"].as_u64().unwrap();
+    assert!(
+        back > now && back - now <= 24 * 3_600_000,
+        "{back} after {now}"
+    );
+    assert_eq!(back % 3_600_000, 0);
+    assert_eq!((back / 3_600_000) % 24, start);
+    // No message without an address to answer to.
+    v.say("are you there?");
+    v.expect_where("error", |e| e["code"] == "email_required");
+    v.send(json!({"type": "contact", "email": "zhou@example.com"}));
+    v.expect("contact");
+    let (cid, agent) = open(&mut v, "please call me back about order 7");
+    assert_eq!(agent, None);
+    // The visitor leaves. Two refused agent sign-ins, each closed at a tick
+    // at least a second after it came, prove that ticks ran more than
+    // `--desk-abandon-after` later: the message is still waiting.
+    drop(v);
+    for _ in 0..2 {
+        let mut bad = Client::connect(&server, "/agent");
+        bad.send(json!({"type": "auth", "token": "wrong"}));
+        loop {
+            match bad.ws.read_message() {
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => panic!("no Close for a bad token: {e}"),
+            }
+        }
+    }
+    alice.sync();
+    let queue = alice
+        .seen
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "queue")
+        .unwrap();
+    assert_eq!(queue["queue"][0]["conversation"], cid, "{queue}");
+    // It goes to the first agent who is there, with the address.
+    alice.send(json!({"type": "presence", "status": "online"}));
+    let a = alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(a["offline"], true);
+    assert_eq!(a["online"], false);
+    assert_eq!(a["contact"]["email"], "zhou@example.com");
+    assert_eq!(
+        a["messages"][0]["text"],
+        "please call me back about order 7"
+    );
+}
+
+#[test]
+fn a_verified_visitor_brings_the_email_of_its_token() {
+    let dir = TempDir::new("verified");
+    let token = agents::add(&dir.0, "alice").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(dir.0.clone()),
+        rate_limit: 0,
+        jwt_secrets: vec![b"s3cret".to_vec()],
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    let mut alice = Client::agent(&server, &token);
+    let jwt = wschat::auth::sign(
+        br#"{"sub":"customer-9","exp":4000000000,"name":"Zhang","email":"zhang@example.com"}"#,
+        b"s3cret",
+    );
+    let (mut v, welcome) = Client::visitor(&server, &format!("?token={jwt}"));
+    assert_eq!(welcome["verified"], true);
+    let (cid, _) = open(&mut v, "hello");
+    let a = alice.expect_where("assigned", |x| x["conversation"] == cid);
+    assert_eq!(a["visitor"], "Zhang");
+    assert_eq!(a["sub"], "customer-9");
+    assert_eq!(a["contact"]["email"], "zhang@example.com");
 }

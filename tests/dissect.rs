@@ -322,6 +322,7 @@ fn limits_and_the_length_high_bit() {
             max_frame_size: 10,
             max_message_size: 15,
         },
+        deflate: false,
     };
     let mut bytes = frame(false, OpCode::Binary, &[0; 10], Some(KEY));
     bytes.extend(frame(true, OpCode::Continuation, &[0; 10], Some(KEY)));
@@ -707,4 +708,226 @@ fn cli_ends_quietly_when_its_output_is_closed() {
     let status = child.wait().expect("wait for wschat");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+}
+
+// ---- permessage-deflate (RFC 7692) ----
+
+fn deflated(bytes: &[u8], direction: Direction) -> wschat::dissect::Dissection {
+    dissect(bytes, &Options::new(direction).with_deflate(true))
+}
+
+#[test]
+fn rfc_7692_examples_are_shown_inflated() {
+    // §7.2.3.1, §7.2.3.3 (stored block) and §7.2.3.4 (BFINAL set): one
+    // frame each, "Hello" once inflated.
+    for hex in [
+        "c1 07 f2 48 cd c9 c9 07 00",
+        "c1 0b 00 05 00 fa ff 48 65 6c 6c 6f 00",
+        "c1 08 f3 48 cd c9 c9 07 00 00",
+    ] {
+        let bytes = wschat::cli::parse_hex(hex).unwrap();
+        let d = deflated(&bytes, Direction::ServerToClient);
+        assert!(d.is_valid(), "{hex}: {}", d.to_text());
+        let f = &d.frames[0];
+        assert!(f.compressed && f.header.rsv == 0b100);
+        let inflated = f.inflated.as_ref().expect("inflated");
+        assert_eq!(inflated.payload, b"Hello");
+        assert_eq!(inflated.text.as_deref(), Some("Hello"));
+        assert!(
+            f.one_line().ends_with(r#"[inflated to 5 bytes: "Hello"]"#),
+            "{}",
+            f.one_line()
+        );
+        let text = d.to_text();
+        for needle in [
+            "RSV1: a compressed message",
+            "inflated 5 bytes",
+            "\"Hello\"",
+        ] {
+            assert!(text.contains(needle), "{needle:?} in\n{text}");
+        }
+        // Without the extension, the same bytes break RFC 6455 §5.2.
+        let plain = from_server(&bytes);
+        assert_eq!(
+            plain.frames[0].violations.first(),
+            Some(&ProtocolError::ReservedBits(0b100))
+        );
+        assert!(!plain.frames[0].compressed && plain.frames[0].inflated.is_none());
+    }
+    // §7.2.3.1 fragmented: RSV1 on the first frame only, inflated on the last.
+    let d = deflated(
+        &[
+            0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+        ],
+        Direction::ServerToClient,
+    );
+    assert!(d.is_valid(), "{}", d.to_text());
+    assert!(d.frames[0].compressed && d.frames[0].inflated.is_none());
+    assert!(!d.frames[1].compressed);
+    let inflated = d.frames[1].inflated.as_ref().expect("inflated on the last");
+    assert_eq!(inflated.text.as_deref(), Some("Hello"));
+    assert_eq!(d.frames[1].message.as_ref().unwrap().payload.len(), 7);
+}
+
+#[test]
+fn compressed_frames_keep_the_rules_of_rfc_7692() {
+    let mut hello = Vec::new();
+    wschat::ws::deflate::Compressor::new().compress(b"Hello", &mut hello);
+    let with = |rsv: u8, op: OpCode, payload: &[u8], fin: bool| {
+        let mut out = frame(fin, op, payload, Some(KEY));
+        out[0] |= rsv << 4;
+        out
+    };
+    // RSV1 on a continuation, and on a ping: 1002 (§6.1).
+    let mut bytes = with(0b100, OpCode::Text, &hello[..2], false);
+    bytes.extend(with(0b100, OpCode::Continuation, &hello[2..], true));
+    let d = deflated(&bytes, Direction::ClientToServer);
+    assert_eq!(
+        d.frames[1].violations,
+        [ProtocolError::MisplacedCompressionBit("continuation")]
+    );
+    let d = deflated(
+        &with(0b100, OpCode::Ping, b"", true),
+        Direction::ClientToServer,
+    );
+    assert_eq!(
+        d.frames[0].violations,
+        [ProtocolError::MisplacedCompressionBit("ping")]
+    );
+    assert_eq!(d.first_violation().unwrap().1.close_code().0, 1002);
+    // Not DEFLATE data: 1007.
+    let d = deflated(
+        &with(0b100, OpCode::Binary, &[0xff; 8], true),
+        Direction::ClientToServer,
+    );
+    assert_eq!(d.frames[0].violations, [ProtocolError::BadCompressedData]);
+    assert_eq!(d.first_violation().unwrap().1.close_code().0, 1007);
+    // Inflated invalid UTF-8 in a text message: 1007.
+    let mut bad = Vec::new();
+    wschat::ws::deflate::Compressor::new().compress(&[b'a', 0xff], &mut bad);
+    let d = deflated(
+        &with(0b100, OpCode::Text, &bad, true),
+        Direction::ClientToServer,
+    );
+    assert_eq!(d.frames[0].violations, [ProtocolError::InvalidUtf8]);
+    // A bomb: measured inflated, against the message limit (1009), in
+    // one frame and in fragments.
+    let mut bomb = Vec::new();
+    wschat::ws::deflate::Compressor::new().compress(&vec![0u8; 4 << 20], &mut bomb);
+    assert!(bomb.len() < 8 << 10);
+    let d = deflated(
+        &with(0b100, OpCode::Binary, &bomb, true),
+        Direction::ClientToServer,
+    );
+    let limit = wschat::ws::Limits::default().max_message_size;
+    assert_eq!(
+        d.frames[0].violations,
+        [ProtocolError::MessageTooBig {
+            len: limit as u64 + 1,
+            limit
+        }]
+    );
+    let mut bytes = Vec::new();
+    let pieces: Vec<&[u8]> = bomb.chunks(1000).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let (rsv, op) = if i == 0 {
+            (0b100, OpCode::Binary)
+        } else {
+            (0, OpCode::Continuation)
+        };
+        bytes.extend(with(rsv, op, piece, i + 1 == pieces.len()));
+    }
+    let d = deflated(&bytes, Direction::ClientToServer);
+    let (_, v) = d.first_violation().expect("stopped");
+    assert_eq!(v.close_code().0, 1009);
+}
+
+#[test]
+fn json_shows_compression_only_when_there_is_some() {
+    let d = deflated(
+        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        Direction::ServerToClient,
+    );
+    let json = d.frames[0].to_json();
+    let keys = common::top_level_keys(&json);
+    let at = |k: &str| {
+        keys.iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} in {json}"))
+    };
+    assert!(
+        at("rsv3") + 1 == at("compressed") && at("message") + 1 == at("inflated"),
+        "{json}"
+    );
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["compressed"], true);
+    assert_eq!(value["inflated"]["len"], 5);
+    assert_eq!(value["inflated"]["payload_hex"], "48656c6c6f");
+    assert_eq!(value["inflated"]["text"], "Hello");
+    // An uncompressed frame's JSON is what it always was, deflate or not.
+    let plain = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+    assert_eq!(
+        deflated(&plain, Direction::ServerToClient).to_json(),
+        from_server(&plain).to_json()
+    );
+    assert_eq!(
+        common::top_level_keys(&from_server(&plain).frames[0].to_json()),
+        FRAME_FIELDS
+    );
+}
+
+#[test]
+fn cli_inflates_with_deflate() {
+    let hello = "c107f248cdc9c90700";
+    let (code, out, err) = run(&["dissect", "--server", "--deflate", hello], b"");
+    assert_eq!(code, 0, "{out}{err}");
+    for needle in [
+        "RSV1: a compressed message",
+        "inflated 5 bytes",
+        "\"Hello\"",
+        "every rule kept",
+    ] {
+        assert!(out.contains(needle), "{needle:?} in\n{out}");
+    }
+    let (code, out, _) = run(&["dissect", "--server", "--deflate", "--json", hello], b"");
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["frames"][0]["inflated"]["text"], "Hello");
+    // Without --deflate, RSV1 is a broken rule.
+    let (code, out, _) = run(&["dissect", "--server", hello], b"");
+    assert_eq!(code, 1);
+    assert!(out.contains("1002"), "{out}");
+}
+
+#[test]
+fn inspect_shows_a_compressed_frame_and_its_inflated_text() {
+    let server = common::start_default();
+    let options = wschat::client::Options {
+        deflate: true,
+        ..Default::default()
+    };
+    let (mut ws, _) =
+        wschat::client::connect_with(&common::ws_url(&server, "/inspect?deflate=on"), &options)
+            .unwrap();
+    assert!(
+        ws.connection().deflate().is_some(),
+        "/inspect?deflate=on negotiates deflate"
+    );
+    // Plain /inspect declines it: the bytes shown are the bytes typed.
+    let (plain, _) =
+        wschat::client::connect_with(&common::ws_url(&server, "/inspect"), &options).unwrap();
+    assert!(plain.connection().deflate().is_none());
+    let text = "A message long enough to be compressed, compressed enough to be worth it, it is.";
+    ws.send(wschat::ws::Message::Text(text.into())).unwrap();
+    let reply = match ws.read_message().unwrap() {
+        wschat::ws::Message::Text(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let value: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let frame = &value["frame"];
+    assert_eq!(frame["rsv1"], true, "{reply}");
+    assert_eq!(frame["compressed"], true);
+    assert_eq!(frame["valid"], true);
+    assert_eq!(frame["inflated"]["text"], text);
+    assert!(frame["payload_len"].as_u64().unwrap() < text.len() as u64);
 }

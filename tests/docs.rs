@@ -482,6 +482,18 @@ fn generate(name: &str, requests: &BTreeMap<String, String>) -> Option<String> {
             conn.send(&Message::Text("Hello".into())).expect("open");
             hex(&conn.take_output())
         }
+        "deflate-dissect" => {
+            // RFC 7692 §7.2.3.1, the compressed "Hello" in two fragments.
+            let bytes = [
+                0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00,
+            ];
+            let options = wschat::dissect::Options::new(wschat::dissect::Direction::ServerToClient)
+                .with_deflate(true);
+            wschat::dissect::dissect(&bytes, &options)
+                .to_text()
+                .trim_end()
+                .to_string()
+        }
         "errors" => every_error()
             .iter()
             .map(|e| format!("{}  §{:<6} {}", e.close_code().0, e.rfc_section(), e))
@@ -527,6 +539,7 @@ const GENERATORS: &[&str] = &[
     "deflate-answer",
     "deflate-hello",
     "deflate-hello-masked",
+    "deflate-dissect",
 ];
 
 #[test]

@@ -510,3 +510,49 @@ fn a_pinged_client_that_answers_stays_open() {
         }
     }
 }
+
+/// Issue 26.2: each mount keeps its own behavior. The same endpoint on two
+/// paths, one with a 16-byte message limit: a 32-byte message comes back
+/// from the other path and fails the connection with 1009 on this one, and
+/// a path nothing is mounted on is refused 404.
+#[test]
+fn each_mount_keeps_its_own_behavior() {
+    use wschat::server::{Behavior, Server, ServerConfig, Service};
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let builder = Server::builder(config);
+    let roomy = builder.behavior();
+    let small = Behavior {
+        max_frame_size: 16,
+        max_message_size: 16,
+        ..roomy
+    };
+    let server = builder
+        .ws("/echo", Service::Echo, roomy)
+        .ws("/small", Service::Echo, small)
+        .bind(|| Ok(NoApp))
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let text = frame(true, OpCode::Text, &[b'a'; 32]);
+    let mut ws = RawClient::connect(server.addr(), "/echo");
+    ws.send(&text);
+    assert_eq!(ws.read_frame().payload, [b'a'; 32]);
+    let mut ws = RawClient::connect(server.addr(), "/small");
+    ws.send(&text);
+    ws.expect_close(1009);
+    let reply = common::http_exchange(server.addr(), &common::upgrade_request(server.addr(), "/"));
+    assert_eq!(reply.status, 404, "{}", reply.body_text());
+    assert_eq!(reply.body_text(), "no WebSocket endpoint at /\n");
+}
+
+/// A hub application with nothing mounted on it.
+struct NoApp;
+
+impl wschat::hub::App for NoApp {
+    fn opened(&mut self, _: &mut wschat::hub::Ctx, _: u64, _: wschat::hub::ConnInfo) {}
+    fn text(&mut self, _: &mut wschat::hub::Ctx, _: u64, _: String) {}
+    fn closed(&mut self, _: &mut wschat::hub::Ctx, _: u64) {}
+}

@@ -55,7 +55,7 @@ fn handshake_values_are_trimmed_of_http_whitespace_only() {
                 "accepted {shown:?} with Sec-WebSocket-Accept {}",
                 accept.accept_key
             ),
-            Err(rejection) => assert_eq!(rejection.status, status, "{shown:?}: {rejection}"),
+            Err(rejection) => assert_eq!(rejection.status(), status, "{shown:?}: {rejection}"),
         }
     }
 }

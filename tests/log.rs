@@ -129,22 +129,26 @@ fn a_refused_commit_of_any_log_delivers_nothing_and_tells_the_sender() {
         listen: "127.0.0.1:0".into(),
         ..Default::default()
     };
-    let server = Server::bind_with_log(config, move || {
-        let log: Box<dyn Log> = Box::new(FlakyLog {
-            last_id: 0,
-            pending: 0,
-            failing: log_failing,
-        });
-        Ok((
-            Relay {
-                refused: app_refused,
-            },
-            log,
-        ))
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let builder = Server::builder(config);
+    let behavior = builder.behavior();
+    let server = builder
+        .app("/", behavior)
+        .bind_with_log(move || {
+            let log: Box<dyn Log> = Box::new(FlakyLog {
+                last_id: 0,
+                pending: 0,
+                failing: log_failing,
+            });
+            Ok((
+                Relay {
+                    refused: app_refused,
+                },
+                log,
+            ))
+        })
+        .unwrap()
+        .spawn()
+        .unwrap();
     let url = format!("ws://{}/", server.addr());
     let mut alice = client(&url);
     let mut bob = client(&url);

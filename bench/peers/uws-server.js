@@ -2,7 +2,11 @@
 // @trufflesuite/uws-js-unofficial): /echo echoes; / relays every text
 // message, as it is, to every client of / (the sender included), with
 // uWS's own pub/sub.
-// Usage: node uws-server.js PORT   (listens on 127.0.0.1)
+// Usage: node uws-server.js PORT [compress]   (listens on 127.0.0.1)
+// With `compress`, permessage-deflate is on with uWS.SHARED_COMPRESSOR (no
+// context takeover, no compressor per connection) and every publish asks
+// for compression, so a message is compressed once for all subscribers;
+// without it, compression is off.
 'use strict';
 const path = require('path');
 
@@ -21,8 +25,9 @@ try {
 }
 
 const port = Number(process.argv[2] || 3000);
+const compress = process.argv[3] === 'compress';
 const common = {
-  compression: uWS.DISABLED,
+  compression: compress ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: 1 << 20,
   // The same 1 MiB per-client backlog as the tungstenite peer.
   maxBackpressure: 1 << 20,
@@ -31,13 +36,13 @@ const common = {
 const app = uWS.App();
 app.ws('/echo', {
   ...common,
-  message: (ws, message, isBinary) => { ws.send(message, isBinary); },
+  message: (ws, message, isBinary) => { ws.send(message, isBinary, compress); },
 });
 app.ws('/', {
   ...common,
   open: (ws) => { ws.subscribe('room'); },
   message: (ws, message, isBinary) => {
-    if (!isBinary) app.publish('room', message, false);
+    if (!isBinary) app.publish('room', message, false, compress);
   },
 });
 app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found\n'); });
@@ -46,5 +51,5 @@ app.listen('127.0.0.1', port, (token) => {
     console.error(`uws peer: cannot listen on 127.0.0.1:${port}`);
     process.exit(1);
   }
-  console.log(`uws peer on 127.0.0.1:${port}`);
+  console.log(`uws peer on 127.0.0.1:${port}${compress ? ' (SHARED_COMPRESSOR)' : ''}`);
 });

@@ -55,10 +55,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(rejection) => {
             assert!(
-                matches!(rejection.status, 400 | 431),
+                matches!(rejection.status(), 400 | 431),
                 "parse_request rejected with {rejection}"
             );
-            check_rejection_response(&rejection.to_response(), rejection.status);
+            check_rejection_response(&rejection.to_response(), rejection.status());
             return;
         }
         Ok(Some(parsed)) => parsed,
@@ -94,14 +94,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(rejection) => {
             assert!(
-                matches!(rejection.status, 400 | 405 | 426),
+                matches!(rejection.status(), 400 | 405 | 426),
                 "validate_upgrade rejected with {rejection}"
             );
             assert!(
                 !rules.all_met_strictly(&request),
                 "a request that meets every rule of §4.2.1 was rejected: {rejection}"
             );
-            check_rejection_response(&rejection.to_response(), rejection.status);
+            check_rejection_response(&rejection.to_response(), rejection.status());
         }
     }
 });
@@ -115,7 +115,7 @@ fn check_parse_boundaries(data: &[u8], request: &Request, used: usize) {
     assert_eq!(parse_request(&data[..used - 1], MAX_HEADER_BYTES), Ok(None));
     assert_eq!(parse_request(&data[..used / 2], MAX_HEADER_BYTES), Ok(None));
     let over = parse_request(data, used - 1).expect_err("a head one byte over the limit");
-    assert_eq!(over.status, 431);
+    assert_eq!(over.status(), 431);
 }
 
 /// A rejection's response is an HTTP response with its status.

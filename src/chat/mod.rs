@@ -1787,6 +1787,14 @@ pub fn valid_name(name: &str) -> Result<String, String> {
 }
 
 impl App for Chat {
+    /// A room message the store delivers itself (the cluster's, in the
+    /// log's order): to this node's members of the room, encoded once.
+    fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
+        if let Some(members) = self.rooms.get(room) {
+            ctx.broadcast(members.conns.iter().copied(), &Ctx::json_frame(json));
+        }
+    }
+
     fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
         let q = |name: &str| info.request.query_param(name);
         let asked = Asked {

@@ -26,7 +26,7 @@ use super::client::{
 use super::editor::{Action, Editor};
 use super::render::{ChatState, Line, Reply};
 use crate::dissect::{Direction, Dissector, Options as DissectOptions};
-use crate::ws::{CloseCode, CloseFrame, Connection, Message, Role};
+use crate::ws::{CloseCode, CloseFrame, Connection, Message};
 
 /// The first wait before reconnecting; each failed attempt doubles it.
 pub const RECONNECT_FIRST: Duration = Duration::from_millis(500);
@@ -61,7 +61,7 @@ pub const CHAT_COMMANDS: &str = "  /name NAME               change your name
 
 /// A connection just opened: the socket, the bytes read past the
 /// handshake, the subprotocol.
-type Opened = (std::net::TcpStream, Vec<u8>, Option<String>);
+type Opened = (std::net::TcpStream, Vec<u8>, Option<String>, Connection);
 
 /// What the main thread waits for.
 #[derive(Debug)]
@@ -288,7 +288,8 @@ impl Session<'_> {
 
     /// Start the reader thread of a connection just opened.
     fn start(&mut self, opened: Opened) -> Result<(), String> {
-        let (stream, leftover, _protocol) = opened;
+        let (stream, leftover, _protocol, conn) = opened;
+        let deflate = conn.deflate().is_some();
         let reader = stream
             .set_write_timeout(Some(WRITE_TIMEOUT))
             .and_then(|()| stream.try_clone())
@@ -296,11 +297,11 @@ impl Session<'_> {
         let trace = |direction| {
             self.args
                 .trace
-                .then(|| Dissector::new(DissectOptions::new(direction)))
+                .then(|| Dissector::new(DissectOptions::new(direction).with_deflate(deflate)))
         };
         let link = Arc::new(Mutex::new(Link {
             stream,
-            conn: Connection::new(Role::Client, self.args.options.limits),
+            conn,
             trace: trace(Direction::ClientToServer),
         }));
         self.connections += 1;

@@ -26,7 +26,7 @@ use crate::client::{Options, WsUrl};
 use crate::conn::Error;
 use crate::dissect::{Direction, Dissector, Options as DissectOptions};
 use crate::ws::frame::MAX_CONTROL_PAYLOAD;
-use crate::ws::{CloseCode, CloseFrame, Connection, Message, ProtocolError, Role};
+use crate::ws::{CloseCode, CloseFrame, Connection, Message, ProtocolError};
 
 /// How long to wait for the server's answer to our Close, and then for it
 /// to close the TCP connection (§7.1.1: the server closes it first).
@@ -46,6 +46,8 @@ Options:
   --raw                     raw mode, even on the chat's paths
   --protocol NAME           offer a subprotocol (repeat for more)
   --header 'Name: value'    add a request header (repeat for more)
+  --deflate on|off          offer permessage-deflate, RFC 7692 (default: on in
+                            chat mode, off in raw mode)
   --trace                   print every frame in (<) and out (>) on stderr
   -h, --help                print this help
 
@@ -104,11 +106,19 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     let mut options = Options::default();
     let mut trace = false;
     let mut chat = None;
+    let mut deflate = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--trace" => trace = true,
+            "--deflate" => {
+                deflate = Some(match args.next().map(String::as_str) {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => return Err("--deflate needs on or off".into()),
+                });
+            }
             "--chat" => chat = Some(true),
             "--raw" => chat = Some(false),
             "--protocol" => {
@@ -134,12 +144,16 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         }
     }
     let url = url.ok_or("no URL given")?;
-    Ok(Some(Args {
+    let mut args = Args {
         url,
         options,
         trace,
         chat,
-    }))
+    };
+    // permessage-deflate: on in chat mode, where history pages and long
+    // messages shrink; off in raw mode, unless asked (docs/client.md).
+    args.options.deflate = deflate.unwrap_or_else(|| args.chat_mode());
+    Ok(Some(args))
 }
 
 /// Run `wschat client` with `args`, the arguments after `client`.
@@ -239,10 +253,13 @@ pub(super) enum End {
 
 /// Connect, then run the two loops until the connection ends.
 fn run(args: &Args) -> Result<(), String> {
-    let (stream, leftover, protocol) = open(&args.url, &args.options)
+    let (stream, leftover, protocol, conn) = open(&args.url, &args.options)
         .map_err(|e| format!("cannot connect to {}: {e}", args.url))?;
+    let deflate = conn.deflate().is_some();
+    let compressed = if deflate { ", permessage-deflate" } else { "" };
     match &protocol {
-        Some(p) => eprintln!("* connected to {} (subprotocol {p})", args.url),
+        Some(p) => eprintln!("* connected to {} (subprotocol {p}{compressed})", args.url),
+        None if deflate => eprintln!("* connected to {} (permessage-deflate)", args.url),
         None => eprintln!("* connected to {}", args.url),
     }
     let interactive = io::stdin().is_terminal();
@@ -251,7 +268,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let dissector = |direction| {
         args.trace
-            .then(|| Dissector::new(DissectOptions::new(direction)))
+            .then(|| Dissector::new(DissectOptions::new(direction).with_deflate(deflate)))
     };
     let setup = |stream: &TcpStream| -> io::Result<TcpStream> {
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -263,7 +280,7 @@ fn run(args: &Args) -> Result<(), String> {
     let signals = crate::sys::TerminationSignals::block();
     let link = Arc::new(Mutex::new(Link {
         stream,
-        conn: Connection::new(Role::Client, args.options.limits),
+        conn,
         trace: dissector(Direction::ClientToServer),
     }));
     // Ctrl-C (SIGINT) and SIGTERM close with 1000, as end of input does;
@@ -636,13 +653,15 @@ pub(super) fn spaced_hex(bytes: &[u8]) -> String {
 /// RFC 6455 §4.1), then take the socket apart: this client reads and
 /// writes the socket from two threads, so it wants the raw stream and the
 /// bytes read past the handshake.
+/// The connection comes back too: it speaks permessage-deflate when that
+/// was negotiated (`--deflate`).
 pub(super) fn open(
     url: &str,
     options: &Options,
-) -> Result<(TcpStream, Vec<u8>, Option<String>), Error> {
+) -> Result<(TcpStream, Vec<u8>, Option<String>, Connection), Error> {
     let (ws, chosen) = crate::client::connect_with(url, options)?;
-    let (stream, _connection, leftover) = ws.into_parts();
-    Ok((stream, leftover, chosen))
+    let (stream, connection, leftover) = ws.into_parts();
+    Ok((stream, leftover, chosen, connection))
 }
 
 #[cfg(test)]
@@ -706,5 +725,15 @@ mod tests {
         assert!(!mode(&["--raw", "ws://h:1/"]));
         assert!(mode(&["--chat", "ws://h:1/echo"]));
         assert!(parse_args(&[]).is_err());
+        // permessage-deflate: on in chat mode, off in raw mode, unless told.
+        let deflate = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            parse_args(&args).unwrap().unwrap().options.deflate
+        };
+        assert!(deflate(&["ws://h:1/"]));
+        assert!(!deflate(&["ws://h:1/echo"]));
+        assert!(deflate(&["--deflate", "on", "ws://h:1/echo"]));
+        assert!(!deflate(&["ws://h:1/", "--deflate", "off"]));
+        assert!(parse_args(&["--deflate".into(), "maybe".into()]).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! `wschat dissect`: take WebSocket frames apart, field by field, and name
-//! every rule of RFC 6455 they break with the close code a receiver sends.
+//! every rule of RFC 6455 they break with the close code a receiver sends;
+//! with `--deflate`, compressed messages (RFC 7692) are inflated too.
 //! The work is done by [`crate::dissect`]; this is its command line.
 
 use std::io::{IsTerminal, Read};
@@ -15,9 +16,11 @@ pub const MAX_INPUT_BYTES: u64 = 64 << 20;
 pub const USAGE: &str = "wschat dissect: take WebSocket frames apart (RFC 6455 §5)
 
 Usage:
-  wschat dissect [--server] [--json] HEX...    bytes as hex (spaces, 0x, \\x allowed)
-  wschat dissect [--server] [--json] [-]       hex read from standard input
-  wschat dissect [--server] [--json] --file PATH
+  wschat dissect [--server] [--deflate] [--json] HEX...
+                                               bytes as hex (spaces, 0x, \\x allowed)
+  wschat dissect [--server] [--deflate] [--json] [-]
+                                               hex read from standard input
+  wschat dissect [--server] [--deflate] [--json] --file PATH
                                                a capture file of raw bytes
 
 The bytes are one direction of a connection, after the handshake.
@@ -25,6 +28,8 @@ The bytes are one direction of a connection, after the handshake.
 Options:
   --client      the bytes go client → server (the default): frames must be masked
   --server      the bytes go server → client: frames must not be masked
+  --deflate     permessage-deflate was negotiated (RFC 7692): RSV1 marks a
+                compressed message, shown inflated
   --file PATH   read raw bytes from PATH
   --json        print JSON instead of annotated text
   -h, --help    print this help
@@ -35,6 +40,8 @@ error.
 
 Example (RFC 6455 §5.7, a masked \"Hello\" from a client):
   wschat dissect 818537fa213d7f9f4d5158
+Example (RFC 7692 §7.2.3.1, \"Hello\" compressed, from a server):
+  wschat dissect --server --deflate c107f248cdc9c90700
 ";
 
 /// Where the bytes come from.
@@ -48,6 +55,7 @@ enum Source {
 pub fn main(args: &[String]) -> ExitCode {
     let mut direction = Direction::ClientToServer;
     let mut json = false;
+    let mut deflate = false;
     let mut file = None;
     let mut hex_args = Vec::new();
     let mut stdin = false;
@@ -61,6 +69,7 @@ pub fn main(args: &[String]) -> ExitCode {
             "--server" => direction = Direction::ServerToClient,
             "--client" => direction = Direction::ClientToServer,
             "--json" => json = true,
+            "--deflate" => deflate = true,
             "--file" => match args.next() {
                 Some(path) => file = Some(path.clone()),
                 None => return usage("--file needs a path"),
@@ -94,7 +103,7 @@ pub fn main(args: &[String]) -> ExitCode {
     if bytes.is_empty() {
         return usage("no bytes to dissect");
     }
-    let dissection = dissect(&bytes, &Options::new(direction));
+    let dissection = dissect(&bytes, &Options::new(direction).with_deflate(deflate));
     if json {
         // Pretty-printing a dissection cannot fail (its JSON form has
         // only string keys).

@@ -3,6 +3,8 @@
 //!
 //! * [`dissect`] — `wschat dissect HEX`: frames taken apart, every broken
 //!   rule named with its close code.
+//! * [`serve`] — the flags of `wschat serve` and `check-config`: parsing,
+//!   `--help`, the checks.
 //! * [`client`] — `wschat client ws://…`: an interactive terminal client;
 //!   its chat mode is [`chat`], with [`render`] (the protocol as lines) and
 //!   [`editor`] (the line being typed).
@@ -16,6 +18,7 @@ pub mod client;
 pub mod dissect;
 pub mod editor;
 pub mod render;
+pub mod serve;
 
 /// Exit code for a command line that cannot be used.
 pub const EXIT_USAGE: u8 = 2;

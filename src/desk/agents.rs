@@ -32,7 +32,48 @@ pub struct Account {
     pub token_sha1: String,
     /// When the account was made, Unix epoch milliseconds.
     pub created: u64,
+    /// Open conversations the desk gives this agent at once; `None`: the
+    /// server's `--agent-capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// What the agent may do.
+    #[serde(default)]
+    pub role: Role,
 }
+
+/// An agent's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Works its own conversations and may claim waiting ones.
+    #[default]
+    Agent,
+    /// Also sees every open conversation and may take over or reassign any.
+    Supervisor,
+}
+
+impl Role {
+    /// The role's name as it is written (`agent`, `supervisor`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn parse(name: &str) -> Result<Role, String> {
+        match name {
+            "agent" => Ok(Role::Agent),
+            "supervisor" => Ok(Role::Supervisor),
+            _ => Err(format!("a role is agent or supervisor, not {name:?}")),
+        }
+    }
+}
+
+/// Most open conversations one agent may be given at once
+/// (`--capacity` of `wschat agent add|set`).
+pub const MAX_CAPACITY: usize = 1000;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
@@ -87,6 +128,17 @@ pub fn new_token() -> String {
 /// Create agent `name` in `dir` and return its token (shown once; only its
 /// digest is kept). This is what `wschat agent add` runs.
 pub fn add(dir: &Path, name: &str) -> Result<String, String> {
+    add_with(dir, name, None, Role::Agent)
+}
+
+/// Create agent `name` with its own `capacity` (`None`: the server's) and
+/// `role`; returns its token, as [`add`].
+pub fn add_with(
+    dir: &Path,
+    name: &str,
+    capacity: Option<usize>,
+    role: Role,
+) -> Result<String, String> {
     let name = crate::chat::valid_name(name)?;
     let mut agents = load(dir).map_err(|e| e.to_string())?;
     if agents.iter().any(|a| a.name.eq_ignore_ascii_case(&name)) {
@@ -97,9 +149,71 @@ pub fn add(dir: &Path, name: &str) -> Result<String, String> {
         name,
         token_sha1: digest_hex(&token),
         created: crate::clock::now_ms(),
+        capacity,
+        role,
     });
     save(dir, &agents).map_err(|e| e.to_string())?;
     Ok(token)
+}
+
+/// Change agent `name`'s capacity and/or role (`wschat agent set`); `Err`
+/// when there is no such agent. A running server notices within a tick
+/// (see `Desk::check_accounts`): the new capacity counts at the next
+/// routing, and the consoles are told.
+pub fn set(
+    dir: &Path,
+    name: &str,
+    capacity: Option<usize>,
+    role: Option<Role>,
+) -> Result<(), String> {
+    let mut agents = load(dir).map_err(|e| e.to_string())?;
+    let Some(account) = agents
+        .iter_mut()
+        .find(|a| a.name.eq_ignore_ascii_case(name.trim()))
+    else {
+        return Err(format!("no agent named {:?}", name.trim()));
+    };
+    if capacity.is_some() {
+        account.capacity = capacity;
+    }
+    if let Some(role) = role {
+        account.role = role;
+    }
+    save(dir, &agents).map_err(|e| e.to_string())
+}
+
+/// What [`options`] finds: the other words, `--capacity` and `--role`.
+type Options<'a> = (Vec<&'a str>, Option<usize>, Option<Role>);
+
+/// `--capacity N` and `--role R` among `words`; the other words in order.
+fn options<'a>(words: &[&'a str]) -> Result<Options<'a>, String> {
+    let (mut rest, mut capacity, mut role) = (Vec::new(), None, None);
+    let mut iter = words.iter();
+    while let Some(&w) = iter.next() {
+        let (flag, inline) = match w.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (w, None),
+        };
+        match flag {
+            "--capacity" | "--role" => {
+                let value = inline
+                    .or_else(|| iter.next().copied())
+                    .ok_or_else(|| format!("{flag} needs a value"))?;
+                if flag == "--role" {
+                    role = Some(Role::parse(value)?);
+                } else {
+                    let n = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_CAPACITY).contains(n))
+                        .ok_or_else(|| format!("--capacity is a whole number 1-{MAX_CAPACITY}"))?;
+                    capacity = Some(n);
+                }
+            }
+            _ => rest.push(w),
+        }
+    }
+    Ok((rest, capacity, role))
 }
 
 /// Remove agent `name` from `dir`; returns whether it existed. A running
@@ -148,8 +262,11 @@ pub fn verify<'a>(accounts: &'a [Account], token: &str) -> Option<&'a Account> {
 }
 
 const USAGE: &str = "Usage:
-  wschat agent add NAME [--data-dir DIR]     create an agent; prints its token once
-  wschat agent list [--data-dir DIR]         list the agents
+  wschat agent add NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR]
+                                             create an agent; prints its token once
+  wschat agent set NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR]
+                                             change an agent (a running server notices)
+  wschat agent list [--data-dir DIR]         list the agents, capacity and role
   wschat agent remove NAME [--data-dir DIR]  remove an agent
 The data directory defaults to $WSCHAT_DATA_DIR, else ./wschat-data.
 ";
@@ -161,8 +278,19 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
+    let (words, capacity, role) = match options(&words) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("wschat agent: {e}");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match words.as_slice() {
-        ["add", name] => add(&dir, name).map(|token| {
+        ["set", name] if capacity.is_some() || role.is_some() => {
+            set(&dir, name, capacity, role).map(|()| println!("agent {} changed", name.trim()))
+        }
+        ["add", name] => add_with(&dir, name, capacity, role.unwrap_or_default()).map(|token| {
             println!(
                 "agent {} created; its login token (shown only this once):",
                 name.trim()
@@ -174,7 +302,10 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
                 println!("no agents in {}", path(&dir).display());
             }
             for a in agents {
-                println!("{}", a.name);
+                let capacity = a
+                    .capacity
+                    .map_or_else(|| "default".to_string(), |c| c.to_string());
+                println!("{}\tcapacity {capacity}\t{}", a.name, a.role.name());
             }
         }),
         ["remove", name] => remove(&dir, name).and_then(|found| {

@@ -242,14 +242,19 @@ impl Desk {
             Entry::DeskResolved {
                 id,
                 conversation: cid,
-                agent: agent.as_deref(),
+                agent: Some(agent.as_deref()),
+                by: "api",
                 time: now_ms(),
             }
             .to_json(),
         );
         self.queue.retain(|&c| c != cid);
         self.mark_resolved(cid);
-        let msg = Message::Resolved { conversation: cid }.to_json();
+        let msg = Message::Resolved {
+            conversation: cid,
+            by: None,
+        }
+        .to_json();
         let mut to = Vec::new();
         if let Some(conv) = self.conversations.get(&cid) {
             to = self.visitor_conns(conv);

@@ -14,12 +14,15 @@
 
 pub mod agents;
 pub mod api;
+pub mod canned;
+pub mod hours;
 mod model;
 mod protocol;
+pub mod report;
 mod routing;
 pub mod wire;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -55,6 +58,21 @@ pub const DEFAULT_KEEP_RESOLVED: usize = 10_000;
 pub const DEFAULT_KEEP_MESSAGES: usize = 1_000;
 /// Lowest and highest rating a visitor can give.
 pub const RATINGS: std::ops::RangeInclusive<u64> = 1..=5;
+/// Default for how long a waiting visitor may be offline before its
+/// conversation leaves the queue as abandoned (`--desk-abandon-after`).
+pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Longest page address or referrer kept of a visitor, in bytes (longer
+/// ones are cut at a character boundary).
+pub const MAX_URL_BYTES: usize = 2048;
+/// Longest browser description (`User-Agent`) kept, in bytes.
+pub const MAX_BROWSER_BYTES: usize = 512;
+/// Longest e-mail address a visitor may give, in bytes (RFC 5321 §4.5.3.1
+/// limits a path to 256 octets with its brackets).
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// Most earlier conversations of a visitor shown to an agent at once.
+pub const MAX_PREVIOUS: usize = 10;
+/// Longest comment a visitor may give with a rating, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
 /// Longest transfer note, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
 
@@ -75,6 +93,11 @@ pub struct DeskConfig {
     pub keep_resolved: usize,
     /// Messages of one conversation kept in memory.
     pub keep_messages: usize,
+    /// How long a waiting visitor may be offline before its conversation
+    /// leaves the queue as abandoned; zero: never.
+    pub abandon_after: Duration,
+    /// When the team is there (`--desk-hours`); `None`: always.
+    pub hours: Option<hours::Hours>,
     /// The secrets visitors' tokens are signed with (`--jwt-secret`).
     pub jwt_secrets: Vec<Vec<u8>>,
     /// Whether visitors must sign in (`--auth`).
@@ -91,6 +114,8 @@ impl Default for DeskConfig {
             max_queue: DEFAULT_MAX_QUEUE,
             keep_resolved: DEFAULT_KEEP_RESOLVED,
             keep_messages: DEFAULT_KEEP_MESSAGES,
+            abandon_after: DEFAULT_ABANDON_AFTER,
+            hours: None,
             jwt_secrets: Vec::new(),
             auth: crate::chat::AuthMode::Optional,
         }
@@ -117,8 +142,11 @@ pub struct Desk {
     dirty: bool,
     /// The last queue notice each waiting conversation got.
     told: HashMap<u64, (usize, usize)>,
-    /// When `agents.json` was last seen changed (see `check_accounts`).
-    accounts_changed: Option<std::time::SystemTime>,
+    /// How `agents.json` looked when last read: modification time, size
+    /// and inode (see `check_accounts`).
+    accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
+    /// How `canned.json` looked when last read (see `check_canned`).
+    canned_changed: Option<(std::time::SystemTime, u64, u64)>,
     next_visitor: u64,
 }
 
@@ -149,21 +177,28 @@ impl Desk {
             dirty: false,
             told: HashMap::new(),
             accounts_changed: None,
+            canned_changed: None,
             next_visitor: 1,
         };
         for record in records {
             desk.replay(record);
         }
+        // Visitors with nothing to resume are not kept (their numbers are
+        // counted already); the others are offline since now.
+        let now = Instant::now();
+        desk.sessions.retain(|_, s| s.conversation.is_some());
+        for s in desk.sessions.values_mut() {
+            s.offline_since = Some(now);
+        }
         // Agents who had conversations are not here yet: their grace
         // period starts now.
-        let now = Instant::now();
+        let accounts = desk.accounts();
         for conv in desk.conversations.values() {
             if let ConversationState::Assigned(name) = &conv.state {
-                desk.agents.entry(name.clone()).or_insert(Agent {
-                    conns: BTreeSet::new(),
-                    away: false,
-                    last_assigned: now,
+                let (capacity, role) = desk.account_settings(&accounts, name);
+                desk.agents.entry(name.clone()).or_insert_with(|| Agent {
                     gone_since: Some(now),
+                    ..Agent::new(capacity, role)
                 });
             }
         }
@@ -204,9 +239,9 @@ impl App for Desk {
                 let name = name.clone();
                 self.agent_text(ctx, conn, name, text);
             }
-            Some(Participant::VisitorWaiting { name, .. }) => {
-                let name = name.clone();
-                self.visitor_waiting_text(ctx, conn, name, &text);
+            Some(Participant::VisitorWaiting { name, arrival, .. }) => {
+                let (name, arrival) = (name.clone(), (**arrival).clone());
+                self.visitor_waiting_text(ctx, conn, (name, arrival), &text);
             }
             Some(Participant::Refused { .. }) | None => {}
         }
@@ -232,6 +267,7 @@ impl App for Desk {
 
     fn tick(&mut self, ctx: &mut Ctx) {
         self.check_accounts(ctx);
+        self.check_canned(ctx);
         self.trim();
         let now = Instant::now();
         let mut refuse = Vec::new();
@@ -279,6 +315,7 @@ impl App for Desk {
                 "desk: agent {name}'s grace period is over; {requeued} conversations re-queued"
             );
         }
+        self.abandon(ctx, now);
         self.settle(ctx);
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::Desk;
+use super::agents::Role;
 use crate::hub::log::Record;
 use crate::hub::{ConnId, Ctx};
 use crate::memory::{Budget, Kept};
@@ -43,10 +44,19 @@ pub(super) struct Conversation {
     /// When it last entered the queue, epoch ms.
     pub(super) queued_at: u64,
     pub(super) rating: Option<u64>,
+    /// The comment that came with the rating, if any.
+    pub(super) comment: Option<String>,
+    /// The agent whose conversation it was when it was resolved.
+    pub(super) resolved_by: Option<String>,
     /// The visitor's `sub`, when it signed in with a token.
     pub(super) sub: Option<String>,
     /// Its bytes as the memory budget counts them.
     pub(super) bytes: usize,
+    /// It left the queue because its visitor was offline too long.
+    pub(super) abandoned: bool,
+    /// It was opened outside `--desk-hours`: a message left for the team,
+    /// which waits for the first agent however long its visitor is away.
+    pub(super) offline: bool,
 }
 
 /// What a conversation costs in memory beyond its strings and messages.
@@ -84,11 +94,21 @@ impl Conversation {
     }
 }
 
+pub(super) use super::wire::Contact;
+
 #[derive(Debug, Default)]
 pub(super) struct Session {
     pub(super) conns: BTreeSet<ConnId>,
+    /// The visitor's contact record.
+    pub(super) contact: Contact,
+    /// Since when no connection of the visitor is open (`None` while one
+    /// is): a waiting conversation is abandoned after `abandon_after`.
+    pub(super) offline_since: Option<Instant>,
     /// The latest conversation (open, or resolved and kept for its rating).
     pub(super) conversation: Option<u64>,
+    /// Every conversation of the visitor still in memory (the latest
+    /// included), for the agent's list of earlier ones.
+    pub(super) history: BTreeSet<u64>,
     pub(super) name: String,
     /// The site's id for this visitor, when it signed in with a token.
     pub(super) sub: Option<String>,
@@ -103,6 +123,30 @@ pub(super) struct Agent {
     pub(super) last_assigned: Instant,
     /// When the last console disconnected (grace period running).
     pub(super) gone_since: Option<Instant>,
+    /// Open conversations the router gives this agent at once (its
+    /// account's, else the server's `--agent-capacity`).
+    pub(super) capacity: usize,
+    /// Its account's role.
+    pub(super) role: Role,
+}
+
+impl Agent {
+    /// An agent with no console yet, of `capacity` and `role`.
+    pub(super) fn new(capacity: usize, role: Role) -> Agent {
+        Agent {
+            conns: BTreeSet::new(),
+            away: false,
+            last_assigned: Instant::now(),
+            gone_since: None,
+            capacity,
+            role,
+        }
+    }
+
+    /// Whether the agent is a supervisor.
+    pub(super) fn supervisor(&self) -> bool {
+        self.role == Role::Supervisor
+    }
 }
 
 #[derive(Debug)]
@@ -113,6 +157,7 @@ pub(super) enum Participant {
     VisitorWaiting {
         name: Option<String>,
         since: Instant,
+        arrival: Box<super::protocol::Arrival>,
     },
     /// An agent connection that has not authenticated yet.
     Pending {
@@ -132,6 +177,9 @@ impl Desk {
             return;
         };
         let kind = v["type"].as_str().unwrap_or("");
+        if kind == "desk_contact" {
+            return self.replay_contact(&v);
+        }
         let Some(cid) = v["conversation"].as_u64() else {
             return;
         };
@@ -142,6 +190,11 @@ impl Desk {
                 let visitor = v["visitor"].as_str().unwrap_or("").to_string();
                 let sub = v["sub"].as_str().map(str::to_string);
                 self.open_conversation(cid, session, (visitor, sub), time);
+                if v["offline"] == true
+                    && let Some(conv) = self.conversations.get_mut(&cid)
+                {
+                    conv.offline = true;
+                }
             }
             "desk_message" => {
                 let keep = self.config.keep_messages;
@@ -167,15 +220,46 @@ impl Desk {
             }
             "desk_resolved" if self.conversations.contains_key(&cid) => {
                 self.queue.retain(|&c| c != cid);
+                if v["by"] == "abandoned"
+                    && let Some(conv) = self.conversations.get_mut(&cid)
+                {
+                    conv.abandoned = true;
+                }
                 self.mark_resolved(cid);
             }
             "desk_rated" => {
                 if let Some(conv) = self.conversations.get_mut(&cid) {
                     conv.rating = v["rating"].as_u64();
+                    conv.comment = v["comment"].as_str().map(str::to_string);
                 }
             }
             _ => {}
         }
+    }
+
+    /// A `desk_contact` record: a visitor's number, name and contact.
+    fn replay_contact(&mut self, v: &Value) {
+        let Some(key) = v["session"].as_str() else {
+            return;
+        };
+        if let Some(n) = v["number"].as_u64() {
+            self.next_visitor = self.next_visitor.max(n + 1);
+        }
+        let s = self.sessions.entry(key.to_string()).or_default();
+        if let Some(name) = v["name"].as_str() {
+            s.name = name.to_string();
+        }
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        let c = &mut s.contact;
+        c.email = text("email").or(c.email.take());
+        c.page = text("page").or(c.page.take());
+        c.referrer = text("referrer").or(c.referrer.take());
+        c.browser = text("browser").or(c.browser.take());
+        let time = v["time"].as_u64().unwrap_or(0);
+        if c.first_seen == 0 {
+            c.first_seen = time;
+        }
+        c.last_seen = c.last_seen.max(time);
     }
 
     /// Conversation `cid` is resolved: note when, and forget the resolved
@@ -186,6 +270,9 @@ impl Desk {
         let Some(conv) = self.conversations.get_mut(&cid) else {
             return;
         };
+        if let ConversationState::Assigned(agent) = &conv.state {
+            conv.resolved_by = Some(agent.clone());
+        }
         conv.state = ConversationState::Resolved;
         self.resolved_seq += 1;
         conv.resolved_at = Some(self.resolved_seq);
@@ -210,6 +297,9 @@ impl Desk {
     fn forgotten(&mut self, conv: &Conversation) {
         self.budget.sub(Kept::Desk, conv.bytes);
         self.told.remove(&conv.id);
+        if let Some(session) = self.sessions.get_mut(&conv.session) {
+            session.history.remove(&conv.id);
+        }
         if let Some(session) = self.sessions.get_mut(&conv.session)
             && session.conversation == Some(conv.id)
         {
@@ -248,7 +338,9 @@ impl Desk {
     }
 
     /// Add a conversation to the back of the queue; the session's older,
-    /// resolved one is forgotten (it stays in the log).
+    /// resolved ones stay in memory (until `keep_resolved` or the budget
+    /// lets them go) to be shown to the agent as the visitor's earlier
+    /// conversations.
     pub(super) fn open_conversation(
         &mut self,
         cid: u64,
@@ -258,14 +350,8 @@ impl Desk {
     ) {
         let s = self.sessions.entry(session.clone()).or_default();
         s.name = visitor.clone();
-        if let Some(old) = s.conversation.replace(cid)
-            && let Some(conv) = self.conversations.remove(&old)
-        {
-            if let Some(seq) = conv.resolved_at {
-                self.resolved.remove(&seq);
-            }
-            self.budget.sub(Kept::Desk, conv.bytes);
-        }
+        s.conversation = Some(cid);
+        s.history.insert(cid);
         let bytes = Conversation::base_cost(&session, &visitor);
         self.budget.add(Kept::Desk, bytes);
         self.conversations.insert(
@@ -281,8 +367,12 @@ impl Desk {
                 opened: time,
                 queued_at: time,
                 rating: None,
+                comment: None,
+                resolved_by: None,
                 sub,
                 bytes,
+                abandoned: false,
+                offline: false,
             },
         );
         self.queue.push_back(cid);
@@ -335,6 +425,28 @@ impl Desk {
         self.sessions
             .get(&conv.session)
             .is_some_and(|s| !s.conns.is_empty())
+    }
+
+    /// The open-conversation capacity of agent `name`.
+    pub(super) fn capacity(&self, name: &str) -> usize {
+        self.agents
+            .get(name)
+            .map_or(self.config.capacity, |a| a.capacity)
+    }
+
+    /// Whether agent `name` is a supervisor.
+    pub(super) fn is_supervisor(&self, name: &str) -> bool {
+        self.agents.get(name).is_some_and(Agent::supervisor)
+    }
+
+    /// The consoles of every supervisor but `except` (who gets what it is
+    /// sent as the conversation's agent).
+    pub(super) fn supervisor_conns(&self, except: Option<&str>) -> Vec<ConnId> {
+        self.agents
+            .iter()
+            .filter(|(name, a)| a.supervisor() && Some(name.as_str()) != except)
+            .flat_map(|(_, a)| a.conns.iter().copied())
+            .collect()
     }
 
     pub(super) fn online_agents(&self) -> usize {

@@ -1,14 +1,13 @@
 //! The desk's protocol: what visitors and agents send and are sent, agent
 //! sign-in and accounts, transfers (docs/customer-service.md).
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
-use super::wire::{AgentRow, ConversationView, Entry, Message, QueueRow};
-use super::{AUTH_FAILED, Desk, MAX_NOTE_CHARS, RATINGS, agents};
+use super::wire::{AgentRow, ConversationView, Entry, Message, PreviousView, QueueRow};
+use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents, canned};
 use crate::chat::valid_name;
 use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
@@ -39,20 +38,53 @@ pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
 }
 
 impl Desk {
-    /// When `agents.json` changed since the last look, sign out every agent
-    /// whose account is gone (`wschat agent remove`): their consoles are
-    /// closed with 4001 and their conversations go back to the queue.
-    /// Called every tick: one `stat` of the file.
+    /// The agent accounts (none without a data directory, or when the
+    /// file cannot be read: that is logged).
+    pub(super) fn accounts(&self) -> Vec<agents::Account> {
+        match &self.config.data_dir {
+            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the agent accounts: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        }
+    }
+
+    /// The capacity and role that `accounts` give agent `name` (the
+    /// server's capacity when its account names none).
+    pub(super) fn account_settings(
+        &self,
+        accounts: &[agents::Account],
+        name: &str,
+    ) -> (usize, agents::Role) {
+        accounts
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .map_or((self.config.capacity, agents::Role::Agent), |a| {
+                (a.capacity.unwrap_or(self.config.capacity), a.role)
+            })
+    }
+
+    /// When `agents.json` changed since the last look (its modification
+    /// time, size or inode: every save renames a new file over the old),
+    /// apply it to the agents here: a changed capacity or role counts from
+    /// the next routing and every console hears of it (`agents`); an agent
+    /// whose account is gone (`wschat agent remove`) is signed out: its
+    /// consoles are closed with 4001 and its conversations go back to the
+    /// queue. Called every tick: one `stat` of the file.
     pub(super) fn check_accounts(&mut self, ctx: &mut Ctx) {
+        use std::os::unix::fs::MetadataExt;
         let Some(dir) = &self.config.data_dir else {
             return;
         };
-        let Ok(changed) =
-            std::fs::metadata(dir.join(agents::AGENTS_FILE)).and_then(|m| m.modified())
-        else {
+        let Ok(meta) = std::fs::metadata(dir.join(agents::AGENTS_FILE)) else {
             return;
         };
-        if self.accounts_changed.replace(changed) == Some(changed) {
+        let Ok(modified) = meta.modified() else {
+            return;
+        };
+        let seen = (modified, meta.len(), meta.ino());
+        if self.accounts_changed.replace(seen) == Some(seen) {
             return;
         }
         let accounts = match agents::load(dir) {
@@ -85,12 +117,126 @@ impl Desk {
                 "desk: agent {name} was removed: signed out, {requeued} conversations re-queued"
             );
         }
+        let names: Vec<String> = self.agents.keys().cloned().collect();
+        for name in names {
+            let (capacity, role) = self.account_settings(&accounts, &name);
+            let Some(agent) = self.agents.get_mut(&name) else {
+                continue;
+            };
+            if (agent.capacity, agent.role) == (capacity, role) {
+                continue;
+            }
+            log::info!(
+                "desk: agent {name} now has capacity {capacity} and role {}",
+                role.name()
+            );
+            let role_changed = role != agent.role;
+            agent.capacity = capacity;
+            agent.role = role;
+            let conns: Vec<ConnId> = agent.conns.iter().copied().collect();
+            let account = Message::Account {
+                agent: &name,
+                capacity,
+                role: role.name(),
+            }
+            .to_json();
+            ctx.broadcast(conns.clone(), &Ctx::json_frame(&account));
+            // A new supervisor sees every open conversation; a former one,
+            // its own again.
+            if role_changed {
+                let all = self.open_conversations_json(&name);
+                ctx.broadcast(conns, &Ctx::json_frame(&all));
+            }
+            self.dirty = true;
+        }
     }
 
-    /// A conversation as an agent sees it, with its transcript (and, in a
-    /// transfer, the agent it came `from` and the note).
+    /// When `canned.json` changed since the last look (`wschat canned`),
+    /// send every console the new list. Called every tick: one `stat`.
+    pub(super) fn check_canned(&mut self, ctx: &mut Ctx) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(dir) = &self.config.data_dir else {
+            return;
+        };
+        let seen = std::fs::metadata(canned::path(dir))
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())));
+        let Some(seen) = seen else {
+            return;
+        };
+        if self.canned_changed.replace(seen) == Some(seen) {
+            return;
+        }
+        let list = self.canned_json();
+        ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
+    }
+
+    /// The `canned` message: the team's canned replies.
+    pub(super) fn canned_json(&self) -> String {
+        let replies = match &self.config.data_dir {
+            Some(dir) => canned::load(dir).unwrap_or_else(|e| {
+                log::error!("desk: cannot read the canned replies: {e}");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        Message::Canned { replies: &replies }.to_json()
+    }
+
+    /// `canned_add` / `canned_remove` from a console: the file is written
+    /// (a small file, on the hub thread, as `agent add` would) and every
+    /// console gets the new list.
+    fn canned_change(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        name: &str,
+        body: &Map<String, Value>,
+    ) {
+        let Some(dir) = self.config.data_dir.clone() else {
+            return error(ctx, conn, "unavailable", "there is no data directory");
+        };
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+        let done = if body.get("type").and_then(Value::as_str) == Some("canned_add") {
+            canned::add(&dir, text("shortcut"), text("text"), Some(name)).map(|_| ())
+        } else {
+            canned::remove(&dir, text("shortcut")).and_then(|found| {
+                found
+                    .map(|_| ())
+                    .ok_or_else(|| "there is no such canned reply".to_string())
+            })
+        };
+        if let Err(e) = done {
+            return error(ctx, conn, "bad_canned", e);
+        }
+        log::info!("desk: agent {name} changed the canned replies");
+        let list = self.canned_json();
+        ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
+    }
+
+    /// The `conversations` message for agent `name`'s console: its own
+    /// open conversations, and for a supervisor every open one.
+    pub(super) fn open_conversations_json(&self, name: &str) -> String {
+        let all = self.is_supervisor(name);
+        let list: Vec<Message> = self
+            .conversations
+            .values()
+            .filter(|c| match &c.state {
+                ConversationState::Assigned(a) => all || *a == name,
+                _ => false,
+            })
+            .map(|c| Message::Conversation(self.conversation_view(c, None)))
+            .collect();
+        Message::Conversations {
+            conversations: &list,
+        }
+        .to_json()
+    }
+
+    /// A conversation as an agent sees it, with its transcript (`from`:
+    /// the agent it came from and the note, in a transfer).
     pub(super) fn conversation_view<'a>(
-        &self,
+        &'a self,
         conv: &'a Conversation,
         from: Option<(&'a str, &'a str)>,
     ) -> ConversationView<'a> {
@@ -98,6 +244,13 @@ impl Desk {
             conversation: conv.id,
             visitor: &conv.visitor,
             sub: conv.sub.as_deref(),
+            agent: match &conv.state {
+                ConversationState::Assigned(agent) => Some(agent),
+                _ => None,
+            },
+            contact: self.sessions.get(&conv.session).map(|s| &s.contact),
+            previous: self.previous(conv).len(),
+            offline: conv.offline,
             online: self.visitor_online(conv),
             opened: conv.opened,
             waiting_since: conv.queued_at,
@@ -124,6 +277,8 @@ impl Desk {
                     name,
                     status,
                     load: self.load(name),
+                    capacity: a.capacity,
+                    role: a.role.name(),
                 }
             })
             .collect();
@@ -155,9 +310,12 @@ impl Desk {
             .request
             .query_param("name")
             .and_then(|n| valid_name(&n).ok());
+        let arrival = Arrival::of(info);
         if let Some(token) = info.request.query_param("token") {
             match self.verify(&token) {
-                Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), asked),
+                Ok(claims) => {
+                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), asked, &arrival)
+                }
                 Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
             }
             return;
@@ -169,6 +327,7 @@ impl Desk {
                 Participant::VisitorWaiting {
                     name: asked,
                     since: std::time::Instant::now(),
+                    arrival: Box::new(arrival),
                 },
             );
             return;
@@ -177,7 +336,7 @@ impl Desk {
             .request
             .query_param("session")
             .filter(|t| !t.is_empty() && t.len() <= 128);
-        self.visitor_arrive(ctx, conn, VisitorId::Session(presented), asked);
+        self.visitor_arrive(ctx, conn, VisitorId::Session(presented), asked, &arrival);
     }
 
     fn verify(&self, token: &str) -> Result<crate::auth::Claims, crate::auth::Refusal> {
@@ -190,7 +349,7 @@ impl Desk {
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
-        name: Option<String>,
+        (name, arrival): (Option<String>, Arrival),
         text: &str,
     ) {
         self.conns.remove(&conn);
@@ -204,7 +363,9 @@ impl Desk {
             None => Err(crate::auth::Refusal::Required),
         };
         match result {
-            Ok(claims) => self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), name),
+            Ok(claims) => {
+                self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), name, &arrival)
+            }
             Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
         }
     }
@@ -220,6 +381,7 @@ impl Desk {
         if !session.conns.is_empty() {
             return;
         }
+        session.offline_since = Some(Instant::now());
         let current = session.conversation;
         if let Some(conv) = current.and_then(|c| self.conversations.get(&c)) {
             if let ConversationState::Assigned(agent) = &conv.state {
@@ -245,7 +407,9 @@ impl Desk {
         conn: ConnId,
         who: VisitorId,
         asked: Option<String>,
+        arrival: &Arrival,
     ) {
+        let mut verified_email = None;
         let (token, key, sub, fixed_name) = match who {
             VisitorId::Session(Some(t)) if self.sessions.contains_key(&agents::digest_hex(&t)) => {
                 let key = agents::digest_hex(&t);
@@ -259,30 +423,68 @@ impl Desk {
             VisitorId::Verified(claims) => {
                 let key = agents::digest_hex(&format!("sub:{}", claims.sub));
                 let name = claims.name.as_deref().and_then(|n| valid_name(n).ok());
+                verified_email = claims
+                    .email
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|e| plausible_email(e))
+                    .map(str::to_string);
                 (None, key, Some(claims.sub), name)
             }
         };
         let asked = fixed_name.or(asked);
         let fresh = !self.sessions.contains_key(&key);
+        let mut number = None;
         let next = &mut self.next_visitor;
         let session = self.sessions.entry(key.clone()).or_insert_with(|| {
             let n = *next;
             *next += 1;
+            number = Some(n);
             Session {
-                name: format!("访客{n}"),
+                name: arrival.default_name(n),
                 ..Session::default()
             }
         });
-        if let Some(name) = asked {
+        let mut changed = number.is_some();
+        if let Some(name) = asked
+            && name != session.name
+        {
             session.name = name;
+            changed = true;
         }
         if sub.is_some() {
             session.sub = sub.clone();
         }
+        let time = now_ms();
+        let contact = &mut session.contact;
+        for (field, given) in [
+            (&mut contact.email, &verified_email),
+            (&mut contact.page, &arrival.page),
+            (&mut contact.referrer, &arrival.referrer),
+            (&mut contact.browser, &arrival.browser),
+        ] {
+            if given.is_some() && given != field {
+                field.clone_from(given);
+                changed = true;
+            }
+        }
+        if contact.first_seen == 0 {
+            contact.first_seen = time;
+        }
+        contact.last_seen = time;
         let was_offline = session.conns.is_empty();
         session.conns.insert(conn);
+        session.offline_since = None;
+        if changed {
+            // Kept in the log: names stay unique for the life of the data
+            // directory, and the agent sees the contact after a restart.
+            let record = self.contact_record(ctx, &key, number);
+            Desk::record(ctx, record);
+        }
+        let session = &self.sessions[&key];
         let name = session.name.clone();
         let current = session.conversation;
+        let has_email = session.contact.email.is_some();
         self.conns.insert(conn, Participant::Visitor(key));
         let welcome = match (&token, &sub) {
             (_, Some(sub)) => Message::WelcomeVerified {
@@ -291,16 +493,30 @@ impl Desk {
                 verified: true,
                 resumed: !fresh,
                 conversation: current,
-            },
+                max_text_bytes: self.config.max_text_bytes,
+            }
+            .to_json(),
             (token, None) => Message::Welcome {
                 session: token.as_deref(),
                 name: &name,
                 resumed: !fresh,
                 conversation: current,
-            },
-        }
-        .to_json();
+                max_text_bytes: self.config.max_text_bytes,
+            }
+            .to_json(),
+        };
         ctx.send_json(conn, &welcome);
+        let now = now_ms();
+        if let Some(hours) = &self.config.hours
+            && !hours.is_open(now)
+        {
+            let notice = Message::Hours {
+                open: false,
+                back: hours.next_open(now),
+                email: has_email,
+            };
+            ctx.send_json(conn, &notice.to_json());
+        }
         let Some(conv) = current.and_then(|c| self.conversations.get(&c)) else {
             return;
         };
@@ -363,7 +579,8 @@ impl Desk {
                 Ok(claims) => {
                     self.conns.remove(&conn);
                     self.visitor_left(ctx, conn, &key);
-                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), None);
+                    let arrival = Arrival::default();
+                    self.visitor_arrive(ctx, conn, VisitorId::Verified(claims), None, &arrival);
                 }
                 Err(why) => ctx.close(conn, crate::chat::CLOSE_UNAUTHORIZED, why.reason()),
             }
@@ -391,20 +608,36 @@ impl Desk {
                                 "too many visitors are waiting; try again later",
                             );
                         }
+                        let time = now_ms();
+                        let closed = self.config.hours.as_ref().is_some_and(|h| !h.is_open(time));
+                        if closed && self.sessions[&key].contact.email.is_none() {
+                            return error(
+                                ctx,
+                                conn,
+                                "email_required",
+                                "the team is away: leave an e-mail address (contact) with your message",
+                            );
+                        }
                         let cid = ctx.log().take_id();
                         let name = self.sessions[&key].name.clone();
                         let sub = self.sessions[&key].sub.clone();
-                        let time = now_ms();
                         let rec = Entry::DeskOpened {
                             id: cid,
                             conversation: cid,
                             session: &key,
                             visitor: &name,
                             sub: sub.as_deref(),
+                            offline: closed,
                             time,
                         };
                         Desk::record(ctx, rec.to_json());
                         self.open_conversation(cid, key.clone(), (name, sub), time);
+                        if let Some(conv) = self.conversations.get_mut(&cid) {
+                            conv.offline = closed;
+                        }
+                        // Webhook point: `conversation.created` (cid; with
+                        // `"offline":true` a message left out of hours, to be
+                        // announced to the team).
                         self.dirty = true;
                         cid
                     }
@@ -412,6 +645,8 @@ impl Desk {
                 let name = self.sessions[&key].name.clone();
                 self.post(ctx, conn, cid, ("visitor", &name), &text);
             }
+            "contact" => self.visitor_contact(ctx, conn, &key, &body),
+            "end" => self.visitor_end(ctx, conn, open),
             "typing" => {
                 if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
                     && let ConversationState::Assigned(agent) = &conv.state
@@ -443,27 +678,21 @@ impl Desk {
                 let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
                     return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
                 };
-                let id = ctx.log().take_id();
-                Desk::record(
-                    ctx,
-                    Entry::DeskRated {
-                        id,
-                        conversation: cid,
-                        rating,
-                        time: now_ms(),
+                let comment = match body.get("comment") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(c)) if c.chars().count() <= MAX_COMMENT_CHARS => {
+                        Some(c.trim().to_string()).filter(|c| !c.is_empty())
                     }
-                    .to_json(),
-                );
-                if let Some(conv) = self.conversations.get_mut(&cid) {
-                    conv.rating = Some(rating);
-                }
-                let msg = Message::Rated {
-                    conversation: cid,
-                    rating,
-                }
-                .to_json();
-                let conns: Vec<ConnId> = self.sessions[&key].conns.iter().copied().collect();
-                ctx.broadcast(conns, &Ctx::json_frame(&msg));
+                    Some(_) => {
+                        return error(
+                            ctx,
+                            conn,
+                            "bad_rating",
+                            format!("a comment is text of at most {MAX_COMMENT_CHARS} characters"),
+                        );
+                    }
+                };
+                self.rate(ctx, &key, cid, rating, comment);
             }
             other => error(
                 ctx,
@@ -472,6 +701,218 @@ impl Desk {
                 format!("unknown message type {other:?}"),
             ),
         }
+    }
+
+    /// The visitor of session `key` rates conversation `cid`: stored, told
+    /// to the visitor's connections (`rated` with `rating`), to the agent
+    /// who resolved it and the supervisors (`rated` with `stars`), counted
+    /// for `/metrics`.
+    fn rate(&mut self, ctx: &mut Ctx, key: &str, cid: u64, rating: u64, comment: Option<String>) {
+        let id = ctx.log().take_id();
+        let time = now_ms();
+        let record = Entry::DeskRated {
+            id,
+            conversation: cid,
+            rating,
+            comment: comment.as_deref(),
+            time,
+        };
+        Desk::record(ctx, record.to_json());
+        ctx.metrics().desk.count_rating(rating);
+        let Some(conv) = self.conversations.get_mut(&cid) else {
+            return;
+        };
+        conv.rating = Some(rating);
+        conv.comment = comment.clone();
+        let to_visitor = Message::Rated {
+            conversation: cid,
+            rating,
+            comment: comment.as_deref(),
+        };
+        let conns: Vec<ConnId> = self
+            .sessions
+            .get(key)
+            .map(|s| s.conns.iter().copied().collect())
+            .unwrap_or_default();
+        ctx.broadcast(conns, &Ctx::json_frame(&to_visitor.to_json()));
+        let conv = &self.conversations[&cid];
+        let agent = conv.resolved_by.as_deref();
+        let to_agent = Message::RatedAgent {
+            conversation: cid,
+            stars: rating,
+            comment: comment.as_deref(),
+            visitor: &conv.visitor,
+            agent,
+            time,
+        };
+        let mut conns = agent.map(|a| self.agent_conns(a)).unwrap_or_default();
+        conns.extend(self.supervisor_conns(agent));
+        ctx.broadcast(conns, &Ctx::json_frame(&to_agent.to_json()));
+        // Webhook point: `conversation.rated` (cid, rating, comment).
+    }
+
+    /// The `desk_contact` record of session `key` (with `number` when a
+    /// default name was just given out).
+    fn contact_record(&self, ctx: &mut Ctx, key: &str, number: Option<u64>) -> String {
+        let session = &self.sessions[key];
+        let c = &session.contact;
+        let record = Entry::DeskContact {
+            id: ctx.log().take_id(),
+            session: key,
+            number,
+            name: &session.name,
+            email: c.email.as_deref(),
+            page: c.page.as_deref(),
+            referrer: c.referrer.as_deref(),
+            browser: c.browser.as_deref(),
+            time: c.last_seen,
+        };
+        record.to_json()
+    }
+
+    /// The visitor's earlier conversations still in memory (besides
+    /// `conv`), newest first, at most [`super::MAX_PREVIOUS`].
+    pub(super) fn previous(&self, conv: &Conversation) -> Vec<&Conversation> {
+        let Some(session) = self.sessions.get(&conv.session) else {
+            return Vec::new();
+        };
+        session
+            .history
+            .iter()
+            .rev()
+            .filter(|&&id| id != conv.id)
+            .filter_map(|id| self.conversations.get(id))
+            .take(super::MAX_PREVIOUS)
+            .collect()
+    }
+
+    /// The `visitor` message: conversation `conv`'s visitor, its contact
+    /// and its earlier conversations with their transcripts.
+    fn visitor_json(&self, conv: &Conversation) -> String {
+        let previous: Vec<PreviousView> = self
+            .previous(conv)
+            .into_iter()
+            .map(|c| PreviousView {
+                conversation: c.id,
+                opened: c.opened,
+                state: match &c.state {
+                    ConversationState::Queued => "queued",
+                    ConversationState::Assigned(_) => "assigned",
+                    ConversationState::Resolved if c.abandoned => "abandoned",
+                    ConversationState::Resolved => "resolved",
+                },
+                agent: match &c.state {
+                    ConversationState::Assigned(a) => Some(a.as_str()),
+                    _ => c.resolved_by.as_deref(),
+                },
+                rating: c.rating,
+                comment: c.comment.as_deref(),
+                earlier: (c.earlier > 0).then_some(c.earlier),
+                messages: StoredList(&c.messages),
+            })
+            .collect();
+        Message::Visitor {
+            conversation: conv.id,
+            visitor: &conv.visitor,
+            sub: conv.sub.as_deref(),
+            contact: self.sessions.get(&conv.session).map(|s| &s.contact),
+            previous: &previous,
+        }
+        .to_json()
+    }
+
+    /// `contact` from a visitor (the pre-chat form): its name and e-mail.
+    fn visitor_contact(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        key: &str,
+        body: &Map<String, Value>,
+    ) {
+        let name = match body.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) if n.trim().is_empty() => None,
+            Some(Value::String(n)) => match valid_name(n) {
+                Ok(n) => Some(n),
+                Err(e) => return error(ctx, conn, "bad_name", e),
+            },
+            Some(_) => return error(ctx, conn, "bad_name", "\"name\" is text"),
+        };
+        let email = match body.get("email") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(e)) if e.trim().is_empty() => None,
+            Some(Value::String(e)) if plausible_email(e.trim()) => Some(e.trim().to_string()),
+            Some(_) => {
+                return error(
+                    ctx,
+                    conn,
+                    "bad_email",
+                    "that does not look like an e-mail address",
+                );
+            }
+        };
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if let Some(name) = name {
+            session.name = name;
+        }
+        if let Some(email) = email {
+            session.contact.email = Some(email);
+        }
+        let reply = Message::Contact {
+            name: &session.name,
+            email: session.contact.email.as_deref(),
+        }
+        .to_json();
+        let conns: Vec<ConnId> = session.conns.iter().copied().collect();
+        let record = self.contact_record(ctx, key, None);
+        Desk::record(ctx, record);
+        ctx.broadcast(conns, &Ctx::json_frame(&reply));
+    }
+
+    /// `end` from a visitor: its open conversation is resolved (it may
+    /// then rate it); its agent and the supervisors are told.
+    fn visitor_end(&mut self, ctx: &mut Ctx, conn: ConnId, cid: Option<u64>) {
+        let Some(cid) = cid else {
+            return error(
+                ctx,
+                conn,
+                "not_open",
+                "there is no open conversation to end",
+            );
+        };
+        let agent = match &self.conversations[&cid].state {
+            ConversationState::Assigned(a) => Some(a.clone()),
+            _ => None,
+        };
+        let id = ctx.log().take_id();
+        Desk::record(
+            ctx,
+            Entry::DeskResolved {
+                id,
+                conversation: cid,
+                agent: Some(agent.as_deref()),
+                by: "visitor",
+                time: now_ms(),
+            }
+            .to_json(),
+        );
+        self.queue.retain(|&c| c != cid);
+        self.mark_resolved(cid);
+        let msg = Message::Resolved {
+            conversation: cid,
+            by: Some("visitor"),
+        }
+        .to_json();
+        let mut to = self.visitor_conns(&self.conversations[&cid]);
+        if let Some(agent) = &agent {
+            to.extend(self.agent_conns(agent));
+        }
+        to.extend(self.supervisor_conns(agent.as_deref()));
+        ctx.broadcast(to, &Ctx::json_frame(&msg));
+        // Webhook point: `conversation.resolved` (cid, "by":"visitor").
+        self.dirty = true;
     }
 
     /// The `"text"` of a message, checked; or an error sent.
@@ -534,6 +975,7 @@ impl Desk {
         let mut to = self.visitor_conns(conv);
         if let ConversationState::Assigned(agent) = &conv.state {
             to.extend(self.agent_conns(agent));
+            to.extend(self.supervisor_conns(Some(agent)));
         }
         ctx.publish(id, Some(sender), to, &Ctx::json_frame(&rec));
     }
@@ -544,13 +986,7 @@ impl Desk {
                 .then(|| b.get("token").and_then(Value::as_str).map(String::from))
                 .flatten()
         });
-        let accounts = match &self.config.data_dir {
-            Some(dir) => agents::load(dir).unwrap_or_else(|e| {
-                log::error!("desk: cannot read the agent accounts: {e}");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
+        let accounts = self.accounts();
         let name = token
             .as_deref()
             .and_then(|t| agents::verify(&accounts, t))
@@ -564,12 +1000,13 @@ impl Desk {
         };
         log::info!("desk: agent {name} signed in from {addr}");
         self.conns.insert(conn, Participant::Agent(name.clone()));
-        let agent = self.agents.entry(name.clone()).or_insert(Agent {
-            conns: BTreeSet::new(),
-            away: false,
-            last_assigned: Instant::now(),
-            gone_since: None,
-        });
+        let (capacity, role) = self.account_settings(&accounts, &name);
+        let agent = self
+            .agents
+            .entry(name.clone())
+            .or_insert_with(|| Agent::new(capacity, role));
+        agent.capacity = capacity;
+        agent.role = role;
         agent.conns.insert(conn);
         if agent.gone_since.take().is_some() {
             self.tell_agent_status(ctx, &name, true);
@@ -579,21 +1016,15 @@ impl Desk {
         let ready = Message::Ready {
             agent: &name,
             status,
-            capacity: self.config.capacity,
-        };
-        ctx.send_json(conn, &ready.to_json());
-        let mine: Vec<Message> = self
-            .conversations
-            .values()
-            .filter(|c| matches!(&c.state, ConversationState::Assigned(a) if *a == name))
-            .map(|c| Message::Conversation(self.conversation_view(c, None)))
-            .collect();
-        let mine = Message::Conversations {
-            conversations: &mine,
-        };
-        ctx.send_json(conn, &mine.to_json());
+            capacity: agent.capacity,
+            role: agent.role.name(),
+        }
+        .to_json();
+        ctx.send_json(conn, &ready);
+        ctx.send_json(conn, &self.open_conversations_json(&name));
         ctx.send_json(conn, &self.queue_json());
         ctx.send_json(conn, &self.agents_json());
+        ctx.send_json(conn, &self.canned_json());
         self.dirty = true;
     }
 
@@ -637,6 +1068,36 @@ impl Desk {
             .to_json();
             ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
             self.dirty = true;
+            return;
+        }
+        if kind == "claim" {
+            return self.claim(ctx, conn, &name, &body);
+        }
+        if kind == "reassign" {
+            return self.reassign(ctx, conn, &name, &body);
+        }
+        if kind == "canned_add" || kind == "canned_remove" {
+            return self.canned_change(ctx, conn, &name, &body);
+        }
+        if kind == "visitor" {
+            // Its own conversations, a waiting one, or (a supervisor) any.
+            let cid = body.get("conversation").and_then(Value::as_u64);
+            let supervisor = self.is_supervisor(&name);
+            let conv = cid.and_then(|c| self.conversations.get(&c)).filter(|c| {
+                supervisor
+                    || c.state == ConversationState::Queued
+                    || c.state == ConversationState::Assigned(name.clone())
+            });
+            let Some(conv) = conv else {
+                return error(
+                    ctx,
+                    conn,
+                    "not_yours",
+                    "that conversation is not assigned to you",
+                );
+            };
+            let text = self.visitor_json(conv);
+            ctx.send_json(conn, &text);
             return;
         }
         if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
@@ -684,16 +1145,22 @@ impl Desk {
                     Entry::DeskResolved {
                         id,
                         conversation: cid,
-                        agent: Some(&name),
+                        agent: Some(Some(&name)),
+                        by: "agent",
                         time: now_ms(),
                     }
                     .to_json(),
                 );
                 self.mark_resolved(cid);
-                let msg = Message::Resolved { conversation: cid }.to_json();
+                let msg = Message::Resolved {
+                    conversation: cid,
+                    by: None,
+                }
+                .to_json();
                 let conv = &self.conversations[&cid];
                 let mut to = self.visitor_conns(conv);
                 to.extend(self.agent_conns(&name));
+                to.extend(self.supervisor_conns(Some(&name)));
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
                 self.dirty = true;
             }
@@ -728,18 +1195,10 @@ impl Desk {
                 );
             }
         };
-        let unassigned = |to: Option<&str>| {
-            Message::Unassigned {
-                conversation: cid,
-                to,
-            }
-            .to_json()
-        };
         match target {
             None => {
                 self.requeue(ctx, cid, "transferred");
-                let frame = Ctx::json_frame(&unassigned(None));
-                ctx.broadcast(self.agent_conns(from), &frame);
+                self.tell_unassigned(ctx, cid, from, None);
             }
             Some(to) => {
                 let ok = self
@@ -754,7 +1213,7 @@ impl Desk {
                         format!("{to} is not online"),
                     );
                 }
-                if self.load(&to) >= self.config.capacity {
+                if self.load(&to) >= self.capacity(&to) {
                     return error(
                         ctx,
                         conn,
@@ -762,12 +1221,200 @@ impl Desk {
                         format!("{to} has no free capacity"),
                     );
                 }
-                let frame = Ctx::json_frame(&unassigned(Some(to.as_str())));
-                ctx.broadcast(self.agent_conns(from), &frame);
+                self.tell_unassigned(ctx, cid, from, Some(&to));
                 self.assign(ctx, cid, &to, Some((from, &note)));
             }
         }
     }
+
+    /// Tell agent `from` (and the supervisors) that conversation `cid` is
+    /// no longer theirs: it went `to` another agent, or (`None`) back to
+    /// the queue.
+    fn tell_unassigned(&self, ctx: &mut Ctx, cid: u64, from: &str, to: Option<&str>) {
+        let msg = Message::Unassigned {
+            conversation: cid,
+            agent: from,
+            to,
+        }
+        .to_json();
+        let mut conns = self.agent_conns(from);
+        conns.extend(self.supervisor_conns(Some(from)));
+        ctx.broadcast(conns, &Ctx::json_frame(&msg));
+    }
+
+    /// `claim`: agent `name` takes a conversation waiting in the queue,
+    /// whatever its place, if it has room (a supervisor always has).
+    fn claim(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let Some(cid) = cid.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|c| c.state == ConversationState::Queued)
+        }) else {
+            return error(
+                ctx,
+                conn,
+                "not_queued",
+                "that conversation is not waiting in the queue",
+            );
+        };
+        if !self.is_supervisor(name) && self.load(name) >= self.capacity(name) {
+            return error(
+                ctx,
+                conn,
+                "agent_full",
+                format!("{name} has no free capacity"),
+            );
+        }
+        log::info!("desk: agent {name} claimed conversation {cid}");
+        self.assign(ctx, cid, name, None);
+    }
+
+    /// `reassign` (supervisors only): give any open or waiting conversation
+    /// to an agent who is signed in (the supervisor itself: taking it
+    /// over), beyond that agent's capacity if need be, or (`"to":null`) put
+    /// it back in the queue.
+    fn reassign(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
+        if !self.is_supervisor(name) {
+            return error(
+                ctx,
+                conn,
+                "forbidden",
+                "only a supervisor may reassign a conversation",
+            );
+        }
+        let cid = body.get("conversation").and_then(Value::as_u64);
+        let state = cid
+            .and_then(|c| self.conversations.get(&c))
+            .map(|c| c.state.clone());
+        let (Some(cid), Some(state)) = (cid, state) else {
+            return error(ctx, conn, "not_found", "there is no such conversation");
+        };
+        if state == ConversationState::Resolved {
+            return error(ctx, conn, "resolved", "that conversation is resolved");
+        }
+        let note: String = body
+            .get("note")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(MAX_NOTE_CHARS)
+            .collect();
+        let previous = match &state {
+            ConversationState::Assigned(a) => Some(a.clone()),
+            _ => None,
+        };
+        match body.get("to") {
+            None | Some(Value::Null) => {
+                if let Some(prev) = previous {
+                    self.requeue(ctx, cid, "reassigned");
+                    self.tell_unassigned(ctx, cid, &prev, None);
+                }
+            }
+            Some(Value::String(to)) => {
+                if self.agents.get(to).is_none_or(|a| a.conns.is_empty()) {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("{to} is not online"),
+                    );
+                }
+                if previous.as_deref() == Some(to.as_str()) {
+                    return error(
+                        ctx,
+                        conn,
+                        "agent_unavailable",
+                        format!("the conversation is {to}'s already"),
+                    );
+                }
+                log::info!("desk: supervisor {name} gave conversation {cid} to {to}");
+                match previous {
+                    Some(prev) => {
+                        self.tell_unassigned(ctx, cid, &prev, Some(to));
+                        self.assign(ctx, cid, to, Some((&prev, &note)));
+                    }
+                    None => self.assign(ctx, cid, to, None),
+                }
+            }
+            Some(_) => error(
+                ctx,
+                conn,
+                "bad_command",
+                "\"to\" is an agent's name or null",
+            ),
+        }
+    }
+}
+
+/// What the widget tells of a visitor when it connects: the page it was
+/// opened from and its referrer (`?page=`, `?referrer=`), the browser
+/// (`User-Agent`) and the interface language (`?lang=`).
+#[derive(Debug, Default, Clone)]
+pub(super) struct Arrival {
+    page: Option<String>,
+    referrer: Option<String>,
+    browser: Option<String>,
+    english: bool,
+}
+
+impl Arrival {
+    fn of(info: &ConnInfo) -> Arrival {
+        let q = |k: &str| {
+            info.request
+                .query_param(k)
+                .map(|v| cut(v.trim(), super::MAX_URL_BYTES))
+                .filter(|v| !v.is_empty())
+        };
+        Arrival {
+            page: q("page"),
+            referrer: q("referrer"),
+            browser: info
+                .request
+                .header("User-Agent")
+                .map(|b| cut(b.trim(), super::MAX_BROWSER_BYTES))
+                .filter(|b| !b.is_empty()),
+            english: info
+                .request
+                .query_param("lang")
+                .is_some_and(|l| !l.trim().to_ascii_lowercase().starts_with("zh")),
+        }
+    }
+
+    /// The name of the `n`th visitor of the data directory, in the
+    /// widget's language (Chinese unless it says otherwise).
+    fn default_name(&self, n: u64) -> String {
+        if self.english {
+            format!("Visitor {n}")
+        } else {
+            format!("访客{n}")
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Whether `email` looks like an address: one `@` with text on both
+/// sides, a dot in the domain, no spaces or controls, at most
+/// [`super::MAX_EMAIL_BYTES`].
+fn plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= super::MAX_EMAIL_BYTES
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// How a visitor says who it is.

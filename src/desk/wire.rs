@@ -29,6 +29,8 @@ pub enum Message<'a> {
         resumed: bool,
         /// The visitor's conversation, if one is open.
         conversation: Option<u64>,
+        /// The longest message text, in bytes (`--desk-max-text-bytes`).
+        max_text_bytes: usize,
     },
     /// A signed-in visitor's first message.
     #[serde(rename = "welcome")]
@@ -43,6 +45,25 @@ pub enum Message<'a> {
         resumed: bool,
         /// The visitor's conversation, if one is open.
         conversation: Option<u64>,
+        /// The longest message text, in bytes (`--desk-max-text-bytes`).
+        max_text_bytes: usize,
+    },
+    /// Told to a visitor who arrives outside the desk's hours.
+    Hours {
+        /// Always `false`.
+        open: bool,
+        /// When the team is back, epoch ms (`null`: no hours at all).
+        back: Option<u64>,
+        /// Whether the desk has the visitor's e-mail address already.
+        email: bool,
+    },
+    /// The answer to a visitor's pre-chat form (`contact`).
+    Contact {
+        /// The visitor's name.
+        name: &'a str,
+        /// Its e-mail address, if it gave one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email: Option<&'a str>,
     },
     /// The visitor's conversation so far.
     Transcript {
@@ -83,7 +104,8 @@ pub enum Message<'a> {
     /// A conversation just given to the agent.
     #[serde(rename = "assigned")]
     AssignedConversation(ConversationView<'a>),
-    /// The agent's conversations, when it signs in.
+    /// The agent's open conversations (a supervisor's: every open one),
+    /// when it signs in or its role changes.
     Conversations {
         /// Each one, a [`Message::Conversation`].
         conversations: &'a [Message<'a>],
@@ -96,6 +118,38 @@ pub enum Message<'a> {
         status: &'a str,
         /// Conversations it may hold at once.
         capacity: usize,
+        /// `agent` or `supervisor`.
+        role: &'a str,
+    },
+    /// The agent's account changed while it was signed in (`wschat agent
+    /// set`).
+    Account {
+        /// Its name.
+        agent: &'a str,
+        /// Conversations it may hold at once now.
+        capacity: usize,
+        /// `agent` or `supervisor`.
+        role: &'a str,
+    },
+    /// The team's canned replies.
+    Canned {
+        /// Each reply.
+        replies: &'a [super::canned::Reply],
+    },
+    /// A conversation's visitor, its contact and earlier conversations.
+    Visitor {
+        /// The conversation asked about.
+        conversation: u64,
+        /// The visitor's name.
+        visitor: &'a str,
+        /// The visitor's `sub`, when signed in.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub: Option<&'a str>,
+        /// What the desk knows of the visitor.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contact: Option<&'a Contact>,
+        /// Its earlier conversations, newest first.
+        previous: &'a [PreviousView<'a>],
     },
     /// The agents and their loads.
     Agents {
@@ -143,19 +197,45 @@ pub enum Message<'a> {
     Resolved {
         /// The conversation.
         conversation: u64,
+        /// `visitor` when the visitor ended the chat.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
-    /// The visitor rated the conversation.
+    /// The visitor rated the conversation (as the visitor is told).
     Rated {
         /// The conversation.
         conversation: u64,
         /// 1-5.
         rating: u64,
+        /// The comment, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
     },
-    /// The conversation left this agent (`to`: the agent it went to, or
-    /// `null`: back to the queue).
+    /// A rating, as the agent who resolved the conversation and the
+    /// supervisors are told.
+    #[serde(rename = "rated")]
+    RatedAgent {
+        /// The conversation.
+        conversation: u64,
+        /// 1-5.
+        stars: u64,
+        /// The comment, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
+        /// The visitor's name.
+        visitor: &'a str,
+        /// The agent who resolved it (`null`: the API, or nobody).
+        agent: Option<&'a str>,
+        /// When.
+        time: u64,
+    },
+    /// The conversation left agent `agent` (`to`: the agent it went to,
+    /// or `null`: back to the queue).
     Unassigned {
         /// The conversation.
         conversation: u64,
+        /// The agent it left.
+        agent: &'a str,
         /// Where it went.
         to: Option<&'a str>,
     },
@@ -171,6 +251,17 @@ pub struct ConversationView<'a> {
     /// The visitor's `sub`, when signed in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<&'a str>,
+    /// Its agent, while assigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<&'a str>,
+    /// What the desk knows of the visitor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<&'a Contact>,
+    /// How many earlier conversations the visitor has.
+    pub previous: usize,
+    /// `true` for a message left outside the desk's hours.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
     /// Whether the visitor is connected.
     pub online: bool,
     /// When it opened.
@@ -199,6 +290,58 @@ pub struct AgentRow<'a> {
     pub status: &'a str,
     /// Conversations it holds.
     pub load: usize,
+    /// Conversations it may hold at once.
+    pub capacity: usize,
+    /// `agent` or `supervisor`.
+    pub role: &'a str,
+}
+
+/// One of a visitor's earlier conversations, in a `visitor` message.
+#[derive(Debug, Serialize)]
+pub struct PreviousView<'a> {
+    /// The conversation.
+    pub conversation: u64,
+    /// When it opened.
+    pub opened: u64,
+    /// `queued`, `assigned`, `resolved` or `abandoned`.
+    pub state: &'a str,
+    /// Its agent, or the one who resolved it.
+    pub agent: Option<&'a str>,
+    /// Its rating (`null`: not rated).
+    pub rating: Option<u64>,
+    /// The rating's comment, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<&'a str>,
+    /// Older messages memory no longer shows, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier: Option<usize>,
+    /// The messages.
+    pub messages: StoredList<'a>,
+}
+
+/// What the desk knows of a visitor, shown to its agent: given in the
+/// pre-chat form (`contact`), or by the widget when it connects. Each
+/// field has a byte limit (`MAX_URL_BYTES`, …), so a contact stays under
+/// 5 KiB; it lives in the visitor's session, which is kept only while the
+/// visitor is connected or has a conversation in memory.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Contact {
+    /// The address the visitor gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The page the widget was opened from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// That page's referrer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// The browser's `User-Agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// When the visitor was first seen, epoch ms.
+    pub first_seen: u64,
+    /// When the visitor was last seen (connected), epoch ms.
+    pub last_seen: u64,
 }
 
 /// One conversation of a `queue` list.
@@ -234,6 +377,36 @@ pub enum Entry<'a> {
         /// The visitor's `sub`, when signed in.
         #[serde(skip_serializing_if = "Option::is_none")]
         sub: Option<&'a str>,
+        /// `true` for a message left outside the desk's hours.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        offline: bool,
+        /// When.
+        time: u64,
+    },
+    /// A visitor's name and contact (`number`: the default name's number,
+    /// when one was just given out).
+    DeskContact {
+        /// The record's id.
+        id: u64,
+        /// The visitor's session key.
+        session: &'a str,
+        /// The number of its default name.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        number: Option<u64>,
+        /// The visitor's name.
+        name: &'a str,
+        /// Its e-mail address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        email: Option<&'a str>,
+        /// The page the widget was opened from.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        page: Option<&'a str>,
+        /// That page's referrer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        referrer: Option<&'a str>,
+        /// The browser.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        browser: Option<&'a str>,
         /// When.
         time: u64,
     },
@@ -283,14 +456,19 @@ pub enum Entry<'a> {
         /// When.
         time: u64,
     },
-    /// A conversation resolved (by its agent, or `null`: by the API).
+    /// A conversation resolved: `by` its agent, the API, the visitor, or
+    /// `abandoned` (left the queue, its visitor offline too long: no
+    /// `agent` field then).
     DeskResolved {
         /// The record's id.
         id: u64,
         /// The conversation.
         conversation: u64,
-        /// Who resolved it.
-        agent: Option<&'a str>,
+        /// Its agent (`null`: none); absent for `abandoned`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<Option<&'a str>>,
+        /// `agent`, `api`, `visitor` or `abandoned`.
+        by: &'a str,
         /// When.
         time: u64,
     },
@@ -302,6 +480,9 @@ pub enum Entry<'a> {
         conversation: u64,
         /// 1-5.
         rating: u64,
+        /// The comment, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
         /// When.
         time: u64,
     },
@@ -346,6 +527,10 @@ mod tests {
                 conversation: 2,
                 visitor: "访客",
                 sub: Some("s1"),
+                agent: None,
+                contact: None,
+                previous: 0,
+                offline: false,
                 online: true,
                 opened: 5,
                 waiting_since: 6,
@@ -360,6 +545,7 @@ mod tests {
                 .field("conversation", 2)
                 .field("visitor", "访客")
                 .field("sub", "s1")
+                .field("previous", 0)
                 .field("online", true)
                 .field("opened", 5)
                 .field("waiting_since", 6);
@@ -383,9 +569,10 @@ mod tests {
                     name: "n",
                     resumed: false,
                     conversation: None,
+                    max_text_bytes: 4096,
                 }
                 .to_json(),
-                ordered! {"type": "welcome", "session": Some("t"), "name": "n", "resumed": false, "conversation": None::<u64>},
+                ordered! {"type": "welcome", "session": Some("t"), "name": "n", "resumed": false, "conversation": None::<u64>, "max_text_bytes": 4096},
             ),
             (
                 Message::WelcomeVerified {
@@ -394,9 +581,10 @@ mod tests {
                     verified: true,
                     resumed: true,
                     conversation: Some(2),
+                    max_text_bytes: 4096,
                 }
                 .to_json(),
-                ordered! {"type": "welcome", "name": "n", "sub": "s", "verified": true, "resumed": true, "conversation": Some(2)},
+                ordered! {"type": "welcome", "name": "n", "sub": "s", "verified": true, "resumed": true, "conversation": Some(2), "max_text_bytes": 4096},
             ),
             (
                 Message::Transcript {
@@ -475,9 +663,10 @@ mod tests {
                     agent: "a",
                     status: "online",
                     capacity: 3,
+                    role: "agent",
                 }
                 .to_json(),
-                ordered! {"type": "ready", "agent": "a", "status": "online", "capacity": 3},
+                ordered! {"type": "ready", "agent": "a", "status": "online", "capacity": 3, "role": "agent"},
             ),
             (
                 Message::Agents {
@@ -486,6 +675,8 @@ mod tests {
                         name: "a",
                         status: "away",
                         load: 1,
+                        capacity: 2,
+                        role: "supervisor",
                     }],
                 }
                 .to_json(),
@@ -494,7 +685,7 @@ mod tests {
                     .field("capacity", 3)
                     .json_list(
                         "agents",
-                        &[ordered! {"name": "a", "status": "away", "load": 1}],
+                        &[ordered! {"name": "a", "status": "away", "load": 1, "capacity": 2, "role": "supervisor"}],
                     )
                     .finish(),
             ),
@@ -548,13 +739,18 @@ mod tests {
                 ordered! {"type": "typing", "conversation": 2, "from": "agent", "active": true},
             ),
             (
-                Message::Resolved { conversation: 2 }.to_json(),
+                Message::Resolved {
+                    conversation: 2,
+                    by: None,
+                }
+                .to_json(),
                 ordered! {"type": "resolved", "conversation": 2},
             ),
             (
                 Message::Rated {
                     conversation: 2,
                     rating: 5,
+                    comment: None,
                 }
                 .to_json(),
                 ordered! {"type": "rated", "conversation": 2, "rating": 5},
@@ -562,14 +758,199 @@ mod tests {
             (
                 Message::Unassigned {
                     conversation: 2,
+                    agent: "a",
                     to: None,
                 }
                 .to_json(),
-                ordered! {"type": "unassigned", "conversation": 2, "to": None::<&str>},
+                ordered! {"type": "unassigned", "conversation": 2, "agent": "a", "to": None::<&str>},
             ),
         ];
         for (typed, written) in cases {
             assert_eq!(typed, written);
+        }
+    }
+
+    /// The messages and records the desk's later features added (capacity
+    /// and role, contacts, earlier conversations, ratings with comments,
+    /// end chat, abandon, hours, canned replies) are the lines
+    /// docs/customer-service.md shows.
+    #[test]
+    fn later_messages_are_what_the_docs_show() {
+        let contact = Contact {
+            email: Some("wang@example.com".into()),
+            first_seen: 1767125600000,
+            last_seen: 1767225605000,
+            ..Contact::default()
+        };
+        let none: Vec<Arc<str>> = Vec::new();
+        let previous = [PreviousView {
+            conversation: 30,
+            opened: 1767125600000,
+            state: "resolved",
+            agent: Some("Lee"),
+            rating: Some(5),
+            comment: Some("great"),
+            earlier: None,
+            messages: StoredList(&none),
+        }];
+        let replies = [crate::desk::canned::Reply {
+            shortcut: "hi".into(),
+            text: "您好,请问有什么可以帮您?".into(),
+            by: Some("小王".into()),
+        }];
+        let cases = [
+            (
+                Message::Contact {
+                    name: "Ann",
+                    email: Some("ann@example.com"),
+                }
+                .to_json(),
+                r#"{"type":"contact","name":"Ann","email":"ann@example.com"}"#,
+            ),
+            (
+                Message::Hours {
+                    open: false,
+                    back: Some(1767574800000),
+                    email: false,
+                }
+                .to_json(),
+                r#"{"type":"hours","open":false,"back":1767574800000,"email":false}"#,
+            ),
+            (
+                Message::Account {
+                    agent: "小王",
+                    capacity: 3,
+                    role: "agent",
+                }
+                .to_json(),
+                r#"{"type":"account","agent":"小王","capacity":3,"role":"agent"}"#,
+            ),
+            (
+                Message::AssignedConversation(ConversationView {
+                    conversation: 45,
+                    visitor: "王先生",
+                    sub: Some("customer-7"),
+                    agent: Some("小王"),
+                    contact: Some(&contact),
+                    previous: 0,
+                    offline: true,
+                    online: true,
+                    opened: 1767225606000,
+                    waiting_since: 1767225606000,
+                    from: None,
+                    note: None,
+                    earlier: None,
+                    messages: StoredList(&none),
+                })
+                .to_json(),
+                r#"{"type":"assigned","conversation":45,"visitor":"王先生","sub":"customer-7","agent":"小王","contact":{"email":"wang@example.com","first_seen":1767125600000,"last_seen":1767225605000},"previous":0,"offline":true,"online":true,"opened":1767225606000,"waiting_since":1767225606000,"messages":[]}"#,
+            ),
+            (
+                Message::Unassigned {
+                    conversation: 41,
+                    agent: "小王",
+                    to: Some("Lee"),
+                }
+                .to_json(),
+                r#"{"type":"unassigned","conversation":41,"agent":"小王","to":"Lee"}"#,
+            ),
+            (
+                Message::Visitor {
+                    conversation: 44,
+                    visitor: "Wang",
+                    sub: None,
+                    contact: Some(&contact),
+                    previous: &previous,
+                }
+                .to_json(),
+                r#"{"type":"visitor","conversation":44,"visitor":"Wang","contact":{"email":"wang@example.com","first_seen":1767125600000,"last_seen":1767225605000},"previous":[{"conversation":30,"opened":1767125600000,"state":"resolved","agent":"Lee","rating":5,"comment":"great","messages":[]}]}"#,
+            ),
+            (
+                Message::Resolved {
+                    conversation: 41,
+                    by: Some("visitor"),
+                }
+                .to_json(),
+                r#"{"type":"resolved","conversation":41,"by":"visitor"}"#,
+            ),
+            (
+                Message::Rated {
+                    conversation: 41,
+                    rating: 4,
+                    comment: Some("quick, thanks"),
+                }
+                .to_json(),
+                r#"{"type":"rated","conversation":41,"rating":4,"comment":"quick, thanks"}"#,
+            ),
+            (
+                Message::RatedAgent {
+                    conversation: 41,
+                    stars: 4,
+                    comment: Some("quick, thanks"),
+                    visitor: "访客3",
+                    agent: Some("小王"),
+                    time: 1767225900000,
+                }
+                .to_json(),
+                r#"{"type":"rated","conversation":41,"stars":4,"comment":"quick, thanks","visitor":"访客3","agent":"小王","time":1767225900000}"#,
+            ),
+            (
+                Message::Canned { replies: &replies }.to_json(),
+                r#"{"type":"canned","replies":[{"shortcut":"hi","text":"您好,请问有什么可以帮您?","by":"小王"}]}"#,
+            ),
+            (
+                Entry::DeskResolved {
+                    id: 9,
+                    conversation: 2,
+                    agent: None,
+                    by: "abandoned",
+                    time: 7,
+                }
+                .to_json(),
+                r#"{"type":"desk_resolved","id":9,"conversation":2,"by":"abandoned","time":7}"#,
+            ),
+            (
+                Entry::DeskOpened {
+                    id: 2,
+                    conversation: 2,
+                    session: "k",
+                    visitor: "v",
+                    sub: None,
+                    offline: true,
+                    time: 9,
+                }
+                .to_json(),
+                r#"{"type":"desk_opened","id":2,"conversation":2,"session":"k","visitor":"v","offline":true,"time":9}"#,
+            ),
+            (
+                Entry::DeskRated {
+                    id: 8,
+                    conversation: 2,
+                    rating: 2,
+                    comment: Some("slow"),
+                    time: 9,
+                }
+                .to_json(),
+                r#"{"type":"desk_rated","id":8,"conversation":2,"rating":2,"comment":"slow","time":9}"#,
+            ),
+            (
+                Entry::DeskContact {
+                    id: 3,
+                    session: "k",
+                    number: Some(3),
+                    name: "访客3",
+                    email: None,
+                    page: Some("https://shop.example/cart"),
+                    referrer: None,
+                    browser: Some("Mozilla/5.0"),
+                    time: 9,
+                }
+                .to_json(),
+                r#"{"type":"desk_contact","id":3,"session":"k","number":3,"name":"访客3","page":"https://shop.example/cart","browser":"Mozilla/5.0","time":9}"#,
+            ),
+        ];
+        for (typed, shown) in cases {
+            assert_eq!(typed, shown);
         }
     }
 
@@ -583,6 +964,7 @@ mod tests {
                     session: "k",
                     visitor: "v",
                     sub: None,
+                    offline: false,
                     time: 9,
                 }
                 .to_json(),
@@ -640,17 +1022,19 @@ mod tests {
                 Entry::DeskResolved {
                     id: 7,
                     conversation: 2,
-                    agent: None,
+                    agent: Some(None),
+                    by: "api",
                     time: 9,
                 }
                 .to_json(),
-                ordered! {"type": "desk_resolved", "id": 7, "conversation": 2, "agent": None::<&str>, "time": 9},
+                ordered! {"type": "desk_resolved", "id": 7, "conversation": 2, "agent": None::<&str>, "by": "api", "time": 9},
             ),
             (
                 Entry::DeskRated {
                     id: 8,
                     conversation: 2,
                     rating: 4,
+                    comment: None,
                     time: 9,
                 }
                 .to_json(),

@@ -25,11 +25,13 @@
 //! assert!(log.history("lobby", None, 10).messages.is_empty());
 //! ```
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use crossbeam_channel::Receiver;
 use serde_json::Value;
 
 use crate::memory::Budget;
@@ -96,6 +98,55 @@ impl Record<'_> {
     }
 }
 
+/// What [`Log::commit_turn`] answers: the turn's result now, or later.
+#[derive(Debug)]
+pub enum Commit {
+    /// The write is done (or failed): what [`Log::commit`] answers.
+    Done(io::Result<bool>),
+    /// The write was sent and completes later: the log reports its result
+    /// as an [`Outcome::Committed`] from [`Log::handle`], in the order the
+    /// turns were committed. The hub keeps the turn's sends and answers
+    /// until then.
+    Pending,
+}
+
+/// Something a log's own threads tell the hub (a reply from the network,
+/// a subscription's push): opaque to the hub, which hands it back to
+/// [`Log::handle`] on the hub thread.
+pub type LogEvent = Box<dyn Any + Send>;
+
+/// What [`Log::handle`] makes of a [`LogEvent`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// The oldest turn still waiting ([`Commit::Pending`]) has its result.
+    Committed {
+        /// As [`Log::commit`]'s.
+        result: io::Result<bool>,
+        /// On success, the ids (as taken with [`Log::take_id`] and given
+        /// to [`Ctx::publish`](super::Ctx::publish)) of the turn's messages
+        /// that the log delivers itself, through [`Outcome::Deliver`]: the
+        /// hub drops the turn's sends of them.
+        delivered_by_log: Vec<u64>,
+        /// On success, the ids of the turn's messages that were not stored
+        /// after all: refused as a failed turn's are (their senders told
+        /// `unavailable`, [`App::refused`](super::App::refused)), while
+        /// the rest of the turn goes out.
+        refused: Vec<u64>,
+    },
+    /// A stored message of `room`, to deliver to this server's members of
+    /// the room, in the log's order (through
+    /// [`App::log_message`](super::App::log_message)).
+    Deliver {
+        /// The room.
+        room: String,
+        /// The message as stored (its id the one it is stored under).
+        json: Arc<str>,
+    },
+    /// The log's health: `Some(why)` while it cannot write (`/healthz`
+    /// answers 503 with `why`), `None` again when it can.
+    Health(Option<String>),
+}
+
 /// A range of messages read back, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
@@ -143,6 +194,25 @@ pub trait Log: Send + Debug {
     /// out of the indexes and must reach nobody; its state records are
     /// kept for the next write.
     fn commit(&mut self) -> io::Result<bool>;
+
+    /// What the hub calls at the end of a turn: a log whose writes go over
+    /// the network answers [`Commit::Pending`] and the result later, from
+    /// [`Log::handle`]. By default, [`Log::commit`]'s result at once.
+    fn commit_turn(&mut self) -> Commit {
+        Commit::Done(self.commit())
+    }
+
+    /// Where the log's own threads send what the hub must hand back to
+    /// [`Log::handle`]; `None` (the default) for a log with no threads.
+    fn events(&self) -> Option<Receiver<LogEvent>> {
+        None
+    }
+
+    /// One of the log's events, on the hub thread: what follows from it.
+    fn handle(&mut self, event: LogEvent) -> Vec<Outcome> {
+        let _ = event;
+        Vec::new()
+    }
 
     /// Called on every hub tick: evict what is over the memory budget,
     /// apply retention now and then.

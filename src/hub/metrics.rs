@@ -56,6 +56,115 @@ pub struct Metrics {
     memory: std::sync::OnceLock<std::sync::Arc<crate::memory::Budget>>,
     /// Messages refused by the rate limit.
     pub rate_limited: AtomicU64,
+    /// The support desk's figures.
+    pub desk: DeskMetrics,
+}
+
+/// Upper bounds, in seconds, of the buckets of `wschat_desk_wait_seconds`
+/// (a last bucket, `+Inf`, holds every wait).
+pub const DESK_WAIT_BUCKETS: [u64; 9] = [5, 15, 30, 60, 120, 300, 600, 1800, 3600];
+
+/// The support desk's figures: gauges the desk sets after each change,
+/// a histogram of waits and a counter of ratings.
+#[derive(Debug, Default)]
+pub struct DeskMetrics {
+    /// Conversations waiting in the queue.
+    pub queue_length: AtomicUsize,
+    /// Agents signed in and not away.
+    pub agents_online: AtomicUsize,
+    /// Conversations with an agent (assigned, not yet resolved).
+    pub conversations_open: AtomicUsize,
+    /// Waits from entering the queue to being assigned, by bucket
+    /// ([`DESK_WAIT_BUCKETS`], then `+Inf`), not cumulative.
+    wait_buckets: [AtomicU64; DESK_WAIT_BUCKETS.len() + 1],
+    /// The sum of all waits, in milliseconds.
+    wait_sum_ms: AtomicU64,
+    /// Ratings given, by stars (index 0: one star).
+    ratings: [AtomicU64; 5],
+}
+
+impl DeskMetrics {
+    /// Count a wait of `ms` milliseconds from the queue to an agent.
+    pub fn observe_wait(&self, ms: u64) {
+        let i = DESK_WAIT_BUCKETS
+            .iter()
+            .position(|&b| ms <= b * 1000)
+            .unwrap_or(DESK_WAIT_BUCKETS.len());
+        self.wait_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.wait_sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Count a rating of `stars` (1-5; anything else is ignored).
+    pub fn count_rating(&self, stars: u64) {
+        if let Some(n) = (1..=5)
+            .contains(&stars)
+            .then(|| &self.ratings[stars as usize - 1])
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The desk's lines of `/metrics`.
+    fn render(&self, out: &mut String) {
+        let gauges = [
+            (
+                "wschat_desk_queue_length",
+                "Support conversations waiting in the queue.",
+                &self.queue_length,
+            ),
+            (
+                "wschat_desk_agents_online",
+                "Support agents signed in and not away.",
+                &self.agents_online,
+            ),
+            (
+                "wschat_desk_conversations_open",
+                "Support conversations with an agent, not yet resolved.",
+                &self.conversations_open,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP wschat_desk_wait_seconds Time from entering the support queue to being assigned.\n# TYPE wschat_desk_wait_seconds histogram"
+        );
+        let mut total = 0;
+        for (i, n) in self.wait_buckets.iter().enumerate() {
+            total += n.load(Ordering::Relaxed);
+            let le = DESK_WAIT_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "wschat_desk_wait_seconds_bucket{{le=\"{le}\"}} {total}"
+            );
+        }
+        let sum = self.wait_sum_ms.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "wschat_desk_wait_seconds_sum {}.{:03}\nwschat_desk_wait_seconds_count {total}",
+            sum / 1000,
+            sum % 1000
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wschat_desk_ratings_total Ratings visitors gave support conversations, by stars.\n# TYPE wschat_desk_ratings_total counter"
+        );
+        for (i, n) in self.ratings.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "wschat_desk_ratings_total{{stars=\"{}\"}} {}",
+                i + 1,
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -259,6 +368,7 @@ impl Metrics {
                 load(n)
             );
         }
+        self.desk.render(&mut out);
         out
     }
 }

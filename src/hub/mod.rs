@@ -45,7 +45,7 @@ mod reply;
 
 pub use reply::ErrorReply;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::ws::handshake::Request;
 use crate::ws::{CloseCode, Message};
 use api::{ApiRequest, ApiResponse};
-use log::{Log, NoLog};
+use log::{Commit, Log, LogEvent, NoLog, Outcome};
 use metrics::Metrics;
 use peer::{Bytes, Delivery, Peer};
 use prepared::{PeerDeflate, PreparedFrame};
@@ -120,6 +120,13 @@ pub trait App {
     fn turn_end(&mut self, ctx: &mut Ctx) {
         let _ = ctx;
     }
+    /// A stored message of `room` that the store delivers itself (a
+    /// store shared by several servers, whose messages reach this one in
+    /// the log's order: [`log::Outcome::Deliver`]): send it to this
+    /// server's members of the room. Ignored unless overridden.
+    fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &Arc<str>) {
+        let _ = (ctx, room, json);
+    }
     /// The server is stopping: last words before every connection gets
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
@@ -178,6 +185,49 @@ pub struct Ctx {
     /// The API answers of this turn, sent after its store write: where
     /// each goes, the answer, and whether it waits on the write.
     answers: Vec<(Sender<ApiResponse>, ApiResponse, bool)>,
+    /// Turns whose sends wait for their commit ([`Commit::Pending`]), or
+    /// for an earlier turn's, oldest first: settled in this order.
+    waiting: VecDeque<Waiting>,
+    /// Why the store cannot write, as the store itself said
+    /// ([`Outcome::Health`]): a write that succeeds meanwhile (a part of
+    /// the store that still works) does not make `/healthz` healthy.
+    log_unhealthy: Option<String>,
+    /// How many times the store has said how it is ([`Outcome::Health`]):
+    /// a failure of a turn parked before the latest such news is old news
+    /// and does not set `/healthz`.
+    health_news: u64,
+}
+
+/// A turn's commit result: as [`Log::commit`]'s, with the messages the
+/// store delivers itself and those it refused of a turn that succeeded
+/// ([`Outcome::Committed`]).
+#[derive(Debug)]
+struct Settled {
+    result: std::io::Result<bool>,
+    by_log: Vec<u64>,
+    refused: Vec<u64>,
+}
+
+impl Settled {
+    fn now(result: std::io::Result<bool>) -> Settled {
+        Settled {
+            result,
+            by_log: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// A turn kept until its commit's result arrives: its sends, published
+/// ids and API answers, and the result once known.
+#[derive(Debug)]
+struct Waiting {
+    queue: Vec<Out>,
+    published: Vec<(usize, u64, Option<ConnId>)>,
+    answers: Vec<(Sender<ApiResponse>, ApiResponse, bool)>,
+    result: Option<Settled>,
+    /// [`Ctx::health_news`] when it was parked.
+    news: u64,
 }
 
 impl Ctx {
@@ -196,7 +246,16 @@ impl Ctx {
             queue: Vec::new(),
             published: Vec::new(),
             answers: Vec::new(),
+            waiting: VecDeque::new(),
+            log_unhealthy: None,
+            health_news: 0,
         }
+    }
+
+    /// The server's counters (an app keeps its own figures there, as the
+    /// desk does in [`Metrics::desk`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The hub's store: take ids, append the turn's records, read ranges
@@ -304,14 +363,17 @@ impl Ctx {
         self.queue.push(Out::Many(conns, frame.clone()));
     }
 
-    /// The turn's write failed: take its published sends out of the queue
-    /// and tell each sender. Returns the refused messages' ids.
-    fn refuse_published(&mut self) -> Vec<u64> {
+    /// Take the turn's published sends of the messages `which` picks out
+    /// of the queue. Returns their ids, each once, and their senders.
+    fn drop_published(&mut self, which: impl Fn(u64) -> bool) -> (Vec<u64>, Vec<ConnId>) {
         let published = std::mem::take(&mut self.published);
         let mut ids = Vec::with_capacity(published.len());
         let mut drop = vec![false; self.queue.len()];
         let mut senders = Vec::new();
         for (at, id, sender) in published {
+            if !which(id) {
+                continue;
+            }
             drop[at] = true;
             if !ids.contains(&id) {
                 ids.push(id);
@@ -323,6 +385,13 @@ impl Ctx {
             i += 1;
             !drop[i - 1]
         });
+        (ids, senders)
+    }
+
+    /// The turn's write failed: take its published sends out of the queue
+    /// and tell each sender. Returns the refused messages' ids.
+    fn refuse_published(&mut self) -> Vec<u64> {
+        let (ids, senders) = self.drop_published(|_| true);
         let error = Ctx::json_frame(UNAVAILABLE);
         for sender in senders {
             self.send_frame(sender, &error);
@@ -473,25 +542,120 @@ enum Item {
 /// them when the write succeeded; when it failed, all but the stored
 /// messages, whose senders are told `unavailable` (nothing confirmed is
 /// ever lost), and `/healthz` says why until a write succeeds again.
+///
+/// A store whose commit completes later ([`Commit::Pending`]) keeps the
+/// turn waiting, and every later turn behind it, so that turns settle in
+/// the order they were committed; each is settled when its result arrives
+/// ([`settle_waiting`]).
 fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
-    let result = ctx.log.commit();
-    settle(app, ctx, result);
+    settle_waiting(app, ctx);
+    match ctx.log.commit_turn() {
+        Commit::Done(result) if ctx.waiting.is_empty() => {
+            settle(app, ctx, Settled::now(result), false)
+        }
+        Commit::Done(result) => ctx.park(Some(Settled::now(result))),
+        Commit::Pending => ctx.park(None),
+    }
+}
+
+impl Ctx {
+    /// Keep this turn's sends and answers until its result is known.
+    fn park(&mut self, result: Option<Settled>) {
+        self.waiting.push_back(Waiting {
+            queue: std::mem::take(&mut self.queue),
+            published: std::mem::take(&mut self.published),
+            answers: std::mem::take(&mut self.answers),
+            result,
+            news: self.health_news,
+        });
+    }
+}
+
+/// Settle the waiting turns whose results are in, oldest first, up to the
+/// first still waiting. The current turn's sends are set aside meanwhile.
+fn settle_waiting<A: App>(app: &mut A, ctx: &mut Ctx) {
+    while ctx.waiting.front().is_some_and(|w| w.result.is_some()) {
+        let Some(turn) = ctx.waiting.pop_front() else {
+            break;
+        };
+        let Some(result) = turn.result else {
+            break;
+        };
+        let queue = std::mem::replace(&mut ctx.queue, turn.queue);
+        let published = std::mem::replace(&mut ctx.published, turn.published);
+        let answers = std::mem::replace(&mut ctx.answers, turn.answers);
+        let stale = turn.news != ctx.health_news;
+        settle(app, ctx, result, stale);
+        // What `settle` sent went out with the settled turn.
+        ctx.queue = queue;
+        ctx.published = published;
+        ctx.answers = answers;
+    }
+}
+
+/// What the store's own threads told the hub: a pending commit's result
+/// (recorded on the oldest turn still waiting for one), a message the
+/// store delivers itself (handed to the app), a change of health.
+fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
+    for outcome in ctx.log.handle(event) {
+        match outcome {
+            Outcome::Committed {
+                result,
+                delivered_by_log,
+                refused,
+            } => {
+                if let Some(turn) = ctx.waiting.iter_mut().find(|w| w.result.is_none()) {
+                    turn.result = Some(Settled {
+                        result,
+                        by_log: delivered_by_log,
+                        refused,
+                    });
+                }
+            }
+            Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
+            Outcome::Health(why) => {
+                ctx.metrics.set_store_failing(why.clone());
+                ctx.log_unhealthy = why;
+                ctx.health_news += 1;
+            }
+        }
+    }
 }
 
 /// The turn's commit has a result: answer the API requests, refuse the
-/// published messages if it failed, and deliver. (A store whose commit
-/// completes later, on a thread of its own, would hold the turn's queue
-/// until its result arrives and call this then: docs/architecture.md,
-/// "The store behind the hub".)
-fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>) {
+/// published messages if it failed, and deliver (on success, all but the
+/// messages the store delivers itself, `by_log`: docs/architecture.md,
+/// "The store behind the hub"). A failure is `stale` when the store has
+/// said how it is since the turn was parked: it refuses the turn but
+/// leaves `/healthz` to that later news.
+fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
+    let Settled {
+        result,
+        by_log,
+        refused,
+    } = settled;
     match result {
         Ok(wrote) => {
             if wrote {
                 ctx.metrics.store_writes.fetch_add(1, Ordering::Relaxed);
             }
-            if wrote && ctx.metrics.store_failing().is_some() {
+            if wrote && ctx.log_unhealthy.is_none() && ctx.metrics.store_failing().is_some() {
                 ctx.metrics.set_store_failing(None);
+            }
+            if !refused.is_empty() {
+                // Messages of the turn the store could not keep after all.
+                let (ids, senders) = ctx.drop_published(|id| refused.contains(&id));
+                let error = Ctx::json_frame(UNAVAILABLE);
+                for sender in senders {
+                    ctx.send_frame(sender, &error);
+                }
+                if !ids.is_empty() {
+                    app.refused(ctx, &ids);
+                }
+            }
+            if !by_log.is_empty() {
+                ctx.drop_published(|id| by_log.contains(&id));
             }
             ctx.published.clear();
             for (to, answer, _) in std::mem::take(&mut ctx.answers) {
@@ -502,8 +666,10 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, result: std::io::Result<bool>) {
             ctx.metrics
                 .store_write_errors
                 .fetch_add(1, Ordering::Relaxed);
-            ctx.metrics
-                .set_store_failing(Some(format!("store: writing the log failed: {e}")));
+            if ctx.log_unhealthy.is_none() && !stale {
+                ctx.metrics
+                    .set_store_failing(Some(format!("store: writing the log failed: {e}")));
+            }
             let refused = ctx.refuse_published();
             if !refused.is_empty() {
                 app.refused(ctx, &refused);
@@ -528,24 +694,40 @@ pub fn run<A: App>(mut app: A, log: Box<dyn Log>, events: Receiver<Event>, metri
         metrics.set_memory(budget);
     }
     let mut ctx = Ctx::with_log(metrics.clone(), log);
+    let log_events = ctx.log.events();
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {
-        let first = match events.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match &log_events {
+            None => match events.recv_timeout(wait) {
+                Ok(event) => Some(Next::Hub(event)),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            Some(from_log) => crossbeam_channel::select! {
+                recv(events) -> event => match event {
+                    Ok(event) => Some(Next::Hub(event)),
+                    Err(_) => break,
+                },
+                recv(from_log) -> event => event.ok().map(Next::Log),
+                default(wait) => None,
+            },
         };
         let mut stop = false;
-        if let Some(event) = first {
-            stop |= handle(&mut app, &mut ctx, event);
+        if let Some(next) = first {
+            stop |= next.handle(&mut app, &mut ctx);
             for _ in 1..MAX_TURN_EVENTS {
                 if stop {
                     break;
                 }
-                match events.try_recv() {
-                    Ok(event) => stop |= handle(&mut app, &mut ctx, event),
-                    Err(_) => break,
-                }
+                let next = match events.try_recv() {
+                    Ok(event) => Next::Hub(event),
+                    Err(_) => match log_events.as_ref().and_then(|l| l.try_recv().ok()) {
+                        Some(event) => Next::Log(event),
+                        None => break,
+                    },
+                };
+                stop |= next.handle(&mut app, &mut ctx);
             }
             end_turn(&mut app, &mut ctx);
         }
@@ -565,6 +747,25 @@ pub fn run<A: App>(mut app: A, log: Box<dyn Log>, events: Receiver<Event>, metri
                 peer.close(CloseCode::GOING_AWAY, "server shutting down");
             }
             break;
+        }
+    }
+}
+
+/// The next thing the hub handles: an event of a connection thread (or
+/// the API), or one of the store's own threads.
+enum Next {
+    Hub(Event),
+    Log(LogEvent),
+}
+
+impl Next {
+    fn handle<A: App>(self, app: &mut A, ctx: &mut Ctx) -> bool {
+        match self {
+            Next::Hub(event) => handle(app, ctx, event),
+            Next::Log(event) => {
+                handle_log(app, ctx, event);
+                false
+            }
         }
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
+use super::routes::{Mount, Resource, Service};
 use crate::ws::deflate::{self, Agreement};
-use crate::ws::handshake::{self, Rejection, Request, http_response};
+use crate::ws::handshake::{self, Rejection, Request, http_response, origin_allowed};
 
 /// Bytes read at a time while the request head arrives.
 const REQUEST_CHUNK: usize = 1024;
@@ -17,18 +18,19 @@ const REQUEST_CHUNK: usize = 1024;
 /// address `accept` gave.
 ///
 /// Two steps, in two frames: [`open`] reads the request and answers it (a
-/// page, a refusal or the 101), then the endpoint runs for the connection's
-/// life. The first step's frame, with whatever the compiler inlines into it,
-/// is gone by the time the thread parks in `read`; what stays on the stack
-/// of each idle connection is this function's small frame and the
-/// endpoint's (tests/stack.rs checks it: a page more here is 4 KiB more per
+/// page, a refusal or the 101), then what is mounted on the path runs for
+/// the connection's life, on the one driver (`driver::drive`). The first
+/// step's frame, with whatever the compiler inlines into it, is gone by the
+/// time the thread parks in `read`; what stays on the stack of each idle
+/// connection is this function's small frame, the endpoint's and the
+/// driver's (tests/stack.rs checks it: a page more here is 4 KiB more per
 /// connection).
 pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) {
     let Some(Upgraded {
         stream,
-        endpoint,
+        mount,
         request,
-        leftover,
+        mut leftover,
         peer,
         deflate,
     }) = open(stream, tcp_peer, shared)
@@ -39,20 +41,27 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
     let path = request.path().to_string();
     log::info!("open {peer} {path}");
     let started = Instant::now();
-    let code = match endpoint {
+    let behavior = &mount.behavior;
+    let code = match mount.service {
         // The request's strings are not needed past the handshake: freed
         // here, they do not sit on the heap for the connection's life.
-        Endpoint::Echo => {
+        Service::Echo => {
             drop(request);
-            super::echo::run(stream, &leftover, config, deflate)
+            super::echo::run(stream, &mut leftover, behavior, config, deflate)
         }
-        Endpoint::Inspect => {
+        Service::Inspect => {
             drop(request);
-            super::inspect::run(stream, &leftover, config)
+            super::inspect::run(stream, &mut leftover, behavior, config, deflate)
         }
-        Endpoint::Chat => {
-            super::reader::run(stream, &leftover, request, peer.clone(), shared, deflate)
-        }
+        Service::Hub => super::reader::run(
+            stream,
+            &mut leftover,
+            request,
+            peer.clone(),
+            behavior,
+            shared,
+            deflate,
+        ),
     };
     log::info!(
         "close {peer} {path} after {:.1}s, code {}",
@@ -64,7 +73,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
 /// A connection that has been sent its 101, and what its endpoint needs.
 struct Upgraded {
     stream: TcpStream,
-    endpoint: Endpoint,
+    mount: Mount,
     request: Request,
     /// Bytes that came after the request head (the first frames, if the
     /// client did not wait for the 101).
@@ -102,7 +111,8 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     let peer = client_addr(Some(tcp_peer), &request, &config.trusted_proxies);
     let metrics = &shared.metrics;
     let path = request.path();
-    if path.starts_with(crate::hub::api::API_PREFIX) || path == "/api" {
+    let routes = &shared.routes;
+    if routes.is_api(path) {
         let started = Instant::now();
         let (status, response) =
             super::api::serve(&mut stream, &request, leftover, shared, client_ip(&peer));
@@ -125,26 +135,19 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         respond(&mut stream, &response);
         return None;
     }
-    let endpoint = match request.path() {
-        _ if config.echo_everywhere => Endpoint::Echo,
-        "/echo" => Endpoint::Echo,
-        "/inspect" => Endpoint::Inspect,
-        "/" | "/chat" | "/support" | "/agent" => Endpoint::Chat,
-        path => {
-            let rejection = Rejection::new(
-                404,
-                format!("no WebSocket endpoint at {path}; try / (chat) or /echo"),
-            );
-            refuse(&mut stream, &peer, &rejection, metrics);
-            return None;
-        }
+    let Some(mount) = routes.socket(request.path()) else {
+        let rejection = Rejection::new(404, routes.no_socket(request.path()));
+        refuse(&mut stream, &peer, &rejection, metrics);
+        return None;
     };
-    let mut accept = match check_origin(&request, &config.allowed_origins)
-        .and_then(|()| handshake::validate_upgrade(&request, &config.protocols))
-    {
+    let policy = handshake::Policy {
+        protocols: &config.protocols,
+        allowed_origins: &config.allowed_origins,
+    };
+    let mut accept = match policy.accept(&request) {
         Ok(accept) => accept,
-        Err(rejection) => {
-            refuse(&mut stream, &peer, &rejection, metrics);
+        Err(error) => {
+            refuse(&mut stream, &peer, &error.into(), metrics);
             return None;
         }
     };
@@ -156,8 +159,16 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         return None;
     }
     // RFC 7692 §5: the first permessage-deflate offer we can keep, unless
-    // `--deflate off` (or /inspect, which shows frames as they are).
-    let deflate = (config.deflate && !matches!(endpoint, Endpoint::Inspect))
+    // `--deflate off`. /inspect shows frames as they are, so there only
+    // when the page asks (`?deflate=on`): then it shows compressed frames
+    // and what they inflate to.
+    let wanted = match mount.service {
+        Service::Inspect => {
+            config.deflate && request.query_param("deflate").as_deref() == Some("on")
+        }
+        _ => mount.behavior.deflate,
+    };
+    let deflate = wanted
         .then(|| deflate::negotiate(request.headers_named("Sec-WebSocket-Extensions")))
         .flatten();
     accept.extensions = deflate.map(|agreement| agreement.response());
@@ -167,7 +178,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     metrics.count_response(101);
     Some(Upgraded {
         stream,
-        endpoint,
+        mount,
         request,
         leftover,
         peer,
@@ -215,54 +226,6 @@ pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAdd
     forwarded
         .or_else(|| request.header("X-Real-IP").map(|v| v.trim().to_string()))
         .unwrap_or_else(|| peer.to_string())
-}
-
-/// The WebSocket endpoints, by path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    /// `/echo`: every message back, on the connection's own thread.
-    Echo,
-    /// `/inspect`: every frame answered with its dissection.
-    Inspect,
-    /// `/` and `/chat` (the chat), `/support` and `/agent` (the desk): run
-    /// by the hub.
-    Chat,
-}
-
-/// The Origin allowlist (`--allowed-origin`): with none configured, every
-/// origin is accepted (and logged); with some, any other gets 403. This is
-/// the defence against cross-site WebSocket hijacking: browsers always send
-/// `Origin`, and a page elsewhere cannot forge it.
-fn check_origin(request: &Request, allowed: &[String]) -> Result<(), Rejection> {
-    let origin = request.header("Origin");
-    if allowed.is_empty() {
-        log::debug!(
-            "origin {:?} accepted (no --allowed-origin configured)",
-            origin.unwrap_or("none")
-        );
-        return Ok(());
-    }
-    match origin {
-        Some(o) if origin_allowed(o, request, allowed) => Ok(()),
-        Some(o) => Err(Rejection::new(403, format!("origin {o} is not allowed"))),
-        // Non-browser clients send no Origin; the allowlist is about pages.
-        None => Ok(()),
-    }
-}
-
-/// Whether a page at `origin` may use this server: it is on the list, or
-/// it is this server's own page (its host is the request's `Host`), which
-/// is always allowed.
-fn origin_allowed(origin: &str, request: &Request, allowed: &[String]) -> bool {
-    let origin = origin.trim();
-    let own = request.header("Host").is_some_and(|host| {
-        let host = host.trim();
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|h| h.eq_ignore_ascii_case(host))
-    });
-    own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 /// The origin (`scheme://host[:port]`) of a URL such as a `Referer`.
@@ -357,45 +320,51 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         );
     }
     let metrics;
+    let path = request.path();
+    let resource = shared.routes.page(path);
     // Each page is sent with a fresh nonce on its own <script> and <style>:
     // the Content-Security-Policy below lets nothing else run or style it.
-    let html = match request.path() {
-        "/" | "/chat" => Some(CHAT_PAGE),
-        "/inspect" => Some(INSPECT_PAGE),
-        "/support" => Some(SUPPORT_PAGE),
-        "/agent" => Some(AGENT_PAGE),
+    let page = match resource {
+        Some(Resource::Page {
+            html,
+            framed_by_allowed,
+        }) => {
+            let nonce = page_nonce();
+            Some((with_nonce(html, &nonce), nonce, framed_by_allowed))
+        }
         _ => None,
     };
-    let page = html.map(|html| {
-        let nonce = page_nonce();
-        (with_nonce(html, &nonce), nonce)
-    });
-    let unhealthy = (request.path() == "/healthz")
+    let unhealthy = (resource == Some(Resource::Health))
         .then(|| shared.metrics.store_failing())
         .flatten()
         .map(|why| format!("{why}\n"));
-    let (status, content_type, body): (u16, &str, &[u8]) = if let Some((page, _)) = &page {
+    let forbidden_metrics;
+    let (status, content_type, body): (u16, &str, &[u8]) = if let Some((page, _, _)) = &page {
         (200, "text/html; charset=utf-8", page.as_bytes())
     } else {
-        match request.path() {
-            "/widget.js" => (200, "text/javascript; charset=utf-8", WIDGET_JS.as_bytes()),
-            "/healthz" => match &unhealthy {
+        match resource {
+            Some(Resource::EmbedScript(script)) => {
+                (200, "text/javascript; charset=utf-8", script.as_bytes())
+            }
+            Some(Resource::Health) => match &unhealthy {
                 // A load balancer drains this server while its store fails.
                 Some(why) => (503, "text/plain; charset=utf-8", why.as_bytes()),
                 None => (200, "text/plain; charset=utf-8", b"ok\n"),
             },
-            "/metrics"
+            Some(Resource::Metrics)
                 if !client.is_some_and(|ip| {
                     shared.config.metrics_from.iter().any(|r| r.contains(ip))
                 }) =>
             {
+                forbidden_metrics =
+                    format!("{path} is not served to your address (see --metrics-from)\n");
                 (
                     403,
                     "text/plain; charset=utf-8",
-                    b"/metrics is not served to your address (see --metrics-from)\n".as_slice(),
+                    forbidden_metrics.as_bytes(),
                 )
             }
-            "/metrics" => {
+            Some(Resource::Metrics) => {
                 metrics = shared.metrics.render();
                 (
                     200,
@@ -403,7 +372,9 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
                     metrics.as_bytes(),
                 )
             }
-            _ => (404, "text/plain; charset=utf-8", b"not found\n"),
+            Some(Resource::Page { .. }) | None => {
+                (404, "text/plain; charset=utf-8", b"not found\n")
+            }
         }
     };
     let allowed = &shared.config.allowed_origins;
@@ -411,13 +382,13 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         ("Cache-Control", "no-store".to_string()),
         ("X-Content-Type-Options", "nosniff".to_string()),
     ];
-    if let Some((_, nonce)) = &page {
-        // Only the desk's visitor widget is made to be framed by other
-        // sites: by any, or by the --allowed-origin ones when listed.
-        let framed_by = match request.path() {
-            "/support" if allowed.is_empty() => None,
-            "/support" => Some(format!("'self' {}", allowed.join(" "))),
-            _ => Some("'self'".to_string()),
+    if let Some((_, nonce, framed_by_allowed)) = &page {
+        // Only a page made to be framed by other sites (the desk's visitor
+        // widget) is: by any, or by the --allowed-origin ones when listed.
+        let framed_by = match framed_by_allowed {
+            true if allowed.is_empty() => None,
+            true => Some(format!("'self' {}", allowed.join(" "))),
+            false => Some("'self'".to_string()),
         };
         headers.push((
             "Content-Security-Policy",
@@ -425,9 +396,9 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
         ));
         headers.push(("Referrer-Policy", "same-origin".to_string()));
     }
-    // The Origin allowlist applies to embedding the desk: only listed sites
-    // may load the embed script.
-    if !allowed.is_empty() && request.path() == "/widget.js" {
+    // The Origin allowlist applies to embedding: only listed sites may
+    // load an embed script.
+    if !allowed.is_empty() && matches!(resource, Some(Resource::EmbedScript(_))) {
         let site = request
             .header("Origin")
             .or_else(|| request.header("Referer"))
@@ -491,21 +462,6 @@ fn page_policy(nonce: &str, framed_by: Option<&str>) -> String {
     }
     policy
 }
-
-/// The chat page, embedded in the binary (plain HTML, CSS and JS).
-const CHAT_PAGE: &str = include_str!("../web/chat.html");
-
-/// The support desk's visitor widget (embeddable in an iframe).
-const SUPPORT_PAGE: &str = include_str!("../web/support.html");
-
-/// The support desk's agent console.
-const AGENT_PAGE: &str = include_str!("../web/agent.html");
-
-/// The one-line embed: a chat bubble that opens the visitor widget.
-const WIDGET_JS: &str = include_str!("../web/widget.js");
-
-/// The frame inspector's page.
-const INSPECT_PAGE: &str = include_str!("../web/inspect.html");
 
 /// A request target fit for a log: the values of `token` and `session`
 /// (secrets that sign a user in) replaced by `…`.

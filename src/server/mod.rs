@@ -3,13 +3,17 @@
 //! The listener thread accepts, enforces the connection cap (503 past it),
 //! and hands each socket to a thread with a small stack. That thread reads
 //! the HTTP request ([`http`]), answers a plain GET, or performs the RFC 6455
-//! handshake and runs the endpoint the path names ([`echo`]).
+//! handshake and runs what is mounted on the path ([`routes`]): the hub's
+//! application ([`reader`]), [`echo`] or [`inspect`], each on the one
+//! [`driver`].
 
 pub mod api;
+pub mod driver;
 pub mod echo;
 pub mod http;
 pub mod inspect;
 pub mod reader;
+pub mod routes;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -26,6 +30,7 @@ use crate::hub::log::{Log, NoLog};
 use crate::hub::metrics::Metrics;
 use crate::hub::peer::OutboxLimits;
 use crate::hub::{App, Event};
+pub use routes::{Behavior, Mount, Resource, Routes, Service};
 use settings::CONNECTION_STACK_SIZE;
 pub use settings::{IpRange, ServerConfig};
 
@@ -38,6 +43,8 @@ pub const HUB_QUEUE: usize = 65_536;
 pub struct Shared {
     /// The settings.
     pub config: ServerConfig,
+    /// Where each path goes.
+    pub routes: Routes,
     /// Connections open now.
     pub open: AtomicUsize,
     /// Set when the server stops accepting.
@@ -100,18 +107,17 @@ pub struct ServerHandle {
 }
 
 impl Server {
-    /// Bind the listening socket of `config.listen`, then build the
-    /// application with `build` and start the hub thread that runs it.
-    /// [`Server::bind`] (in `src/apps.rs`) does this with wschat's own
-    /// applications, the chat and the support desk.
+    /// A server with the settings of `config` and nothing mounted yet (but
+    /// `/healthz` and `/metrics`): mount applications on paths with the
+    /// [`Builder`], then [`Builder::bind`]. `wschat serve` mounts the
+    /// chat, the desk, `/echo` and `/inspect` (`src/apps.rs`).
     ///
     /// The first seed's nodejs-websocket broadcast demo, every text to
-    /// every connection, on `/`:
+    /// every connection on `/`:
     ///
     /// ```
     /// use wschat::hub::{App, ConnId, ConnInfo, Ctx};
-    /// use wschat::server::{Server, ServerConfig};
-    /// use wschat::ws::Message;
+    /// use wschat::server::{Behavior, Server, ServerConfig};
     ///
     /// struct Broadcast;
     /// impl App for Broadcast {
@@ -122,62 +128,31 @@ impl Server {
     ///     }
     ///     fn closed(&mut self, _: &mut Ctx, _: ConnId) {}
     /// }
-    ///
     /// let config = ServerConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
-    /// let server = Server::bind_with(config, || Ok(Broadcast)).unwrap().spawn().unwrap();
-    /// let url = format!("ws://{}/", server.addr());
-    /// let mut alice = wschat::client::connect(&url).unwrap();
-    /// let mut bob = wschat::client::connect(&url).unwrap();
-    /// bob.send(Message::Text("hi".into())).unwrap();
-    /// assert_eq!(bob.read_message().unwrap(), Message::Text("hi".into())); // bob is in
-    /// alice.send(Message::Text("hello".into())).unwrap();
-    /// assert_eq!(bob.read_message().unwrap(), Message::Text("hello".into()));
-    /// drop((alice, bob));
-    /// server.stop();
+    /// let server = Server::builder(config).app("/", Behavior::default()).bind(|| Ok(Broadcast));
+    /// # let server = server.unwrap().spawn().unwrap();
+    /// # use wschat::ws::Message;
+    /// # let url = format!("ws://{}/", server.addr());
+    /// # let mut alice = wschat::client::connect(&url).unwrap();
+    /// # let mut bob = wschat::client::connect(&url).unwrap();
+    /// # bob.send(Message::Text("hi".into())).unwrap();
+    /// # assert_eq!(bob.read_message().unwrap(), Message::Text("hi".into())); // bob is in
+    /// # assert_eq!(alice.read_message().unwrap(), Message::Text("hi".into()));
+    /// # alice.send(Message::Text("hello".into())).unwrap();
+    /// # assert_eq!(bob.read_message().unwrap(), Message::Text("hello".into()));
+    /// # assert_eq!(alice.read_message().unwrap(), Message::Text("hello".into()));
+    /// # drop((alice, bob));
+    /// # server.stop();
     /// ```
-    pub fn bind_with<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
-    where
-        A: App + Send + 'static,
-        F: FnOnce() -> io::Result<A>,
-    {
-        Server::bind_with_log(config, || {
-            let log: Box<dyn Log> = Box::new(NoLog::default());
-            Ok((build()?, log))
-        })
-    }
-
-    /// [`Server::bind_with`] for an application that stores what it is
-    /// sent: `build` gives the application and the store the hub thread
-    /// will own and lend it ([`crate::hub::Ctx::log`]), committing it at
-    /// the end of every turn before the turn's messages go out.
-    pub fn bind_with_log<A, F>(config: ServerConfig, build: F) -> io::Result<Server>
-    where
-        A: App + Send + 'static,
-        F: FnOnce() -> io::Result<(A, Box<dyn Log>)>,
-    {
-        let listener = TcpListener::bind(&config.listen)?;
-        widen_backlog(&listener);
-        let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
-        let metrics = Arc::new(Metrics::default());
-        let (app, log) = build()?;
-        let hub_metrics = metrics.clone();
-        let hub = std::thread::Builder::new()
-            .name("wschat-hub".into())
-            .spawn(move || crate::hub::run(app, log, inbox, hub_metrics))?;
-        Ok(Server {
-            listener,
-            shared: Arc::new(Shared {
-                config,
-                open: AtomicUsize::new(0),
-                stopping: AtomicBool::new(false),
-                hub: events,
-                metrics,
-                next_conn_id: AtomicU64::new(1),
-                per_ip: Mutex::new(HashMap::new()),
-                api_buckets: api::ApiBuckets::default(),
-            }),
-            hub,
-        })
+    pub fn builder(config: ServerConfig) -> Builder {
+        let mut routes = Routes::default();
+        if config.echo_everywhere {
+            routes.everywhere(Mount {
+                service: Service::Echo,
+                behavior: config.behavior(),
+            });
+        }
+        Builder { config, routes }
     }
 
     /// A handle that stops this server from another thread.
@@ -240,6 +215,98 @@ impl Server {
         Ok(ServerHandle {
             stopper,
             thread: Some(thread),
+        })
+    }
+}
+
+/// A server being put together: applications mounted on paths, each with
+/// its [`Behavior`]. Made by [`Server::builder`]; [`Builder::bind`] starts
+/// it. Every path the server serves is decided by what is mounted here
+/// ([`Routes`]).
+#[derive(Debug)]
+pub struct Builder {
+    config: ServerConfig,
+    routes: Routes,
+}
+
+impl Builder {
+    /// The behavior the server's settings give a mount by default.
+    pub fn behavior(&self) -> Behavior {
+        self.config.behavior()
+    }
+
+    /// Serve WebSockets on `path` with `service`, as `behavior` allows.
+    pub fn ws(mut self, path: &'static str, service: Service, behavior: Behavior) -> Builder {
+        self.routes.mount(path, Mount { service, behavior });
+        self
+    }
+
+    /// Serve WebSockets on `path` with the hub's application (the one
+    /// [`Builder::bind`] builds), as `behavior` allows: it gets each
+    /// connection with the path it opened ([`crate::hub::ConnInfo`]).
+    pub fn app(self, path: &'static str, behavior: Behavior) -> Builder {
+        self.ws(path, Service::Hub, behavior)
+    }
+
+    /// Answer a plain GET (or HEAD) of `path` with `resource`.
+    pub fn resource(mut self, path: &'static str, resource: Resource) -> Builder {
+        self.routes.resource(path, resource);
+        self
+    }
+
+    /// What the 404 for an upgrade on an unknown path suggests instead.
+    pub fn hint(mut self, hint: &str) -> Builder {
+        self.routes.hint(hint);
+        self
+    }
+
+    /// Bind the listening socket of the settings' `listen`, then build the
+    /// hub's application with `build` and start the hub thread that runs
+    /// it, with no store ([`crate::hub::log::NoLog`]).
+    pub fn bind<A, F>(self, build: F) -> io::Result<Server>
+    where
+        A: App + Send + 'static,
+        F: FnOnce() -> io::Result<A>,
+    {
+        self.bind_with_log(|| {
+            let log: Box<dyn Log> = Box::new(NoLog::default());
+            Ok((build()?, log))
+        })
+    }
+
+    /// [`Builder::bind`] for an application that stores what it is sent:
+    /// `build` gives the application and the store the hub thread will own
+    /// and lend it ([`crate::hub::Ctx::log`]), committing it at the end of
+    /// every turn before the turn's messages go out.
+    pub fn bind_with_log<A, F>(self, build: F) -> io::Result<Server>
+    where
+        A: App + Send + 'static,
+        F: FnOnce() -> io::Result<(A, Box<dyn Log>)>,
+    {
+        let Builder { config, routes } = self;
+        let listener = TcpListener::bind(&config.listen)?;
+        widen_backlog(&listener);
+        let (events, inbox) = crossbeam_channel::bounded(HUB_QUEUE);
+        let metrics = Arc::new(Metrics::default());
+        let (app, log) = build()?;
+        let hub_metrics = metrics.clone();
+        let hub = std::thread::Builder::new()
+            .name("wschat-hub".into())
+            .spawn(move || crate::hub::run(app, log, inbox, hub_metrics))?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                routes,
+                open: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
+                hub: events,
+                metrics,
+                next_conn_id: AtomicU64::new(1),
+                per_ip: Mutex::new(HashMap::new()),
+                api_buckets: api::ApiBuckets::default(),
+            }),
+            hub,
         })
     }
 }

@@ -1,26 +1,23 @@
 //! The reader side of a connection served by the hub (the chat, the desk):
-//! read bytes, decode them with the sans-I/O [`Decoder`], push messages to
-//! the hub, answer pings and closes through the connection's [`Peer`], keep
-//! the per-connection rate limit, and ping a quiet client.
+//! the [`driver`] reads and decodes, answers pings and closes and pings a
+//! quiet client; this endpoint pushes each message to the hub within the
+//! per-connection rate limit, and sends everything through the
+//! connection's [`Peer`], which the hub writes to as well.
 
-use std::io::{ErrorKind, Read};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use super::driver::{self, Endpoint, Flow};
+use super::{Behavior, Shared};
 use crate::hub::peer::Peer;
 use crate::hub::prepared::PeerDeflate;
 use crate::hub::{ConnInfo, ErrorReply, Event};
 use crate::ws::deflate::Agreement;
 use crate::ws::handshake::Request;
-use crate::ws::{CloseCode, Decoder, Message, Role};
-
-/// Bytes read at a time. Small, because it lives on each connection
-/// thread's stack and most connections are idle; a large message simply
-/// takes a few more reads.
-pub const READ_BUF: usize = 1024;
+use crate::ws::{CloseCode, Connection, Decoded, Message, Role};
 
 /// A token bucket: `rate` messages a second on average, `burst` at once.
 #[derive(Debug, Clone)]
@@ -107,95 +104,132 @@ impl RateLimit {
     }
 }
 
-/// How handling a batch of bytes ended.
-enum Flow {
-    Continue,
-    /// The connection is over (Close exchanged, failed, or hub gone).
-    Stop,
-}
-
-struct Reader<'a> {
+/// A connection the hub serves, as an [`Endpoint`] of the driver: each
+/// message to the hub (within the rate limit), every byte out through the
+/// connection's [`Peer`], which the hub writes to as well.
+struct Hub<'a> {
     id: u64,
     shared: &'a Shared,
     peer: Arc<Peer>,
-    decoder: Decoder,
     limit: RateLimit,
-    last_heard: Instant,
-    pinged: bool,
+    /// The mount's `rate_limit`, for the `rate_limited` error's words.
+    rate_limit: u32,
 }
 
-impl Reader<'_> {
-    fn feed(&mut self, mut input: &[u8]) -> Flow {
+impl Endpoint for Hub<'_> {
+    fn arrived(&mut self, _conn: &mut Connection, bytes: &[u8]) -> Flow {
+        let bytes_in = &self.shared.metrics.bytes_in;
+        bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Flow::Continue
+    }
+
+    fn message(&mut self, conn: &mut Connection, message: Decoded<'_>) -> Flow {
+        let event = match message.into_message() {
+            Message::Text(text) => Event::Text(self.id, text),
+            Message::Binary(data) => Event::Binary(self.id, data),
+            // Control frames are the driver's.
+            _ => return Flow::Continue,
+        };
         let metrics = &self.shared.metrics;
-        while !input.is_empty() {
-            let message = match self.decoder.decode(&mut input) {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(e) => {
-                    log::debug!("conn {}: failing the connection: {e}", self.id);
-                    self.peer.close(e.close_code(), &e.to_string());
+        metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        match self.limit.check(Instant::now()) {
+            Verdict::Allow => {
+                if self.shared.hub.send(event).is_err() {
                     return Flow::Stop;
                 }
-            };
-            let event = match message {
-                Message::Text(text) => Event::Text(self.id, text),
-                Message::Binary(data) => Event::Binary(self.id, data),
-                Message::Ping(payload) => {
-                    self.peer.send_message(&Message::Pong(payload));
-                    continue;
-                }
-                Message::Pong(_) => continue,
-                Message::Close(frame) => {
-                    // Answer with the same code (RFC 6455 §5.5.1); none → empty.
-                    let code = frame.map_or(CloseCode::NO_STATUS, |f| f.code);
-                    self.peer.close(code, "");
-                    return Flow::Stop;
-                }
-            };
-            metrics.messages_in.fetch_add(1, Ordering::Relaxed);
-            match self.limit.check(Instant::now()) {
-                Verdict::Allow => {
-                    if self.shared.hub.send(event).is_err() {
-                        return Flow::Stop;
-                    }
-                }
-                Verdict::RefuseAndTell => {
-                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    let e = ErrorReply::new(
-                        "rate_limited",
-                        format!(
-                            "more than {} messages a second: slow down (this message was not delivered)",
-                            self.shared.config.rate_limit
-                        ),
-                    );
-                    self.peer.send_message(&Message::Text(e.to_json()));
-                }
-                Verdict::Refuse => {
-                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                }
-                Verdict::Close => {
-                    metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    self.peer
-                        .close(CloseCode::POLICY, "rate limit exceeded again and again");
-                    return Flow::Stop;
-                }
+            }
+            Verdict::RefuseAndTell => {
+                metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let e = ErrorReply::new(
+                    "rate_limited",
+                    format!(
+                        "more than {} messages a second: slow down (this message was not delivered)",
+                        self.rate_limit
+                    ),
+                );
+                let _ = conn.send(&Message::Text(e.to_json()));
+            }
+            Verdict::Refuse => {
+                metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Close => {
+                metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return Flow::Close(CloseCode::POLICY, "rate limit exceeded again and again");
             }
         }
         Flow::Continue
     }
+
+    fn write(&mut self, bytes: Vec<u8>, closing: Option<(CloseCode, &str)>) -> io::Result<()> {
+        match closing {
+            // Through the peer's own Close: it marks the connection closing
+            // for the hub too (and is nothing if the hub closed it first).
+            Some((code, reason)) => self.peer.close(code, reason),
+            None => {
+                self.peer.send(&bytes.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn closing_since(&self) -> Option<Instant> {
+        self.peer.closing_since()
+    }
 }
 
-/// Serve a hub connection whose 101 has been sent, with permessage-deflate
+/// Serve a hub connection whose 101 has been sent, as `behavior` allows,
+/// with permessage-deflate
 /// if it was negotiated. Returns, when it is over, the code of the Close the
 /// server sent (an echo of the client's, or its own), if any.
 pub fn run(
     stream: TcpStream,
-    leftover: &[u8],
+    leftover: &mut [u8],
     request: Request,
     addr: String,
+    behavior: &Behavior,
     shared: &Arc<Shared>,
     deflate: Option<Agreement>,
 ) -> Option<CloseCode> {
+    let config = &shared.config;
+    let (stream, mut hub) = match open(stream, request, addr, behavior, shared, deflate) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let mut conn = Connection::new(Role::Server, behavior.limits());
+    if deflate.is_some() {
+        // The hub compresses what it sends (once, for everyone it goes to).
+        conn.set_inflate();
+    }
+    let timeouts = behavior.timeouts(config.close_timeout);
+    driver::drive(&stream, leftover, conn, &mut hub, timeouts);
+    let peer = hub.peer;
+    shared
+        .metrics
+        .websockets_open
+        .fetch_sub(1, Ordering::Relaxed);
+    let _ = shared.hub.send(Event::Closed(peer.id()));
+    // Let the last frames (our Close) go out, then close TCP first, as a
+    // server should (RFC 6455 §7.1.1).
+    peer.wait_drained(config.close_timeout);
+    peer.abandon();
+    super::finish(&stream, config.close_timeout);
+    peer.close_code()
+}
+
+/// Make the connection's [`Peer`] and tell the hub it opened. `Err` with
+/// the code of the Close sent when the hub is gone. In a frame of its own
+/// (never inlined), gone before the connection settles in to read: what
+/// stays on each idle connection's stack is [`run`]'s small frame and the
+/// driver's (tests/stack.rs).
+#[inline(never)]
+fn open<'a>(
+    stream: TcpStream,
+    request: Request,
+    addr: String,
+    behavior: &Behavior,
+    shared: &'a Arc<Shared>,
+    deflate: Option<Agreement>,
+) -> Result<(Arc<TcpStream>, Hub<'a>), Option<CloseCode>> {
     let config = &shared.config;
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let stream = Arc::new(stream);
@@ -219,7 +253,7 @@ pub fn run(
         peer: peer.clone(),
     };
     // Counted before the hub hears of it, and uncounted before the hub
-    // hears it closed (below): whoever has seen the welcome, or another
+    // hears it closed (run): whoever has seen the welcome, or another
     // user's leave notice, finds the gauge already agreeing.
     let open = &shared.metrics.websockets_open;
     open.fetch_add(1, Ordering::Relaxed);
@@ -232,83 +266,15 @@ pub fn run(
         peer.close(CloseCode::GOING_AWAY, "server shutting down");
         if !opened {
             open.fetch_sub(1, Ordering::Relaxed);
-            return Some(CloseCode::GOING_AWAY);
+            return Err(Some(CloseCode::GOING_AWAY));
         }
     }
-    let mut decoder = Decoder::new(Role::Server, config.limits());
-    decoder.set_deflate(deflate.is_some());
-    let mut reader = Reader {
+    let hub = Hub {
         id,
         shared,
-        peer: peer.clone(),
-        decoder,
-        limit: RateLimit::new(config.rate_limit, config.rate_burst),
-        last_heard: Instant::now(),
-        pinged: false,
+        peer,
+        limit: RateLimit::new(behavior.rate_limit, behavior.rate_burst),
+        rate_limit: behavior.rate_limit,
     };
-    // Wake often enough to ping, to notice idleness and close timeouts.
-    let step = config
-        .ping_interval
-        .min(config.idle_timeout)
-        .min(config.close_timeout)
-        .checked_div(3)
-        .unwrap_or_default()
-        .max(Duration::from_millis(20));
-    let _ = stream.set_read_timeout(Some(step));
-    // The handshake went deep into the stack; a parked reader does not.
-    crate::sys::trim_stack();
-    let mut flow = reader.feed(leftover);
-    let mut buf = [0u8; READ_BUF];
-    // Whether the thread has gone deeper than its parked frames since the
-    // last trim (decoding, handing a message to the hub, pinging).
-    let mut went_deep = !leftover.is_empty();
-    while let Flow::Continue = flow {
-        match (&*stream).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                shared
-                    .metrics
-                    .bytes_in
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                reader.last_heard = Instant::now();
-                reader.pinged = false;
-                went_deep = true;
-                flow = reader.feed(&buf[..n]);
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                // Quiet for a while: give back the stack pages the last
-                // messages touched, as after the handshake.
-                if std::mem::take(&mut went_deep) {
-                    crate::sys::trim_stack();
-                }
-                if peer
-                    .closing_since()
-                    .is_some_and(|t| t.elapsed() >= config.close_timeout)
-                {
-                    break;
-                }
-                let silent = reader.last_heard.elapsed();
-                if silent >= config.idle_timeout {
-                    peer.close(CloseCode::GOING_AWAY, "idle timeout");
-                } else if silent >= config.ping_interval && !reader.pinged {
-                    peer.send_message(&Message::Ping(Vec::new()));
-                    reader.pinged = true;
-                    went_deep = true;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    shared
-        .metrics
-        .websockets_open
-        .fetch_sub(1, Ordering::Relaxed);
-    let _ = shared.hub.send(Event::Closed(id));
-    // Let the last frames (our Close) go out, then close TCP first, as a
-    // server should (RFC 6455 §7.1.1).
-    peer.wait_drained(config.close_timeout);
-    peer.abandon();
-    super::finish(&stream, config.close_timeout);
-    peer.close_code()
+    Ok((stream, hub))
 }

@@ -245,4 +245,27 @@ impl ServerConfig {
             max_message_size: self.max_message_size,
         }
     }
+
+    /// What a mount allows by default: these settings' limits, rate limit,
+    /// keepalive and deflate.
+    pub fn behavior(&self) -> super::Behavior {
+        super::Behavior {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            deflate: self.deflate,
+        }
+    }
+
+    /// The driver's clock: ping, idle and close timeouts.
+    pub fn timeouts(&self) -> super::driver::Timeouts {
+        super::driver::Timeouts {
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            close_timeout: self.close_timeout,
+        }
+    }
 }

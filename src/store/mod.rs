@@ -1277,6 +1277,18 @@ fn segment_number(path: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Hand every record of the log in `dir` that contains one of `needles`
+/// to `each`, oldest first, without opening (or locking) the store: for
+/// the commands that report on a data directory while a server may be
+/// running on it (`wschat desk report`). A line being written at that
+/// moment (not yet whole) is skipped.
+pub fn scan_dir(dir: &Path, needles: &[&str], mut each: impl FnMut(&Value)) -> io::Result<()> {
+    for (_, path) in list_segments(dir)? {
+        Store::scan_segment(&path, (0, u64::MAX), needles, |_, _, v| each(v));
+    }
+    Ok(())
+}
+
 /// The segments in `dir`, by number.
 fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();

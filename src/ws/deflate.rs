@@ -353,6 +353,58 @@ pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Agreem
         .find_map(|offer| accept_offer(offer).ok())
 }
 
+/// What a client offers (§5, §7.1): `server_no_context_takeover`, because
+/// its inflater starts afresh with every message, as wschat's decoder does;
+/// no `client_max_window_bits`, so the server may not limit the client's
+/// window (§7.1.2.2) and its compressor keeps the full 32 KiB.
+pub const CLIENT_OFFER: &str = "permessage-deflate; server_no_context_takeover";
+
+/// A client's check of the server's answer to [`CLIENT_OFFER`] (§7.1): what
+/// it agreed to, or why the client must fail the connection (§9.1: an
+/// extension not offered, or parameters the offer did not allow).
+///
+/// The answer must name `permessage-deflate` once and include
+/// `server_no_context_takeover` (§7.1.1.1: a server that accepts the offer
+/// includes it); it may add `client_no_context_takeover` (the client's
+/// messages are independent anyway) and `server_max_window_bits` (the
+/// inflater takes any window). It may not add `client_max_window_bits`,
+/// which was not offered (§7.1.2.2). The returned [`Agreement`]'s window
+/// is the limit for the messages *this* side sends: here 15, nothing
+/// having limited the client's compressor.
+///
+/// ```
+/// use wschat::ws::deflate::{Agreement, accept_response};
+/// let full = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// assert_eq!(accept_response(full), Ok(Agreement::default()));
+/// assert!(accept_response("permessage-deflate").is_err());
+/// assert!(accept_response("permessage-deflate; server_no_context_takeover; client_max_window_bits=10").is_err());
+/// ```
+pub fn accept_response(value: &str) -> Result<Agreement, String> {
+    let offers = parse_offers([value]).ok_or("a malformed Sec-WebSocket-Extensions answer")?;
+    let [answer] = offers.as_slice() else {
+        return Err(format!(
+            "the server answered {} extensions; {EXTENSION} alone was offered",
+            offers.len()
+        ));
+    };
+    accept_offer(answer).map_err(|d| format!("the server's answer: {d}"))?;
+    let has = |name: &str| {
+        answer
+            .params
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    if !has("server_no_context_takeover") {
+        return Err("the server's answer lacks server_no_context_takeover (§7.1.1.1)".into());
+    }
+    if has("client_max_window_bits") {
+        return Err(
+            "the server limited client_max_window_bits, which was not offered (§7.1.2.2)".into(),
+        );
+    }
+    Ok(Agreement::default())
+}
+
 /// A cursor over one header value.
 struct Lexer<'a> {
     bytes: &'a [u8],

@@ -5,7 +5,9 @@
 //! either asks for more (`Ok(None)`), or returns the parsed request and how
 //! many bytes it used (anything after it already belongs to the WebSocket).
 //! [`validate_upgrade`] applies the rules of §4.2.1 and answers with an
-//! [`Accept`] (the 101) or a [`Rejection`] (an HTTP error with a reason).
+//! [`Accept`] (the 101) or a [`HandshakeError`] (the rule broken, with its
+//! HTTP status and RFC section); [`Policy`] adds the server's own rules
+//! (the origins it allows, its subprotocols).
 //! The client side is [`client_request`] and [`verify_response`].
 //!
 //! ```
@@ -153,6 +155,9 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// An answer that refuses a request: an HTTP status with a one-line reason.
+/// A [`HandshakeError`] becomes one; the server makes its own for what is
+/// not a rule of the handshake (no endpoint at a path, a request head too
+/// slow, a server shutting down).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// The HTTP status code.
@@ -197,6 +202,256 @@ impl std::fmt::Display for Rejection {
             self.reason
         )
     }
+}
+
+/// A handshake the server refuses: one variant per rule of RFC 6455 §4 (and
+/// of the HTTP beneath it), each with the HTTP status it is answered with
+/// ([`HandshakeError::status`]) and the section that states the rule
+/// ([`HandshakeError::section`]), as [`ProtocolError`](super::ProtocolError)
+/// does for the rules of framing. [`HandshakeError::to_response`] is the
+/// whole answer: the status, any header the rule calls for, and the reason.
+///
+/// ```
+/// use wschat::ws::handshake::{HandshakeError, parse_request, validate_upgrade};
+/// let head = b"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\
+///              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///              Sec-WebSocket-Version: 8\r\n\r\n";
+/// let (request, _) = parse_request(head, 8192).unwrap().unwrap();
+/// let refused = validate_upgrade(&request, &[]).unwrap_err();
+/// assert_eq!(refused, HandshakeError::UnsupportedVersion("8".into()));
+/// assert_eq!((refused.status(), refused.section()), (426, "RFC 6455 §4.4"));
+/// assert!(String::from_utf8(refused.to_response()).unwrap().contains("Sec-WebSocket-Version: 13\r\n"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The request head passed the header limit (the limit, in bytes): 431.
+    HeadTooLarge(usize),
+    /// More than [`MAX_HEADERS`] header lines: 431.
+    TooManyHeaders,
+    /// Bytes that are not an HTTP request (the parser's words): 400.
+    Malformed(String),
+    /// A method other than GET: 405, with `Allow: GET`.
+    NotGet,
+    /// A Hixie-76 request (`Sec-WebSocket-Key1`/`Key2`): 426, with
+    /// `Sec-WebSocket-Version: 13`.
+    Hixie76,
+    /// HTTP older than 1.1: 400.
+    OldHttp,
+    /// No `Host`, or an empty one: 400.
+    MissingHost,
+    /// More than one `Host`: 400.
+    DuplicateHost,
+    /// An `Upgrade` header without the token `websocket`: 400.
+    NoUpgradeToken,
+    /// A `Connection` header without the token `Upgrade`: 400.
+    NoConnectionToken,
+    /// No `Sec-WebSocket-Version`: 400.
+    MissingVersion,
+    /// A version other than 13 (the versions offered, comma-separated): 426,
+    /// with `Sec-WebSocket-Version: 13`.
+    UnsupportedVersion(String),
+    /// No `Sec-WebSocket-Key`: 400.
+    MissingKey,
+    /// More than one `Sec-WebSocket-Key`: 400.
+    DuplicateKey,
+    /// A key that is not base64 of exactly 16 bytes: 400.
+    InvalidKey,
+    /// A page from an origin the server's [`Policy`] does not allow (the
+    /// origin as sent): 403.
+    OriginNotAllowed(String),
+}
+
+impl HandshakeError {
+    /// The HTTP status the server answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::HeadTooLarge(_) | HandshakeError::TooManyHeaders => 431,
+            HandshakeError::NotGet => 405,
+            HandshakeError::Hixie76 | HandshakeError::UnsupportedVersion(_) => 426,
+            HandshakeError::OriginNotAllowed(_) => 403,
+            HandshakeError::Malformed(_)
+            | HandshakeError::OldHttp
+            | HandshakeError::MissingHost
+            | HandshakeError::DuplicateHost
+            | HandshakeError::NoUpgradeToken
+            | HandshakeError::NoConnectionToken
+            | HandshakeError::MissingVersion
+            | HandshakeError::MissingKey
+            | HandshakeError::DuplicateKey
+            | HandshakeError::InvalidKey => 400,
+        }
+    }
+
+    /// The section that states the rule broken.
+    pub fn section(&self) -> &'static str {
+        match self {
+            HandshakeError::HeadTooLarge(_) | HandshakeError::TooManyHeaders => "RFC 6585 §5",
+            HandshakeError::Malformed(_) => "RFC 6455 §4.1, RFC 9112 §2",
+            HandshakeError::NotGet | HandshakeError::OldHttp | HandshakeError::MissingHost => {
+                "RFC 6455 §4.1"
+            }
+            HandshakeError::DuplicateHost => "RFC 9112 §3.2",
+            HandshakeError::Hixie76 | HandshakeError::UnsupportedVersion(_) => "RFC 6455 §4.4",
+            HandshakeError::NoUpgradeToken
+            | HandshakeError::NoConnectionToken
+            | HandshakeError::MissingVersion
+            | HandshakeError::MissingKey
+            | HandshakeError::InvalidKey => "RFC 6455 §4.2.1",
+            HandshakeError::DuplicateKey => "RFC 6455 §11.3.1",
+            HandshakeError::OriginNotAllowed(_) => "RFC 6455 §4.2.2, §10.2",
+        }
+    }
+
+    /// Why, in one line: the body of the answer.
+    pub fn reason(&self) -> String {
+        match self {
+            HandshakeError::HeadTooLarge(limit) => {
+                format!("the request header block is over the {limit}-byte limit")
+            }
+            HandshakeError::TooManyHeaders => format!("more than {MAX_HEADERS} header lines"),
+            HandshakeError::Malformed(why) => format!("malformed HTTP request: {why}"),
+            HandshakeError::NotGet => {
+                "a WebSocket upgrade must use the GET method (RFC 6455 §4.1)".into()
+            }
+            HandshakeError::Hixie76 => {
+                "this is a Hixie-76 (draft-ietf-hybi-thewebsocketprotocol-00) handshake, which RFC 6455 replaced in 2011; \
+                 use Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+                    .into()
+            }
+            HandshakeError::OldHttp => {
+                "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)".into()
+            }
+            HandshakeError::MissingHost => "missing Host header (RFC 6455 §4.1)".into(),
+            HandshakeError::DuplicateHost => "more than one Host header (RFC 9112 §3.2)".into(),
+            HandshakeError::NoUpgradeToken => {
+                "the Upgrade header must hold the token websocket (RFC 6455 §4.2.1)".into()
+            }
+            HandshakeError::NoConnectionToken => {
+                "the Connection header must hold the token Upgrade (RFC 6455 §4.2.1)".into()
+            }
+            HandshakeError::MissingVersion => {
+                "missing Sec-WebSocket-Version header (RFC 6455 §4.2.1)".into()
+            }
+            HandshakeError::UnsupportedVersion(versions) => format!(
+                "unsupported Sec-WebSocket-Version {versions:?}: this server speaks version 13 (RFC 6455 §4.4)"
+            ),
+            HandshakeError::MissingKey => {
+                "missing Sec-WebSocket-Key header (RFC 6455 §4.2.1)".into()
+            }
+            HandshakeError::DuplicateKey => "more than one Sec-WebSocket-Key header".into(),
+            HandshakeError::InvalidKey => {
+                "Sec-WebSocket-Key must be base64 of exactly 16 bytes (RFC 6455 §4.2.1)".into()
+            }
+            HandshakeError::OriginNotAllowed(origin) => format!("origin {origin} is not allowed"),
+        }
+    }
+
+    /// The headers the answer carries besides the usual ones.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            HandshakeError::NotGet => vec![("Allow", "GET".to_string())],
+            HandshakeError::Hixie76 | HandshakeError::UnsupportedVersion(_) => {
+                vec![("Sec-WebSocket-Version", VERSION.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The full HTTP response, ending the connection.
+    pub fn to_response(&self) -> Vec<u8> {
+        Rejection::from(self.clone()).to_response()
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status();
+        write!(f, "{status} {}: {}", status_text(status), self.reason())
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+impl From<HandshakeError> for Rejection {
+    fn from(error: HandshakeError) -> Rejection {
+        Rejection {
+            status: error.status(),
+            reason: error.reason(),
+            headers: error.headers(),
+        }
+    }
+}
+
+/// What a server accepts beyond the rules every upgrade must meet: the
+/// subprotocols it speaks, and the origins whose pages may connect. The
+/// server passes its settings in; [`Policy::accept`] applies them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy<'a> {
+    /// Subprotocols, in no order: the first the client offers is chosen.
+    pub protocols: &'a [String],
+    /// Origins (`scheme://host[:port]`) whose pages may connect besides the
+    /// server's own; empty: every origin.
+    pub allowed_origins: &'a [String],
+}
+
+impl Policy<'_> {
+    /// The origin check ([`check_origin`]), then the rules of §4.2.1
+    /// ([`validate_upgrade`]).
+    ///
+    /// ```
+    /// use wschat::ws::handshake::{HandshakeError, Policy, parse_request};
+    /// let head = b"GET / HTTP/1.1\r\nHost: chat.example\r\nOrigin: http://evil.example\r\n\
+    ///              Upgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    /// let (request, _) = parse_request(head, 8192).unwrap().unwrap();
+    /// let allowed = ["https://shop.example".to_string()];
+    /// let policy = Policy { protocols: &[], allowed_origins: &allowed };
+    /// let refused = policy.accept(&request).unwrap_err();
+    /// assert_eq!(refused, HandshakeError::OriginNotAllowed("http://evil.example".into()));
+    /// assert_eq!(refused.status(), 403);
+    /// assert!(Policy::default().accept(&request).is_ok()); // no list: any origin
+    /// ```
+    pub fn accept(&self, request: &Request) -> Result<Accept, HandshakeError> {
+        check_origin(request, self.allowed_origins)?;
+        validate_upgrade(request, self.protocols)
+    }
+}
+
+/// The Origin allowlist (RFC 6455 §4.2.2, §10.2): with none, every origin
+/// is accepted; with some, a page from any other origin is refused (403).
+/// This is the defence against cross-site WebSocket hijacking: browsers
+/// always send `Origin`, and a page elsewhere cannot forge it. A request
+/// without `Origin` comes from no browser page and is accepted.
+pub fn check_origin(request: &Request, allowed: &[String]) -> Result<(), HandshakeError> {
+    let origin = request.header("Origin");
+    if allowed.is_empty() {
+        log::debug!(
+            target: "wschat::server::http",
+            "origin {:?} accepted (no --allowed-origin configured)",
+            origin.unwrap_or("none")
+        );
+        return Ok(());
+    }
+    match origin {
+        Some(o) if origin_allowed(o, request, allowed) => Ok(()),
+        Some(o) => Err(HandshakeError::OriginNotAllowed(o.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Whether a page at `origin` may use this server: it is on the list, or
+/// it is this server's own page (its host is the request's `Host`), which
+/// is always allowed.
+pub fn origin_allowed(origin: &str, request: &Request, allowed: &[String]) -> bool {
+    let origin = origin.trim();
+    let own = request.header("Host").is_some_and(|host| {
+        let host = host.trim();
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|h| h.eq_ignore_ascii_case(host))
+    });
+    own || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 /// The reason phrase for the status codes wschat sends.
@@ -255,7 +510,7 @@ pub fn http_response(
 pub fn parse_request(
     buf: &[u8],
     max_header_bytes: usize,
-) -> Result<Option<(Request, usize)>, Rejection> {
+) -> Result<Option<(Request, usize)>, HandshakeError> {
     let window = &buf[..buf.len().min(max_header_bytes)];
     // On the heap: 3 KiB on a connection thread's stack would stay resident
     // for the life of every connection.
@@ -264,10 +519,7 @@ pub fn parse_request(
     match req.parse(window) {
         Ok(httparse::Status::Partial) => {
             if buf.len() >= max_header_bytes {
-                Err(Rejection::new(
-                    431,
-                    format!("the request header block is over the {max_header_bytes}-byte limit"),
-                ))
+                Err(HandshakeError::HeadTooLarge(max_header_bytes))
             } else {
                 Ok(None)
             }
@@ -290,11 +542,8 @@ pub fn parse_request(
             };
             Ok(Some((request, used)))
         }
-        Err(httparse::Error::TooManyHeaders) => Err(Rejection::new(
-            431,
-            format!("more than {MAX_HEADERS} header lines"),
-        )),
-        Err(e) => Err(Rejection::new(400, format!("malformed HTTP request: {e}"))),
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooManyHeaders),
+        Err(e) => Err(HandshakeError::Malformed(e.to_string())),
     }
 }
 
@@ -353,98 +602,43 @@ impl Accept {
 /// HTTP older than 1.1, a missing `Host`, an `Upgrade` without `websocket`,
 /// a `Connection` without `Upgrade`, a missing version, or a key that is not
 /// base64 of 16 bytes.
-pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accept, Rejection> {
+pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accept, HandshakeError> {
     if request.method != "GET" {
-        let mut r = Rejection::new(
-            405,
-            "a WebSocket upgrade must use the GET method (RFC 6455 §4.1)",
-        );
-        r.headers.push(("Allow", "GET".to_string()));
-        return Err(r);
+        return Err(HandshakeError::NotGet);
     }
     if request.header("Sec-WebSocket-Key1").is_some()
         || request.header("Sec-WebSocket-Key2").is_some()
     {
-        let mut r = Rejection::new(
-            426,
-            "this is a Hixie-76 (draft-ietf-hybi-thewebsocketprotocol-00) handshake, which RFC 6455 replaced in 2011; \
-             use Sec-WebSocket-Key and Sec-WebSocket-Version: 13",
-        );
-        r.headers
-            .push(("Sec-WebSocket-Version", VERSION.to_string()));
-        return Err(r);
+        return Err(HandshakeError::Hixie76);
     }
     if request.minor_version < 1 {
-        return Err(Rejection::new(
-            400,
-            "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)",
-        ));
+        return Err(HandshakeError::OldHttp);
     }
     match request.headers_named("Host").collect::<Vec<_>>().as_slice() {
         [host] if !host.trim_matches(HTTP_WS).is_empty() => {}
-        [] | [_] => return Err(Rejection::new(400, "missing Host header (RFC 6455 §4.1)")),
-        _ => {
-            return Err(Rejection::new(
-                400,
-                "more than one Host header (RFC 9112 §3.2)",
-            ));
-        }
+        [] | [_] => return Err(HandshakeError::MissingHost),
+        _ => return Err(HandshakeError::DuplicateHost),
     }
     if !request.has_token("Upgrade", "websocket") {
-        return Err(Rejection::new(
-            400,
-            "the Upgrade header must hold the token websocket (RFC 6455 §4.2.1)",
-        ));
+        return Err(HandshakeError::NoUpgradeToken);
     }
     if !request.has_token("Connection", "Upgrade") {
-        return Err(Rejection::new(
-            400,
-            "the Connection header must hold the token Upgrade (RFC 6455 §4.2.1)",
-        ));
+        return Err(HandshakeError::NoConnectionToken);
     }
     let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
     match versions.as_slice() {
-        [] => {
-            return Err(Rejection::new(
-                400,
-                "missing Sec-WebSocket-Version header (RFC 6455 §4.2.1)",
-            ));
-        }
+        [] => return Err(HandshakeError::MissingVersion),
         [v] if v.trim_matches(HTTP_WS) == VERSION => {}
-        _ => {
-            let mut r = Rejection::new(
-                426,
-                format!(
-                    "unsupported Sec-WebSocket-Version {:?}: this server speaks version 13 (RFC 6455 §4.4)",
-                    versions.join(", ")
-                ),
-            );
-            r.headers
-                .push(("Sec-WebSocket-Version", VERSION.to_string()));
-            return Err(r);
-        }
+        _ => return Err(HandshakeError::UnsupportedVersion(versions.join(", "))),
     }
     let keys: Vec<&str> = request.headers_named("Sec-WebSocket-Key").collect();
     let key = match keys.as_slice() {
         [key] => key.trim_matches(HTTP_WS),
-        [] => {
-            return Err(Rejection::new(
-                400,
-                "missing Sec-WebSocket-Key header (RFC 6455 §4.2.1)",
-            ));
-        }
-        _ => {
-            return Err(Rejection::new(
-                400,
-                "more than one Sec-WebSocket-Key header",
-            ));
-        }
+        [] => return Err(HandshakeError::MissingKey),
+        _ => return Err(HandshakeError::DuplicateKey),
     };
     if !is_valid_key(key) {
-        return Err(Rejection::new(
-            400,
-            "Sec-WebSocket-Key must be base64 of exactly 16 bytes (RFC 6455 §4.2.1)",
-        ));
+        return Err(HandshakeError::InvalidKey);
     }
     let protocol = request
         .headers_named("Sec-WebSocket-Protocol")
@@ -562,6 +756,21 @@ pub fn verify_response(
     key: &str,
     offered: &[&str],
 ) -> Result<Option<String>, String> {
+    match verify_response_with_extensions(response, key, offered)? {
+        (_, Some(_)) => Err("the server chose an extension that was not offered".into()),
+        (protocol, None) => Ok(protocol),
+    }
+}
+
+/// [`verify_response`] for a request that offered extensions: the same
+/// checks, except that a `Sec-WebSocket-Extensions` answer is returned
+/// (its lines joined with `, `, RFC 9110 §5.3) for the caller to check
+/// against what it offered (§9.1), beside the chosen subprotocol.
+pub fn verify_response_with_extensions(
+    response: &Response,
+    key: &str,
+    offered: &[&str],
+) -> Result<(Option<String>, Option<String>), String> {
     if response.status != 101 {
         return Err(format!(
             "the server answered {} instead of 101",
@@ -592,18 +801,25 @@ pub fn verify_response(
         }
         None => return Err("the 101 response lacks Sec-WebSocket-Accept".into()),
     }
-    if response.header("Sec-WebSocket-Extensions").is_some() {
-        return Err("the server chose an extension that was not offered".into());
-    }
-    match response.header("Sec-WebSocket-Protocol") {
-        None => Ok(None),
+    let extensions: Vec<&str> = response
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .map(|(_, v)| v.trim_matches(HTTP_WS))
+        .collect();
+    let extensions = (!extensions.is_empty()).then(|| extensions.join(", "));
+    let protocol = match response.header("Sec-WebSocket-Protocol") {
+        None => None,
         Some(p) if offered.contains(&p.trim_matches(HTTP_WS)) => {
-            Ok(Some(p.trim_matches(HTTP_WS).to_string()))
+            Some(p.trim_matches(HTTP_WS).to_string())
         }
-        Some(p) => Err(format!(
-            "the server chose subprotocol {p:?}, which was not offered"
-        )),
-    }
+        Some(p) => {
+            return Err(format!(
+                "the server chose subprotocol {p:?}, which was not offered"
+            ));
+        }
+    };
+    Ok((protocol, extensions))
 }
 
 #[cfg(test)]
@@ -625,7 +841,7 @@ mod tests {
     fn status_of(text: &str) -> u16 {
         match validate_upgrade(&parse(text), &[]) {
             Ok(_) => 101,
-            Err(r) => r.status,
+            Err(r) => r.status(),
         }
     }
 
@@ -697,10 +913,11 @@ mod tests {
             Upgrade: WebSocket\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n\
             Origin: http://example.com\r\n\r\n^n:ds[4U";
         let r = validate_upgrade(&parse(hixie), &[]).unwrap_err();
-        assert_eq!(r.status, 426);
-        assert!(r.reason.contains("RFC 6455 replaced"));
+        assert_eq!(r, HandshakeError::Hixie76);
+        assert_eq!(r.status(), 426);
+        assert!(r.reason().contains("RFC 6455 replaced"));
         assert!(
-            r.headers
+            r.headers()
                 .contains(&("Sec-WebSocket-Version", "13".to_string()))
         );
     }
@@ -709,11 +926,11 @@ mod tests {
     fn header_limit_gives_431() {
         let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
         let r = parse_request(big.as_bytes(), 8192).unwrap_err();
-        assert_eq!(r.status, 431);
+        assert_eq!(r.status(), 431);
         let many: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
         let r =
             parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), 8192).unwrap_err();
-        assert_eq!(r.status, 431);
+        assert_eq!(r.status(), 431);
     }
 
     #[test]

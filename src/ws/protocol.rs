@@ -110,6 +110,19 @@ impl Connection {
         });
     }
 
+    /// What permessage-deflate was agreed to, if it was (see
+    /// [`Connection::set_deflate`]).
+    pub fn deflate(&self) -> Option<Agreement> {
+        self.deflate.as_ref().map(|d| d.agreement)
+    }
+
+    /// Accept compressed messages (RFC 7692 §6) but send every frame as it
+    /// is: for a side whose messages are compressed elsewhere (the server's
+    /// hub compresses each message once, for everyone it goes to).
+    pub fn set_inflate(&mut self) {
+        self.decoder.set_deflate(true);
+    }
+
     /// Use `source` for the masking keys of a client (tests fix the key to
     /// compare bytes with the RFC's examples).
     pub fn with_mask_source(mut self, source: fn() -> [u8; 4]) -> Connection {

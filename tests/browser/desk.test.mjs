@@ -25,6 +25,8 @@ before(async () => {
   const dataDir = path.join(tmp, 'data');
   tokens.alice = await addAgent('alice', dataDir);
   tokens.bob = await addAgent('bob', dataDir);
+  tokens.carol = await addAgent('carol', dataDir);
+  tokens.sam = await addAgent('sam', dataDir, ['--role', 'supervisor']);
   [browser, srv] = await Promise.all([launch(), startServer(undefined, { dataDir })]);
 });
 after(async () => {
@@ -35,7 +37,7 @@ after(async () => {
 
 async function newPage(opts) {
   const context = await browser.newContext({
-    locale: 'en-US',
+    locale: opts.locale || 'en-US',
     colorScheme: 'light',
     viewport: opts.viewport,
     deviceScaleFactor: opts.deviceScaleFactor || 1,
@@ -133,7 +135,8 @@ test('a visitor talks to alice, is transferred to bob, is resolved and rates', {
   // with the visitor's message.
   await alice.waitForFunction(() => document.querySelectorAll('#mine .item').length === 1, null, WAIT);
   const visitorName = (await rows(alice, 'mine'))[0];
-  assert.match(visitorName, /^访客\d+$/);
+  // The default name follows the interface language (en-US here).
+  assert.match(visitorName, /^Visitor \d+$/);
   await waitText(alice, '#conv-title', visitorName);
   await alice.waitForSelector('#mine .item.sel .dot.on', WAIT);
   await waitMsg(alice, q1, visitorName);
@@ -179,15 +182,12 @@ test('a visitor talks to alice, is transferred to bob, is resolved and rates', {
   await alice.screenshot({ path: path.join(OUT, 'agent-console.png') });
   await alice.fill('#text', '');
 
-  // alice transfers to bob with a note (asked for in a prompt).
+  // alice transfers to bob with a note (typed beside the target).
   const note = `refund for order #${t}, parcel late`;
   await alice.selectOption('#to', 'bob');
-  const dialog = new Promise((resolve) => alice.once('dialog', async (d) => {
-    resolve(d.message());
-    await d.accept(note);
-  }));
+  assert.equal(await alice.getAttribute('#note', 'placeholder'), 'Note for the next agent (optional)');
+  await alice.fill('#note', note);
   await alice.click('#transfer');
-  assert.equal(await dialog, 'Note for the next agent (optional):');
   await waitNote(alice, 'Transferred to bob');
   // alice keeps the other conversation, now selected.
   await alice.waitForFunction(() => document.querySelectorAll('#mine .item').length === 1, null, WAIT);
@@ -230,8 +230,15 @@ test('a visitor talks to alice, is transferred to bob, is resolved and rates', {
   await visitor.waitForFunction(() => { const l = document.getElementById('log'); return l.scrollTop + l.clientHeight >= l.scrollHeight - 2; }, null, WAIT);
   await visitor.screenshot({ path: path.join(OUT, 'support-widget.png') });
 
-  // The visitor gives 4 stars: thanked, and the rating bar goes away.
+  // The visitor gives 4 stars with a comment: thanked, the rating bar goes
+  // away, and bob, who resolved it, is told.
   await visitor.click('#stars button[title="4"]');
+  await visitor.fill('#comment', 'Quick refund, thanks');
+  await visitor.click('#rate-send');
+  await waitNote(bob, `${visitorName} rated ★★★★: “Quick refund, thanks”`);
+  // The transfer target and note were cleared for the next conversation.
+  assert.equal(await alice.inputValue('#to'), '');
+  assert.equal(await alice.inputValue('#note'), '');
   await waitNote(visitor, 'Thank you for your rating!');
   await visitor.waitForSelector('#rating', { state: 'hidden', ...WAIT });
 
@@ -244,4 +251,158 @@ test('a visitor talks to alice, is transferred to bob, is resolved and rates', {
   assert.equal(await visitor.isVisible('#rating'), false);
 
   for (const p of [alice, bob, visitor, other]) assert.deepEqual(p.errors, []);
+  // Signed out, so that the next test's visitors wait for its agents.
+  for (const p of [alice, bob, visitor, other]) await p.context().close();
+});
+
+/** The row of list `list` (#queue, #mine, #all) whose name is `name`. */
+function row(page, list, name) {
+  return page.locator(`#${list} .item`, { has: page.locator('.name', { hasText: new RegExp(`^${name}$`) }) });
+}
+
+/** A page of a shop with widget.js on it, sized as `opts` says. */
+async function shopPage(opts) {
+  const page = await newPage(opts);
+  await page.goto(srv.url + '/nothing-here');
+  await page.setContent(`<!doctype html><meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title><h1>Shop</h1><script src="${srv.url}/widget.js"></script>`);
+  await page.waitForSelector('[data-wschat="bubble"]', WAIT);
+  return page;
+}
+
+test('a supervisor, a claim from the queue, the contact panel and the widget on a page', { timeout: 120_000 }, async () => {
+  const t = tag();
+  // carol and sam (a supervisor) are away: visitors wait in the queue.
+  const carol = await agentConsole('carol', tokens.carol);
+  const sam = await agentConsole('sam', tokens.sam);
+  for (const p of [carol, sam]) await p.selectOption('#presence', 'away');
+  await sam.waitForFunction(() => [...document.querySelectorAll('#agents .item')].filter((r) =>
+    r.querySelector('.meta').textContent.startsWith('Away')).length === 2, null, WAIT);
+  // Only the supervisor has the list of everyone's conversations.
+  assert.equal(await sam.isVisible('#h-all'), true);
+  assert.equal(await carol.isVisible('#h-all'), false);
+
+  // A visitor gives a name and an address in the pre-chat form, and waits.
+  const lin = `Lin${t}`;
+  const visitor = await newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
+  await visitor.goto(srv.url + '/support?page=' + encodeURIComponent('https://shop.example/cart'));
+  await visitor.waitForSelector('#pre', { state: 'visible', ...WAIT });
+  await visitor.fill('#name-in', lin);
+  await visitor.fill('#email', 'lin@example.com');
+  await write(visitor, 'Can I change the size of my order?');
+  await visitor.waitForSelector('#pre', { state: 'hidden', ...WAIT });
+  await visitor.waitForSelector('#end', { state: 'visible', ...WAIT });
+
+  // carol claims it from the queue; its contact panel shows who it is.
+  await row(carol, 'queue', lin).locator('button.claim').click();
+  await row(carol, 'mine', lin).waitFor(WAIT);
+  await waitText(carol, '#conv-title', lin);
+  await waitText(visitor, '#status', 'carol is helping you');
+  await carol.click('#contact summary');
+  await carol.waitForFunction(() => document.getElementById('contact-body').textContent.includes('No earlier conversations'), null, WAIT);
+  const contact = await carol.textContent('#contact-body');
+  assert.match(contact, /lin@example\.com/);
+  assert.match(contact, /https:\/\/shop\.example\/cart/);
+  await write(carol, 'Yes: which size would you like?');
+  await waitMsg(visitor, 'Yes: which size would you like?', 'carol');
+
+  // sam sees carol's conversation, read only, and takes it over.
+  await row(sam, 'all', lin).waitFor(WAIT);
+  assert.equal(await row(sam, 'all', lin).locator('.meta').textContent(), 'with carol');
+  await row(sam, 'all', lin).click();
+  await waitText(sam, '#watching', "carol's conversation (read only). Take it over to reply.");
+  await waitMsg(sam, 'Yes: which size would you like?', 'carol');
+  assert.equal(await sam.isDisabled('#text'), true);
+  await sam.screenshot({ path: path.join(OUT, 'agent-supervisor.png') });
+  await sam.click('#take');
+  await row(sam, 'mine', lin).waitFor(WAIT);
+  await waitNote(carol, 'Transferred to sam');
+  await waitText(visitor, '#status', 'sam is helping you');
+  await write(sam, 'sam here: size M is on its way.');
+  await waitMsg(visitor, 'sam here: size M is on its way.', 'sam');
+
+  // The visitor ends the chat; sam's console says so.
+  await visitor.click('#end');
+  await waitNote(sam, 'The visitor ended the conversation');
+  await waitText(visitor, '#status', 'This conversation is closed.');
+
+  // The visitor comes back: carol claims the new conversation and sees the
+  // earlier one, with its transcript.
+  await write(visitor, 'One more thing: can I pay by invoice?');
+  await row(carol, 'queue', lin).locator('button.claim').click();
+  await row(carol, 'mine', lin).waitFor(WAIT);
+  await carol.waitForFunction(() => document.getElementById('contact-body').textContent.includes('Earlier conversations (1)'), null, WAIT);
+  await carol.click('#contact .prev summary');
+  assert.match(await carol.textContent('#contact .prev'), /sam here: size M is on its way\./);
+  await carol.screenshot({ path: path.join(OUT, 'agent-contact.png') });
+  await carol.setViewportSize({ width: 390, height: 844 });
+  // On a phone the lists are a drawer, closed while a conversation is open
+  // (wait for its slide to end), opened with ☰, closed by a choice.
+  const drawerAt = (edge) => carol.waitForFunction((e) => {
+    const r = document.getElementById('lists').getBoundingClientRect();
+    return e === 'out' ? r.right <= 0 : r.left === 0;
+  }, edge, WAIT);
+  await drawerAt('out');
+  await carol.screenshot({ path: path.join(OUT, 'agent-console-phone.png') });
+  await carol.click('#drawer');
+  await drawerAt('in');
+  await carol.screenshot({ path: path.join(OUT, 'agent-console-phone-drawer.png') });
+  await row(carol, 'mine', lin).click();
+  await carol.waitForFunction(() => !document.getElementById('lists').classList.contains('open'), null, WAIT);
+  await carol.setViewportSize({ width: 1280, height: 800 });
+  await carol.click('#resolve');
+
+  // The widget on a shop's page: closed, it counts replies on its bubble
+  // and in the page's title.
+  const shop = await shopPage({ viewport: { width: 1280, height: 800 } });
+  await shop.click('[data-wschat="bubble"]');
+  const frame = await (async () => {
+    await shop.waitForSelector('iframe', WAIT);
+    return (await shop.$('iframe')).contentFrame();
+  })();
+  await frame.waitForSelector('#close', { state: 'visible', ...WAIT });
+  const kim = `Kim${t}`;
+  await frame.fill('#name-in', kim);
+  await frame.fill('#text', 'Is the blue one in stock?');
+  await frame.press('#text', 'Enter');
+  await row(carol, 'queue', kim).locator('button.claim').click();
+  await row(carol, 'mine', kim).waitFor(WAIT);
+  await frame.click('#close');
+  await shop.waitForSelector('iframe', { state: 'hidden', ...WAIT });
+  await write(carol, 'It is, in every size.');
+  await shop.waitForFunction(() => document.querySelector('[data-wschat="badge"]').textContent === '1', null, WAIT);
+  assert.equal(await shop.title(), '(1) Shop');
+  await shop.screenshot({ path: path.join(OUT, 'widget-badge.png') });
+  await shop.click('[data-wschat="bubble"]');
+  await shop.waitForFunction(() => document.title === 'Shop', null, WAIT);
+  assert.equal(await shop.isVisible('[data-wschat="badge"]'), false);
+
+  // On a phone the widget fills the screen, and closes with its button.
+  const phone = await shopPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true });
+  await phone.click('[data-wschat="bubble"]');
+  await phone.waitForSelector('iframe', WAIT);
+  const box = await (await phone.$('iframe')).boundingBox();
+  assert.deepEqual([box.x, box.y, box.width, box.height], [0, 0, 390, 844]);
+  assert.equal(await phone.isVisible('[data-wschat="bubble"]'), false);
+  const pf = await (await phone.$('iframe')).contentFrame();
+  await pf.waitForSelector('#status', WAIT);
+  await pf.waitForFunction(() => document.getElementById('status').textContent !== 'Connecting…', null, WAIT);
+  await phone.screenshot({ path: path.join(OUT, 'widget-phone.png') });
+  await pf.click('#close');
+  await phone.waitForSelector('[data-wschat="bubble"]', { state: 'visible', ...WAIT });
+
+  // In Chinese, a long message is counted in bytes as the server counts
+  // them (1,400 characters are 4,200 bytes) and refused before sending.
+  const zhPage = await newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, locale: 'zh-CN' });
+  await zhPage.goto(srv.url + '/support');
+  await waitText(zhPage, '#status', '请留言,客服将尽快回复。');
+  await zhPage.fill('#text', '好'.repeat(1400));
+  await waitText(zhPage, '#count', '4200/4096 字节');
+  await zhPage.press('#text', 'Enter');
+  await waitNote(zhPage, '消息太长:最多 4096 字节。');
+  await zhPage.fill('#text', '');
+  await zhPage.screenshot({ path: path.join(OUT, 'support-widget-zh.png') });
+  // Opened on a desktop page: the frame beside the bubble.
+  await shop.screenshot({ path: path.join(OUT, 'widget-desktop.png') });
+
+  for (const p of [carol, sam, visitor, shop, phone, zhPage]) assert.deepEqual(p.errors, []);
 });

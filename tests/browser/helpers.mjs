@@ -16,6 +16,26 @@ export const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '../..');
 export const BIN = process.env.WSCHAT_BIN || path.join(ROOT, 'target/release/wschat');
 
+/**
+ * Record the opening handshakes of `page`'s WebSockets as Chromium saw them
+ * (CDP Network events): an array, filled as they happen, of
+ * { url, status, extensions } where extensions is the 101's
+ * Sec-WebSocket-Extensions (null when absent). Call before navigating.
+ */
+export async function recordHandshakes(page) {
+  const seen = [];
+  const urls = new Map();
+  const cdp = await page.context().newCDPSession(page);
+  cdp.on('Network.webSocketCreated', (e) => urls.set(e.requestId, e.url));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const headers = e.response.headers || {};
+    const name = Object.keys(headers).find((h) => h.toLowerCase() === 'sec-websocket-extensions');
+    seen.push({ url: urls.get(e.requestId), status: e.response.status, extensions: name ? headers[name] : null });
+  });
+  await cdp.send('Network.enable');
+  return seen;
+}
+
 /** A short random tag, so that names and texts of one run never collide. */
 export const tag = () => Math.random().toString(36).slice(2, 8);
 
@@ -100,7 +120,8 @@ export async function server() {
  * Open the chat page in a new browser context, enter `name` in the welcome
  * dialog and wait until the page says it is connected. Options: locale,
  * colorScheme, viewport, deviceScaleFactor, isMobile, room (opened as
- * #room), routeWebSocket (a Playwright WebSocket route handler).
+ * #room), routeWebSocket (a Playwright WebSocket route handler),
+ * recordHandshakes (page.handshakes: see recordHandshakes).
  */
 export async function chatPage(browser, base, name, opts = {}) {
   const context = await browser.newContext({
@@ -115,6 +136,7 @@ export async function chatPage(browser, base, name, opts = {}) {
   page.setDefaultTimeout(10_000);
   page.on('pageerror', (e) => { page.errors = (page.errors || []).concat(String(e)); });
   if (opts.routeWebSocket) await page.routeWebSocket(() => true, opts.routeWebSocket);
+  if (opts.recordHandshakes) page.handshakes = await recordHandshakes(page);
   await page.goto(base + '/' + (opts.room ? '#' + encodeURIComponent(opts.room) : ''));
   await page.fill('#welcomeName', name);
   await page.press('#welcomeName', 'Enter');
@@ -159,9 +181,9 @@ export function memberNames(page) {
  * Create a support-desk agent with `wschat agent add NAME --data-dir DIR`
  * and return the login token it prints (only that once).
  */
-export function addAgent(name, dataDir) {
+export function addAgent(name, dataDir, extra = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(BIN, ['agent', 'add', name, '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, ['agent', 'add', name, '--data-dir', dataDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });

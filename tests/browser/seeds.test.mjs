@@ -3,6 +3,9 @@
 // wschat answers with JSON, which these pages show as it is, so each test
 // checks that the text one page sends shows up in another page.
 //
+// wschat has permessage-deflate on (its default) and Chromium offers it: each
+// test checks, from the 101 Chromium received, that it was negotiated.
+//
 // The only change is the WebSocket address, replaced as the page is served
 // (see seeds/README.md).
 import { after, before, test } from 'node:test';
@@ -10,7 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { HERE, freePort, launch, server, tag } from './helpers.mjs';
+import { HERE, freePort, launch, recordHandshakes, server, tag } from './helpers.mjs';
 
 let browser, srv, pages;
 const SEEDS = path.join(HERE, 'seeds');
@@ -44,8 +47,22 @@ async function open(file) {
   const page = await context.newPage();
   page.setDefaultTimeout(10_000);
   page.on('dialog', (d) => { page.dialogs = (page.dialogs || []).concat(d.message()); d.dismiss(); });
+  page.handshakes = await recordHandshakes(page);
   await page.goto(`${pages.base}/${file}`);
   return page;
+}
+
+/**
+ * The pages' WebSockets negotiated permessage-deflate (RFC 7692): Chromium
+ * offers it and wschat, on by default, accepts, so these messages went
+ * compressed where that made them smaller.
+ */
+function assertDeflate(...ps) {
+  for (const p of ps) {
+    const accepted = p.handshakes.filter((h) => h.status === 101);
+    assert.ok(accepted.length > 0, 'a handshake was seen');
+    for (const h of accepted) assert.match(h.extensions || '', /^permessage-deflate\b/, JSON.stringify(h));
+  }
 }
 
 /** Wait until the page's text holds `text`; return the chat message that carried it. */
@@ -80,6 +97,7 @@ test('seed 000 (nodejs-websocket demo page): two pages exchange messages', { tim
   await b.fill('#sendText', `B here ${t}`);
   await b.click('button:text-is("发送")');
   await received(a, 'body', `B here ${t}`);
+  assertDeflate(a, b);
   // Its "关闭服务" button closes the connection, and the page says so.
   await a.click('text=关闭服务');
   await a.waitForFunction(() => document.getElementById('board').textContent === '已断开');
@@ -104,6 +122,7 @@ test('seed 003 (two-person chat page): two pages exchange messages', { timeout: 
   await b.fill('#value1', `收到 ${t}`);
   await b.press('#value1', 'Enter');
   await received(a, '#mess', `李四说:收到 ${t}`);
+  assertDeflate(a, b);
   assert.deepEqual([a.dialogs, b.dialogs], [undefined, undefined]);
 });
 
@@ -120,5 +139,6 @@ test('seed 004 (start_song page): two pages exchange messages', { timeout: 60_00
   await b.fill('#msgBox', `peng answers ${t}`);
   await b.click('#btn');
   await received(a, '#contact', `peng answers ${t}`);
+  assertDeflate(a, b);
   assert.equal(await a.inputValue('#msgBox'), '');
 });

@@ -7,8 +7,10 @@
 //! wsload echo      --port P [--pid PID] [--target NAME] [--conns 50] [--size 32] [--duration 10]
 //! wsload broadcast --port P [--pid PID] [--target NAME] [--receivers 500] [--senders 5]
 //!                  [--rate 100] [--size 32] [--duration 10] [--report-memory 0|1] [--hold 1]
+//!                  [--deflate 0|1] [--words 0|1] [--wire 0|1]
 //! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
-//!                  [--path /echo] [--hold 1]
+//!                  [--path /echo] [--hold 1] [--deflate 0|1]
+//! wsload history   --port P [--target NAME] [--messages 50] [--size 120]
 //! wsload join-storm --port P [--pid PID] [--target NAME] [--users 10000] [--concurrency 64]
 //!                  [--path /] [--quiet 1.5]
 //! wsload wait-port --port P [--timeout 10]
@@ -32,6 +34,13 @@
 //! the handshakes per second, the bytes the clients received (what the
 //! server sent them, framing included), the server's `wchar` from
 //! /proc/PID/io over the same span, and the server's CPU time.
+//!
+//! `--deflate 1` makes the raw connections (broadcast receivers, idle
+//! connections) offer permessage-deflate (RFC 7692) and fail unless the
+//! server accepts; compressed messages are inflated before they count.
+//! `--words 1` pads probes with words rather than dots, `--wire 1` adds
+//! the bytes the receivers read per delivery to the broadcast row, and
+//! `history` compares a room's history page as sent plain and compressed.
 //! On failure the error goes to stderr as one line and the exit code is 1.
 
 use std::net::{IpAddr, SocketAddr};
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
             "echo" => echo(&opts).await,
             "broadcast" => broadcast(&opts).await,
             "idle" => idle(&opts).await,
+            "history" => history(&opts).await,
             "join-storm" => join_storm(&opts).await,
             "api-publish" => api_publish(&opts).await,
             "wait-port" => wait_port(&opts).await.map(|()| String::new()),
@@ -156,6 +166,12 @@ fn header(scenario: &str) -> Option<&'static str> {
         "api-publish" => {
             "| target (publisher) | receivers | messages/s | deliveries/s | lost | server CPU µs/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|"
         }
+        "broadcast-deflate" => {
+            "| target | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | server CPU µs/delivery | wire bytes/delivery | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
+        "history" => {
+            "| target | messages in the room | history frame, plain bytes | history frame, deflate bytes | saved |\n|---|---:|---:|---:|---:|"
+        }
         "idle" | "idle-chat" => {
             "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
@@ -186,6 +202,16 @@ struct Opts {
     quiet: Duration,
     /// `median`: the column (0 = target) whose worst cell is kept.
     max_col: Option<usize>,
+    /// Offer permessage-deflate (RFC 7692) on the raw connections
+    /// (broadcast receivers, idle connections) and inflate what comes.
+    deflate: bool,
+    /// Pad probes with words instead of dots: text that compresses like
+    /// chat text, not like a run of one byte.
+    words: bool,
+    /// `broadcast`: add the bytes the receivers read per delivery.
+    wire: bool,
+    /// `history`: chat messages put in the room before reading its history.
+    messages: usize,
 }
 
 impl Opts {
@@ -209,6 +235,10 @@ impl Opts {
             users: 10_000,
             quiet: Duration::from_millis(1500),
             max_col: None,
+            deflate: false,
+            words: false,
+            wire: false,
+            messages: 50,
         };
         let mut i = 0;
         while i < args.len() {
@@ -251,6 +281,10 @@ impl Opts {
                 "--users" => o.users = num(v)? as usize,
                 "--quiet" => o.quiet = Duration::from_secs_f64(num(v)?),
                 "--max-col" => o.max_col = Some(num(v)? as usize),
+                "--deflate" => o.deflate = num(v)? != 0.0,
+                "--words" => o.words = num(v)? != 0.0,
+                "--wire" => o.wire = num(v)? != 0.0,
+                "--messages" => o.messages = (num(v)? as usize).min(1000),
                 other => return Err(format!("unknown flag {other}")),
             }
             i += 2;
@@ -487,6 +521,70 @@ struct RawReceiver {
     fragments: Vec<u8>,
     /// Every byte read from the socket, the handshake's response included.
     received: u64,
+    /// permessage-deflate was negotiated: compressed messages are inflated
+    /// (by the generator thread's one inflater, reset for each message: the
+    /// server takes no context over, §7.1.1.1), into this buffer.
+    deflate: bool,
+    inflated: Vec<u8>,
+    /// The fragmented message being put together is compressed.
+    fragments_compressed: bool,
+    /// Bytes on the wire of the message last handed over (its frames,
+    /// headers included), readable from inside `on_message`.
+    last_wire: Arc<std::sync::atomic::AtomicUsize>,
+    fragments_wire: usize,
+}
+
+thread_local! {
+    /// One inflater for every connection of the generator's thread: the
+    /// server's messages are independent streams, so one is enough, and a
+    /// few KiB of state stay in the cache instead of one per receiver.
+    static INFLATER: std::cell::RefCell<flate2::Decompress> =
+        std::cell::RefCell::new(flate2::Decompress::new(false));
+}
+
+/// [`inflate_into`] with the thread's inflater.
+fn inflate(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    INFLATER.with(|d| inflate_into(&mut d.borrow_mut(), payload, out))
+}
+
+/// Inflate one compressed message (RFC 7692 §7.2.2: its payload, then
+/// `00 00 ff ff`) into `out`, with an inflater reset for it.
+fn inflate_into(
+    inflater: &mut flate2::Decompress,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    inflater.reset(false);
+    out.clear();
+    let tail = [0x00, 0x00, 0xff, 0xff];
+    for piece in [payload, &tail[..]] {
+        let start = inflater.total_in();
+        while ((inflater.total_in() - start) as usize) < piece.len() {
+            if out.len() == out.capacity() {
+                if out.len() >= RECEIVE_MAX {
+                    return Err("a message larger than the receive limit".into());
+                }
+                out.reserve(out.capacity().max(1024));
+            }
+            let at = (inflater.total_in() - start) as usize;
+            inflater
+                .decompress_vec(&piece[at..], out, flate2::FlushDecompress::Sync)
+                .map_err(|e| format!("inflating: {e}"))?;
+        }
+    }
+    // Whatever the sync flush still holds.
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(1024));
+        }
+        let before = out.len();
+        inflater
+            .decompress_vec(&[], out, flate2::FlushDecompress::Sync)
+            .map_err(|e| format!("inflating: {e}"))?;
+        if out.len() == before {
+            return Ok(());
+        }
+    }
 }
 
 /// Where a frame lies at the front of a buffer.
@@ -605,17 +703,42 @@ impl RawReceiver {
         }) = parse_frame(&self.buf[self.start..self.end])?
         {
             let at = self.start;
+            // RSV1 on a message's first frame: compressed (RFC 7692 §6).
+            let rsv1 = self.buf[at] & 0x40 != 0;
+            if rsv1 && !self.deflate {
+                return Err("a compressed frame without permessage-deflate".into());
+            }
             let payload = &self.buf[at + payload.start..at + payload.end];
             match opcode {
-                0x1 | 0x2 if fin && self.fragments.is_empty() => on_message(payload),
+                0x1 | 0x2 if fin && self.fragments.is_empty() && rsv1 => {
+                    self.last_wire.store(len, Ordering::Relaxed);
+                    inflate(payload, &mut self.inflated)?;
+                    on_message(&self.inflated);
+                }
+                0x1 | 0x2 if fin && self.fragments.is_empty() => {
+                    self.last_wire.store(len, Ordering::Relaxed);
+                    on_message(payload)
+                }
                 0x0..=0x2 => {
                     if self.fragments.len() + payload.len() > RECEIVE_MAX {
                         return Err("a message larger than the receive limit".into());
                     }
+                    if opcode != 0x0 {
+                        self.fragments_compressed = rsv1;
+                    }
                     self.fragments.extend_from_slice(payload);
+                    self.fragments_wire += len;
                     if fin {
-                        on_message(&self.fragments);
+                        self.last_wire.store(self.fragments_wire, Ordering::Relaxed);
+                        self.fragments_wire = 0;
+                        if self.fragments_compressed {
+                            inflate(&self.fragments, &mut self.inflated)?;
+                            on_message(&self.inflated);
+                        } else {
+                            on_message(&self.fragments);
+                        }
                         self.fragments.clear();
+                        self.fragments_compressed = false;
                     }
                 }
                 0x8 => return Err("the server closed the connection".into()),
@@ -642,15 +765,24 @@ impl RawReceiver {
 
 /// Open a receiver's connection: the opening handshake (RFC 6455 §4.1)
 /// written by hand, answered by `101`.
-async fn connect_raw(addr: SocketAddr, path: &str) -> Result<RawReceiver, Error> {
+///
+/// With `deflate`, it offers permessage-deflate as Chromium does
+/// (`permessage-deflate; client_max_window_bits`) and fails unless the
+/// server accepts: a row labelled deflate is never measured without it.
+async fn connect_raw(addr: SocketAddr, path: &str, deflate: bool) -> Result<RawReceiver, Error> {
     let attempt = async {
         let mut tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let offer = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         tcp.write_all(request.as_bytes())
             .await
@@ -680,6 +812,15 @@ async fn connect_raw(addr: SocketAddr, path: &str) -> Result<RawReceiver, Error>
                 String::from_utf8_lossy(status)
             ));
         }
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let accepted = head.lines().any(|l| {
+            l.starts_with("sec-websocket-extensions:") && l.contains("permessage-deflate")
+        });
+        if deflate && !accepted {
+            return Err(format!(
+                "handshake on {path}: permessage-deflate was not accepted"
+            ));
+        }
         Ok(RawReceiver {
             tcp,
             buf,
@@ -687,6 +828,11 @@ async fn connect_raw(addr: SocketAddr, path: &str) -> Result<RawReceiver, Error>
             end,
             fragments: Vec::new(),
             received: end as u64,
+            deflate: accepted,
+            inflated: Vec::new(),
+            fragments_compressed: false,
+            last_wire: Arc::default(),
+            fragments_wire: 0,
         })
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
@@ -710,6 +856,35 @@ async fn connect_many(
         set.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore open");
             connect(addr, &path).await
+        });
+    }
+    let mut ok = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(ws)) => ok.push(ws),
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (ok, errors)
+}
+
+/// [`connect_many`] with raw connections that offer permessage-deflate.
+async fn connect_many_raw(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    in_flight: usize,
+) -> (Vec<RawReceiver>, Vec<Error>) {
+    let gate = Arc::new(Semaphore::new(in_flight));
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        let gate = gate.clone();
+        let path = path.to_string();
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("semaphore open");
+            connect_raw(addr, &path, true).await
         });
     }
     let mut ok = Vec::with_capacity(n);
@@ -767,6 +942,78 @@ fn fmt_ms(v: f64) -> String {
 
 fn pct(share: f64) -> String {
     format!("{:.0}%", share * 100.0)
+}
+
+// ---------------------------------------------------------------- history
+
+/// A room's history page, plain and compressed: `--messages` chat messages
+/// of `--size` bytes of words go to a fresh room, then two members join it,
+/// one without and one with permessage-deflate, and the bytes on the wire
+/// of the `history` message each receives on joining are compared.
+async fn history(o: &Opts) -> Result<String, Error> {
+    let room = format!("history-{}", now_us());
+    let mut writer = connect(o.addr(), &format!("/?name=writer&room={room}")).await?;
+    let mut last = String::new();
+    for seq in 0..o.messages as u64 {
+        last = probe_words(0, seq, o.size);
+        writer
+            .send(Message::text(last.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Every message stored: the writer has its own last one back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, writer.next())
+            .await
+            .map_err(|_| "the writer's messages did not come back".to_string())?;
+        match next {
+            Some(Ok(Message::Text(t))) if t.contains(last.as_str()) => break,
+            Some(Ok(_)) => {}
+            _ => return Err("the writer's connection ended".into()),
+        }
+    }
+    let mut sizes = Vec::new();
+    for deflate in [false, true] {
+        let name = if deflate { "packed" } else { "plain" };
+        let mut member =
+            connect_raw(o.addr(), &format!("/?name={name}&room={room}"), deflate).await?;
+        let wire = member.last_wire.clone();
+        let mut found = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while found.is_none() {
+            if Instant::now() > deadline {
+                return Err("no history message".into());
+            }
+            member
+                .read_available(&mut |payload: &[u8]| {
+                    if payload.starts_with(br#"{"type":"history""#) && found.is_none() {
+                        found = Some((wire.load(Ordering::Relaxed), payload.len()));
+                    }
+                })
+                .await?;
+            if found.is_none() {
+                tokio::time::timeout(Duration::from_secs(1), member.tcp.readable())
+                    .await
+                    .ok();
+            }
+        }
+        sizes.push(found.expect("found"));
+    }
+    let ((plain, json_len), (packed, json_len2)) = (sizes[0], sizes[1]);
+    if json_len != json_len2 {
+        return Err(format!(
+            "the two history pages differ: {json_len} and {json_len2} bytes of JSON"
+        ));
+    }
+    Ok(format!(
+        "| {} | {} | {} | {} | {:.0}% |",
+        o.target,
+        o.messages,
+        plain,
+        packed,
+        (1.0 - packed as f64 / plain as f64) * 100.0
+    ))
 }
 
 // ---------------------------------------------------------------- wait-port
@@ -860,6 +1107,34 @@ fn probe_text(sender: usize, seq: u64, size: usize) -> String {
     while s.len() < size {
         s.push('.');
     }
+    s
+}
+
+/// A probe padded to `size` bytes with words, as a chat line would be:
+/// the same header as [`probe_text`], then words drawn from a list of 64
+/// by a generator seeded with the sender and sequence, so that no two
+/// probes are alike and the text compresses about as chat text does, not
+/// as a run of one byte.
+fn probe_words(sender: usize, seq: u64, size: usize) -> String {
+    const WORDS: [&str; 64] = [
+        "the", "a", "and", "to", "of", "in", "is", "it", "you", "that", "we", "for", "on", "are",
+        "with", "this", "be", "have", "not", "at", "but", "from", "they", "will", "can", "just",
+        "what", "about", "if", "so", "there", "time", "meeting", "order", "ticket", "thanks",
+        "today", "tomorrow", "please", "check", "update", "sure", "good", "morning", "deploy",
+        "server", "release", "bug", "fixed", "coffee", "lunch", "later", "team", "room", "message",
+        "customer", "support", "question", "answer", "price", "delivery", "week", "ok", "yes",
+    ];
+    let mut s = format!("B{sender} {seq} {} ", now_us());
+    let mut state = (sender as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq.wrapping_add(1);
+    while s.len() < size {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        s.push_str(WORDS[(state % 64) as usize]);
+        s.push(' ');
+    }
+    s.truncate(size);
     s
 }
 
@@ -973,6 +1248,8 @@ struct Counters {
     opened: AtomicU64,
     not_opened: AtomicU64,
     first_error: OnceLock<Error>,
+    /// Bytes the receivers read from their sockets (frames as sent).
+    wire: AtomicU64,
 }
 
 async fn wait_quiet(counter: &AtomicU64, quiet: Duration, max: Duration) {
@@ -1003,6 +1280,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     let gate = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
     let mut receiver_set = JoinSet::new();
+    let deflate = o.deflate;
     for _ in 0..o.receivers {
         let gate = gate.clone();
         let counters = counters.clone();
@@ -1012,7 +1290,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
             let opened = {
                 let _permit = gate.acquire_owned().await.expect("semaphore open");
                 if Instant::now() < setup_deadline {
-                    connect_raw(addr, "/").await
+                    connect_raw(addr, "/", deflate).await
                 } else {
                     Err(format!("not tried within {SETUP_DEADLINE:?} of setup"))
                 }
@@ -1040,9 +1318,15 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
                     }
                 }
             };
+            let mut counted = receiver.received;
             loop {
                 // Everything the socket holds, then wait for more.
-                match receiver.read_available(&mut on_message).await {
+                let read = receiver.read_available(&mut on_message).await;
+                counters
+                    .wire
+                    .fetch_add(receiver.received - counted, Ordering::Relaxed);
+                counted = receiver.received;
+                match read {
                     Ok(()) => {}
                     Err(_) => {
                         counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -1126,6 +1410,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     };
 
     let window = Window::start(o.pid);
+    let wire_start = counters.wire.load(Ordering::Relaxed);
     let start = tokio::time::Instant::now();
     window_end_us.store(now_us() + o.duration.as_micros() as u64, Ordering::Relaxed);
     let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
@@ -1134,6 +1419,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     for (id, mut sink) in sinks.into_iter().enumerate() {
         let counters = counters.clone();
         let size = o.size;
+        let words = o.words;
         // Spread the senders' ticks over one period.
         let offset = period.mul_f64(id as f64 / o.senders.max(1) as f64);
         let hard_stop = start + o.duration + Duration::from_secs(5);
@@ -1144,7 +1430,12 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
                 if tokio::time::Instant::now() >= hard_stop {
                     break; // the server holds us back: stop offering
                 }
-                sink.send(Message::text(probe_text(id, seq, size)))
+                let text = if words {
+                    probe_words(id, seq, size)
+                } else {
+                    probe_text(id, seq, size)
+                };
+                sink.send(Message::text(text))
                     .await
                     .map_err(|e| format!("sender {id}: {e}"))?;
                 counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -1177,6 +1468,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let wire = counters.wire.load(Ordering::Relaxed) - wire_start;
     let server_cpu = match (window.server_cpu, proc_cpu(o.pid)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -1208,6 +1500,26 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     let offered = o.senders as f64 * o.rate * o.receivers as f64;
     let lost = expected.saturating_sub(delivered);
     let server_cpu = fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2);
+    if o.wire {
+        let lost = if dropped > 0 {
+            format!("{lost} ({dropped} receivers dropped)")
+        } else {
+            lost.to_string()
+        };
+        return Ok(format!(
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.1} | {} |",
+            o.target,
+            o.receivers,
+            offered,
+            in_window as f64 / secs,
+            fmt_ms(p50),
+            fmt_ms(p99),
+            lost,
+            server_cpu,
+            wire as f64 / delivered.max(1) as f64,
+            pct(gen_cpu),
+        ));
+    }
     if !o.report_memory {
         let lost = if dropped > 0 {
             format!("{lost} ({dropped} receivers dropped)")
@@ -1308,7 +1620,7 @@ async fn join_storm(o: &Opts) -> Result<String, Error> {
             let opened = {
                 let _permit = gate.acquire_owned().await.expect("semaphore open");
                 if Instant::now() < setup_deadline {
-                    connect_raw(addr, &path).await
+                    connect_raw(addr, &path, false).await
                 } else {
                     Err(format!("not tried within {SETUP_DEADLINE:?} of setup"))
                 }
@@ -1413,7 +1725,7 @@ async fn api_publish(o: &Opts) -> Result<String, Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut set = JoinSet::new();
     for _ in 0..o.receivers {
-        let mut user = connect_raw(addr, "/").await?;
+        let mut user = connect_raw(addr, "/", false).await?;
         let chats = chats.clone();
         let bytes = bytes.clone();
         let mut stop = stop_rx.clone();
@@ -1538,21 +1850,29 @@ async fn idle(o: &Opts) -> Result<String, Error> {
     let rss_before = proc_status(o.pid, "VmRSS");
     let threads_before = proc_status(o.pid, "Threads");
     let window = Window::start(o.pid);
-    let (clients, errors) = connect_many(o.addr(), &o.path, n, o.concurrency).await;
+    // With --deflate 1 the connections open by hand, offering
+    // permessage-deflate (tungstenite cannot), and are held unread too.
+    let (clients, raw, errors) = if o.deflate {
+        let (raw, errors) = connect_many_raw(o.addr(), &o.path, n, o.concurrency).await;
+        (Vec::new(), raw, errors)
+    } else {
+        let (clients, errors) = connect_many(o.addr(), &o.path, n, o.concurrency).await;
+        (clients, Vec::new(), errors)
+    };
     let (wall, _, gen_cpu) = window.end(o.pid);
-    if clients.is_empty() {
+    let opened = clients.len() + raw.len();
+    if opened == 0 {
         return Err(format!(
             "no connection to {} opened: {}",
             o.path,
             errors.first().map_or("", String::as_str)
         ));
     }
-    let opened = clients.len();
     // Let the server finish setting up after the last handshake.
     tokio::time::sleep(o.hold).await;
     let rss_after = proc_status(o.pid, "VmRSS");
     let threads_after = proc_status(o.pid, "Threads");
-    drop(clients);
+    drop((clients, raw));
     let per = |a: Option<u64>, b: Option<u64>, scale: f64| match (a, b) {
         (Some(a), Some(b)) => Some((b as f64 - a as f64) * scale / opened as f64),
         _ => None,
@@ -1581,6 +1901,23 @@ async fn idle(o: &Opts) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_probes_are_probes_and_compressed_messages_inflate() {
+        let t = probe_words(2, 7, 120);
+        assert_eq!(t.len(), 120);
+        assert!(probe_time(&t).is_some());
+        assert_ne!(t, probe_words(2, 8, 120));
+        let mut packed = Vec::new();
+        wschat::ws::deflate::Compressor::new().compress(t.as_bytes(), &mut packed);
+        assert!(packed.len() < t.len());
+        let mut inflater = flate2::Decompress::new(false);
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            inflate_into(&mut inflater, &packed, &mut out).unwrap();
+            assert_eq!(out, t.as_bytes());
+        }
+    }
 
     #[test]
     fn probes_are_found_in_plain_text_and_in_wschat_json() {

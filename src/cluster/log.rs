@@ -1,0 +1,694 @@
+//! The cluster's store: a [`Log`] whose room messages live in Redis
+//! (docs/cluster.md, "The node's store"), chosen by `--redis URL`.
+//!
+//! - A room message is appended by the append script
+//!   ([`Cluster::append_cmd`], with a token of this node's), which decides
+//!   its id: the app's JSON is cut at its provisional id (the one
+//!   [`Log::take_id`] gave it) into a [`Template`]. The commit is
+//!   [`Commit::Pending`] until every append of the turn has answered.
+//! - Every node, this one included, delivers a room's messages from the
+//!   room's channel, through the room's [`RoomOrder`]
+//!   ([`Outcome::Deliver`]), so the order is the log's everywhere; the
+//!   turn's own sends of them are dropped (`delivered_by_log`).
+//! - `history` and `since` are answered from a cache of each room's latest
+//!   [`CACHE_PER_ROOM`] messages, fed only by what was delivered (so a
+//!   read never shows an unconfirmed message). A room is followed
+//!   (subscribed, its cache read from the stream) the first time it is
+//!   read: that read waits at most [`WARM_TIMEOUT`], the one place where
+//!   the hub waits on Redis.
+//! - Everything else (state records, private messages, desk records) goes
+//!   to the node's embedded store, as without Redis.
+//!
+//! The client's events and replies reach the hub through [`Log::events`]
+//! (a thread forwards both onto one channel), and come back to
+//! [`Log::handle`] on the hub thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use serde_json::Value;
+
+use super::client::{self, Client, ClientConfig, Link, Reply};
+use super::order::{self, RoomOrder};
+use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
+use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
+use crate::memory::Budget;
+use crate::store::Store;
+
+/// Messages of each followed room kept on the node for history and
+/// resume.
+pub const CACHE_PER_ROOM: usize = 1000;
+/// Longest the hub waits for a room's first read (when the room is first
+/// used on this node).
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an append whose connection failed before its reply is asked
+/// again (with its token) once the link is back, before it is refused.
+pub const RETRY_WAIT: Duration = Duration::from_secs(5);
+/// Events from the client waiting for the hub: past it, the subscriber
+/// stops reading (and Redis, past its pub/sub limit, cuts it off; the gap
+/// is filled from the stream).
+pub const EVENTS_QUEUE: usize = 65_536;
+
+/// What the forwarding thread hands the hub, and the hub hands back.
+enum Inbound {
+    Client(client::Event),
+    Reply(Reply),
+    Tick,
+}
+
+/// One room message of a turn, on its way to Redis.
+#[derive(Debug)]
+struct Append {
+    room: String,
+    template: Template,
+    token: String,
+    provisional: u64,
+    turn: u64,
+    /// When its connection failed before the reply (it is asked again).
+    lost_at: Option<Instant>,
+}
+
+/// What a request's tag stands for.
+#[derive(Debug)]
+enum Tag {
+    Append(Append),
+    Fill(String),
+}
+
+/// A turn whose appends were sent.
+#[derive(Debug)]
+struct Turn {
+    seq: u64,
+    outstanding: usize,
+    /// Why the last refused message was refused.
+    error: Option<String>,
+    /// Provisional ids of the messages stored.
+    stored: Vec<u64>,
+    /// Provisional ids of the messages refused.
+    refused: Vec<u64>,
+}
+
+/// A followed room.
+#[derive(Debug)]
+struct Room {
+    order: RoomOrder,
+    /// The latest delivered messages: id, prev, JSON.
+    cache: VecDeque<(u64, u64, Arc<str>)>,
+    /// A read of the stream is owed (the last one failed).
+    refill: bool,
+}
+
+/// The cluster's store: see the module's text.
+pub struct RedisLog {
+    inner: Box<dyn Log>,
+    cluster: Cluster,
+    keys: Keys,
+    replies: Sender<Reply>,
+    events: Receiver<LogEvent>,
+    to_self: Sender<LogEvent>,
+    rooms: HashMap<String, Room>,
+    turn: Vec<Append>,
+    turns: VecDeque<Turn>,
+    next_turn: u64,
+    tags: HashMap<u64, Tag>,
+    next_tag: u64,
+    retry: Vec<Append>,
+    token_prefix: String,
+    next_token: u64,
+    up: bool,
+}
+
+impl fmt::Debug for RedisLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLog")
+            .field("rooms", &self.rooms.len())
+            .field("turns", &self.turns.len())
+            .field("up", &self.up)
+            .finish()
+    }
+}
+
+impl RedisLog {
+    /// Connect to the Redis of `url` (`redis://HOST:PORT[/DB]`), keeping
+    /// what is not a room message in `inner`. Waits at most
+    /// [`WARM_TIMEOUT`] for the first connection (not the hub: this runs
+    /// before it starts); a Redis that is not there yet is dialed again.
+    pub fn start(inner: Store, url: &str) -> io::Result<RedisLog> {
+        let config = ClientConfig::from_url(url).map_err(io::Error::other)?;
+        let (client_tx, client_rx) = bounded(EVENTS_QUEUE);
+        let (replies, replies_rx) = unbounded();
+        let (to_self, events) = bounded::<LogEvent>(EVENTS_QUEUE);
+        let forward = to_self.clone();
+        std::thread::Builder::new()
+            .name("redis-events".into())
+            .spawn(move || forward_events(client_rx, replies_rx, forward))?;
+        let client = Client::start(config, client_tx)?;
+        let up = client.wait_up(Link::Commands, WARM_TIMEOUT);
+        if !up {
+            log::warn!(target: "wschat::cluster", "Redis {url} not reachable yet: dialing again");
+        }
+        let keys = Keys::new(DEFAULT_PREFIX);
+        let cluster = Cluster::new(client, keys.clone(), Trim::default(), WARM_TIMEOUT);
+        Ok(RedisLog {
+            inner: Box::new(inner),
+            cluster,
+            keys,
+            replies,
+            events,
+            to_self,
+            rooms: HashMap::new(),
+            turn: Vec::new(),
+            turns: VecDeque::new(),
+            next_turn: 0,
+            tags: HashMap::new(),
+            next_tag: 0,
+            retry: Vec::new(),
+            token_prefix: format!("{:016x}", crate::random::random_u64()),
+            next_token: 0,
+            up,
+        })
+    }
+
+    /// Send the append; it comes back with the error if the link refused
+    /// it.
+    fn send_append(&mut self, append: Append) -> Result<(), Box<(Append, client::Error)>> {
+        let cmd = self
+            .cluster
+            .append_cmd(&append.room, &append.template, Some(&append.token));
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        match self.cluster.client().send(cmd, tag, &self.replies) {
+            Ok(()) => {
+                self.tags.insert(tag, Tag::Append(append));
+                Ok(())
+            }
+            Err(e) => Err(Box::new((append, e))),
+        }
+    }
+
+    /// Read `room`'s stream after `after` (a gap, or a re-subscription).
+    fn send_fill(&mut self, room: &str, after: u64) {
+        let cmd = self.cluster.after_cmd(room, after, MAX_RANGE);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let sent = self.cluster.client().send(cmd, tag, &self.replies);
+        match sent {
+            Ok(()) => {
+                self.tags.insert(tag, Tag::Fill(room.to_string()));
+            }
+            Err(_) => {
+                if let Some(r) = self.rooms.get_mut(room) {
+                    r.refill = true;
+                }
+            }
+        }
+    }
+
+    /// What the room's order says: deliver (and cache), and read.
+    fn apply(&mut self, room: &str, outcome: order::Outcome, out: &mut Vec<Outcome>) {
+        if outcome.trimmed {
+            log::warn!(target: "wschat::cluster", "room {room}: messages trimmed before this node read them");
+        }
+        if let Some(r) = self.rooms.get_mut(room) {
+            for entry in outcome.deliver {
+                let json: Arc<str> = entry.json.into();
+                r.cache.push_back((entry.id, entry.prev, json.clone()));
+                if r.cache.len() > CACHE_PER_ROOM {
+                    r.cache.pop_front();
+                }
+                out.push(Outcome::Deliver {
+                    room: room.to_string(),
+                    json,
+                });
+            }
+        }
+        if let Some(after) = outcome.fill_from {
+            self.send_fill(room, after);
+        }
+    }
+
+    /// The room of a channel of ours.
+    fn room_of_channel(&self, channel: &[u8]) -> Option<String> {
+        let channel = std::str::from_utf8(channel).ok()?;
+        let prefix = String::from_utf8(self.keys.channel("")).ok()?;
+        let room = channel.strip_prefix(&prefix)?;
+        self.rooms.contains_key(room).then(|| room.to_string())
+    }
+
+    /// Follow `room` if not yet: subscribe, and read its latest messages.
+    fn follow(&mut self, room: &str) -> bool {
+        if self.rooms.contains_key(room) {
+            return true;
+        }
+        match self.cluster.read_before(room, None, CACHE_PER_ROOM) {
+            Ok(entries) => {
+                let last = entries.last().map_or(0, |e| e.id);
+                let cache = entries
+                    .into_iter()
+                    .map(|e| (e.id, e.prev, Arc::from(e.json)))
+                    .collect();
+                self.rooms.insert(
+                    room.to_string(),
+                    Room {
+                        order: RoomOrder::new(last),
+                        cache,
+                        refill: false,
+                    },
+                );
+                // Whatever is published before the subscription holds is
+                // read from the stream when it does (`Subscribed`).
+                self.cluster.client().subscribe(self.keys.channel(room));
+                true
+            }
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "room {room}: reading its stream failed: {e}");
+                false
+            }
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply, out: &mut Vec<Outcome>) {
+        match self.tags.remove(&reply.tag) {
+            Some(Tag::Append(mut append)) => match reply.result {
+                Err(client::Error::Disconnected) => {
+                    append.lost_at.get_or_insert_with(Instant::now);
+                    self.retry.push(append);
+                }
+                result => {
+                    let error = result
+                        .and_then(Cluster::parse_appended)
+                        .err()
+                        .map(|e| e.to_string());
+                    self.answered(append.turn, append.provisional, error);
+                }
+            },
+            Some(Tag::Fill(room)) => {
+                let result = reply.result.and_then(Cluster::parse_range);
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                match result {
+                    Ok(entries) => {
+                        let outcome = r.order.filled(entries, MAX_RANGE);
+                        self.apply(&room, outcome, out);
+                    }
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "room {room}: filling a gap failed: {e}");
+                        r.refill = true;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// One append of turn `seq` has its answer.
+    fn answered(&mut self, seq: u64, provisional: u64, error: Option<String>) {
+        if let Some(turn) = self.turns.iter_mut().find(|t| t.seq == seq) {
+            turn.outstanding = turn.outstanding.saturating_sub(1);
+            match error {
+                None => turn.stored.push(provisional),
+                Some(e) => {
+                    turn.refused.push(provisional);
+                    turn.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Ask again for what is owed: appends whose connection failed (refused
+    /// past [`RETRY_WAIT`]) and gap fills that failed.
+    fn retry_owed(&mut self) {
+        for append in std::mem::take(&mut self.retry) {
+            let waited = append.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+            if waited > RETRY_WAIT {
+                self.answered(
+                    append.turn,
+                    append.provisional,
+                    Some("Redis unreachable".into()),
+                );
+                continue;
+            }
+            if !self.up {
+                self.retry.push(append); // the link is down: kept for later
+            } else if let Err(refused) = self.send_append(append) {
+                self.retry.push(refused.0);
+            }
+        }
+        if !self.up {
+            return;
+        }
+        let owed: Vec<(String, u64)> = self
+            .rooms
+            .iter_mut()
+            .filter(|(_, r)| r.refill)
+            .map(|(name, r)| {
+                r.refill = false;
+                (name.clone(), r.order.last())
+            })
+            .collect();
+        for (room, after) in owed {
+            self.send_fill(&room, after);
+        }
+    }
+
+    /// The turns at the front whose appends have all answered, in order.
+    fn settled(&mut self, out: &mut Vec<Outcome>) {
+        while self.turns.front().is_some_and(|t| t.outstanding == 0) {
+            let Some(turn) = self.turns.pop_front() else {
+                break;
+            };
+            // Each message settles on its own: the stored ones go out, the
+            // refused ones are refused; only a turn with nothing stored
+            // fails as a whole (and says why on /healthz).
+            out.push(match turn.error {
+                Some(e) if turn.stored.is_empty() => Outcome::Committed {
+                    result: Err(io::Error::other(e)),
+                    delivered_by_log: Vec::new(),
+                    refused: Vec::new(),
+                },
+                _ => Outcome::Committed {
+                    result: Ok(true),
+                    delivered_by_log: turn.stored,
+                    refused: turn.refused,
+                },
+            });
+        }
+    }
+}
+
+/// The forwarding thread: the client's events and the replies onto the
+/// one channel the hub waits on.
+fn forward_events(client: Receiver<client::Event>, replies: Receiver<Reply>, to: Sender<LogEvent>) {
+    loop {
+        let inbound = crossbeam_channel::select! {
+            recv(client) -> e => match e {
+                Ok(e) => Inbound::Client(e),
+                Err(_) => return,
+            },
+            recv(replies) -> r => match r {
+                Ok(r) => Inbound::Reply(r),
+                Err(_) => return,
+            },
+        };
+        if to.send(Box::new(inbound)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Cut a message's JSON at its id (`"id":<provisional>`, the object's
+/// first `"id":`; a quote inside a JSON string is always escaped, so text
+/// cannot fake it) into the template the append script fills in.
+///
+/// ```
+/// use wschat::cluster::log::template_of;
+/// let t = template_of(r#"{"type":"chat","id":17,"text":"\"id\":17"}"#, 17).unwrap();
+/// assert_eq!(t.with_id(900), r#"{"type":"chat","id":900,"text":"\"id\":17"}"#);
+/// assert!(template_of(r#"{"type":"chat","id":18}"#, 17).is_none());
+/// ```
+pub fn template_of(json: &str, provisional: u64) -> Option<Template> {
+    let at = json.find("\"id\":")? + "\"id\":".len();
+    let digits = json[at..].bytes().take_while(u8::is_ascii_digit).count();
+    if json[at..at + digits].parse::<u64>().ok()? != provisional {
+        return None;
+    }
+    Some(Template::new(&json[..at], &json[at + digits..]))
+}
+
+impl Log for RedisLog {
+    /// A provisional id, unique on this node (the embedded store's): the
+    /// append script decides a room message's real one.
+    fn take_id(&mut self) -> u64 {
+        self.inner.take_id()
+    }
+
+    fn append(&mut self, record: Record<'_>) {
+        if let Record::Room { room, json } = record
+            && let Some(provisional) = serde_id(json)
+            && let Some(template) = template_of(json, provisional)
+        {
+            self.next_token += 1;
+            self.turn.push(Append {
+                room: room.to_string(),
+                template,
+                token: format!("{}:{}", self.token_prefix, self.next_token),
+                provisional,
+                turn: 0,
+                lost_at: None,
+            });
+            return;
+        }
+        self.inner.append(record);
+    }
+
+    /// The embedded store's part of the turn only: the hub calls
+    /// [`Log::commit_turn`].
+    fn commit(&mut self) -> io::Result<bool> {
+        self.inner.commit()
+    }
+
+    fn commit_turn(&mut self) -> Commit {
+        let local = self.inner.commit();
+        let appends = std::mem::take(&mut self.turn);
+        if appends.is_empty() {
+            return Commit::Done(local);
+        }
+        if let Err(e) = local {
+            return Commit::Done(Err(e));
+        }
+        if !self.up {
+            return Commit::Done(Err(io::Error::other("Redis unreachable")));
+        }
+        let seq = self.next_turn;
+        self.next_turn += 1;
+        let (mut sent, mut error, mut refused) = (0, None, Vec::new());
+        for mut append in appends {
+            append.turn = seq;
+            match self.send_append(append) {
+                Ok(()) => sent += 1,
+                Err(not_sent) => {
+                    refused.push(not_sent.0.provisional);
+                    error = Some(not_sent.1.to_string());
+                }
+            }
+        }
+        if sent == 0 {
+            let why = error.unwrap_or_else(|| "Redis unreachable".into());
+            return Commit::Done(Err(io::Error::other(why)));
+        }
+        self.turns.push_back(Turn {
+            seq,
+            outstanding: sent,
+            error,
+            stored: Vec::new(),
+            refused,
+        });
+        Commit::Pending
+    }
+
+    fn tick(&mut self) {
+        self.inner.tick();
+        if !self.retry.is_empty() || self.rooms.values().any(|r| r.refill) {
+            let _ = self.to_self.try_send(Box::new(Inbound::Tick));
+        }
+    }
+
+    fn events(&self) -> Option<Receiver<LogEvent>> {
+        Some(self.events.clone())
+    }
+
+    fn handle(&mut self, event: LogEvent) -> Vec<Outcome> {
+        let Ok(inbound) = event.downcast::<Inbound>() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match *inbound {
+            Inbound::Reply(reply) => self.on_reply(reply, &mut out),
+            Inbound::Tick => self.retry_owed(),
+            Inbound::Client(event) => match event {
+                client::Event::Up(Link::Commands) => {
+                    self.up = true;
+                    out.push(Outcome::Health(None));
+                    self.retry_owed();
+                }
+                client::Event::Down(Link::Commands, why) => {
+                    self.up = false;
+                    out.push(Outcome::Health(Some(format!("Redis unreachable: {why}"))));
+                }
+                client::Event::Up(Link::Subscriber) | client::Event::Down(Link::Subscriber, _) => {}
+                client::Event::Subscribed(channel) => {
+                    if let Some(room) = self.room_of_channel(&channel)
+                        && let Some(r) = self.rooms.get_mut(&room)
+                    {
+                        let outcome = r.order.resubscribed();
+                        self.apply(&room, outcome, &mut out);
+                    }
+                }
+                client::Event::Message { channel, payload } => {
+                    if let Some(room) = self.room_of_channel(&channel)
+                        && let Some(Published::Message(entry)) = Published::parse(&payload)
+                        && let Some(r) = self.rooms.get_mut(&room)
+                    {
+                        let outcome = r.order.published(entry);
+                        self.apply(&room, outcome, &mut out);
+                    }
+                }
+            },
+        }
+        self.settled(&mut out);
+        out
+    }
+
+    fn history(&mut self, room: &str, before: Option<u64>, limit: usize) -> Page {
+        if !self.follow(room) {
+            return Page {
+                messages: Vec::new(),
+                missing: Some(u64::MAX),
+            };
+        }
+        self.rooms
+            .get(room)
+            .map_or_else(Page::default, |r| page_before(&r.cache, before, limit))
+    }
+
+    /// The room's messages after `after` (private messages are the node's
+    /// own, and not in a resume with Redis yet: docs/cluster.md).
+    fn since(&mut self, room: &str, _key: &str, after: u64) -> Page {
+        if !self.follow(room) {
+            return Page {
+                messages: Vec::new(),
+                missing: Some(u64::MAX),
+            };
+        }
+        self.rooms
+            .get(room)
+            .map_or_else(Page::default, |r| page_after(&r.cache, after))
+    }
+
+    fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>> {
+        self.inner.privates_since(key, after)
+    }
+
+    fn private_page(&mut self, pair: (&str, &str), before: Option<u64>, limit: usize) -> Page {
+        self.inner.private_page(pair, before, limit)
+    }
+
+    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+        self.inner.private_peers(me, read)
+    }
+
+    /// Room messages in Redis cannot be deleted yet (docs/cluster.md).
+    fn delete(&mut self, id: u64) -> Option<String> {
+        self.inner.delete(id)
+    }
+
+    fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value)) {
+        self.inner.replay(needles, each)
+    }
+
+    fn budget(&self) -> Option<Arc<Budget>> {
+        self.inner.budget()
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        self.inner.data_dir()
+    }
+}
+
+/// A room's cached messages: id, the room's id before it, JSON; oldest
+/// first.
+type Cache = VecDeque<(u64, u64, Arc<str>)>;
+
+/// The last `limit` cached messages below `before`; `missing` when the
+/// answer reaches the cache's oldest message and that is not the room's
+/// first (older ones are in the stream, or trimmed).
+fn page_before(cache: &Cache, before: Option<u64>, limit: usize) -> Page {
+    let before = before.unwrap_or(u64::MAX);
+    let below = cache.iter().take_while(|e| e.0 < before).count();
+    let from = below.saturating_sub(limit);
+    let messages = cache.range(from..below).map(|e| e.2.clone()).collect();
+    let missing = match cache.front() {
+        Some(first) if from == 0 && below < limit && first.1 != 0 => Some(first.0),
+        _ => None,
+    };
+    Page { messages, missing }
+}
+
+/// The cached messages after `after`; `missing` when the first of them
+/// does not follow `after` directly (the ones between are not cached).
+fn page_after(cache: &Cache, after: u64) -> Page {
+    let picked: Vec<&(u64, u64, Arc<str>)> = cache.iter().filter(|e| e.0 > after).collect();
+    let missing = match picked.first() {
+        Some(first) if first.1 > after => Some(first.0),
+        _ => None,
+    };
+    Page {
+        messages: picked.into_iter().map(|e| e.2.clone()).collect(),
+        missing,
+    }
+}
+
+/// The `id` of a message's JSON, if it has a numeric one.
+fn serde_id(json: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(json)
+        .ok()?
+        .get("id")?
+        .as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_cut_at_its_id_only() {
+        let t = template_of(r#"{"type":"chat","id":5,"room":"a"}"#, 5).unwrap();
+        assert_eq!(t.with_id(12), r#"{"type":"chat","id":12,"room":"a"}"#);
+        assert!(template_of(r#"{"type":"chat","room":"a"}"#, 5).is_none());
+    }
+
+    fn cache(entries: &[(u64, u64)]) -> Cache {
+        entries
+            .iter()
+            .map(|&(id, prev)| (id, prev, Arc::from(id.to_string())))
+            .collect()
+    }
+
+    fn ids(page: &Page) -> Vec<u64> {
+        page.messages.iter().map(|m| m.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn pages_of_the_cache_say_when_they_reach_past_it() {
+        // The room from its first message: whole.
+        let whole = cache(&[(3, 0), (7, 3), (9, 7), (20, 9)]);
+        let p = page_before(&whole, None, 2);
+        assert_eq!((ids(&p), p.missing), (vec![9, 20], None));
+        let p = page_before(&whole, Some(9), 10);
+        assert_eq!((ids(&p), p.missing), (vec![3, 7], None));
+        let p = page_after(&whole, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+        let p = page_after(&whole, 0);
+        assert_eq!((ids(&p), p.missing), (vec![3, 7, 9, 20], None));
+        assert!(page_after(&whole, 20).messages.is_empty());
+        // Older messages than the cache holds: a page reaching past it, or
+        // a resume from before it, is not whole.
+        let recent = cache(&[(7, 3), (9, 7), (20, 9)]);
+        let p = page_before(&recent, None, 10);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], Some(7)));
+        let p = page_before(&recent, None, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+        let p = page_before(&recent, Some(7), 3);
+        assert_eq!((ids(&p), p.missing), (vec![], Some(7)));
+        let p = page_after(&recent, 2);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], Some(7)));
+        let p = page_after(&recent, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+    }
+}

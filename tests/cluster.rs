@@ -1,0 +1,485 @@
+//! Several wschat nodes as one chat through a real `redis-server`
+//! (issue 23, docs/cluster.md): each node a child process started with
+//! `--redis`, clients on real sockets of 127.0.0.1.
+//!
+//! * a room across three nodes: 300 messages sent at once by clients on
+//!   every node reach every client exactly once, in one order;
+//! * a resume (`?since=`) on another node than the one the messages were
+//!   sent to;
+//! * a node killed (`kill -9`) while its clients send: they resume on
+//!   another node with nothing they received or had confirmed lost;
+//! * Redis cutting the nodes' connections (`CLIENT KILL`) while messages
+//!   are on their way: every message answered, stored at most once,
+//!   delivered once in order, the node healthy again after each cut;
+//! * Redis restarted while a client sends: `unavailable` and `/healthz`
+//!   503 while it is down, every confirmed message kept, and a resume
+//!   after it without a gap.
+#![cfg(target_os = "linux")]
+
+#[path = "redis_support/mod.rs"]
+mod redis_support;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wschat::WebSocket;
+use wschat::ws::Message;
+
+use redis_support::RedisServer;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A wschat node, killed (by its PID) when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start a node on `redis` and wait until it serves and says it is healthy.
+fn node(redis: &RedisServer) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
+        .args(["--redis", &redis.url()])
+        .env("RUST_LOG", "wschat=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wschat");
+    let node = Node { child, addr };
+    let deadline = Instant::now() + WAIT;
+    while healthz(&node.addr).0 != 200 {
+        assert!(Instant::now() < deadline, "the node did not become healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}
+
+/// `GET /healthz`: the status (0 if not answered) and the body.
+fn healthz(addr: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// A chat client.
+struct Client {
+    ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    /// Connect to `target` on `node` and read up to `until` (a type).
+    fn open(node: &Node, target: &str, until: &str) -> (Client, Value) {
+        let ws = wschat::client::connect(&format!("ws://{}{target}", node.addr)).expect("connect");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut c = Client { ws };
+        let v = c.until(|m| m["type"] == until);
+        (c, v)
+    }
+
+    fn send(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.to_string())).expect("send");
+    }
+
+    fn next(&mut self) -> Value {
+        loop {
+            match self.ws.read_message().expect("a message within 20 s") {
+                Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn until(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        loop {
+            let m = self.next();
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_room_across_three_nodes_gets_300_concurrent_messages_once_each_in_one_order() {
+    let Some(redis) = RedisServer::start("cluster_room") else {
+        return;
+    };
+    let nodes = [node(&redis), node(&redis), node(&redis)];
+    const CLIENTS: usize = 6;
+    const EACH: usize = 50;
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| Client::open(&nodes[i % 3], "/?room=shared", "history").0)
+        .collect();
+    // Everyone is in once a message from each node reached every client.
+    for (i, c) in clients.iter_mut().enumerate().take(3) {
+        c.send(&format!("ready {i}"));
+    }
+    for c in &mut clients {
+        let mut seen = HashSet::new();
+        while seen.len() < 3 {
+            let m = c.until(|m| m["type"] == "chat");
+            seen.insert(m["text"].as_str().unwrap().to_string());
+        }
+    }
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            std::thread::spawn(move || {
+                for n in 0..EACH {
+                    c.send(&format!("c{i} m{n}"));
+                }
+                let mut got = Vec::new();
+                while got.len() < CLIENTS * EACH {
+                    let m = c.until(|m| m["type"] == "chat");
+                    let text = m["text"].as_str().unwrap().to_string();
+                    if !text.starts_with("ready") {
+                        got.push((m["id"].as_u64().unwrap(), text));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let received: Vec<Vec<(u64, String)>> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let first = &received[0];
+    let texts: HashSet<&String> = first.iter().map(|(_, t)| t).collect();
+    assert_eq!(texts.len(), CLIENTS * EACH, "every message once");
+    assert!(
+        first.windows(2).all(|w| w[0].0 < w[1].0),
+        "in the log's order (ids increasing)"
+    );
+    for (i, other) in received.iter().enumerate() {
+        assert_eq!(
+            other, first,
+            "client {i} got the same messages in the same order"
+        );
+    }
+}
+
+#[test]
+fn a_resume_on_another_node_brings_what_was_sent_on_the_first() {
+    let Some(redis) = RedisServer::start("cluster_resume") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = Client::open(&a, "/?room=resume", "history");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let text = format!("r{n}");
+        ann.send(&text);
+        let m = ann.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        ids.push(m["id"].as_u64().unwrap());
+    }
+    let since = ids[1];
+    let (_bob, resume) = Client::open(&b, &format!("/?room=resume&since={since}"), "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let got: Vec<u64> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "chat")
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, ids[2..], "{resume}");
+}
+
+#[test]
+fn a_redis_restart_refuses_while_down_and_loses_nothing_confirmed() {
+    let Some(mut redis) = RedisServer::start("cluster_restart") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = Client::open(&a, "/?room=outage", "history");
+    let (mut bob, _) = Client::open(&b, "/?room=outage", "history");
+    let mut confirmed: Vec<(u64, String)> = Vec::new();
+    let mut refused = 0;
+    let mut restarted = false;
+    let mut n = 0;
+    // Send one at a time; each gets its own chat back (confirmed) or
+    // `unavailable`. Redis is killed after 10, started again after the
+    // first refusal (with /healthz 503 seen), and 10 more are confirmed.
+    while !(restarted && confirmed.len() >= 20) {
+        n += 1;
+        let text = format!("o{n}");
+        ann.send(&text);
+        let m = ann
+            .until(|m| (m["type"] == "chat" && m["text"] == text.as_str()) || m["type"] == "error");
+        if m["type"] == "chat" {
+            confirmed.push((m["id"].as_u64().unwrap(), text));
+        } else {
+            assert_eq!(m["code"], "unavailable", "{m}");
+            refused += 1;
+            if !restarted {
+                let (status, why) = healthz(&a.addr);
+                assert_eq!(status, 503, "/healthz while Redis is down: {why}");
+                // A newcomer's join is written to the node's own store
+                // meanwhile: that does not make the node healthy.
+                let (_dan, _) = Client::open(&a, "/?room=outage", "history");
+                let (status, why) = healthz(&a.addr);
+                assert_eq!(
+                    status, 503,
+                    "/healthz after a join while Redis is down: {why}"
+                );
+                assert!(why.contains("Redis"), "{why}");
+                redis.restart();
+                restarted = true;
+                let deadline = Instant::now() + WAIT;
+                while healthz(&a.addr).0 != 200 {
+                    assert!(Instant::now() < deadline, "healthy again after the restart");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        if confirmed.len() == 10 && !restarted && refused == 0 {
+            redis.kill();
+        }
+        assert!(n < 10_000, "no end");
+    }
+    assert!(refused > 0);
+    // Everything confirmed reached bob on the other node, in order.
+    let mut at_bob = Vec::new();
+    while at_bob.len() < confirmed.len() {
+        let m = bob.until(|m| m["type"] == "chat");
+        let text = m["text"].as_str().unwrap().to_string();
+        if confirmed.iter().any(|(_, t)| *t == text) {
+            at_bob.push((m["id"].as_u64().unwrap(), text));
+        }
+    }
+    assert_eq!(
+        at_bob, confirmed,
+        "bob got every confirmed message, in order"
+    );
+    // And a resume on the other node from before the outage has no gap.
+    let since = confirmed[0].0;
+    let (_carl, resume) = Client::open(&b, &format!("/?room=outage&since={since}"), "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let got: Vec<(u64, String)> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "chat")
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = confirmed[1..].to_vec();
+    for c in &want {
+        assert!(got.contains(c), "{c:?} confirmed, and in the resume");
+    }
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[test]
+fn a_node_killed_under_load_its_clients_resume_elsewhere_with_nothing_lost() {
+    let Some(redis) = RedisServer::start("cluster_kill") else {
+        return;
+    };
+    let a = node(&redis);
+    let mut b = node(&redis);
+    let (mut ann, _) = Client::open(&a, "/?room=kill", "history");
+    let (mut bob, _) = Client::open(&b, "/?room=kill", "history");
+    // Ann (on a) sends without waiting; bob (on b) confirms his own.
+    let sender = std::thread::spawn(move || {
+        for n in 0..200 {
+            ann.send(&format!("a{n}"));
+        }
+        ann
+    });
+    let mut bob_confirmed = Vec::new();
+    let mut bob_received: Vec<(u64, String)> = Vec::new();
+    for n in 0..20 {
+        let text = format!("b{n}");
+        bob.send(&text);
+        let m = bob.until(|m| {
+            if m["type"] == "chat" {
+                let t = m["text"].as_str().unwrap().to_string();
+                bob_received.push((m["id"].as_u64().unwrap(), t));
+            }
+            m["type"] == "chat" && m["text"] == text.as_str()
+        });
+        bob_confirmed.push(m["id"].as_u64().unwrap());
+    }
+    // kill -9 of bob's node, by its PID, in the middle of ann's sends.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let mut ann = sender.join().unwrap();
+    let last_seen = bob_received.last().unwrap().0;
+    // Bob resumes on node a after the last message he received.
+    let (_bob2, resume) = Client::open(&a, &format!("/?room=kill&since={last_seen}"), "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let resumed: Vec<u64> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "chat")
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(resumed.iter().all(|&id| id > last_seen));
+    // Everything ann's node delivered to her is in the stream: what bob
+    // received plus his resume (as far as the resume reached) has no gap.
+    let mut at_ann = Vec::new();
+    while at_ann.len() < 220 {
+        let m = ann.until(|m| m["type"] == "chat");
+        at_ann.push(m["id"].as_u64().unwrap());
+    }
+    let known: Vec<u64> = bob_received
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(resumed.iter().copied())
+        .collect();
+    let first_known = known[0];
+    let last_known = *known.last().unwrap();
+    let expected: Vec<u64> = at_ann
+        .iter()
+        .copied()
+        .filter(|id| (first_known..=last_known).contains(id))
+        .collect();
+    assert_eq!(
+        known, expected,
+        "bob's messages before and after the kill, without gap or repeat"
+    );
+    for id in bob_confirmed {
+        assert!(at_ann.contains(&id), "bob's confirmed {id} reached ann");
+    }
+}
+
+#[test]
+fn connections_to_redis_cut_mid_stream_store_and_deliver_each_message_once() {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let Some(redis) = RedisServer::start("cluster_cut") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = Client::open(&a, "/?room=cut", "history");
+    let (mut bob, _) = Client::open(&b, "/?room=cut", "history");
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    const BATCH: usize = 40;
+    const CUTS: [&str; 4] = ["normal", "pubsub", "normal", "pubsub"];
+    let (ready_tx, ready) = crossbeam_channel::unbounded::<()>();
+    let (go, go_rx) = crossbeam_channel::unbounded::<()>();
+    let a_addr = a.addr.clone();
+    // Ann sends a batch; Redis cuts the nodes' connections of one kind
+    // while the batch is on its way (replies in flight are lost and asked
+    // again with their tokens; what is still to send is refused while the
+    // link is down); every message is answered, her own chat back or
+    // `unavailable`; once her node is healthy again, the next batch. The
+    // last batch goes with no cut: all of it is confirmed.
+    let sender = std::thread::spawn(move || {
+        let (mut mine, mut refused) = (Vec::new(), 0);
+        for batch in 0..=CUTS.len() {
+            for n in 0..BATCH {
+                ann.send(&format!("x{batch}-{n}"));
+            }
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let mut answered = 0;
+            let mut batch_refused = 0;
+            while answered < BATCH {
+                let m = ann.until(|m| m["type"] == "chat" || m["type"] == "error");
+                answered += 1;
+                if m["type"] == "error" {
+                    assert_eq!(m["code"], "unavailable", "{m}");
+                    batch_refused += 1;
+                } else {
+                    let text = m["text"].as_str().unwrap().to_string();
+                    mine.push((m["id"].as_u64().unwrap(), text));
+                }
+            }
+            if batch == CUTS.len() {
+                assert_eq!(
+                    batch_refused, 0,
+                    "the batch after the cuts is all confirmed"
+                );
+            }
+            refused += batch_refused;
+            let deadline = Instant::now() + WAIT;
+            while healthz(&a_addr).0 != 200 {
+                assert!(Instant::now() < deadline, "healthy again after the cut");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        (ann, mine, refused)
+    });
+    for kind in CUTS {
+        ready.recv().unwrap();
+        let cut = admin.call(Cmd::new("CLIENT").arg("KILL").arg("TYPE").arg(kind), WAIT);
+        assert!(cut.is_ok(), "{cut:?}");
+        go.send(()).unwrap();
+    }
+    ready.recv().unwrap();
+    go.send(()).unwrap();
+    let (mut ann, mine, refused) = sender.join().unwrap();
+    let texts: HashSet<&String> = mine.iter().map(|(_, t)| t).collect();
+    assert_eq!(texts.len(), mine.len(), "ann got each of hers once");
+    // The end marker, confirmed, closes what bob must have.
+    let end = loop {
+        ann.send("end");
+        let m = ann.until(|m| m["type"] == "chat" || m["type"] == "error");
+        if m["type"] == "chat" {
+            break m["id"].as_u64().unwrap();
+        }
+    };
+    let mut at_bob: Vec<(u64, String)> = Vec::new();
+    loop {
+        let m = bob.until(|m| m["type"] == "chat");
+        let id = m["id"].as_u64().unwrap();
+        if id == end {
+            break;
+        }
+        at_bob.push((id, m["text"].as_str().unwrap().to_string()));
+    }
+    assert!(
+        at_bob.windows(2).all(|w| w[0].0 < w[1].0),
+        "bob: in order, once each"
+    );
+    let bob_texts: HashSet<&String> = at_bob.iter().map(|(_, t)| t).collect();
+    assert_eq!(bob_texts.len(), at_bob.len(), "no message stored twice");
+    for m in &mine {
+        assert!(at_bob.contains(m), "{m:?} confirmed to ann reached bob");
+    }
+    // A refused message may have been stored (its reply lost); at most once.
+    assert!(at_bob.len() <= mine.len() + refused);
+}

@@ -1,0 +1,157 @@
+//! A real `redis-server` for the tests: found on `PATH` (or at
+//! `$WSCHAT_REDIS_SERVER`), started on a free port of 127.0.0.1 with a
+//! temporary `--dir` and `--appendonly yes`, killed by its PID.
+//!
+//! [`RedisServer::start`] returns `None`, after printing why, only when
+//! `redis-server` is not installed and `CI` is not set; under CI a missing
+//! `redis-server` fails the test (`.ci/cluster.sh` installs it).
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long redis-server may take to say it is ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A redis-server of the test's own.
+pub struct RedisServer {
+    child: Option<Child>,
+    program: PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+/// Where redis-server is, if anywhere.
+pub fn find_redis_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("WSCHAT_REDIS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|p| p.is_file())
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+impl RedisServer {
+    /// Start one, or `None` (printed) when redis-server is not installed
+    /// outside CI.
+    pub fn start(test: &str) -> Option<RedisServer> {
+        let Some(program) = find_redis_server() else {
+            if under_ci() {
+                panic!(
+                    "{test}: redis-server is not installed, and CI is set: install it (apt-get install redis-server, as .ci/cluster.sh does)"
+                );
+            }
+            eprintln!(
+                "SKIPPED {test}: redis-server is not installed (apt-get install redis-server); under CI=true this fails"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("wschat-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the server's directory");
+        let mut server = RedisServer {
+            child: None,
+            program,
+            port,
+            dir,
+        };
+        server.launch();
+        Some(server)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn launch(&mut self) {
+        let mut child = Command::new(&self.program)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .args(["--daemonize", "no", "--loglevel", "notice"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        // Read its log until it says it is ready, then drain it.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut log = Vec::new();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready_tx.send(Ok(()));
+                    for _ in lines.by_ref() {}
+                    return;
+                }
+                log.push(line);
+            }
+            let _ = ready_tx.send(Err(log.join("\n")));
+        });
+        match ready_rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(())) => self.child = Some(child),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "redis-server on port {} did not start: {other:?}",
+                    self.port
+                );
+            }
+        }
+    }
+
+    /// `kill -9` it (by its PID) and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port and directory (its append-only file
+    /// brings its data back).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
