@@ -6,7 +6,7 @@
 #   bash .ci/browser.sh tests/browser/xss.test.mjs    # some test files only
 #
 # Installs what is missing on a fresh Debian machine (apt: chromium,
-# fonts-wqy-zenhei; npm ci in tests/browser, which pins playwright-core),
+# fonts-wqy-zenhei, fonts-noto-color-emoji; npm ci in tests/browser, which pins playwright-core),
 # builds the release binary, serves it on a free port above 24000 from a
 # fresh temporary directory, and runs the tests with Node's own test runner.
 # Screenshots go to target/screenshots/, the server's log to
@@ -20,6 +20,8 @@ export DEBIAN_FRONTEND=noninteractive
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
+# Reactions are emoji: without a colour emoji font they show as boxes.
+dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)

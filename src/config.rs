@@ -71,6 +71,10 @@ pub struct Config {
     pub max_binary_bytes: usize,
     /// Most chat rooms at once.
     pub max_rooms: usize,
+    /// Most rooms one chat user is a member of at once.
+    pub max_rooms_per_user: usize,
+    /// Most messages one chat `search` reads.
+    pub search_scan: usize,
     /// Origins allowed to open WebSockets (empty: any).
     pub allowed_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (empty: none).
@@ -180,6 +184,8 @@ impl Default for Config {
             max_text_bytes: chat.max_text_bytes,
             max_binary_bytes: chat.max_binary_bytes,
             max_rooms: chat.max_rooms,
+            max_rooms_per_user: chat.max_rooms_per_user,
+            search_scan: chat.search_scan,
             allowed_origins: server.allowed_origins,
             trusted_proxies: server.trusted_proxies,
             max_connections_per_ip: server.max_connections_per_ip,
@@ -320,6 +326,8 @@ impl Config {
             max_text_bytes: self.max_text_bytes,
             max_binary_bytes: self.max_binary_bytes,
             max_rooms: self.max_rooms,
+            max_rooms_per_user: self.max_rooms_per_user,
+            search_scan: self.search_scan,
             session_ttl: self.session_ttl,
             jwt_secrets: self.jwt_secrets.clone(),
             auth: self.auth,

@@ -1560,6 +1560,31 @@ fn server_messages_have_their_fields_in_the_order_the_protocol_page_shows() {
     until(&mut ann, "found");
     say(&mut ann, json!({"type": "privates"}));
     until(&mut ann, "privates");
+    say(&mut ann, json!({"type": "rooms"}));
+    until(&mut ann, "rooms");
+    // Messages: a reply, an edit, a reaction, a mention.
+    say(
+        &mut bob,
+        json!({"type": "chat", "text": "@Anna yes", "reply": first}),
+    );
+    until(&mut ann, "mention");
+    say(
+        &mut ann,
+        json!({"type": "edit", "id": first, "text": "hi!"}),
+    );
+    until(&mut ann, "edited");
+    say(
+        &mut bob,
+        json!({"type": "react", "id": first, "emoji": "👍"}),
+    );
+    until(&mut ann, "reactions");
+    say(&mut ann, json!({"type": "search", "text": "HI"}));
+    until(&mut ann, "results");
+    say(
+        &mut ann,
+        json!({"type": "search", "text": "psst", "with": bob_id}),
+    );
+    until(&mut ann, "results");
     say(&mut ann, json!({"type": "private_history", "with": bob_id}));
     until(&mut ann, "private_history");
     say(&mut ann, json!({"type": "no_such_type"}));

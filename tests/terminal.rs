@@ -446,9 +446,10 @@ fn chat_mode_shows_lines_and_speaks_the_commands() {
         l.contains("nobody online is called nobody-here")
     });
 
-    // /rooms says plainly that there is no such command.
+    // /rooms lists the rooms with their members, and hers.
     ann.type_line("/rooms");
-    ann.wait_line("the notice", |l| l.contains("no command that lists rooms"));
+    ann.wait_line("the rooms", |l| l.contains("rooms: #lobby (2)"));
+    ann.wait_line("her rooms", |l| l.contains("your rooms: #lobby"));
 
     // /name, then /join.
     ann.type_line("/name anna");

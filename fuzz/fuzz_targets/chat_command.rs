@@ -17,11 +17,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match parse(text) {
-        Ok(Command::Chat { text: said }) => {
+        Ok(Command::Chat { text: said, room, reply }) => {
             // Either not an object at all, or a JSON object with type chat.
             let trimmed = text.trim();
             if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
                 assert_eq!(said, text, "plain text must pass through verbatim");
+                assert_eq!(room, None, "plain text goes to the current room");
+                assert_eq!(reply, None, "plain text answers nothing");
+            } else if let Some(room) = room {
+                let value: serde_json::Value = serde_json::from_str(trimmed).expect("JSON");
+                assert_eq!(value["room"].as_str(), Some(room.as_str()));
             }
         }
         Ok(command) => {
@@ -36,6 +41,13 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Command::Delete { id } => assert_eq!(value["id"].as_u64(), Some(id)),
                 Command::Auth { token } => assert_eq!(value["token"].as_str(), Some(token.as_str())),
+                // Rooms: the names and flags their JSON said.
+                Command::Join { room, also } => {
+                    assert_eq!(value["room"].as_str(), Some(room.as_str()));
+                    assert_eq!(value["also"].as_bool().unwrap_or(false), also);
+                }
+                Command::Leave { room } => assert_eq!(value["room"].as_str(), room.as_deref()),
+                Command::Typing { room, .. } => assert_eq!(value["room"].as_str(), room.as_deref()),
                 _ => {}
             }
         }

@@ -158,6 +158,9 @@ impl Chat {
             user: &bot_ref(&name),
             text: &text,
             time: now_ms(),
+            reply: None,
+            reactions: None,
+            edited: None,
         }
         .to_json();
         ctx.log().append(Record::Room {

@@ -11,23 +11,33 @@ use serde_json::{Map, Value};
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Say `text` in the current room.
+    /// Say `text` in `room`, or in the current room.
     Chat {
         /// The text, verbatim.
         text: String,
+        /// One of the user's rooms (none: the current one).
+        room: Option<String>,
+        /// The id of the message it answers.
+        reply: Option<u64>,
     },
     /// Take a new name.
     Name {
         /// The name asked for (validated by the chat).
         name: String,
     },
-    /// Move to a room.
+    /// Move to a room, or with `also`, enter it as well as the rooms the
+    /// user is in; either way it becomes the current room.
     Join {
         /// The room's name.
         room: String,
+        /// Keep the other rooms.
+        also: bool,
     },
-    /// Go back to the lobby.
-    Leave,
+    /// Leave `room` (none: the current room, back to the lobby).
+    Leave {
+        /// The room to leave.
+        room: Option<String>,
+    },
     /// The member list of the current room, from `offset`.
     Users {
         /// The first member to list.
@@ -44,6 +54,8 @@ pub enum Command {
     Typing {
         /// Whether the user is typing.
         active: bool,
+        /// In which of the user's rooms (none: the current one).
+        room: Option<String>,
     },
     /// Sign in with a token (a JWT from the site): becomes that user.
     Auth {
@@ -86,9 +98,10 @@ pub use crate::hub::ErrorReply;
 ///
 /// ```
 /// use wschat::chat::command::{parse, Command};
-/// assert_eq!(parse("你好"), Ok(Command::Chat { text: "你好".into() }));
-/// assert_eq!(parse(r#"{"type":"join","room":"rust"}"#), Ok(Command::Join { room: "rust".into() }));
-/// assert_eq!(parse(r#"{"type":"chat""#).unwrap(), Command::Chat { text: r#"{"type":"chat""#.into() });
+/// assert_eq!(parse("你好"), Ok(Command::Chat { text: "你好".into(), room: None, reply: None }));
+/// assert_eq!(parse(r#"{"type":"join","room":"rust"}"#), Ok(Command::Join { room: "rust".into(), also: false }));
+/// assert_eq!(parse(r#"{"type":"join","room":"go","also":true}"#), Ok(Command::Join { room: "go".into(), also: true }));
+/// assert_eq!(parse(r#"{"type":"chat""#).unwrap(), Command::Chat { text: r#"{"type":"chat""#.into(), room: None, reply: None });
 /// assert_eq!(parse(r#"{"type": oops}"#).unwrap_err().code, "bad_json");
 /// ```
 pub fn parse(text: &str) -> Result<Command, ErrorReply> {
@@ -96,6 +109,8 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
     if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
         return Ok(Command::Chat {
             text: text.to_string(),
+            room: None,
+            reply: None,
         });
     }
     let value: Value = serde_json::from_str(trimmed).map_err(|e| {
@@ -107,6 +122,8 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
     let Value::Object(body) = value else {
         return Ok(Command::Chat {
             text: text.to_string(),
+            room: None,
+            reply: None,
         });
     };
     let kind = match body.get("type") {
@@ -132,6 +149,16 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
             )),
         }
     };
+    let optional = |field: &str| -> Result<Option<String>, ErrorReply> {
+        match body.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ErrorReply::new(
+                "bad_command",
+                format!("\"{field}\" must be a string"),
+            )),
+        }
+    };
     let number = |field: &str| -> Result<u64, ErrorReply> {
         body.get(field).and_then(Value::as_u64).ok_or_else(|| {
             ErrorReply::new(
@@ -143,14 +170,33 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
     Ok(match kind.as_str() {
         "chat" => Command::Chat {
             text: string("text")?,
+            room: optional("room")?,
+            reply: match body.get("reply") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    ErrorReply::new("bad_command", "\"reply\" must be a message id")
+                })?),
+            },
         },
         "name" => Command::Name {
             name: string("name")?,
         },
         "join" => Command::Join {
             room: string("room")?,
+            also: match body.get("also") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(ErrorReply::new(
+                        "bad_command",
+                        "\"also\" must be true or false",
+                    ));
+                }
+            },
         },
-        "leave" => Command::Leave,
+        "leave" => Command::Leave {
+            room: optional("room")?,
+        },
         "users" => Command::Users {
             offset: match body.get("offset") {
                 None | Some(Value::Null) => 0,
@@ -181,6 +227,7 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
             text: string("text")?,
         },
         "typing" => Command::Typing {
+            room: optional("room")?,
             active: match body.get("active") {
                 None | Some(Value::Null) => true,
                 Some(Value::Bool(b)) => *b,
@@ -215,7 +262,9 @@ mod tests {
             assert_eq!(
                 parse(text),
                 Ok(Command::Chat {
-                    text: text.to_string()
+                    text: text.to_string(),
+                    room: None,
+                    reply: None,
                 }),
                 "{text}"
             );
@@ -226,7 +275,31 @@ mod tests {
     fn commands_and_their_errors() {
         assert_eq!(
             parse(r#"{"type":"chat","text":"hi"}"#),
-            Ok(Command::Chat { text: "hi".into() })
+            Ok(Command::Chat {
+                text: "hi".into(),
+                room: None,
+                reply: None
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"chat","room":"rust","text":"hi"}"#),
+            Ok(Command::Chat {
+                text: "hi".into(),
+                room: Some("rust".into()),
+                reply: None
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"leave","room":"rust"}"#),
+            Ok(Command::Leave {
+                room: Some("rust".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"x","also":1}"#)
+                .unwrap_err()
+                .code,
+            "bad_command"
         );
         assert_eq!(
             parse(r#"{"type":"name","name":"小明"}"#),
@@ -234,7 +307,10 @@ mod tests {
                 name: "小明".into()
             })
         );
-        assert_eq!(parse(r#"{"type":"leave"}"#), Ok(Command::Leave));
+        assert_eq!(
+            parse(r#"{"type":"leave"}"#),
+            Ok(Command::Leave { room: None })
+        );
         assert_eq!(
             parse(r#"{"type":"users"}"#),
             Ok(Command::Users { offset: 0 })
@@ -252,11 +328,17 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"type":"typing"}"#),
-            Ok(Command::Typing { active: true })
+            Ok(Command::Typing {
+                active: true,
+                room: None
+            })
         );
         assert_eq!(
             parse(r#"{"type":"typing","active":false}"#),
-            Ok(Command::Typing { active: false })
+            Ok(Command::Typing {
+                active: false,
+                room: None
+            })
         );
         assert!(matches!(
             parse(r#"{"type":"nope"}"#),

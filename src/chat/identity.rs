@@ -55,8 +55,15 @@ pub struct User {
     pub id: UserId,
     /// Its display name, unique among the identities the chat knows.
     pub name: String,
-    /// The room it is in, or was in when last seen.
+    /// Its current room: where plain text goes (it is in, or was in when
+    /// last seen).
     pub room: String,
+    /// Every room it is a member of, the current one included (kept
+    /// across reconnects and restarts: `memberships` records).
+    pub rooms: BTreeSet<String>,
+    /// Whether a `memberships` record has said where it is (then `joined`
+    /// records no longer move its current room).
+    pub rooms_recorded: bool,
     /// The digest of its session token (anonymous users).
     pub session: Option<String>,
     /// The site's id for it (verified users).
@@ -77,6 +84,8 @@ pub struct User {
     /// The last private message read in each conversation, by peer
     /// (`read` records).
     pub read: HashMap<UserId, u64>,
+    /// The last message read in each room (`room_read` records).
+    pub room_read: HashMap<String, u64>,
     /// Bytes as the memory budget counted them.
     bytes: usize,
 }
@@ -90,6 +99,7 @@ impl User {
     fn cost(&self) -> usize {
         self.name.len()
             + self.room.len()
+            + self.rooms.iter().map(String::len).sum::<usize>()
             + self.session.as_ref().map_or(0, String::len)
             + self.sub.as_ref().map_or(0, String::len)
             + IDENTITY_OVERHEAD
@@ -145,6 +155,8 @@ impl Identities {
             "\"type\":\"left\"",
             "\"type\":\"renamed\"",
             "\"type\":\"read\"",
+            "\"type\":\"room_read\"",
+            "\"type\":\"memberships\"",
         ];
         let mut found: BTreeMap<UserId, User> = BTreeMap::new();
         // Users who were ever in a room: the others (created by the HTTP
@@ -166,6 +178,8 @@ impl Identities {
                             id: uid,
                             name: String::new(),
                             room: LOBBY.to_string(),
+                            rooms: BTreeSet::new(),
+                            rooms_recorded: false,
                             session: v["session"].as_str().map(str::to_string),
                             sub: v["sub"].as_str().map(str::to_string),
                             name_fixed: false,
@@ -175,9 +189,33 @@ impl Identities {
                             last_seen: time,
                             left_at: 0,
                             read: HashMap::new(),
+                            room_read: HashMap::new(),
                             bytes: 0,
                         },
                     );
+                }
+                "room_read" => {
+                    if let (Some(user), Some(room), Some(upto)) =
+                        (found.get_mut(&uid), v["room"].as_str(), v["upto"].as_u64())
+                    {
+                        let at = user.room_read.entry(room.to_string()).or_default();
+                        *at = (*at).max(upto);
+                    }
+                }
+                "memberships" => {
+                    if let (Some(user), Some(room), Some(rooms)) = (
+                        found.get_mut(&uid),
+                        v["room"].as_str(),
+                        v["rooms"].as_array(),
+                    ) {
+                        user.room = room.to_string();
+                        user.rooms = rooms
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect();
+                        user.rooms_recorded = true;
+                    }
                 }
                 "read" => {
                     if let (Some(user), Some(with), Some(upto)) =
@@ -199,7 +237,9 @@ impl Identities {
                     user.last_seen = user.last_seen.max(time);
                     match kind {
                         "joined" => {
-                            user.room = v["room"].as_str().unwrap_or(LOBBY).to_string();
+                            if !user.rooms_recorded {
+                                user.room = v["room"].as_str().unwrap_or(LOBBY).to_string();
+                            }
                             entered.insert(uid);
                         }
                         "left" => user.left_at = id,
@@ -211,6 +251,8 @@ impl Identities {
         let now = now_ms();
         ids.reload_bans(now);
         for (id, user) in found.iter_mut() {
+            let current = user.room.clone();
+            user.rooms.insert(current);
             if user.left_at == 0 && !entered.contains(id) {
                 user.left_at = 1;
             }
@@ -252,6 +294,11 @@ impl Identities {
             self.by_sub.insert(s.clone(), user.id);
         }
         self.users.insert(user.id, user);
+    }
+
+    /// The user named `name` (ignoring case), if the chat knows one.
+    pub fn by_name(&self, name: &str) -> Option<UserId> {
+        self.names.get(&name.to_lowercase()).copied()
     }
 
     /// The user with id `id`.
@@ -376,6 +423,8 @@ impl Identities {
             id,
             name,
             room: LOBBY.to_string(),
+            rooms: BTreeSet::from([LOBBY.to_string()]),
+            rooms_recorded: false,
             session,
             sub,
             name_fixed: false,
@@ -385,6 +434,7 @@ impl Identities {
             last_seen: now_ms(),
             left_at: 0,
             read: HashMap::new(),
+            room_read: HashMap::new(),
             bytes: 0,
         });
         id

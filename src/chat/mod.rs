@@ -36,7 +36,7 @@ use crate::hub::{App, ConnId, ConnInfo, Ctx};
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
-use wire::{Entry, Message, PrivateSummary, Stored, StoredList};
+use wire::{Entry, Message, MyRoom, PrivateSummary, RoomCount, Stored, StoredList};
 
 /// The room everyone starts in.
 pub const LOBBY: &str = "lobby";
@@ -77,6 +77,31 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_FOUND: usize = 20;
 /// Most conversations one user keeps a read marker for.
 pub const MAX_READ_MARKERS: usize = 1000;
+/// Default limit on the rooms one user is a member of at once.
+pub const DEFAULT_MAX_ROOMS_PER_USER: usize = 50;
+/// Most rooms one `rooms` answer lists (the busiest).
+pub const MAX_ROOM_LIST: usize = 100;
+/// A room's unread count is counted among its latest this many messages
+/// (so a `rooms` answer reads at most this many per room of the user):
+/// a count of 100 means "100 or more".
+pub const MAX_UNREAD_COUNT: usize = 100;
+/// A reply's quote of the message it answers keeps this many characters.
+pub const MAX_QUOTE_CHARS: usize = 200;
+/// Most different emoji on one message.
+pub const MAX_REACTIONS: usize = 20;
+/// Longest reaction, in bytes (an emoji with its modifiers and joiners).
+pub const MAX_EMOJI_BYTES: usize = 32;
+/// Most users one message notifies by `@name`.
+pub const MAX_MENTIONS: usize = 10;
+/// Default bound on the messages one `search` reads (`--search-scan`):
+/// past it, the answer says where to go on.
+pub const DEFAULT_SEARCH_SCAN: usize = 10_000;
+/// Most results one `search` answer holds.
+pub const MAX_SEARCH_RESULTS: usize = 50;
+/// Results of a `search` without `limit`.
+pub const SEARCH_RESULTS: usize = 20;
+/// Longest search text, in characters.
+pub const MAX_QUERY_CHARS: usize = 100;
 /// Most conversations one `privates` answer lists (the newest).
 pub const MAX_PRIVATE_LIST: usize = 100;
 /// Longest ban, in minutes (a year).
@@ -125,6 +150,10 @@ pub struct ChatConfig {
     pub max_binary_bytes: usize,
     /// Most rooms at once (the lobby included).
     pub max_rooms: usize,
+    /// Most rooms one user is a member of at once.
+    pub max_rooms_per_user: usize,
+    /// Most messages one `search` reads.
+    pub search_scan: usize,
     /// How long an identity lives unused (`--session-ttl`).
     pub session_ttl: Duration,
     /// The secrets tokens are signed with (`--jwt-secret`; several while
@@ -140,6 +169,8 @@ impl Default for ChatConfig {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_binary_bytes: DEFAULT_MAX_BINARY_BYTES,
             max_rooms: DEFAULT_MAX_ROOMS,
+            max_rooms_per_user: DEFAULT_MAX_ROOMS_PER_USER,
+            search_scan: DEFAULT_SEARCH_SCAN,
             session_ttl: DEFAULT_SESSION_TTL,
             jwt_secrets: Vec::new(),
             auth: AuthMode::Optional,
@@ -323,9 +354,11 @@ impl Chat {
         id
     }
 
-    /// `user` enters `room_name`: the room is told (once per turn), and
-    /// every connection of the user gets the member list, then the room's
-    /// history, or with `since` (for `conn`), everything after that id.
+    /// `user` enters `room_name` (its presence: the user's rooms and
+    /// current room are the caller's): the room is told (once per turn),
+    /// and every connection of the user gets the member list, then the
+    /// room's history, or with `since` (for `conn`), everything after that
+    /// id.
     fn enter_room(
         &mut self,
         ctx: &mut Ctx,
@@ -339,37 +372,135 @@ impl Chat {
         room.members.insert(user);
         room.conns.extend(conns.iter().copied());
         room.arrive(&self.ids, user);
-        if let Some(u) = self.ids.get_mut(user) {
-            u.room = room_name.to_string();
-        }
         self.mark_dirty(room_name);
         for conn in conns {
-            self.send_users(ctx, conn, 0);
+            self.send_users_of(ctx, conn, room_name, 0);
             match resume {
-                Some((c, since)) if c == conn => self.resume(ctx, conn, since),
-                _ => self.send_history(ctx, conn),
+                Some((c, since)) if c == conn => self.resume_room(ctx, conn, room_name, since),
+                _ => self.send_history_of(ctx, conn, room_name),
             }
         }
     }
 
-    /// `user` leaves its room (all its connections with it).
-    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
-        let Some(room_name) = self.ids.get(user).map(|u| u.room.clone()) else {
-            return;
-        };
-        let left = self.record_membership(ctx, Membership::Left, user, &room_name);
-        if let Some(u) = self.ids.get_mut(user) {
-            u.left_at = left;
-        }
+    /// `user` leaves `room_name` (all its connections with it); returns
+    /// the id of the `left` record.
+    fn leave_one(&mut self, ctx: &mut Ctx, user: UserId, room_name: &str) -> u64 {
+        let left = self.record_membership(ctx, Membership::Left, user, room_name);
         let conns = self.conns_of(user);
-        if let Some(room) = self.rooms.get_mut(&room_name) {
-            room.members.remove(&user);
+        if let Some(room) = self.rooms.get_mut(room_name)
+            && room.members.remove(&user)
+        {
             for conn in conns {
                 room.conns.remove(&conn);
             }
             room.depart(&self.ids, user);
+            self.mark_dirty(room_name);
         }
-        self.mark_dirty(&room_name);
+        left
+    }
+
+    /// `user` goes offline: it leaves every room it is in (and stays their
+    /// member, for when it comes back).
+    fn leave_room(&mut self, ctx: &mut Ctx, user: UserId) {
+        let Some(rooms) = self.ids.get(user).map(|u| u.rooms.clone()) else {
+            return;
+        };
+        let mut left = 0;
+        for room in &rooms {
+            left = self.leave_one(ctx, user, room);
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.left_at = left.max(u.left_at);
+        }
+    }
+
+    /// Write `user`'s rooms and current room to the log (a `memberships`
+    /// record), so that they come back after a restart.
+    fn record_memberships(&mut self, ctx: &mut Ctx, user: UserId) {
+        let Some(u) = self.ids.get(user) else {
+            return;
+        };
+        let rooms: Vec<&str> = u.rooms.iter().map(String::as_str).collect();
+        let id = ctx.log().take_id();
+        let record = Entry::Memberships {
+            id,
+            user,
+            room: &u.room,
+            rooms: &rooms,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+    }
+
+    /// The room a command is about: `asked`, which must be one of the
+    /// user's rooms, or the current room.
+    fn room_for(&self, conn: ConnId, asked: Option<&str>) -> Result<String, ErrorReply> {
+        let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
+            return Err(ErrorReply::new("not_member", "you are in no room"));
+        };
+        match asked {
+            None => Ok(user.room.clone()),
+            Some(room) if user.rooms.contains(room) => Ok(room.to_string()),
+            Some(room) => Err(ErrorReply::new(
+                "not_member",
+                format!("you are not in room {room:?}: join it first"),
+            )),
+        }
+    }
+
+    /// `{"type":"rooms"}`: the busiest public rooms, and the user's own
+    /// with their unread counts.
+    fn send_rooms(&self, ctx: &mut Ctx, conn: ConnId) {
+        let Some(me) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
+            return;
+        };
+        let mut public: Vec<RoomCount> = self
+            .rooms
+            .iter()
+            .map(|(name, r)| RoomCount {
+                room: name,
+                members: r.members.len(),
+            })
+            .collect();
+        public.sort_by(|a, b| b.members.cmp(&a.members).then(a.room.cmp(b.room)));
+        public.truncate(MAX_ROOM_LIST);
+        let mine: Vec<MyRoom> = me
+            .rooms
+            .iter()
+            .map(|name| {
+                let read = me.room_read.get(name).copied().unwrap_or(0);
+                let latest = ctx.log().history(name, None, MAX_UNREAD_COUNT).messages;
+                let unread = latest
+                    .iter()
+                    .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+                    .filter(|m| {
+                        m["id"].as_u64().is_some_and(|id| id > read)
+                            && m["user"]["id"].as_u64() != Some(me.id)
+                    })
+                    .count();
+                MyRoom {
+                    room: name,
+                    members: self.rooms.get(name).map_or(0, |r| r.members.len()),
+                    unread,
+                    read,
+                }
+            })
+            .collect();
+        let msg = Message::Rooms {
+            current: &me.room,
+            rooms: &public,
+            mine: &mine,
+        };
+        ctx.send_json(conn, &msg.to_json());
+    }
+
+    /// Send `rooms` to every connection of `user` (its rooms changed).
+    fn send_rooms_to(&self, ctx: &mut Ctx, user: UserId) {
+        for conn in self.conns_of(user) {
+            self.send_rooms(ctx, conn);
+        }
     }
 
     fn mark_dirty(&mut self, room: &str) {
@@ -387,10 +518,14 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let Some(room) = self.rooms.get(&room_name) else {
+        self.send_users_of(ctx, conn, &room_name, offset);
+    }
+
+    fn send_users_of(&self, ctx: &mut Ctx, conn: ConnId, room_name: &str, offset: usize) {
+        let Some(room) = self.rooms.get(room_name) else {
             return;
         };
-        ctx.send_json(conn, &room.users_page(&self.ids, &room_name, offset));
+        ctx.send_json(conn, &room.users_page(&self.ids, room_name, offset));
     }
 
     /// A presence tick: each crowd whose members came or went since its
@@ -426,10 +561,14 @@ impl Chat {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
-        let page = ctx.log().history(&room_name, None, HISTORY_LEN);
+        self.send_history_of(ctx, conn, &room_name);
+    }
+
+    fn send_history_of(&self, ctx: &mut Ctx, conn: ConnId, room_name: &str) {
+        let page = ctx.log().history(room_name, None, HISTORY_LEN);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::History {
-            room: &room_name,
+            room: room_name,
             before: None,
             complete: missing.is_none(),
             first: missing,
@@ -464,17 +603,25 @@ impl Chat {
         Ok(())
     }
 
-    /// Send what `conn` missed since `since`: its room's messages and its
-    /// user's private messages, in order, then (being the hub) the live
-    /// stream follows with nothing in between.
-    fn resume(&self, ctx: &mut Ctx, conn: ConnId, since: u64) {
+    /// Send what `conn` missed since `since` in `room`: the room's
+    /// messages and, for its current room, its user's private messages, in
+    /// order, then (being the hub) the live stream follows with nothing in
+    /// between.
+    fn resume_room(&self, ctx: &mut Ctx, conn: ConnId, room: &str, since: u64) {
         let Some(user) = self.user_of(conn).and_then(|u| self.ids.get(u)) else {
             return;
         };
-        let page = ctx.log().since(&user.room, &user.key(), since);
+        // Private messages come once, with the current room's resume (no
+        // user's key is empty).
+        let key = if user.room == room {
+            user.key()
+        } else {
+            String::new()
+        };
+        let page = ctx.log().since(room, &key, since);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::Resume {
-            room: &user.room,
+            room,
             since,
             complete: missing.is_none(),
             first: missing,
@@ -500,23 +647,51 @@ impl Chat {
         Ok(())
     }
 
-    fn chat(&mut self, ctx: &mut Ctx, conn: ConnId, text: String) -> Result<(), ErrorReply> {
+    fn chat(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        text: String,
+        room: Option<&str>,
+        reply: Option<u64>,
+    ) -> Result<(), ErrorReply> {
         self.check_text(&text)?;
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
+        let room_name = self.room_for(conn, room)?;
+        // A reply quotes the message it answers, of the same room.
+        let quote = match reply {
+            None => None,
+            Some(to) => {
+                let answered = stored_chat(ctx, to)
+                    .filter(|v| v["room"] == room_name.as_str())
+                    .ok_or_else(|| {
+                        ErrorReply::new(
+                            "unknown_message",
+                            format!("no message with id {to} in {room_name:?} to reply to"),
+                        )
+                    })?;
+                let text: String = answered["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(MAX_QUOTE_CHARS)
+                    .collect();
+                Some(serde_json::json!({"id": to, "user": answered["user"], "text": text}))
+            }
+        };
         let id = ctx.log().take_id();
-        let room_name = self
-            .ids
-            .get(user)
-            .map(|u| u.room.clone())
-            .unwrap_or_default();
+        let from = self.user_ref(user);
         let msg = Message::Chat {
             id,
             room: &room_name,
-            user: &self.user_ref(user),
+            user: &from,
             text: &text,
             time: now_ms(),
+            reply: quote.as_ref(),
+            reactions: None,
+            edited: None,
         }
         .to_json();
         let frame = Ctx::json_frame(&msg);
@@ -526,6 +701,297 @@ impl Chat {
         });
         if let Some(room) = self.rooms.get(&room_name) {
             ctx.publish(id, Some(conn), room.conns.iter().copied(), &frame);
+        }
+        // `@name` notifies that user on every connection, whatever room it
+        // is in (once the message is stored, like the message itself).
+        let mention = Message::Mention {
+            id,
+            room: &room_name,
+            from: &from,
+            text: &text,
+        }
+        .to_json();
+        let frame = Ctx::json_frame(&mention);
+        for named in self.mentioned(&text, user) {
+            ctx.publish(id, None, self.conns_of(named), &frame);
+        }
+        Ok(())
+    }
+
+    /// `{"type":"search","text":…,"room":R | "with":ID,"before","limit"}`:
+    /// the messages of room R (any room, as `history`), or of the user's
+    /// private conversation with ID, whose text contains `text` ignoring
+    /// case, newest first. Reads at most `--search-scan` messages, going
+    /// back page by page from `before`; `next` says where to go on.
+    fn search(
+        &self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let query = body
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("");
+        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+            return Err(ErrorReply::new(
+                "bad_command",
+                format!("search needs \"text\", 1-{MAX_QUERY_CHARS} characters"),
+            ));
+        }
+        let needle = query.to_lowercase();
+        let (before, limit) = page_bounds(body)?;
+        let limit = match body.get("limit") {
+            None | Some(Value::Null) => SEARCH_RESULTS,
+            Some(_) => limit.clamp(1, MAX_SEARCH_RESULTS),
+        };
+        let with = match body.get("with") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let id = v
+                    .as_u64()
+                    .ok_or_else(|| ErrorReply::new("bad_command", "\"with\" must be a user id"))?;
+                if self.ids.get(id).is_none() {
+                    return Err(ErrorReply::new(
+                        "unknown_user",
+                        format!("no user with id {id}"),
+                    ));
+                }
+                Some(id)
+            }
+        };
+        let room = match (with, body.get("room")) {
+            (Some(_), _) => None,
+            (None, None | Some(Value::Null)) => self.room_of(conn),
+            (None, Some(Value::String(r))) => {
+                Some(valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?)
+            }
+            (None, Some(_)) => {
+                return Err(ErrorReply::new("bad_command", "\"room\" must be a string"));
+            }
+        };
+        let (mine, theirs) = (identity::key(me), with.map(identity::key));
+        let mut found: Vec<Arc<str>> = Vec::new();
+        let mut scanned = 0;
+        let mut at = before;
+        let mut next = None;
+        'pages: loop {
+            let page = match (&room, &theirs) {
+                (_, Some(theirs)) => ctx
+                    .log()
+                    .private_page((&mine, theirs), at, MAX_HISTORY_PAGE),
+                (Some(room), None) => ctx.log().history(room, at, MAX_HISTORY_PAGE),
+                (None, None) => break,
+            };
+            if page.messages.is_empty() {
+                break;
+            }
+            let from = at;
+            for json in page.messages.iter().rev() {
+                let Ok(v) = serde_json::from_str::<Value>(json) else {
+                    continue;
+                };
+                let id = v["id"].as_u64().unwrap_or(0);
+                scanned += 1;
+                at = Some(id);
+                if v["text"]
+                    .as_str()
+                    .is_some_and(|t| t.to_lowercase().contains(&needle))
+                {
+                    found.push(json.clone());
+                }
+                if found.len() == limit || scanned >= self.config.search_scan {
+                    next = Some(id);
+                    break 'pages;
+                }
+            }
+            if at == from {
+                // A page with no message id in it: nothing further back.
+                break;
+            }
+        }
+        let with_ref = with.map(|w| self.user_ref(w));
+        let msg = Message::Results {
+            query,
+            room: room.as_deref().filter(|_| with.is_none()),
+            with: with_ref.as_ref(),
+            before,
+            next,
+            messages: StoredList(&found),
+        };
+        ctx.send_json(conn, &msg.to_json());
+        Ok(())
+    }
+
+    /// The users `text` names with `@name` (a name as the chat knows it,
+    /// ignoring case, up to a space or punctuation), at most
+    /// [`MAX_MENTIONS`], the author left out.
+    fn mentioned(&self, text: &str, author: UserId) -> Vec<UserId> {
+        let mut found = Vec::new();
+        for (at, _) in text.match_indices('@') {
+            let name: String = text[at + 1..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(MAX_NAME_CHARS)
+                .collect();
+            let name = name.trim_end_matches('.');
+            if let Some(user) = self.ids.by_name(name)
+                && user != author
+                && !found.contains(&user)
+            {
+                found.push(user);
+                if found.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+        found
+    }
+
+    /// Room message `id` as stored now, if `conn`'s user wrote it; else
+    /// `unknown_message`, or `forbidden` for someone else's.
+    fn own_message(&self, ctx: &mut Ctx, conn: ConnId, id: u64) -> Result<Value, ErrorReply> {
+        let message = stored_chat(ctx, id).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        if self.user_of(conn).is_none() || message["user"]["id"].as_u64() != self.user_of(conn) {
+            return Err(ErrorReply::new(
+                "forbidden",
+                "you may edit or retract only your own messages",
+            ));
+        }
+        Ok(message)
+    }
+
+    /// `{"type":"edit","id":MSGID,"text":…}`: the author changes a room
+    /// message. History and resume serve the new version (with `edited`),
+    /// and the room is told.
+    fn edit(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(id), Some(text)) = (
+            body.get("id").and_then(Value::as_u64),
+            body.get("text").and_then(Value::as_str),
+        ) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "edit needs \"id\" (a message id) and \"text\"",
+            ));
+        };
+        self.check_text(text)?;
+        let old = self.own_message(ctx, conn, id)?;
+        let edited = now_ms();
+        let version = new_version(&old, text, old.get("reactions"), Some(edited));
+        let room = ctx.log().replace(id, &version).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        let msg = Message::Edited {
+            id,
+            room: &room,
+            text,
+            edited,
+        }
+        .to_json();
+        if let Some(r) = self.rooms.get(&room) {
+            ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
+        }
+        Ok(())
+    }
+
+    /// `{"type":"retract","id":MSGID}`: the author deletes a room message,
+    /// as an administrator's `delete` does (the log keeps a tombstone; the
+    /// text never comes back), and the room gets the same `deleted`.
+    fn retract(&mut self, ctx: &mut Ctx, conn: ConnId, id: Option<u64>) -> Result<(), ErrorReply> {
+        let id = id.ok_or_else(|| ErrorReply::new("bad_command", "retract needs \"id\""))?;
+        self.own_message(ctx, conn, id)?;
+        self.delete(ctx, id)
+    }
+
+    /// `{"type":"react","id":MSGID,"emoji":"👍"}`: add the user's reaction,
+    /// or take it back if it was there. A member of the message's room
+    /// only; the room gets the new `reactions`.
+    fn react(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        body: &Map<String, Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(id), Some(emoji)) = (
+            body.get("id").and_then(Value::as_u64),
+            body.get("emoji").and_then(Value::as_str),
+        ) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "react needs \"id\" (a message id) and \"emoji\"",
+            ));
+        };
+        if emoji.is_empty()
+            || emoji.len() > MAX_EMOJI_BYTES
+            || emoji.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ErrorReply::new(
+                "bad_command",
+                format!("an emoji is 1-{MAX_EMOJI_BYTES} bytes without spaces"),
+            ));
+        }
+        let Some(me) = self.user_of(conn) else {
+            return Ok(());
+        };
+        let message = stored_chat(ctx, id).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        self.room_for(conn, message["room"].as_str())?;
+        let mut reactions = match message.get("reactions") {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        };
+        if !reactions.contains_key(emoji) && reactions.len() >= MAX_REACTIONS {
+            return Err(ErrorReply::new(
+                "too_many",
+                format!("a message has at most {MAX_REACTIONS} different reactions"),
+            ));
+        }
+        let who = reactions
+            .entry(emoji.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(ids) = who {
+            match ids.iter().position(|v| v.as_u64() == Some(me)) {
+                Some(i) => {
+                    ids.remove(i);
+                }
+                None => ids.push(Value::from(me)),
+            }
+            if ids.is_empty() {
+                reactions.remove(emoji);
+            }
+        }
+        let reactions = Value::Object(reactions);
+        let text = message["text"].as_str().unwrap_or("");
+        let kept = reactions.as_object().is_some_and(|m| !m.is_empty());
+        let version = new_version(
+            &message,
+            text,
+            kept.then_some(&reactions),
+            message["edited"].as_u64(),
+        );
+        let room = ctx.log().replace(id, &version).ok_or_else(|| {
+            ErrorReply::new("unknown_message", format!("no message with id {id}"))
+        })?;
+        let msg = Message::Reactions {
+            id,
+            room: &room,
+            reactions: &reactions,
+        }
+        .to_json();
+        if let Some(r) = self.rooms.get(&room) {
+            ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
         Ok(())
     }
@@ -544,10 +1010,10 @@ impl Chat {
         let Some(old) = self.ids.rename(user, &wanted) else {
             return Ok(());
         };
-        let room_name = self
+        let rooms = self
             .ids
             .get(user)
-            .map(|u| u.room.clone())
+            .map(|u| u.rooms.clone())
             .unwrap_or_default();
         let id = ctx.log().take_id();
         let time = now_ms();
@@ -561,41 +1027,125 @@ impl Chat {
         ctx.log().append(Record::State {
             json: &record.to_json(),
         });
-        let msg = Message::Rename {
-            room: &room_name,
-            user: &named,
-            old: &old,
-            time,
-        }
-        .to_json();
-        if let Some(room) = self.rooms.get(&room_name) {
-            ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
+        // Every room the user is in hears of it.
+        for room_name in &rooms {
+            let msg = Message::Rename {
+                room: room_name,
+                user: &named,
+                old: &old,
+                time,
+            }
+            .to_json();
+            if let Some(room) = self.rooms.get(room_name) {
+                ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
+            }
         }
         Ok(())
     }
 
-    fn join(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+    /// `join`: move to `room` (leaving the current one), or with `also`,
+    /// enter it besides the user's other rooms. Either way it becomes the
+    /// current room.
+    fn join(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        room: &str,
+        also: bool,
+    ) -> Result<(), ErrorReply> {
         let Some(user) = self.user_of(conn) else {
             return Ok(());
         };
         let room = valid_name(room)
             .map_err(|m| ErrorReply::new("bad_room", m.replace("name", "room name")))?;
-        if self.room_of(conn).as_deref() == Some(room.as_str()) {
+        let Some((current, member, count)) = self
+            .ids
+            .get(user)
+            .map(|u| (u.room.clone(), u.rooms.contains(&room), u.rooms.len()))
+        else {
+            return Ok(());
+        };
+        if current == room {
             self.send_users(ctx, conn, 0);
             self.send_history(ctx, conn);
             return Ok(());
         }
-        if !self.rooms.contains_key(&room) && self.rooms.len() >= self.config.max_rooms {
-            return Err(ErrorReply::new(
-                "room_limit",
-                format!(
-                    "the server has its limit of {} rooms",
-                    self.config.max_rooms
-                ),
-            ));
+        if !member {
+            if !self.rooms.contains_key(&room) && self.rooms.len() >= self.config.max_rooms {
+                return Err(ErrorReply::new(
+                    "room_limit",
+                    format!(
+                        "the server has its limit of {} rooms",
+                        self.config.max_rooms
+                    ),
+                ));
+            }
+            if also && count >= self.config.max_rooms_per_user {
+                return Err(ErrorReply::new(
+                    "too_many",
+                    format!(
+                        "a user is in at most {} rooms (--max-rooms-per-user); leave one first",
+                        self.config.max_rooms_per_user
+                    ),
+                ));
+            }
         }
-        self.leave_room(ctx, user);
-        self.enter_room(ctx, user, &room, None);
+        if !also {
+            self.leave_one(ctx, user, &current);
+            if let Some(u) = self.ids.get_mut(user) {
+                u.rooms.remove(&current);
+            }
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.insert(room.clone());
+            u.room = room.clone();
+        }
+        if member {
+            self.send_users_of(ctx, conn, &room, 0);
+            self.send_history_of(ctx, conn, &room);
+        } else {
+            self.enter_room(ctx, user, &room, None);
+        }
+        self.record_memberships(ctx, user);
+        if also || member {
+            self.send_rooms_to(ctx, user);
+        }
+        Ok(())
+    }
+
+    /// `leave` with a `room`: leave that room for good. The current room
+    /// becomes the lobby (or another of the user's rooms); a user who
+    /// leaves its last room is back in the lobby.
+    fn leave(&mut self, ctx: &mut Ctx, conn: ConnId, room: &str) -> Result<(), ErrorReply> {
+        let room = self.room_for(conn, Some(room))?;
+        let Some(user) = self.user_of(conn) else {
+            return Ok(());
+        };
+        self.leave_one(ctx, user, &room);
+        let mut enter_lobby = false;
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.remove(&room);
+            if u.rooms.is_empty() {
+                u.rooms.insert(LOBBY.to_string());
+                enter_lobby = true;
+            }
+            if u.room == room {
+                u.room = if u.rooms.contains(LOBBY) {
+                    LOBBY.to_string()
+                } else {
+                    u.rooms
+                        .iter()
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(|| LOBBY.to_string())
+                };
+            }
+        }
+        if enter_lobby {
+            self.enter_room(ctx, user, LOBBY, None);
+        }
+        self.record_memberships(ctx, user);
+        self.send_rooms_to(ctx, user);
         Ok(())
     }
 
@@ -643,12 +1193,19 @@ impl Chat {
         Ok(())
     }
 
-    fn typing(&mut self, ctx: &mut Ctx, conn: ConnId, active: bool) {
+    fn typing(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        active: bool,
+        room: Option<&str>,
+    ) -> Result<(), ErrorReply> {
+        let room_name = self.room_for(conn, room)?;
         let Some(id) = self.user_of(conn) else {
-            return;
+            return Ok(());
         };
         let Some(user) = self.ids.get_mut(id) else {
-            return;
+            return Ok(());
         };
         let now = Instant::now();
         if active
@@ -656,10 +1213,9 @@ impl Chat {
                 .last_typing
                 .is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL)
         {
-            return;
+            return Ok(());
         }
         user.last_typing = if active { Some(now) } else { None };
-        let room_name = user.room.clone();
         let mine: Vec<ConnId> = user.conns.iter().copied().collect();
         let msg = Message::Typing {
             room: &room_name,
@@ -674,6 +1230,7 @@ impl Chat {
                 &frame,
             );
         }
+        Ok(())
     }
 
     /// `{"type":"privates"}`: the user's private conversations, newest
@@ -772,6 +1329,9 @@ impl Chat {
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
+        if let Some(room) = body.get("room") {
+            return self.mark_room_read(ctx, me, room, body.get("upto"));
+        }
         let (Some(with), Some(upto)) = (
             body.get("with").and_then(Value::as_u64),
             body.get("upto").and_then(Value::as_u64),
@@ -806,6 +1366,51 @@ impl Chat {
             id,
             user: me,
             with,
+            upto,
+            time: now_ms(),
+        };
+        ctx.log().append(Record::State {
+            json: &record.to_json(),
+        });
+        Ok(())
+    }
+
+    /// `{"type":"read","room":R,"upto":MSGID}`: the user has read room R
+    /// up to that message (a `room_read` record: kept across reloads,
+    /// devices and restarts).
+    fn mark_room_read(
+        &mut self,
+        ctx: &mut Ctx,
+        me: UserId,
+        room: &Value,
+        upto: Option<&Value>,
+    ) -> Result<(), ErrorReply> {
+        let (Some(room), Some(upto)) = (room.as_str(), upto.and_then(Value::as_u64)) else {
+            return Err(ErrorReply::new(
+                "bad_command",
+                "read needs \"room\" (a room name) and \"upto\" (a message id)",
+            ));
+        };
+        let room = valid_name(room).map_err(|m| ErrorReply::new("bad_room", m))?;
+        let Some(user) = self.ids.get_mut(me) else {
+            return Ok(());
+        };
+        if user.room_read.len() >= MAX_READ_MARKERS && !user.room_read.contains_key(&room) {
+            return Err(ErrorReply::new(
+                "too_many",
+                format!("at most {MAX_READ_MARKERS} rooms keep read markers"),
+            ));
+        }
+        let at = user.room_read.entry(room.clone()).or_default();
+        if upto <= *at {
+            return Ok(());
+        }
+        *at = upto;
+        let id = ctx.log().take_id();
+        let record = Entry::RoomRead {
+            id,
+            user: me,
+            room: &room,
             upto,
             time: now_ms(),
         };
@@ -905,22 +1510,73 @@ impl Chat {
         let pending_since = me.map_or(0, |u| u.left_at);
         ctx.send_json(conn, &welcome);
         let resume = asked.since.map(|since| (conn, since));
-        if was_online && current.as_deref() == Some(room.as_str()) {
-            // Another tab of someone already here: only this connection
-            // needs the room; nobody is told of a join.
-            if let Some(r) = self.rooms.get_mut(&room) {
-                r.conns.insert(conn);
+        let member = self.ids.get(user).is_some_and(|u| u.rooms.contains(&room));
+        let moved = current.as_deref() != Some(room.as_str());
+        // A room the user is not in, asked for with `?room=`: a move, as
+        // `join` (it leaves its current room).
+        if moved
+            && !member
+            && let Some(old) = current.as_deref()
+        {
+            if was_online {
+                self.leave_one(ctx, user, old);
             }
-            self.send_users(ctx, conn, 0);
-            match resume {
-                Some((_, since)) => self.resume(ctx, conn, since),
-                None => self.send_history(ctx, conn),
+            if let Some(u) = self.ids.get_mut(user) {
+                u.rooms.remove(old);
+            }
+        }
+        if let Some(u) = self.ids.get_mut(user) {
+            u.rooms.insert(room.clone());
+            u.room = room.clone();
+        }
+        if moved {
+            self.record_memberships(ctx, user);
+        }
+        // The current room first (what a one-room client reads), then the
+        // user's other rooms.
+        let others: Vec<String> = self
+            .ids
+            .get(user)
+            .map(|u| u.rooms.iter().filter(|r| **r != room).cloned().collect())
+            .unwrap_or_default();
+        if was_online {
+            // Another connection of someone already here: it joins the
+            // rooms the user is in, and nobody is told of a join.
+            for name in others.iter().chain(std::iter::once(&room)) {
+                if let Some(r) = self.rooms.get_mut(name)
+                    && r.members.contains(&user)
+                {
+                    r.conns.insert(conn);
+                }
+            }
+            let present = |chat: &Chat, name: &str| {
+                chat.rooms
+                    .get(name)
+                    .is_some_and(|r| r.members.contains(&user))
+            };
+            if present(self, &room) {
+                self.send_users_of(ctx, conn, &room, 0);
+                match resume {
+                    Some((_, since)) => self.resume_room(ctx, conn, &room, since),
+                    None => self.send_history_of(ctx, conn, &room),
+                }
+            } else {
+                self.enter_room(ctx, user, &room, resume);
+            }
+            for name in &others {
+                self.send_users_of(ctx, conn, name, 0);
+                match resume {
+                    Some((_, since)) => self.resume_room(ctx, conn, name, since),
+                    None => self.send_history_of(ctx, conn, name),
+                }
             }
         } else {
-            if was_online {
-                self.leave_room(ctx, user);
-            }
             self.enter_room(ctx, user, &room, resume);
+            for name in &others {
+                if self.rooms.contains_key(name) || self.rooms.len() < self.config.max_rooms {
+                    self.enter_room(ctx, user, name, resume);
+                }
+            }
         }
         // What was sent privately while the user was away (a resume has
         // them already).
@@ -975,8 +1631,12 @@ impl Chat {
         };
         if last {
             self.leave_room(ctx, user);
-        } else if let Some(room) = self.ids.get(user).and_then(|u| self.rooms.get_mut(&u.room)) {
-            room.conns.remove(&conn);
+        } else if let Some(u) = self.ids.get(user) {
+            for name in &u.rooms {
+                if let Some(room) = self.rooms.get_mut(name) {
+                    room.conns.remove(&conn);
+                }
+            }
         }
         self.ids.touch(user, now_ms());
     }
@@ -1050,6 +1710,31 @@ impl Chat {
         }
         Ok(())
     }
+}
+
+/// Room message `id` as the log serves it now, parsed; `None` when there
+/// is no such chat message.
+fn stored_chat(ctx: &mut Ctx, id: u64) -> Option<Value> {
+    let json = ctx.log().message(id)?;
+    serde_json::from_str::<Value>(&json)
+        .ok()
+        .filter(|v| v["type"] == "chat" && v["id"].as_u64() == Some(id))
+}
+
+/// A new version of stored chat message `old`: its id, room, author, time
+/// and reply as they were, with `text`, `reactions` and `edited`.
+fn new_version(old: &Value, text: &str, reactions: Option<&Value>, edited: Option<u64>) -> String {
+    Message::Chat {
+        id: old["id"].as_u64().unwrap_or(0),
+        room: old["room"].as_str().unwrap_or(""),
+        user: &old["user"],
+        text,
+        time: old["time"].as_u64().unwrap_or(0),
+        reply: old.get("reply"),
+        reactions,
+        edited,
+    }
+    .to_json()
 }
 
 /// Every how many hub ticks crowds hear of presence: ticks are at least
@@ -1144,19 +1829,19 @@ impl App for Chat {
         }
         let result = match command::parse(&text) {
             Err(e) => Err(e),
-            Ok(Command::Chat { text }) => self.chat(ctx, conn, text),
+            Ok(Command::Chat { text, room, reply }) => {
+                self.chat(ctx, conn, text, room.as_deref(), reply)
+            }
             Ok(Command::Name { name }) => self.rename(ctx, conn, &name),
-            Ok(Command::Join { room }) => self.join(ctx, conn, &room),
-            Ok(Command::Leave) => self.join(ctx, conn, LOBBY),
+            Ok(Command::Join { room, also }) => self.join(ctx, conn, &room, also),
+            Ok(Command::Leave { room: None }) => self.join(ctx, conn, LOBBY, false),
+            Ok(Command::Leave { room: Some(room) }) => self.leave(ctx, conn, &room),
             Ok(Command::Users { offset }) => {
                 self.send_users(ctx, conn, offset);
                 Ok(())
             }
             Ok(Command::Private { to, text }) => self.private(ctx, conn, to, text),
-            Ok(Command::Typing { active }) => {
-                self.typing(ctx, conn, active);
-                Ok(())
-            }
+            Ok(Command::Typing { active, room }) => self.typing(ctx, conn, active, room.as_deref()),
             Ok(Command::Auth { token }) => {
                 self.auth(ctx, conn, &token);
                 Ok(())
@@ -1189,6 +1874,16 @@ impl App for Chat {
                     Ok(())
                 }
             }
+            Ok(Command::Other { kind, body }) if kind == "edit" => self.edit(ctx, conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "search" => self.search(ctx, conn, &body),
+            Ok(Command::Other { kind, body }) if kind == "retract" => {
+                self.retract(ctx, conn, body.get("id").and_then(Value::as_u64))
+            }
+            Ok(Command::Other { kind, body }) if kind == "react" => self.react(ctx, conn, &body),
+            Ok(Command::Other { kind, .. }) if kind == "rooms" => {
+                self.send_rooms(ctx, conn);
+                Ok(())
+            }
             Ok(Command::Other { kind, .. }) if kind == "privates" => {
                 self.send_privates(ctx, conn);
                 Ok(())
@@ -1199,10 +1894,9 @@ impl App for Chat {
             Ok(Command::Other { kind, body }) if kind == "read" => self.mark_read(ctx, conn, &body),
             Ok(Command::Other { kind, body }) if kind == "resume" => {
                 match body.get("since").and_then(Value::as_u64) {
-                    Some(since) => {
-                        self.resume(ctx, conn, since);
-                        Ok(())
-                    }
+                    Some(since) => self
+                        .room_for(conn, body.get("room").and_then(Value::as_str))
+                        .map(|room| self.resume_room(ctx, conn, &room, since)),
                     None => Err(ErrorReply::new(
                         "bad_command",
                         "resume needs \"since\", a message id",

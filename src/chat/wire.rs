@@ -43,6 +43,47 @@ pub enum Message<'a> {
         text: &'a str,
         /// When, in milliseconds since the epoch.
         time: u64,
+        /// The message it answers: `{"id","text","user"}`, its text cut
+        /// to [`MAX_QUOTE_CHARS`](super::MAX_QUOTE_CHARS).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply: Option<&'a Value>,
+        /// Its reactions: each emoji and the ids of who reacted with it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reactions: Option<&'a Value>,
+        /// When its author last edited it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited: Option<u64>,
+    },
+    /// A room message was edited by its author.
+    Edited {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Its new text.
+        text: &'a str,
+        /// When it was edited.
+        edited: u64,
+    },
+    /// A room message's reactions changed.
+    Reactions {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Each emoji and the ids of who reacted with it (`{}`: none).
+        reactions: &'a Value,
+    },
+    /// Someone named the user (`@name`) in a room message.
+    Mention {
+        /// The message's id.
+        id: u64,
+        /// Its room.
+        room: &'a str,
+        /// Who wrote it.
+        from: &'a Value,
+        /// What was said.
+        text: &'a str,
     },
     /// A private message, as delivered and stored.
     Private {
@@ -201,6 +242,57 @@ pub enum Message<'a> {
         /// The stored messages.
         messages: StoredList<'a>,
     },
+    /// A page of search results, newest first.
+    Results {
+        /// What was looked for.
+        query: &'a str,
+        /// The room searched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The other side of the private conversation searched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a Value>,
+        /// Where the search started (`null`: the latest message).
+        before: Option<u64>,
+        /// Where to go on (as `before`), or `null` when everything older
+        /// was searched.
+        next: Option<u64>,
+        /// The messages that matched.
+        messages: StoredList<'a>,
+    },
+    /// The rooms: the busiest public ones with their member counts, and
+    /// the user's own with what it has not read.
+    Rooms {
+        /// The user's current room (where plain text goes).
+        current: &'a str,
+        /// Public rooms, most members first.
+        rooms: &'a [RoomCount<'a>],
+        /// The user's rooms, by name.
+        mine: &'a [MyRoom<'a>],
+    },
+}
+
+/// One room of a `rooms` list.
+#[derive(Debug, Serialize)]
+pub struct RoomCount<'a> {
+    /// Its name.
+    pub room: &'a str,
+    /// Its members online.
+    pub members: usize,
+}
+
+/// One of the user's rooms, in a `rooms` answer.
+#[derive(Debug, Serialize)]
+pub struct MyRoom<'a> {
+    /// Its name.
+    pub room: &'a str,
+    /// Its members online.
+    pub members: usize,
+    /// Messages from others after the user's read marker (counted among
+    /// the latest [`MAX_UNREAD_COUNT`](super::MAX_UNREAD_COUNT)).
+    pub unread: usize,
+    /// The user's read marker: the last message it has read (0: none).
+    pub read: u64,
 }
 
 /// One conversation of a `privates` list.
@@ -277,6 +369,32 @@ pub enum Entry<'a> {
         with: u64,
         /// The last message read.
         upto: u64,
+        /// When.
+        time: u64,
+    },
+    /// A user has read a room up to a message.
+    RoomRead {
+        /// The record's id.
+        id: u64,
+        /// The reader's id.
+        user: u64,
+        /// The room.
+        room: &'a str,
+        /// The last message read.
+        upto: u64,
+        /// When.
+        time: u64,
+    },
+    /// The rooms a user is a member of now, and its current one.
+    Memberships {
+        /// The record's id.
+        id: u64,
+        /// The user's id.
+        user: u64,
+        /// Its current room.
+        room: &'a str,
+        /// Every room it is a member of.
+        rooms: &'a [&'a str],
         /// When.
         time: u64,
     },
@@ -358,6 +476,9 @@ mod tests {
                     user: &user,
                     text: "hi \u{1} there",
                     time: 9,
+                    reply: None,
+                    reactions: None,
+                    edited: None,
                 }
                 .to_json(),
                 ordered! {"type": "chat", "id": 3, "room": "lobby", "user": user, "text": "hi \u{1} there", "time": 9},

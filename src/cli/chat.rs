@@ -50,7 +50,7 @@ pub const CHAT_COMMANDS: &str = "  /name NAME               change your name
                             \"A NAME\" in quotes when it has spaces)
   /me ACTION                an action: shown as * you ACTION
   /users                    who is in your room
-  /rooms                    (the server has no list of rooms: /join one by name)
+  /rooms                    the busiest rooms, and yours with what is unread
   /ping [TEXT]              send a ping
   /close [CODE [REASON]]    start the close handshake (default 1000)
   /binary HEX               send a binary message
@@ -476,9 +476,7 @@ impl Session<'_> {
             }
             "me" if !rest.is_empty() => self.send_text(chat_command(&format!("/me {rest}"))),
             "users" | "who" => self.send_text(object("users").finish()),
-            "rooms" => self.screen.notice(
-                "this server has no command that lists rooms; /join ROOM enters one (and makes it if it is new)",
-            ),
+            "rooms" => self.send_text(object("rooms").finish()),
             "help" => {
                 for line in CHAT_COMMANDS.lines() {
                     self.screen.print(&Line {

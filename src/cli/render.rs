@@ -256,9 +256,24 @@ impl ChatState {
             "typing" => {}
             "deleted" => {
                 let id = value["id"].as_u64().unwrap_or(0);
-                lines.push(Line::notice(format!(
-                    "message {id} was deleted by an administrator"
-                )));
+                lines.push(Line::notice(format!("message {id} was deleted")));
+            }
+            "rooms" => {
+                let list = |key: &str| value[key].as_array().cloned().unwrap_or_default();
+                let name = |r: &Value| clean(r["room"].as_str().unwrap_or("?"));
+                let rooms: Vec<String> = list("rooms")
+                    .iter()
+                    .map(|r| format!("#{} ({})", name(r), r["members"].as_u64().unwrap_or(0)))
+                    .collect();
+                lines.push(Line::notice(format!("rooms: {}", rooms.join(", "))));
+                let mine: Vec<String> = list("mine")
+                    .iter()
+                    .map(|r| match r["unread"].as_u64().unwrap_or(0) {
+                        0 => format!("#{}", name(r)),
+                        n => format!("#{} ({n} unread)", name(r)),
+                    })
+                    .collect();
+                lines.push(Line::notice(format!("your rooms: {}", mine.join(", "))));
             }
             "privates" => {
                 let list = value["conversations"]

@@ -357,6 +357,26 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.max_rooms.to_string(),
     },
     Flag {
+        name: "max-rooms-per-user",
+        value: Some("N"),
+        help: "most chat rooms one user is a member of at once",
+        apply: |c, v| {
+            c.max_rooms_per_user = positive(number(v)?, "max-rooms-per-user")?;
+            Ok(())
+        },
+        show: |c| c.max_rooms_per_user.to_string(),
+    },
+    Flag {
+        name: "search-scan",
+        value: Some("N"),
+        help: "most messages one chat search reads; past it the answer says where to go on",
+        apply: |c, v| {
+            c.search_scan = positive(number(v)?, "search-scan")?;
+            Ok(())
+        },
+        show: |c| c.search_scan.to_string(),
+    },
+    Flag {
         name: "agent-capacity",
         value: Some("N"),
         help: "open conversations the support desk gives one agent at once",

@@ -244,6 +244,22 @@ pub trait Log: Send + Debug {
     /// such room message (or it was deleted already).
     fn delete(&mut self, id: u64) -> Option<String>;
 
+    /// Room message `id` as it is served now (its latest version), or
+    /// `None` when there is no such room message (or it was deleted). A
+    /// log that keeps no versions answers `None`.
+    fn message(&mut self, _id: u64) -> Option<Arc<str>> {
+        None
+    }
+
+    /// Replace room message `id` by `json`, a later version of it (an
+    /// edit, a reaction): history and resume serve it from now on, and a
+    /// `replaced` record in the log keeps it across restarts. Returns the
+    /// message's room, or `None` when there is no such room message (or
+    /// the log keeps no versions).
+    fn replace(&mut self, _id: u64, _json: &str) -> Option<String> {
+        None
+    }
+
     /// Hand every stored record whose JSON contains one of `needles` to
     /// `each` (its JSON and its parsed value), oldest first: how an
     /// application rebuilds state of its own at start.

@@ -64,6 +64,10 @@ pub(super) struct Index {
     /// Messages deleted by moderation: never served again, from memory or
     /// from the log (their `deleted` tombstones rebuild this at start).
     deleted: HashSet<u64>,
+    /// The latest version of each room message replaced since (edits,
+    /// reactions; their `replaced` records rebuild this at start): served
+    /// instead of what the log first held, from memory or from the log.
+    versions: HashMap<u64, Arc<str>>,
     /// How many of `privates` each session key is in.
     private_sessions: HashMap<String, usize>,
 }
@@ -80,6 +84,7 @@ impl Index {
             privates_from: 0,
             budget,
             deleted: HashSet::new(),
+            versions: HashMap::new(),
             private_sessions: HashMap::new(),
         }
     }
@@ -320,9 +325,49 @@ impl Index {
         while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
     }
 
+    /// Room message `id` becomes `json` (a later version of it): in
+    /// memory if it is there, and for what is read back from the log.
+    pub(super) fn replace_message(&mut self, id: u64, json: Arc<str>) {
+        if self.deleted.contains(&id) {
+            return;
+        }
+        for log in self.rooms.values_mut() {
+            if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
+                && let Some((_, kept)) = log.messages.get_mut(i)
+            {
+                self.budget.sub(Kept::Histories, kept.len());
+                self.budget.add(Kept::Histories, json.len());
+                *kept = json.clone();
+                break;
+            }
+        }
+        self.versions.insert(id, json);
+    }
+
+    /// The version of message `id` to serve: the latest, if it was
+    /// replaced, else `json` (as the log holds it).
+    pub(super) fn latest(&self, id: u64, json: Arc<str>) -> Arc<str> {
+        self.versions.get(&id).cloned().unwrap_or(json)
+    }
+
+    /// Room message `id` from memory (its latest version), if kept.
+    pub(super) fn kept_message(&self, id: u64) -> Option<Arc<str>> {
+        if self.deleted.contains(&id) {
+            return None;
+        }
+        self.rooms
+            .values()
+            .find_map(|log| {
+                let i = log.messages.binary_search_by_key(&id, |(m, _)| *m).ok()?;
+                log.messages.get(i).map(|(_, m)| m.clone())
+            })
+            .or_else(|| self.versions.get(&id).cloned())
+    }
+
     /// Take message `id` out of memory and mark it deleted.
     pub(super) fn forget_message(&mut self, id: u64) {
         self.deleted.insert(id);
+        self.versions.remove(&id);
         for log in self.rooms.values_mut() {
             if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
                 && let Some((_, json)) = log.messages.remove(i)

@@ -565,6 +565,53 @@ impl Store {
         Some(room)
     }
 
+    /// Room message `id` as served now (its latest version), from memory
+    /// or the log; `None` when there is none (or it was deleted).
+    pub fn message(&mut self, id: u64) -> Option<Arc<str>> {
+        if let Some(kept) = self.index.kept_message(id) {
+            return Some(kept);
+        }
+        if self.index.deleted().contains(&id) {
+            return None;
+        }
+        let mut found = None;
+        for path in self.segments_between(id.saturating_sub(1), id + 1) {
+            Store::scan_segment(
+                &path,
+                (id.saturating_sub(1), id + 1),
+                &["\"chat\""],
+                |_, line, v| {
+                    if v.get("type").and_then(Value::as_str) == Some("chat") {
+                        found = Some(Arc::<str>::from(line));
+                    }
+                },
+            );
+        }
+        found
+    }
+
+    /// Replace room message `id` by `json`, a later version of it (an edit,
+    /// a reaction): served from now on, from memory and the log, and a
+    /// `replaced` record (holding the version as a string, byte for byte)
+    /// goes to the log so that a restart serves it too. Returns its room,
+    /// or `None` when there is no such chat message (or it was deleted).
+    pub fn replace(&mut self, id: u64, json: &str) -> Option<String> {
+        if self.index.deleted().contains(&id) {
+            return None;
+        }
+        let room = self.index.room_of(id).or_else(|| self.room_in_log(id))?;
+        self.index.replace_message(id, json.into());
+        let record_id = self.take_id();
+        let record = format!(
+            r#"{{"type":"replaced","id":{record_id},"message":{id},"room":{},"version":{},"time":{}}}"#,
+            Value::from(room.as_str()),
+            Value::from(json),
+            crate::clock::now_ms()
+        );
+        self.append(&record);
+        Some(room)
+    }
+
     /// The room of chat message `id`, read from the log.
     fn room_in_log(&self, id: u64) -> Option<String> {
         let mut room = None;
@@ -640,6 +687,14 @@ impl Store {
             Some("deleted") => {
                 if let Some(message) = value.get("message").and_then(Value::as_u64) {
                     self.index.forget_message(message);
+                }
+            }
+            Some("replaced") => {
+                if let (Some(message), Some(version)) = (
+                    value.get("message").and_then(Value::as_u64),
+                    value.get("version").and_then(Value::as_str),
+                ) {
+                    self.index.replace_message(message, version.into());
                 }
             }
             Some("private_keys") => {
@@ -995,14 +1050,14 @@ impl Store {
                 (after, below),
                 &[&needle],
                 self.index.deleted(),
-                |_, line, value| {
+                |id, line, value| {
                     if value.get("type").and_then(Value::as_str) == Some("chat")
                         && value.get("room").and_then(Value::as_str) == Some(room)
                     {
                         if here.len() == limit {
                             here.pop_front();
                         }
-                        here.push_back(line.into());
+                        here.push_back(self.index.latest(id, line.into()));
                     }
                 },
             );
@@ -1119,7 +1174,7 @@ impl Store {
                         if id < room_below
                             && value.get("room").and_then(Value::as_str) == Some(room) =>
                     {
-                        out.push((id, line.into()));
+                        out.push((id, self.index.latest(id, line.into())));
                     }
                     Some("private") if id < private_below => waiting = Some((id, line.into())),
                     Some("private_keys") => {
@@ -1344,6 +1399,14 @@ impl Log for Store {
 
     fn delete(&mut self, id: u64) -> Option<String> {
         Store::delete(self, id)
+    }
+
+    fn message(&mut self, id: u64) -> Option<Arc<str>> {
+        Store::message(self, id)
+    }
+
+    fn replace(&mut self, id: u64, json: &str) -> Option<String> {
+        Store::replace(self, id, json)
     }
 
     fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value)) {

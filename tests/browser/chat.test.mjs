@@ -86,16 +86,20 @@ test('two pages chat, see each other, whisper, and switch rooms', { timeout: 90_
   await waitMessage(a, `reply to Ann ${t}`);
   await b.click('#pmCancel');
 
-  // Rooms: Ann goes to another room; the lobby and the room do not mix.
+  // Rooms: Ann goes to another room; she stays in the lobby too (listed in
+  // her sidebar), but what she sees is the room: the two do not mix, and
+  // the lobby's new message is an unread badge.
   const room = 'room-' + t;
   await a.fill('#roomInput', room);
   await a.press('#roomInput', 'Enter');
   await waitText(a, '#roomName', room);
   await waitText(a, '#userCount', '1');
-  await b.waitForFunction((n) => ![...document.querySelectorAll('#users li .n')].some((e) => e.textContent === n), ann);
+  await a.waitForSelector(`#rooms li[data-room="${room}"] button[aria-current="true"]`);
+  await a.waitForSelector('#rooms li[data-room="lobby"]');
   const lobbyOnly = `lobby only ${t}`;
   await say(b, lobbyOnly);
   await waitMessage(c, lobbyOnly);
+  await waitText(a, '#rooms li[data-room="lobby"] .badge', '1');
   await b.fill('#roomInput', room);
   await b.press('#roomInput', 'Enter');
   await waitText(b, '#roomName', room);
@@ -106,10 +110,12 @@ test('two pages chat, see each other, whisper, and switch rooms', { timeout: 90_
   await say(b, inRoom);
   await waitMessage(a, inRoom);
   assert.ok(!(await bubbles(a)).includes(lobbyOnly), 'a room must not see the lobby');
-  // Bob goes back to the lobby with the button; Cat sees what he says next,
-  // and never saw what was said in the room.
+  // Bob leaves the room with the button: back in the lobby; Cat sees what
+  // he says next, and never saw what was said in the room.
   await b.click('#leaveBtn');
   await waitText(b, '#roomName', 'lobby');
+  await b.waitForSelector(`#rooms li[data-room="${room}"]`, { state: 'detached' });
+  await a.waitForFunction((n) => ![...document.querySelectorAll('#users li .n')].some((e) => e.textContent === n), bob);
   const back = `back in the lobby ${t}`;
   await say(b, back);
   await waitMessage(c, back);
@@ -446,5 +452,160 @@ test('a member is reached with the keyboard: Tab to the name, Enter, type, Enter
   await a.keyboard.press('Enter');
   await waitMessage(b, `by keyboard ${t}`);
   await a.context().close();
+  await b.context().close();
+});
+
+test('two users in two rooms: unread badges, switching from the sidebar, and counts that survive a reload', { timeout: 90_000 }, async () => {
+  const t = tag();
+  const ann = 'Ann-' + t, bob = 'Bob-' + t;
+  const red = 'red-' + t, blue = 'blue-' + t;
+  const a = await chatPage(browser, srv.url, ann, { room: red });
+  const b = await chatPage(browser, srv.url, bob, { room: blue });
+  // Each joins the other's room from the list of other rooms or the form:
+  // both are now in red and blue (and the lobby, where they began).
+  await b.fill('#roomInput', red);
+  await b.press('#roomInput', 'Enter');
+  await waitText(b, '#roomName', red);
+  // The list of rooms is fresh once she is about to pick one.
+  await a.focus('#roomInput');
+  await a.waitForSelector(`#otherRooms li[data-room="${blue}"] button`);
+  await a.click(`#otherRooms li[data-room="${blue}"] button`);
+  await waitText(a, '#roomName', blue);
+  await a.waitForSelector(`#rooms li[data-room="${red}"]`);
+  // Ann looks at blue; Bob writes in red: a badge on red for Ann, nothing
+  // in her stream.
+  const inRed = `in red ${t}`;
+  await say(b, inRed);
+  await waitMessage(b, inRed);
+  await waitText(a, `#rooms li[data-room="${red}"] .badge`, '1');
+  assert.ok(!(await bubbles(a)).includes(inRed), 'the room shown is blue');
+  // A reload: the badge is the server's count, kept for her identity.
+  await a.reload();
+  await a.waitForSelector('#status[data-state="open"]');
+  await waitText(a, '#roomName', blue);
+  await waitText(a, `#rooms li[data-room="${red}"] .badge`, '1');
+  // Opening red from the sidebar with the keyboard shows the message and
+  // clears the badge, on this page and after another reload.
+  await a.focus(`#rooms li[data-room="${red}"] button.pick`);
+  await a.keyboard.press('Enter');
+  await waitText(a, '#roomName', red);
+  await waitMessage(a, inRed);
+  await a.waitForSelector(`#rooms li[data-room="${red}"] .badge`, { state: 'detached' });
+  await a.reload();
+  await a.waitForSelector('#status[data-state="open"]');
+  await waitText(a, '#roomName', red);
+  await a.waitForSelector(`#rooms li[data-room="${blue}"]`);
+  assert.equal(await a.$$eval('#rooms .badge', (l) => l.length), 0);
+  // Plain text goes to the room shown; Bob, in red too, sees it.
+  const back = `answer in red ${t}`;
+  await say(a, back);
+  await waitMessage(b, back);
+  // Ann leaves blue with its × button: it leaves her list.
+  await a.click(`#rooms li[data-room="${blue}"] button.x`);
+  await a.waitForSelector(`#rooms li[data-room="${blue}"]`, { state: 'detached' });
+  for (const p of [a, b]) assert.deepEqual(p.errors || [], []);
+});
+
+test('edit, delete, reply, reactions and search, seen by the other page; markup in every new field stays text', { timeout: 90_000 }, async () => {
+  const t = tag();
+  const ann = 'Ann-' + t, bob = 'Bob-' + t;
+  const room = 'msgs-' + t;
+  const a = await chatPage(browser, srv.url, ann, { room });
+  const b = await chatPage(browser, srv.url, bob, { room, locale: 'zh-CN' });
+  const probe = `<img src=x onerror="window.__xss=1">`;
+  const item = (page, text) => page.locator('#messages li.msg', { has: page.locator('.bubble', { hasText: text }) });
+
+  // Ann writes; Bob replies with the ↩ button: the quote shows Ann's text.
+  const first = `first ${t} ${probe}`;
+  await say(a, first);
+  await waitMessage(b, first);
+  await item(b, first).hover();
+  await item(b, first).getByRole('button', { name: '回复' }).click();
+  await waitText(b, '#refText', `回复 ${ann}: ${first}`.slice(0, `回复 ${ann}: `.length + 80));
+  const answer = `answer ${t}`;
+  await say(b, answer);
+  await waitMessage(a, answer);
+  const quoted = await item(a, answer).locator('.quote').textContent();
+  assert.equal(quoted, ann + first);
+
+  // Bob reacts 👍 with the keyboard; Ann sees "👍 1" and adds hers: 2.
+  await item(b, first).getByRole('button', { name: '用 👍 回应' }).focus();
+  await b.keyboard.press('Enter');
+  await a.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '👍 1');
+  await item(a, first).locator('.react').click();
+  await b.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '👍 2 人');
+  assert.equal(await item(a, first).locator('.react').getAttribute('aria-pressed'), 'true');
+  // A reaction that is markup (the server takes any short token) stays text.
+  const firstId = await item(a, first).getAttribute('data-id');
+  await b.evaluate(([room, id]) => new Promise((resolve, reject) => {
+    const ws = new WebSocket('ws://' + location.host + '/?room=' + encodeURIComponent(room));
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.type === 'history') ws.send(JSON.stringify({ type: 'react', id, emoji: '<b>x</b>' }));
+      if (m.type === 'reactions') { ws.close(); resolve(); }
+    };
+    ws.onerror = reject;
+  }), [room, Number(firstId)]);
+  await a.waitForFunction((t) => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent === t), '<b>x</b> 1');
+  assert.equal(await a.$$eval('#messages .react b', (l) => l.length), 0);
+  // Ann edits her message: Bob sees the new text, marked edited.
+  await item(a, first).hover();
+  await item(a, first).getByRole('button', { name: 'Edit this message' }).click();
+  const changed = `changed ${t} ${probe}`;
+  await a.fill('#input', changed);
+  await a.press('#input', 'Enter');
+  await waitMessage(b, changed);
+  await b.waitForSelector(`#messages li.msg[data-id="${firstId}"] .edited`);
+  assert.ok(!(await bubbles(b)).includes(first), 'the old text is gone');
+
+  // Bob searches the room, in Chinese and ignoring case: the edited text.
+  await b.fill('#searchInput', 'CHANGED ' + t);
+  await b.press('#searchInput', 'Enter');
+  await b.waitForFunction((t) => [...document.querySelectorAll('#results li')].some((li) => li.textContent.includes(t)), changed);
+  await say(a, `天气很好 ${t}`);
+  await waitMessage(b, `天气很好 ${t}`);
+  await b.fill('#searchInput', '天气');
+  await b.press('#searchInput', 'Enter');
+  await b.waitForFunction((t) => [...document.querySelectorAll('#results li')].some((li) => li.textContent.includes(t)), `天气很好 ${t}`);
+
+  // Ann deletes her first message: gone from Bob's page.
+  await item(a, changed).hover();
+  await item(a, changed).getByRole('button', { name: 'Delete this message' }).click();
+  await b.waitForSelector(`#messages li.msg[data-id="${firstId}"]`, { state: 'detached' });
+
+  // The probe never ran and made no element, anywhere.
+  for (const p of [a, b]) {
+    assert.equal(await p.evaluate(() => window.__xss), undefined);
+    assert.equal(await p.$$eval('#messages img, #results img, #refText img', (l) => l.length), 0);
+    assert.deepEqual(p.errors || [], []);
+  }
+});
+
+test('a mention from a room you are not looking at notifies, from the server\'s notice', { timeout: 60_000 }, async () => {
+  const t = tag();
+  const ann = 'Far-' + t;
+  const ctx = await browser.newContext({ locale: 'zh-CN' });
+  await ctx.addInitScript(() => {
+    window.__notes = [];
+    class FakeNotification { constructor(title, opts) { window.__notes.push({ title, body: opts && opts.body }); } close() {} }
+    FakeNotification.permission = 'granted';
+    FakeNotification.requestPermission = async () => 'granted';
+    window.Notification = FakeNotification;
+  });
+  const a = await ctx.newPage();
+  await a.goto(srv.url + '/');
+  await a.fill('#welcomeName', ann);
+  await a.press('#welcomeName', 'Enter');
+  await a.waitForSelector('#status[data-state="open"]');
+  await a.click('#notifyBtn');
+  // Bob is in a room Ann is not in; he names her there.
+  const b = await chatPage(browser, srv.url, 'Caller-' + t, { room: 'elsewhere-' + t });
+  const text = `@${ann} 看这里`;
+  await say(b, text);
+  await waitMessage(b, text);
+  await a.waitForFunction(() => window.__notes.length > 0);
+  assert.deepEqual(await a.evaluate(() => window.__notes), [{ title: `Caller-${t} 提到了你`, body: text }]);
+  assert.ok(!(await bubbles(a)).includes(text), 'the message itself is not in her room');
+  await ctx.close();
   await b.context().close();
 });

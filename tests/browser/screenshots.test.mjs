@@ -21,6 +21,16 @@ async function conversation(viewer, room, others) {
   await say(viewer, 'Great — I will update the docs and the changelog.');
   await say(tom, 'I ran the benchmark on two cores:\n250k deliveries/s, about 4 µs each.');
   await waitMessage(viewer, 'I ran the benchmark on two cores:\n250k deliveries/s, about 4 µs each.');
+  // Mei answers Tom's numbers with a reply (a quote above it), and Tom and
+  // the viewer react to her news.
+  const item = (p, text) => p.locator('#messages li.msg', { has: p.locator('.bubble', { hasText: text }) });
+  await item(mei, '250k deliveries').locator('.act').first().click();
+  await say(mei, '比上个版本快了一倍 🚀');
+  await waitMessage(viewer, '比上个版本快了一倍 🚀');
+  await item(tom, '合进去了').locator('.act').nth(1).click();
+  await viewer.waitForFunction(() => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent.endsWith(' 1')));
+  await item(viewer, '合进去了').locator('.react').click();
+  await viewer.waitForFunction(() => [...document.querySelectorAll('#messages .react')].some((r) => r.textContent.endsWith(' 2')));
   // A private message from Mei to the viewer.
   const meiName = await mei.evaluate(() => document.getElementById('nameInput').value);
   const viewerName = await viewer.evaluate(() => document.getElementById('nameInput').value);
