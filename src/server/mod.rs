@@ -133,7 +133,11 @@ impl Server {
     /// # let server = server.unwrap().spawn().unwrap();
     /// # use wschat::ws::Message;
     /// # let url = format!("ws://{}/", server.addr());
+    /// # // Each one's own echo says the hub has seen it open (a 101 may
+    /// # // reach the client before the hub hears of the connection).
     /// # let mut alice = wschat::client::connect(&url).unwrap();
+    /// # alice.send(Message::Text("here".into())).unwrap();
+    /// # assert_eq!(alice.read_message().unwrap(), Message::Text("here".into()));
     /// # let mut bob = wschat::client::connect(&url).unwrap();
     /// # bob.send(Message::Text("hi".into())).unwrap();
     /// # assert_eq!(bob.read_message().unwrap(), Message::Text("hi".into())); // bob is in
