@@ -7,7 +7,12 @@
 //! This module sits above the server and the applications: the server
 //! ([`Server::builder`]) runs whatever is mounted on it and names none of
 //! them. Every path wschat serves is named here, or in the server's own
-//! routes (`/healthz`, `/metrics`, `/api/`: `src/server/routes.rs`).
+//! routes (`/healthz`, `/metrics`, `/api/`: `src/server/routes.rs`). Each
+//! mount of the hub's application gets a name ([`CHAT_MOUNT`], the desk's
+//! [`VISITOR_MOUNT`](crate::desk::VISITOR_MOUNT),
+//! [`AGENT_MOUNT`](crate::desk::AGENT_MOUNT) and
+//! [`API_MOUNT`](crate::desk::API_MOUNT)), and the [`Router`] hands each
+//! connection and API request to the chat or the desk by that name.
 
 use std::io;
 
@@ -16,7 +21,7 @@ use crate::config::Config;
 use crate::desk::Desk;
 use crate::hub::log::Log;
 use crate::router::Router;
-use crate::server::{Resource, Server, Service, inspect};
+use crate::server::{Builder, Resource, Server, Service, inspect};
 use crate::store::Store;
 
 /// The chat's paths: its WebSocket and its page.
@@ -27,6 +32,11 @@ pub const DESK_PATHS: [&str; 2] = ["/support", "/agent"];
 
 /// The desk's part of the HTTP API (docs/api.md).
 pub const DESK_API_PREFIX: &str = "/api/desk/";
+
+/// The name of the chat's mounts ([`CHAT_PATHS`]). The chat is the
+/// router's root (it serves what no other app was given), so the router
+/// does not look this name up; the server needs one for every mount.
+pub const CHAT_MOUNT: &str = "chat";
 
 /// The chat page, embedded in the binary (plain HTML, CSS and JS).
 const CHAT_PAGE: &str = include_str!("web/chat.html");
@@ -48,39 +58,51 @@ impl Server {
     /// applications ([`standard`]) with the settings of `config`: the chat
     /// and the desk on the hub, `/echo` and `/inspect`, and their pages.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let builder = Server::builder(config.server());
-        let behavior = builder.behavior();
-        let page = |html| Resource::Page {
-            html,
-            framed_by_allowed: false,
-        };
-        let mut builder = builder
-            .ws("/echo", Service::Echo, behavior)
-            .ws("/inspect", Service::Inspect, inspect::behavior(behavior))
-            .resource("/inspect", page(INSPECT_PAGE))
-            .resource(
-                DESK_PATHS[0],
-                Resource::Page {
-                    html: SUPPORT_PAGE,
-                    framed_by_allowed: true,
-                },
-            )
-            .resource(DESK_PATHS[1], page(AGENT_PAGE))
-            .resource("/widget.js", Resource::EmbedScript(WIDGET_JS))
-            .hint("try / (chat) or /echo");
-        for path in CHAT_PATHS {
-            builder = builder.app(path, behavior).resource(path, page(CHAT_PAGE));
-        }
-        for path in DESK_PATHS {
-            builder = builder.app(path, behavior);
-        }
-        builder.bind_with_log(move || standard(&config))
+        mount(Server::builder(config.server())).bind_with_log(move || standard(&config))
     }
+}
+
+/// Mount wschat's own applications and pages on `builder`, each endpoint
+/// of the hub's application under its mount's name, with the behavior
+/// the builder's settings give: the chat on [`CHAT_PATHS`], the desk on
+/// [`DESK_PATHS`] and [`DESK_API_PREFIX`], `/echo`, `/inspect` (with its
+/// own behavior) and the pages. [`Server::bind`] binds the result.
+pub fn mount(builder: Builder) -> Builder {
+    let behavior = builder.behavior();
+    let page = |html| Resource::Page {
+        html,
+        framed_by_allowed: false,
+    };
+    let [support, agent] = DESK_PATHS;
+    let mut builder = builder
+        .ws("/echo", Service::Echo, behavior)
+        .ws("/inspect", Service::Inspect, inspect::behavior(behavior))
+        .resource("/inspect", page(INSPECT_PAGE))
+        .app(support, crate::desk::VISITOR_MOUNT, behavior)
+        .resource(
+            support,
+            Resource::Page {
+                html: SUPPORT_PAGE,
+                framed_by_allowed: true,
+            },
+        )
+        .app(agent, crate::desk::AGENT_MOUNT, behavior)
+        .resource(agent, page(AGENT_PAGE))
+        .api(DESK_API_PREFIX, crate::desk::API_MOUNT)
+        .resource("/widget.js", Resource::EmbedScript(WIDGET_JS))
+        .hint("try / (chat) or /echo");
+    for path in CHAT_PATHS {
+        builder = builder
+            .app(path, CHAT_MOUNT, behavior)
+            .resource(path, page(CHAT_PAGE));
+    }
+    builder
 }
 
 /// Open the store of `config` (logging what recovery found), build the
 /// chat and the support desk on it (each rebuilds its own state from the
-/// log), routed by path, and give both: the hub owns the store.
+/// log), routed by the name of the mount, and give both: the hub owns the
+/// store.
 pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
     let mut store = Store::open(&config.store())?;
     let recovery = store.recovery();
@@ -113,7 +135,12 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
     let webhooks = crate::webhook::Emitter::start(config.webhook())?;
     let desk = Desk::new(config.desk(), &mut store).with_webhooks(webhooks);
     let mut router = Router::new(chat);
-    router.mount_with_api(DESK_PATHS.to_vec(), DESK_API_PREFIX, Box::new(desk));
+    let desk_mounts = vec![
+        crate::desk::VISITOR_MOUNT,
+        crate::desk::AGENT_MOUNT,
+        crate::desk::API_MOUNT,
+    ];
+    router.mount(desk_mounts, Box::new(desk));
     let log: Box<dyn Log> = match &config.redis {
         // A node of the cluster: room messages through Redis.
         Some(url) => Box::new(crate::cluster::log::RedisLog::start(store, url)?),

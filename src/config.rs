@@ -154,15 +154,15 @@ pub struct Config {
 
 impl Default for Config {
     /// The library's defaults: each layer's own ([`ServerConfig`]'s, which
-    /// holds the codec's limits, `ChatConfig`'s, `DeskConfig`'s, and the
-    /// store's in memory).
+    /// holds the codec's limits, `ChatConfig`'s, `DeskConfig`'s and
+    /// `StoreConfig`'s, which keeps the store in memory).
     ///
     /// [`ServerConfig`]: crate::server::ServerConfig
     fn default() -> Config {
         let server = crate::server::ServerConfig::default();
         let chat = crate::chat::ChatConfig::default();
         let desk = crate::desk::DeskConfig::default();
-        let store = crate::store::StoreConfig::memory();
+        let store = crate::store::StoreConfig::default();
         Config {
             listen: server.listen,
             max_header_bytes: server.max_header_bytes,
@@ -191,7 +191,7 @@ impl Default for Config {
             max_connections_per_ip: server.max_connections_per_ip,
             data_dir: store.dir,
             // What a store on disk does by default (in memory: nothing).
-            durability: crate::store::Durability::Process,
+            durability: store.durability,
             redis: None,
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,

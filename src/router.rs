@@ -1,6 +1,9 @@
-//! The hub's application: routes each connection, by the path it opened,
-//! to the chat or to another application (the support desk), all on the
-//! one hub thread, recording through the one store the hub owns.
+//! The hub's application: routes each connection, by the name of the
+//! mount it came through, to the chat or to another application (the
+//! support desk), all on the one hub thread, recording through the one
+//! store the hub owns. Paths are the server's: its routes give every
+//! connection and API request its mount's name (`server::Builder::app`,
+//! `server::Builder::api`), and the router never sees a path.
 
 use std::collections::HashMap;
 
@@ -11,45 +14,41 @@ use crate::hub::{App, ConnId, ConnInfo, Ctx};
 /// An application the router can host beside the chat.
 pub type BoxedApp = Box<dyn App + Send>;
 
-/// Routes connections to the chat or to an app mounted on a path.
+/// Routes connections and API requests to the chat or to another app, by
+/// the name of the mount they came through.
 pub struct Router {
     chat: Chat,
-    /// Other apps and the paths they serve.
+    /// Other apps and the names of the mounts they serve.
     mounts: Vec<(Vec<&'static str>, BoxedApp)>,
     /// Which app each connection belongs to: `None` is the chat, `Some(i)`
     /// the i-th mount.
     routes: HashMap<ConnId, Option<usize>>,
-    /// API path prefixes (`/api/desk/`) served by a mount, by its index;
-    /// the rest of `/api/` is the chat's.
-    api_prefixes: Vec<(&'static str, usize)>,
 }
 
 impl Router {
-    /// A router with the chat only.
+    /// A router with the chat only: it serves every mount no other app
+    /// was given (its WebSockets, and the API requests of no API mount).
     pub fn new(chat: Chat) -> Router {
         Router {
             chat,
             mounts: Vec::new(),
             routes: HashMap::new(),
-            api_prefixes: Vec::new(),
         }
     }
 
-    /// Serve `paths` with `app`.
-    pub fn mount(&mut self, paths: Vec<&'static str>, app: BoxedApp) {
-        self.mounts.push((paths, app));
+    /// Serve the connections and API requests that came through the
+    /// mounts named `names` with `app` (the first app given a name gets
+    /// it).
+    pub fn mount(&mut self, names: Vec<&'static str>, app: BoxedApp) {
+        self.mounts.push((names, app));
     }
 
-    /// Serve `paths` with `app`, and the API requests whose path starts
-    /// with `api_prefix` (`/api/desk/`) too.
-    pub fn mount_with_api(
-        &mut self,
-        paths: Vec<&'static str>,
-        api_prefix: &'static str,
-        app: BoxedApp,
-    ) {
-        self.api_prefixes.push((api_prefix, self.mounts.len()));
-        self.mount(paths, app);
+    /// The app that serves mount `name`: `None` is the chat.
+    fn route(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?;
+        self.mounts
+            .iter()
+            .position(|(names, _)| names.contains(&name))
     }
 
     fn app(&mut self, route: Option<usize>) -> &mut dyn App {
@@ -62,10 +61,7 @@ impl Router {
 
 impl App for Router {
     fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
-        let route = self
-            .mounts
-            .iter()
-            .position(|(paths, _)| paths.contains(&info.path.as_str()));
+        let route = self.route(Some(info.mount));
         self.routes.insert(conn, route);
         self.app(route).opened(ctx, conn, info);
     }
@@ -114,17 +110,10 @@ impl App for Router {
         all
     }
 
-    /// `/api/desk/…` (or another mount's prefix) to that mount; the rest
-    /// to the chat.
+    /// A request of an API mount (`desk` for `/api/desk/…`) to the app
+    /// that serves it; the rest to the chat.
     fn api(&mut self, ctx: &mut Ctx, request: &ApiRequest) -> ApiResponse {
-        let route = self
-            .api_prefixes
-            .iter()
-            .find(|(prefix, _)| {
-                request.path.starts_with(prefix)
-                    || request.path.len() + 1 == prefix.len() && prefix.starts_with(&request.path)
-            })
-            .map(|&(_, i)| i);
+        let route = self.route(request.mount);
         self.app(route).api(ctx, request)
     }
 
@@ -146,5 +135,55 @@ impl App for Router {
         for (_, app) in &mut self.mounts {
             app.refused(ctx, ids);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::chat::ChatConfig;
+    use crate::hub::metrics::Metrics;
+    use crate::store::Store;
+
+    /// An app that answers every API request with its name.
+    struct Named(&'static str);
+
+    impl App for Named {
+        fn opened(&mut self, _: &mut Ctx, _: ConnId, _: ConnInfo) {}
+        fn text(&mut self, _: &mut Ctx, _: ConnId, _: String) {}
+        fn closed(&mut self, _: &mut Ctx, _: ConnId) {}
+        fn api(&mut self, _: &mut Ctx, _: &ApiRequest) -> ApiResponse {
+            ApiResponse::ok(self.0)
+        }
+    }
+
+    #[test]
+    fn api_requests_go_by_their_mount_name_not_their_path() {
+        let mut store = Store::memory();
+        let mut router = Router::new(Chat::new(ChatConfig::default(), &mut store));
+        router.mount(vec!["one", "uno"], Box::new(Named("first")));
+        router.mount(vec!["two", "one"], Box::new(Named("second")));
+        let mut ctx = Ctx::with_log(Arc::new(Metrics::default()), Box::new(store));
+        let mut answer = |path: &str, mount| {
+            let request = ApiRequest {
+                method: "GET".into(),
+                path: path.into(),
+                query: String::new(),
+                body: Vec::new(),
+                mount,
+            };
+            router.api(&mut ctx, &request).body
+        };
+        assert_eq!(answer("/api/rooms", Some("one")), "first");
+        assert_eq!(answer("/api/rooms", Some("uno")), "first");
+        assert_eq!(answer("/api/rooms", Some("two")), "second");
+        // The chat gets no name, and every name no app was given; a path
+        // alone sends nothing to another app.
+        let chat = answer("/api/rooms", None);
+        assert!(chat.starts_with(r#"{"rooms":"#), "{chat}");
+        assert_eq!(answer("/api/rooms", Some("three")), chat);
+        assert!(answer("/api/one/x", None).contains("not_found"));
     }
 }

@@ -132,7 +132,7 @@ fn a_refused_commit_of_any_log_delivers_nothing_and_tells_the_sender() {
     let builder = Server::builder(config);
     let behavior = builder.behavior();
     let server = builder
-        .app("/", behavior)
+        .app("/", "test", behavior)
         .bind_with_log(move || {
             let log: Box<dyn Log> = Box::new(FlakyLog {
                 last_id: 0,

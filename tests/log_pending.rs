@@ -212,7 +212,7 @@ fn pending_commits_settle_in_order_refused_or_delivered_by_the_log() {
     let builder = Server::builder(config);
     let behavior = builder.behavior();
     let server = builder
-        .app("/", behavior)
+        .app("/", "test", behavior)
         .bind_with_log(move || {
             let log: Box<dyn Log> = Box::new(DeferredLog {
                 last_id: 0,

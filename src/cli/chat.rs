@@ -5,7 +5,7 @@
 //!
 //! One thread, the main one, owns everything a person sees: the chat's
 //! state ([`ChatState`]), the line being typed ([`Editor`]) and the
-//! screen. Other threads only feed it [`Event`]s through one channel: the
+//! screen. Other threads only feed it `Event`s through one channel: the
 //! reader of each connection (messages, then how it ended), standard
 //! input (keys on a terminal, lines otherwise), and the thread that waits
 //! for SIGINT and SIGTERM. So an incoming message is printed between two

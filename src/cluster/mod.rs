@@ -196,7 +196,7 @@ end
 return {ids, prevs}
 "#;
 
-/// Raise the counter to at least ARGV[1] (a node joining with ids of its
+/// Raise the counter to at least `ARGV[1]` (a node joining with ids of its
 /// own already given out). KEYS: counter.
 pub const FLOOR_LUA: &str = r#"
 local now = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -208,7 +208,7 @@ end
 return string.format('%d', now)
 "#;
 
-/// A node's heartbeat: its presence lasts ARGV[2] ms more, by Redis's
+/// A node's heartbeat: its presence lasts `ARGV[2]` ms more, by Redis's
 /// clock. KEYS: nodes. ARGV: node, ttl. Returns Redis's time in ms and 1
 /// if the node was not listed (its first beat, or it was reaped).
 pub const HEARTBEAT_LUA: &str = r#"
@@ -252,7 +252,7 @@ end
 return out
 "#;
 
-/// Take the nodes whose presence expired (or the one named in ARGV[2])
+/// Take the nodes whose presence expired (or the one named in `ARGV[2]`)
 /// out: their members leave every room, and each node's name is
 /// published on the gone channel. KEYS: nodes. ARGV: prefix, node or ''.
 /// Returns the nodes taken out.

@@ -34,6 +34,15 @@ use crate::memory::{Budget, Kept};
 use crate::ws::CloseCode;
 use model::{Agent, Conversation, ConversationState, Participant, Session};
 
+/// The name of the mount visitors connect through (`/support` in `wschat
+/// serve`; the server names each connection's mount: [`ConnInfo::mount`]).
+pub const VISITOR_MOUNT: &str = "support";
+/// The name of the mount agents connect through (`/agent`).
+pub const AGENT_MOUNT: &str = "agent";
+/// The name of the desk's part of the HTTP API (`/api/desk/`:
+/// [`ApiRequest::mount`](crate::hub::api::ApiRequest::mount)).
+pub const API_MOUNT: &str = "desk";
+
 /// Close code for an agent whose token was refused.
 pub const AUTH_FAILED: CloseCode = CloseCode(4001);
 /// How long a refused agent waits before being closed (slows guessing; the
@@ -217,7 +226,7 @@ impl Desk {
 
 impl App for Desk {
     fn opened(&mut self, ctx: &mut Ctx, conn: ConnId, info: ConnInfo) {
-        if info.path == "/agent" {
+        if info.mount == AGENT_MOUNT {
             self.conns.insert(
                 conn,
                 Participant::Pending {

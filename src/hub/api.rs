@@ -28,6 +28,10 @@ pub struct ApiRequest {
     pub query: String,
     /// The request body (empty for a `GET`).
     pub body: Vec<u8>,
+    /// The name of the API mount the server routed it to (`desk` for
+    /// `/api/desk/…`: `server::Builder::api`), `None` for the rest of
+    /// `/api/`. The hub's application dispatches by this, not by the path.
+    pub mount: Option<&'static str>,
 }
 
 /// The answer to an [`ApiRequest`]: a status and a JSON body.
@@ -115,7 +119,7 @@ impl ApiRequest {
     /// ```
     /// use wschat::hub::api::ApiRequest;
     /// let r = ApiRequest { method: "GET".into(), path: "/api/rooms/a%20b/members".into(),
-    ///     query: String::new(), body: Vec::new() };
+    ///     query: String::new(), body: Vec::new(), mount: None };
     /// assert_eq!(r.segments(), ["rooms", "a b", "members"]);
     /// ```
     pub fn segments(&self) -> Vec<String> {
@@ -155,7 +159,7 @@ impl ApiRequest {
     /// ```
     /// use wschat::hub::api::ApiRequest;
     /// let mut r = ApiRequest { method: "POST".into(), path: "/api/publish".into(),
-    ///     query: String::new(), body: br#"{"room":"lobby"}"#.to_vec() };
+    ///     query: String::new(), body: br#"{"room":"lobby"}"#.to_vec(), mount: None };
     /// assert_eq!(r.json().unwrap()["room"], "lobby");
     /// r.body = b"[1]".to_vec();
     /// assert_eq!(r.json().unwrap_err().status, 400);
@@ -210,6 +214,7 @@ pub fn exercise(method: &str, target: &str, body: &[u8]) -> ApiResponse {
         path: path.to_string(),
         query: query.to_string(),
         body: body.to_vec(),
+        mount: None,
     };
     let _ = request.segments();
     let _ = request.query_number("limit");

@@ -72,8 +72,12 @@ pub type ConnId = u64;
 /// What the hub learns about a new connection.
 #[derive(Debug)]
 pub struct ConnInfo {
-    /// The endpoint path it connected to (`/`, `/chat`, `/support`, …).
-    pub path: String,
+    /// The name of the mount it came through (`chat`, `support`,
+    /// `agent`, …: what the server was told with `server::Builder::app`),
+    /// which says which of the application's endpoints this is. The
+    /// server's routes decided it from the path; the hub and its
+    /// applications do not look at paths.
+    pub mount: &'static str,
     /// The upgrade request (query parameters, headers).
     pub request: Request,
     /// The client's address (after `--trust-proxy`, the forwarded one).

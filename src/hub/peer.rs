@@ -242,13 +242,6 @@ impl Peer {
         Delivery::Queued
     }
 
-    /// Encode `message` (unmasked, as a server sends) and deliver it.
-    pub fn send_message(self: &Arc<Self>, message: &Message) -> Delivery {
-        let mut bytes = Vec::new();
-        message.encode(&mut bytes, None);
-        self.send(&bytes.into())
-    }
-
     /// Queue a Close frame with `code` and `reason` (RFC 6455 §7.1.2),
     /// after which nothing more is sent. Does nothing if one was queued.
     pub fn close(self: &Arc<Self>, code: CloseCode, reason: &str) {
@@ -277,16 +270,6 @@ impl Peer {
     /// The code of the Close sent (or queued), if one was.
     pub fn close_code(&self) -> Option<CloseCode> {
         self.lock().close_code
-    }
-
-    /// Whether the peer's socket is still writable (not closing or dead).
-    pub fn is_open(&self) -> bool {
-        self.lock().state == OutState::Open
-    }
-
-    /// Bytes waiting in the outbox.
-    pub fn queued_bytes(&self) -> usize {
-        self.lock().bytes
     }
 
     /// Wait until the outbox is empty, at most `timeout`. Returns whether

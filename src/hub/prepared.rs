@@ -47,7 +47,7 @@ struct Inner {
 /// of them: the hub for broadcasts, `/echo` connections for their echoes.
 static POOL: Mutex<Vec<Compressor>> = Mutex::new(Vec::new());
 
-/// Most idle compressors kept in [`POOL`]; more are made while more
+/// Most idle compressors kept in the pool; more are made while more
 /// threads compress at once, and dropped after.
 pub const POOL_MAX: usize = 4;
 

@@ -171,6 +171,7 @@ fn answer(
         path: path.to_string(),
         query: query.split('#').next().unwrap_or("").to_string(),
         body,
+        mount: shared.routes.api_mount(path),
     };
     let (reply, answer) = crossbeam_channel::bounded(1);
     if shared

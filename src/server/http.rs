@@ -17,7 +17,7 @@ const REQUEST_CHUNK: usize = 1024;
 /// Serve one connection from its first byte to its last; `tcp_peer` is the
 /// address `accept` gave.
 ///
-/// Two steps, in two frames: [`open`] reads the request and answers it (a
+/// Two steps, in two frames: `open` reads the request and answers it (a
 /// page, a refusal or the 101), then what is mounted on the path runs for
 /// the connection's life, on the one driver (`driver::drive`). The first
 /// step's frame, with whatever the compiler inlines into it, is gone by the
@@ -53,11 +53,14 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
             drop(request);
             super::inspect::run(stream, &mut leftover, behavior, config, deflate)
         }
-        Service::Hub => super::reader::run(
+        Service::Hub(name) => super::reader::run(
             stream,
             &mut leftover,
-            request,
-            peer.clone(),
+            super::reader::Opening {
+                mount: name,
+                request,
+                addr: peer.clone(),
+            },
             behavior,
             shared,
             deflate,

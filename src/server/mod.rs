@@ -129,7 +129,7 @@ impl Server {
     ///     fn closed(&mut self, _: &mut Ctx, _: ConnId) {}
     /// }
     /// let config = ServerConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
-    /// let server = Server::builder(config).app("/", Behavior::default()).bind(|| Ok(Broadcast));
+    /// let server = Server::builder(config).app("/", "all", Behavior::default()).bind(|| Ok(Broadcast));
     /// # let server = server.unwrap().spawn().unwrap();
     /// # use wschat::ws::Message;
     /// # let url = format!("ws://{}/", server.addr());
@@ -234,6 +234,11 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Where each path goes, as mounted so far.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
     /// The behavior the server's settings give a mount by default.
     pub fn behavior(&self) -> Behavior {
         self.config.behavior()
@@ -247,9 +252,20 @@ impl Builder {
 
     /// Serve WebSockets on `path` with the hub's application (the one
     /// [`Builder::bind`] builds), as `behavior` allows: it gets each
-    /// connection with the path it opened ([`crate::hub::ConnInfo`]).
-    pub fn app(self, path: &'static str, behavior: Behavior) -> Builder {
-        self.ws(path, Service::Hub, behavior)
+    /// connection with the name `mount`
+    /// ([`ConnInfo::mount`](crate::hub::ConnInfo::mount)), by which it
+    /// tells its endpoints apart (several paths may share a name).
+    pub fn app(self, path: &'static str, mount: &'static str, behavior: Behavior) -> Builder {
+        self.ws(path, Service::Hub(mount), behavior)
+    }
+
+    /// Give the HTTP API requests under `prefix` (`/api/desk/`, a prefix
+    /// under `/api/` ending in `/`) the mount name `mount`
+    /// ([`ApiRequest::mount`](crate::hub::api::ApiRequest::mount)); the
+    /// rest of `/api/` reaches the hub's application with none.
+    pub fn api(mut self, prefix: &'static str, mount: &'static str) -> Builder {
+        self.routes.api(prefix, mount);
+        self
     }
 
     /// Answer a plain GET (or HEAD) of `path` with `resource`.

@@ -177,21 +177,32 @@ impl Endpoint for Hub<'_> {
     }
 }
 
+/// A hub connection whose 101 has been sent: what the hub's application
+/// learns of it ([`ConnInfo`], with its [`Peer`]).
+#[derive(Debug)]
+pub struct Opening {
+    /// The name of the mount it came through.
+    pub mount: &'static str,
+    /// Its upgrade request.
+    pub request: Request,
+    /// The client's address.
+    pub addr: String,
+}
+
 /// Serve a hub connection whose 101 has been sent, as `behavior` allows,
-/// with permessage-deflate
-/// if it was negotiated. Returns, when it is over, the code of the Close the
-/// server sent (an echo of the client's, or its own), if any.
+/// with permessage-deflate if it was negotiated. Returns, when it is over,
+/// the code of the Close the server sent (an echo of the client's, or its
+/// own), if any.
 pub fn run(
     stream: TcpStream,
     leftover: &mut [u8],
-    request: Request,
-    addr: String,
+    opening: Opening,
     behavior: &Behavior,
     shared: &Arc<Shared>,
     deflate: Option<Agreement>,
 ) -> Option<CloseCode> {
     let config = &shared.config;
-    let (stream, mut hub) = match open(stream, request, addr, behavior, shared, deflate) {
+    let (stream, mut hub) = match open(stream, opening, behavior, shared, deflate) {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -224,8 +235,7 @@ pub fn run(
 #[inline(never)]
 fn open<'a>(
     stream: TcpStream,
-    request: Request,
-    addr: String,
+    opening: Opening,
     behavior: &Behavior,
     shared: &'a Arc<Shared>,
     deflate: Option<Agreement>,
@@ -245,9 +255,13 @@ fn open<'a>(
             min_size: config.deflate_min_size,
         })),
     );
-    let path = request.path().to_string();
+    let Opening {
+        mount,
+        request,
+        addr,
+    } = opening;
     let info = ConnInfo {
-        path,
+        mount,
         request,
         addr,
         peer: peer.clone(),

@@ -6,7 +6,15 @@
 //! else in `src/server/` compares a path: `/healthz`, `/metrics` and the
 //! HTTP API's prefix are the server's own routes, kept here too.
 //!
+//! Nor does anything above the server: the hub's application learns, for
+//! each connection, the *name* of the mount it came through
+//! ([`Service::Hub`], given by [`Builder::app`]), and for each API request
+//! the name of the API mount its path falls under ([`Builder::api`]), and
+//! dispatches by that name.
+//!
 //! [`Builder::ws`]: super::Builder::ws
+//! [`Builder::app`]: super::Builder::app
+//! [`Builder::api`]: super::Builder::api
 //! [`Builder::resource`]: super::Builder::resource
 
 use std::time::Duration;
@@ -64,8 +72,9 @@ impl Default for Behavior {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     /// The hub's application ([`crate::hub::App`]), which gets each
-    /// connection with the path it opened.
-    Hub,
+    /// connection with this name of the mount
+    /// ([`ConnInfo::mount`](crate::hub::ConnInfo::mount)).
+    Hub(&'static str),
     /// Every message back, on the connection's own thread.
     Echo,
     /// Every frame answered with its dissection, on the connection's own
@@ -110,6 +119,9 @@ pub enum Resource {
 pub struct Routes {
     sockets: Vec<(&'static str, Mount)>,
     resources: Vec<(&'static str, Resource)>,
+    /// Parts of the HTTP API (path prefixes under `/api/`) and the names
+    /// of the mounts that serve them.
+    apis: Vec<(&'static str, &'static str)>,
     /// Serve this on every path (`--echo-everywhere`).
     everywhere: Option<Mount>,
     /// Named in the 404 for an upgrade on a path nothing is mounted on.
@@ -125,6 +137,7 @@ impl Default for Routes {
                 ("/healthz", Resource::Health),
                 ("/metrics", Resource::Metrics),
             ],
+            apis: Vec::new(),
             everywhere: None,
             hint: None,
         }
@@ -143,6 +156,15 @@ impl Routes {
     pub fn resource(&mut self, path: &'static str, resource: Resource) {
         self.resources.retain(|(p, _)| *p != path);
         self.resources.push((path, resource));
+    }
+
+    /// Give the API requests whose path is `prefix` (`/api/desk/`: a
+    /// prefix under [`API_PREFIX`](crate::hub::api::API_PREFIX), ending in
+    /// `/`) or lies under it the mount name `mount` (a later mount of the
+    /// same prefix replaces the earlier).
+    pub fn api(&mut self, prefix: &'static str, mount: &'static str) {
+        self.apis.retain(|(p, _)| *p != prefix);
+        self.apis.push((prefix, mount));
     }
 
     /// Serve every upgrade with `mount`, whatever its path.
@@ -187,6 +209,17 @@ impl Routes {
         let prefix = crate::hub::api::API_PREFIX;
         path.starts_with(prefix) || path == prefix.trim_end_matches('/')
     }
+
+    /// The name of the API mount that serves `path` (the longest prefix
+    /// given to [`Routes::api`] that `path` is or lies under; `/api/desk`
+    /// counts as `/api/desk/`), if any.
+    pub fn api_mount(&self, path: &str) -> Option<&'static str> {
+        self.apis
+            .iter()
+            .filter(|(prefix, _)| path.starts_with(prefix) || path == prefix.trim_end_matches('/'))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|&(_, mount)| mount)
+    }
 }
 
 #[cfg(test)]
@@ -212,5 +245,26 @@ mod tests {
         assert!(routes.is_api("/api") && routes.is_api("/api/rooms") && !routes.is_api("/apix"));
         routes.everywhere(echo);
         assert_eq!(routes.socket("/anything"), Some(echo));
+    }
+
+    #[test]
+    fn hub_mounts_and_api_parts_are_named() {
+        let mut routes = Routes::default();
+        let agent = Mount {
+            service: Service::Hub("agent"),
+            behavior: Behavior::default(),
+        };
+        routes.mount("/agent", agent);
+        assert_eq!(routes.socket("/agent"), Some(agent));
+        assert_eq!(routes.socket("/agent/"), None);
+        routes.api("/api/desk/", "desk");
+        routes.api("/api/desk/agents/", "agents");
+        assert_eq!(routes.api_mount("/api/desk/queue"), Some("desk"));
+        assert_eq!(routes.api_mount("/api/desk/"), Some("desk"));
+        assert_eq!(routes.api_mount("/api/desk"), Some("desk"));
+        assert_eq!(routes.api_mount("/api/desk/agents/x"), Some("agents"));
+        assert_eq!(routes.api_mount("/api/deskx"), None);
+        assert_eq!(routes.api_mount("/api/des"), None);
+        assert_eq!(routes.api_mount("/api/rooms"), None);
     }
 }

@@ -174,16 +174,36 @@ pub struct StoreConfig {
     pub memory_budget: usize,
 }
 
-impl StoreConfig {
-    /// A store that keeps everything in memory.
-    pub fn memory() -> StoreConfig {
+impl Default for StoreConfig {
+    /// The store's defaults: no data directory (everything in memory, as
+    /// the library starts), and the durability a directory gets unless
+    /// told otherwise, [`Durability::Process`].
+    ///
+    /// ```
+    /// use wschat::store::{Durability, StoreConfig};
+    /// let config = StoreConfig::default();
+    /// assert_eq!((config.dir, config.durability), (None, Durability::Process));
+    /// assert_eq!(StoreConfig { durability: Durability::None, ..Default::default() },
+    ///     StoreConfig::memory());
+    /// ```
+    fn default() -> StoreConfig {
         StoreConfig {
             dir: None,
-            durability: Durability::None,
+            durability: Durability::Process,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             retain_days: DEFAULT_RETAIN_DAYS,
             keep_per_room: DEFAULT_KEEP_PER_ROOM,
             memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A store that keeps everything in memory.
+    pub fn memory() -> StoreConfig {
+        StoreConfig {
+            durability: Durability::None,
+            ..StoreConfig::default()
         }
     }
 }
