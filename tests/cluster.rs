@@ -453,7 +453,11 @@ fn connections_to_redis_cut_mid_stream_store_and_deliver_each_message_once() {
     go.send(()).unwrap();
     let (mut ann, mine, refused) = sender.join().unwrap();
     let texts: HashSet<&String> = mine.iter().map(|(_, t)| t).collect();
-    assert_eq!(texts.len(), mine.len(), "ann got each of hers once");
+    assert_eq!(
+        texts.len(),
+        mine.len(),
+        "ann got each of hers once: {mine:?}"
+    );
     // The end marker, confirmed, closes what bob must have.
     let end = loop {
         ann.send("end");
