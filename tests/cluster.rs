@@ -487,3 +487,36 @@ fn connections_to_redis_cut_mid_stream_store_and_deliver_each_message_once() {
     // A refused message may have been stored (its reply lost); at most once.
     assert!(at_bob.len() <= mine.len() + refused);
 }
+
+#[test]
+fn ids_of_private_and_room_messages_never_repeat_across_nodes() {
+    let Some(redis) = RedisServer::start("cluster_ids") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = Client::open(&a, "/?room=ids", "history");
+    let (mut amy, welcome) = Client::open(&a, "/?room=ids", "welcome");
+    let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
+    let (mut bob, _) = Client::open(&b, "/?room=ids", "history");
+    // Room messages on both nodes (ids from Redis's counter) and private
+    // messages on one (ids of the node's own records), interleaved.
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    for n in 0..10 {
+        let text = format!("b{n}");
+        bob.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = bob.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+        let text = format!("p{n}");
+        ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
+        let m = amy.until(|m| m["type"] == "private" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+        let text = format!("a{n}");
+        ann.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = ann.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+    }
+    let mut ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "an id given twice: {seen:?}");
+}

@@ -195,6 +195,9 @@ fn appended_ids_are_unique_and_increasing_under_concurrent_callers() {
     };
     const THREADS: usize = 6;
     const EACH: usize = 60;
+    // Every tenth append, a node also reserves a block of ids for its own
+    // records: never a room message's id, nor another block's.
+    const BLOCK: u64 = 5;
     let rooms = ["a", "b", "c"];
     let (first, _e) = cluster(&server, "t", Trim::default());
     // A node that served alone before joins: its ids stay below.
@@ -217,6 +220,11 @@ fn appended_ids_are_unique_and_increasing_under_concurrent_callers() {
                     let (node, _e) = cluster(server, "t", Trim::default());
                     let mut mine = Vec::new();
                     for i in 0..EACH {
+                        if i % 10 == 0 {
+                            let block = node.reserve_ids(BLOCK, 0).unwrap();
+                            assert_eq!(block.end - block.start, BLOCK);
+                            mine.extend(block);
+                        }
                         let room = rooms[(t + i) % rooms.len()];
                         let text = format!(r#","room":"{room}","text":"{t}/{i}"}}"#);
                         let got = node
@@ -242,7 +250,10 @@ fn appended_ids_are_unique_and_increasing_under_concurrent_callers() {
             assert!(all.insert(*id), "id {id} given twice");
         }
     }
-    assert_eq!(all.len(), THREADS * EACH);
+    let blocks = THREADS * (EACH / 10) * BLOCK as usize;
+    assert_eq!(all.len(), THREADS * EACH + blocks);
+    // A block reserved with a floor starts above it.
+    assert_eq!(first.reserve_ids(3, 5000).unwrap(), 5001..5004);
     // Each room's stream: ids growing, each entry naming the one before,
     // each message holding its own id.
     let mut seen = 0;

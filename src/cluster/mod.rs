@@ -208,6 +208,18 @@ end
 return string.format('%d', now)
 "#;
 
+/// Reserve ARGV[1] ids for a node's own records (private messages, desk
+/// records: everything not a room message), raising the counter to at
+/// least ARGV[2] first. KEYS: counter. Returns the block's last id; the
+/// block is the ARGV[1] ids up to it, never given out again.
+pub const RESERVE_LUA: &str = r#"
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[2]) > now then
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"#;
+
 /// A node's heartbeat: its presence lasts ARGV[2] ms more, by Redis's
 /// clock. KEYS: nodes. ARGV: node, ttl. Returns Redis's time in ms and 1
 /// if the node was not listed (its first beat, or it was reaped).
@@ -287,6 +299,7 @@ return nodes
 struct Scripts {
     append: Arc<Script>,
     floor: Arc<Script>,
+    reserve: Arc<Script>,
     heartbeat: Arc<Script>,
     join: Arc<Script>,
     members: Arc<Script>,
@@ -298,6 +311,7 @@ fn scripts() -> &'static Scripts {
     SCRIPTS.get_or_init(|| Scripts {
         append: Arc::new(Script::new(APPEND_LUA)),
         floor: Arc::new(Script::new(FLOOR_LUA)),
+        reserve: Arc::new(Script::new(RESERVE_LUA)),
         heartbeat: Arc::new(Script::new(HEARTBEAT_LUA)),
         join: Arc::new(Script::new(JOIN_LUA)),
         members: Arc::new(Script::new(MEMBERS_LUA)),
@@ -584,6 +598,34 @@ impl Cluster {
     pub fn raise_ids(&self, floor: u64) -> Result<u64, Error> {
         self.call(self.raise_ids_cmd(floor), |v| {
             as_u64(&v).ok_or_else(|| bad("floor", &v))
+        })
+    }
+
+    /// The call that reserves a block of `count` ids (see
+    /// [`RESERVE_LUA`]), the counter raised to at least `floor` first.
+    pub fn reserve_ids_cmd(&self, count: u64, floor: u64) -> Cmd {
+        Cmd::eval(
+            &scripts().reserve,
+            &[self.keys.counter()],
+            &[count.to_string(), floor.to_string()],
+        )
+    }
+
+    /// The block of `count` ids a [`Cluster::reserve_ids_cmd`] answered:
+    /// `first..end`.
+    pub fn parse_reserved(value: Value, count: u64) -> Result<std::ops::Range<u64>, Error> {
+        match as_u64(&value) {
+            Some(last) if last >= count && count > 0 => Ok(last + 1 - count..last + 1),
+            _ => Err(bad("reserve", &value)),
+        }
+    }
+
+    /// Reserve a block of `count` ids, never given out by the counter
+    /// again: ids of a node's own records that can never equal a room
+    /// message's id, or another node's.
+    pub fn reserve_ids(&self, count: u64, floor: u64) -> Result<std::ops::Range<u64>, Error> {
+        self.call(self.reserve_ids_cmd(count, floor), |v| {
+            Cluster::parse_reserved(v, count)
         })
     }
 
