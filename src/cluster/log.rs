@@ -63,8 +63,9 @@ pub const ID_BLOCK: u64 = 1024;
 /// Where the ids handed out when no block could be had start (Redis
 /// unreachable, the block used up): 2^52, far above any id the counter
 /// gives (it would take 4.5·10^15 ids) and below 2^53 (exact in
-/// JavaScript). No record with such an id is ever stored or shown: the
-/// turn that holds one is refused as a whole (`unavailable`).
+/// JavaScript). A record with such an id is not stored: the turn that
+/// holds one is refused as a whole (`unavailable`). (A user created then
+/// is welcomed with one, kept in memory only: docs/cluster.md.)
 pub const NO_ID_BASE: u64 = 1 << 52;
 
 /// What the forwarding thread hands the hub, and the hub hands back.
