@@ -56,10 +56,21 @@ fn free_port() -> u16 {
 
 /// Start a node on `redis` and wait until it serves and says it is healthy.
 fn node(redis: &RedisServer) -> Node {
+    node_with(redis, &[])
+}
+
+/// The secret of the tokens the nodes of `node_with(.., SIGNED_IN)` accept.
+const SECRET: &str = "cluster-test-secret";
+/// The flags of a node that signs users in with tokens of [`SECRET`].
+const SIGNED_IN: [&str; 2] = ["--jwt-secret", SECRET];
+
+/// A node started with `extra` flags as well.
+fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
         .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
         .args(["--redis", &redis.url()])
+        .args(extra)
         .env("RUST_LOG", "wschat=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -519,4 +530,45 @@ fn ids_of_private_and_room_messages_never_repeat_across_nodes() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), seen.len(), "an id given twice: {seen:?}");
+}
+
+#[test]
+fn one_sub_is_one_user_id_on_every_node() {
+    let Some(redis) = RedisServer::start("cluster_identity") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let far = 4_000_000_000u64;
+    let token = |sub: &str| {
+        wschat::auth::sign(
+            serde_json::json!({"sub": sub, "exp": far})
+                .to_string()
+                .as_bytes(),
+            SECRET.as_bytes(),
+        )
+    };
+    let user = |node: &Node, sub: &str| -> u64 {
+        let (_c, w) = Client::open(node, &format!("/?token={}", token(sub)), "welcome");
+        assert_eq!(w["user"]["sub"], sub, "{w}");
+        w["user"]["id"].as_u64().expect("an id")
+    };
+    // First seen on b, then on a; first on a, then on b.
+    let kim_b = user(&b, "kim");
+    let kim_a = user(&a, "kim");
+    let lee_a = user(&a, "lee");
+    let lee_b = user(&b, "lee");
+    assert_eq!(kim_a, kim_b, "kim is one user on both nodes");
+    assert_eq!(lee_a, lee_b, "lee is one user on both nodes");
+    assert_ne!(kim_a, lee_a);
+    // And stays so on a node that starts later.
+    let c = node_with(&redis, &SIGNED_IN);
+    assert_eq!(user(&c, "kim"), kim_a);
+    // Anonymous users of different nodes never share an id.
+    let (_x, wx) = Client::open(&a, "/", "welcome");
+    let (_y, wy) = Client::open(&b, "/", "welcome");
+    let anon = [wx["user"]["id"].as_u64(), wy["user"]["id"].as_u64()];
+    assert_ne!(anon[0], anon[1]);
+    for id in anon {
+        assert!(![Some(kim_a), Some(lee_a)].contains(&id));
+    }
 }

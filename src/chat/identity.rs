@@ -361,7 +361,11 @@ impl Identities {
         session: Option<String>,
         sub: Option<String>,
     ) -> UserId {
-        let id = log.take_id();
+        let mut id = log.take_id();
+        if let Some(sub) = sub.as_deref() {
+            // One `sub`, one user id on every node (docs/cluster.md).
+            id = log.identity_of(sub, id);
+        }
         let record = Entry::Identity {
             id,
             user: id,

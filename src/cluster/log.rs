@@ -519,6 +519,22 @@ impl Log for RedisLog {
         })
     }
 
+    /// Asked of Redis on the spot (the hub waits, at most
+    /// [`WARM_TIMEOUT`]: once per `sub` new to this node); with Redis
+    /// unreachable, `proposed`, this node's own (docs/cluster.md).
+    fn identity_of(&mut self, sub: &str, proposed: u64) -> u64 {
+        if proposed >= NO_ID_BASE || !self.up {
+            return proposed;
+        }
+        match self.cluster.identity_of(sub, proposed) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "the identity of a sub: {e}");
+                proposed
+            }
+        }
+    }
+
     fn append(&mut self, record: Record<'_>) {
         if let Record::Room { room, json } = record
             && let Some(provisional) = serde_id(json)

@@ -88,6 +88,11 @@ impl Keys {
         format!("{}:id", self.prefix)
     }
 
+    /// The hash of verified identities: field a `sub`, value its user id.
+    pub fn identities(&self) -> String {
+        format!("{}:subs", self.prefix)
+    }
+
     /// A room's stream: its messages, entry id `<id>-0`.
     pub fn stream(&self, room: &str) -> Vec<u8> {
         self.room_key(room, ":log")
@@ -220,6 +225,18 @@ end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 "#;
 
+/// The user id of a verified identity, the same on every node: the one
+/// recorded for ARGV[1], or ARGV[2] recorded for it now. KEYS: the
+/// identities' hash. Returns the id.
+pub const IDENTITY_LUA: &str = r#"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then
+  return tonumber(id)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(ARGV[2])
+"#;
+
 /// A node's heartbeat: its presence lasts ARGV[2] ms more, by Redis's
 /// clock. KEYS: nodes. ARGV: node, ttl. Returns Redis's time in ms and 1
 /// if the node was not listed (its first beat, or it was reaped).
@@ -300,6 +317,7 @@ struct Scripts {
     append: Arc<Script>,
     floor: Arc<Script>,
     reserve: Arc<Script>,
+    identity: Arc<Script>,
     heartbeat: Arc<Script>,
     join: Arc<Script>,
     members: Arc<Script>,
@@ -312,6 +330,7 @@ fn scripts() -> &'static Scripts {
         append: Arc::new(Script::new(APPEND_LUA)),
         floor: Arc::new(Script::new(FLOOR_LUA)),
         reserve: Arc::new(Script::new(RESERVE_LUA)),
+        identity: Arc::new(Script::new(IDENTITY_LUA)),
         heartbeat: Arc::new(Script::new(HEARTBEAT_LUA)),
         join: Arc::new(Script::new(JOIN_LUA)),
         members: Arc::new(Script::new(MEMBERS_LUA)),
@@ -627,6 +646,17 @@ impl Cluster {
         self.call(self.reserve_ids_cmd(count, floor), |v| {
             Cluster::parse_reserved(v, count)
         })
+    }
+
+    /// The user id of the verified identity `sub` on every node: the one
+    /// recorded first (by any node), or `proposed`, recorded now.
+    pub fn identity_of(&self, sub: &str, proposed: u64) -> Result<u64, Error> {
+        let cmd = Cmd::eval(
+            &scripts().identity,
+            &[self.keys.identities()],
+            &[sub.to_string(), proposed.to_string()],
+        );
+        self.call(cmd, |v| as_u64(&v).ok_or_else(|| bad("identity", &v)))
     }
 
     /// The read of at most `limit` (up to [`MAX_RANGE`]) messages of
