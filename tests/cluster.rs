@@ -572,3 +572,63 @@ fn one_sub_is_one_user_id_on_every_node() {
         assert!(![Some(kim_a), Some(lee_a)].contains(&id));
     }
 }
+
+#[test]
+fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_one() {
+    use wschat::cluster::log::{ID_BLOCK, NO_ID_BASE};
+    let Some(mut redis) = RedisServer::start("cluster_no_ids") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, _) = Client::open(&a, "/?room=down", "history");
+    let (_amy, welcome) = Client::open(&a, "/?room=down", "welcome");
+    let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
+    redis.kill();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 503 {
+        assert!(Instant::now() < deadline, "unhealthy without Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Private messages are the node's own records: they go on with the
+    // ids it reserved (at most two blocks), then are refused; none has
+    // an id from no block.
+    let mut ids: Vec<u64> = Vec::new();
+    let private = |ann: &mut Client, text: &str| -> Option<u64> {
+        ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
+        let m =
+            ann.until(|m| (m["type"] == "private" && m["text"] == text) || m["type"] == "error");
+        if m["type"] == "error" {
+            assert_eq!(m["code"], "unavailable", "{m}");
+            return None;
+        }
+        Some(m["id"].as_u64().unwrap())
+    };
+    let mut refused = false;
+    for n in 0..3 * ID_BLOCK {
+        match private(&mut ann, &format!("d{n}")) {
+            Some(id) => ids.push(id),
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "refused once the reserved ids ran out");
+    assert!(ids.len() as u64 <= 2 * ID_BLOCK, "{} confirmed", ids.len());
+    redis.restart();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 200 {
+        assert!(Instant::now() < deadline, "healthy again after the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = private(&mut ann, "back").expect("confirmed with Redis back");
+    ids.push(after);
+    ann.send(r#"{"type":"chat","text":"room"}"#);
+    let m = ann.until(|m| m["type"] == "chat" && m["text"] == "room");
+    ids.push(m["id"].as_u64().unwrap());
+    assert!(ids.iter().all(|&id| id < NO_ID_BASE));
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "an id given twice");
+}
