@@ -632,3 +632,44 @@ fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_on
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "an id given twice");
 }
+
+#[test]
+fn an_anonymous_session_resumes_on_another_node_as_the_same_user() {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let Some(redis) = RedisServer::start("cluster_session") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (first, welcome) = Client::open(&a, "/?room=s", "welcome");
+    let id = welcome["user"]["id"].as_u64().expect("an id");
+    let session = welcome["session"].as_str().expect("a session").to_string();
+    drop(first);
+    // The node records the session without waiting: wait until Redis has
+    // it (a client reconnecting elsewhere comes later than this).
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let keys = admin.call(Cmd::new("KEYS").arg("wschat:session:*"), WAIT);
+        if matches!(&keys, Ok(wschat::cluster::resp::Value::Array(k)) if k.len() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session reached Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_again, w) = Client::open(&b, &format!("/?room=s&session={session}"), "welcome");
+    assert_eq!(
+        w["user"]["id"].as_u64(),
+        Some(id),
+        "the same user on b: {w}"
+    );
+    assert_eq!(w["session"], session.as_str());
+    // An unknown session is a new user, as on one node.
+    let (_new, w) = Client::open(
+        &b,
+        "/?room=s&session=00112233445566778899aabbccddeeff",
+        "welcome",
+    );
+    assert_ne!(w["user"]["id"].as_u64(), Some(id));
+}

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::Value;
 
-use super::client::{self, Client, ClientConfig, Link, Reply};
+use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
 use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
 use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
@@ -67,6 +67,11 @@ pub const ID_BLOCK: u64 = 1024;
 /// holds one is refused as a whole (`unavailable`). (A user created then
 /// is welcomed with one, kept in memory only: docs/cluster.md.)
 pub const NO_ID_BASE: u64 = 1 << 52;
+
+/// How long Redis keeps an anonymous session for the other nodes (the
+/// default `--session-ttl`, 30 days): past it, `?session=` on a node that
+/// never saw it makes a new user.
+pub const SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// What the forwarding thread hands the hub, and the hub hands back.
 enum Inbound {
@@ -531,6 +536,39 @@ impl Log for RedisLog {
             Err(e) => {
                 log::warn!(target: "wschat::cluster", "the identity of a sub: {e}");
                 proposed
+            }
+        }
+    }
+
+    /// Recorded without waiting (the reply is not awaited: a session whose
+    /// record was lost is this node's alone).
+    fn session_created(&mut self, digest: &str, user: u64) {
+        if user >= NO_ID_BASE || !self.up {
+            return;
+        }
+        let cmd = Cmd::new("SET")
+            .arg(self.keys.session(digest))
+            .arg(user.to_string())
+            .arg("EX")
+            .arg(SESSION_TTL_SECS.to_string());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let _ = self.cluster.client().send(cmd, tag, &self.replies);
+    }
+
+    /// Asked of Redis on the spot (the hub waits, at most
+    /// [`WARM_TIMEOUT`]: only for a session this node does not know).
+    fn session_of(&mut self, digest: &str) -> Option<u64> {
+        if !self.up {
+            return None;
+        }
+        let cmd = Cmd::new("GET").arg(self.keys.session(digest));
+        match self.cluster.client().call(cmd, WARM_TIMEOUT) {
+            Ok(super::resp::Value::Bulk(b)) => std::str::from_utf8(&b).ok()?.parse().ok(),
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "a session of another node: {e}");
+                None
             }
         }
     }

@@ -88,6 +88,11 @@ impl Keys {
         format!("{}:id", self.prefix)
     }
 
+    /// An anonymous session's user id, by the session's digest.
+    pub fn session(&self, digest: &str) -> String {
+        format!("{}:session:{digest}", self.prefix)
+    }
+
     /// The hash of verified identities: field a `sub`, value its user id.
     pub fn identities(&self) -> String {
         format!("{}:subs", self.prefix)

@@ -191,6 +191,16 @@ pub trait Log: Send + Debug {
         proposed
     }
 
+    /// An anonymous user was created with the session whose digest is
+    /// `digest`: a cluster's store records it for the other nodes.
+    fn session_created(&mut self, _digest: &str, _user: u64) {}
+
+    /// The user id the session with this `digest` was created with on
+    /// another node, if any (a single node's store knows none).
+    fn session_of(&mut self, _digest: &str) -> Option<u64> {
+        None
+    }
+
     /// Append a record of this turn. It is indexed at once and written by
     /// the next [`Log::commit`].
     fn append(&mut self, record: Record<'_>);
