@@ -56,10 +56,21 @@ fn free_port() -> u16 {
 
 /// Start a node on `redis` and wait until it serves and says it is healthy.
 fn node(redis: &RedisServer) -> Node {
+    node_with(redis, &[])
+}
+
+/// The secret of the tokens the nodes of `node_with(.., SIGNED_IN)` accept.
+const SECRET: &str = "cluster-test-secret";
+/// The flags of a node that signs users in with tokens of [`SECRET`].
+const SIGNED_IN: [&str; 2] = ["--jwt-secret", SECRET];
+
+/// A node started with `extra` flags as well.
+fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
         .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
         .args(["--redis", &redis.url()])
+        .args(extra)
         .env("RUST_LOG", "wschat=warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -453,7 +464,11 @@ fn connections_to_redis_cut_mid_stream_store_and_deliver_each_message_once() {
     go.send(()).unwrap();
     let (mut ann, mine, refused) = sender.join().unwrap();
     let texts: HashSet<&String> = mine.iter().map(|(_, t)| t).collect();
-    assert_eq!(texts.len(), mine.len(), "ann got each of hers once");
+    assert_eq!(
+        texts.len(),
+        mine.len(),
+        "ann got each of hers once: {mine:?}"
+    );
     // The end marker, confirmed, closes what bob must have.
     let end = loop {
         ann.send("end");
@@ -482,4 +497,179 @@ fn connections_to_redis_cut_mid_stream_store_and_deliver_each_message_once() {
     }
     // A refused message may have been stored (its reply lost); at most once.
     assert!(at_bob.len() <= mine.len() + refused);
+}
+
+#[test]
+fn ids_of_private_and_room_messages_never_repeat_across_nodes() {
+    let Some(redis) = RedisServer::start("cluster_ids") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut ann, _) = Client::open(&a, "/?room=ids", "history");
+    let (mut amy, welcome) = Client::open(&a, "/?room=ids", "welcome");
+    let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
+    let (mut bob, _) = Client::open(&b, "/?room=ids", "history");
+    // Room messages on both nodes (ids from Redis's counter) and private
+    // messages on one (ids of the node's own records), interleaved.
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    for n in 0..10 {
+        let text = format!("b{n}");
+        bob.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = bob.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+        let text = format!("p{n}");
+        ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
+        let m = amy.until(|m| m["type"] == "private" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+        let text = format!("a{n}");
+        ann.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = ann.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        seen.push((m["id"].as_u64().unwrap(), text));
+    }
+    let mut ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "an id given twice: {seen:?}");
+}
+
+#[test]
+fn one_sub_is_one_user_id_on_every_node() {
+    let Some(redis) = RedisServer::start("cluster_identity") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let far = 4_000_000_000u64;
+    let token = |sub: &str| {
+        wschat::auth::sign(
+            serde_json::json!({"sub": sub, "exp": far})
+                .to_string()
+                .as_bytes(),
+            SECRET.as_bytes(),
+        )
+    };
+    let user = |node: &Node, sub: &str| -> u64 {
+        let (_c, w) = Client::open(node, &format!("/?token={}", token(sub)), "welcome");
+        assert_eq!(w["user"]["sub"], sub, "{w}");
+        w["user"]["id"].as_u64().expect("an id")
+    };
+    // First seen on b, then on a; first on a, then on b.
+    let kim_b = user(&b, "kim");
+    let kim_a = user(&a, "kim");
+    let lee_a = user(&a, "lee");
+    let lee_b = user(&b, "lee");
+    assert_eq!(kim_a, kim_b, "kim is one user on both nodes");
+    assert_eq!(lee_a, lee_b, "lee is one user on both nodes");
+    assert_ne!(kim_a, lee_a);
+    // And stays so on a node that starts later.
+    let c = node_with(&redis, &SIGNED_IN);
+    assert_eq!(user(&c, "kim"), kim_a);
+    // Anonymous users of different nodes never share an id.
+    let (_x, wx) = Client::open(&a, "/", "welcome");
+    let (_y, wy) = Client::open(&b, "/", "welcome");
+    let anon = [wx["user"]["id"].as_u64(), wy["user"]["id"].as_u64()];
+    assert_ne!(anon[0], anon[1]);
+    for id in anon {
+        assert!(![Some(kim_a), Some(lee_a)].contains(&id));
+    }
+}
+
+#[test]
+fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_one() {
+    use wschat::cluster::log::{ID_BLOCK, NO_ID_BASE};
+    let Some(mut redis) = RedisServer::start("cluster_no_ids") else {
+        return;
+    };
+    let a = node(&redis);
+    let (mut ann, _) = Client::open(&a, "/?room=down", "history");
+    let (_amy, welcome) = Client::open(&a, "/?room=down", "welcome");
+    let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
+    redis.kill();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 503 {
+        assert!(Instant::now() < deadline, "unhealthy without Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Private messages are the node's own records: they go on with the
+    // ids it reserved (at most two blocks), then are refused; none has
+    // an id from no block.
+    let mut ids: Vec<u64> = Vec::new();
+    let private = |ann: &mut Client, text: &str| -> Option<u64> {
+        ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
+        let m =
+            ann.until(|m| (m["type"] == "private" && m["text"] == text) || m["type"] == "error");
+        if m["type"] == "error" {
+            assert_eq!(m["code"], "unavailable", "{m}");
+            return None;
+        }
+        Some(m["id"].as_u64().unwrap())
+    };
+    let mut refused = false;
+    for n in 0..3 * ID_BLOCK {
+        match private(&mut ann, &format!("d{n}")) {
+            Some(id) => ids.push(id),
+            None => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "refused once the reserved ids ran out");
+    assert!(ids.len() as u64 <= 2 * ID_BLOCK, "{} confirmed", ids.len());
+    redis.restart();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 200 {
+        assert!(Instant::now() < deadline, "healthy again after the restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = private(&mut ann, "back").expect("confirmed with Redis back");
+    ids.push(after);
+    ann.send(r#"{"type":"chat","text":"room"}"#);
+    let m = ann.until(|m| m["type"] == "chat" && m["text"] == "room");
+    ids.push(m["id"].as_u64().unwrap());
+    assert!(ids.iter().all(|&id| id < NO_ID_BASE));
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "an id given twice");
+}
+
+#[test]
+fn an_anonymous_session_resumes_on_another_node_as_the_same_user() {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let Some(redis) = RedisServer::start("cluster_session") else {
+        return;
+    };
+    let (a, b) = (node(&redis), node(&redis));
+    let (first, welcome) = Client::open(&a, "/?room=s", "welcome");
+    let id = welcome["user"]["id"].as_u64().expect("an id");
+    let session = welcome["session"].as_str().expect("a session").to_string();
+    drop(first);
+    // The node records the session without waiting: wait until Redis has
+    // it (a client reconnecting elsewhere comes later than this).
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let keys = admin.call(Cmd::new("KEYS").arg("wschat:session:*"), WAIT);
+        if matches!(&keys, Ok(wschat::cluster::resp::Value::Array(k)) if k.len() == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session reached Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_again, w) = Client::open(&b, &format!("/?room=s&session={session}"), "welcome");
+    assert_eq!(
+        w["user"]["id"].as_u64(),
+        Some(id),
+        "the same user on b: {w}"
+    );
+    assert_eq!(w["session"], session.as_str());
+    // An unknown session is a new user, as on one node.
+    let (_new, w) = Client::open(
+        &b,
+        "/?room=s&session=00112233445566778899aabbccddeeff",
+        "welcome",
+    );
+    assert_ne!(w["user"]["id"].as_u64(), Some(id));
 }

@@ -30,6 +30,11 @@ struct Release {
 /// one (a store whose appends each have their own answer).
 struct RefuseEach;
 
+/// A release of a turn that succeeded with its first message refused and
+/// the others stored and delivered by the log (a store whose appends each
+/// have their own answer, one of them lost).
+struct RefuseFirst;
+
 /// A log that keeps nothing; a turn with records is `Pending` until the
 /// test releases its result (the ids of the turn are told to the test on
 /// `pending`).
@@ -78,6 +83,24 @@ impl Log for DeferredLog {
 
     fn handle(&mut self, event: LogEvent) -> Vec<Outcome> {
         let turn = self.waiting.pop_front().expect("a waiting turn");
+        let event = match event.downcast::<RefuseFirst>() {
+            Ok(_) => {
+                let mut out: Vec<Outcome> = turn[1..]
+                    .iter()
+                    .map(|(_, json)| Outcome::Deliver {
+                        room: "r".into(),
+                        json: json.as_str().into(),
+                    })
+                    .collect();
+                out.push(Outcome::Committed {
+                    result: Ok(true),
+                    delivered_by_log: turn[1..].iter().map(|t| t.0).collect(),
+                    refused: vec![turn[0].0],
+                });
+                return out;
+            }
+            Err(event) => event,
+        };
         let release = match event.downcast::<Release>() {
             Ok(release) => release,
             Err(_) => {
@@ -158,14 +181,17 @@ impl App for Relay {
             ctx.send_json(conn, r#"{"text":"pong"}"#);
             return;
         }
-        let id = ctx.log().take_id();
-        let json = serde_json::json!({"id": id, "text": text}).to_string();
-        ctx.log().append(Record::Room {
-            room: "r",
-            json: &json,
-        });
-        let everyone: Vec<ConnId> = ctx.connections().collect();
-        ctx.publish(id, Some(conn), everyone, &Ctx::json_frame(&json));
+        // "a+b" is two messages of one turn.
+        for text in text.split('+') {
+            let id = ctx.log().take_id();
+            let json = serde_json::json!({"id": id, "text": text}).to_string();
+            ctx.log().append(Record::Room {
+                room: "r",
+                json: &json,
+            });
+            let everyone: Vec<ConnId> = ctx.connections().collect();
+            ctx.publish(id, Some(conn), everyone, &Ctx::json_frame(&json));
+        }
     }
 
     fn log_message(&mut self, ctx: &mut Ctx, _room: &str, json: &Arc<str>) {
@@ -298,6 +324,27 @@ fn pending_commits_settle_in_order_refused_or_delivered_by_the_log() {
     assert_eq!(next(&mut bob)["text"], "pong", "four reached nobody");
     assert_eq!(*refused.lock().unwrap(), vec![lost, four]);
     assert!(server.metrics().store_failing().is_none());
+
+    // A turn that succeeds with one message refused and the others
+    // delivered by the log: the sender is told of the refused one, and
+    // the stored ones reach everyone once, from the log only (the turn's
+    // own sends of them are dropped too).
+    say(&mut alice, "five+six+seven");
+    let turn = pending.recv_timeout(wait).expect("pending");
+    assert_eq!(turn.len(), 3, "one turn");
+    release.send(Box::new(RefuseFirst)).unwrap();
+    let mut at_alice: Vec<Value> = (0..3).map(|_| next(&mut alice)).collect();
+    let told = at_alice.iter().position(|m| *m == unavailable);
+    at_alice.remove(told.expect("the sender is told"));
+    assert_eq!(at_alice[0]["text"], "six");
+    assert_eq!(at_alice[1]["text"], "seven");
+    say(&mut alice, "ping");
+    assert_eq!(next(&mut alice)["text"], "pong", "six and seven came once");
+    assert_eq!(next(&mut bob)["text"], "six");
+    assert_eq!(next(&mut bob)["text"], "seven");
+    say(&mut bob, "ping");
+    assert_eq!(next(&mut bob)["text"], "pong", "six and seven came once");
+    assert_eq!(*refused.lock().unwrap(), vec![lost, four, turn[0]]);
     drop((alice, bob));
     server.stop();
 }

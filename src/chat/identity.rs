@@ -408,7 +408,26 @@ impl Identities {
         session: Option<String>,
         sub: Option<String>,
     ) -> UserId {
-        let id = log.take_id();
+        let mut id = log.take_id();
+        if let Some(sub) = sub.as_deref() {
+            // One `sub`, one user id on every node (docs/cluster.md).
+            id = log.identity_of(sub, id);
+        }
+        if let Some(digest) = session.as_deref() {
+            log.session_created(digest, id);
+        }
+        self.create_as(log, id, name, session, sub)
+    }
+
+    /// [`Identities::create`] with its id given.
+    fn create_as(
+        &mut self,
+        log: &mut dyn Log,
+        id: UserId,
+        name: String,
+        session: Option<String>,
+        sub: Option<String>,
+    ) -> UserId {
         let record = Entry::Identity {
             id,
             user: id,
@@ -451,13 +470,26 @@ impl Identities {
         log: &mut dyn Log,
     ) -> (UserId, String) {
         let asked = asked.and_then(|n| valid_name(n).ok());
-        if let Some(token) = token
-            && let Some(&id) = self.by_session.get(&digest_hex(&token))
-        {
-            if let Some(name) = asked {
-                self.rename(id, &name);
+        if let Some(token) = token {
+            let digest = digest_hex(&token);
+            let id = match self.by_session.get(&digest) {
+                Some(&id) => Some(id),
+                // A session of another node's (docs/cluster.md): the same
+                // user id here, with a name of this node's.
+                None => log.session_of(&digest).and_then(|id| {
+                    let free = !self.users.contains_key(&id);
+                    free.then(|| {
+                        let name = self.auto_name();
+                        self.create_as(log, id, name, Some(digest), None)
+                    })
+                }),
+            };
+            if let Some(id) = id {
+                if let Some(name) = asked {
+                    self.rename(id, &name);
+                }
+                return (id, token);
             }
-            return (id, token);
         }
         let token: String = crate::random::random_16()
             .iter()

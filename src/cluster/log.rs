@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::Value;
 
-use super::client::{self, Client, ClientConfig, Link, Reply};
+use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
 use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
 use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
@@ -53,6 +53,25 @@ pub const RETRY_WAIT: Duration = Duration::from_secs(5);
 /// stops reading (and Redis, past its pub/sub limit, cuts it off; the gap
 /// is filled from the stream).
 pub const EVENTS_QUEUE: usize = 65_536;
+
+/// Ids a node reserves from the cluster's counter at a time, for its own
+/// records (private messages, desk records, users: everything but room
+/// messages, whose ids the append script decides). The next block is
+/// asked for when half of one is used; a node that stops wastes at most
+/// one block.
+pub const ID_BLOCK: u64 = 1024;
+/// Where the ids handed out when no block could be had start (Redis
+/// unreachable, the block used up): 2^52, far above any id the counter
+/// gives (it would take 4.5·10^15 ids) and below 2^53 (exact in
+/// JavaScript). A record with such an id is not stored: the turn that
+/// holds one is refused as a whole (`unavailable`). (A user created then
+/// is welcomed with one, kept in memory only: docs/cluster.md.)
+pub const NO_ID_BASE: u64 = 1 << 52;
+
+/// How long Redis keeps an anonymous session for the other nodes (the
+/// default `--session-ttl`, 30 days): past it, `?session=` on a node that
+/// never saw it makes a new user.
+pub const SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// What the forwarding thread hands the hub, and the hub hands back.
 enum Inbound {
@@ -78,6 +97,8 @@ struct Append {
 enum Tag {
     Append(Append),
     Fill(String),
+    /// A block of ids reserved ([`ID_BLOCK`]).
+    Ids,
 }
 
 /// A turn whose appends were sent.
@@ -118,6 +139,19 @@ pub struct RedisLog {
     tags: HashMap<u64, Tag>,
     next_tag: u64,
     retry: Vec<Append>,
+    /// The block of ids being handed out by [`Log::take_id`].
+    ids: std::ops::Range<u64>,
+    /// The block reserved to follow it.
+    next_ids: Option<std::ops::Range<u64>>,
+    /// A block was asked for and not answered yet.
+    asking_ids: bool,
+    /// Ids below it were given out by this node's embedded store (before
+    /// it served with Redis): the counter is raised to it.
+    id_floor: u64,
+    /// The next id handed out with no block to take it from.
+    no_id: u64,
+    /// The turn holds a record with an id from no block: it is refused.
+    unidentified: bool,
     token_prefix: String,
     next_token: u64,
     up: bool,
@@ -154,6 +188,15 @@ impl RedisLog {
         }
         let keys = Keys::new(DEFAULT_PREFIX);
         let cluster = Cluster::new(client, keys.clone(), Trim::default(), WARM_TIMEOUT);
+        let mut inner = inner;
+        let id_floor = inner.take_id();
+        let ids = match up {
+            true => cluster.reserve_ids(ID_BLOCK, id_floor).unwrap_or_else(|e| {
+                log::warn!(target: "wschat::cluster", "reserving ids: {e}");
+                0..0
+            }),
+            false => 0..0,
+        };
         Ok(RedisLog {
             inner: Box::new(inner),
             cluster,
@@ -168,6 +211,12 @@ impl RedisLog {
             tags: HashMap::new(),
             next_tag: 0,
             retry: Vec::new(),
+            ids,
+            next_ids: None,
+            asking_ids: false,
+            id_floor,
+            no_id: NO_ID_BASE,
+            unidentified: false,
             token_prefix: format!("{:016x}", crate::random::random_u64()),
             next_token: 0,
             up,
@@ -188,6 +237,21 @@ impl RedisLog {
                 Ok(())
             }
             Err(e) => Err(Box::new((append, e))),
+        }
+    }
+
+    /// Ask for the block of ids to follow the current one, unless it is
+    /// asked for or here already.
+    fn ask_ids(&mut self) {
+        if self.asking_ids || self.next_ids.is_some() || !self.up {
+            return;
+        }
+        let cmd = self.cluster.reserve_ids_cmd(ID_BLOCK, self.id_floor);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, Tag::Ids);
+            self.asking_ids = true;
         }
     }
 
@@ -301,6 +365,17 @@ impl RedisLog {
                         log::warn!(target: "wschat::cluster", "room {room}: filling a gap failed: {e}");
                         r.refill = true;
                     }
+                }
+            }
+            Some(Tag::Ids) => {
+                self.asking_ids = false;
+                match reply
+                    .result
+                    .and_then(|v| Cluster::parse_reserved(v, ID_BLOCK))
+                {
+                    Ok(block) if self.ids.is_empty() => self.ids = block,
+                    Ok(block) => self.next_ids = Some(block),
+                    Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
                 }
             }
             None => {}
@@ -422,10 +497,80 @@ pub fn template_of(json: &str, provisional: u64) -> Option<Template> {
 }
 
 impl Log for RedisLog {
-    /// A provisional id, unique on this node (the embedded store's): the
-    /// append script decides a room message's real one.
+    /// An id from the block this node reserved from the cluster's counter
+    /// (so it is never a room message's id, nor another node's): a room
+    /// message's is provisional (the append script decides its real one),
+    /// every other record keeps it. With no block at hand (the next one
+    /// not in yet), one is reserved on the spot, the hub waiting at most
+    /// [`WARM_TIMEOUT`]; with Redis unreachable, an id from
+    /// [`NO_ID_BASE`] up, whose turn is refused.
     fn take_id(&mut self) -> u64 {
-        self.inner.take_id()
+        if self.ids.is_empty() {
+            if let Some(block) = self.next_ids.take() {
+                self.ids = block;
+            } else if self.up {
+                match self.cluster.reserve_ids(ID_BLOCK, self.id_floor) {
+                    Ok(block) => self.ids = block,
+                    Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
+                }
+            }
+        }
+        if (self.ids.end - self.ids.start) <= ID_BLOCK / 2 {
+            self.ask_ids();
+        }
+        self.ids.next().unwrap_or_else(|| {
+            self.no_id += 1;
+            self.no_id - 1
+        })
+    }
+
+    /// Asked of Redis on the spot (the hub waits, at most
+    /// [`WARM_TIMEOUT`]: once per `sub` new to this node); with Redis
+    /// unreachable, `proposed`, this node's own (docs/cluster.md).
+    fn identity_of(&mut self, sub: &str, proposed: u64) -> u64 {
+        if proposed >= NO_ID_BASE || !self.up {
+            return proposed;
+        }
+        match self.cluster.identity_of(sub, proposed) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "the identity of a sub: {e}");
+                proposed
+            }
+        }
+    }
+
+    /// Recorded without waiting (the reply is not awaited: a session whose
+    /// record was lost is this node's alone).
+    fn session_created(&mut self, digest: &str, user: u64) {
+        if user >= NO_ID_BASE || !self.up {
+            return;
+        }
+        let cmd = Cmd::new("SET")
+            .arg(self.keys.session(digest))
+            .arg(user.to_string())
+            .arg("EX")
+            .arg(SESSION_TTL_SECS.to_string());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let _ = self.cluster.client().send(cmd, tag, &self.replies);
+    }
+
+    /// Asked of Redis on the spot (the hub waits, at most
+    /// [`WARM_TIMEOUT`]: only for a session this node does not know).
+    fn session_of(&mut self, digest: &str) -> Option<u64> {
+        if !self.up {
+            return None;
+        }
+        let cmd = Cmd::new("GET").arg(self.keys.session(digest));
+        match self.cluster.client().call(cmd, WARM_TIMEOUT) {
+            Ok(super::resp::Value::Bulk(b)) => std::str::from_utf8(&b).ok()?.parse().ok(),
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "a session of another node: {e}");
+                None
+            }
+        }
     }
 
     fn append(&mut self, record: Record<'_>) {
@@ -444,6 +589,11 @@ impl Log for RedisLog {
             });
             return;
         }
+        if self.no_id > NO_ID_BASE && serde_id(record.json()).is_some_and(|id| id >= NO_ID_BASE) {
+            // Not stored: its turn is refused.
+            self.unidentified = true;
+            return;
+        }
         self.inner.append(record);
     }
 
@@ -456,6 +606,11 @@ impl Log for RedisLog {
     fn commit_turn(&mut self) -> Commit {
         let local = self.inner.commit();
         let appends = std::mem::take(&mut self.turn);
+        if std::mem::take(&mut self.unidentified) {
+            return Commit::Done(Err(io::Error::other(
+                "Redis unreachable: no cluster-wide id for a record",
+            )));
+        }
         if appends.is_empty() {
             return Commit::Done(local);
         }
@@ -514,6 +669,9 @@ impl Log for RedisLog {
             Inbound::Client(event) => match event {
                 client::Event::Up(Link::Commands) => {
                     self.up = true;
+                    if self.ids.is_empty() {
+                        self.ask_ids();
+                    }
                     out.push(Outcome::Health(None));
                     self.retry_owed();
                 }

@@ -88,6 +88,16 @@ impl Keys {
         format!("{}:id", self.prefix)
     }
 
+    /// An anonymous session's user id, by the session's digest.
+    pub fn session(&self, digest: &str) -> String {
+        format!("{}:session:{digest}", self.prefix)
+    }
+
+    /// The hash of verified identities: field a `sub`, value its user id.
+    pub fn identities(&self) -> String {
+        format!("{}:subs", self.prefix)
+    }
+
     /// A room's stream: its messages, entry id `<id>-0`.
     pub fn stream(&self, room: &str) -> Vec<u8> {
         self.room_key(room, ":log")
@@ -208,6 +218,30 @@ end
 return string.format('%d', now)
 "#;
 
+/// Reserve `ARGV[1]` ids for a node's own records (private messages, desk
+/// records: everything not a room message), raising the counter to at
+/// least `ARGV[2]` first. KEYS: counter. Returns the block's last id; the
+/// block is the `ARGV[1]` ids up to it, never given out again.
+pub const RESERVE_LUA: &str = r#"
+local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[2]) > now then
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"#;
+
+/// The user id of a verified identity, the same on every node: the one
+/// recorded for `ARGV[1]`, or `ARGV[2]` recorded for it now. KEYS: the
+/// identities' hash. Returns the id.
+pub const IDENTITY_LUA: &str = r#"
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then
+  return tonumber(id)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(ARGV[2])
+"#;
+
 /// A node's heartbeat: its presence lasts `ARGV[2]` ms more, by Redis's
 /// clock. KEYS: nodes. ARGV: node, ttl. Returns Redis's time in ms and 1
 /// if the node was not listed (its first beat, or it was reaped).
@@ -287,6 +321,8 @@ return nodes
 struct Scripts {
     append: Arc<Script>,
     floor: Arc<Script>,
+    reserve: Arc<Script>,
+    identity: Arc<Script>,
     heartbeat: Arc<Script>,
     join: Arc<Script>,
     members: Arc<Script>,
@@ -298,6 +334,8 @@ fn scripts() -> &'static Scripts {
     SCRIPTS.get_or_init(|| Scripts {
         append: Arc::new(Script::new(APPEND_LUA)),
         floor: Arc::new(Script::new(FLOOR_LUA)),
+        reserve: Arc::new(Script::new(RESERVE_LUA)),
+        identity: Arc::new(Script::new(IDENTITY_LUA)),
         heartbeat: Arc::new(Script::new(HEARTBEAT_LUA)),
         join: Arc::new(Script::new(JOIN_LUA)),
         members: Arc::new(Script::new(MEMBERS_LUA)),
@@ -585,6 +623,45 @@ impl Cluster {
         self.call(self.raise_ids_cmd(floor), |v| {
             as_u64(&v).ok_or_else(|| bad("floor", &v))
         })
+    }
+
+    /// The call that reserves a block of `count` ids (see
+    /// [`RESERVE_LUA`]), the counter raised to at least `floor` first.
+    pub fn reserve_ids_cmd(&self, count: u64, floor: u64) -> Cmd {
+        Cmd::eval(
+            &scripts().reserve,
+            &[self.keys.counter()],
+            &[count.to_string(), floor.to_string()],
+        )
+    }
+
+    /// The block of `count` ids a [`Cluster::reserve_ids_cmd`] answered:
+    /// `first..end`.
+    pub fn parse_reserved(value: Value, count: u64) -> Result<std::ops::Range<u64>, Error> {
+        match as_u64(&value) {
+            Some(last) if last >= count && count > 0 => Ok(last + 1 - count..last + 1),
+            _ => Err(bad("reserve", &value)),
+        }
+    }
+
+    /// Reserve a block of `count` ids, never given out by the counter
+    /// again: ids of a node's own records that can never equal a room
+    /// message's id, or another node's.
+    pub fn reserve_ids(&self, count: u64, floor: u64) -> Result<std::ops::Range<u64>, Error> {
+        self.call(self.reserve_ids_cmd(count, floor), |v| {
+            Cluster::parse_reserved(v, count)
+        })
+    }
+
+    /// The user id of the verified identity `sub` on every node: the one
+    /// recorded first (by any node), or `proposed`, recorded now.
+    pub fn identity_of(&self, sub: &str, proposed: u64) -> Result<u64, Error> {
+        let cmd = Cmd::eval(
+            &scripts().identity,
+            &[self.keys.identities()],
+            &[sub.to_string(), proposed.to_string()],
+        );
+        self.call(cmd, |v| as_u64(&v).ok_or_else(|| bad("identity", &v)))
     }
 
     /// The read of at most `limit` (up to [`MAX_RANGE`]) messages of

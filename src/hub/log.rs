@@ -183,6 +183,24 @@ pub trait Log: Send + Debug {
     /// with Redis) and never repeat, restarts included.
     fn take_id(&mut self) -> u64;
 
+    /// The user id of the verified identity `sub` on every node of the
+    /// cluster: the one given to it first, anywhere, or `proposed` (a
+    /// fresh id of this node's) if it has none yet. A store that serves
+    /// one node alone answers `proposed`.
+    fn identity_of(&mut self, _sub: &str, proposed: u64) -> u64 {
+        proposed
+    }
+
+    /// An anonymous user was created with the session whose digest is
+    /// `digest`: a cluster's store records it for the other nodes.
+    fn session_created(&mut self, _digest: &str, _user: u64) {}
+
+    /// The user id the session with this `digest` was created with on
+    /// another node, if any (a single node's store knows none).
+    fn session_of(&mut self, _digest: &str) -> Option<u64> {
+        None
+    }
+
     /// Append a record of this turn. It is indexed at once and written by
     /// the next [`Log::commit`].
     fn append(&mut self, record: Record<'_>);

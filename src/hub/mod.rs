@@ -379,20 +379,19 @@ impl Ctx {
     }
 
     /// Take the turn's published sends of the messages `which` picks out
-    /// of the queue. Returns their ids, each once, and their senders.
-    fn drop_published(&mut self, which: impl Fn(u64) -> bool) -> (Vec<u64>, Vec<ConnId>) {
+    /// of the queue (all the turn's published records are gone after).
+    /// Returns each picked message once: its id and its sender.
+    fn drop_published(&mut self, which: impl Fn(u64) -> bool) -> Vec<(u64, Option<ConnId>)> {
         let published = std::mem::take(&mut self.published);
-        let mut ids = Vec::with_capacity(published.len());
+        let mut picked: Vec<(u64, Option<ConnId>)> = Vec::with_capacity(published.len());
         let mut drop = vec![false; self.queue.len()];
-        let mut senders = Vec::new();
         for (at, id, sender) in published {
             if !which(id) {
                 continue;
             }
             drop[at] = true;
-            if !ids.contains(&id) {
-                ids.push(id);
-                senders.extend(sender);
+            if !picked.iter().any(|(seen, _)| *seen == id) {
+                picked.push((id, sender));
             }
         }
         let mut i = 0;
@@ -400,18 +399,28 @@ impl Ctx {
             i += 1;
             !drop[i - 1]
         });
-        (ids, senders)
+        picked
+    }
+
+    /// Tell the senders of `refused` messages `unavailable`; returns the
+    /// messages' ids.
+    fn tell_refused(&mut self, refused: Vec<(u64, Option<ConnId>)>) -> Vec<u64> {
+        let error = Ctx::json_frame(UNAVAILABLE);
+        let mut ids = Vec::with_capacity(refused.len());
+        for (id, sender) in refused {
+            ids.push(id);
+            if let Some(sender) = sender {
+                self.send_frame(sender, &error);
+            }
+        }
+        ids
     }
 
     /// The turn's write failed: take its published sends out of the queue
     /// and tell each sender. Returns the refused messages' ids.
     fn refuse_published(&mut self) -> Vec<u64> {
-        let (ids, senders) = self.drop_published(|_| true);
-        let error = Ctx::json_frame(UNAVAILABLE);
-        for sender in senders {
-            self.send_frame(sender, &error);
-        }
-        ids
+        let picked = self.drop_published(|_| true);
+        self.tell_refused(picked)
     }
 
     /// Close one connection with `code` and `reason`.
@@ -658,19 +667,17 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
             if wrote && ctx.log_unhealthy.is_none() && ctx.metrics.store_failing().is_some() {
                 ctx.metrics.set_store_failing(None);
             }
-            if !refused.is_empty() {
-                // Messages of the turn the store could not keep after all.
-                let (ids, senders) = ctx.drop_published(|id| refused.contains(&id));
-                let error = Ctx::json_frame(UNAVAILABLE);
-                for sender in senders {
-                    ctx.send_frame(sender, &error);
-                }
-                if !ids.is_empty() {
-                    app.refused(ctx, &ids);
-                }
-            }
-            if !by_log.is_empty() {
-                ctx.drop_published(|id| by_log.contains(&id));
+            // In one pass (the turn's published records go with it): the
+            // messages of the turn the store could not keep after all, and
+            // those it delivers itself (with their ids from the store).
+            let picked = ctx.drop_published(|id| refused.contains(&id) || by_log.contains(&id));
+            let not_kept: Vec<(u64, Option<ConnId>)> = picked
+                .into_iter()
+                .filter(|(id, _)| refused.contains(id))
+                .collect();
+            let ids = ctx.tell_refused(not_kept);
+            if !ids.is_empty() {
+                app.refused(ctx, &ids);
             }
             ctx.published.clear();
             for (to, answer, _) in std::mem::take(&mut ctx.answers) {
