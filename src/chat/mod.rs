@@ -196,6 +196,33 @@ struct Room {
     departed: usize,
 }
 
+/// This turn's arrivals and departures as the room should hear them: a
+/// user who both left and arrived in one turn (a reload: the old page's
+/// connection closes as the new one opens) is told as what they are at the
+/// turn's end, a member (`join`, which a page takes as "is here") or not
+/// (`leave`), never both: `join` goes out before `leave`, and both would
+/// drop a member who is still there.
+fn net_presence(
+    mut joined: Vec<Value>,
+    mut left: Vec<Value>,
+    members: &BTreeSet<UserId>,
+) -> (Vec<Value>, Vec<Value>) {
+    let id = |v: &Value| v.get("id").and_then(Value::as_u64);
+    let both: Vec<u64> = joined
+        .iter()
+        .filter_map(id)
+        .filter(|i| left.iter().any(|l| id(l) == Some(*i)))
+        .collect();
+    for user in both {
+        if members.contains(&user) {
+            left.retain(|l| id(l) != Some(user));
+        } else {
+            joined.retain(|j| id(j) != Some(user));
+        }
+    }
+    (joined, left)
+}
+
 impl Room {
     /// Count an arrival (a crowd) or keep it for this turn's `join` notice.
     fn arrive(&mut self, ids: &Identities, user: UserId) {
@@ -1986,10 +2013,12 @@ impl App for Chat {
                 room.arrived += std::mem::take(&mut room.joined).len();
                 room.departed += std::mem::take(&mut room.left).len();
             }
-            for (join, users) in [
-                (true, std::mem::take(&mut room.joined)),
-                (false, std::mem::take(&mut room.left)),
-            ] {
+            let (joined, left) = net_presence(
+                std::mem::take(&mut room.joined),
+                std::mem::take(&mut room.left),
+                &room.members,
+            );
+            for (join, users) in [(true, joined), (false, left)] {
                 if users.is_empty() {
                     continue;
                 }
@@ -2016,5 +2045,27 @@ impl App for Chat {
                 self.rooms.remove(&room_name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_in_one_turn_is_told_as_what_the_user_is_at_its_end() {
+        use serde_json::json;
+        let ann = json!({"id": 1, "name": "ann"});
+        let bob = json!({"id": 2, "name": "bob"});
+        let cat = json!({"id": 3, "name": "cat"});
+        let members: BTreeSet<UserId> = [1, 3].into();
+        // ann reloaded (still here), bob came and went, cat only came.
+        let (joined, left) = net_presence(
+            vec![ann.clone(), bob.clone(), cat.clone()],
+            vec![ann.clone(), bob.clone()],
+            &members,
+        );
+        assert_eq!(joined, [ann, cat]);
+        assert_eq!(left, [bob]);
     }
 }
