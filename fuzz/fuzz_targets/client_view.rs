@@ -8,7 +8,7 @@
 //!
 //! Never a panic. A rendered line holds no control character but the line
 //! breaks `clean` adds (so no escape sequence from a server reaches the
-//! terminal); the ids seen stay within their bound; a reply is a JSON
+//! terminal); the ids seen and their authors stay within their bound; a reply is a JSON
 //! `private` command. The editor's line never holds a control character,
 //! and a drawing starts by erasing the row.
 #![no_main]
@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(v["type"], "private");
             }
             assert!(state.seen.len() <= SEEN_KEPT);
+            assert!(state.authors.len() <= SEEN_KEPT);
         }
     } else {
         let Some((&columns, keys)) = rest.split_first() else {

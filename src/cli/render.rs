@@ -66,6 +66,12 @@ pub struct ChatState {
     pub users: Vec<User>,
     /// A `/msg` waiting for the `found` that names its addressee.
     pub pending_private: Option<(String, String)>,
+    /// The rooms we are in (`mine` of the last `rooms`): with more than
+    /// one, every message line names its room.
+    pub rooms: Vec<String>,
+    /// Who wrote the messages shown lately (the ids of [`ChatState::seen`]),
+    /// to name the author when a message is edited, reacted to or deleted.
+    pub authors: std::collections::BTreeMap<u64, String>,
     /// Local time's offset from UTC, in seconds, for `HH:MM`; `None` asks
     /// the system for each message (daylight saving may change it).
     pub utc_offset: Option<i64>,
@@ -255,8 +261,63 @@ impl ChatState {
             }
             "typing" => {}
             "deleted" => {
-                let id = value["id"].as_u64().unwrap_or(0);
-                lines.push(Line::notice(format!("message {id} was deleted")));
+                let whose = self.whose(&value);
+                let room = self.room_mark(&value);
+                lines.push(Line::notice(format!("{room}{whose} was deleted")));
+            }
+            "edited" => {
+                let whose = self.whose(&value);
+                let room = self.room_mark(&value);
+                let time = value["edited"]
+                    .as_u64()
+                    .map(|ms| format!("{} ", hh_mm(ms, self.utc_offset)))
+                    .unwrap_or_default();
+                let text = clean(value["text"].as_str().unwrap_or(""));
+                lines.push(Line::notice(format!(
+                    "{time}{room}{whose} was edited: {text}"
+                )));
+            }
+            "reactions" => {
+                let whose = self.whose(&value);
+                let room = self.room_mark(&value);
+                let now = match reactions(&value["reactions"]) {
+                    r if r.is_empty() => "none".to_string(),
+                    r => r,
+                };
+                lines.push(Line::notice(format!("{room}reactions to {whose}: {now}")));
+            }
+            "mention" => {
+                let from = clean(value["from"]["name"].as_str().unwrap_or("?"));
+                let room = clean(value["room"].as_str().unwrap_or("?"));
+                let text = clean(value["text"].as_str().unwrap_or(""));
+                lines.push(Line::chat(format!(
+                    "[mention] {from} named you in #{room}: {text}"
+                )));
+            }
+            "results" => {
+                let query = clean(value["query"].as_str().unwrap_or(""));
+                let place = match (value["room"].as_str(), value["with"]["name"].as_str()) {
+                    (Some(room), _) => format!("#{}", clean(room)),
+                    (None, Some(with)) => format!("your private messages with {}", clean(with)),
+                    (None, None) => "?".to_string(),
+                };
+                let messages = value["messages"].as_array().cloned().unwrap_or_default();
+                let found = match messages.len() {
+                    0 => "nothing found".to_string(),
+                    1 => "1 message".to_string(),
+                    n => format!("{n} messages"),
+                };
+                lines.push(Line::notice(format!(
+                    "search {query:?} in {place}: {found}, newest first"
+                )));
+                for m in &messages {
+                    lines.extend(self.message_line(m, true));
+                }
+                if let Some(next) = value["next"].as_u64() {
+                    lines.push(Line::notice(format!(
+                        "older results go on before message {next}"
+                    )));
+                }
             }
             "rooms" => {
                 let list = |key: &str| value[key].as_array().cloned().unwrap_or_default();
@@ -274,6 +335,13 @@ impl ChatState {
                     })
                     .collect();
                 lines.push(Line::notice(format!("your rooms: {}", mine.join(", "))));
+                self.rooms = list("mine")
+                    .iter()
+                    .filter_map(|r| r["room"].as_str().map(str::to_string))
+                    .collect();
+                if let Some(current) = value["current"].as_str() {
+                    self.room = Some(current.to_string());
+                }
             }
             "privates" => {
                 let list = value["conversations"]
@@ -300,7 +368,30 @@ impl ChatState {
         m["id"].as_u64().is_some_and(|id| self.seen.contains(&id))
     }
 
-    /// The line of one `chat` or `private` message; remembers its id.
+    /// `bob's message 42` (or `message 42` when its author is unknown).
+    fn whose(&self, v: &Value) -> String {
+        let id = v["id"].as_u64().unwrap_or(0);
+        match self.authors.get(&id) {
+            Some(name) => format!("{}'s message {id}", clean(name)),
+            None => format!("message {id}"),
+        }
+    }
+
+    /// `#room ` in front of a line about a message of another room than
+    /// ours, or of any room while we are in several; else nothing.
+    fn room_mark(&self, v: &Value) -> String {
+        match v["room"].as_str() {
+            Some(room)
+                if self.rooms.len() > 1 || self.room.as_deref().is_some_and(|r| r != room) =>
+            {
+                format!("#{} ", clean(room))
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The line of one `chat` or `private` message; remembers its id and
+    /// author.
     fn message(&mut self, m: &Value) -> Vec<Line> {
         if !m.is_object() {
             return Vec::new();
@@ -308,13 +399,39 @@ impl ChatState {
         if let Some(id) = m["id"].as_u64() {
             self.last_id = Some(self.last_id.map_or(id, |last| last.max(id)));
             self.seen.insert(id);
+            if let Some(name) = m["user"]["name"].as_str().or(m["from"]["name"].as_str()) {
+                self.authors.insert(id, name.to_string());
+            }
             while self.seen.len() > SEEN_KEPT {
                 self.seen.pop_first();
             }
+            if self.authors.len() > SEEN_KEPT {
+                let oldest = self.seen.first().copied().unwrap_or(0);
+                self.authors.retain(|&id, _| id >= oldest);
+                while self.authors.len() > SEEN_KEPT {
+                    self.authors.pop_first();
+                }
+            }
+        }
+        self.message_line(m, false)
+    }
+
+    /// The line of one `chat` or `private` message, remembering nothing;
+    /// `with_date` adds the day (a search result may be old).
+    fn message_line(&self, m: &Value, with_date: bool) -> Vec<Line> {
+        if !m.is_object() {
+            return Vec::new();
         }
         let time = m["time"]
             .as_u64()
-            .map(|ms| hh_mm(ms, self.utc_offset))
+            .map(|ms| match with_date {
+                true => format!(
+                    "{} {}",
+                    day(ms, self.utc_offset),
+                    hh_mm(ms, self.utc_offset)
+                ),
+                false => hh_mm(ms, self.utc_offset),
+            })
             .unwrap_or_else(|| "--:--".into());
         let text = m["text"].as_str().unwrap_or("");
         if m["type"] == "private" {
@@ -340,14 +457,35 @@ impl ChatState {
         } else {
             ""
         };
+        let room = self.room_mark(m);
+        let reply = match m["reply"]["id"].as_u64() {
+            Some(id) => {
+                let to = clean(m["reply"]["user"]["name"].as_str().unwrap_or("?"));
+                let quote = m["reply"]["text"].as_str().unwrap_or("");
+                let mut short: String = quote.chars().take(QUOTE_CHARS).collect();
+                if short.len() < quote.len() {
+                    short.push('…');
+                }
+                format!(" (↪ {to} #{id}: “{}”)", clean(&short.replace('\n', " ")))
+            }
+            None => String::new(),
+        };
+        let mut after = String::new();
+        if m["edited"].is_u64() {
+            after.push_str(" (edited)");
+        }
+        let reactions = reactions(&m["reactions"]);
+        if !reactions.is_empty() {
+            after.push_str(&format!(" [{reactions}]"));
+        }
         if let Some(action) = text.strip_prefix("/me ") {
             return vec![Line::chat(format!(
-                "{time} * {name}{bot}{mark} {}",
+                "{time} {room}* {name}{bot}{mark}{reply} {}{after}",
                 clean(action)
             ))];
         }
         vec![Line::chat(format!(
-            "{time} {name}{bot}{mark}: {}",
+            "{time} {room}{name}{bot}{mark}{reply}: {}{after}",
             clean(text)
         ))]
     }
@@ -372,6 +510,48 @@ impl ChatState {
             .field("name", name)
             .finish()
     }
+}
+
+/// How many characters of a replied-to message a reply line quotes.
+pub const QUOTE_CHARS: usize = 40;
+
+/// `👍 2, ❤ 1`: each emoji of a `reactions` object with how many reacted.
+fn reactions(v: &Value) -> String {
+    v.as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(emoji, who)| {
+                    let n = who.as_array().map_or(0, Vec::len);
+                    format!("{} {n}", clean(emoji))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` of `ms` (Unix epoch milliseconds) in local time, as
+/// [`hh_mm`] reckons it.
+///
+/// ```
+/// use wschat::cli::render::day;
+/// assert_eq!(day(1_763_800_000_123, Some(0)), "2025-11-22");
+/// ```
+pub fn day(ms: u64, offset: Option<i64>) -> String {
+    let seconds = (ms / 1000) as i64;
+    let offset = offset.unwrap_or_else(|| crate::sys::local_utc_offset(seconds));
+    let days = (seconds.saturating_add(offset)).div_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn private_command(to: u64, text: &str) -> String {
@@ -546,5 +726,153 @@ mod tests {
         );
         assert!(replies.is_empty());
         assert!(lines[0].text.contains("could be any of"), "{lines:?}");
+    }
+
+    fn welcomed() -> ChatState {
+        let mut s = state();
+        s.render(r#"{"type":"welcome","user":{"id":1,"name":"ann"},"room":"lobby","session":"t"}"#);
+        s.render(r#"{"type":"chat","id":42,"room":"lobby","user":{"id":2,"name":"bob"},"text":"hi all","time":60000}"#);
+        s
+    }
+
+    #[test]
+    fn a_reply_quotes_what_it_answers() {
+        let mut s = welcomed();
+        let (lines, _) = s.render(
+            r#"{"type":"chat","id":44,"room":"lobby","user":{"id":1,"name":"ann"},"text":"同意","time":120000,"reply":{"id":42,"text":"hi all","user":{"id":2,"name":"bob"}}}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            ["00:02 ann (you) (↪ bob #42: “hi all”): 同意"]
+        );
+        assert!(!lines[0].notice);
+        // A long quote is cut, its line breaks and escapes made harmless.
+        let long = format!("{}\n\u{1b}[2J", "x".repeat(QUOTE_CHARS));
+        let chat = serde_json::json!({"type":"chat","id":45,"room":"lobby","user":{"id":2,"name":"bob"},
+            "text":"ok","time":0,"reply":{"id":44,"text":long,"user":{"id":1,"name":"ann"}}});
+        let (lines, _) = s.render(&chat.to_string());
+        assert_eq!(
+            texts(&lines),
+            [format!(
+                "00:00 bob (↪ ann #44: “{}…”): ok",
+                "x".repeat(QUOTE_CHARS)
+            )]
+        );
+    }
+
+    #[test]
+    fn edits_reactions_and_deletes_name_the_message() {
+        let mut s = welcomed();
+        let (lines, _) = s.render(
+            r#"{"type":"edited","id":42,"room":"lobby","text":"你好，大家","edited":180000}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            ["* 00:03 bob's message 42 was edited: 你好，大家"]
+        );
+        assert!(lines[0].notice);
+        let (lines, _) = s.render(
+            r#"{"type":"reactions","id":42,"room":"lobby","reactions":{"👍":[2,3],"❤":[1]}}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            ["* reactions to bob's message 42: ❤ 1, 👍 2"]
+        );
+        let (lines, _) = s.render(r#"{"type":"reactions","id":42,"room":"lobby","reactions":{}}"#);
+        assert_eq!(texts(&lines), ["* reactions to bob's message 42: none"]);
+        let (lines, _) = s.render(r#"{"type":"deleted","id":42,"room":"lobby"}"#);
+        assert_eq!(texts(&lines), ["* bob's message 42 was deleted"]);
+        // A message never shown is named by its id alone.
+        let (lines, _) = s.render(r#"{"type":"deleted","id":7,"room":"lobby"}"#);
+        assert_eq!(texts(&lines), ["* message 7 was deleted"]);
+        // A history line carries its edit and its reactions.
+        let (lines, _) = s.render(
+            r#"{"type":"history","room":"lobby","complete":true,"messages":[{"type":"chat","id":42,"room":"lobby","user":{"id":2,"name":"bob"},"text":"你好，大家","time":60000,"reactions":{"👍":[2,3]},"edited":180000}]}"#,
+        );
+        assert_eq!(texts(&lines), ["00:01 bob: 你好，大家 (edited) [👍 2]"]);
+    }
+
+    #[test]
+    fn a_mention_is_a_chat_line_naming_its_room() {
+        let mut s = welcomed();
+        let (lines, _) = s.render(
+            r#"{"type":"mention","id":45,"room":"rust","from":{"id":2,"name":"小明"},"text":"@ann look at this"}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            ["[mention] 小明 named you in #rust: @ann look at this"]
+        );
+        assert!(!lines[0].notice);
+    }
+
+    #[test]
+    fn in_several_rooms_each_line_names_its_room() {
+        let mut s = welcomed();
+        let (lines, _) = s.render(
+            r#"{"type":"rooms","current":"rust","rooms":[{"room":"lobby","members":12},{"room":"rust","members":3}],"mine":[{"room":"lobby","members":12,"unread":0,"read":41},{"room":"rust","members":3,"unread":2,"read":40}]}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            [
+                "* rooms: #lobby (12), #rust (3)",
+                "* your rooms: #lobby, #rust (2 unread)"
+            ]
+        );
+        assert_eq!(s.room.as_deref(), Some("rust"));
+        assert_eq!(s.rooms, ["lobby", "rust"]);
+        let (lines, _) = s.render(r#"{"type":"chat","id":50,"room":"lobby","user":{"id":2,"name":"bob"},"text":"yo","time":0}"#);
+        assert_eq!(texts(&lines), ["00:00 #lobby bob: yo"]);
+        let (lines, _) = s.render(r#"{"type":"chat","id":51,"room":"rust","user":{"id":2,"name":"bob"},"text":"/me waves","time":0}"#);
+        assert_eq!(texts(&lines), ["00:00 #rust * bob waves"]);
+        let (lines, _) = s.render(r#"{"type":"deleted","id":50,"room":"lobby"}"#);
+        assert_eq!(texts(&lines), ["* #lobby bob's message 50 was deleted"]);
+        // Back in one room: no mark on its own lines.
+        s.render(r#"{"type":"rooms","current":"rust","rooms":[],"mine":[{"room":"rust","members":3,"unread":0,"read":51}]}"#);
+        let (lines, _) = s.render(r#"{"type":"chat","id":52,"room":"rust","user":{"id":2,"name":"bob"},"text":"hi","time":0}"#);
+        assert_eq!(texts(&lines), ["00:00 bob: hi"]);
+    }
+
+    #[test]
+    fn search_results_are_dated_lines_after_a_heading() {
+        let mut s = welcomed();
+        let (lines, _) = s.render(
+            r#"{"type":"results","query":"天气","room":"lobby","before":null,"next":null,"messages":[
+            {"type":"chat","id":47,"room":"lobby","user":{"id":2,"name":"小明"},"text":"今天天气很好","time":1763800000700}]}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            [
+                "* search \"天气\" in #lobby: 1 message, newest first",
+                "2025-11-22 08:26 小明: 今天天气很好"
+            ]
+        );
+        // Results change nothing of what a resume asks for.
+        assert_eq!(s.last_id, Some(42));
+        let (lines, _) = s.render(
+            r#"{"type":"results","query":"plan","with":{"id":2,"name":"bob"},"before":1200,"next":880,"messages":[
+            {"type":"private","id":900,"from":{"id":2,"name":"bob"},"to":{"id":1,"name":"ann"},"text":"the plan","time":0}]}"#,
+        );
+        assert_eq!(
+            texts(&lines),
+            [
+                "* search \"plan\" in your private messages with bob: 1 message, newest first",
+                "1970-01-01 00:00 [private] bob → ann: the plan",
+                "* older results go on before message 880"
+            ]
+        );
+        let (lines, _) =
+            s.render(r#"{"type":"results","query":"zzz","room":"lobby","before":null,"next":null,"messages":[]}"#);
+        assert_eq!(
+            texts(&lines),
+            ["* search \"zzz\" in #lobby: nothing found, newest first"]
+        );
+    }
+
+    #[test]
+    fn days_are_civil_dates() {
+        assert_eq!(day(0, Some(0)), "1970-01-01");
+        assert_eq!(day(951_782_400_000, Some(0)), "2000-02-29");
+        assert_eq!(day(1_763_800_000_123, Some(-9 * 3600)), "2025-11-21");
+        assert_eq!(day(u64::MAX, Some(i64::MAX)), day(u64::MAX, Some(i64::MAX)));
     }
 }
