@@ -61,7 +61,7 @@ pub const CHAT_COMMANDS: &str = "  /name NAME               change your name
 
 /// A connection just opened: the socket, the bytes read past the
 /// handshake, the subprotocol.
-type Opened = (std::net::TcpStream, Vec<u8>, Option<String>, Connection);
+type Opened = (super::wire::Wire, Vec<u8>, Option<String>, Connection);
 
 /// What the main thread waits for.
 #[derive(Debug)]

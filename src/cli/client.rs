@@ -14,7 +14,9 @@
 //! never interleave with a frame the main thread is writing.
 
 use std::io::{self, BufRead, ErrorKind, IsTerminal, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
+
+use super::wire::Wire;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub const USAGE: &str = "wschat client: an interactive WebSocket client
 
 Usage:
   wschat client [OPTIONS] ws://HOST[:PORT][/PATH]
+  wschat client [OPTIONS] wss://HOST[:PORT][/PATH]
 
 Options:
   --chat                    chat mode, whatever the path
@@ -49,6 +52,8 @@ Options:
   --deflate on|off          offer permessage-deflate, RFC 7692 (default: on in
                             chat mode, off in raw mode)
   --trace                   print every frame in (<) and out (>) on stderr
+  --ca FILE                 for wss://, trust the PEM certificates in FILE too
+                            (a private CA); the system's store is always trusted
   -h, --help                print this help
 
 Chat mode (the default on / and /chat; see docs/client.md) shows the chat
@@ -112,6 +117,10 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--trace" => trace = true,
+            "--ca" => {
+                let file = args.next().ok_or("--ca needs a file")?;
+                options.ca_file = Some(file.into());
+            }
             "--deflate" => {
                 deflate = Some(match args.next().map(String::as_str) {
                     Some("on") => true,
@@ -191,7 +200,7 @@ pub fn main(args: &[String]) -> ExitCode {
 /// sans-I/O connection (which encodes and masks) and the socket it writes.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Wire,
     pub(super) conn: Connection,
     /// Dissects what goes out, for `--trace`.
     pub(super) trace: Option<Dissector>,
@@ -270,7 +279,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.trace
             .then(|| Dissector::new(DissectOptions::new(direction).with_deflate(deflate)))
     };
-    let setup = |stream: &TcpStream| -> io::Result<TcpStream> {
+    let setup = |stream: &Wire| -> io::Result<Wire> {
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.try_clone()
     };
@@ -513,7 +522,7 @@ pub(super) fn command_message(command: &str) -> Result<Command, String> {
 /// The reader thread: read, decode, answer (under the link's lock), and
 /// hand each message to `sink` (which prints it, in the raw mode).
 pub(super) fn read_loop(
-    mut stream: TcpStream,
+    mut stream: Wire,
     link: &Mutex<Link>,
     leftover: &[u8],
     mut trace: Option<Dissector>,
@@ -543,7 +552,7 @@ fn process(
     bytes: &[u8],
     link: &Mutex<Link>,
     trace: &mut Option<Dissector>,
-    stream: &mut TcpStream,
+    stream: &mut Wire,
     sink: &mut dyn FnMut(Message),
 ) -> Option<End> {
     if let Some(dissector) = trace {
@@ -591,7 +600,7 @@ fn process(
 }
 
 /// After the close handshake, wait (bounded) for the server to close TCP.
-fn drain(stream: &mut TcpStream) {
+fn drain(stream: &mut Wire) {
     if stream.set_read_timeout(Some(CLOSE_TIMEOUT)).is_err() {
         return;
     }
@@ -649,19 +658,19 @@ pub(super) fn spaced_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Connect with [`crate::client::connect_with`] (the opening handshake of
-/// RFC 6455 §4.1), then take the socket apart: this client reads and
-/// writes the socket from two threads, so it wants the raw stream and the
-/// bytes read past the handshake.
+/// Connect with [`crate::client::connect_tls`] (TLS for `wss://`, then the
+/// opening handshake of RFC 6455 §4.1), then take the socket apart: this
+/// client reads and writes the socket from two threads, so it wants the
+/// stream as a [`Wire`] and the bytes read past the handshake.
 /// The connection comes back too: it speaks permessage-deflate when that
 /// was negotiated (`--deflate`).
 pub(super) fn open(
     url: &str,
     options: &Options,
-) -> Result<(TcpStream, Vec<u8>, Option<String>, Connection), Error> {
-    let (ws, chosen) = crate::client::connect_with(url, options)?;
+) -> Result<(Wire, Vec<u8>, Option<String>, Connection), Error> {
+    let (ws, chosen) = crate::client::connect_tls(url, options)?;
     let (stream, connection, leftover) = ws.into_parts();
-    Ok((stream, leftover, chosen, connection))
+    Ok((Wire::new(stream)?, leftover, chosen, connection))
 }
 
 #[cfg(test)]
@@ -724,7 +733,15 @@ mod tests {
         assert!(!mode(&["ws://h:1/support"]));
         assert!(!mode(&["--raw", "ws://h:1/"]));
         assert!(mode(&["--chat", "ws://h:1/echo"]));
+        assert!(mode(&["wss://h/?name=a"]));
         assert!(parse_args(&[]).is_err());
+        let ca: Vec<String> = ["--ca", "ca.pem", "wss://h/"].map(String::from).to_vec();
+        let parsed = parse_args(&ca).unwrap().unwrap();
+        assert_eq!(
+            parsed.options.ca_file.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert!(parse_args(&["--ca".to_string()]).is_err());
         // permessage-deflate: on in chat mode, off in raw mode, unless told.
         let deflate = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -19,6 +19,7 @@ pub mod dissect;
 pub mod editor;
 pub mod render;
 pub mod serve;
+pub mod wire;
 
 /// Exit code for a command line that cannot be used.
 pub const EXIT_USAGE: u8 = 2;

@@ -457,6 +457,12 @@ impl std::fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
+    /// The TCP connection under the TLS: for its timeouts and addresses
+    /// (reading or writing it directly would break the TLS records).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
     /// The error of a call that returned `r`, whose `SSL_get_error` code is
     /// `code`; `os` is errno as it was right after the call.
     fn failure(&self, code: c_int, os: io::Error, what: &str) -> io::Error {
