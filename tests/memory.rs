@@ -464,3 +464,36 @@ fn edits_and_reactions_stay_within_the_budget_and_history_serves_the_latest() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn read_markers_count_in_the_sessions_share() {
+    const ROOMS: usize = 500;
+    let dir = temp_dir("markers");
+    let server = start(&dir, &["--memory-budget", "32M"]);
+    let mut ws = connect(&server.addr, "/?name=reader");
+    until(&mut ws, |v| v["type"] == "history");
+    ws.send(Message::Text("hello".into())).unwrap();
+    let hello = until(&mut ws, |v| v["type"] == "chat" && v["text"] == "hello");
+    let upto = hello["id"].as_u64().unwrap();
+    let before = metric(&server.addr, "wschat_memory_bytes{kept=\"sessions\"}");
+    let name = |n: usize| format!("room-{n:04}-{}", "r".repeat(14));
+    for n in 0..ROOMS {
+        ws.send(Message::Text(format!(
+            r#"{{"type":"read","room":"{}","upto":{upto}}}"#,
+            name(n)
+        )))
+        .unwrap();
+    }
+    // The hub handles one connection's commands in order: a later echo
+    // means every marker was counted.
+    ws.send(Message::Text("done".into())).unwrap();
+    until(&mut ws, |v| v["type"] == "chat" && v["text"] == "done");
+    let after = metric(&server.addr, "wschat_memory_bytes{kept=\"sessions\"}");
+    eprintln!("{ROOMS} room read markers: sessions {before} -> {after} bytes");
+    assert!(
+        after >= before + (ROOMS * name(0).len()) as u64,
+        "the markers' room names are counted: {before} -> {after}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
