@@ -1,6 +1,6 @@
 //! The memory budget, over real sockets, with the server as a child
 //! process whose RSS is read from /proc: what users' input fills (room
-//! histories, the desk's conversations, sessions) stays within
+//! histories, edited versions, the desk's conversations, sessions) stays within
 //! `--memory-budget`, and what memory let go is still served from the log.
 #![cfg(target_os = "linux")]
 
@@ -335,6 +335,165 @@ fn resolved_desk_conversations_stay_within_the_desks_share() {
     );
     assert!(metric(&server.addr, "wschat_memory_evictions_total{kept=\"desk\"}") > 0);
     assert!(after.saturating_sub(before) <= budget + 4 * MIB);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Room `room`'s whole history, paged back from the newest with `history`
+/// commands: every message, oldest first.
+fn whole_history(ws: &mut WebSocket<TcpStream>, room: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut before_id: Option<u64> = None;
+    loop {
+        let b = before_id.map_or("null".to_string(), |b| b.to_string());
+        ws.send(Message::Text(format!(
+            r#"{{"type":"history","room":"{room}","before":{b},"limit":100}}"#
+        )))
+        .unwrap();
+        let page = until(ws, |v| v["type"] == "history" && v.get("before").is_some());
+        assert_eq!(page["complete"], true, "nothing is gone from the log");
+        let messages = page["messages"].as_array().unwrap().clone();
+        if messages.is_empty() {
+            break;
+        }
+        before_id = messages[0]["id"].as_u64();
+        all.splice(0..0, messages);
+    }
+    all
+}
+
+#[test]
+fn edits_and_reactions_stay_within_the_budget_and_history_serves_the_latest() {
+    const MESSAGES: usize = 200;
+    const ROUNDS: usize = 2;
+    let budget = 512 * 1024;
+    let dir = temp_dir("edits");
+    let server = start(&dir, &["--memory-budget", "512K"]);
+    let mut ws = connect(&server.addr, "/?name=editor");
+    until(&mut ws, |v| v["type"] == "history");
+    ws.send(Message::Text(r#"{"type":"join","room":"e"}"#.into()))
+        .unwrap();
+    until(&mut ws, |v| v["type"] == "history" && v["room"] == "e");
+    let mut ids = Vec::new();
+    for n in 0..MESSAGES {
+        ws.send(Message::Text(format!("m{n}"))).unwrap();
+        let want = format!("m{n}");
+        let echo = until(&mut ws, |v| v["type"] == "chat" && v["text"] == want);
+        ids.push(echo["id"].as_u64().unwrap());
+    }
+    // One is retracted before the edits push it out of memory.
+    let retracted = ids[5];
+    ws.send(Message::Text(format!(
+        r#"{{"type":"retract","id":{retracted}}}"#
+    )))
+    .unwrap();
+    until(&mut ws, |v| v["type"] == "deleted" && v["id"] == retracted);
+    // Every other message edited again and again with long texts, then
+    // reacted to: the latest versions alone are more than 512 KiB.
+    let long = "y".repeat(3000);
+    let text = |round: usize, n: usize| format!("edit{round}-{n} {long}");
+    for round in 0..ROUNDS {
+        for (n, &id) in ids.iter().enumerate().filter(|&(_, &id)| id != retracted) {
+            let edit = serde_json::json!({"type":"edit","id":id,"text":text(round, n)});
+            ws.send(Message::Text(edit.to_string())).unwrap();
+            until(&mut ws, |v| v["type"] == "edited" && v["id"] == id);
+        }
+    }
+    for &id in ids.iter().filter(|&&id| id != retracted) {
+        ws.send(Message::Text(format!(
+            r#"{{"type":"react","id":{id},"emoji":"👍"}}"#
+        )))
+        .unwrap();
+        until(&mut ws, |v| v["type"] == "reactions" && v["id"] == id);
+    }
+    // The retracted one cannot be edited back.
+    ws.send(Message::Text(format!(
+        r#"{{"type":"edit","id":{retracted},"text":"back"}}"#
+    )))
+    .unwrap();
+    until(&mut ws, |v| v["type"] == "error");
+    eprintln!(
+        "{MESSAGES} messages x {ROUNDS} edits + reactions: kept histories {} bytes, evictions {}",
+        metric(&server.addr, "wschat_memory_bytes{kept=\"histories\"}"),
+        metric(
+            &server.addr,
+            "wschat_memory_evictions_total{kept=\"histories\"}"
+        )
+    );
+    assert!(
+        metric(
+            &server.addr,
+            "wschat_memory_evictions_total{kept=\"histories\"}"
+        ) > 0
+    );
+    assert!(
+        metric(&server.addr, "wschat_memory_bytes{kept=\"histories\"}") <= budget,
+        "the accounted bytes stay within the budget"
+    );
+    let check = |ws: &mut WebSocket<TcpStream>| {
+        let history = whole_history(ws, "e");
+        let want: Vec<u64> = ids.iter().copied().filter(|&id| id != retracted).collect();
+        let got: Vec<u64> = history.iter().filter_map(|m| m["id"].as_u64()).collect();
+        assert_eq!(got, want, "every message but the retracted one, in order");
+        for m in &history {
+            let n = ids.iter().position(|&id| m["id"] == id).unwrap();
+            assert_eq!(m["text"], text(ROUNDS - 1, n), "the latest version");
+            assert!(m["edited"].as_u64().is_some(), "{m}");
+            assert_eq!(
+                m["reactions"]["👍"].as_array().map(Vec::len),
+                Some(1),
+                "{m}"
+            );
+        }
+        assert!(
+            !history
+                .iter()
+                .any(|m| m["text"] == "m5" || m["text"] == "back")
+        );
+    };
+    check(&mut ws);
+    drop(ws);
+    drop(server);
+
+    // After a restart: rebuilt from the log within the budget, the same.
+    let server = start(&dir, &["--memory-budget", "512K"]);
+    let mut ws = connect(&server.addr, "/?name=reader");
+    until(&mut ws, |v| v["type"] == "history");
+    assert!(metric(&server.addr, "wschat_memory_bytes{kept=\"histories\"}") <= budget);
+    check(&mut ws);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn read_markers_count_in_the_sessions_share() {
+    const ROOMS: usize = 500;
+    let dir = temp_dir("markers");
+    let server = start(&dir, &["--memory-budget", "32M"]);
+    let mut ws = connect(&server.addr, "/?name=reader");
+    until(&mut ws, |v| v["type"] == "history");
+    ws.send(Message::Text("hello".into())).unwrap();
+    let hello = until(&mut ws, |v| v["type"] == "chat" && v["text"] == "hello");
+    let upto = hello["id"].as_u64().unwrap();
+    let before = metric(&server.addr, "wschat_memory_bytes{kept=\"sessions\"}");
+    let name = |n: usize| format!("room-{n:04}-{}", "r".repeat(14));
+    for n in 0..ROOMS {
+        ws.send(Message::Text(format!(
+            r#"{{"type":"read","room":"{}","upto":{upto}}}"#,
+            name(n)
+        )))
+        .unwrap();
+    }
+    // The hub handles one connection's commands in order: a later echo
+    // means every marker was counted.
+    ws.send(Message::Text("done".into())).unwrap();
+    until(&mut ws, |v| v["type"] == "chat" && v["text"] == "done");
+    let after = metric(&server.addr, "wschat_memory_bytes{kept=\"sessions\"}");
+    eprintln!("{ROOMS} room read markers: sessions {before} -> {after} bytes");
+    assert!(
+        after >= before + (ROOMS * name(0).len()) as u64,
+        "the markers' room names are counted: {before} -> {after}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

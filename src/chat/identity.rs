@@ -41,6 +41,10 @@ pub const MAX_IDENTITIES: usize = 100_000;
 /// and its entries in the lookup maps.
 pub const IDENTITY_OVERHEAD: usize = 320;
 
+/// What one read marker (a conversation's or a room's) costs in memory
+/// beyond a room's name: its map entry and the hash table's spare room.
+pub const READ_MARKER_OVERHEAD: usize = 48;
+
 /// The key private messages are kept under for `user` (see
 /// [`Store::append_private`](crate::store::Store::append_private)): its id,
 /// never a name or a token.
@@ -102,6 +106,12 @@ impl User {
             + self.rooms.iter().map(String::len).sum::<usize>()
             + self.session.as_ref().map_or(0, String::len)
             + self.sub.as_ref().map_or(0, String::len)
+            + self.read.len() * READ_MARKER_OVERHEAD
+            + self
+                .room_read
+                .keys()
+                .map(|room| room.len() + READ_MARKER_OVERHEAD)
+                .sum::<usize>()
             + IDENTITY_OVERHEAD
     }
 }
@@ -562,6 +572,20 @@ impl Identities {
             u.admin = claims.admin;
         }
         id
+    }
+
+    /// Count `id` again in the memory budget (its read markers changed),
+    /// and let the least recently seen offline identities go if that put
+    /// the sessions over their share.
+    pub fn recount(&mut self, id: UserId) {
+        let Some(user) = self.users.get_mut(&id) else {
+            return;
+        };
+        let bytes = user.cost();
+        self.budget.sub(Kept::Sessions, user.bytes);
+        self.budget.add(Kept::Sessions, bytes);
+        user.bytes = bytes;
+        self.trim();
     }
 
     /// `id` was just seen (a connection opened or closed).

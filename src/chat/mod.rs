@@ -1388,6 +1388,7 @@ impl Chat {
             return Ok(());
         }
         *at = upto;
+        self.ids.recount(me);
         let id = ctx.log().take_id();
         let record = Entry::Read {
             id,
@@ -1433,6 +1434,7 @@ impl Chat {
             return Ok(());
         }
         *at = upto;
+        self.ids.recount(me);
         let id = ctx.log().take_id();
         let record = Entry::RoomRead {
             id,

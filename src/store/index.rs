@@ -9,10 +9,10 @@
 //! chat keeps none of it (docs/architecture.md, "The store behind the
 //! hub").
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::{KEEP_PRIVATE, MESSAGE_OVERHEAD, PRIVATE_OVERHEAD};
+use super::{KEEP_PRIVATE, MESSAGE_OVERHEAD, PRIVATE_OVERHEAD, VERSION_OVERHEAD};
 use crate::memory::{Budget, Kept};
 
 /// A room's recent messages, kept in memory.
@@ -64,10 +64,19 @@ pub(super) struct Index {
     /// Messages deleted by moderation: never served again, from memory or
     /// from the log (their `deleted` tombstones rebuild this at start).
     deleted: HashSet<u64>,
-    /// The latest version of each room message replaced since (edits,
-    /// reactions; their `replaced` records rebuild this at start): served
-    /// instead of what the log first held, from memory or from the log.
-    versions: HashMap<u64, Arc<str>>,
+    /// The latest version of room messages replaced since (edits,
+    /// reactions; their `replaced` records rebuild this at start), with
+    /// the clock at their last use: served instead of what the log first
+    /// held, from memory or from the log. Counted in the histories' share
+    /// of the budget; the least recently used go first, and the log serves
+    /// what went (its latest `replaced` record: `super`).
+    versions: HashMap<u64, (Arc<str>, u64)>,
+    /// `versions` by last use (clock → message id), for eviction.
+    versions_by_use: BTreeMap<u64, u64>,
+    /// The highest message id whose version memory let go (0: none): a
+    /// message read from the log at or below it may have a later version
+    /// that only the log holds now.
+    versions_evicted_upto: u64,
     /// How many of `privates` each session key is in.
     private_sessions: HashMap<String, usize>,
 }
@@ -85,6 +94,8 @@ impl Index {
             budget,
             deleted: HashSet::new(),
             versions: HashMap::new(),
+            versions_by_use: BTreeMap::new(),
+            versions_evicted_upto: 0,
             private_sessions: HashMap::new(),
         }
     }
@@ -291,6 +302,21 @@ impl Index {
         };
         let mut evicted = 0;
         while !done(&self.budget) {
+            // The least recently used of the rooms' logs and the versions.
+            let room = self
+                .rooms
+                .values()
+                .filter(|log| !log.messages.is_empty())
+                .map(|log| log.last_used)
+                .min();
+            let version = self.versions_by_use.keys().next().copied();
+            if let Some(used) = version
+                && room.is_none_or(|r| used < r)
+            {
+                self.evict_version(used);
+                evicted += 1;
+                continue;
+            }
             let Some(log) = self
                 .rooms
                 .values_mut()
@@ -325,12 +351,45 @@ impl Index {
         while self.budget.must_evict(Kept::Privates) && self.evict_private() {}
     }
 
+    /// Let the version last used at clock `used` go from memory (the log
+    /// keeps its `replaced` record).
+    fn evict_version(&mut self, used: u64) {
+        let Some(id) = self.versions_by_use.remove(&used) else {
+            return;
+        };
+        if let Some((json, _)) = self.versions.remove(&id) {
+            self.budget
+                .sub(Kept::Histories, json.len() + VERSION_OVERHEAD);
+        }
+        self.versions_evicted_upto = self.versions_evicted_upto.max(id);
+    }
+
+    /// Take message `id`'s version out of memory (not an eviction).
+    fn drop_version(&mut self, id: u64) {
+        if let Some((json, used)) = self.versions.remove(&id) {
+            self.versions_by_use.remove(&used);
+            self.budget
+                .sub(Kept::Histories, json.len() + VERSION_OVERHEAD);
+        }
+    }
+
+    /// Message `id`'s version, if memory holds it, marked as used now.
+    fn use_version(&mut self, id: u64) -> Option<Arc<str>> {
+        self.clock += 1;
+        let (json, used) = self.versions.get_mut(&id)?;
+        self.versions_by_use.remove(used);
+        *used = self.clock;
+        self.versions_by_use.insert(self.clock, id);
+        Some(json.clone())
+    }
+
     /// Room message `id` becomes `json` (a later version of it): in
     /// memory if it is there, and for what is read back from the log.
     pub(super) fn replace_message(&mut self, id: u64, json: Arc<str>) {
         if self.deleted.contains(&id) {
             return;
         }
+        self.clock += 1;
         for log in self.rooms.values_mut() {
             if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
                 && let Some((_, kept)) = log.messages.get_mut(i)
@@ -341,33 +400,51 @@ impl Index {
                 break;
             }
         }
-        self.versions.insert(id, json);
+        self.drop_version(id);
+        self.budget
+            .add(Kept::Histories, json.len() + VERSION_OVERHEAD);
+        self.versions.insert(id, (json, self.clock));
+        self.versions_by_use.insert(self.clock, id);
+        if self.budget.must_evict(Kept::Histories) {
+            self.evict_histories();
+        }
     }
 
-    /// The version of message `id` to serve: the latest, if it was
-    /// replaced, else `json` (as the log holds it).
-    pub(super) fn latest(&self, id: u64, json: Arc<str>) -> Arc<str> {
-        self.versions.get(&id).cloned().unwrap_or(json)
+    /// The version of message `id` to serve, if memory knows it: the
+    /// latest one if it holds it, `json` (as the log holds it) if the
+    /// message was never replaced, and `None` when a later version may be
+    /// in the log only (memory let it go).
+    pub(super) fn latest(&mut self, id: u64, json: Arc<str>) -> Option<Arc<str>> {
+        match self.use_version(id) {
+            Some(version) => Some(version),
+            None if id > self.versions_evicted_upto => Some(json),
+            None => None,
+        }
+    }
+
+    /// How many versions memory keeps now (for tests and docs).
+    #[cfg(test)]
+    pub(super) fn versions_kept(&self) -> usize {
+        self.versions.len()
     }
 
     /// Room message `id` from memory (its latest version), if kept.
-    pub(super) fn kept_message(&self, id: u64) -> Option<Arc<str>> {
+    pub(super) fn kept_message(&mut self, id: u64) -> Option<Arc<str>> {
         if self.deleted.contains(&id) {
             return None;
         }
-        self.rooms
-            .values()
-            .find_map(|log| {
-                let i = log.messages.binary_search_by_key(&id, |(m, _)| *m).ok()?;
-                log.messages.get(i).map(|(_, m)| m.clone())
-            })
-            .or_else(|| self.versions.get(&id).cloned())
+        let kept = self.rooms.values().find_map(|log| {
+            let i = log.messages.binary_search_by_key(&id, |(m, _)| *m).ok()?;
+            log.messages.get(i).map(|(_, m)| m.clone())
+        });
+        let version = self.use_version(id);
+        kept.or(version)
     }
 
     /// Take message `id` out of memory and mark it deleted.
     pub(super) fn forget_message(&mut self, id: u64) {
         self.deleted.insert(id);
-        self.versions.remove(&id);
+        self.drop_version(id);
         for log in self.rooms.values_mut() {
             if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)
                 && let Some((_, json)) = log.messages.remove(i)

@@ -15,7 +15,7 @@
 //! *before* the turn's messages are delivered: a message anyone saw is in
 //! the log. See docs/storage.md.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -230,6 +230,12 @@ pub const MESSAGE_OVERHEAD: usize = 96;
 
 /// What one kept private message costs beyond its JSON and session keys.
 pub const PRIVATE_OVERHEAD: usize = 160;
+
+/// What one kept version of a replaced message (an edit, a reaction) costs
+/// beyond its JSON: the `Arc<str>` allocation, its map entry (id, pointer,
+/// last use) and its entry in the by-use order. Counted in full even while
+/// the room's kept copy shares the allocation: it errs on the safe side.
+pub const VERSION_OVERHEAD: usize = 128;
 
 /// Most messages one resume reads back from the log when memory no longer
 /// holds them; past it the resume says `"complete":false` and starts later.
@@ -607,7 +613,53 @@ impl Store {
                 },
             );
         }
-        found
+        let mut found: Vec<(u64, Arc<str>)> = found.map(|m| (id, m)).into_iter().collect();
+        self.latest_versions(&mut found);
+        found.pop().map(|(_, m)| m)
+    }
+
+    /// Turn messages read from the log into the versions to serve: the
+    /// latest version memory holds, else (for one whose version memory let
+    /// go) the one in its latest `replaced` record, read from the log.
+    fn latest_versions(&mut self, messages: &mut [(u64, Arc<str>)]) {
+        let mut unknown: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, (id, json)) in messages.iter_mut().enumerate() {
+            match self.index.latest(*id, json.clone()) {
+                Some(version) => *json = version,
+                None => unknown.entry(*id).or_default().push(i),
+            }
+        }
+        let Some(&first) = unknown.keys().min() else {
+            return;
+        };
+        let mut found: HashMap<u64, Arc<str>> = HashMap::new();
+        for path in self.segments_between(first, u64::MAX) {
+            Store::scan_segment(
+                &path,
+                (first, u64::MAX),
+                &["\"type\":\"replaced\""],
+                |_, _, v| {
+                    if v.get("type").and_then(Value::as_str) != Some("replaced") {
+                        return;
+                    }
+                    if let (Some(message), Some(version)) = (
+                        v.get("message").and_then(Value::as_u64),
+                        v.get("version").and_then(Value::as_str),
+                    ) && unknown.contains_key(&message)
+                    {
+                        // Oldest first: the last one read is the latest.
+                        found.insert(message, version.into());
+                    }
+                },
+            );
+        }
+        for (id, at) in unknown {
+            if let Some(version) = found.get(&id) {
+                for i in at {
+                    messages[i].1 = version.clone();
+                }
+            }
+        }
     }
 
     /// Replace room message `id` by `json`, a later version of it (an edit,
@@ -967,6 +1019,8 @@ impl Store {
         if page.len() < limit && complete_from > 0 && self.file.is_some() {
             let below = before.unwrap_or(u64::MAX).min(complete_from);
             let mut older = self.scan_room(room, 0, below, limit - page.len());
+            self.latest_versions(&mut older);
+            let mut older: Vec<Arc<str>> = older.into_iter().map(|(_, m)| m).collect();
             older.append(&mut page);
             page = older;
         }
@@ -1060,11 +1114,12 @@ impl Store {
     /// The last `limit` chat messages of `room` in the log with an id
     /// strictly between `after` and `below`, oldest first: segments are
     /// read newest first until the page is full.
-    fn scan_room(&self, room: &str, after: u64, below: u64, limit: usize) -> Vec<Arc<str>> {
+    /// Each with its id, as the log first held it.
+    fn scan_room(&self, room: &str, after: u64, below: u64, limit: usize) -> Vec<(u64, Arc<str>)> {
         let needle = format!("\"room\":{}", serde_json::Value::from(room));
-        let mut found: VecDeque<Arc<str>> = VecDeque::new();
+        let mut found: VecDeque<(u64, Arc<str>)> = VecDeque::new();
         for path in self.segments_between(after, below).iter().rev() {
-            let mut here: VecDeque<Arc<str>> = VecDeque::new();
+            let mut here: VecDeque<(u64, Arc<str>)> = VecDeque::new();
             Store::scan_segment_skipping(
                 path,
                 (after, below),
@@ -1077,7 +1132,7 @@ impl Store {
                         if here.len() == limit {
                             here.pop_front();
                         }
-                        here.push_back(self.index.latest(id, line.into()));
+                        here.push_back((id, line.into()));
                     }
                 },
             );
@@ -1185,16 +1240,18 @@ impl Store {
         let mut out = Vec::new();
         let mut waiting: Option<(u64, Arc<str>)> = None;
         for path in self.segments_between(since, below) {
-            Store::scan_segment(
+            // Deleted (and retracted) messages stay gone on resume too.
+            Store::scan_segment_skipping(
                 &path,
                 (since, below),
                 &needles,
+                self.index.deleted(),
                 |id, line, value| match value.get("type").and_then(Value::as_str) {
                     Some("chat")
                         if id < room_below
                             && value.get("room").and_then(Value::as_str) == Some(room) =>
                     {
-                        out.push((id, self.index.latest(id, line.into())));
+                        out.push((id, line.into()));
                     }
                     Some("private") if id < private_below => waiting = Some((id, line.into())),
                     Some("private_keys") => {
@@ -1259,6 +1316,7 @@ impl Store {
                     let first = older.first().map_or(0, |(id, _)| *id);
                     missing = Some(missing.unwrap_or(0).max(first));
                 }
+                self.latest_versions(&mut older);
                 out.extend(older);
             } else {
                 let first = room_below.max(private_below);
@@ -1473,6 +1531,99 @@ mod tests {
         let json = serde_json::json!({"type":"chat","id":id,"room":room,"user":{"id":1,"name":"a"},"text":text,"time":1}).to_string();
         store.append(&json);
         id
+    }
+
+    /// A later version of message `id` of room `room` with `text`.
+    fn version(id: u64, room: &str, text: &str) -> String {
+        serde_json::json!({"type":"chat","id":id,"room":room,"user":{"id":1,"name":"a"},"text":text,"time":1,"edited":2}).to_string()
+    }
+
+    #[test]
+    fn versions_count_in_the_budget_and_what_it_lets_go_is_read_back_from_the_log() {
+        let dir = temp_dir("versions");
+        let small = StoreConfig {
+            memory_budget: 30_000,
+            segment_bytes: 8192,
+            ..config(&dir)
+        };
+        let mut store = Store::open(&small).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..100 {
+            ids.push(chat(&mut store, "a", &format!("first{i}")));
+            store.commit().unwrap();
+        }
+        let deleted = ids[3];
+        // Many versions of every message: far more than the budget holds.
+        for round in 0..20 {
+            for (i, &id) in ids.iter().enumerate() {
+                let text = format!("v{round}-{i}-{}", "x".repeat(200));
+                let room = store.replace(id, &version(id, "a", &text));
+                let gone = round > 0 && id == deleted;
+                assert_eq!(room.as_deref(), (!gone).then_some("a"));
+            }
+            store.commit().unwrap();
+            if round == 0 {
+                assert_eq!(store.delete(deleted).as_deref(), Some("a"));
+            }
+            let budget = store.budget();
+            assert!(
+                budget.total() <= budget.limit(),
+                "{} > {}",
+                budget.total(),
+                budget.limit()
+            );
+        }
+        let budget = store.budget();
+        assert!(budget.evictions(Kept::Histories) > 0);
+        // Memory let some versions go (one is gone with its message).
+        assert!(
+            store.index.versions_kept() < ids.len() - 10,
+            "{}",
+            store.index.versions_kept()
+        );
+        let check = |store: &mut Store| {
+            // History (from memory and the log): the latest version of
+            // each, the deleted one gone.
+            let (page, missing) = store.history("a", None, 200);
+            assert_eq!(missing, None);
+            assert_eq!(page.len(), ids.len() - 1);
+            for (m, &id) in page.iter().zip(ids.iter().filter(|&&id| id != deleted)) {
+                let i = ids.iter().position(|&x| x == id).unwrap();
+                assert!(m.contains(&format!("\"v19-{i}-")), "{m}");
+            }
+            // Resume from the start, and one message at a time.
+            let (got, _) = store.since("a", "k", 0);
+            assert_eq!(got.len(), ids.len() - 1);
+            assert!(got.iter().all(|m| m.contains("\"v19-")));
+            for (i, &id) in ids.iter().enumerate() {
+                let m = store.message(id);
+                if id == deleted {
+                    assert_eq!(m, None);
+                } else {
+                    assert!(m.unwrap().contains(&format!("\"v19-{i}-")));
+                }
+            }
+            assert!(
+                !page
+                    .iter()
+                    .chain(&got)
+                    .any(|m| m.contains("first3\"") || m.contains("-3-"))
+            );
+        };
+        check(&mut store);
+        drop(store);
+        // After a restart, rebuilt within the budget.
+        let mut store = Store::open(&small).unwrap();
+        let budget = store.budget();
+        assert!(
+            budget.total() <= budget.limit(),
+            "{} > {}",
+            budget.total(),
+            budget.limit()
+        );
+        check(&mut store);
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
