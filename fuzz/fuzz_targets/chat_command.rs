@@ -4,7 +4,9 @@
 //! error carries one of the documented codes (docs/chat-protocol.md) and
 //! renders as a JSON object; a text that is not a JSON object is always a
 //! chat message with the text verbatim. Moderation and sign-in commands
-//! (`kick`, `ban`, `delete`, `auth`) carry exactly what their JSON said.
+//! (`kick`, `ban`, `delete`, `auth`) carry exactly what their JSON said,
+//! and so do the message commands (`edit`, `retract`, `react`, `search`),
+//! within their limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -48,6 +50,36 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Command::Leave { room } => assert_eq!(value["room"].as_str(), room.as_deref()),
                 Command::Typing { room, .. } => assert_eq!(value["room"].as_str(), room.as_deref()),
+                // Messages: ids and texts as their JSON said, within their limits.
+                Command::Edit { id, text: new } => {
+                    assert_eq!(value["id"].as_u64(), Some(id));
+                    assert_eq!(value["text"].as_str(), Some(new.as_str()));
+                }
+                Command::Retract { id } => assert_eq!(value["id"].as_u64(), Some(id)),
+                Command::React { id, emoji } => {
+                    assert_eq!(value["id"].as_u64(), Some(id));
+                    assert_eq!(value["emoji"].as_str(), Some(emoji.as_str()));
+                    assert!(!emoji.is_empty() && emoji.len() <= wschat::chat::MAX_EMOJI_BYTES);
+                    assert!(!emoji.chars().any(|c| c.is_control() || c.is_whitespace()));
+                }
+                Command::Search { text: query, room, with, before, limit } => {
+                    assert_eq!(value["text"].as_str().map(str::trim), Some(query.as_str()));
+                    let chars = query.chars().count();
+                    assert!(chars >= 1 && chars <= wschat::chat::MAX_QUERY_CHARS);
+                    assert_eq!(value["with"].as_u64(), with);
+                    assert_eq!(value["before"].as_u64(), before);
+                    assert_eq!(value["limit"].as_u64(), limit);
+                    if with.is_none() {
+                        assert_eq!(value["room"].as_str(), room.as_deref());
+                    } else {
+                        assert_eq!(room, None, "a private search names no room");
+                    }
+                }
+                Command::Other { kind, .. } => {
+                    for typed in ["chat", "edit", "retract", "react", "search", "join", "leave"] {
+                        assert_ne!(kind, typed, "{typed} has a typed command");
+                    }
+                }
                 _ => {}
             }
         }

@@ -81,6 +81,40 @@ pub enum Command {
         /// The message's id.
         id: u64,
     },
+    /// The author changes the text of one of their room messages.
+    Edit {
+        /// The message's id.
+        id: u64,
+        /// The new text (checked against the chat's text limit by the chat).
+        text: String,
+    },
+    /// The author deletes one of their room messages.
+    Retract {
+        /// The message's id.
+        id: u64,
+    },
+    /// Add the user's reaction to a message, or take it back.
+    React {
+        /// The message's id.
+        id: u64,
+        /// 1-[`MAX_EMOJI_BYTES`](super::MAX_EMOJI_BYTES) bytes, no control
+        /// characters or spaces.
+        emoji: String,
+    },
+    /// Search a room's history or a private conversation.
+    Search {
+        /// What to look for: trimmed, 1-[`MAX_QUERY_CHARS`](super::MAX_QUERY_CHARS)
+        /// characters.
+        text: String,
+        /// The room (none: the current one), unless `with` is given.
+        room: Option<String>,
+        /// The other user of a private conversation.
+        with: Option<u64>,
+        /// Search messages older than this id.
+        before: Option<u64>,
+        /// At most this many results (the chat bounds it).
+        limit: Option<u64>,
+    },
     /// A command the desk or another app understands: its type and body.
     Other {
         /// The `type` field.
@@ -239,6 +273,95 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
                 }
             },
         },
+        "edit" => match (
+            body.get("id").and_then(Value::as_u64),
+            body.get("text").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(text)) => Command::Edit {
+                id,
+                text: text.to_string(),
+            },
+            _ => {
+                return Err(ErrorReply::new(
+                    "bad_command",
+                    "edit needs \"id\" (a message id) and \"text\"",
+                ));
+            }
+        },
+        "retract" => Command::Retract {
+            id: body
+                .get("id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ErrorReply::new("bad_command", "retract needs \"id\""))?,
+        },
+        "react" => {
+            let (Some(id), Some(emoji)) = (
+                body.get("id").and_then(Value::as_u64),
+                body.get("emoji").and_then(Value::as_str),
+            ) else {
+                return Err(ErrorReply::new(
+                    "bad_command",
+                    "react needs \"id\" (a message id) and \"emoji\"",
+                ));
+            };
+            let max = super::MAX_EMOJI_BYTES;
+            if emoji.is_empty()
+                || emoji.len() > max
+                || emoji.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(ErrorReply::new(
+                    "bad_command",
+                    format!("an emoji is 1-{max} bytes without spaces"),
+                ));
+            }
+            Command::React {
+                id,
+                emoji: emoji.to_string(),
+            }
+        }
+        "search" => {
+            let text = body
+                .get("text")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .unwrap_or("");
+            let max = super::MAX_QUERY_CHARS;
+            if text.is_empty() || text.chars().count() > max {
+                return Err(ErrorReply::new(
+                    "bad_command",
+                    format!("search needs \"text\", 1-{max} characters"),
+                ));
+            }
+            let whole = |field: &str| match body.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    ErrorReply::new("bad_command", format!("\"{field}\" must be a whole number"))
+                }),
+            };
+            let before = whole("before")?;
+            let limit = whole("limit")?;
+            let with =
+                match body.get("with") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or_else(|| {
+                        ErrorReply::new("bad_command", "\"with\" must be a user id")
+                    })?),
+                };
+            let room = match (with, body.get("room")) {
+                (Some(_), _) | (None, None | Some(Value::Null)) => None,
+                (None, Some(Value::String(r))) => Some(r.clone()),
+                (None, Some(_)) => {
+                    return Err(ErrorReply::new("bad_command", "\"room\" must be a string"));
+                }
+            };
+            Command::Search {
+                text: text.to_string(),
+                room,
+                with,
+                before,
+                limit,
+            }
+        }
         _ => Command::Other { kind, body },
     })
 }
@@ -246,6 +369,53 @@ pub fn parse(text: &str) -> Result<Command, ErrorReply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_commands_are_typed_and_checked() {
+        assert_eq!(
+            parse(r#"{"type":"edit","id":7,"text":"fixed"}"#),
+            Ok(Command::Edit {
+                id: 7,
+                text: "fixed".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"retract","id":7}"#),
+            Ok(Command::Retract { id: 7 })
+        );
+        assert_eq!(
+            parse(r#"{"type":"react","id":7,"emoji":"👍"}"#),
+            Ok(Command::React {
+                id: 7,
+                emoji: "👍".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"search","text":" 天气 ","with":3,"room":"x","limit":5}"#),
+            Ok(Command::Search {
+                text: "天气".into(),
+                room: None,
+                with: Some(3),
+                before: None,
+                limit: Some(5),
+            })
+        );
+        for bad in [
+            r#"{"type":"edit","id":"7","text":"x"}"#,
+            r#"{"type":"edit","id":7}"#,
+            r#"{"type":"retract"}"#,
+            r#"{"type":"react","id":7,"emoji":"a b"}"#,
+            r#"{"type":"react","id":7,"emoji":""}"#,
+            r#"{"type":"search","text":"   "}"#,
+            r#"{"type":"search","text":"x","before":-1}"#,
+            r#"{"type":"search","text":"x","room":5}"#,
+            r#"{"type":"search","text":"x","with":"bob"}"#,
+        ] {
+            assert_eq!(parse(bad).map_err(|e| e.code), Err("bad_command"), "{bad}");
+        }
+        let long = format!(r#"{{"type":"react","id":1,"emoji":"{}"}}"#, "x".repeat(33));
+        assert!(parse(&long).is_err());
+    }
 
     #[test]
     fn plain_text_and_non_objects_are_chat() {

@@ -196,6 +196,15 @@ struct Room {
     departed: usize,
 }
 
+/// A search as [`Command::Search`] asked for it.
+struct Search {
+    text: String,
+    room: Option<String>,
+    with: Option<u64>,
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
 /// This turn's arrivals and departures as the room should hear them: a
 /// user who both left and arrived in one turn (a reload: the old page's
 /// connection closes as the new one opens) is told as what they are at the
@@ -750,56 +759,34 @@ impl Chat {
     /// private conversation with ID, whose text contains `text` ignoring
     /// case, newest first. Reads at most `--search-scan` messages, going
     /// back page by page from `before`; `next` says where to go on.
-    fn search(
-        &self,
-        ctx: &mut Ctx,
-        conn: ConnId,
-        body: &Map<String, Value>,
-    ) -> Result<(), ErrorReply> {
+    fn search(&self, ctx: &mut Ctx, conn: ConnId, query: Search) -> Result<(), ErrorReply> {
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
-        let query = body
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .unwrap_or("");
-        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+        let Search {
+            text: query,
+            room,
+            with,
+            before,
+            limit,
+        } = query;
+        let needle = query.to_lowercase();
+        let limit = match limit {
+            None => SEARCH_RESULTS,
+            Some(n) => (n.min(MAX_HISTORY_PAGE as u64) as usize).clamp(1, MAX_SEARCH_RESULTS),
+        };
+        if let Some(id) = with
+            && self.ids.get(id).is_none()
+        {
             return Err(ErrorReply::new(
-                "bad_command",
-                format!("search needs \"text\", 1-{MAX_QUERY_CHARS} characters"),
+                "unknown_user",
+                format!("no user with id {id}"),
             ));
         }
-        let needle = query.to_lowercase();
-        let (before, limit) = page_bounds(body)?;
-        let limit = match body.get("limit") {
-            None | Some(Value::Null) => SEARCH_RESULTS,
-            Some(_) => limit.clamp(1, MAX_SEARCH_RESULTS),
-        };
-        let with = match body.get("with") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let id = v
-                    .as_u64()
-                    .ok_or_else(|| ErrorReply::new("bad_command", "\"with\" must be a user id"))?;
-                if self.ids.get(id).is_none() {
-                    return Err(ErrorReply::new(
-                        "unknown_user",
-                        format!("no user with id {id}"),
-                    ));
-                }
-                Some(id)
-            }
-        };
-        let room = match (with, body.get("room")) {
+        let room = match (with, room) {
             (Some(_), _) => None,
-            (None, None | Some(Value::Null)) => self.room_of(conn),
-            (None, Some(Value::String(r))) => {
-                Some(valid_name(r).map_err(|m| ErrorReply::new("bad_room", m))?)
-            }
-            (None, Some(_)) => {
-                return Err(ErrorReply::new("bad_command", "\"room\" must be a string"));
-            }
+            (None, None) => self.room_of(conn),
+            (None, Some(r)) => Some(valid_name(&r).map_err(|m| ErrorReply::new("bad_room", m))?),
         };
         let (mine, theirs) = (identity::key(me), with.map(identity::key));
         let mut found: Vec<Arc<str>> = Vec::new();
@@ -843,7 +830,7 @@ impl Chat {
         }
         let with_ref = with.map(|w| self.user_ref(w));
         let msg = Message::Results {
-            query,
+            query: &query,
             room: room.as_deref().filter(|_| with.is_none()),
             with: with_ref.as_ref(),
             before,
@@ -897,21 +884,7 @@ impl Chat {
     /// `{"type":"edit","id":MSGID,"text":…}`: the author changes a room
     /// message. History and resume serve the new version (with `edited`),
     /// and the room is told.
-    fn edit(
-        &mut self,
-        ctx: &mut Ctx,
-        conn: ConnId,
-        body: &Map<String, Value>,
-    ) -> Result<(), ErrorReply> {
-        let (Some(id), Some(text)) = (
-            body.get("id").and_then(Value::as_u64),
-            body.get("text").and_then(Value::as_str),
-        ) else {
-            return Err(ErrorReply::new(
-                "bad_command",
-                "edit needs \"id\" (a message id) and \"text\"",
-            ));
-        };
+    fn edit(&mut self, ctx: &mut Ctx, conn: ConnId, id: u64, text: &str) -> Result<(), ErrorReply> {
         self.check_text(text)?;
         let old = self.own_message(ctx, conn, id)?;
         let edited = now_ms();
@@ -935,8 +908,7 @@ impl Chat {
     /// `{"type":"retract","id":MSGID}`: the author deletes a room message,
     /// as an administrator's `delete` does (the log keeps a tombstone; the
     /// text never comes back), and the room gets the same `deleted`.
-    fn retract(&mut self, ctx: &mut Ctx, conn: ConnId, id: Option<u64>) -> Result<(), ErrorReply> {
-        let id = id.ok_or_else(|| ErrorReply::new("bad_command", "retract needs \"id\""))?;
+    fn retract(&mut self, ctx: &mut Ctx, conn: ConnId, id: u64) -> Result<(), ErrorReply> {
         self.own_message(ctx, conn, id)?;
         self.delete(ctx, id)
     }
@@ -948,26 +920,9 @@ impl Chat {
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
-        body: &Map<String, Value>,
+        id: u64,
+        emoji: &str,
     ) -> Result<(), ErrorReply> {
-        let (Some(id), Some(emoji)) = (
-            body.get("id").and_then(Value::as_u64),
-            body.get("emoji").and_then(Value::as_str),
-        ) else {
-            return Err(ErrorReply::new(
-                "bad_command",
-                "react needs \"id\" (a message id) and \"emoji\"",
-            ));
-        };
-        if emoji.is_empty()
-            || emoji.len() > MAX_EMOJI_BYTES
-            || emoji.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(ErrorReply::new(
-                "bad_command",
-                format!("an emoji is 1-{MAX_EMOJI_BYTES} bytes without spaces"),
-            ));
-        }
         let Some(me) = self.user_of(conn) else {
             return Ok(());
         };
@@ -1903,12 +1858,26 @@ impl App for Chat {
                     Ok(())
                 }
             }
-            Ok(Command::Other { kind, body }) if kind == "edit" => self.edit(ctx, conn, &body),
-            Ok(Command::Other { kind, body }) if kind == "search" => self.search(ctx, conn, &body),
-            Ok(Command::Other { kind, body }) if kind == "retract" => {
-                self.retract(ctx, conn, body.get("id").and_then(Value::as_u64))
-            }
-            Ok(Command::Other { kind, body }) if kind == "react" => self.react(ctx, conn, &body),
+            Ok(Command::Edit { id, text }) => self.edit(ctx, conn, id, &text),
+            Ok(Command::Search {
+                text,
+                room,
+                with,
+                before,
+                limit,
+            }) => self.search(
+                ctx,
+                conn,
+                Search {
+                    text,
+                    room,
+                    with,
+                    before,
+                    limit,
+                },
+            ),
+            Ok(Command::Retract { id }) => self.retract(ctx, conn, id),
+            Ok(Command::React { id, emoji }) => self.react(ctx, conn, id, &emoji),
             Ok(Command::Other { kind, .. }) if kind == "rooms" => {
                 self.send_rooms(ctx, conn);
                 Ok(())
