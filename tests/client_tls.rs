@@ -8,9 +8,10 @@
 //! Every wait is bounded: sockets have read timeouts, the relay's port is
 //! read with `recv_timeout`, and the relay is killed when the test ends.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,104 +56,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A self-signed certificate and key for `localhost` only.
-fn certificate(dir: &TempDir) -> (PathBuf, PathBuf) {
-    let cert = dir.0.join("localhost.pem");
-    let key = dir.0.join("localhost.key");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl command (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
-/// A TLS server on 127.0.0.1 that pipes the plain text to `upstream`
-/// both ways; prints its port first.
-const TLS_RELAY: &str = r#"
-import socket, ssl, sys, threading
-cert, key, upstream = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv = socket.create_server(("127.0.0.1", 0))
-print(srv.getsockname()[1], flush=True)
-
-def pipe(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-    except OSError:
-        pass
-    try:
-        b.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-def serve(raw):
-    try:
-        tls = ctx.wrap_socket(raw, server_side=True)
-    except OSError:
-        raw.close()
-        return
-    up = socket.create_connection(("127.0.0.1", upstream))
-    back = threading.Thread(target=pipe, args=(up, tls), daemon=True)
-    back.start()
-    pipe(tls, up)
-    back.join()
-    tls.close()
-    up.close()
-
-while True:
-    raw, _ = srv.accept()
-    threading.Thread(target=serve, args=(raw,), daemon=True).start()
-"#;
-
-/// Start the relay in front of `upstream`; its port.
-fn relay(cert: &PathBuf, key: &PathBuf, upstream: u16) -> (KillOnDrop, u16) {
-    let mut child = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(TLS_RELAY)
-        .arg(cert)
-        .arg(key)
-        .arg(upstream.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let stdout = child.stdout.take().unwrap();
-    let child = KillOnDrop(child);
-    let (tx, rx): (_, Receiver<String>) = mpsc::channel();
-    std::thread::spawn(move || {
-        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
-            let _ = tx.send(line);
-        }
-    });
-    let port = rx
-        .recv_timeout(TIMEOUT)
-        .expect("the relay says its port")
-        .parse()
-        .expect("a port");
-    (child, port)
-}
-
 fn chat_server() -> ServerHandle {
     let config = Config {
         listen: "127.0.0.1:0".into(),
@@ -185,9 +88,10 @@ fn wss_chats_through_tls_with_the_ca_and_is_refused_without() {
         panic!("no OpenSSL to test with: {why}");
     }
     let dir = TempDir::new();
-    let (cert, key) = certificate(&dir);
+    let (cert, key) = common::certificate(&dir.0, "localhost", "subjectAltName=DNS:localhost");
     let server = chat_server();
-    let (_relay, port) = relay(&cert, &key, server.addr().port());
+    let relay = common::TlsRelay::start(&(cert.clone(), key.clone()), server.addr());
+    let port = relay.port;
 
     let trusted = Options {
         ca_file: Some(cert.clone()),
@@ -276,9 +180,10 @@ fn run_client(args: &[&str], input: &str) -> (bool, String, String) {
 #[test]
 fn the_terminal_client_chats_over_wss_with_ca_and_is_refused_without() {
     let dir = TempDir::new();
-    let (cert, key) = certificate(&dir);
+    let (cert, key) = common::certificate(&dir.0, "localhost", "subjectAltName=DNS:localhost");
     let server = chat_server();
-    let (_relay, port) = relay(&cert, &key, server.addr().port());
+    let relay = common::TlsRelay::start(&(cert.clone(), key.clone()), server.addr());
+    let port = relay.port;
     let url = format!("wss://localhost:{port}/?name=cy");
     let ca = cert.to_str().unwrap();
 

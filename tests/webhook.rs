@@ -23,6 +23,8 @@ use wschat::desk::agents;
 use wschat::server::Server;
 use wschat::ws::Message;
 
+use common::{TlsRelay, certificate};
+
 /// The longest any one read or receive may wait. Generous: it only
 /// matters when something is broken.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -469,133 +471,6 @@ fn chat_and_desk_flow_while_the_receiver_hangs() {
     server.stop();
 }
 
-/// A certificate and key for `san` (`openssl req`'s `subjectAltName`),
-/// self-signed: trusted with `--webhook-ca` naming the certificate.
-fn certificate(dir: &TempDir, name: &str, san: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.0.join(format!("{name}.pem"));
-    let key = dir.0.join(format!("{name}.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", &format!("/CN={name}"), "-addext", san])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("the openssl command (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
-/// The TLS relay in front of a plain receiver: Python's `ssl` module
-/// (another TLS implementation's server side than wschat's client, on
-/// the same certificate files) accepts on 127.0.0.1, prints the SNI it
-/// was sent (`sni: NAME`, `sni: None`) and each refused handshake
-/// (`refused: …`), and pipes the plain text to `upstream` both ways.
-const TLS_RELAY: &str = r#"
-import socket, ssl, sys, threading
-cert, key, upstream = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-ctx.sni_callback = lambda sock, name, c: print("sni:", name, flush=True)
-srv = socket.create_server(("127.0.0.1", 0))
-print(srv.getsockname()[1], flush=True)
-
-def pipe(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-    except OSError:
-        pass
-    try:
-        b.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-def serve(raw):
-    try:
-        tls = ctx.wrap_socket(raw, server_side=True)
-    except OSError as e:
-        print("refused:", e, flush=True)
-        raw.close()
-        return
-    up = socket.create_connection(("127.0.0.1", upstream))
-    back = threading.Thread(target=pipe, args=(up, tls), daemon=True)
-    back.start()
-    pipe(tls, up)
-    back.join()
-    tls.close()
-    up.close()
-
-while True:
-    raw, _ = srv.accept()
-    threading.Thread(target=serve, args=(raw,), daemon=True).start()
-"#;
-
-/// A running [`TLS_RELAY`], killed when dropped.
-struct TlsRelay {
-    _child: KillOnDrop,
-    port: u16,
-    lines: Receiver<String>,
-}
-
-impl TlsRelay {
-    fn start((cert, key): &(PathBuf, PathBuf), upstream: SocketAddr) -> TlsRelay {
-        let mut child = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(TLS_RELAY)
-            .arg(cert)
-            .arg(key)
-            .arg(upstream.port().to_string())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let stdout = child.stdout.take().unwrap();
-        let child = KillOnDrop(child);
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let port = lines
-            .recv_timeout(TIMEOUT)
-            .expect("the relay says its port")
-            .parse()
-            .expect("a port");
-        TlsRelay {
-            _child: child,
-            port,
-            lines,
-        }
-    }
-
-    /// The relay's next line that starts with `prefix`.
-    fn next(&self, prefix: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(TIMEOUT)
-                .unwrap_or_else(|_| panic!("the relay printed no {prefix:?} line in time"));
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-}
-
 /// A wschat whose one receiver is `https://HOST:PORT/hook` through a TLS
 /// relay, and a visitor who opened a conversation.
 struct HttpsCase {
@@ -653,7 +528,7 @@ impl HttpsCase {
 fn https_receiver_with_a_private_ca() {
     let dir = TempDir::new("tls");
     let cert = certificate(
-        &dir,
+        &dir.0,
         "localhost",
         "subjectAltName=DNS:localhost,IP:127.0.0.1",
     );
@@ -689,7 +564,7 @@ fn https_receiver_with_a_private_ca() {
 #[test]
 fn https_receiver_with_another_name_is_refused() {
     let dir = TempDir::new("tls-name");
-    let cert = certificate(&dir, "other.example", "subjectAltName=DNS:other.example");
+    let cert = certificate(&dir.0, "other.example", "subjectAltName=DNS:other.example");
     HttpsCase::start(&cert, true, "localhost").refused();
     HttpsCase::start(&cert, true, "127.0.0.1").refused();
 }

@@ -15,6 +15,7 @@
 //! | `chat.rs` | `ChatClient` on wschat's own client, `Incoming` |
 //! | `field_order.rs` | JSON field orders against the protocol pages |
 //! | `threads.rs` | `sched_batch_threads` |
+//! | `tls.rs` | `certificate` (openssl), `TlsRelay` (Python's `ssl` in front of a plain server) |
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -27,6 +28,7 @@ mod http;
 mod raw;
 mod server;
 mod threads;
+mod tls;
 
 #[allow(unused_imports)] // each test crate uses some
 pub use chat::*;
@@ -40,6 +42,8 @@ pub use raw::*;
 pub use server::*;
 #[allow(unused_imports)]
 pub use threads::*;
+#[allow(unused_imports)]
+pub use tls::*;
 
 /// How long any single read waits before the test fails. Generous: it only
 /// matters when something is broken, and the machine may be busy.
