@@ -52,6 +52,9 @@
 #   BENCH_PIN          1: pin with taskset; 0: don't [1]
 #   BENCH_SERVER_CPU / BENCH_GEN_CPU  CPUs for the server and the generator [0 / 1]
 #   BENCH_BUILD        0: skip cargo builds and npm (use what is built) [1]
+#   BENCH_WSCHAT       the wschat binary to run [target/release/wschat]; another
+#                      path (say, a build of an older commit) is run as it is,
+#                      and this checkout's wschat is then not built
 #   BENCH_OUT          file to write the tables to [bench/results/run-DATE.md]
 set -euo pipefail
 
@@ -95,7 +98,7 @@ done
 STORM_N=0
 CODEC_CELL_MS=${BENCH_CODEC_CELL_MS:-$q_cell}
 ROUNDS=${BENCH_ROUNDS:-$q_rounds}
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive number"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_ROUNDS must be a positive number" >&2; exit 1; }
 PORT=${BENCH_PORT:-23400}
 PIN=${BENCH_PIN:-1}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -104,7 +107,7 @@ BUILD=${BENCH_BUILD:-1}
 mkdir -p "$BENCH_DIR/results"
 OUT=${BENCH_OUT:-$BENCH_DIR/results/run-$(date -u +%Y%m%d-%H%M%S).md}
 
-WSCHAT="$ROOT/target/release/wschat"
+WSCHAT=${BENCH_WSCHAT:-$ROOT/target/release/wschat}
 BIN="$BENCH_DIR/target/release"
 WSLOAD="$BIN/wsload"
 
@@ -166,9 +169,11 @@ fi
 
 # ------------------------------------------------------------------ build
 if [[ $BUILD == 1 ]]; then
-    log "==> cargo build --release (wschat)"
-    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin wschat >&2 ||
-        die "wschat did not build"
+    if [[ -z ${BENCH_WSCHAT:-} ]]; then
+        log "==> cargo build --release (wschat)"
+        cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin wschat >&2 ||
+            die "wschat did not build"
+    fi
     log "==> cargo build --release (bench)"
     cargo build --release --manifest-path "$BENCH_DIR/Cargo.toml" >&2 ||
         die "bench/ did not build"
@@ -374,7 +379,13 @@ describe() { # scenario -> one line
 # ------------------------------------------------------------------ run
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 wschat_size=$(stat -c %s "$WSCHAT" 2>/dev/null || echo "?")
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+if [[ -n ${BENCH_WSCHAT:-} ]]; then
+    # Another build: its commit is the one of the checkout it was built in.
+    commit=$(git -C "$(dirname "$WSCHAT")" rev-parse --short HEAD 2>/dev/null || echo "?")
+    commit="$commit ($WSCHAT)"
+else
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+fi
 emit "## wschat benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 emit ""
 emit "Machine: $(nproc) CPUs (${cpu_model:-unknown CPU}), $(uname -sr). wschat at commit $commit (working tree as built), release binary $wschat_size bytes."
