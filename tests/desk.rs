@@ -894,9 +894,15 @@ fn the_resolving_agent_is_told_the_rating_and_metrics_count_the_desk() {
     v1.expect_where("error", |e| e["code"] == "bad_rating");
     v1.send(json!({"type": "rate", "rating": 4, "comment": "quick, thanks"}));
     let mine = v1.expect("rated");
+    // The visitor's confirmation names the number `stars`, as the agent's
+    // does, and keeps `rating` (the same number) for earlier clients.
     assert_eq!(
-        (mine["rating"].clone(), mine["comment"].clone()),
-        (json!(4), json!("quick, thanks"))
+        (
+            mine["stars"].clone(),
+            mine["rating"].clone(),
+            mine["comment"].clone()
+        ),
+        (json!(4), json!(4), json!("quick, thanks"))
     );
     let told = alice.expect("rated");
     assert_eq!(told["conversation"], c1);

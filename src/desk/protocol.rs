@@ -732,6 +732,7 @@ impl Desk {
         conv.comment = comment.clone();
         let to_visitor = Message::Rated {
             conversation: cid,
+            stars: rating,
             rating,
             comment: comment.as_deref(),
         };

@@ -201,11 +201,16 @@ pub enum Message<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<&'a str>,
     },
-    /// The visitor rated the conversation (as the visitor is told).
+    /// The visitor rated the conversation (as the visitor is told): the
+    /// number as `stars`, the agent's name for it (DESIGN.md), and again as
+    /// `rating`, the request's name for it, kept for visitor clients written
+    /// against the earlier shape (docs/customer-service.md).
     Rated {
         /// The conversation.
         conversation: u64,
         /// 1-5.
+        stars: u64,
+        /// The same number (compatibility: the earlier visitor shape).
         rating: u64,
         /// The comment, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -749,11 +754,12 @@ mod tests {
             (
                 Message::Rated {
                     conversation: 2,
+                    stars: 5,
                     rating: 5,
                     comment: None,
                 }
                 .to_json(),
-                ordered! {"type": "rated", "conversation": 2, "rating": 5},
+                ordered! {"type": "rated", "conversation": 2, "stars": 5, "rating": 5},
             ),
             (
                 Message::Unassigned {
@@ -876,11 +882,12 @@ mod tests {
             (
                 Message::Rated {
                     conversation: 41,
+                    stars: 4,
                     rating: 4,
                     comment: Some("quick, thanks"),
                 }
                 .to_json(),
-                r#"{"type":"rated","conversation":41,"rating":4,"comment":"quick, thanks"}"#,
+                r#"{"type":"rated","conversation":41,"stars":4,"rating":4,"comment":"quick, thanks"}"#,
             ),
             (
                 Message::RatedAgent {
