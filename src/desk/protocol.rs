@@ -1229,6 +1229,7 @@ impl Desk {
                     from,
                     to: None,
                     note: &note,
+                    by: None,
                 });
                 self.requeue(ctx, cid, "transferred");
                 self.tell_unassigned(ctx, cid, from, None);
@@ -1259,6 +1260,7 @@ impl Desk {
                     from,
                     to: Some(&to),
                     note: &note,
+                    by: None,
                 });
                 self.tell_unassigned(ctx, cid, from, Some(&to));
                 self.assign(ctx, cid, &to, Some((from, &note)));
@@ -1346,6 +1348,13 @@ impl Desk {
         match body.get("to") {
             None | Some(Value::Null) => {
                 if let Some(prev) = previous {
+                    self.webhooks.emit(Event::ConversationTransferred {
+                        conversation: cid,
+                        from: &prev,
+                        to: None,
+                        note: &note,
+                        by: Some(name),
+                    });
                     self.requeue(ctx, cid, "reassigned");
                     self.tell_unassigned(ctx, cid, &prev, None);
                 }
@@ -1370,6 +1379,13 @@ impl Desk {
                 log::info!("desk: supervisor {name} gave conversation {cid} to {to}");
                 match previous {
                     Some(prev) => {
+                        self.webhooks.emit(Event::ConversationTransferred {
+                            conversation: cid,
+                            from: &prev,
+                            to: Some(to),
+                            note: &note,
+                            by: Some(name),
+                        });
                         self.tell_unassigned(ctx, cid, &prev, Some(to));
                         self.assign(ctx, cid, to, Some((&prev, &note)));
                     }

@@ -218,6 +218,10 @@ pub enum Event<'a> {
         to: Option<&'a str>,
         /// The handover note.
         note: &'a str,
+        /// The supervisor who reassigned it, when `from` did not hand it on
+        /// themselves; left out otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
     /// `conversation.resolved`.
     ConversationResolved {
@@ -464,8 +468,19 @@ mod tests {
                     from: "alice",
                     to: None,
                     note: "billing",
+                    by: None,
                 },
                 r#"{"conversation":7,"from":"alice","to":null,"note":"billing"}"#,
+            ),
+            (
+                Event::ConversationTransferred {
+                    conversation: 7,
+                    from: "alice",
+                    to: Some("bob"),
+                    note: "",
+                    by: Some("sam"),
+                },
+                r#"{"conversation":7,"from":"alice","to":"bob","note":"","by":"sam"}"#,
             ),
             (
                 Event::ConversationResolved {
