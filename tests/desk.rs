@@ -1429,3 +1429,37 @@ fn a_verified_visitor_brings_the_email_of_its_token() {
     assert_eq!(a["sub"], "customer-9");
     assert_eq!(a["contact"]["email"], "zhang@example.com");
 }
+
+/// Visitors' contact records count in the memory budget (issue 21's
+/// `--memory-budget`, `wschat_memory_bytes{kept="desk"}`): a visitor whose
+/// widget sent a long page address and browser adds at least their bytes
+/// while it is connected, a pre-chat address adds its bytes too, and all of
+/// it goes when the visitor leaves with nothing to resume.
+#[test]
+fn contact_records_count_in_the_memory_budget() {
+    let (server, _tokens, _dir) = desk("contact-budget", 5, Duration::from_secs(30), &[]);
+    let desk_bytes = || scrape(&server)["wschat_memory_bytes{kept=\"desk\"}"] as usize;
+    let before = desk_bytes();
+    let page = format!("https://shop.example/{}", "p".repeat(1900));
+    assert!(page.len() <= wschat::desk::MAX_URL_BYTES);
+    let (mut v, _) = Client::visitor(&server, &format!("?lang=en&page={page}"));
+    let connected = desk_bytes();
+    assert!(
+        connected >= before + page.len(),
+        "{before} bytes, then {connected} with a {}-byte page",
+        page.len()
+    );
+    let email = format!("{}@example.com", "z".repeat(200));
+    v.send(json!({"type": "contact", "email": email}));
+    v.expect("contact");
+    let with_email = desk_bytes();
+    assert!(
+        with_email >= connected + email.len(),
+        "{connected}, then {with_email} with a {}-byte address",
+        email.len()
+    );
+    drop(v);
+    common::eventually(TIMEOUT, "the visitor's bytes go with it", || {
+        desk_bytes() == before
+    });
+}

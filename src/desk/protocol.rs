@@ -395,7 +395,7 @@ impl Desk {
             }
         } else {
             // Nothing to resume: forget the session.
-            self.sessions.remove(key);
+            self.remove_session(key);
         }
         self.dirty = true;
     }
@@ -482,6 +482,8 @@ impl Desk {
             let record = self.contact_record(ctx, &key, number);
             Desk::record(ctx, record);
         }
+        // Its contact counts in the memory budget.
+        self.recount_session(&key);
         let session = &self.sessions[&key];
         let name = session.name.clone();
         let current = session.conversation;
@@ -871,6 +873,10 @@ impl Desk {
         if let Some(email) = email {
             session.contact.email = Some(email);
         }
+        self.recount_session(key);
+        let Some(session) = self.sessions.get(key) else {
+            return;
+        };
         let reply = Message::Contact {
             name: &session.name,
             email: session.contact.email.as_deref(),

@@ -328,7 +328,8 @@ pub struct PreviousView<'a> {
 /// pre-chat form (`contact`), or by the widget when it connects. Each
 /// field has a byte limit (`MAX_URL_BYTES`, …), so a contact stays under
 /// 5 KiB; it lives in the visitor's session, which is kept only while the
-/// visitor is connected or has a conversation in memory.
+/// visitor is connected or has a conversation in memory, and counts in the
+/// memory budget (`--memory-budget`, the desk's share) with it.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Contact {
     /// The address the visitor gave, if any.
