@@ -1438,7 +1438,12 @@ fn a_verified_visitor_brings_the_email_of_its_token() {
 #[test]
 fn contact_records_count_in_the_memory_budget() {
     let (server, _tokens, _dir) = desk("contact-budget", 5, Duration::from_secs(30), &[]);
-    let desk_bytes = || scrape(&server)["wschat_memory_bytes{kept=\"desk\"}"] as usize;
+    const DESK: &str = "wschat_memory_bytes{kept=\"desk\"}";
+    // The figure is there once the hub has started.
+    common::eventually(TIMEOUT, "the memory figures in /metrics", || {
+        scrape(&server).contains_key(DESK)
+    });
+    let desk_bytes = || scrape(&server)[DESK] as usize;
     let before = desk_bytes();
     let page = format!("https://shop.example/{}", "p".repeat(1900));
     assert!(page.len() <= wschat::desk::MAX_URL_BYTES);
