@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod api;
 pub mod canned;
+pub mod command;
 pub mod hours;
 mod model;
 mod protocol;
