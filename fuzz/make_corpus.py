@@ -285,9 +285,40 @@ def resp_seeds():
         write("resp", name + "-bytewise", b"\x00" + data)
 
 
+def desk_command_seeds():
+    # Byte 0: bit 0 picks the speaker (0 visitor, 1 agent), the other bits
+    # the message limit (0: the default); the rest is the text.
+    visitor = {
+        "plain": "您好,我的订单还没到",
+        "message": '{"type":"message","text":"hi"}',
+        "contact": '{"type":"contact","name":"Ann","email":"ann@example.com"}',
+        "rate-comment": '{"type":"rate","rating":4,"comment":"quick, thanks"}',
+        "rate-bad": '{"type":"rate","rating":9}',
+        "typing": '{"type":"typing","active":false}',
+        "end": '{"type":"end"}',
+        "auth": '{"type":"auth","token":"x.y.z"}',
+    }
+    agent = {
+        "message": '{"type":"message","conversation":7,"text":"您好!"}',
+        "transfer-note": '{"type":"transfer","conversation":7,"to":"bob","note":"billing"}',
+        "reassign-queue": '{"type":"reassign","conversation":7,"to":null}',
+        "presence": '{"type":"presence","status":"away"}',
+        "claim": '{"type":"claim","conversation":3}',
+        "canned": '{"type":"canned_add","shortcut":"hi","text":"Hello!"}',
+        "visitor": '{"type":"visitor","conversation":3}',
+        "resolve": '{"type":"resolve","conversation":3}',
+    }
+    for name, text in visitor.items():
+        write("desk_command", "visitor-" + name, b"\x00" + text.encode())
+    for name, text in agent.items():
+        write("desk_command", "agent-" + name, b"\x01" + text.encode())
+    write("desk_command", "visitor-small-limit", b"\x08" + "好好好好".encode())
+
+
 if __name__ == "__main__":
     frames = frame_seeds()
     utf8_seeds()
     handshake_seeds()
     roundtrip_seeds(frames)
     resp_seeds()
+    desk_command_seeds()

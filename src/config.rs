@@ -150,6 +150,9 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Longest wait between two attempts at one webhook receiver.
     pub webhook_backoff_max: Duration,
+    /// Webhook events the hub can hand over before the sender thread takes
+    /// them.
+    pub webhook_handover: usize,
 }
 
 impl Default for Config {
@@ -219,6 +222,7 @@ impl Default for Config {
             webhook_max_pending: crate::webhook::DEFAULT_MAX_PENDING,
             webhook_timeout: Duration::from_millis(crate::webhook::DEFAULT_TIMEOUT_MS),
             webhook_backoff_max: Duration::from_millis(crate::webhook::DEFAULT_BACKOFF_MAX_MS),
+            webhook_handover: crate::webhook::HANDOVER_CAPACITY,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Config {
             max_pending: self.webhook_max_pending,
             timeout: self.webhook_timeout,
             backoff_max: self.webhook_backoff_max,
+            handover: self.webhook_handover,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The memory budget: one ceiling (`--memory-budget`) on the bytes kept in
 //! memory that grow with users' input — room histories, private messages,
-//! the desk's conversations and transcripts, and chat sessions.
+//! the desk's conversations, transcripts and visitors' contact records, and
+//! chat sessions.
 //!
 //! Each structure counts its own bytes here (an estimate: the bytes of the
 //! stored JSON or token plus a fixed overhead per entry for the allocation,
@@ -44,7 +45,8 @@ pub enum Kept {
     Histories,
     /// Private messages kept for resume.
     Privates,
-    /// The support desk's conversations and their transcripts.
+    /// The support desk's conversations, their transcripts, and the
+    /// visitors' sessions with their contact records.
     Desk,
     /// Chat sessions (the tokens that let a user come back).
     Sessions,

@@ -894,9 +894,15 @@ fn the_resolving_agent_is_told_the_rating_and_metrics_count_the_desk() {
     v1.expect_where("error", |e| e["code"] == "bad_rating");
     v1.send(json!({"type": "rate", "rating": 4, "comment": "quick, thanks"}));
     let mine = v1.expect("rated");
+    // The visitor's confirmation names the number `stars`, as the agent's
+    // does, and keeps `rating` (the same number) for earlier clients.
     assert_eq!(
-        (mine["rating"].clone(), mine["comment"].clone()),
-        (json!(4), json!("quick, thanks"))
+        (
+            mine["stars"].clone(),
+            mine["rating"].clone(),
+            mine["comment"].clone()
+        ),
+        (json!(4), json!(4), json!("quick, thanks"))
     );
     let told = alice.expect("rated");
     assert_eq!(told["conversation"], c1);
@@ -1422,4 +1428,43 @@ fn a_verified_visitor_brings_the_email_of_its_token() {
     assert_eq!(a["visitor"], "Zhang");
     assert_eq!(a["sub"], "customer-9");
     assert_eq!(a["contact"]["email"], "zhang@example.com");
+}
+
+/// Visitors' contact records count in the memory budget (issue 21's
+/// `--memory-budget`, `wschat_memory_bytes{kept="desk"}`): a visitor whose
+/// widget sent a long page address and browser adds at least their bytes
+/// while it is connected, a pre-chat address adds its bytes too, and all of
+/// it goes when the visitor leaves with nothing to resume.
+#[test]
+fn contact_records_count_in_the_memory_budget() {
+    let (server, _tokens, _dir) = desk("contact-budget", 5, Duration::from_secs(30), &[]);
+    const DESK: &str = "wschat_memory_bytes{kept=\"desk\"}";
+    // The figure is there once the hub has started.
+    common::eventually(TIMEOUT, "the memory figures in /metrics", || {
+        scrape(&server).contains_key(DESK)
+    });
+    let desk_bytes = || scrape(&server)[DESK] as usize;
+    let before = desk_bytes();
+    let page = format!("https://shop.example/{}", "p".repeat(1900));
+    assert!(page.len() <= wschat::desk::MAX_URL_BYTES);
+    let (mut v, _) = Client::visitor(&server, &format!("?lang=en&page={page}"));
+    let connected = desk_bytes();
+    assert!(
+        connected >= before + page.len(),
+        "{before} bytes, then {connected} with a {}-byte page",
+        page.len()
+    );
+    let email = format!("{}@example.com", "z".repeat(200));
+    v.send(json!({"type": "contact", "email": email}));
+    v.expect("contact");
+    let with_email = desk_bytes();
+    assert!(
+        with_email >= connected + email.len(),
+        "{connected}, then {with_email} with a {}-byte address",
+        email.len()
+    );
+    drop(v);
+    common::eventually(TIMEOUT, "the visitor's bytes go with it", || {
+        desk_bytes() == before
+    });
 }

@@ -348,6 +348,89 @@ fn every_event_reaches_the_receiver_signed() {
     server.stop();
 }
 
+/// The newer fields, over a real socket to a local receiver: a message left
+/// out of hours (`--desk-hours`) opens a conversation with `"offline":true`;
+/// a supervisor's reassignment is a `conversation.transferred` whose `by`
+/// names the supervisor (`from`, the agent who had it); the visitor ending
+/// the chat is a `conversation.resolved` with `"by":"visitor"`; a rating's
+/// `comment` rides on `conversation.rated`. An agent's own transfer has no
+/// `by` (see `every_event_reaches_the_receiver_signed`).
+#[test]
+fn offline_messages_who_acted_and_rating_comments_reach_the_receiver() {
+    use agents::Role::{Agent, Supervisor};
+    // Hours that are closed now: every day, the hour that begins two hours
+    // from now (UTC).
+    let now = wschat::clock::now_ms();
+    let start = (now / 3_600_000 + 2) % 24;
+    let spec = format!("mon-sun {start:02}:00-{:02}:00 +00:00", start + 1);
+    let dir = TempDir::new("newer");
+    let alice = agents::add_with(&dir.0, "alice", None, Agent).unwrap();
+    let sam = agents::add_with(&dir.0, "sam", None, Supervisor).unwrap();
+    let (listener, addr) = listen();
+    let hits = receiver(listener, Box::new(|_| Some(200)));
+    let config = Config {
+        desk_hours: Some(wschat::desk::hours::Hours::parse(&spec).unwrap()),
+        ..config(&dir, format!("http://{addr}/hook"))
+    };
+    let server = Server::bind(config).unwrap().spawn().unwrap();
+    // alice is signed in but away: the message waits.
+    let mut a = Client::agent(server.addr(), &alice);
+    a.send(json!({"type": "presence", "status": "away"}));
+    a.expect("presence");
+    let mut v = Client::connect(server.addr(), "/support?lang=en");
+    v.expect("welcome");
+    assert_eq!(v.expect("hours")["open"], false);
+    v.send(json!({"type": "contact", "email": "zhou@example.com"}));
+    v.expect("contact");
+    v.send(json!({"type": "message", "text": "please call me back"}));
+    let cid =
+        v.expect_where("desk_message", |m| m["text"] == "please call me back")["conversation"]
+            .as_u64()
+            .unwrap();
+    // alice comes back and gets it; sam, a supervisor, gives it to himself
+    // with a note; the visitor ends the chat and rates it with a comment.
+    a.send(json!({"type": "presence", "status": "online"}));
+    a.expect_where("assigned", |x| x["conversation"] == cid);
+    let mut s = Client::agent(server.addr(), &sam);
+    s.send(json!({"type": "reassign", "conversation": cid, "to": "sam", "note": "a VIP"}));
+    s.expect_where("assigned", |x| x["conversation"] == cid);
+    v.send(json!({"type": "end"}));
+    v.expect("resolved");
+    v.send(json!({"type": "rate", "rating": 2, "comment": "slow to answer"}));
+    v.expect("rated");
+
+    let mut got: Vec<Value> = Vec::new();
+    while !got.iter().any(|e| e["event"] == "conversation.rated") {
+        assert!(got.len() < 20, "no conversation.rated in {got:#?}");
+        got.push(next_hit(&hits).check());
+    }
+    let find = |event: &str| {
+        got.iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in {got:#?}"))["data"]
+            .clone()
+    };
+    assert_eq!(
+        find("conversation.created"),
+        json!({"conversation": cid, "visitor": find("conversation.created")["visitor"], "sub": null, "offline": true})
+    );
+    assert!(find("conversation.created")["visitor"].is_string());
+    assert_eq!(
+        find("conversation.transferred"),
+        json!({"conversation": cid, "from": "alice", "to": "sam", "note": "a VIP", "by": "sam"})
+    );
+    assert_eq!(
+        find("conversation.resolved"),
+        json!({"conversation": cid, "agent": "sam", "by": "visitor"})
+    );
+    assert_eq!(
+        find("conversation.rated"),
+        json!({"conversation": cid, "stars": 2, "comment": "slow to answer"})
+    );
+    drop((a, s, v));
+    server.stop();
+}
+
 /// A receiver that answers 500 twice gets the same event (same id, same
 /// bytes, same signature) a third time, and then the next one; the
 /// failed attempts are counted.

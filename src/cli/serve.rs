@@ -766,6 +766,16 @@ pub const FLAGS: &[Flag] = &[
         },
         show: |c| show_duration(c.webhook_backoff_max),
     },
+    Flag {
+        name: "webhook-handover",
+        value: Some("N"),
+        help: "webhook events the hub can hand to the webhook thread before it takes them (it only appends them to the pending file); past it new events are dropped and counted",
+        apply: |c, v| {
+            c.webhook_handover = positive(number(v)?, "webhook-handover")?;
+            Ok(())
+        },
+        show: |c| c.webhook_handover.to_string(),
+    },
 ];
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -1101,5 +1111,20 @@ mod tests {
                 .iter()
                 .any(|p| p.contains("--webhook-secret"))
         );
+    }
+
+    #[test]
+    fn webhook_handover_from_env_and_flag() {
+        let defaults = parse_args(&[], |_| None).unwrap();
+        assert_eq!(
+            defaults.webhook().handover,
+            crate::webhook::HANDOVER_CAPACITY
+        );
+        let env = |name: &str| (name == "WSCHAT_WEBHOOK_HANDOVER").then(|| "64".to_string());
+        assert_eq!(parse_args(&[], env).unwrap().webhook().handover, 64);
+        let c = parse_args(&["--webhook-handover=8".into()], env).unwrap();
+        assert_eq!(c.webhook().handover, 8);
+        assert!(parse_args(&["--webhook-handover=0".into()], |_| None).is_err());
+        assert!(help().contains("WSCHAT_WEBHOOK_HANDOVER"));
     }
 }

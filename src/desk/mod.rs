@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod api;
 pub mod canned;
+pub mod command;
 pub mod hours;
 mod model;
 mod protocol;
@@ -198,7 +199,15 @@ impl Desk {
         // Visitors with nothing to resume are not kept (their numbers are
         // counted already); the others are offline since now.
         let now = Instant::now();
-        desk.sessions.retain(|_, s| s.conversation.is_some());
+        let idle: Vec<String> = desk
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conversation.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            desk.remove_session(&key);
+        }
         for s in desk.sessions.values_mut() {
             s.offline_since = Some(now);
         }

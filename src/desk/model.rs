@@ -63,6 +63,9 @@ pub(super) struct Conversation {
 pub const CONVERSATION_OVERHEAD: usize = 256;
 /// What one kept transcript message costs beyond its JSON.
 pub const MESSAGE_OVERHEAD: usize = 64;
+/// What a visitor's session (its contact record) costs beyond its strings:
+/// the map entry, the struct and its sets.
+pub const SESSION_OVERHEAD: usize = 256;
 
 impl Conversation {
     /// Keep a message record, and no more than `keep` of them in memory;
@@ -112,6 +115,26 @@ pub(super) struct Session {
     pub(super) name: String,
     /// The site's id for this visitor, when it signed in with a token.
     pub(super) sub: Option<String>,
+    /// Its bytes as the memory budget counts them (see [`Session::cost`]),
+    /// as last counted by `Desk::recount_session`.
+    pub(super) bytes: usize,
+}
+
+impl Session {
+    /// Its bytes as the memory budget counts them: its key, name, `sub` and
+    /// contact strings, plus [`SESSION_OVERHEAD`].
+    pub(super) fn cost(&self, key: &str) -> usize {
+        let c = &self.contact;
+        let text = |f: &Option<String>| f.as_ref().map_or(0, String::len);
+        key.len()
+            + self.name.len()
+            + text(&self.sub)
+            + text(&c.email)
+            + text(&c.page)
+            + text(&c.referrer)
+            + text(&c.browser)
+            + SESSION_OVERHEAD
+    }
 }
 
 #[derive(Debug)]
@@ -260,6 +283,25 @@ impl Desk {
             c.first_seen = time;
         }
         c.last_seen = c.last_seen.max(time);
+        self.recount_session(key);
+    }
+
+    /// Count session `key`'s bytes against the memory budget again, after
+    /// a change to its name or contact (or when it is new).
+    pub(super) fn recount_session(&mut self, key: &str) {
+        if let Some(s) = self.sessions.get_mut(key) {
+            let now = s.cost(key);
+            self.budget.add(Kept::Desk, now.saturating_sub(s.bytes));
+            self.budget.sub(Kept::Desk, s.bytes.saturating_sub(now));
+            s.bytes = now;
+        }
+    }
+
+    /// Forget session `key`, and its bytes.
+    pub(super) fn remove_session(&mut self, key: &str) {
+        if let Some(s) = self.sessions.remove(key) {
+            self.budget.sub(Kept::Desk, s.bytes);
+        }
     }
 
     /// Conversation `cid` is resolved: note when, and forget the resolved
@@ -305,7 +347,7 @@ impl Desk {
         {
             session.conversation = None;
             if session.conns.is_empty() {
-                self.sessions.remove(&conv.session);
+                self.remove_session(&conv.session);
             }
         }
     }
@@ -352,6 +394,7 @@ impl Desk {
         s.name = visitor.clone();
         s.conversation = Some(cid);
         s.history.insert(cid);
+        self.recount_session(&session);
         let bytes = Conversation::base_cost(&session, &visitor);
         self.budget.add(Kept::Desk, bytes);
         self.conversations.insert(

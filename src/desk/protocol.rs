@@ -5,9 +5,12 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use super::command::{
+    AgentCommand, Limits, VisitorCommand, parse_agent, parse_visitor, plausible_email,
+};
 use super::model::{Agent, Conversation, ConversationState, Participant, Session};
 use super::wire::{AgentRow, ConversationView, Entry, Message, PreviousView, QueueRow};
-use super::{AUTH_FAILED, Desk, MAX_COMMENT_CHARS, MAX_NOTE_CHARS, RATINGS, agents, canned};
+use super::{AUTH_FAILED, Desk, agents, canned};
 use crate::chat::valid_name;
 use crate::chat::wire::StoredList;
 use crate::clock::now_ms;
@@ -20,22 +23,9 @@ pub(super) fn error(ctx: &mut Ctx, conn: ConnId, code: &'static str, message: im
 
 /// A client's text as a command object: a JSON object with a `"type"`, or
 /// plain text, which is a `message`.
+/// (The sign-in's first message; commands go through [`super::command`].)
 pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
-    let trimmed = text.trim();
-    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
-        let mut body = Map::new();
-        body.insert("type".into(), "message".into());
-        body.insert("text".into(), text.into());
-        return Ok(body);
-    }
-    match serde_json::from_str::<Value>(trimmed) {
-        Ok(Value::Object(body)) if body.get("type").is_some_and(Value::is_string) => Ok(body),
-        Ok(_) => Err(ErrorReply::new(
-            "bad_command",
-            "a command is a JSON object with a \"type\"",
-        )),
-        Err(e) => Err(ErrorReply::new("bad_json", format!("not valid JSON: {e}"))),
-    }
+    super::command::object(text)
 }
 
 impl Desk {
@@ -184,24 +174,24 @@ impl Desk {
         Message::Canned { replies: &replies }.to_json()
     }
 
-    /// `canned_add` / `canned_remove` from a console: the file is written
-    /// (a small file, on the hub thread, as `agent add` would) and every
-    /// console gets the new list.
+    /// `canned_add` (`text`: the reply) / `canned_remove` (`text`: none)
+    /// from a console: the file is written (a small file, on the hub
+    /// thread, as `agent add` would) and every console gets the new list.
     fn canned_change(
         &mut self,
         ctx: &mut Ctx,
         conn: ConnId,
         name: &str,
-        body: &Map<String, Value>,
+        shortcut: &str,
+        text: Option<&str>,
     ) {
         let Some(dir) = self.config.data_dir.clone() else {
             return error(ctx, conn, "unavailable", "there is no data directory");
         };
-        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
-        let done = if body.get("type").and_then(Value::as_str) == Some("canned_add") {
-            canned::add(&dir, text("shortcut"), text("text"), Some(name)).map(|_| ())
+        let done = if let Some(text) = text {
+            canned::add(&dir, shortcut, text, Some(name)).map(|_| ())
         } else {
-            canned::remove(&dir, text("shortcut")).and_then(|found| {
+            canned::remove(&dir, shortcut).and_then(|found| {
                 found
                     .map(|_| ())
                     .ok_or_else(|| "there is no such canned reply".to_string())
@@ -395,7 +385,7 @@ impl Desk {
             }
         } else {
             // Nothing to resume: forget the session.
-            self.sessions.remove(key);
+            self.remove_session(key);
         }
         self.dirty = true;
     }
@@ -482,6 +472,8 @@ impl Desk {
             let record = self.contact_record(ctx, &key, number);
             Desk::record(ctx, record);
         }
+        // Its contact counts in the memory budget.
+        self.recount_session(&key);
         let session = &self.sessions[&key];
         let name = session.name.clone();
         let current = session.conversation;
@@ -564,18 +556,16 @@ impl Desk {
     }
 
     pub(super) fn visitor_text(&mut self, ctx: &mut Ctx, conn: ConnId, key: String, text: String) {
-        let body = match parse(&text) {
-            Ok(body) => body,
+        let command = match parse_visitor(&text, self.limits()) {
+            Ok(command) => command,
             Err(e) => {
                 ctx.send_json(conn, &e.to_json());
                 return;
             }
         };
-        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind == "auth" {
+        if let VisitorCommand::Auth { token } = &command {
             // Signing in after arriving anonymously: the connection becomes
             // the verified visitor (a new welcome says so).
-            let token = body.get("token").and_then(Value::as_str).unwrap_or("");
             match self.verify(token) {
                 Ok(claims) => {
                     self.conns.remove(&conn);
@@ -593,11 +583,8 @@ impl Desk {
                 .get(c)
                 .is_some_and(|c| c.state != ConversationState::Resolved)
         });
-        match kind {
-            "message" => {
-                let Some(text) = self.message_text(ctx, conn, &body) else {
-                    return;
-                };
+        match command {
+            VisitorCommand::Message { text } => {
                 let cid = match open {
                     Some(cid) => cid,
                     None => {
@@ -651,13 +638,14 @@ impl Desk {
                 let name = self.sessions[&key].name.clone();
                 self.post(ctx, conn, cid, ("visitor", &name), &text);
             }
-            "contact" => self.visitor_contact(ctx, conn, &key, &body),
-            "end" => self.visitor_end(ctx, conn, open),
-            "typing" => {
+            VisitorCommand::Contact { name, email } => {
+                self.visitor_contact(ctx, &key, name, email);
+            }
+            VisitorCommand::End => self.visitor_end(ctx, conn, open),
+            VisitorCommand::Typing { active } => {
                 if let Some(conv) = open.and_then(|c| self.conversations.get(&c))
                     && let ConversationState::Assigned(agent) = &conv.state
                 {
-                    let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
                     let msg = Message::Typing {
                         conversation: conv.id,
                         from: "visitor",
@@ -667,8 +655,7 @@ impl Desk {
                     ctx.broadcast(self.agent_conns(agent), &Ctx::json_frame(&msg));
                 }
             }
-            "rate" => {
-                let rating = body.get("rating").and_then(Value::as_u64);
+            VisitorCommand::Rate { rating, comment } => {
                 let Some(cid) = current.filter(|c| {
                     self.conversations.get(c).is_some_and(|c| {
                         c.state == ConversationState::Resolved && c.rating.is_none()
@@ -681,31 +668,17 @@ impl Desk {
                         "there is no resolved conversation to rate",
                     );
                 };
-                let Some(rating) = rating.filter(|r| RATINGS.contains(r)) else {
-                    return error(ctx, conn, "bad_rating", "a rating is a whole number 1-5");
-                };
-                let comment = match body.get("comment") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(c)) if c.chars().count() <= MAX_COMMENT_CHARS => {
-                        Some(c.trim().to_string()).filter(|c| !c.is_empty())
-                    }
-                    Some(_) => {
-                        return error(
-                            ctx,
-                            conn,
-                            "bad_rating",
-                            format!("a comment is text of at most {MAX_COMMENT_CHARS} characters"),
-                        );
-                    }
-                };
                 self.rate(ctx, &key, cid, rating, comment);
             }
-            other => error(
-                ctx,
-                conn,
-                "unknown_type",
-                format!("unknown message type {other:?}"),
-            ),
+            // Handled above.
+            VisitorCommand::Auth { .. } => {}
+        }
+    }
+
+    /// What the command parsers check that is a setting.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_text_bytes: self.config.max_text_bytes,
         }
     }
 
@@ -732,6 +705,7 @@ impl Desk {
         conv.comment = comment.clone();
         let to_visitor = Message::Rated {
             conversation: cid,
+            stars: rating,
             rating,
             comment: comment.as_deref(),
         };
@@ -835,32 +809,10 @@ impl Desk {
     fn visitor_contact(
         &mut self,
         ctx: &mut Ctx,
-        conn: ConnId,
         key: &str,
-        body: &Map<String, Value>,
+        name: Option<String>,
+        email: Option<String>,
     ) {
-        let name = match body.get("name") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(n)) if n.trim().is_empty() => None,
-            Some(Value::String(n)) => match valid_name(n) {
-                Ok(n) => Some(n),
-                Err(e) => return error(ctx, conn, "bad_name", e),
-            },
-            Some(_) => return error(ctx, conn, "bad_name", "\"name\" is text"),
-        };
-        let email = match body.get("email") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(e)) if e.trim().is_empty() => None,
-            Some(Value::String(e)) if plausible_email(e.trim()) => Some(e.trim().to_string()),
-            Some(_) => {
-                return error(
-                    ctx,
-                    conn,
-                    "bad_email",
-                    "that does not look like an e-mail address",
-                );
-            }
-        };
         let Some(session) = self.sessions.get_mut(key) else {
             return;
         };
@@ -870,6 +822,10 @@ impl Desk {
         if let Some(email) = email {
             session.contact.email = Some(email);
         }
+        self.recount_session(key);
+        let Some(session) = self.sessions.get(key) else {
+            return;
+        };
         let reply = Message::Contact {
             name: &session.name,
             email: session.contact.email.as_deref(),
@@ -927,33 +883,6 @@ impl Desk {
             by: Some("visitor"),
         });
         self.dirty = true;
-    }
-
-    /// The `"text"` of a message, checked; or an error sent.
-    pub(super) fn message_text(
-        &self,
-        ctx: &mut Ctx,
-        conn: ConnId,
-        body: &Map<String, Value>,
-    ) -> Option<String> {
-        let Some(text) = body.get("text").and_then(Value::as_str) else {
-            error(ctx, conn, "bad_command", "\"text\" must be a string");
-            return None;
-        };
-        if text.trim().is_empty() {
-            error(ctx, conn, "empty", "the message is empty");
-            return None;
-        }
-        if text.len() > self.config.max_text_bytes {
-            error(
-                ctx,
-                conn,
-                "text_too_long",
-                format!("a message has at most {} bytes", self.config.max_text_bytes),
-            );
-            return None;
-        }
-        Some(text.to_string())
     }
 
     /// Store a message of conversation `cid` and send it to its visitor and
@@ -1066,70 +995,67 @@ impl Desk {
     }
 
     pub(super) fn agent_text(&mut self, ctx: &mut Ctx, conn: ConnId, name: String, text: String) {
-        let body = match parse(&text) {
-            Ok(body) => body,
+        let command = match parse_agent(&text, self.limits()) {
+            Ok(command) => command,
             Err(e) => {
                 ctx.send_json(conn, &e.to_json());
                 return;
             }
         };
-        let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind == "presence" {
-            let away = match body.get("status").and_then(Value::as_str) {
-                Some("away") => true,
-                Some("online") => false,
-                _ => return error(ctx, conn, "bad_command", "\"status\" is online or away"),
-            };
-            if let Some(a) = self.agents.get_mut(&name) {
-                a.away = away;
+        let cid = match command {
+            AgentCommand::Presence { away } => {
+                if let Some(a) = self.agents.get_mut(&name) {
+                    a.away = away;
+                }
+                let msg = Message::Presence {
+                    status: if away { "away" } else { "online" },
+                }
+                .to_json();
+                ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
+                self.dirty = true;
+                return;
             }
-            let msg = Message::Presence {
-                status: if away { "away" } else { "online" },
+            AgentCommand::Claim { conversation } => {
+                return self.claim(ctx, conn, &name, conversation);
             }
-            .to_json();
-            ctx.broadcast(self.agent_conns(&name), &Ctx::json_frame(&msg));
-            self.dirty = true;
-            return;
-        }
-        if kind == "claim" {
-            return self.claim(ctx, conn, &name, &body);
-        }
-        if kind == "reassign" {
-            return self.reassign(ctx, conn, &name, &body);
-        }
-        if kind == "canned_add" || kind == "canned_remove" {
-            return self.canned_change(ctx, conn, &name, &body);
-        }
-        if kind == "visitor" {
-            // Its own conversations, a waiting one, or (a supervisor) any.
-            let cid = body.get("conversation").and_then(Value::as_u64);
-            let supervisor = self.is_supervisor(&name);
-            let conv = cid.and_then(|c| self.conversations.get(&c)).filter(|c| {
-                supervisor
-                    || c.state == ConversationState::Queued
-                    || c.state == ConversationState::Assigned(name.clone())
-            });
-            let Some(conv) = conv else {
-                return error(
-                    ctx,
-                    conn,
-                    "not_yours",
-                    "that conversation is not assigned to you",
-                );
-            };
-            let text = self.visitor_json(conv);
-            ctx.send_json(conn, &text);
-            return;
-        }
-        if !matches!(kind, "message" | "typing" | "transfer" | "resolve") {
-            return error(
-                ctx,
-                conn,
-                "unknown_type",
-                format!("unknown message type {kind:?}"),
-            );
-        }
-        let cid = body.get("conversation").and_then(Value::as_u64);
+            AgentCommand::Reassign {
+                conversation,
+                to,
+                note,
+            } => return self.reassign(ctx, conn, &name, conversation, to, &note),
+            AgentCommand::CannedAdd { shortcut, text } => {
+                return self.canned_change(ctx, conn, &name, &shortcut, Some(&text));
+            }
+            AgentCommand::CannedRemove { shortcut } => {
+                return self.canned_change(ctx, conn, &name, &shortcut, None);
+            }
+            AgentCommand::Visitor { conversation } => {
+                // Its own conversations, a waiting one, or (a supervisor) any.
+                let supervisor = self.is_supervisor(&name);
+                let conv = conversation
+                    .and_then(|c| self.conversations.get(&c))
+                    .filter(|c| {
+                        supervisor
+                            || c.state == ConversationState::Queued
+                            || c.state == ConversationState::Assigned(name.clone())
+                    });
+                let Some(conv) = conv else {
+                    return error(
+                        ctx,
+                        conn,
+                        "not_yours",
+                        "that conversation is not assigned to you",
+                    );
+                };
+                let text = self.visitor_json(conv);
+                ctx.send_json(conn, &text);
+                return;
+            }
+            AgentCommand::Message { conversation, .. }
+            | AgentCommand::Typing { conversation, .. }
+            | AgentCommand::Transfer { conversation, .. }
+            | AgentCommand::Resolve { conversation } => conversation,
+        };
         let Some(cid) = cid.filter(|c| {
             self.conversations
                 .get(c)
@@ -1142,14 +1068,11 @@ impl Desk {
                 "that conversation is not assigned to you",
             );
         };
-        match kind {
-            "message" => {
-                if let Some(text) = self.message_text(ctx, conn, &body) {
-                    self.post(ctx, conn, cid, ("agent", &name), &text);
-                }
+        match command {
+            AgentCommand::Message { text, .. } => {
+                self.post(ctx, conn, cid, ("agent", &name), &text);
             }
-            "typing" => {
-                let active = body.get("active").and_then(Value::as_bool).unwrap_or(true);
+            AgentCommand::Typing { active, .. } => {
                 let msg = Message::Typing {
                     conversation: cid,
                     from: "agent",
@@ -1159,7 +1082,7 @@ impl Desk {
                 let to = self.visitor_conns(&self.conversations[&cid]);
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
             }
-            "resolve" => {
+            AgentCommand::Resolve { .. } => {
                 let id = ctx.log().take_id();
                 Desk::record(
                     ctx,
@@ -1190,7 +1113,16 @@ impl Desk {
                 ctx.broadcast(to, &Ctx::json_frame(&msg));
                 self.dirty = true;
             }
-            _ => self.transfer(ctx, conn, &name, cid, &body),
+            AgentCommand::Transfer { to, note, .. } => {
+                self.transfer(ctx, conn, &name, cid, to, &note);
+            }
+            // Answered above.
+            AgentCommand::Presence { .. }
+            | AgentCommand::Claim { .. }
+            | AgentCommand::Reassign { .. }
+            | AgentCommand::CannedAdd { .. }
+            | AgentCommand::CannedRemove { .. }
+            | AgentCommand::Visitor { .. } => {}
         }
     }
 
@@ -1200,34 +1132,17 @@ impl Desk {
         conn: ConnId,
         from: &str,
         cid: u64,
-        body: &Map<String, Value>,
+        target: Option<String>,
+        note: &str,
     ) {
-        let note: String = body
-            .get("note")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .take(MAX_NOTE_CHARS)
-            .collect();
-        let target = match body.get("to") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(t)) => Some(t.clone()),
-            Some(_) => {
-                return error(
-                    ctx,
-                    conn,
-                    "bad_command",
-                    "\"to\" is an agent's name or null",
-                );
-            }
-        };
         match target {
             None => {
                 self.webhooks.emit(Event::ConversationTransferred {
                     conversation: cid,
                     from,
                     to: None,
-                    note: &note,
+                    note,
+                    by: None,
                 });
                 self.requeue(ctx, cid, "transferred");
                 self.tell_unassigned(ctx, cid, from, None);
@@ -1257,10 +1172,11 @@ impl Desk {
                     conversation: cid,
                     from,
                     to: Some(&to),
-                    note: &note,
+                    note,
+                    by: None,
                 });
                 self.tell_unassigned(ctx, cid, from, Some(&to));
-                self.assign(ctx, cid, &to, Some((from, &note)));
+                self.assign(ctx, cid, &to, Some((from, note)));
             }
         }
     }
@@ -1282,8 +1198,7 @@ impl Desk {
 
     /// `claim`: agent `name` takes a conversation waiting in the queue,
     /// whatever its place, if it has room (a supervisor always has).
-    fn claim(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
-        let cid = body.get("conversation").and_then(Value::as_u64);
+    fn claim(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, cid: Option<u64>) {
         let Some(cid) = cid.filter(|c| {
             self.conversations
                 .get(c)
@@ -1312,7 +1227,15 @@ impl Desk {
     /// to an agent who is signed in (the supervisor itself: taking it
     /// over), beyond that agent's capacity if need be, or (`"to":null`) put
     /// it back in the queue.
-    fn reassign(&mut self, ctx: &mut Ctx, conn: ConnId, name: &str, body: &Map<String, Value>) {
+    fn reassign(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        name: &str,
+        cid: Option<u64>,
+        to: Option<String>,
+        note: &str,
+    ) {
         if !self.is_supervisor(name) {
             return error(
                 ctx,
@@ -1321,7 +1244,6 @@ impl Desk {
                 "only a supervisor may reassign a conversation",
             );
         }
-        let cid = body.get("conversation").and_then(Value::as_u64);
         let state = cid
             .and_then(|c| self.conversations.get(&c))
             .map(|c| c.state.clone());
@@ -1331,25 +1253,26 @@ impl Desk {
         if state == ConversationState::Resolved {
             return error(ctx, conn, "resolved", "that conversation is resolved");
         }
-        let note: String = body
-            .get("note")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .take(MAX_NOTE_CHARS)
-            .collect();
         let previous = match &state {
             ConversationState::Assigned(a) => Some(a.clone()),
             _ => None,
         };
-        match body.get("to") {
-            None | Some(Value::Null) => {
+        match to {
+            None => {
                 if let Some(prev) = previous {
+                    self.webhooks.emit(Event::ConversationTransferred {
+                        conversation: cid,
+                        from: &prev,
+                        to: None,
+                        note,
+                        by: Some(name),
+                    });
                     self.requeue(ctx, cid, "reassigned");
                     self.tell_unassigned(ctx, cid, &prev, None);
                 }
             }
-            Some(Value::String(to)) => {
+            Some(to) => {
+                let to = to.as_str();
                 if self.agents.get(to).is_none_or(|a| a.conns.is_empty()) {
                     return error(
                         ctx,
@@ -1358,7 +1281,7 @@ impl Desk {
                         format!("{to} is not online"),
                     );
                 }
-                if previous.as_deref() == Some(to.as_str()) {
+                if previous.as_deref() == Some(to) {
                     return error(
                         ctx,
                         conn,
@@ -1369,18 +1292,19 @@ impl Desk {
                 log::info!("desk: supervisor {name} gave conversation {cid} to {to}");
                 match previous {
                     Some(prev) => {
+                        self.webhooks.emit(Event::ConversationTransferred {
+                            conversation: cid,
+                            from: &prev,
+                            to: Some(to),
+                            note,
+                            by: Some(name),
+                        });
                         self.tell_unassigned(ctx, cid, &prev, Some(to));
-                        self.assign(ctx, cid, to, Some((&prev, &note)));
+                        self.assign(ctx, cid, to, Some((&prev, note)));
                     }
                     None => self.assign(ctx, cid, to, None),
                 }
             }
-            Some(_) => error(
-                ctx,
-                conn,
-                "bad_command",
-                "\"to\" is an agent's name or null",
-            ),
         }
     }
 }
@@ -1437,22 +1361,6 @@ fn cut(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
-}
-
-/// Whether `email` looks like an address: one `@` with text on both
-/// sides, a dot in the domain, no spaces or controls, at most
-/// [`super::MAX_EMAIL_BYTES`].
-fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    email.len() <= super::MAX_EMAIL_BYTES
-        && !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains('@')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// How a visitor says who it is.

@@ -201,11 +201,16 @@ pub enum Message<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<&'a str>,
     },
-    /// The visitor rated the conversation (as the visitor is told).
+    /// The visitor rated the conversation (as the visitor is told): the
+    /// number as `stars`, the agent's name for it (DESIGN.md), and again as
+    /// `rating`, the request's name for it, kept for visitor clients written
+    /// against the earlier shape (docs/customer-service.md).
     Rated {
         /// The conversation.
         conversation: u64,
         /// 1-5.
+        stars: u64,
+        /// The same number (compatibility: the earlier visitor shape).
         rating: u64,
         /// The comment, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,7 +328,8 @@ pub struct PreviousView<'a> {
 /// pre-chat form (`contact`), or by the widget when it connects. Each
 /// field has a byte limit (`MAX_URL_BYTES`, …), so a contact stays under
 /// 5 KiB; it lives in the visitor's session, which is kept only while the
-/// visitor is connected or has a conversation in memory.
+/// visitor is connected or has a conversation in memory, and counts in the
+/// memory budget (`--memory-budget`, the desk's share) with it.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Contact {
     /// The address the visitor gave, if any.
@@ -749,11 +755,12 @@ mod tests {
             (
                 Message::Rated {
                     conversation: 2,
+                    stars: 5,
                     rating: 5,
                     comment: None,
                 }
                 .to_json(),
-                ordered! {"type": "rated", "conversation": 2, "rating": 5},
+                ordered! {"type": "rated", "conversation": 2, "stars": 5, "rating": 5},
             ),
             (
                 Message::Unassigned {
@@ -876,11 +883,12 @@ mod tests {
             (
                 Message::Rated {
                     conversation: 41,
+                    stars: 4,
                     rating: 4,
                     comment: Some("quick, thanks"),
                 }
                 .to_json(),
-                r#"{"type":"rated","conversation":41,"rating":4,"comment":"quick, thanks"}"#,
+                r#"{"type":"rated","conversation":41,"stars":4,"rating":4,"comment":"quick, thanks"}"#,
             ),
             (
                 Message::RatedAgent {

@@ -4,7 +4,17 @@
    A site that signs its customers in adds data-token="JWT" (docs/identity.md):
    the visitor is then the same on every device. While the widget is closed,
    replies are counted on the bubble and in the page's title. On a phone the
-   widget fills the screen; its own close button closes it. */
+   widget fills the screen; its own close button closes it.
+
+   When is the frame made? A visitor with no conversation has nothing to
+   count: the frame (and its WebSocket) is made on the first click, so a
+   page view costs the server nothing. Once a conversation is open, the
+   frame says so and this page remembers it (localStorage, this site's
+   origin, one flag); every page loaded while it is open makes the frame at
+   once, hidden, so that a reply counts on the closed bubble before the
+   visitor ever opens it on that page, as hosted widgets do. The frame
+   counts replies after the last one the visitor saw (kept across pages),
+   and clears the flag when the conversation ends. */
 (function () {
   "use strict";
   if (window.__wschatWidget) return;
@@ -40,7 +50,11 @@
     badge.style.cssText = "position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;" +
       "border-radius:10px;background:#cf222e;color:#fff;font:bold 12px/20px system-ui,sans-serif;display:none";
     bubble.appendChild(badge);
-    var frame = null, unread = 0, title = document.title;
+    var frame = null, unread = 0, title = document.title, ACTIVE = "wschat.widget.active";
+    function remember(active) {
+      try { if (active) localStorage.setItem(ACTIVE, "1"); else localStorage.removeItem(ACTIVE); } catch (e) { /* storage refused: lazy frame */ }
+    }
+    function remembered() { try { return localStorage.getItem(ACTIVE) === "1"; } catch (e) { return false; } }
     function isOpen() { return frame && frame.style.display !== "none"; }
     function showUnread() {
       badge.textContent = String(unread);
@@ -60,39 +74,45 @@
     }
     function setOpen(open) {
       frame.style.display = open ? "" : "none";
+      // The frame learns whether the visitor sees it (for its count).
+      if (frame.contentWindow) frame.contentWindow.postMessage({ wschat: open ? "open" : "hide" }, base);
       // On a phone the frame covers the bubble; it shows again when closed.
       bubble.style.display = open && phone() ? "none" : "";
       if (open) { unread = 0; showUnread(); }
       bubble.setAttribute("aria-expanded", String(open));
     }
+    function makeFrame(open) {
+      frame = document.createElement("iframe");
+      var token = me && me.getAttribute("data-token");
+      // The page the visitor writes from and its referrer go to the agent
+      // (docs/customer-service.md, "Visitors").
+      var q = "?page=" + encodeURIComponent(location.href) +
+        "&referrer=" + encodeURIComponent(document.referrer || "");
+      if (token) q += "&token=" + encodeURIComponent(token);
+      if (!open) q += "&hidden=1";
+      frame.src = base + "/support" + q;
+      frame.title = zh ? "客服" : "Support";
+      place();
+      document.body.appendChild(frame);
+      setOpen(open);
+    }
     bubble.addEventListener("click", function () {
-      if (!frame) {
-        frame = document.createElement("iframe");
-        var token = me && me.getAttribute("data-token");
-        // The page the visitor writes from and its referrer go to the agent
-        // (docs/customer-service.md, "Visitors").
-        var q = "?page=" + encodeURIComponent(location.href) +
-          "&referrer=" + encodeURIComponent(document.referrer || "");
-        if (token) q += "&token=" + encodeURIComponent(token);
-        frame.src = base + "/support" + q;
-        frame.title = zh ? "客服" : "Support";
-        place();
-        document.body.appendChild(frame);
-        setOpen(true);
-        return;
-      }
+      if (!frame) { makeFrame(true); return; }
       setOpen(!isOpen());
     });
-    // The frame says when a reply came and when its close button was
-    // pressed; nothing else is listened to, and only from that frame.
+    // The frame says how many replies are unread, whether a conversation is
+    // open, and when its close button was pressed; nothing else is listened
+    // to, and only from that frame.
     window.addEventListener("message", function (e) {
       if (!frame || e.source !== frame.contentWindow || e.origin !== base) return;
       var what = e.data && e.data.wschat;
       if (what === "close") { setOpen(false); bubble.focus(); }
-      if (what === "message" && !isOpen()) { unread += 1; showUnread(); }
+      if (what === "unread") { unread = isOpen() ? 0 : Math.max(0, Math.min(999, e.data.count | 0)); showUnread(); }
+      if (what === "active") remember(!!e.data.active);
     });
     window.addEventListener("resize", function () { if (frame) { var o = isOpen(); place(); setOpen(o); } });
     document.body.appendChild(bubble);
+    if (remembered()) makeFrame(false);
   }
   if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
 })();

@@ -52,9 +52,10 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 300_000;
 /// The wait after a receiver's first failure; it doubles with each
 /// failure in a row, up to `--webhook-backoff`.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-/// Events the hub can hand over before the sender thread takes them; the
-/// sender thread only appends them to the pending file, so a full
-/// channel means a stuck disk. Past it events are dropped and counted.
+/// Events the hub can hand over before the sender thread takes them, by
+/// default (`--webhook-handover`); the sender thread only appends them to
+/// the pending file, so a full channel means a stuck disk. Past it events
+/// are dropped and counted.
 pub const HANDOVER_CAPACITY: usize = 4096;
 
 /// The events a receiver gets (`X-Wschat-Event`).
@@ -116,6 +117,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Longest wait between two attempts at one receiver.
     pub backoff_max: Duration,
+    /// Events the hub can hand over to the sender thread before it takes
+    /// them (`--webhook-handover`, default [`HANDOVER_CAPACITY`]).
+    pub handover: usize,
 }
 
 impl Default for WebhookConfig {
@@ -128,6 +132,7 @@ impl Default for WebhookConfig {
             max_pending: DEFAULT_MAX_PENDING,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
+            handover: HANDOVER_CAPACITY,
         }
     }
 }
@@ -218,6 +223,10 @@ pub enum Event<'a> {
         to: Option<&'a str>,
         /// The handover note.
         note: &'a str,
+        /// The supervisor who reassigned it, when `from` did not hand it on
+        /// themselves; left out otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
     },
     /// `conversation.resolved`.
     ConversationResolved {
@@ -331,7 +340,7 @@ impl Emitter {
             return Ok(Emitter::none());
         }
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = crossbeam_channel::bounded(HANDOVER_CAPACITY);
+        let (tx, rx) = crossbeam_channel::bounded(config.handover.max(1));
         let thread = sender::start(config, rx, stats.clone())?;
         Ok(Emitter {
             inner: Some(Inner {
@@ -464,8 +473,19 @@ mod tests {
                     from: "alice",
                     to: None,
                     note: "billing",
+                    by: None,
                 },
                 r#"{"conversation":7,"from":"alice","to":null,"note":"billing"}"#,
+            ),
+            (
+                Event::ConversationTransferred {
+                    conversation: 7,
+                    from: "alice",
+                    to: Some("bob"),
+                    note: "",
+                    by: Some("sam"),
+                },
+                r#"{"conversation":7,"from":"alice","to":"bob","note":"","by":"sam"}"#,
             ),
             (
                 Event::ConversationResolved {
