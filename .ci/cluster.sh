@@ -27,4 +27,4 @@ redis-server --version
 [ "${1:-}" = --install ] && exit 0
 
 # The harness must not skip here: no redis-server is a failure.
-CI=${CI:-true} cargo test --test redis --test cluster -- --test-threads=2
+CI=${CI:-true} cargo test --test redis --test cluster --test cluster_desk -- --test-threads=2

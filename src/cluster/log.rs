@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::Value;
 
+use super::accounts::Accounts;
 use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
 use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
@@ -99,6 +100,8 @@ enum Tag {
     Fill(String),
     /// A block of ids reserved ([`ID_BLOCK`]).
     Ids,
+    /// The agent accounts, if they changed.
+    Accounts,
 }
 
 /// A turn whose appends were sent.
@@ -155,6 +158,10 @@ pub struct RedisLog {
     token_prefix: String,
     next_token: u64,
     up: bool,
+    /// The desk's agent accounts as last read (`None`: not yet).
+    accounts: Option<Accounts>,
+    /// A read of the accounts is on its way.
+    asking_accounts: bool,
 }
 
 impl fmt::Debug for RedisLog {
@@ -197,6 +204,13 @@ impl RedisLog {
             }),
             false => 0..0,
         };
+        // The agents can sign in from the first connection on.
+        let accounts = match up {
+            true => cluster.accounts().map_err(|e| {
+                log::warn!(target: "wschat::cluster", "reading the agent accounts: {e}");
+            }),
+            false => Err(()),
+        };
         Ok(RedisLog {
             inner: Box::new(inner),
             cluster,
@@ -220,6 +234,8 @@ impl RedisLog {
             token_prefix: format!("{:016x}", crate::random::random_u64()),
             next_token: 0,
             up,
+            accounts: accounts.ok(),
+            asking_accounts: false,
         })
     }
 
@@ -378,7 +394,33 @@ impl RedisLog {
                     Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
                 }
             }
+            Some(Tag::Accounts) => {
+                self.asking_accounts = false;
+                match reply.result.and_then(Cluster::parse_accounts) {
+                    Ok(Some(accounts)) => self.accounts = Some(accounts),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "reading the agent accounts: {e}");
+                    }
+                }
+            }
             None => {}
+        }
+    }
+
+    /// Read the agent accounts unless their version is the one known (one
+    /// short reply when they did not change), without waiting.
+    fn ask_accounts(&mut self) {
+        if self.asking_accounts || !self.up {
+            return;
+        }
+        let known = self.accounts.as_ref().map(|a| a.version.as_str());
+        let cmd = self.cluster.accounts_cmd(known);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, Tag::Accounts);
+            self.asking_accounts = true;
         }
     }
 
@@ -649,9 +691,20 @@ impl Log for RedisLog {
 
     fn tick(&mut self) {
         self.inner.tick();
+        self.ask_accounts();
         if !self.retry.is_empty() || self.rooms.values().any(|r| r.refill) {
             let _ = self.to_self.try_send(Box::new(Inbound::Tick));
         }
+    }
+
+    /// As last read from Redis (every tick, answered only when they
+    /// changed); none at all until the first read succeeds. While Redis is
+    /// unreachable, the accounts last read.
+    fn agent_accounts(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        Some(match &self.accounts {
+            Some(a) => (a.version.clone(), Arc::clone(&a.json)),
+            None => (String::new(), Arc::new(Vec::new())),
+        })
     }
 
     fn events(&self) -> Option<Receiver<LogEvent>> {

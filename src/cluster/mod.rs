@@ -4,6 +4,7 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | [`accounts`] | the desk's agent accounts in Redis (`wschat agent … --redis`) |
 //! | [`resp`] | RESP2, sans-I/O: commands, replies, pub/sub pushes |
 //! | [`client`] | the connections, on threads of their own, behind channels; re-dial, re-subscribe |
 //! | [`order`] | a room's delivery in the log's order: gaps seen by `prev`, filled from the stream |
@@ -25,6 +26,7 @@
 //! receives a message whose `prev` is not P has missed something, and
 //! reads the stream after P before delivering it.
 
+pub mod accounts;
 pub mod client;
 pub mod log;
 pub mod order;
@@ -96,6 +98,17 @@ impl Keys {
     /// The hash of verified identities: field a `sub`, value its user id.
     pub fn identities(&self) -> String {
         format!("{}:subs", self.prefix)
+    }
+
+    /// The hash of the desk's agent accounts: field a name in lower case,
+    /// value the account's JSON ([`accounts`]).
+    pub fn agents(&self) -> String {
+        format!("{}:agents", self.prefix)
+    }
+
+    /// The version of the agent accounts, raised by every change.
+    pub fn agents_version(&self) -> String {
+        format!("{}:agents:v", self.prefix)
     }
 
     /// A room's stream: its messages, entry id `<id>-0`.

@@ -156,6 +156,11 @@ pub struct Desk {
     accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
     /// How `canned.json` looked when last read (see `check_canned`).
     canned_changed: Option<(std::time::SystemTime, u64, u64)>,
+    /// The accounts the store keeps (a cluster's, in Redis), with their
+    /// version, as last read; `None`: `agents.json` holds them.
+    shared_accounts: Option<(String, Vec<agents::Account>)>,
+    /// The version of `shared_accounts` last applied to the agents.
+    shared_applied: Option<String>,
     next_visitor: u64,
     /// Where the desk's events go out as webhooks (none by default).
     webhooks: crate::webhook::Emitter,
@@ -189,6 +194,8 @@ impl Desk {
             told: HashMap::new(),
             accounts_changed: None,
             canned_changed: None,
+            shared_accounts: None,
+            shared_applied: None,
             next_visitor: 1,
             webhooks: crate::webhook::Emitter::none(),
         };

@@ -191,6 +191,14 @@ pub trait Log: Send + Debug {
         proposed
     }
 
+    /// The desk's agent accounts, when the store keeps them (a cluster's,
+    /// in Redis: docs/cluster.md): a version that changes whenever they
+    /// do, and each account's JSON. `None`: the store keeps none, and the
+    /// desk reads `agents.json` in its data directory.
+    fn agent_accounts(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        None
+    }
+
     /// An anonymous user was created with the session whose digest is
     /// `digest`: a cluster's store records it for the other nodes.
     fn session_created(&mut self, _digest: &str, _user: u64) {}

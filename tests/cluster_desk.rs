@@ -1,0 +1,238 @@
+//! The support desk across wschat nodes on one `redis-server` (issue 23
+//! item 4, docs/cluster.md "The desk"): each node a child process started
+//! with `--redis`, clients on real sockets of 127.0.0.1.
+//!
+//! * agent accounts kept in Redis (`wschat agent … --redis URL`): made
+//!   once, they sign an agent in on every node; a change or a removal
+//!   made on the command line reaches the consoles of every node.
+#![cfg(target_os = "linux")]
+
+#[path = "redis_support/mod.rs"]
+mod redis_support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wschat::WebSocket;
+use wschat::ws::Message;
+
+use redis_support::RedisServer;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A wschat node, killed (by its PID) when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node on `redis` with `extra` flags, once it serves and is healthy.
+fn node(redis: &RedisServer, extra: &[&str]) -> Node {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
+        .args(["--redis", &redis.url()])
+        .args(extra)
+        .env("RUST_LOG", "wschat=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wschat");
+    let node = Node { child, addr };
+    let deadline = Instant::now() + WAIT;
+    while healthz(&node.addr) != 200 {
+        assert!(Instant::now() < deadline, "the node did not become healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}
+
+/// `GET /healthz`'s status (0 if not answered).
+fn healthz(addr: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `wschat agent ARGS --redis URL`: whether it succeeded, and its output.
+fn agent_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .arg("agent")
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env_remove("WSCHAT_DATA_DIR")
+        .output()
+        .expect("run wschat agent");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `wschat agent add NAME … --redis`: the token it printed.
+fn add_agent(redis: &RedisServer, name: &str, extra: &[&str]) -> String {
+    let (ok, out) = agent_cli(redis, &[&["add", name], extra].concat());
+    assert!(ok, "{out}");
+    let token = out.lines().last().unwrap().trim().to_string();
+    assert_eq!(token.len(), 32, "{out}");
+    token
+}
+
+/// A desk client: a visitor or an agent console.
+struct Client {
+    ws: WebSocket<TcpStream>,
+}
+
+impl Client {
+    fn connect(node: &Node, path: &str) -> Client {
+        let ws = wschat::client::connect(&format!("ws://{}{path}", node.addr)).expect("connect");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client { ws }
+    }
+
+    /// An agent console on `node` signed in with `token`: its `ready`.
+    fn agent(node: &Node, token: &str) -> (Client, Value) {
+        let mut c = Client::connect(node, "/agent");
+        c.send(json!({"type": "auth", "token": token}));
+        let ready = c.expect("ready");
+        (c, ready)
+    }
+
+    fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string())).expect("send");
+    }
+
+    /// The next JSON message, or the Close's code.
+    fn next(&mut self) -> Result<Value, u16> {
+        loop {
+            match self.ws.read_message().expect("a message within 20 s") {
+                Message::Text(t) => return Ok(serde_json::from_str(&t).expect("JSON")),
+                Message::Close(c) => return Err(c.map_or(1005, |c| c.code.0)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next message of type `kind` (others skipped).
+    fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            match self.next() {
+                Ok(m) if m["type"] == kind => return m,
+                Ok(_) => {}
+                Err(code) => panic!("closed ({code}) before a {kind:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_accounts_in_redis_sign_in_on_every_node_and_changes_reach_them() {
+    let Some(redis) = RedisServer::start("cluster_desk_accounts") else {
+        return;
+    };
+    // Made on the command line, kept in Redis only.
+    let token = add_agent(&redis, "alice", &["--capacity", "2"]);
+    let (ok, out) = agent_cli(&redis, &["add", "Alice"]);
+    assert!(!ok, "a name is taken whatever its case: {out}");
+    let (ok, out) = agent_cli(&redis, &["list"]);
+    assert!(ok && out.contains("alice\tcapacity 2\tagent"), "{out}");
+
+    // The same token signs alice in on either node (neither has a data
+    // directory: the accounts come from Redis).
+    let nodes = [node(&redis, &[]), node(&redis, &[])];
+    let (mut on_a, ready) = Client::agent(&nodes[0], &token);
+    assert_eq!(ready["agent"], "alice");
+    assert_eq!(ready["capacity"], 2);
+    let (mut on_b, ready) = Client::agent(&nodes[1], &token);
+    assert_eq!(ready["agent"], "alice");
+    let mut wrong = Client::connect(&nodes[1], "/agent");
+    wrong.send(json!({"type": "auth", "token": "0123456789abcdef0123456789abcdef"}));
+    let refused = loop {
+        if let Err(code) = wrong.next() {
+            break code;
+        }
+    };
+    assert_eq!(refused, 4001);
+
+    // A change made on the command line reaches the consoles on both.
+    let (ok, out) = agent_cli(
+        &redis,
+        &["set", "ALICE", "--capacity", "4", "--role", "supervisor"],
+    );
+    assert!(ok, "{out}");
+    for console in [&mut on_a, &mut on_b] {
+        let account = console.expect("account");
+        assert_eq!(account["agent"], "alice");
+        assert_eq!(account["capacity"], 4);
+        assert_eq!(account["role"], "supervisor");
+    }
+    let (ok, out) = agent_cli(&redis, &["list"]);
+    assert!(ok && out.contains("alice\tcapacity 4\tsupervisor"), "{out}");
+    assert!(!agent_cli(&redis, &["set", "nobody", "--capacity", "2"]).0);
+
+    // Removed: signed out on both nodes, and no longer signing in.
+    let (ok, out) = agent_cli(&redis, &["remove", "alice"]);
+    assert!(ok, "{out}");
+    for console in [&mut on_a, &mut on_b] {
+        let code = loop {
+            if let Err(code) = console.next() {
+                break code;
+            }
+        };
+        assert_eq!(code, 4001);
+    }
+    let mut again = Client::connect(&nodes[0], "/agent");
+    again.send(json!({"type": "auth", "token": token}));
+    let refused = loop {
+        match again.next() {
+            Err(code) => break code,
+            Ok(m) => assert_ne!(m["type"], "ready"),
+        }
+    };
+    assert_eq!(refused, 4001);
+    assert!(!agent_cli(&redis, &["remove", "alice"]).0);
+    let (ok, out) = agent_cli(&redis, &["list"]);
+    assert!(ok && out.contains("no agents"), "{out}");
+
+    // Without a Redis to reach, the command line says so.
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args([
+            "agent",
+            "list",
+            "--redis",
+            &format!("redis://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
