@@ -4,7 +4,10 @@
 //!
 //! * agent accounts kept in Redis (`wschat agent … --redis URL`): made
 //!   once, they sign an agent in on every node; a change or a removal
-//!   made on the command line reaches the consoles of every node.
+//!   made on the command line reaches the consoles of every node;
+//! * one desk for every node: an agent on one node and visitors on
+//!   others share one queue and exchange messages, whichever node runs
+//!   the desk (the others forward its connections there).
 #![cfg(target_os = "linux")]
 
 #[path = "redis_support/mod.rs"]
@@ -116,6 +119,29 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         Client { ws }
+    }
+
+    /// A visitor on `node` (`query`: `?session=…` to resume): its
+    /// `welcome`.
+    fn visitor(node: &Node, query: &str) -> (Client, Value) {
+        let mut c = Client::connect(node, &format!("/support{query}"));
+        let welcome = c.expect("welcome");
+        (c, welcome)
+    }
+
+    fn say(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).expect("send");
+    }
+
+    /// The next message of type `kind` for which `pred` holds.
+    fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            match self.next() {
+                Ok(m) if m["type"] == kind && pred(&m) => return m,
+                Ok(_) => {}
+                Err(code) => panic!("closed ({code}) before a {kind:?}"),
+            }
+        }
     }
 
     /// An agent console on `node` signed in with `token`: its `ready`.
@@ -235,4 +261,69 @@ fn agent_accounts_in_redis_sign_in_on_every_node_and_changes_reach_them() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
+}
+
+/// A visitor's first message: the conversation's id and its agent
+/// (`None`: queued).
+fn open(visitor: &mut Client, text: &str) -> (u64, Option<String>) {
+    visitor.say(text);
+    loop {
+        let v = visitor.next().expect("assigned or queued");
+        match v["type"].as_str() {
+            Some("assigned") => {
+                return (
+                    v["conversation"].as_u64().unwrap(),
+                    Some(v["agent"].as_str().unwrap().to_string()),
+                );
+            }
+            Some("queued") => return (v["conversation"].as_u64().unwrap(), None),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn one_queue_for_every_node_an_agent_and_visitors_on_different_nodes_talk() {
+    let Some(redis) = RedisServer::start("cluster_desk_queue") else {
+        return;
+    };
+    let token = add_agent(&redis, "alice", &["--capacity", "1"]);
+    // A is started first and runs the desk; B and C forward to it.
+    let nodes = [node(&redis, &[]), node(&redis, &[]), node(&redis, &[])];
+    let (mut alice, _) = Client::agent(&nodes[0], &token);
+    let (mut v1, welcome) = Client::visitor(&nodes[1], "");
+    assert_eq!(welcome["resumed"], false);
+    let (c1, agent) = open(&mut v1, "hello from B");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    let assigned = alice.expect_where("assigned", |a| a["conversation"] == c1);
+    assert_eq!(assigned["messages"][0]["text"], "hello from B");
+    // Both ways, through the node in between.
+    alice.send(json!({"type": "message", "conversation": c1, "text": "hi, alice here"}));
+    v1.expect_where("desk_message", |m| m["text"] == "hi, alice here");
+    v1.say("a question");
+    alice.expect_where("desk_message", |m| {
+        m["conversation"] == c1 && m["text"] == "a question"
+    });
+    // One queue: alice is at capacity (1), so a visitor on C waits, first
+    // in line, and gets her once the first conversation is resolved.
+    let (mut v2, _) = Client::visitor(&nodes[2], "");
+    let (c2, agent) = open(&mut v2, "hello from C");
+    assert_eq!(agent, None);
+    alice.send(json!({"type": "resolve", "conversation": c1}));
+    v1.expect_where("resolved", |r| r["conversation"] == c1);
+    assert_eq!(v2.expect("assigned")["agent"], "alice");
+    alice.expect_where("assigned", |a| a["conversation"] == c2);
+    // A console on another node than the desk's sees the same desk.
+    let (mut alice_b, ready) = Client::agent(&nodes[1], &token);
+    assert_eq!(ready["agent"], "alice");
+    let list = alice_b.expect("conversations");
+    let ids: Vec<u64> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [c2]);
+    alice_b.send(json!({"type": "message", "conversation": c2, "text": "from B's console"}));
+    v2.expect_where("desk_message", |m| m["text"] == "from B's console");
 }

@@ -37,7 +37,7 @@ use super::accounts::Accounts;
 use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
 use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
-use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
+use crate::hub::log::{Commit, Conversation, DeskRole, Log, LogEvent, Outcome, Page, Record};
 use crate::memory::Budget;
 use crate::store::Store;
 
@@ -102,6 +102,51 @@ enum Tag {
     Ids,
     /// The agent accounts, if they changed.
     Accounts,
+    /// Who holds the desk's lease.
+    Lease,
+    /// A page of the desk's records, read to rebuild the desk.
+    DeskRead,
+    /// A desk record of turn `turn`: a message's id (refused if not
+    /// stored), or a state record's JSON (written again with the next
+    /// turn if not stored).
+    DeskAppend {
+        turn: u64,
+        id: Option<u64>,
+        state: Option<String>,
+    },
+}
+
+/// A desk record of the turn, on its way to Redis.
+#[derive(Debug)]
+struct DeskRecord {
+    json: String,
+    /// A message's id; `None`: a state record.
+    id: Option<u64>,
+}
+
+/// This node's side of the desk across nodes (docs/cluster.md, "The
+/// desk"; [`super::desk`]).
+#[derive(Debug)]
+struct DeskSide {
+    /// `<name> <addr>`: what the lease holds while this node has it.
+    me: String,
+    /// Where this node's desk connections go while another node runs it.
+    forward: crate::server::forward::Forward,
+    role: DeskRole,
+    /// Raised each time this node takes the desk.
+    epoch: u64,
+    asking_lease: bool,
+    /// Records read so far while loading, and where the next read starts.
+    reading: Vec<Arc<str>>,
+    read_after: Option<String>,
+    /// A read failed: sent again on the next tick.
+    read_owed: bool,
+    /// The records read, until the desk takes them.
+    records: Option<Vec<Arc<str>>>,
+    /// This turn's desk records.
+    turn: Vec<DeskRecord>,
+    /// State records not stored yet: written before the next turn's.
+    owed: Vec<String>,
 }
 
 /// A turn whose appends were sent.
@@ -115,6 +160,8 @@ struct Turn {
     stored: Vec<u64>,
     /// Provisional ids of the messages refused.
     refused: Vec<u64>,
+    /// Desk records stored.
+    desk_stored: usize,
 }
 
 /// A followed room.
@@ -162,6 +209,8 @@ pub struct RedisLog {
     accounts: Option<Accounts>,
     /// A read of the accounts is on its way.
     asking_accounts: bool,
+    /// The desk across nodes, once [`RedisLog::with_desk`] set it up.
+    desk: Option<DeskSide>,
 }
 
 impl fmt::Debug for RedisLog {
@@ -236,7 +285,149 @@ impl RedisLog {
             up,
             accounts: accounts.ok(),
             asking_accounts: false,
+            desk: None,
         })
+    }
+
+    /// Run the desk across nodes: on this node while it holds the desk's
+    /// lease (as `me`, `<name> <addr>`, `addr` where the other nodes reach
+    /// it), else on the node that does, where `forward` sends this node's
+    /// desk connections. Asks for the lease now (waiting at most
+    /// [`WARM_TIMEOUT`], before the hub runs), and, given it, reads the
+    /// desk's records.
+    pub fn with_desk(mut self, me: String, forward: crate::server::forward::Forward) -> RedisLog {
+        let mut side = DeskSide {
+            me,
+            forward,
+            role: DeskRole::Elsewhere,
+            epoch: 0,
+            asking_lease: false,
+            reading: Vec::new(),
+            read_after: None,
+            read_owed: false,
+            records: None,
+            turn: Vec::new(),
+            owed: Vec::new(),
+        };
+        if self.up {
+            let holder = self
+                .cluster
+                .client()
+                .call(self.cluster.lease_cmd(&side.me), WARM_TIMEOUT)
+                .and_then(Cluster::parse_lease);
+            match holder {
+                Ok(holder) if holder == side.me => match self.cluster.desk_records() {
+                    Ok(records) => {
+                        side.epoch = 1;
+                        side.role = DeskRole::Here(1);
+                        side.records = Some(records.into_iter().map(Arc::from).collect());
+                    }
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "reading the desk's records: {e}");
+                        side.role = DeskRole::Loading;
+                        side.epoch = 1;
+                        side.read_owed = true;
+                    }
+                },
+                Ok(holder) => side.forward.set(address_of(&holder)),
+                Err(e) => log::warn!(target: "wschat::cluster", "the desk's lease: {e}"),
+            }
+        }
+        log::info!(target: "wschat::cluster", "desk: {:?} ({})", side.role, side.me);
+        self.desk = Some(side);
+        self
+    }
+
+    /// Renew or take the desk's lease, without waiting.
+    fn ask_lease(&mut self) {
+        let Some(d) = &mut self.desk else {
+            return;
+        };
+        if d.asking_lease || !self.up {
+            return;
+        }
+        let cmd = self.cluster.lease_cmd(&d.me);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, Tag::Lease);
+            d.asking_lease = true;
+        }
+    }
+
+    /// Who holds the lease: this node takes the desk (and reads its
+    /// records), or lets it go.
+    fn on_lease(&mut self, holder: String) {
+        let Some(d) = &mut self.desk else {
+            return;
+        };
+        if holder == d.me {
+            d.forward.set(None);
+            if d.role == DeskRole::Elsewhere {
+                log::info!(target: "wschat::cluster", "desk: this node takes the desk; reading its records");
+                d.role = DeskRole::Loading;
+                d.epoch += 1;
+                d.reading.clear();
+                d.read_after = None;
+                self.send_desk_read();
+            }
+            return;
+        }
+        d.forward.set(address_of(&holder));
+        if d.role != DeskRole::Elsewhere {
+            log::warn!(target: "wschat::cluster", "desk: {holder} holds the desk now; this node lets it go");
+            d.role = DeskRole::Elsewhere;
+            d.reading.clear();
+            d.records = None;
+            d.turn.clear();
+            d.owed.clear();
+        }
+    }
+
+    /// Read the next page of the desk's records (loading).
+    fn send_desk_read(&mut self) {
+        let Some(d) = &mut self.desk else {
+            return;
+        };
+        d.read_owed = false;
+        let cmd = self.cluster.desk_after_cmd(d.read_after.as_deref());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, Tag::DeskRead);
+        } else {
+            d.read_owed = true;
+        }
+    }
+
+    /// A page of the desk's records arrived.
+    fn on_desk_read(&mut self, result: Result<super::desk::DeskRange, client::Error>) {
+        let Some(d) = &mut self.desk else {
+            return;
+        };
+        if d.role != DeskRole::Loading {
+            return;
+        }
+        match result {
+            Ok(range) => {
+                d.reading.extend(range.records.into_iter().map(Arc::from));
+                match range.more_after {
+                    Some(after) => {
+                        d.read_after = Some(after);
+                        self.send_desk_read();
+                    }
+                    None => {
+                        d.records = Some(std::mem::take(&mut d.reading));
+                        d.role = DeskRole::Here(d.epoch);
+                        log::info!(target: "wschat::cluster", "desk: read; this node runs the desk");
+                    }
+                }
+            }
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "reading the desk's records: {e}");
+                d.read_owed = true;
+            }
+        }
     }
 
     /// Send the append; it comes back with the error if the link refused
@@ -394,6 +585,39 @@ impl RedisLog {
                     Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
                 }
             }
+            Some(Tag::Lease) => {
+                if let Some(d) = &mut self.desk {
+                    d.asking_lease = false;
+                }
+                match reply.result.and_then(Cluster::parse_lease) {
+                    Ok(holder) => self.on_lease(holder),
+                    Err(e) => log::warn!(target: "wschat::cluster", "the desk's lease: {e}"),
+                }
+            }
+            Some(Tag::DeskRead) => {
+                self.on_desk_read(reply.result.and_then(Cluster::parse_desk_range));
+            }
+            Some(Tag::DeskAppend { turn, id, state }) => {
+                let error = reply.result.err().map(|e| e.to_string());
+                if let Some(t) = self.turns.iter_mut().find(|t| t.seq == turn) {
+                    t.outstanding = t.outstanding.saturating_sub(1);
+                    match (&error, id) {
+                        (None, _) => t.desk_stored += 1,
+                        (Some(e), Some(id)) => {
+                            t.refused.push(id);
+                            t.error = Some(e.clone());
+                        }
+                        (Some(_), None) => {}
+                    }
+                }
+                if let (Some(e), Some(json)) = (error, state)
+                    && let Some(d) = &mut self.desk
+                    && d.role != DeskRole::Elsewhere
+                {
+                    log::warn!(target: "wschat::cluster", "a desk record not stored ({e}): written again with the next");
+                    d.owed.push(json);
+                }
+            }
             Some(Tag::Accounts) => {
                 self.asking_accounts = false;
                 match reply.result.and_then(Cluster::parse_accounts) {
@@ -422,6 +646,54 @@ impl RedisLog {
             self.tags.insert(tag, Tag::Accounts);
             self.asking_accounts = true;
         }
+    }
+
+    /// The turn's desk records, after the state records owed by earlier
+    /// turns.
+    fn desk_turn(&mut self) -> Vec<DeskRecord> {
+        let Some(d) = &mut self.desk else {
+            return Vec::new();
+        };
+        let mut records: Vec<DeskRecord> = std::mem::take(&mut d.owed)
+            .into_iter()
+            .map(|json| DeskRecord { json, id: None })
+            .collect();
+        records.append(&mut d.turn);
+        records
+    }
+
+    /// Keep the state records of `records` for the next turn (their state
+    /// has happened); messages are refused with their turn.
+    fn owe_desk_state(&mut self, records: Vec<DeskRecord>) {
+        if let Some(d) = &mut self.desk {
+            d.owed.extend(
+                records
+                    .into_iter()
+                    .filter(|r| r.id.is_none())
+                    .map(|r| r.json),
+            );
+        }
+    }
+
+    /// Send one desk record of turn `seq` (stored only if this node holds
+    /// the lease: [`super::desk::APPEND_LUA`]).
+    fn send_desk_record(&mut self, seq: u64, record: &DeskRecord) -> Result<(), client::Error> {
+        let Some(d) = &self.desk else {
+            return Err(client::Error::Unavailable);
+        };
+        let cmd = self.cluster.desk_append_cmd(&d.me, &record.json);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.cluster.client().send(cmd, tag, &self.replies)?;
+        self.tags.insert(
+            tag,
+            Tag::DeskAppend {
+                turn: seq,
+                id: record.id,
+                state: record.id.is_none().then(|| record.json.clone()),
+            },
+        );
+        Ok(())
     }
 
     /// One append of turn `seq` has its answer.
@@ -484,7 +756,7 @@ impl RedisLog {
             // refused ones are refused; only a turn with nothing stored
             // fails as a whole (and says why on /healthz).
             out.push(match turn.error {
-                Some(e) if turn.stored.is_empty() => Outcome::Committed {
+                Some(e) if turn.stored.is_empty() && turn.desk_stored == 0 => Outcome::Committed {
                     result: Err(io::Error::other(e)),
                     delivered_by_log: Vec::new(),
                     refused: Vec::new(),
@@ -497,6 +769,11 @@ impl RedisLog {
             });
         }
     }
+}
+
+/// The address in a lease's holder, `<name> <addr>`.
+fn address_of(holder: &str) -> Option<String> {
+    holder.split_once(' ').map(|(_, addr)| addr.to_string())
 }
 
 /// The forwarding thread: the client's events and the replies onto the
@@ -631,6 +908,21 @@ impl Log for RedisLog {
             });
             return;
         }
+        if let Some(d) = &mut self.desk
+            && !matches!(record, Record::Room { .. } | Record::Private { .. })
+            && record.json().contains("\"type\":\"desk_")
+        {
+            // The desk's records are the cluster's: in Redis.
+            let id = match record {
+                Record::State { .. } => None,
+                _ => Some(serde_id(record.json()).unwrap_or(0)),
+            };
+            d.turn.push(DeskRecord {
+                json: record.json().to_string(),
+                id,
+            });
+            return;
+        }
         if self.no_id > NO_ID_BASE && serde_id(record.json()).is_some_and(|id| id >= NO_ID_BASE) {
             // Not stored: its turn is refused.
             self.unidentified = true;
@@ -648,18 +940,22 @@ impl Log for RedisLog {
     fn commit_turn(&mut self) -> Commit {
         let local = self.inner.commit();
         let appends = std::mem::take(&mut self.turn);
+        let desk = self.desk_turn();
         if std::mem::take(&mut self.unidentified) {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(io::Error::other(
                 "Redis unreachable: no cluster-wide id for a record",
             )));
         }
-        if appends.is_empty() {
+        if appends.is_empty() && desk.is_empty() {
             return Commit::Done(local);
         }
         if let Err(e) = local {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(e));
         }
         if !self.up {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(io::Error::other("Redis unreachable")));
         }
         let seq = self.next_turn;
@@ -675,6 +971,20 @@ impl Log for RedisLog {
                 }
             }
         }
+        let mut unsent_state = Vec::new();
+        for record in desk {
+            match self.send_desk_record(seq, &record) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    match record.id {
+                        Some(id) => refused.push(id),
+                        None => unsent_state.push(record),
+                    }
+                    error = Some(e.to_string());
+                }
+            }
+        }
+        self.owe_desk_state(unsent_state);
         if sent == 0 {
             let why = error.unwrap_or_else(|| "Redis unreachable".into());
             return Commit::Done(Err(io::Error::other(why)));
@@ -685,6 +995,7 @@ impl Log for RedisLog {
             error,
             stored: Vec::new(),
             refused,
+            desk_stored: 0,
         });
         Commit::Pending
     }
@@ -692,6 +1003,10 @@ impl Log for RedisLog {
     fn tick(&mut self) {
         self.inner.tick();
         self.ask_accounts();
+        self.ask_lease();
+        if self.desk.as_ref().is_some_and(|d| d.read_owed) && self.up {
+            self.send_desk_read();
+        }
         if !self.retry.is_empty() || self.rooms.values().any(|r| r.refill) {
             let _ = self.to_self.try_send(Box::new(Inbound::Tick));
         }
@@ -705,6 +1020,14 @@ impl Log for RedisLog {
             Some(a) => (a.version.clone(), Arc::clone(&a.json)),
             None => (String::new(), Arc::new(Vec::new())),
         })
+    }
+
+    fn desk_role(&mut self) -> DeskRole {
+        self.desk.as_ref().map_or(DeskRole::Alone, |d| d.role)
+    }
+
+    fn take_desk_records(&mut self) -> Option<Vec<Arc<str>>> {
+        self.desk.as_mut()?.records.take()
     }
 
     fn events(&self) -> Option<Receiver<LogEvent>> {

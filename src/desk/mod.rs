@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod api;
 pub mod canned;
+pub mod cluster;
 pub mod hours;
 mod model;
 mod protocol;
@@ -180,6 +181,12 @@ impl Desk {
         let budget = log
             .budget()
             .unwrap_or_else(|| Arc::new(Budget::new(crate::memory::DEFAULT_MEMORY_BUDGET)));
+        Desk::from_records(config, records, budget)
+    }
+
+    /// A desk with `config` rebuilt from `records` (the `desk_…` records,
+    /// oldest first), its kept data counted in `budget`.
+    pub fn from_records(config: DeskConfig, records: Vec<Arc<str>>, budget: Arc<Budget>) -> Desk {
         let mut desk = Desk {
             config,
             conns: HashMap::new(),
@@ -228,6 +235,18 @@ impl Desk {
     pub fn with_webhooks(mut self, webhooks: crate::webhook::Emitter) -> Desk {
         self.webhooks = webhooks;
         self
+    }
+
+    /// The webhooks the desk sends to, taken (for the desk that replaces
+    /// this one: [`cluster::ClusterDesk`]).
+    fn take_webhooks(&mut self) -> crate::webhook::Emitter {
+        std::mem::take(&mut self.webhooks)
+    }
+
+    /// Every connection the desk serves (visitors and agents, signed in
+    /// or not).
+    fn connections(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
     }
 }
 
