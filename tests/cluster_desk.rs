@@ -7,7 +7,11 @@
 //!   made on the command line reaches the consoles of every node;
 //! * one desk for every node: an agent on one node and visitors on
 //!   others share one queue and exchange messages, whichever node runs
-//!   the desk (the others forward its connections there).
+//!   the desk (the others forward its connections there);
+//! * the node that runs the desk killed (`kill -9`) in the middle of a
+//!   conversation: another node takes the desk over from its records in
+//!   Redis, the visitor and the agent reconnect through other nodes, and
+//!   the conversation goes on with everything said before.
 #![cfg(target_os = "linux")]
 
 #[path = "redis_support/mod.rs"]
@@ -114,11 +118,63 @@ struct Client {
 
 impl Client {
     fn connect(node: &Node, path: &str) -> Client {
-        let ws = wschat::client::connect(&format!("ws://{}{path}", node.addr)).expect("connect");
+        Client::try_connect(node, path).expect("connect")
+    }
+
+    fn try_connect(node: &Node, path: &str) -> Option<Client> {
+        let ws = wschat::client::connect(&format!("ws://{}{path}", node.addr)).ok()?;
         ws.get_ref()
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        Client { ws }
+        Some(Client { ws })
+    }
+
+    /// The first message of type `kind` on a new connection to `path` on
+    /// `node`, after sending `first` (if any); `None` if the connection
+    /// failed or closed before it (the desk is moving: try again).
+    fn try_open(
+        node: &Node,
+        path: &str,
+        first: Option<&Value>,
+        kind: &str,
+    ) -> Option<(Client, Value)> {
+        let mut c = Client::try_connect(node, path)?;
+        if let Some(first) = first {
+            c.ws.send(Message::Text(first.to_string())).ok()?;
+        }
+        loop {
+            match c.ws.read_message().ok()? {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("JSON");
+                    if v["type"] == kind {
+                        return Some((c, v));
+                    }
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// [`Client::try_open`] again until it succeeds (within [`WAIT`]).
+    fn open_retrying(
+        node: &Node,
+        path: &str,
+        first: Option<&Value>,
+        kind: &str,
+    ) -> (Client, Value) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(opened) = Client::try_open(node, path, first, kind) {
+                return opened;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} from {path} on {}",
+                node.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A visitor on `node` (`query`: `?session=…` to resume): its
@@ -326,4 +382,79 @@ fn one_queue_for_every_node_an_agent_and_visitors_on_different_nodes_talk() {
     assert_eq!(ids, [c2]);
     alice_b.send(json!({"type": "message", "conversation": c2, "text": "from B's console"}));
     v2.expect_where("desk_message", |m| m["text"] == "from B's console");
+}
+
+/// The texts of a conversation's `messages`.
+fn texts(messages: &Value) -> Vec<String> {
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_desk_node_killed_mid_conversation_the_conversation_goes_on_through_other_nodes() {
+    let Some(redis) = RedisServer::start("cluster_desk_kill") else {
+        return;
+    };
+    let token = add_agent(&redis, "alice", &[]);
+    // A runs the desk; the agent is on B and the visitor on C, both
+    // forwarded to A.
+    let mut nodes = vec![node(&redis, &[]), node(&redis, &[]), node(&redis, &[])];
+    let (mut alice, _) = Client::agent(&nodes[1], &token);
+    let (mut visitor, welcome) = Client::visitor(&nodes[2], "");
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (cid, agent) = open(&mut visitor, "my order is late");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    alice.expect_where("assigned", |a| a["conversation"] == cid);
+    let mut said = vec!["my order is late".to_string()];
+    for i in 0..5 {
+        let text = format!("agent {i}");
+        alice.send(json!({"type": "message", "conversation": cid, "text": text}));
+        visitor.expect_where("desk_message", |m| m["text"] == text.as_str());
+        said.push(text);
+        let text = format!("visitor {i}");
+        visitor.say(&text);
+        alice.expect_where("desk_message", |m| m["text"] == text.as_str());
+        said.push(text);
+    }
+
+    // kill -9 of the node that runs the desk, by its PID.
+    let mut a = nodes.remove(0);
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    drop((alice, visitor));
+
+    // The visitor comes back through C with its session, the agent through
+    // B: once B or C has taken the desk over, both are served again.
+    let (mut visitor, welcome) = Client::open_retrying(
+        &nodes[1],
+        &format!("/support?session={session}"),
+        None,
+        "welcome",
+    );
+    assert_eq!(welcome["resumed"], true);
+    assert_eq!(welcome["conversation"], cid);
+    let transcript = visitor.expect("transcript");
+    assert_eq!(transcript["agent"], "alice");
+    assert_eq!(texts(&transcript["messages"]), said);
+    let auth = json!({"type": "auth", "token": token});
+    let (mut alice, ready) = Client::open_retrying(&nodes[0], "/agent", Some(&auth), "ready");
+    assert_eq!(ready["agent"], "alice");
+    let list = alice.expect("conversations");
+    let conv = &list["conversations"][0];
+    assert_eq!(conv["conversation"], cid);
+    assert_eq!(texts(&conv["messages"]), said);
+
+    // The conversation goes on, both ways.
+    alice.send(json!({"type": "message", "conversation": cid, "text": "still here"}));
+    visitor.expect_where("desk_message", |m| m["text"] == "still here");
+    visitor.say("thanks");
+    alice.expect_where("desk_message", |m| {
+        m["conversation"] == cid && m["text"] == "thanks"
+    });
+    alice.send(json!({"type": "resolve", "conversation": cid}));
+    visitor.expect_where("resolved", |r| r["conversation"] == cid);
 }
