@@ -11,7 +11,13 @@
 //! * the node that runs the desk killed (`kill -9`) in the middle of a
 //!   conversation: another node takes the desk over from its records in
 //!   Redis, the visitor and the agent reconnect through other nodes, and
-//!   the conversation goes on with everything said before.
+//!   the conversation goes on with everything said before;
+//! * an agent who leaves through a forwarding node: the grace period and
+//!   the re-queue to an agent on another node, as on one node;
+//! * the lease and the desk's stream in Redis: one holder, renewed,
+//!   given up, taken over once expired; records added only by the holder
+//!   (fencing), read back in order across pages; a node stopped
+//!   gracefully gives the lease up.
 #![cfg(target_os = "linux")]
 
 #[path = "redis_support/mod.rs"]
@@ -27,6 +33,9 @@ use wschat::WebSocket;
 use wschat::ws::Message;
 
 use redis_support::RedisServer;
+use wschat::cluster::Keys;
+use wschat::cluster::client::Cmd;
+use wschat::cluster::desk::DESK_RANGE;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -457,4 +466,121 @@ fn the_desk_node_killed_mid_conversation_the_conversation_goes_on_through_other_
     });
     alice.send(json!({"type": "resolve", "conversation": cid}));
     visitor.expect_where("resolved", |r| r["conversation"] == cid);
+}
+
+#[test]
+fn an_agent_leaving_through_a_forwarding_node_gets_the_grace_period_then_the_queue() {
+    let Some(redis) = RedisServer::start("cluster_desk_grace") else {
+        return;
+    };
+    let alice_token = add_agent(&redis, "alice", &[]);
+    let bob_token = add_agent(&redis, "bob", &[]);
+    let grace = ["--agent-grace", "300ms"];
+    let nodes = [
+        node(&redis, &grace),
+        node(&redis, &grace),
+        node(&redis, &grace),
+    ];
+    // alice (through B) gets the visitor's (through C) conversation: she
+    // has been waiting longer than bob, who signs in after her on A.
+    let (alice, _) = Client::agent(&nodes[1], &alice_token);
+    let (mut bob, _) = Client::agent(&nodes[0], &bob_token);
+    let (mut visitor, _) = Client::visitor(&nodes[2], "");
+    let (cid, agent) = open(&mut visitor, "hello");
+    assert_eq!(agent.as_deref(), Some("alice"));
+    // alice's console goes away: the desk (on A) sees it through B.
+    drop(alice);
+    let gone = visitor.expect("agent_status");
+    assert_eq!(
+        (gone["agent"].clone(), gone["online"].clone()),
+        (json!("alice"), json!(false))
+    );
+    // Past the grace period the conversation is back in the queue, and
+    // goes to bob on A, with its message.
+    let assigned = bob.expect_where("assigned", |a| a["conversation"] == cid);
+    assert_eq!(texts(&assigned["messages"]), ["hello"]);
+    assert_eq!(visitor.expect("assigned")["agent"], "bob");
+}
+
+/// A command on the test's Redis, its reply.
+fn redis_call(
+    cluster: &wschat::cluster::Cluster,
+    cmd: Cmd,
+) -> Result<wschat::cluster::resp::Value, String> {
+    cluster
+        .client()
+        .call(cmd, Duration::from_secs(5))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_desk_lease_has_one_holder_and_only_the_holder_adds_records() {
+    let Some(mut redis) = RedisServer::start("cluster_desk_lease") else {
+        return;
+    };
+    let cluster = wschat::cluster::accounts::connect(&redis.url(), Duration::from_secs(5)).unwrap();
+    let lease = |me: &str| {
+        let v = redis_call(&cluster, cluster.lease_cmd(me)).unwrap();
+        wschat::cluster::Cluster::parse_lease(v).unwrap()
+    };
+    let append = |me: &str, record: &str| redis_call(&cluster, cluster.desk_append_cmd(me, record));
+    // The first caller takes it; the holder renews it; another is told who.
+    assert_eq!(lease("n1 10.0.0.1:80"), "n1 10.0.0.1:80");
+    assert_eq!(lease("n2 10.0.0.2:80"), "n1 10.0.0.1:80");
+    assert_eq!(lease("n1 10.0.0.1:80"), "n1 10.0.0.1:80");
+    // Only the holder adds records; they come back in order, across pages.
+    let refused = append("n2 10.0.0.2:80", "{\"type\":\"desk_x\"}").unwrap_err();
+    assert!(refused.contains("NOTHOLDER"), "{refused}");
+    let count = DESK_RANGE + 500;
+    for i in 0..count {
+        let reply = append(
+            "n1 10.0.0.1:80",
+            &format!("{{\"type\":\"desk_x\",\"n\":{i}}}"),
+        )
+        .unwrap();
+        assert!(reply.as_bytes().is_some(), "an entry id: {reply:?}");
+    }
+    let records = cluster.desk_records().unwrap();
+    assert_eq!(records.len(), count);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r, &format!("{{\"type\":\"desk_x\",\"n\":{i}}}"));
+    }
+    // Given up by its holder only; then the next caller has it.
+    let release = |me: &str| {
+        redis_call(&cluster, cluster.release_cmd(me))
+            .unwrap()
+            .as_i64()
+    };
+    assert_eq!(release("n2 10.0.0.2:80"), Some(0));
+    assert_eq!(release("n1 10.0.0.1:80"), Some(1));
+    assert_eq!(lease("n2 10.0.0.2:80"), "n2 10.0.0.2:80");
+    // Not renewed, it runs out, and another takes it; the former holder
+    // adds nothing after that.
+    let deadline = Instant::now() + WAIT;
+    while lease("n3 10.0.0.3:80") != "n3 10.0.0.3:80" {
+        assert!(Instant::now() < deadline, "the lease never ran out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = append("n2 10.0.0.2:80", "{}").unwrap_err();
+    assert!(refused.contains("NOTHOLDER"), "{refused}");
+    assert_eq!(cluster.desk_records().unwrap().len(), count);
+
+    // A node stopped gracefully (SIGTERM) while it runs the desk gives the
+    // lease up on its way out: right after it is gone, Redis no longer
+    // names it (it would for up to LEASE_TTL otherwise).
+    let key = Keys::new(wschat::cluster::DEFAULT_PREFIX).desk_lease();
+    redis_call(&cluster, Cmd::new("DEL").arg(&key)).unwrap();
+    let mut a = node(&redis, &[]);
+    let held = redis_call(&cluster, Cmd::new("GET").arg(&key)).unwrap();
+    let held = String::from_utf8(held.as_bytes().unwrap().to_vec()).unwrap();
+    assert!(held.ends_with(&a.addr), "{held} runs the desk");
+    let status = Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    a.child.wait().unwrap();
+    let after = redis_call(&cluster, Cmd::new("GET").arg(&key)).unwrap();
+    assert_eq!(after, wschat::cluster::resp::Value::Nil);
+    redis.kill();
 }

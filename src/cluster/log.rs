@@ -771,6 +771,24 @@ impl RedisLog {
     }
 }
 
+impl Drop for RedisLog {
+    /// A node that stops while it runs the desk gives the lease up, so
+    /// that another takes the desk at its next tick rather than after
+    /// [`super::desk::LEASE_TTL`] (waiting at most [`WARM_TIMEOUT`]: the
+    /// hub has stopped).
+    fn drop(&mut self) {
+        if let Some(d) = &self.desk
+            && matches!(d.role, DeskRole::Here(_) | DeskRole::Loading)
+            && self.up
+        {
+            let cmd = self.cluster.release_cmd(&d.me);
+            if let Err(e) = self.cluster.client().call(cmd, WARM_TIMEOUT) {
+                log::warn!(target: "wschat::cluster", "giving the desk's lease up: {e}");
+            }
+        }
+    }
+}
+
 /// The address in a lease's holder, `<name> <addr>`.
 fn address_of(holder: &str) -> Option<String> {
     holder.split_once(' ').map(|(_, addr)| addr.to_string())
