@@ -281,7 +281,7 @@ pub const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Tries of `wschat agent set --redis` when the account changes between
 /// its read and its write (each write is a compare and set).
-const REDIS_SET_TRIES: usize = 8;
+pub const REDIS_SET_TRIES: usize = 8;
 
 /// `--redis URL` (or `--redis=URL`) among `words`, else `$WSCHAT_REDIS`;
 /// the other words in order.
