@@ -20,8 +20,19 @@
 #   BENCH_SCENARIOS    scenarios, in order
 #                      [codec echo broadcast broadcast-light broadcast-10k idle idle-chat join-storm api-publish];
 #                      also broadcast-deflate (broadcast with the bytes on the wire per
-#                      delivery, probes padded with words) and history (wschat only:
-#                      a 50-message history page, plain and compressed)
+#                      delivery, probes padded with words), history (wschat only:
+#                      a 50-message history page, plain and compressed) and cluster
+#                      (nodes on one redis-server; its own runs, BENCH_CLUSTER_RUNS,
+#                      not BENCH_TARGETS)
+#   BENCH_CLUSTER_RUNS the cluster scenario's runs, TARGET:NODES:RECEIVERS each, TARGET
+#                      one of wschat (one node, no Redis), wschat-redis (wschat serve
+#                      --redis), socketio-redis (socket.io 4 + @socket.io/redis-adapter)
+#                      [wschat:1:500 wschat-redis:1:500 wschat-redis:3:500
+#                      wschat-redis:3:250 socketio-redis:1:500 socketio-redis:3:500
+#                      socketio-redis:3:250]
+#   BENCH_CLUSTER_RATE messages/s per sender, cluster [20]
+#   BENCH_REDIS_FSYNC  the cluster's redis-server --appendfsync: always (docs/cluster.md's
+#                      "confirmed means kept"), everysec or no [always]
 #   BENCH_QUICK        1: duration 3 s, 1,000 idle connections, 2,000 broadcast-10k
 #                      receivers, 150 ms codec cells [0]
 #   BENCH_DURATION     seconds of load per echo/broadcast run [10; quick 3]
@@ -52,6 +63,9 @@
 #   BENCH_PIN          1: pin with taskset; 0: don't [1]
 #   BENCH_SERVER_CPU / BENCH_GEN_CPU  CPUs for the server and the generator [0 / 1]
 #   BENCH_BUILD        0: skip cargo builds and npm (use what is built) [1]
+#   BENCH_WSCHAT       the wschat binary to run [target/release/wschat]; another
+#                      path (say, a build of an older commit) is run as it is,
+#                      and this checkout's wschat is then not built
 #   BENCH_OUT          file to write the tables to [bench/results/run-DATE.md]
 set -euo pipefail
 
@@ -82,6 +96,10 @@ TENK_RATE=${BENCH_10K_RATE:-2}
 # broadcast-10k raises it to fit its receivers and senders, never lowers it.
 TENK_MAX_CONNS=$((TENK_RECEIVERS + SENDERS + 100))
 ((TENK_MAX_CONNS >= 10000)) || TENK_MAX_CONNS=10000
+CLUSTER_RUNS=${BENCH_CLUSTER_RUNS:-wschat:1:500 wschat-redis:1:500 wschat-redis:3:500 wschat-redis:3:250 socketio-redis:1:500 socketio-redis:3:500 socketio-redis:3:250}
+CLUSTER_RATE=${BENCH_CLUSTER_RATE:-20}
+REDIS_FSYNC=${BENCH_REDIS_FSYNC:-always}
+[[ $REDIS_FSYNC =~ ^(always|everysec|no)$ ]] || { echo "run.sh: BENCH_REDIS_FSYNC must be always, everysec or no" >&2; exit 1; }
 IDLE_CONNS=${BENCH_IDLE_CONNS:-$q_idle}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 IDLE_PATH=${BENCH_IDLE_PATH:-/echo}
@@ -95,7 +113,7 @@ done
 STORM_N=0
 CODEC_CELL_MS=${BENCH_CODEC_CELL_MS:-$q_cell}
 ROUNDS=${BENCH_ROUNDS:-$q_rounds}
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive number"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: BENCH_ROUNDS must be a positive number" >&2; exit 1; }
 PORT=${BENCH_PORT:-23400}
 PIN=${BENCH_PIN:-1}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -104,7 +122,7 @@ BUILD=${BENCH_BUILD:-1}
 mkdir -p "$BENCH_DIR/results"
 OUT=${BENCH_OUT:-$BENCH_DIR/results/run-$(date -u +%Y%m%d-%H%M%S).md}
 
-WSCHAT="$ROOT/target/release/wschat"
+WSCHAT=${BENCH_WSCHAT:-$ROOT/target/release/wschat}
 BIN="$BENCH_DIR/target/release"
 WSLOAD="$BIN/wsload"
 
@@ -141,7 +159,17 @@ done
 for s in $SCENARIOS; do
     case $s in
         codec | echo | broadcast | broadcast-light | broadcast-deflate | broadcast-10k | idle | idle-chat | join-storm | api-publish | history) ;;
-        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-deflate broadcast-10k idle idle-chat join-storm api-publish history)" ;;
+        cluster)
+            for run in $CLUSTER_RUNS; do
+                [[ $run =~ ^(wschat|wschat-redis|socketio-redis):[1-9][0-9]?:[1-9][0-9]*$ ]] ||
+                    die "BENCH_CLUSTER_RUNS: $run is not TARGET:NODES:RECEIVERS"
+                [[ $run == socketio-redis:* ]] && needs_node=1
+                [[ $run == wschat:* && $run != wschat:1:* ]] && die "BENCH_CLUSTER_RUNS: $run: wschat without Redis is one node"
+            done
+            command -v redis-server >/dev/null ||
+                die "redis-server is missing (apt-get install redis-server, or bash .ci/cluster.sh --install)"
+            ;;
+        *) die "unknown scenario $s (known: codec echo broadcast broadcast-light broadcast-deflate broadcast-10k idle idle-chat join-storm api-publish history cluster)" ;;
     esac
 done
 NODE_ERROR=""
@@ -166,9 +194,11 @@ fi
 
 # ------------------------------------------------------------------ build
 if [[ $BUILD == 1 ]]; then
-    log "==> cargo build --release (wschat)"
-    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin wschat >&2 ||
-        die "wschat did not build"
+    if [[ -z ${BENCH_WSCHAT:-} ]]; then
+        log "==> cargo build --release (wschat)"
+        cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin wschat >&2 ||
+            die "wschat did not build"
+    fi
     log "==> cargo build --release (bench)"
     cargo build --release --manifest-path "$BENCH_DIR/Cargo.toml" >&2 ||
         die "bench/ did not build"
@@ -204,8 +234,28 @@ stop_server() {
         SERVER_TMP=""
     fi
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+# The cluster scenario's processes: nodes first, redis-server last.
+CLUSTER_PIDS=()
+CLUSTER_TMP=""
+stop_cluster() {
+    local pid
+    for pid in "${CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do
+        for _ in $(seq 30); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    CLUSTER_PIDS=()
+    if [[ -n $CLUSTER_TMP ]]; then
+        rm -rf "$CLUSTER_TMP"
+        CLUSTER_TMP=""
+    fi
+}
+trap 'stop_server; stop_cluster' EXIT
+trap 'stop_server; stop_cluster; exit 130' INT TERM
 
 server_command() { # target port -> SERVER_CMD (wschat also gets WSCHAT_EXTRA)
     local target=$1 port=$2
@@ -348,6 +398,96 @@ run_one() { # scenario target
     stop_server
 }
 
+next_port() { # -> PORT_NEXT's next free port, in CLUSTER_PORT
+    while "$WSLOAD" wait-port --port "$PORT_NEXT" --timeout 0 2>/dev/null; do
+        PORT_NEXT=$((PORT_NEXT + 1))
+    done
+    CLUSTER_PORT=$PORT_NEXT
+    PORT_NEXT=$((PORT_NEXT + 1))
+}
+
+# Start one process of the cluster scenario, pinned with the servers, and
+# wait until it listens on $1. Returns 1 (with CLUSTER_ERROR) if it does not.
+cluster_start() { # port log command...
+    local port=$1 log=$2
+    shift 2
+    (cd "$CLUSTER_TMP" && exec "${PIN_SERVER[@]}" "$@") >"$log" 2>&1 &
+    local pid=$!
+    CLUSTER_PIDS+=("$pid")
+    if ! "$WSLOAD" wait-port --port "$port" --timeout 20 2>/dev/null || ! kill -0 "$pid" 2>/dev/null; then
+        CLUSTER_ERROR="$(basename "$log" .log) did not listen on $port: $(grep -v '^\s*$' "$log" | tail -1 | cut -c1-160)"
+        return 1
+    fi
+}
+
+# One run of the cluster scenario: redis-server (with docs/cluster.md's
+# settings), NODES servers on it, the generator spreading RECEIVERS
+# receivers and the senders over them. Sets ROW and CLUSTER_NOTE.
+run_cluster() { # target nodes receivers
+    local target=$1 nodes=$2 receivers=$3
+    CLUSTER_NOTE=""
+    CLUSTER_ERROR=""
+    if [[ $target == socketio-redis && -n $NODE_ERROR ]]; then
+        ROW="| $target | $nodes | $receivers | n/a (error: $NODE_ERROR) |"
+        return
+    fi
+    CLUSTER_TMP=$(mktemp -d "${TMPDIR:-/tmp}/wschat-bench-cluster.XXXXXX")
+    local ports=() pids=() redis_args=() label port i
+    if [[ $target != wschat ]]; then
+        next_port
+        local redis_port=$CLUSTER_PORT
+        # docs/cluster.md's "confirmed means kept" settings; no RDB snapshots.
+        if ! cluster_start "$redis_port" "$CLUSTER_TMP/redis-server.log" redis-server --bind 127.0.0.1 \
+            --port "$redis_port" --dir "$CLUSTER_TMP" --appendonly yes --appendfsync "$REDIS_FSYNC" \
+            --maxmemory-policy noeviction --save ""; then
+            ROW="| $target | $nodes | $receivers | n/a (error: ${CLUSTER_ERROR//|/\\|}) |"
+            stop_cluster
+            return
+        fi
+        redis_args=(--redis-port "$redis_port")
+    fi
+    for ((i = 1; i <= nodes; i++)); do
+        next_port
+        port=$CLUSTER_PORT
+        case $target in
+            wschat) set -- "$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 --max-connections-per-ip 0 ;;
+            wschat-redis) set -- "$WSCHAT" serve --listen "127.0.0.1:$port" --rate-limit 0 --max-connections-per-ip 0 \
+                --redis "redis://127.0.0.1:$redis_port" ;;
+            socketio-redis) set -- node "$PEERS/socketio-redis-server.js" "$port" "redis://127.0.0.1:$redis_port" ;;
+        esac
+        mkdir -p "$CLUSTER_TMP/node$i"
+        if ! WSCHAT_DATA_DIR="$CLUSTER_TMP/node$i" cluster_start "$port" "$CLUSTER_TMP/node$i.log" "$@"; then
+            ROW="| $target | $nodes | $receivers | n/a (error: ${CLUSTER_ERROR//|/\\|}) |"
+            stop_cluster
+            return
+        fi
+        ports+=("$port")
+    done
+    sleep 0.3 # let the probe connections go away before measuring
+    # CPU: every node, then redis-server (started first).
+    pids=("${CLUSTER_PIDS[@]:1}" "${CLUSTER_PIDS[0]}")
+    [[ $target == wschat ]] && pids=("${CLUSTER_PIDS[@]}")
+    case $target in
+        wschat) label="wschat alone" ;;
+        wschat-redis) label="wschat --redis" ;;
+        socketio-redis) label="socket.io + redis-adapter" ;;
+    esac
+    local args=(broadcast --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${pids[*]}")"
+        --target "$label" --receivers "$receivers" --senders "$SENDERS" --rate "$CLUSTER_RATE"
+        --size "$SIZE" --duration "$DURATION" "${redis_args[@]}")
+    [[ $target == socketio-redis ]] && args+=(--socketio 1)
+    local err="$CLUSTER_TMP/generator.err" row
+    if row=$(timeout --kill-after=5 $((DURATION * 3 + 90)) "${PIN_GEN[@]}" "$WSLOAD" "${args[@]}" 2>"$err"); then
+        ROW=$row
+        CLUSTER_NOTE=$(grep '^redis commands per message:' "$err" | tail -1 || true)
+    else
+        local why
+        why=$(grep -v '^\s*$' "$err" | tail -1 | sed 's/^error: //' | cut -c1-200)
+        ROW="| $label | $nodes | $receivers | n/a (error: ${why:-the generator failed or timed out}) |"
+    fi
+    stop_cluster
+}
+
 describe() { # scenario -> one line
     case $1 in
         codec) echo "In-process codec, payload GB/s (decode: masked client binary frames, read in 128 KiB pieces; encode: unmasked server frames); ~${CODEC_CELL_MS} ms per cell." ;;
@@ -367,6 +507,7 @@ describe() { # scenario -> one line
         idle) echo "$IDLE_CONNS connections to $IDLE_PATH opened with $IDLE_CONCURRENCY handshakes in flight, then held; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
         idle-chat) echo "$IDLE_CONNS connections to / (wschat: chat users joining the lobby; the peers: members of their broadcast room) opened with $IDLE_CONCURRENCY handshakes in flight, then held, never read from; RSS (VmRSS) and threads read 1 s after the last handshake." ;;
         api-publish) echo "One publisher, one message at a time, to the lobby with $RECEIVERS receivers for ${DURATION} s: first a WebSocket client (it sends, then waits for its own message back), then the HTTP API (POST /api/publish with a key, one TCP connection per request as curl makes, waiting for the 200). Messages/s = what the one publisher got through; deliveries/s = the chat messages the receivers counted; server CPU = utime+stime over the window ÷ deliveries. wschat only (the peers have no HTTP API)." ;;
+        cluster) echo "A room spread over NODES servers (receivers and $SENDERS senders on /, or socket.io's room, round-robin over the nodes), each sender ${CLUSTER_RATE} msg/s of $SIZE bytes, ${DURATION} s; every node and redis-server pinned to CPU $SERVER_CPU, the generator to CPU $GEN_CPU. One redis-server per run with docs/cluster.md's settings (appendonly yes, appendfsync $REDIS_FSYNC, noeviction). wschat alone: one node, its embedded log, no Redis. CPU = utime+stime of every node plus redis-server ÷ deliveries; redis-server CPU = its own ÷ messages sent. Redis commands/message: INFO commandstats (commands called by scripts counted too, the generator's INFO not) at the start of the send window and after the drain, ÷ messages sent; it includes what the nodes do meanwhile whatever the traffic (heartbeats, pings). Redis bytes in/out: total_net_input_bytes and total_net_output_bytes over the same span ÷ messages sent. Deliveries/s, latency and lost as in broadcast." ;;
         join-storm) echo "Users joining one room (/, the lobby; the peers' broadcast room) with $STORM_CONCURRENCY handshakes in flight, one run per size ($STORM_USERS), each user reading from the moment it opens; the run ends 1.5 s after the last byte arrived. Bytes to clients = every byte the users read (what the server sent them: 101 responses, frames); bytes/user = that ÷ users: flat as the room grows means O(n). Server wchar = /proc/PID/io wchar over the run: bytes given to write(2)/writev(2), so the Node peers' and tungstenite's socket writes, but for wschat only its 101 responses and its log (it sends frames with send(2)/sendmsg(2), which wchar does not count). CPU = server utime+stime over the run." ;;
     esac
 }
@@ -374,7 +515,13 @@ describe() { # scenario -> one line
 # ------------------------------------------------------------------ run
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 wschat_size=$(stat -c %s "$WSCHAT" 2>/dev/null || echo "?")
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+if [[ -n ${BENCH_WSCHAT:-} ]]; then
+    # Another build: its commit is the one of the checkout it was built in.
+    commit=$(git -C "$(dirname "$WSCHAT")" rev-parse --short HEAD 2>/dev/null || echo "?")
+    commit="$commit ($WSCHAT)"
+else
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
+fi
 emit "## wschat benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 emit ""
 emit "Machine: $(nproc) CPUs (${cpu_model:-unknown CPU}), $(uname -sr). wschat at commit $commit (working tree as built), release binary $wschat_size bytes."
@@ -403,6 +550,23 @@ for scenario in $SCENARIOS; do
     fi
     header=$("$WSLOAD" header "$scenario")
     emit "$header"
+    if [[ $scenario == cluster ]]; then
+        notes=()
+        for run in $CLUSTER_RUNS; do
+            IFS=: read -r c_target c_nodes c_receivers <<<"$run"
+            log "==> cluster: $c_target, $c_nodes nodes, $c_receivers receivers"
+            run_cluster "$c_target" "$c_nodes" "$c_receivers"
+            emit "$ROW"
+            [[ -z $CLUSTER_NOTE ]] ||
+                notes+=("$c_target, $c_nodes nodes, $c_receivers receivers: ${CLUSTER_NOTE#redis commands per message: }")
+        done
+        emit ""
+        emit "Redis commands per chat message, by name:"
+        emit ""
+        for note in "${notes[@]}"; do emit "- $note"; done
+        emit ""
+        continue
+    fi
     rounds=1 max_col=()
     case $scenario in
         echo) rounds=$ROUNDS ;;

@@ -6,30 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{ChatClient, config, start};
+use common::{ChatClient, TempDir, config, start};
 use serde_json::{Value, json};
 use wschat::config::Config;
 use wschat::server::ServerHandle;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        TempDir(std::env::temp_dir().join(format!(
-            "wschat-messages-{tag}-{}-{}",
-            std::process::id(),
-            wschat::random::random_u64()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn settings(dir: Option<&TempDir>) -> Config {
     Config {
@@ -65,7 +45,7 @@ fn history(client: &mut ChatClient) -> Value {
 
 #[test]
 fn the_author_edits_a_message_the_room_sees_it_and_history_keeps_the_latest() {
-    let dir = TempDir::new("edit");
+    let dir = TempDir::new("messages-edit");
     let server = start(settings(Some(&dir)));
     let (mut ann, welcome_history) = arrive(&server, "/?name=Ann");
     assert!(welcome_history["messages"].as_array().unwrap().is_empty());
@@ -109,7 +89,7 @@ fn the_author_edits_a_message_the_room_sees_it_and_history_keeps_the_latest() {
 
 #[test]
 fn the_author_retracts_a_message_and_its_text_never_comes_back() {
-    let dir = TempDir::new("retract");
+    let dir = TempDir::new("messages-retract");
     let server = start(settings(Some(&dir)));
     let (mut ann, _) = arrive(&server, "/?name=Ann");
     let (mut bob, _) = arrive(&server, "/?name=Bob");
@@ -172,7 +152,7 @@ fn a_reply_quotes_the_message_it_answers() {
 
 #[test]
 fn reactions_count_who_reacted_and_toggle() {
-    let dir = TempDir::new("react");
+    let dir = TempDir::new("messages-react");
     let server = start(settings(Some(&dir)));
     let (mut ann, _) = arrive(&server, "/?name=Ann");
     let (mut bob, _) = arrive(&server, "/?name=Bob");

@@ -11,30 +11,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{ChatClient, Incoming, config, start};
+use common::{ChatClient, Incoming, TempDir, config, start};
 use serde_json::{Value, json};
 use wschat::config::Config;
 use wschat::server::ServerHandle;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        TempDir(std::env::temp_dir().join(format!(
-            "wschat-rooms-{tag}-{}-{}",
-            std::process::id(),
-            wschat::random::random_u64()
-        )))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn settings(dir: Option<&TempDir>) -> Config {
     Config {
@@ -239,7 +219,7 @@ fn a_user_is_in_at_most_max_rooms_per_user_rooms() {
 
 #[test]
 fn unread_counts_per_room_hold_across_reconnects_devices_and_restarts() {
-    let dir = TempDir::new("unread");
+    let dir = TempDir::new("rooms-unread");
     let server = start(settings(Some(&dir)));
     let (mut ann, welcome) = arrive(&server, "/?name=Ann");
     let session = welcome["session"].as_str().unwrap().to_string();

@@ -70,7 +70,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = ctx.log().commit();
         answer
     });
-    assert!(STATUSES.contains(&answer.status), "undocumented status {}", answer.status);
+    assert!(
+        STATUSES.contains(&answer.status),
+        "undocumented status {}",
+        answer.status
+    );
     let json: serde_json::Value = serde_json::from_str(&answer.body).expect("a JSON answer");
     if answer.status != 200 {
         assert!(json["error"]["code"].is_string(), "{json}");

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match parse(text) {
-        Ok(Command::Chat { text: said, room, reply }) => {
+        Ok(Command::Chat {
+            text: said,
+            room,
+            reply,
+        }) => {
             // Either not an object at all, or a JSON object with type chat.
             let trimmed = text.trim();
             if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
@@ -32,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Ok(command) => {
-            let value: serde_json::Value = serde_json::from_str(text.trim()).expect("a command was valid JSON");
+            let value: serde_json::Value =
+                serde_json::from_str(text.trim()).expect("a command was valid JSON");
             assert!(value.get("type").is_some_and(|t| t.is_string()));
             // Moderation commands carry whole numbers; a ban lasts a minute at least.
             match command {
@@ -42,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(minutes >= 1);
                 }
                 Command::Delete { id } => assert_eq!(value["id"].as_u64(), Some(id)),
-                Command::Auth { token } => assert_eq!(value["token"].as_str(), Some(token.as_str())),
+                Command::Auth { token } => {
+                    assert_eq!(value["token"].as_str(), Some(token.as_str()))
+                }
                 // Rooms: the names and flags their JSON said.
                 Command::Join { room, also } => {
                     assert_eq!(value["room"].as_str(), Some(room.as_str()));
@@ -62,7 +69,13 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!emoji.is_empty() && emoji.len() <= wschat::chat::MAX_EMOJI_BYTES);
                     assert!(!emoji.chars().any(|c| c.is_control() || c.is_whitespace()));
                 }
-                Command::Search { text: query, room, with, before, limit } => {
+                Command::Search {
+                    text: query,
+                    room,
+                    with,
+                    before,
+                    limit,
+                } => {
                     assert_eq!(value["text"].as_str().map(str::trim), Some(query.as_str()));
                     let chars = query.chars().count();
                     assert!(chars >= 1 && chars <= wschat::chat::MAX_QUERY_CHARS);
@@ -76,7 +89,9 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 Command::Other { kind, .. } => {
-                    for typed in ["chat", "edit", "retract", "react", "search", "join", "leave"] {
+                    for typed in [
+                        "chat", "edit", "retract", "react", "search", "join", "leave",
+                    ] {
                         assert_ne!(kind, typed, "{typed} has a typed command");
                     }
                 }
@@ -85,7 +100,8 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             assert!(CODES.contains(&e.code), "undocumented code {}", e.code);
-            let rendered: serde_json::Value = serde_json::from_str(&e.to_json()).expect("error is JSON");
+            let rendered: serde_json::Value =
+                serde_json::from_str(&e.to_json()).expect("error is JSON");
             assert_eq!(rendered["type"], "error");
             assert_eq!(rendered["code"], e.code);
         }

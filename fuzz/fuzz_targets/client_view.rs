@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             assert!(!editor.text().chars().any(char::is_control));
-            assert!(editor.draw("> ", usize::from(columns)).starts_with("\r\x1b[K> "));
+            assert!(
+                editor
+                    .draw("> ", usize::from(columns))
+                    .starts_with("\r\x1b[K> ")
+            );
         }
     }
 });

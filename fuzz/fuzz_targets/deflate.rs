@@ -37,25 +37,9 @@ use miniz_oxide::inflate::decompress_to_vec_with_limit;
 use wschat::ws::deflate::{InflateError, Inflater, TRAILER, accept_offer, negotiate, parse_offers};
 use wschat::ws::{Decoder, Limits, Message, ProtocolError, Role};
 
-/// The limits the configuration byte chooses from.
-const LIMITS: [Limits; 4] = [
-    Limits {
-        max_frame_size: 256,
-        max_message_size: 1024,
-    },
-    Limits {
-        max_frame_size: 16,
-        max_message_size: 64,
-    },
-    Limits {
-        max_frame_size: 1024,
-        max_message_size: 256,
-    },
-    Limits {
-        max_frame_size: 1 << 17,
-        max_message_size: 1 << 17,
-    },
-];
+#[path = "shared/limits.rs"]
+mod limits;
+use limits::LIMITS;
 
 /// Every result of feeding `data` to a deflate decoder in `chunks`.
 fn decode(data: &[u8], chunks: &[usize], limits: Limits) -> Vec<Result<Message, ProtocolError>> {

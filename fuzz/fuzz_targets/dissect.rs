@@ -24,26 +24,11 @@
 use libfuzzer_sys::fuzz_target;
 use wschat::dissect::{Direction, Dissector, FrameReport, Options};
 use wschat::ws::frame::OpCode;
-use wschat::ws::{Decoder, Limits, Message, ProtocolError};
+use wschat::ws::{Decoder, Message, ProtocolError};
 
-const LIMITS: [Limits; 4] = [
-    Limits {
-        max_frame_size: 256,
-        max_message_size: 1024,
-    },
-    Limits {
-        max_frame_size: 16,
-        max_message_size: 64,
-    },
-    Limits {
-        max_frame_size: 1024,
-        max_message_size: 256,
-    },
-    Limits {
-        max_frame_size: 1 << 16,
-        max_message_size: 1 << 16,
-    },
-];
+#[path = "shared/limits.rs"]
+mod limits;
+use limits::LIMITS;
 
 fuzz_target!(|data: &[u8]| {
     let [config, chunk, stream @ ..] = data else {
@@ -93,7 +78,10 @@ fuzz_target!(|data: &[u8]| {
     let (last, _) = dissector.finish();
     reports.extend(last);
     // What a receiver reads: up to and including the first Close.
-    let read = match reports.iter().position(|r| r.header.opcode == OpCode::Close) {
+    let read = match reports
+        .iter()
+        .position(|r| r.header.opcode == OpCode::Close)
+    {
         Some(close) => &reports[..=close],
         None => &reports[..],
     };

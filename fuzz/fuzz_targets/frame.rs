@@ -35,27 +35,9 @@ use libfuzzer_sys::fuzz_target;
 use wschat::ws::frame::{Frame, FrameHeader, MAX_CONTROL_PAYLOAD};
 use wschat::ws::{Decoder, Limits, Message, ProtocolError, Role};
 
-/// The limits the configuration byte chooses from: chat-sized ones, tiny
-/// ones that fill up after a few frames, a frame limit above the message
-/// limit, and one large enough for the 64 KiB frames of §5.7.
-const LIMITS: [Limits; 4] = [
-    Limits {
-        max_frame_size: 256,
-        max_message_size: 1024,
-    },
-    Limits {
-        max_frame_size: 16,
-        max_message_size: 64,
-    },
-    Limits {
-        max_frame_size: 1024,
-        max_message_size: 256,
-    },
-    Limits {
-        max_frame_size: 1 << 17,
-        max_message_size: 1 << 17,
-    },
-];
+#[path = "shared/limits.rs"]
+mod limits;
+use limits::LIMITS;
 
 /// What one `decode` call can yield, apart from "need more bytes".
 type Outcome = Result<Message, ProtocolError>;

@@ -17,7 +17,10 @@ fn check_round_trip(value: &Value) {
     encode_value(&mut wire, value);
     let mut again = Decoder::new();
     again.feed(&wire).expect("a re-encoded value fits");
-    assert_eq!(again.decode().expect("a re-encoded value decodes").as_ref(), Some(value));
+    assert_eq!(
+        again.decode().expect("a re-encoded value decodes").as_ref(),
+        Some(value)
+    );
     assert_eq!(again.buffered(), 0);
 }
 

@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     let token = sign(rest, b"old-secret");
     match verify(&token, &secrets, NOW) {
         Ok(claims) => {
-            let value: serde_json::Value = serde_json::from_slice(rest).expect("accepted claims are JSON");
+            let value: serde_json::Value =
+                serde_json::from_slice(rest).expect("accepted claims are JSON");
             assert_eq!(value["sub"].as_str(), Some(claims.sub.as_str()));
             assert!(claims.exp > NOW);
         }

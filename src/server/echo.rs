@@ -5,10 +5,10 @@ use std::io;
 use std::net::TcpStream;
 use std::time::Instant;
 
-use super::driver::{self, Direct, Endpoint, Flow};
+use super::driver::{Direct, Endpoint, Flow};
 use super::{Behavior, ServerConfig};
 use crate::ws::deflate::Agreement;
-use crate::ws::{CloseCode, Connection, Decoded, Role};
+use crate::ws::{CloseCode, Connection, Decoded};
 
 /// `/echo` as an [`Endpoint`] of the driver: each message back, straight
 /// to the socket.
@@ -52,27 +52,11 @@ pub fn run(
     config: &ServerConfig,
     deflate: Option<Agreement>,
 ) -> Option<CloseCode> {
-    let mut conn = Connection::new(Role::Server, behavior.limits());
-    if let Some(agreement) = deflate {
-        // Compressors come from the shared pool: one is too big to build
-        // on a connection thread's stack, and too big to keep per
-        // connection.
-        conn.set_deflate(
-            agreement,
-            config.deflate_min_size,
-            Some(crate::hub::prepared::compress),
-        );
-    }
     let mut echo = Echo {
         out: Direct::new(&stream),
     };
-    let code = driver::drive(
-        &stream,
-        leftover,
-        conn,
-        &mut echo,
-        behavior.timeouts(config.close_timeout),
-    );
-    super::finish(&stream, config.close_timeout);
-    code
+    let limits = behavior.limits();
+    super::serve_direct(
+        &stream, leftover, limits, behavior, config, deflate, &mut echo,
+    )
 }

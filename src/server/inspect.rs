@@ -18,12 +18,12 @@ use std::io;
 use std::net::TcpStream;
 use std::time::Instant;
 
-use super::driver::{self, Direct, Endpoint, Flow};
+use super::driver::{Direct, Endpoint, Flow};
 use super::reader::{RateLimit, Verdict};
 use super::{Behavior, ServerConfig};
 use crate::dissect::{Direction, Dissector, Options};
 use crate::ws::deflate::Agreement;
-use crate::ws::{CloseCode, Connection, Decoded, Message, Role};
+use crate::ws::{CloseCode, Connection, Decoded, Message};
 
 /// Largest frame and message `/inspect` accepts (close 1009 past it).
 pub const INSPECT_MAX_BYTES: usize = 16 * 1024;
@@ -102,19 +102,16 @@ pub fn run(
         }),
         limit: RateLimit::new(behavior.rate_limit, behavior.rate_burst),
     };
-    let mut conn = Connection::new(Role::Server, limits);
     // With permessage-deflate (RFC 7692) the browser's compressed frames
     // are shown as they came, RSV1 set, and inflated; the dissections go
     // back compressed like any message, by the shared compressors.
-    if let Some(agreement) = deflate {
-        conn.set_deflate(
-            agreement,
-            config.deflate_min_size,
-            Some(crate::hub::prepared::compress),
-        );
-    }
-    let timeouts = behavior.timeouts(config.close_timeout);
-    let code = driver::drive(&stream, leftover, conn, &mut inspect, timeouts);
-    super::finish(&stream, config.close_timeout);
-    code
+    super::serve_direct(
+        &stream,
+        leftover,
+        limits,
+        behavior,
+        config,
+        deflate,
+        &mut inspect,
+    )
 }

@@ -506,6 +506,37 @@ fn reject_unavailable(mut stream: TcpStream, why: &str) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
+/// Run `endpoint` on a connection served on its own thread (`/echo`,
+/// `/inspect`), whose 101 was sent: the codec with `limits` and, if it was
+/// negotiated, permessage-deflate (compressors from the shared pool: one is
+/// too big to build on a connection thread's stack, and too big to keep per
+/// connection), driven as `behavior` says until the connection ends; then
+/// the TCP side is closed as [`finish`] does. Returns the code of the
+/// Close the server sent, if any.
+#[inline(always)] // no frame of its own under the parked reader's
+fn serve_direct<E: driver::Endpoint>(
+    stream: &TcpStream,
+    leftover: &mut [u8],
+    limits: crate::ws::Limits,
+    behavior: &Behavior,
+    config: &ServerConfig,
+    deflate: Option<crate::ws::deflate::Agreement>,
+    endpoint: &mut E,
+) -> Option<crate::ws::CloseCode> {
+    let mut conn = crate::ws::Connection::new(crate::ws::Role::Server, limits);
+    if let Some(agreement) = deflate {
+        conn.set_deflate(
+            agreement,
+            config.deflate_min_size,
+            Some(crate::hub::prepared::compress),
+        );
+    }
+    let timeouts = behavior.timeouts(config.close_timeout);
+    let code = driver::drive(stream, leftover, conn, endpoint, timeouts);
+    finish(stream, config.close_timeout);
+    code
+}
+
 /// End a connection the way RFC 6455 §7.1.1 asks of a server: close our
 /// side of TCP first, then read and discard until the peer closes its side
 /// (so that our last frames are not lost to a reset), for at most `timeout`.

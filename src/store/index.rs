@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::{KEEP_PRIVATE, MESSAGE_OVERHEAD, PRIVATE_OVERHEAD, VERSION_OVERHEAD};
+use super::{ID_SLOT, KEEP_PRIVATE, MESSAGE_OVERHEAD, PRIVATE_OVERHEAD, VERSION_OVERHEAD};
 use crate::memory::{Budget, Kept};
 
 /// A room's recent messages, kept in memory.
@@ -73,10 +73,13 @@ pub(super) struct Index {
     versions: HashMap<u64, (Arc<str>, u64)>,
     /// `versions` by last use (clock → message id), for eviction.
     versions_by_use: BTreeMap<u64, u64>,
-    /// The highest message id whose version memory let go (0: none): a
-    /// message read from the log at or below it may have a later version
-    /// that only the log holds now.
-    versions_evicted_upto: u64,
+    /// For every room message ever replaced (and not deleted), the id of
+    /// its latest `replaced` record: a message without an entry is served
+    /// as the log first held it, and one whose version memory let go is
+    /// read back from that one record's segment, not searched for from the
+    /// message to the log's end. Counted in the histories' share of the
+    /// budget ([`ID_SLOT`] each), like `deleted`.
+    replaced_in: HashMap<u64, u64>,
     /// How many of `privates` each session key is in.
     private_sessions: HashMap<String, usize>,
 }
@@ -95,7 +98,7 @@ impl Index {
             deleted: HashSet::new(),
             versions: HashMap::new(),
             versions_by_use: BTreeMap::new(),
-            versions_evicted_upto: 0,
+            replaced_in: HashMap::new(),
             private_sessions: HashMap::new(),
         }
     }
@@ -361,7 +364,6 @@ impl Index {
             self.budget
                 .sub(Kept::Histories, json.len() + VERSION_OVERHEAD);
         }
-        self.versions_evicted_upto = self.versions_evicted_upto.max(id);
     }
 
     /// Take message `id`'s version out of memory (not an eviction).
@@ -417,7 +419,7 @@ impl Index {
     pub(super) fn latest(&mut self, id: u64, json: Arc<str>) -> Option<Arc<str>> {
         match self.use_version(id) {
             Some(version) => Some(version),
-            None if id > self.versions_evicted_upto => Some(json),
+            None if !self.replaced_in.contains_key(&id) => Some(json),
             None => None,
         }
     }
@@ -441,9 +443,31 @@ impl Index {
         kept.or(version)
     }
 
+    /// Message `id`'s latest `replaced` record is `record` (see
+    /// `replaced_in`).
+    pub(super) fn note_replaced(&mut self, id: u64, record: u64) {
+        if self.deleted.contains(&id) {
+            return;
+        }
+        if self.replaced_in.insert(id, record).is_none() {
+            self.budget.add(Kept::Histories, ID_SLOT);
+        }
+    }
+
+    /// The id of message `id`'s latest `replaced` record, if it was ever
+    /// replaced.
+    pub(super) fn replaced_in(&self, id: u64) -> Option<u64> {
+        self.replaced_in.get(&id).copied()
+    }
+
     /// Take message `id` out of memory and mark it deleted.
     pub(super) fn forget_message(&mut self, id: u64) {
-        self.deleted.insert(id);
+        if self.deleted.insert(id) {
+            self.budget.add(Kept::Histories, ID_SLOT);
+        }
+        if self.replaced_in.remove(&id).is_some() {
+            self.budget.sub(Kept::Histories, ID_SLOT);
+        }
         self.drop_version(id);
         for log in self.rooms.values_mut() {
             if let Ok(i) = log.messages.binary_search_by_key(&id, |(m, _)| *m)

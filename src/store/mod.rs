@@ -15,7 +15,7 @@
 //! *before* the turn's messages are delivered: a message anyone saw is in
 //! the log. See docs/storage.md.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -236,6 +236,13 @@ pub const PRIVATE_OVERHEAD: usize = 160;
 /// last use) and its entry in the by-use order. Counted in full even while
 /// the room's kept copy shares the allocation: it errs on the safe side.
 pub const VERSION_OVERHEAD: usize = 128;
+
+/// What one entry of the index's id sets costs: a message deleted by
+/// moderation, or the record that holds a replaced message's latest
+/// version (the id, the hash table's slot and its spare capacity). Such
+/// entries are never evicted (the log is read by them), so the messages
+/// make room for them.
+pub const ID_SLOT: usize = 32;
 
 /// Most messages one resume reads back from the log when memory no longer
 /// holds them; past it the resume says `"complete":false` and starts later.
@@ -620,41 +627,53 @@ impl Store {
 
     /// Turn messages read from the log into the versions to serve: the
     /// latest version memory holds, else (for one whose version memory let
-    /// go) the one in its latest `replaced` record, read from the log.
+    /// go) the one in its latest `replaced` record, read from the log. The
+    /// index knows which record that is, so only the segments holding those
+    /// records are read (at most one each, of at most `segment_bytes`),
+    /// however far the log has grown since.
     fn latest_versions(&mut self, messages: &mut [(u64, Arc<str>)]) {
-        let mut unknown: HashMap<u64, Vec<usize>> = HashMap::new();
+        // Record id → the positions of `messages` it holds the version of.
+        let mut wanted: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (i, (id, json)) in messages.iter_mut().enumerate() {
             match self.index.latest(*id, json.clone()) {
                 Some(version) => *json = version,
-                None => unknown.entry(*id).or_default().push(i),
+                None => {
+                    if let Some(record) = self.index.replaced_in(*id) {
+                        wanted.entry(record).or_default().push(i);
+                    }
+                }
             }
         }
-        let Some(&first) = unknown.keys().min() else {
+        let (Some(&first), Some(&last)) = (wanted.keys().next(), wanted.keys().next_back()) else {
             return;
         };
+        // Each segment once, however many of the records it holds.
+        let mut segments: Vec<PathBuf> = Vec::new();
+        for &record in wanted.keys() {
+            for path in self.segments_between(record.saturating_sub(1), record + 1) {
+                if !segments.contains(&path) {
+                    segments.push(path);
+                }
+            }
+        }
         let mut found: HashMap<u64, Arc<str>> = HashMap::new();
-        for path in self.segments_between(first, u64::MAX) {
+        for path in segments {
             Store::scan_segment(
                 &path,
-                (first, u64::MAX),
+                (first.saturating_sub(1), last + 1),
                 &["\"type\":\"replaced\""],
-                |_, _, v| {
-                    if v.get("type").and_then(Value::as_str) != Some("replaced") {
-                        return;
-                    }
-                    if let (Some(message), Some(version)) = (
-                        v.get("message").and_then(Value::as_u64),
-                        v.get("version").and_then(Value::as_str),
-                    ) && unknown.contains_key(&message)
+                |record, _, v| {
+                    if wanted.contains_key(&record)
+                        && v.get("type").and_then(Value::as_str) == Some("replaced")
+                        && let Some(version) = v.get("version").and_then(Value::as_str)
                     {
-                        // Oldest first: the last one read is the latest.
-                        found.insert(message, version.into());
+                        found.insert(record, version.into());
                     }
                 },
             );
         }
-        for (id, at) in unknown {
-            if let Some(version) = found.get(&id) {
+        for (record, at) in wanted {
+            if let Some(version) = found.get(&record) {
                 for i in at {
                     messages[i].1 = version.clone();
                 }
@@ -674,6 +693,7 @@ impl Store {
         let room = self.index.room_of(id).or_else(|| self.room_in_log(id))?;
         self.index.replace_message(id, json.into());
         let record_id = self.take_id();
+        self.index.note_replaced(id, record_id);
         let record = format!(
             r#"{{"type":"replaced","id":{record_id},"message":{id},"room":{},"version":{},"time":{}}}"#,
             Value::from(room.as_str()),
@@ -767,6 +787,7 @@ impl Store {
                     value.get("version").and_then(Value::as_str),
                 ) {
                     self.index.replace_message(message, version.into());
+                    self.index.note_replaced(message, id);
                 }
             }
             Some("private_keys") => {
@@ -1092,6 +1113,8 @@ impl Store {
         let Ok(file) = File::open(path) else {
             return;
         };
+        #[cfg(test)]
+        tests::SEGMENTS_READ.with(|n| n.set(n.get() + 1));
         for line in io::BufReader::new(file).lines() {
             let Ok(line) = line else {
                 return;
@@ -1622,6 +1645,50 @@ mod tests {
             budget.limit()
         );
         check(&mut store);
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    thread_local! {
+        /// Segment files this thread's store read (`scan_segment_skipping`).
+        pub(super) static SEGMENTS_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    #[test]
+    fn an_evicted_version_is_read_back_from_its_own_segment_however_long_the_log_grew() {
+        let dir = temp_dir("version-seek");
+        let small = StoreConfig {
+            memory_budget: 30_000,
+            segment_bytes: 4096,
+            ..config(&dir)
+        };
+        let mut store = Store::open(&small).unwrap();
+        let edited = chat(&mut store, "a", "first");
+        store.commit().unwrap();
+        let latest = version(edited, "a", "the edit");
+        store.replace(edited, &latest).unwrap();
+        store.commit().unwrap();
+        // Far more after it than memory holds, over many segments: the
+        // version and the message leave memory.
+        for i in 0..2_000 {
+            chat(
+                &mut store,
+                &format!("b{}", i % 300),
+                &format!("{i}-{}", "y".repeat(100)),
+            );
+            store.commit().unwrap();
+        }
+        assert!(list_segments(&dir).unwrap().len() > 40);
+        assert_eq!(store.index.kept_message(edited), None, "evicted");
+        SEGMENTS_READ.with(|n| n.set(0));
+        assert_eq!(store.message(edited).as_deref(), Some(latest.as_str()));
+        let read = SEGMENTS_READ.with(|n| n.get());
+        // The message's segment, and the one holding its `replaced` record.
+        assert!(read <= 2, "{read} segments read for one message");
+        // A message never replaced is served as it was, without a search.
+        let plain = chat(&mut store, "a", "plain");
+        store.commit().unwrap();
+        assert!(store.message(plain).unwrap().contains("\"plain\""));
         drop(store);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -398,6 +398,7 @@ impl Decoder {
     /// The rules a new frame's header must keep, given the message in
     /// progress (§5.2, §5.4, §5.5, and the size limits). Both decoding paths
     /// ask this one function.
+    #[inline]
     fn check_frame(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         // RFC 7692 §6: with permessage-deflate, RSV1 is no longer reserved,
         // but it may mark only the first frame of a data message (§6.1).

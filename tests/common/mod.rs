@@ -16,6 +16,7 @@
 //! | `field_order.rs` | JSON field orders against the protocol pages |
 //! | `threads.rs` | `sched_batch_threads` |
 //! | `tls.rs` | `certificate` (openssl), `TlsRelay` (Python's `ssl` in front of a plain server) |
+//! | `temp.rs` | `TempDir`: a data directory removed when dropped |
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -27,6 +28,7 @@ mod field_order;
 mod http;
 mod raw;
 mod server;
+mod temp;
 mod threads;
 mod tls;
 
@@ -40,6 +42,8 @@ pub use http::*;
 pub use raw::*;
 #[allow(unused_imports)]
 pub use server::*;
+#[allow(unused_imports)]
+pub use temp::*;
 #[allow(unused_imports)]
 pub use threads::*;
 #[allow(unused_imports)]

@@ -8,6 +8,8 @@
 //! wsload broadcast --port P [--pid PID] [--target NAME] [--receivers 500] [--senders 5]
 //!                  [--rate 100] [--size 32] [--duration 10] [--report-memory 0|1] [--hold 1]
 //!                  [--deflate 0|1] [--words 0|1] [--wire 0|1]
+//! wsload broadcast --ports P1,P2,P3 --pids PID1,PID2,PID3,REDIS_PID --redis-port R
+//!                  [--socketio 0|1] ...      the `cluster` table: a room spread over nodes
 //! wsload idle      --port P [--pid PID] [--target NAME] [--conns 5000] [--concurrency 64]
 //!                  [--path /echo] [--hold 1] [--deflate 0|1]
 //! wsload history   --port P [--target NAME] [--messages 50] [--size 120]
@@ -41,6 +43,19 @@
 //! `--words 1` pads probes with words rather than dots, `--wire 1` adds
 //! the bytes the receivers read per delivery to the broadcast row, and
 //! `history` compares a room's history page as sent plain and compressed.
+//! `broadcast --ports` (the `cluster` table's row) spreads the receivers and senders over several
+//! servers, round-robin (the nodes of a cluster), and `--pids` sums the CPU
+//! time of several processes (every node and redis-server). With
+//! `--redis-port`, the row is the `cluster` table's: Redis's `INFO stats
+//! commandstats` is read at the start of the send window and after the
+//! drain, and the CPU time of redis-server (the last of `--pids`), the commands Redis ran (those called from scripts included,
+//! as commandstats counts them; the two `INFO`s not) and the bytes it read
+//! and wrote are divided by the chat messages sent; the commands by name go
+//! to stderr as one line starting `redis commands per message:`.
+//! `--socketio 1` speaks socket.io 4's protocol (Engine.IO 4 over a
+//! WebSocket at `/socket.io/?EIO=4&transport=websocket`: `40` joins the
+//! default namespace, a message is the event `42["chat","TEXT"]`).
+//!
 //! On failure the error goes to stderr as one line and the exit code is 1.
 
 use std::net::{IpAddr, SocketAddr};
@@ -172,6 +187,9 @@ fn header(scenario: &str) -> Option<&'static str> {
         "history" => {
             "| target | messages in the room | history frame, plain bytes | history frame, deflate bytes | saved |\n|---|---:|---:|---:|---:|"
         }
+        "cluster" => {
+            "| target | nodes | receivers | offered deliveries/s | deliveries/s | latency p50 ms | latency p99 ms | lost | CPU µs/delivery, all nodes + Redis | redis-server CPU µs/message | Redis commands/message | Redis bytes in/message | Redis bytes out/message | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        }
         "idle" | "idle-chat" => {
             "| target | connections | handshakes/s | RSS before MiB | RSS after MiB | KiB/conn | threads before→after | threads/conn | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         }
@@ -212,6 +230,15 @@ struct Opts {
     wire: bool,
     /// `history`: chat messages put in the room before reading its history.
     messages: usize,
+    /// `broadcast`: servers to spread the connections over (round-robin);
+    /// empty: `port` alone.
+    ports: Vec<u16>,
+    /// Processes whose CPU time is summed; empty: `pid` alone.
+    pids: Vec<u32>,
+    /// A Redis on 127.0.0.1 whose commands and bytes are counted.
+    redis_port: Option<u16>,
+    /// Speak socket.io 4 (Engine.IO 4) on the connections.
+    socketio: bool,
 }
 
 impl Opts {
@@ -239,6 +266,10 @@ impl Opts {
             words: false,
             wire: false,
             messages: 50,
+            ports: Vec::new(),
+            pids: Vec::new(),
+            redis_port: None,
+            socketio: false,
         };
         let mut i = 0;
         while i < args.len() {
@@ -285,6 +316,13 @@ impl Opts {
                 "--words" => o.words = num(v)? != 0.0,
                 "--wire" => o.wire = num(v)? != 0.0,
                 "--messages" => o.messages = (num(v)? as usize).min(1000),
+                "--ports" => {
+                    o.ports = list(v)?;
+                    o.port = o.ports[0];
+                }
+                "--pids" => o.pids = list(v)?,
+                "--redis-port" => o.redis_port = Some(num(v)? as u16),
+                "--socketio" => o.socketio = num(v)? != 0.0,
                 other => return Err(format!("unknown flag {other}")),
             }
             i += 2;
@@ -307,6 +345,110 @@ impl Opts {
     fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }
+
+    /// The server the `i`th connection goes to: round-robin over `--ports`.
+    fn addr_of(&self, i: usize) -> SocketAddr {
+        match self.ports.len() {
+            0 => self.addr(),
+            n => SocketAddr::new(self.host, self.ports[i % n]),
+        }
+    }
+
+    /// The processes whose CPU time counts.
+    fn cpu_pids(&self) -> Vec<u32> {
+        if self.pids.is_empty() {
+            self.pid.into_iter().collect()
+        } else {
+            self.pids.clone()
+        }
+    }
+
+    /// The path a chat connection opens.
+    fn chat_path(&self) -> &'static str {
+        if self.socketio { SOCKETIO_PATH } else { "/" }
+    }
+}
+
+/// A comma-separated list of numbers.
+fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, Error> {
+    let items: Result<Vec<T>, _> = v.split(',').map(|x| x.trim().parse::<T>()).collect();
+    match items {
+        Ok(items) if !items.is_empty() => Ok(items),
+        _ => Err(format!("{v:?} is not a comma-separated list of numbers")),
+    }
+}
+
+/// Where socket.io 4 takes a WebSocket without HTTP long-polling first.
+const SOCKETIO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
+/// Engine.IO `4` (message) + socket.io `0` (CONNECT) to the default
+/// namespace, as a masked client text frame (mask key 0: the payload as is,
+/// RFC 6455 §5.3).
+const SOCKETIO_CONNECT_FRAME: [u8; 8] = [0x81, 0x82, 0, 0, 0, 0, b'4', b'0'];
+
+/// The summed CPU time of `pids`, if every one could be read.
+fn procs_cpu(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&p| proc_cpu(Some(p))).sum()
+}
+
+/// What `INFO stats commandstats` says of a Redis: calls per command (the
+/// `INFO`s left out) and the bytes it read and wrote.
+#[derive(Default, Debug, PartialEq)]
+struct RedisCounts {
+    calls: std::collections::BTreeMap<String, u64>,
+    net_in: u64,
+    net_out: u64,
+}
+
+/// Parse the text of `INFO stats commandstats`.
+fn parse_redis_info(info: &str) -> RedisCounts {
+    let mut c = RedisCounts::default();
+    for line in info.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("cmdstat_") {
+            let Some((name, fields)) = rest.split_once(':') else {
+                continue;
+            };
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|n| n.parse().ok());
+            if let Some(calls) = calls
+                && name != "info"
+            {
+                c.calls.insert(name.to_string(), calls);
+            }
+        } else if let Some(n) = line.strip_prefix("total_net_input_bytes:") {
+            c.net_in = n.parse().unwrap_or(0);
+        } else if let Some(n) = line.strip_prefix("total_net_output_bytes:") {
+            c.net_out = n.parse().unwrap_or(0);
+        }
+    }
+    c
+}
+
+/// `INFO stats commandstats` from the Redis on 127.0.0.1:`port` (a
+/// blocking call of a few milliseconds, at the window's two ends only),
+/// with the length of the reply (its own bytes out, taken off later).
+fn redis_info(port: u16) -> Result<(RedisCounts, u64), Error> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("redis on {port}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"*3\r\n$4\r\nINFO\r\n$5\r\nstats\r\n$12\r\ncommandstats\r\n")
+        .map_err(|e| format!("redis: {e}"))?;
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    r.read_line(&mut head).map_err(|e| format!("redis: {e}"))?;
+    let len: usize = head
+        .trim_end()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("redis: INFO answered {head:?}"))?;
+    let mut body = vec![0u8; len + 2];
+    r.read_exact(&mut body).map_err(|e| format!("redis: {e}"))?;
+    let text = String::from_utf8_lossy(&body[..len]);
+    Ok((parse_redis_info(&text), (head.len() + len + 2) as u64))
 }
 
 // ---------------------------------------------------------------- /proc
@@ -1158,6 +1300,11 @@ fn parse_probe(text: &str) -> Option<u64> {
 /// top-level string fields it needs in one pass, without allocating.
 fn probe_time(message: impl AsRef<[u8]>) -> Option<u64> {
     let message = message.as_ref();
+    if let Some(event) = message.strip_prefix(b"42[\"chat\",\"") {
+        // socket.io: `42["chat","TEXT"]` (a probe holds no escapes).
+        let text = event.strip_suffix(b"\"]")?;
+        return parse_probe(std::str::from_utf8(text).ok()?);
+    }
     if message.starts_with(b"{") {
         let (kind, text) = top_level_strings(message)?;
         if kind != b"chat" {
@@ -1267,7 +1414,6 @@ async fn wait_quiet(counter: &AtomicU64, quiet: Duration, max: Duration) {
 }
 
 async fn broadcast(o: &Opts) -> Result<String, Error> {
-    let addr = o.addr();
     let rss_before = proc_status(o.pid, "VmRSS");
     let threads_before = proc_status(o.pid, "Threads");
     let counters = Arc::new(Counters::default());
@@ -1281,7 +1427,10 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
     let mut receiver_set = JoinSet::new();
     let deflate = o.deflate;
-    for _ in 0..o.receivers {
+    let socketio = o.socketio;
+    let path = o.chat_path();
+    for i in 0..o.receivers {
+        let addr = o.addr_of(i);
         let gate = gate.clone();
         let counters = counters.clone();
         let mut stop = stop_rx.clone();
@@ -1290,7 +1439,15 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
             let opened = {
                 let _permit = gate.acquire_owned().await.expect("semaphore open");
                 if Instant::now() < setup_deadline {
-                    connect_raw(addr, "/", deflate).await
+                    match connect_raw(addr, path, deflate).await {
+                        Ok(mut r) if socketio => r
+                            .tcp
+                            .write_all(&SOCKETIO_CONNECT_FRAME)
+                            .await
+                            .map(|()| r)
+                            .map_err(|e| format!("socket.io connect: {e}")),
+                        other => other,
+                    }
                 } else {
                     Err(format!("not tried within {SETUP_DEADLINE:?} of setup"))
                 }
@@ -1364,7 +1521,16 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     if opened == 0 && n > 0 {
         return Err(format!("no receiver opened on /: {first_error}"));
     }
-    let senders = connect_all(addr, "/", o.senders).await?;
+    let mut senders = Vec::new();
+    for i in 0..o.senders {
+        let mut ws = connect(o.addr_of(i), path).await?;
+        if socketio {
+            ws.send(Message::text("40"))
+                .await
+                .map_err(|e| format!("socket.io connect: {e}"))?;
+        }
+        senders.push(ws);
+    }
     let all_open = Instant::now();
 
     // The senders read too (they are members of the room), and discard.
@@ -1410,6 +1576,12 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     };
 
     let window = Window::start(o.pid);
+    let cpu_pids = o.cpu_pids();
+    let cpu_start = procs_cpu(&cpu_pids);
+    // With --redis-port, the last of --pids is redis-server.
+    let redis_pid = o.redis_port.and(o.pids.last().copied());
+    let redis_cpu_start = redis_pid.and_then(|p| proc_cpu(Some(p)));
+    let redis_start = o.redis_port.map(redis_info).transpose()?;
     let wire_start = counters.wire.load(Ordering::Relaxed);
     let start = tokio::time::Instant::now();
     window_end_us.store(now_us() + o.duration.as_micros() as u64, Ordering::Relaxed);
@@ -1420,6 +1592,7 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         let counters = counters.clone();
         let size = o.size;
         let words = o.words;
+        let socketio = o.socketio;
         // Spread the senders' ticks over one period.
         let offset = period.mul_f64(id as f64 / o.senders.max(1) as f64);
         let hard_stop = start + o.duration + Duration::from_secs(5);
@@ -1430,11 +1603,14 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
                 if tokio::time::Instant::now() >= hard_stop {
                     break; // the server holds us back: stop offering
                 }
-                let text = if words {
+                let mut text = if words {
                     probe_words(id, seq, size)
                 } else {
                     probe_text(id, seq, size)
                 };
+                if socketio {
+                    text = format!("42[\"chat\",\"{text}\"]");
+                }
                 sink.send(Message::text(text))
                     .await
                     .map_err(|e| format!("sender {id}: {e}"))?;
@@ -1469,7 +1645,12 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wire = counters.wire.load(Ordering::Relaxed) - wire_start;
-    let server_cpu = match (window.server_cpu, proc_cpu(o.pid)) {
+    let server_cpu = match (cpu_start, procs_cpu(&cpu_pids)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let redis_end = o.redis_port.map(redis_info).transpose()?;
+    let redis_cpu = match (redis_cpu_start, redis_pid.and_then(|p| proc_cpu(Some(p)))) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
@@ -1500,6 +1681,36 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
     let offered = o.senders as f64 * o.rate * o.receivers as f64;
     let lost = expected.saturating_sub(delivered);
     let server_cpu = fmt_opt(server_cpu.map(|c| c * 1e6 / delivered.max(1) as f64), 2);
+    if !o.ports.is_empty() {
+        let sent = counters.sent.load(Ordering::Relaxed).max(1) as f64;
+        let lost = if dropped > 0 {
+            format!("{lost} ({dropped} receivers dropped)")
+        } else {
+            lost.to_string()
+        };
+        let redis = match (redis_start, redis_end) {
+            (Some(start), Some(end)) => format!(
+                "{} | {}",
+                fmt_opt(redis_cpu.map(|c| c * 1e6 / sent), 1),
+                redis_cells(start, end, sent)
+            ),
+            _ => "– | – | – | –".to_string(),
+        };
+        return Ok(format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            o.target,
+            o.ports.len(),
+            o.receivers,
+            offered,
+            in_window as f64 / secs,
+            fmt_ms(p50),
+            fmt_ms(p99),
+            lost,
+            server_cpu,
+            redis,
+            pct(gen_cpu),
+        ));
+    }
     if o.wire {
         let lost = if dropped > 0 {
             format!("{lost} ({dropped} receivers dropped)")
@@ -1591,6 +1802,41 @@ async fn broadcast(o: &Opts) -> Result<String, Error> {
         server_cpu,
         pct(gen_cpu),
     ))
+}
+
+/// The `cluster` row's Redis cells (commands, bytes in, bytes out, per
+/// message) from `INFO` at the window's two ends; the commands by name go
+/// to stderr.
+fn redis_cells(start: (RedisCounts, u64), end: (RedisCounts, u64), sent: f64) -> String {
+    let ((before, first_reply), (after, _)) = (start, end);
+    let mut total = 0u64;
+    let mut by_name = Vec::new();
+    for (name, &calls) in &after.calls {
+        let n = calls.saturating_sub(before.calls.get(name).copied().unwrap_or(0));
+        total += n;
+        if n > 0 {
+            by_name.push((n, name.clone()));
+        }
+    }
+    by_name.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let named: Vec<String> = by_name
+        .iter()
+        .map(|(n, name)| format!("{name} {:.2}", *n as f64 / sent))
+        .collect();
+    eprintln!(
+        "redis commands per message: {} ({sent} messages)",
+        named.join(", ")
+    );
+    // The second INFO request (40 bytes) and the first one's reply are
+    // the generator's own.
+    let net_in = after.net_in.saturating_sub(before.net_in + 40);
+    let net_out = after.net_out.saturating_sub(before.net_out + first_reply);
+    format!(
+        "{:.2} | {:.0} | {:.0}",
+        total as f64 / sent,
+        net_in as f64 / sent,
+        net_out as f64 / sent
+    )
 }
 
 // ---------------------------------------------------------------- join-storm
@@ -1939,6 +2185,29 @@ mod tests {
         assert_eq!(probe_time(r#"{"type":"chat","text":"B1 2 3"#), None);
         assert_eq!(probe_time(r#"{"type":"join","users":[]}"#), None);
         assert_eq!(probe_time("hello"), None);
+    }
+
+    #[test]
+    fn socketio_events_carry_probes() {
+        let probe = probe_text(2, 7, 40);
+        let event = format!("42[\"chat\",\"{probe}\"]");
+        assert_eq!(probe_time(&event), parse_probe(&probe));
+        assert!(probe_time(&event).is_some());
+        assert_eq!(probe_time("40{\"sid\":\"x\"}"), None);
+        assert_eq!(probe_time("42[\"other\",\"B1 2 3 \"]"), None);
+    }
+
+    #[test]
+    fn redis_info_counts_calls_without_info_and_the_bytes() {
+        let info = "# Stats\r\ntotal_net_input_bytes:1200\r\ntotal_net_output_bytes:3400\r\n\
+                    # Commandstats\r\ncmdstat_evalsha:calls=10,usec=5,usec_per_call=0.5\r\n\
+                    cmdstat_info:calls=3,usec=1\r\ncmdstat_xadd:calls=10,usec=2\r\n";
+        let c = parse_redis_info(info);
+        assert_eq!(c.net_in, 1200);
+        assert_eq!(c.net_out, 3400);
+        assert_eq!(c.calls.get("evalsha"), Some(&10));
+        assert_eq!(c.calls.get("xadd"), Some(&10));
+        assert_eq!(c.calls.get("info"), None);
     }
 
     #[test]
