@@ -37,7 +37,7 @@ redis-server --version
 
 if [ "${1:-}" != --deploy ]; then
   # The harness must not skip here: no redis-server is a failure.
-  CI=${CI:-true} cargo test --test redis --test cluster -- --test-threads=2
+  CI=${CI:-true} cargo test --test redis --test cluster --test cluster_desk -- --test-threads=2
 fi
 
 # --- the deployment of docs/cluster.md, through nginx ------------------------

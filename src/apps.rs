@@ -58,7 +58,17 @@ impl Server {
     /// applications ([`standard`]) with the settings of `config`: the chat
     /// and the desk on the hub, `/echo` and `/inspect`, and their pages.
     pub fn bind(config: Config) -> io::Result<Server> {
-        mount(Server::builder(config.server())).bind_with_log(move || standard(&config))
+        let mut builder = mount(Server::builder(config.server()));
+        // A node of a cluster forwards the desk's connections to the node
+        // that runs the desk (docs/cluster.md, "The desk").
+        let forward = config.redis.as_ref().map(|_| {
+            let paths: Vec<&'static str> = DESK_PATHS.to_vec();
+            crate::server::forward::Forward::new(&paths, &[DESK_API_PREFIX])
+        });
+        if let Some(forward) = &forward {
+            builder = builder.forward(forward.clone());
+        }
+        builder.bind_with_log(move || standard(&config, forward))
     }
 }
 
@@ -102,8 +112,13 @@ pub fn mount(builder: Builder) -> Builder {
 /// Open the store of `config` (logging what recovery found), build the
 /// chat and the support desk on it (each rebuilds its own state from the
 /// log), routed by the name of the mount, and give both: the hub owns the
-/// store.
-pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
+/// store. With `config.redis`, the node's desk runs while the node holds
+/// the desk, and `forward` (the server's, for the desk's paths) is told
+/// where it runs otherwise.
+pub fn standard(
+    config: &Config,
+    forward: Option<crate::server::forward::Forward>,
+) -> io::Result<(Router, Box<dyn Log>)> {
     let mut store = Store::open(&config.store())?;
     let recovery = store.recovery();
     if store.is_durable() {
@@ -140,11 +155,26 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
         crate::desk::AGENT_MOUNT,
         crate::desk::API_MOUNT,
     ];
-    router.mount(desk_mounts, Box::new(desk));
+    let budget = store.budget();
     let log: Box<dyn Log> = match &config.redis {
-        // A node of the cluster: room messages through Redis.
-        Some(url) => Box::new(crate::cluster::log::RedisLog::start(store, url)?),
-        None => Box::new(store),
+        // A node of the cluster: room messages through Redis, and the
+        // desk on the node that holds it.
+        Some(url) => {
+            let log = crate::cluster::log::RedisLog::start(store, url)?;
+            let me = format!(
+                "{:016x} {}",
+                crate::random::random_u64(),
+                config.advertise.as_deref().unwrap_or(&config.listen)
+            );
+            let forward = forward.unwrap_or_else(|| crate::server::forward::Forward::new(&[], &[]));
+            let desk = crate::desk::cluster::ClusterDesk::new(desk, config.desk(), budget);
+            router.mount(desk_mounts, Box::new(desk));
+            Box::new(log.with_desk(me, forward))
+        }
+        None => {
+            router.mount(desk_mounts, Box::new(desk));
+            Box::new(store)
+        }
     };
     Ok((router, log))
 }

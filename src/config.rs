@@ -91,6 +91,10 @@ pub struct Config {
     /// shared with the other nodes of the cluster (docs/cluster.md);
     /// `None`: the embedded log alone.
     pub redis: Option<String>,
+    /// With `redis`: the `host:port` the other nodes reach this one at
+    /// (the desk's connections are forwarded to the node that runs it);
+    /// `None`: `listen`.
+    pub advertise: Option<String>,
     /// Whole log segments older than this many days are deleted.
     pub retain_days: u32,
     /// Log segment size before a new one is started.
@@ -196,6 +200,7 @@ impl Default for Config {
             // What a store on disk does by default (in memory: nothing).
             durability: store.durability,
             redis: None,
+            advertise: None,
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,
             history_keep: store.keep_per_room,

@@ -575,6 +575,22 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.redis.clone().unwrap_or_default(),
     },
     Flag {
+        name: "advertise",
+        value: Some("HOST:PORT"),
+        help: "with --redis: the address the other nodes reach this one at (the desk runs on one node; the others forward its connections there); default --listen",
+        apply: |c, v| {
+            let v = v.trim();
+            if v.rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+            {
+                return Err(format!("--advertise is HOST:PORT, not {v:?}"));
+            }
+            c.advertise = Some(v.to_string());
+            Ok(())
+        },
+        show: |c| c.advertise.clone().unwrap_or_default(),
+    },
+    Flag {
         name: "memory",
         value: None,
         help: "keep history in memory only (no data directory)",

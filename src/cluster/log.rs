@@ -33,12 +33,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use serde_json::Value;
 
+use super::accounts::Accounts;
 use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
 use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
-use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
+use crate::hub::log::{Commit, Conversation, DeskRole, Log, LogEvent, Outcome, Page, Record};
 use crate::memory::Budget;
 use crate::store::Store;
+use desk_side::{DeskRecord, DeskSide};
+
+mod desk_side;
 
 /// Messages of each followed room kept on the node for history and
 /// resume.
@@ -99,6 +103,20 @@ enum Tag {
     Fill(String),
     /// A block of ids reserved ([`ID_BLOCK`]).
     Ids,
+    /// The agent accounts, if they changed.
+    Accounts,
+    /// Who holds the desk's lease.
+    Lease,
+    /// A page of the desk's records, read to rebuild the desk.
+    DeskRead,
+    /// A desk record of turn `turn`: a message's id (refused if not
+    /// stored), or a state record's JSON (written again with the next
+    /// turn if not stored).
+    DeskAppend {
+        turn: u64,
+        id: Option<u64>,
+        state: Option<String>,
+    },
 }
 
 /// A turn whose appends were sent.
@@ -112,6 +130,8 @@ struct Turn {
     stored: Vec<u64>,
     /// Provisional ids of the messages refused.
     refused: Vec<u64>,
+    /// Desk records stored.
+    desk_stored: usize,
 }
 
 /// A followed room.
@@ -155,6 +175,12 @@ pub struct RedisLog {
     token_prefix: String,
     next_token: u64,
     up: bool,
+    /// The desk's agent accounts as last read (`None`: not yet).
+    accounts: Option<Accounts>,
+    /// A read of the accounts is on its way.
+    asking_accounts: bool,
+    /// The desk across nodes, once [`RedisLog::with_desk`] set it up.
+    desk: Option<DeskSide>,
 }
 
 impl fmt::Debug for RedisLog {
@@ -197,6 +223,13 @@ impl RedisLog {
             }),
             false => 0..0,
         };
+        // The agents can sign in from the first connection on.
+        let accounts = match up {
+            true => cluster.accounts().map_err(|e| {
+                log::warn!(target: "wschat::cluster", "reading the agent accounts: {e}");
+            }),
+            false => Err(()),
+        };
         Ok(RedisLog {
             inner: Box::new(inner),
             cluster,
@@ -220,6 +253,9 @@ impl RedisLog {
             token_prefix: format!("{:016x}", crate::random::random_u64()),
             next_token: 0,
             up,
+            accounts: accounts.ok(),
+            asking_accounts: false,
+            desk: None,
         })
     }
 
@@ -378,6 +414,9 @@ impl RedisLog {
                     Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
                 }
             }
+            Some(tag @ (Tag::Lease | Tag::DeskRead | Tag::DeskAppend { .. } | Tag::Accounts)) => {
+                self.on_desk_reply(tag, reply.result);
+            }
             None => {}
         }
     }
@@ -442,7 +481,7 @@ impl RedisLog {
             // refused ones are refused; only a turn with nothing stored
             // fails as a whole (and says why on /healthz).
             out.push(match turn.error {
-                Some(e) if turn.stored.is_empty() => Outcome::Committed {
+                Some(e) if turn.stored.is_empty() && turn.desk_stored == 0 => Outcome::Committed {
                     result: Err(io::Error::other(e)),
                     delivered_by_log: Vec::new(),
                     refused: Vec::new(),
@@ -589,6 +628,21 @@ impl Log for RedisLog {
             });
             return;
         }
+        if let Some(d) = &mut self.desk
+            && !matches!(record, Record::Room { .. } | Record::Private { .. })
+            && record.json().contains("\"type\":\"desk_")
+        {
+            // The desk's records are the cluster's: in Redis.
+            let id = match record {
+                Record::State { .. } => None,
+                _ => Some(serde_id(record.json()).unwrap_or(0)),
+            };
+            d.turn.push(DeskRecord {
+                json: record.json().to_string(),
+                id,
+            });
+            return;
+        }
         if self.no_id > NO_ID_BASE && serde_id(record.json()).is_some_and(|id| id >= NO_ID_BASE) {
             // Not stored: its turn is refused.
             self.unidentified = true;
@@ -606,18 +660,22 @@ impl Log for RedisLog {
     fn commit_turn(&mut self) -> Commit {
         let local = self.inner.commit();
         let appends = std::mem::take(&mut self.turn);
+        let desk = self.desk_turn();
         if std::mem::take(&mut self.unidentified) {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(io::Error::other(
                 "Redis unreachable: no cluster-wide id for a record",
             )));
         }
-        if appends.is_empty() {
+        if appends.is_empty() && desk.is_empty() {
             return Commit::Done(local);
         }
         if let Err(e) = local {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(e));
         }
         if !self.up {
+            self.owe_desk_state(desk);
             return Commit::Done(Err(io::Error::other("Redis unreachable")));
         }
         let seq = self.next_turn;
@@ -633,6 +691,20 @@ impl Log for RedisLog {
                 }
             }
         }
+        let mut unsent_state = Vec::new();
+        for record in desk {
+            match self.send_desk_record(seq, &record) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    match record.id {
+                        Some(id) => refused.push(id),
+                        None => unsent_state.push(record),
+                    }
+                    error = Some(e.to_string());
+                }
+            }
+        }
+        self.owe_desk_state(unsent_state);
         if sent == 0 {
             let why = error.unwrap_or_else(|| "Redis unreachable".into());
             return Commit::Done(Err(io::Error::other(why)));
@@ -643,15 +715,39 @@ impl Log for RedisLog {
             error,
             stored: Vec::new(),
             refused,
+            desk_stored: 0,
         });
         Commit::Pending
     }
 
     fn tick(&mut self) {
         self.inner.tick();
+        self.ask_accounts();
+        self.ask_lease();
+        if self.desk.as_ref().is_some_and(|d| d.read_owed) && self.up {
+            self.send_desk_read();
+        }
         if !self.retry.is_empty() || self.rooms.values().any(|r| r.refill) {
             let _ = self.to_self.try_send(Box::new(Inbound::Tick));
         }
+    }
+
+    /// As last read from Redis (every tick, answered only when they
+    /// changed); none at all until the first read succeeds. While Redis is
+    /// unreachable, the accounts last read.
+    fn agent_accounts(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        Some(match &self.accounts {
+            Some(a) => (a.version.clone(), Arc::clone(&a.json)),
+            None => (String::new(), Arc::new(Vec::new())),
+        })
+    }
+
+    fn desk_role(&mut self) -> DeskRole {
+        self.desk.as_ref().map_or(DeskRole::Alone, |d| d.role)
+    }
+
+    fn take_desk_records(&mut self) -> Option<Vec<Arc<str>>> {
+        self.desk.as_mut()?.records.take()
     }
 
     fn events(&self) -> Option<Receiver<LogEvent>> {

@@ -4,6 +4,8 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | [`accounts`] | the desk's agent accounts in Redis (`wschat agent … --redis`) |
+//! | [`desk`] | the desk across nodes: the lease of the node that runs it, its records' stream |
 //! | [`resp`] | RESP2, sans-I/O: commands, replies, pub/sub pushes |
 //! | [`client`] | the connections, on threads of their own, behind channels; re-dial, re-subscribe |
 //! | [`order`] | a room's delivery in the log's order: gaps seen by `prev`, filled from the stream |
@@ -25,7 +27,9 @@
 //! receives a message whose `prev` is not P has missed something, and
 //! reads the stream after P before delivering it.
 
+pub mod accounts;
 pub mod client;
+pub mod desk;
 pub mod log;
 pub mod order;
 pub mod resp;
@@ -96,6 +100,27 @@ impl Keys {
     /// The hash of verified identities: field a `sub`, value its user id.
     pub fn identities(&self) -> String {
         format!("{}:subs", self.prefix)
+    }
+
+    /// The hash of the desk's agent accounts: field a name in lower case,
+    /// value the account's JSON ([`accounts`]).
+    pub fn agents(&self) -> String {
+        format!("{}:agents", self.prefix)
+    }
+
+    /// The version of the agent accounts, raised by every change.
+    pub fn agents_version(&self) -> String {
+        format!("{}:agents:v", self.prefix)
+    }
+
+    /// The desk's lease: who runs the desk ([`desk`]).
+    pub fn desk_lease(&self) -> String {
+        format!("{}:desk:lease", self.prefix)
+    }
+
+    /// The desk's records, a stream ([`desk`]).
+    pub fn desk_log(&self) -> String {
+        format!("{}:desk:log", self.prefix)
     }
 
     /// A room's stream: its messages, entry id `<id>-0`.

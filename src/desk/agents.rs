@@ -262,14 +262,125 @@ pub fn verify<'a>(accounts: &'a [Account], token: &str) -> Option<&'a Account> {
 }
 
 const USAGE: &str = "Usage:
-  wschat agent add NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR]
+  wschat agent add NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR | --redis URL]
                                              create an agent; prints its token once
-  wschat agent set NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR]
+  wschat agent set NAME [--capacity N] [--role agent|supervisor] [--data-dir DIR | --redis URL]
                                              change an agent (a running server notices)
-  wschat agent list [--data-dir DIR]         list the agents, capacity and role
-  wschat agent remove NAME [--data-dir DIR]  remove an agent
+  wschat agent list [--data-dir DIR | --redis URL]
+                                             list the agents, capacity and role
+  wschat agent remove NAME [--data-dir DIR | --redis URL]
+                                             remove an agent
 The data directory defaults to $WSCHAT_DATA_DIR, else ./wschat-data.
+With --redis URL (or $WSCHAT_REDIS), the accounts of the cluster of every
+node on that Redis (`wschat serve --redis URL`), kept in Redis.
 ";
+
+/// How long `wschat agent … --redis` waits for Redis: to connect, then
+/// for each reply.
+pub const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tries of `wschat agent set --redis` when the account changes between
+/// its read and its write (each write is a compare and set).
+pub const REDIS_SET_TRIES: usize = 8;
+
+/// `--redis URL` (or `--redis=URL`) among `words`, else `$WSCHAT_REDIS`;
+/// the other words in order.
+fn redis_option<'a>(words: &[&'a str]) -> Result<(Vec<&'a str>, Option<String>), String> {
+    let mut rest = Vec::new();
+    let mut url = std::env::var("WSCHAT_REDIS")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let mut iter = words.iter();
+    while let Some(&w) = iter.next() {
+        if let Some(v) = w.strip_prefix("--redis=") {
+            url = Some(v.to_string());
+        } else if w == "--redis" {
+            let v = iter.next().ok_or("--redis needs a value")?;
+            url = Some(v.to_string());
+        } else {
+            rest.push(w);
+        }
+    }
+    Ok((rest, url.map(|u| u.trim().to_string())))
+}
+
+/// The accounts in the Redis of `cluster` (`--redis`); unreadable ones
+/// are logged and left out.
+pub fn load_redis(cluster: &crate::cluster::Cluster) -> Result<Vec<Account>, String> {
+    let accounts = cluster.accounts().map_err(|e| e.to_string())?;
+    Ok(accounts
+        .json
+        .iter()
+        .filter_map(|j| {
+            serde_json::from_str::<Account>(j)
+                .map_err(|e| eprintln!("wschat agent: an account in Redis: {e}"))
+                .ok()
+        })
+        .collect())
+}
+
+/// Create agent `name` in Redis (`add --redis`): as [`add_with`].
+pub fn add_redis(
+    cluster: &crate::cluster::Cluster,
+    name: &str,
+    capacity: Option<usize>,
+    role: Role,
+) -> Result<String, String> {
+    let name = crate::chat::valid_name(name)?;
+    let token = new_token();
+    let account = Account {
+        name: name.clone(),
+        token_sha1: digest_hex(&token),
+        created: crate::clock::now_ms(),
+        capacity,
+        role,
+    };
+    let json = serde_json::to_string(&account).map_err(|e| e.to_string())?;
+    match cluster.add_account(&name, &json) {
+        Ok(true) => Ok(token),
+        Ok(false) => Err(format!("an agent named {name:?} exists already")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Change agent `name` in Redis (`set --redis`): as [`set`]; the write
+/// happens only if the account is still what was read, else it is read
+/// again (at most [`REDIS_SET_TRIES`] times).
+pub fn set_redis(
+    cluster: &crate::cluster::Cluster,
+    name: &str,
+    capacity: Option<usize>,
+    role: Option<Role>,
+) -> Result<(), String> {
+    let field = crate::cluster::accounts::field(name);
+    for _ in 0..REDIS_SET_TRIES {
+        let accounts = cluster.accounts().map_err(|e| e.to_string())?;
+        let found = accounts.json.iter().find_map(|j| {
+            let a = serde_json::from_str::<Account>(j).ok()?;
+            (crate::cluster::accounts::field(&a.name) == field).then(|| (j.clone(), a))
+        });
+        let Some((old, mut account)) = found else {
+            return Err(format!("no agent named {:?}", name.trim()));
+        };
+        if capacity.is_some() {
+            account.capacity = capacity;
+        }
+        if let Some(role) = role {
+            account.role = role;
+        }
+        let new = serde_json::to_string(&account).map_err(|e| e.to_string())?;
+        if cluster
+            .replace_account(&account.name, &old, &new)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "agent {:?} kept changing meanwhile; try again",
+        name.trim()
+    ))
+}
 
 /// `wschat agent …`: the admin commands.
 pub fn main(args: &[String]) -> std::process::ExitCode {
@@ -278,7 +389,9 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    let (words, capacity, role) = match options(&words) {
+    let parsed =
+        redis_option(&words).and_then(|(words, url)| options(&words).map(|options| (options, url)));
+    let ((words, capacity, role), redis) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("wschat agent: {e}");
@@ -286,6 +399,9 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(url) = redis {
+        return report(redis_main(&url, &words, capacity, role));
+    }
     let result = match words.as_slice() {
         ["set", name] if capacity.is_some() || role.is_some() => {
             set(&dir, name, capacity, role).map(|()| println!("agent {} changed", name.trim()))
@@ -321,13 +437,75 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    report(Some(result))
+}
+
+/// The exit status of a command's `result`; `None`: a usage error.
+fn report(result: Option<Result<(), String>>) -> std::process::ExitCode {
+    use std::process::ExitCode;
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        None => {
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(e)) => {
             eprintln!("wschat agent: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// `wschat agent … --redis URL`: the same commands on the accounts in
+/// Redis; `None` for words that are no command.
+fn redis_main(
+    url: &str,
+    words: &[&str],
+    capacity: Option<usize>,
+    role: Option<Role>,
+) -> Option<Result<(), String>> {
+    let known = matches!(words, ["set", _] | ["add", _] | ["list"] | ["remove", _]);
+    if !known || (words[0] == "set" && capacity.is_none() && role.is_none()) {
+        return None;
+    }
+    let cluster = match crate::cluster::accounts::connect(url, REDIS_TIMEOUT) {
+        Ok(cluster) => cluster,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(match words {
+        ["set", name] => set_redis(&cluster, name, capacity, role)
+            .map(|()| println!("agent {} changed", name.trim())),
+        ["add", name] => {
+            add_redis(&cluster, name, capacity, role.unwrap_or_default()).map(|token| {
+                println!(
+                    "agent {} created; its login token (shown only this once):",
+                    name.trim()
+                );
+                println!("{token}");
+            })
+        }
+        ["list"] => load_redis(&cluster).map(|mut agents| {
+            if agents.is_empty() {
+                println!("no agents in {url}");
+            }
+            agents.sort_by(|a, b| a.name.cmp(&b.name));
+            for a in agents {
+                let capacity = a
+                    .capacity
+                    .map_or_else(|| "default".to_string(), |c| c.to_string());
+                println!("{}\tcapacity {capacity}\t{}", a.name, a.role.name());
+            }
+        }),
+        ["remove", name] => match cluster.remove_account(name) {
+            Ok(true) => {
+                println!("agent {} removed", name.trim());
+                Ok(())
+            }
+            Ok(false) => Err(format!("no agent named {:?}", name.trim())),
+            Err(e) => Err(e.to_string()),
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod api;
 pub mod canned;
+pub mod cluster;
 pub mod command;
 pub mod hours;
 mod model;
@@ -157,6 +158,11 @@ pub struct Desk {
     accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
     /// How `canned.json` looked when last read (see `check_canned`).
     canned_changed: Option<(std::time::SystemTime, u64, u64)>,
+    /// The accounts the store keeps (a cluster's, in Redis), with their
+    /// version, as last read; `None`: `agents.json` holds them.
+    shared_accounts: Option<(String, Vec<agents::Account>)>,
+    /// The version of `shared_accounts` last applied to the agents.
+    shared_applied: Option<String>,
     next_visitor: u64,
     /// Where the desk's events go out as webhooks (none by default).
     webhooks: crate::webhook::Emitter,
@@ -176,6 +182,12 @@ impl Desk {
         let budget = log
             .budget()
             .unwrap_or_else(|| Arc::new(Budget::new(crate::memory::DEFAULT_MEMORY_BUDGET)));
+        Desk::from_records(config, records, budget)
+    }
+
+    /// A desk with `config` rebuilt from `records` (the `desk_…` records,
+    /// oldest first), its kept data counted in `budget`.
+    pub fn from_records(config: DeskConfig, records: Vec<Arc<str>>, budget: Arc<Budget>) -> Desk {
         let mut desk = Desk {
             config,
             conns: HashMap::new(),
@@ -190,6 +202,8 @@ impl Desk {
             told: HashMap::new(),
             accounts_changed: None,
             canned_changed: None,
+            shared_accounts: None,
+            shared_applied: None,
             next_visitor: 1,
             webhooks: crate::webhook::Emitter::none(),
         };
@@ -230,6 +244,18 @@ impl Desk {
     pub fn with_webhooks(mut self, webhooks: crate::webhook::Emitter) -> Desk {
         self.webhooks = webhooks;
         self
+    }
+
+    /// The webhooks the desk sends to, taken (for the desk that replaces
+    /// this one: [`cluster::ClusterDesk`]).
+    fn take_webhooks(&mut self) -> crate::webhook::Emitter {
+        std::mem::take(&mut self.webhooks)
+    }
+
+    /// Every connection the desk serves (visitors and agents, signed in
+    /// or not).
+    fn connections(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
     }
 }
 

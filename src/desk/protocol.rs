@@ -29,9 +29,14 @@ pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
 }
 
 impl Desk {
-    /// The agent accounts (none without a data directory, or when the
-    /// file cannot be read: that is logged).
+    /// The agent accounts: those the store keeps (a cluster's, in Redis,
+    /// as last read: see `read_shared_accounts`), else `agents.json`'s
+    /// (none without a data directory, or when the file cannot be read:
+    /// that is logged).
     pub(super) fn accounts(&self) -> Vec<agents::Account> {
+        if let Some((_, accounts)) = &self.shared_accounts {
+            return accounts.clone();
+        }
         match &self.config.data_dir {
             Some(dir) => agents::load(dir).unwrap_or_else(|e| {
                 log::error!("desk: cannot read the agent accounts: {e}");
@@ -65,6 +70,14 @@ impl Desk {
     /// queue. Called every tick: one `stat` of the file.
     pub(super) fn check_accounts(&mut self, ctx: &mut Ctx) {
         use std::os::unix::fs::MetadataExt;
+        if let Some(version) = self.read_shared_accounts(ctx) {
+            if self.shared_applied.as_deref() != Some(version.as_str()) {
+                self.shared_applied = Some(version);
+                let accounts = self.accounts();
+                self.apply_accounts(ctx, accounts);
+            }
+            return;
+        }
         let Some(dir) = &self.config.data_dir else {
             return;
         };
@@ -85,6 +98,31 @@ impl Desk {
                 return;
             }
         };
+        self.apply_accounts(ctx, accounts);
+    }
+
+    /// The accounts the store keeps, when it keeps them (`wschat agent …
+    /// --redis`: [`Log::agent_accounts`](crate::hub::log::Log::agent_accounts)),
+    /// read into `shared_accounts` when their version changed; their
+    /// version. `None`: the store keeps none (`agents.json` holds them).
+    pub(super) fn read_shared_accounts(&mut self, ctx: &mut Ctx) -> Option<String> {
+        let (version, json) = ctx.log().agent_accounts()?;
+        if self.shared_accounts.as_ref().map(|(v, _)| v) != Some(&version) {
+            let accounts = json
+                .iter()
+                .filter_map(|j| {
+                    serde_json::from_str::<agents::Account>(j)
+                        .map_err(|e| log::error!("desk: an agent account in Redis: {e}"))
+                        .ok()
+                })
+                .collect();
+            self.shared_accounts = Some((version.clone(), accounts));
+        }
+        Some(version)
+    }
+
+    /// Apply `accounts` to the agents here: see `check_accounts`.
+    fn apply_accounts(&mut self, ctx: &mut Ctx, accounts: Vec<agents::Account>) {
         let exists = |name: &str| accounts.iter().any(|a| a.name.eq_ignore_ascii_case(name));
         let removed: Vec<String> = self
             .agents
@@ -936,6 +974,7 @@ impl Desk {
                 .then(|| b.get("token").and_then(Value::as_str).map(String::from))
                 .flatten()
         });
+        self.read_shared_accounts(ctx);
         let accounts = self.accounts();
         let name = token
             .as_deref()

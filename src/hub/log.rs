@@ -147,6 +147,22 @@ pub enum Outcome {
     Health(Option<String>),
 }
 
+/// Where the desk runs ([`Log::desk_role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeskRole {
+    /// Here, on this server's own records (no cluster).
+    Alone,
+    /// On another server of the cluster (this one forwards its
+    /// connections there).
+    Elsewhere,
+    /// This server took the desk and is reading its records: it serves
+    /// nobody yet.
+    Loading,
+    /// Here, rebuilt from [`Log::take_desk_records`]; the number changes
+    /// each time this server takes the desk again.
+    Here(u64),
+}
+
 /// A range of messages read back, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
@@ -189,6 +205,27 @@ pub trait Log: Send + Debug {
     /// one node alone answers `proposed`.
     fn identity_of(&mut self, _sub: &str, proposed: u64) -> u64 {
         proposed
+    }
+
+    /// The desk's agent accounts, when the store keeps them (a cluster's,
+    /// in Redis: docs/cluster.md): a version that changes whenever they
+    /// do, and each account's JSON. `None`: the store keeps none, and the
+    /// desk reads `agents.json` in its data directory.
+    fn agent_accounts(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        None
+    }
+
+    /// Where the desk runs: here alone (a single server's store), or, with
+    /// a store several servers share (a cluster's: docs/cluster.md, "The
+    /// desk"), on whichever holds it now.
+    fn desk_role(&mut self) -> DeskRole {
+        DeskRole::Alone
+    }
+
+    /// The desk's records as read when this server took the desk
+    /// ([`DeskRole::Here`]), oldest first: given once.
+    fn take_desk_records(&mut self) -> Option<Vec<Arc<str>>> {
+        None
     }
 
     /// An anonymous user was created with the session whose digest is

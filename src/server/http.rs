@@ -115,6 +115,22 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     let metrics = &shared.metrics;
     let path = request.path();
     let routes = &shared.routes;
+    if request.header(super::forward::FORWARDED_HEADER).is_none()
+        && let Some(target) = routes.forwarded(path)
+    {
+        log::debug!(
+            "{peer}: {} {} forwarded to {target}",
+            request.method,
+            redacted(path)
+        );
+        if let Err(e) =
+            super::forward::splice(&stream, &request, &leftover, &target, client_ip(&peer))
+        {
+            let why = format!("the server that serves {path} ({target}) is unreachable: {e}");
+            refuse(&mut stream, &peer, &Rejection::new(503, why), metrics);
+        }
+        return None;
+    }
     if routes.is_api(path) {
         let started = Instant::now();
         let (status, response) =

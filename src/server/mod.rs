@@ -10,6 +10,7 @@
 pub mod api;
 pub mod driver;
 pub mod echo;
+pub mod forward;
 pub mod http;
 pub mod inspect;
 pub mod reader;
@@ -271,6 +272,13 @@ impl Builder {
     /// Answer a plain GET (or HEAD) of `path` with `resource`.
     pub fn resource(mut self, path: &'static str, resource: Resource) -> Builder {
         self.routes.resource(path, resource);
+        self
+    }
+
+    /// Hand the requests `forward` covers to the server it names, while
+    /// it names one ([`forward`]).
+    pub fn forward(mut self, forward: forward::Forward) -> Builder {
+        self.routes.forward(forward);
         self
     }
 

@@ -126,6 +126,8 @@ pub struct Routes {
     everywhere: Option<Mount>,
     /// Named in the 404 for an upgrade on a path nothing is mounted on.
     hint: Option<String>,
+    /// Paths served by another server while it says so.
+    forward: Option<super::forward::Forward>,
 }
 
 impl Default for Routes {
@@ -140,6 +142,7 @@ impl Default for Routes {
             apis: Vec::new(),
             everywhere: None,
             hint: None,
+            forward: None,
         }
     }
 }
@@ -175,6 +178,16 @@ impl Routes {
     /// What the 404 for an unknown WebSocket path suggests instead.
     pub fn hint(&mut self, hint: impl Into<String>) {
         self.hint = Some(hint.into());
+    }
+
+    /// Hand what `forward` covers to the server it names.
+    pub fn forward(&mut self, forward: super::forward::Forward) {
+        self.forward = Some(forward);
+    }
+
+    /// The server a request for `path` goes to, if another.
+    pub fn forwarded(&self, path: &str) -> Option<String> {
+        self.forward.as_ref()?.target_for(path)
     }
 
     /// The mount that serves an upgrade on `path`, if any.
