@@ -31,7 +31,7 @@ const FRESH_EVERY: u64 = 5_000;
 /// (committed after every request, as the hub commits every turn).
 fn fresh() -> (Router, Ctx) {
     let (router, log) =
-        wschat::apps::standard(&wschat::config::Config::default()).expect("in-memory apps");
+        wschat::apps::standard(&wschat::config::Config::default(), None).expect("in-memory apps");
     (router, Ctx::with_log(Arc::new(Metrics::default()), log))
 }
 
