@@ -123,6 +123,11 @@ impl App for Router {
         self.chat.log_message(ctx, room, json);
     }
 
+    /// Private messages are the chat's too.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
+        self.chat.log_private(ctx, from, to, json);
+    }
+
     fn stored(&mut self, ctx: &mut Ctx) {
         self.chat.stored(ctx);
         for (_, app) in &mut self.mounts {

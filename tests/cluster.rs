@@ -574,25 +574,15 @@ fn one_sub_is_one_user_id_on_every_node() {
 }
 
 #[test]
-fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_one() {
-    use wschat::cluster::log::{ID_BLOCK, NO_ID_BASE};
+fn with_redis_down_private_messages_are_refused_and_no_id_repeats() {
+    use wschat::cluster::log::NO_ID_BASE;
     let Some(mut redis) = RedisServer::start("cluster_no_ids") else {
         return;
     };
     let a = node(&redis);
     let (mut ann, _) = Client::open(&a, "/?room=down", "history");
-    let (_amy, welcome) = Client::open(&a, "/?room=down", "welcome");
+    let (mut amy, welcome) = Client::open(&a, "/?room=down", "welcome");
     let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
-    redis.kill();
-    let deadline = Instant::now() + WAIT;
-    while healthz(&a.addr).0 != 503 {
-        assert!(Instant::now() < deadline, "unhealthy without Redis");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Private messages are the node's own records: they go on with the
-    // ids it reserved (at most two blocks), then are refused; none has
-    // an id from no block.
-    let mut ids: Vec<u64> = Vec::new();
     let private = |ann: &mut Client, text: &str| -> Option<u64> {
         ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
         let m =
@@ -603,18 +593,18 @@ fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_on
         }
         Some(m["id"].as_u64().unwrap())
     };
-    let mut refused = false;
-    for n in 0..3 * ID_BLOCK {
-        match private(&mut ann, &format!("d{n}")) {
-            Some(id) => ids.push(id),
-            None => {
-                refused = true;
-                break;
-            }
-        }
+    let mut ids = vec![private(&mut ann, "before").expect("confirmed with Redis up")];
+    redis.kill();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 503 {
+        assert!(Instant::now() < deadline, "unhealthy without Redis");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(refused, "refused once the reserved ids ran out");
-    assert!(ids.len() as u64 <= 2 * ID_BLOCK, "{} confirmed", ids.len());
+    // Private messages are stored in Redis: none is confirmed while it
+    // is down.
+    for n in 0..20 {
+        assert_eq!(private(&mut ann, &format!("d{n}")), None, "refused");
+    }
     redis.restart();
     let deadline = Instant::now() + WAIT;
     while healthz(&a.addr).0 != 200 {
@@ -631,6 +621,16 @@ fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_on
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "an id given twice");
+    // Amy got the confirmed ones and none of the refused.
+    let got: Vec<String> = (0..2)
+        .map(|_| {
+            amy.until(|m| m["type"] == "private")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, ["before", "back"]);
 }
 
 #[test]
@@ -672,4 +672,127 @@ fn an_anonymous_session_resumes_on_another_node_as_the_same_user() {
         "welcome",
     );
     assert_ne!(w["user"]["id"].as_u64(), Some(id));
+}
+
+/// A token of [`SECRET`] for `sub`.
+fn token_of(sub: &str) -> String {
+    wschat::auth::sign(
+        serde_json::json!({"sub": sub, "exp": 4_000_000_000u64})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    )
+}
+
+/// Send a private message from `c` to `to` until it is confirmed (the
+/// addressee's name reaches Redis without the sender's node waiting for
+/// it, so the first try may find no such user yet); its id.
+fn private_confirmed(c: &mut Client, to: u64, text: &str) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.send(&serde_json::json!({"type": "private", "to": to, "text": text}).to_string());
+        let m = c.until(|m| (m["type"] == "private" && m["text"] == text) || m["type"] == "error");
+        if m["type"] == "private" {
+            return m["id"].as_u64().expect("an id");
+        }
+        assert_eq!(m["code"], "unknown_user", "{m}");
+        assert!(Instant::now() < deadline, "the addressee became known");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rooms_and_private_messages_across_three_nodes_reach_every_device() {
+    let Some(redis) = RedisServer::start("cluster_private") else {
+        return;
+    };
+    let nodes = [
+        node_with(&redis, &SIGNED_IN),
+        node_with(&redis, &SIGNED_IN),
+        node_with(&redis, &SIGNED_IN),
+    ];
+    let open = |n: usize, sub: &str| {
+        let (mut c, w) = Client::open(
+            &nodes[n],
+            &format!("/?room=pm&token={}", token_of(sub)),
+            "welcome",
+        );
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    // Ann on node 0 and 2, Bob on node 1 and 2, Cy (a bystander) on 0.
+    let (mut ann, ann_id) = open(0, "ann");
+    let (mut bob, bob_id) = open(1, "bob");
+    let (mut bob2, _) = open(2, "bob");
+    let (mut ann2, _) = open(2, "ann");
+    let (mut cy, _) = open(0, "cy");
+    // A room message reaches everyone, on every node.
+    ann.send(r#"{"type":"chat","text":"hello room"}"#);
+    let room_id = ann.until(|m| m["type"] == "chat" && m["text"] == "hello room")["id"]
+        .as_u64()
+        .unwrap();
+    for c in [&mut bob, &mut bob2, &mut ann2, &mut cy] {
+        let m = c.until(|m| m["type"] == "chat" && m["text"] == "hello room");
+        assert_eq!(m["id"].as_u64(), Some(room_id));
+    }
+    // Ann (node 0, where Bob never was) writes to Bob: every device of
+    // Bob's, Ann's other device, and Ann herself get it, with one id.
+    let first = private_confirmed(&mut ann, bob_id, "psst bob");
+    for c in [&mut bob, &mut bob2, &mut ann2] {
+        let m = c.until(|m| m["type"] == "private" && m["text"] == "psst bob");
+        assert_eq!(m["id"].as_u64(), Some(first), "{m}");
+        assert_eq!(m["from"]["id"].as_u64(), Some(ann_id));
+        assert_eq!(m["to"]["id"].as_u64(), Some(bob_id));
+    }
+    // Bob answers from node 2.
+    let second = private_confirmed(&mut bob2, ann_id, "hi ann");
+    assert!(second > first, "ids in the order they were stored");
+    for c in [&mut ann, &mut ann2, &mut bob] {
+        let m = c.until(|m| m["type"] == "private" && m["text"] == "hi ann");
+        assert_eq!(m["id"].as_u64(), Some(second), "{m}");
+    }
+    // The bystander got neither: the next thing it sees is a later room
+    // message.
+    bob.send(r#"{"type":"chat","text":"after"}"#);
+    let m = cy.until(|m| m["type"] == "chat" || m["type"] == "private");
+    assert_eq!(
+        (&m["type"], &m["text"]),
+        (&"chat".into(), &"after".into()),
+        "no private message for a bystander: {m}"
+    );
+    // Bob resumes on node 0 (where he never was) from before it all: the
+    // room message and both private messages, in id order.
+    let (mut back, _) = Client::open(
+        &nodes[0],
+        &format!("/?room=pm&token={}&since={}", token_of("bob"), room_id - 1),
+        "welcome",
+    );
+    let resume = back.until(|m| m["type"] == "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let ids: Vec<u64> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    for id in [room_id, first, second] {
+        assert!(ids.contains(&id), "{id} in the resume: {resume}");
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    // His conversations and their history, read on node 0 too.
+    back.send(r#"{"type":"privates"}"#);
+    let list = back.until(|m| m["type"] == "privates");
+    let with = &list["conversations"][0];
+    assert_eq!(with["with"]["id"].as_u64(), Some(ann_id), "{list}");
+    assert_eq!(with["last"]["id"].as_u64(), Some(second), "{list}");
+    back.send(&serde_json::json!({"type": "private_history", "with": ann_id}).to_string());
+    let page = back.until(|m| m["type"] == "private_history");
+    let got: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(got, [first, second], "{page}");
+    assert_eq!(page["complete"], true, "{page}");
 }

@@ -339,6 +339,17 @@ impl Chat {
         }
     }
 
+    /// `{"id","name"}` of a user this node knows, or (with a cluster's
+    /// store) of another node's user, named as that node recorded it;
+    /// `None` if nobody knows it.
+    fn user_ref_anywhere(&self, ctx: &mut Ctx, user: UserId) -> Option<Value> {
+        if self.ids.get(user).is_some() {
+            return Some(self.user_ref(user));
+        }
+        let name = ctx.log().user_name(user)?;
+        Some(serde_json::json!({"id": user, "name": name}))
+    }
+
     fn user_ref(&self, user: UserId) -> Value {
         self.ids.user_ref(user)
     }
@@ -992,6 +1003,9 @@ impl Chat {
         let Some(old) = self.ids.rename(user, &wanted) else {
             return Ok(());
         };
+        if let Some(u) = self.ids.get(user) {
+            ctx.log().user_named(user, &u.name);
+        }
         let rooms = self
             .ids
             .get(user)
@@ -1142,17 +1156,17 @@ impl Chat {
         let Some(from) = self.user_of(conn) else {
             return Ok(());
         };
-        if self.ids.get(to).is_none() {
+        let Some(to_ref) = self.user_ref_anywhere(ctx, to) else {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {to}"),
             ));
-        }
+        };
         let id = ctx.log().take_id();
         let msg = Message::Private {
             id,
             from: &self.user_ref(from),
-            to: &self.user_ref(to),
+            to: &to_ref,
             text: &text,
             time: now_ms(),
         }
@@ -1242,8 +1256,14 @@ impl Chat {
                             .as_str()
                             .unwrap_or(api::DEFAULT_BOT_NAME),
                     )
-                } else {
+                } else if self.ids.get(id).is_some() {
                     self.user_ref(id)
+                } else {
+                    // Another node's user: named as its latest message
+                    // names it.
+                    let m = serde_json::from_str::<Value>(&last).ok()?;
+                    let side = if m["from"]["id"] == id { "from" } else { "to" };
+                    serde_json::json!({"id": id, "name": m[side]["name"]})
                 };
                 Some((with, unread, last))
             })
@@ -1277,19 +1297,19 @@ impl Chat {
         let with = body.get("with").and_then(Value::as_u64).ok_or_else(|| {
             ErrorReply::new("bad_command", "private_history needs \"with\", a user id")
         })?;
-        if self.ids.get(with).is_none() {
+        let Some(with_ref) = self.user_ref_anywhere(ctx, with) else {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {with}"),
             ));
-        }
+        };
         let (before, limit) = page_bounds(body)?;
         let page =
             ctx.log()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::PrivateHistory {
-            with: &self.user_ref(with),
+            with: &with_ref,
             before,
             complete: missing.is_none(),
             first: missing,
@@ -1323,7 +1343,7 @@ impl Chat {
                 "read needs \"with\" (a user id) and \"upto\" (a message id)",
             ));
         };
-        if self.ids.get(with).is_none() {
+        if self.user_ref_anywhere(ctx, with).is_none() {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {with}"),
@@ -1448,6 +1468,10 @@ impl Chat {
             Chat::error(ctx, conn, ErrorReply::new("bad_name", why));
         }
         let was_online = self.ids.get(user).is_some_and(|u| !u.conns.is_empty());
+        if !was_online && let Some(u) = self.ids.get(user) {
+            // Other nodes of a cluster name the user by it.
+            ctx.log().user_named(user, &u.name);
+        }
         self.conns.insert(conn, user);
         if let Some(u) = self.ids.get_mut(user) {
             u.conns.insert(conn);
@@ -1776,6 +1800,21 @@ impl App for Chat {
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
         if let Some(members) = self.rooms.get(room) {
             ctx.broadcast(members.conns.iter().copied(), &Ctx::json_frame(json));
+        }
+    }
+
+    /// A private message the store delivers itself (the cluster's): to
+    /// this node's connections of both users, encoded once.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
+        let user = |key: &str| key.strip_prefix('u').and_then(|k| k.parse::<UserId>().ok());
+        let mut conns = user(to).map_or_else(Vec::new, |u| self.conns_of(u));
+        if from != to
+            && let Some(u) = user(from)
+        {
+            conns.extend(self.conns_of(u));
+        }
+        if !conns.is_empty() {
+            ctx.broadcast(conns, &Ctx::json_frame(json));
         }
     }
 

@@ -14,10 +14,16 @@
 //!   [`CACHE_PER_ROOM`] messages, fed only by what was delivered (so a
 //!   read never shows an unconfirmed message). A room is followed
 //!   (subscribed, its cache read from the stream) the first time it is
-//!   read: that read waits at most [`WARM_TIMEOUT`], the one place where
-//!   the hub waits on Redis.
-//! - Everything else (state records, private messages, desk records) goes
-//!   to the node's embedded store, as without Redis.
+//!   read: that read waits at most [`WARM_TIMEOUT`] (one of the few waits
+//!   docs/cluster.md lists, "Where the hub waits on Redis").
+//! - A private message is stored by the private script under both users'
+//!   streams and published on the one private channel every node
+//!   subscribes to: every node hands it to the chat
+//!   ([`Outcome::Private`]) for its connections of both users. A user's
+//!   private messages are cached as a room's are, read once per user per
+//!   node.
+//! - Everything else (state records, desk records) goes to the node's
+//!   embedded store, as without Redis.
 //!
 //! The client's events and replies reach the hub through [`Log::events`]
 //! (a thread forwards both onto one channel), and come back to
@@ -35,7 +41,7 @@ use serde_json::Value;
 
 use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
-use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, Published, Template, Trim};
+use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, PrivateEntry, Published, Template, Trim};
 use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
 use crate::memory::Budget;
 use crate::store::Store;
@@ -80,10 +86,20 @@ enum Inbound {
     Tick,
 }
 
-/// One room message of a turn, on its way to Redis.
+/// Where a message of a turn goes.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A room's stream (the append script).
+    Room(String),
+    /// Both users' private streams (the private script): the keys.
+    Private(String, String),
+}
+
+/// One message of a turn (a room's or a private one), on its way to
+/// Redis.
 #[derive(Debug)]
 struct Append {
-    room: String,
+    target: Target,
     template: Template,
     token: String,
     provisional: u64,
@@ -97,6 +113,8 @@ struct Append {
 enum Tag {
     Append(Append),
     Fill(String),
+    /// A read of a user's private stream after what it holds (by key).
+    PrivateFill(String),
     /// A block of ids reserved ([`ID_BLOCK`]).
     Ids,
 }
@@ -124,6 +142,21 @@ struct Room {
     refill: bool,
 }
 
+/// A user's private messages as this node keeps them (a user followed
+/// by its key).
+#[derive(Debug, Default)]
+struct Privates {
+    /// The latest ones, oldest first.
+    cache: VecDeque<PrivateCached>,
+    /// The cache holds the user's stream from its first message.
+    whole: bool,
+    /// A read of the stream is owed (the last one failed).
+    refill: bool,
+}
+
+/// A cached private message: id, the sender's key, the addressee's, JSON.
+type PrivateCached = (u64, String, String, Arc<str>);
+
 /// The cluster's store: see the module's text.
 pub struct RedisLog {
     inner: Box<dyn Log>,
@@ -133,6 +166,8 @@ pub struct RedisLog {
     events: Receiver<LogEvent>,
     to_self: Sender<LogEvent>,
     rooms: HashMap<String, Room>,
+    /// Users whose private messages this node keeps, by key.
+    privates: HashMap<String, Privates>,
     turn: Vec<Append>,
     turns: VecDeque<Turn>,
     next_turn: u64,
@@ -187,6 +222,9 @@ impl RedisLog {
             log::warn!(target: "wschat::cluster", "Redis {url} not reachable yet: dialing again");
         }
         let keys = Keys::new(DEFAULT_PREFIX);
+        // Every private message comes by this one channel: held from the
+        // start, so that nothing sent to a user online here is missed.
+        client.subscribe(keys.private_channel());
         let cluster = Cluster::new(client, keys.clone(), Trim::default(), WARM_TIMEOUT);
         let mut inner = inner;
         let id_floor = inner.take_id();
@@ -205,6 +243,7 @@ impl RedisLog {
             events,
             to_self,
             rooms: HashMap::new(),
+            privates: HashMap::new(),
             turn: Vec::new(),
             turns: VecDeque::new(),
             next_turn: 0,
@@ -226,9 +265,16 @@ impl RedisLog {
     /// Send the append; it comes back with the error if the link refused
     /// it.
     fn send_append(&mut self, append: Append) -> Result<(), Box<(Append, client::Error)>> {
-        let cmd = self
-            .cluster
-            .append_cmd(&append.room, &append.template, Some(&append.token));
+        let cmd = match &append.target {
+            Target::Room(room) => {
+                self.cluster
+                    .append_cmd(room, &append.template, Some(&append.token))
+            }
+            Target::Private(from, to) => {
+                self.cluster
+                    .private_cmd(from, to, &append.template, Some(&append.token))
+            }
+        };
         let tag = self.next_tag;
         self.next_tag += 1;
         match self.cluster.client().send(cmd, tag, &self.replies) {
@@ -271,6 +317,111 @@ impl RedisLog {
                 }
             }
         }
+    }
+
+    /// Read user `key`'s private stream after `after` (a re-subscription,
+    /// or a read that failed).
+    fn send_private_fill(&mut self, key: &str, after: u64) {
+        let cmd = self.cluster.privates_after_cmd(key, after, MAX_RANGE);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        match self.cluster.client().send(cmd, tag, &self.replies) {
+            Ok(()) => {
+                self.tags.insert(tag, Tag::PrivateFill(key.to_string()));
+            }
+            Err(_) => {
+                if let Some(p) = self.privates.get_mut(key) {
+                    p.refill = true;
+                }
+            }
+        }
+    }
+
+    /// A private message, published or read from a stream: kept in the
+    /// caches of both users (if followed here) and delivered, unless a
+    /// cache had it already (delivered before).
+    fn on_private(&mut self, entry: PrivateEntry, out: &mut Vec<Outcome>) {
+        let json: Arc<str> = entry.json.into();
+        let mut seen = false;
+        let mut keys = vec![entry.from.clone()];
+        if entry.to != entry.from {
+            keys.push(entry.to.clone());
+        }
+        for key in &keys {
+            if let Some(p) = self.privates.get_mut(key) {
+                let at = p.cache.partition_point(|c| c.0 < entry.id);
+                if p.cache.get(at).is_some_and(|c| c.0 == entry.id) {
+                    seen = true;
+                    continue;
+                }
+                if at == 0 && p.cache.len() >= CACHE_PER_ROOM {
+                    continue; // older than anything kept
+                }
+                let cached = (entry.id, entry.from.clone(), entry.to.clone(), json.clone());
+                p.cache.insert(at, cached);
+                if p.cache.len() > CACHE_PER_ROOM {
+                    p.cache.pop_front();
+                    p.whole = false;
+                }
+            }
+        }
+        if !seen {
+            out.push(Outcome::Private {
+                from: entry.from,
+                to: entry.to,
+                json,
+            });
+        }
+    }
+
+    /// Keep user `key`'s private messages on this node if not yet: read
+    /// its latest ones (the hub waits, at most [`WARM_TIMEOUT`], once per
+    /// user per node); later ones come from the private channel.
+    fn follow_key(&mut self, key: &str) -> bool {
+        if key.is_empty() || self.privates.contains_key(key) {
+            return !key.is_empty();
+        }
+        match self.cluster.read_privates_before(key, None, CACHE_PER_ROOM) {
+            Ok(entries) => {
+                let whole = entries.len() < CACHE_PER_ROOM;
+                let cache = entries
+                    .into_iter()
+                    .map(|e| (e.id, e.from, e.to, Arc::from(e.json)))
+                    .collect();
+                self.privates.insert(
+                    key.to_string(),
+                    Privates {
+                        cache,
+                        whole,
+                        refill: false,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "private messages of {key}: reading failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// The cached private messages of `key` after `after`, and the first
+    /// id from which they are known whole if not all are.
+    fn privates_after(&self, key: &str, after: u64) -> (Vec<(u64, Arc<str>)>, Option<u64>) {
+        let Some(p) = self.privates.get(key) else {
+            return (Vec::new(), (!key.is_empty()).then_some(u64::MAX));
+        };
+        let picked: Vec<(u64, Arc<str>)> = p
+            .cache
+            .iter()
+            .filter(|c| c.0 > after)
+            .map(|c| (c.0, c.3.clone()))
+            .collect();
+        let missing = match p.cache.front() {
+            Some(first) if !p.whole && first.0 > after => Some(first.0),
+            _ => None,
+        };
+        (picked, missing)
     }
 
     /// What the room's order says: deliver (and cache), and read.
@@ -367,6 +518,26 @@ impl RedisLog {
                     }
                 }
             }
+            Some(Tag::PrivateFill(key)) => {
+                match reply.result.and_then(Cluster::parse_private_range) {
+                    Ok(entries) => {
+                        let full = entries.len() >= MAX_RANGE;
+                        let last = entries.last().map(|e| e.id);
+                        for entry in entries {
+                            self.on_private(entry, out);
+                        }
+                        if full && let Some(last) = last {
+                            self.send_private_fill(&key, last);
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "private messages of {key}: reading failed: {e}");
+                        if let Some(p) = self.privates.get_mut(&key) {
+                            p.refill = true;
+                        }
+                    }
+                }
+            }
             Some(Tag::Ids) => {
                 self.asking_ids = false;
                 match reply
@@ -429,6 +600,18 @@ impl RedisLog {
             .collect();
         for (room, after) in owed {
             self.send_fill(&room, after);
+        }
+        let owed: Vec<(String, u64)> = self
+            .privates
+            .iter_mut()
+            .filter(|(_, p)| p.refill)
+            .map(|(key, p)| {
+                p.refill = false;
+                (key.clone(), p.cache.back().map_or(0, |c| c.0))
+            })
+            .collect();
+        for (key, after) in owed {
+            self.send_private_fill(&key, after);
         }
     }
 
@@ -573,14 +756,53 @@ impl Log for RedisLog {
         }
     }
 
+    /// Recorded without waiting (a name whose record is lost is shown
+    /// by other nodes as it was before).
+    fn user_named(&mut self, user: u64, name: &str) {
+        if user >= NO_ID_BASE || !self.up {
+            return;
+        }
+        let cmd = Cmd::new("HSET")
+            .arg(self.keys.names())
+            .arg(user.to_string())
+            .arg(name);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let _ = self.cluster.client().send(cmd, tag, &self.replies);
+    }
+
+    /// Asked of Redis on the spot (the hub waits, at most
+    /// [`WARM_TIMEOUT`]: only for a user this node does not know).
+    fn user_name(&mut self, user: u64) -> Option<String> {
+        if !self.up {
+            return None;
+        }
+        let cmd = Cmd::new("HGET")
+            .arg(self.keys.names())
+            .arg(user.to_string());
+        match self.cluster.client().call(cmd, WARM_TIMEOUT) {
+            Ok(super::resp::Value::Bulk(b)) => String::from_utf8(b).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "the name of another node's user: {e}");
+                None
+            }
+        }
+    }
+
     fn append(&mut self, record: Record<'_>) {
-        if let Record::Room { room, json } = record
-            && let Some(provisional) = serde_id(json)
-            && let Some(template) = template_of(json, provisional)
+        let target = match record {
+            Record::Room { room, .. } => Some(Target::Room(room.to_string())),
+            Record::Private { from, to, .. } => Some(Target::Private(from.into(), to.into())),
+            _ => None,
+        };
+        if let Some(target) = target
+            && let Some(provisional) = serde_id(record.json())
+            && let Some(template) = template_of(record.json(), provisional)
         {
             self.next_token += 1;
             self.turn.push(Append {
-                room: room.to_string(),
+                target,
                 template,
                 token: format!("{}:{}", self.token_prefix, self.next_token),
                 provisional,
@@ -649,7 +871,10 @@ impl Log for RedisLog {
 
     fn tick(&mut self) {
         self.inner.tick();
-        if !self.retry.is_empty() || self.rooms.values().any(|r| r.refill) {
+        if !self.retry.is_empty()
+            || self.rooms.values().any(|r| r.refill)
+            || self.privates.values().any(|p| p.refill)
+        {
             let _ = self.to_self.try_send(Box::new(Inbound::Tick));
         }
     }
@@ -680,6 +905,25 @@ impl Log for RedisLog {
                     out.push(Outcome::Health(Some(format!("Redis unreachable: {why}"))));
                 }
                 client::Event::Up(Link::Subscriber) | client::Event::Down(Link::Subscriber, _) => {}
+                client::Event::Subscribed(channel) if channel == self.keys.private_channel() => {
+                    // What was published while the subscription did not
+                    // hold: read from the streams of the users followed.
+                    let owed: Vec<(String, u64)> = self
+                        .privates
+                        .iter()
+                        .map(|(key, p)| (key.clone(), p.cache.back().map_or(0, |c| c.0)))
+                        .collect();
+                    for (key, after) in owed {
+                        self.send_private_fill(&key, after);
+                    }
+                }
+                client::Event::Message { channel, payload }
+                    if channel == self.keys.private_channel() =>
+                {
+                    if let Some(Published::Private(entry)) = Published::parse(&payload) {
+                        self.on_private(entry, &mut out);
+                    }
+                }
                 client::Event::Subscribed(channel) => {
                     if let Some(room) = self.room_of_channel(&channel)
                         && let Some(r) = self.rooms.get_mut(&room)
@@ -715,30 +959,109 @@ impl Log for RedisLog {
             .map_or_else(Page::default, |r| page_before(&r.cache, before, limit))
     }
 
-    /// The room's messages after `after` (private messages are the node's
-    /// own, and not in a resume with Redis yet: docs/cluster.md).
-    fn since(&mut self, room: &str, _key: &str, after: u64) -> Page {
+    /// The room's messages after `after` and the private messages of
+    /// `key` after it, in id order, both from this node's caches.
+    fn since(&mut self, room: &str, key: &str, after: u64) -> Page {
         if !self.follow(room) {
             return Page {
                 messages: Vec::new(),
                 missing: Some(u64::MAX),
             };
         }
-        self.rooms
+        let page = self
+            .rooms
             .get(room)
-            .map_or_else(Page::default, |r| page_after(&r.cache, after))
+            .map_or_else(Page::default, |r| page_after(&r.cache, after));
+        if key.is_empty() {
+            return page;
+        }
+        self.follow_key(key);
+        let (privates, private_missing) = self.privates_after(key, after);
+        let mut all: Vec<(u64, Arc<str>)> = page
+            .messages
+            .into_iter()
+            .map(|m| (serde_id(&m).unwrap_or(0), m))
+            .chain(privates)
+            .collect();
+        all.sort_by_key(|(id, _)| *id);
+        all.dedup_by_key(|(id, _)| *id);
+        let missing = match (page.missing, private_missing) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Page {
+            messages: all.into_iter().map(|(_, m)| m).collect(),
+            missing,
+        }
     }
 
     fn privates_since(&mut self, key: &str, after: u64) -> Vec<Arc<str>> {
-        self.inner.privates_since(key, after)
+        self.follow_key(key);
+        self.privates_after(key, after)
+            .0
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
     }
 
-    fn private_page(&mut self, pair: (&str, &str), before: Option<u64>, limit: usize) -> Page {
-        self.inner.private_page(pair, before, limit)
+    /// From `a`'s cache of private messages: the last `limit` between `a`
+    /// and `b` below `before`; `missing` when the page reaches past the
+    /// cache and the cache does not reach `a`'s first message.
+    fn private_page(&mut self, (a, b): (&str, &str), before: Option<u64>, limit: usize) -> Page {
+        if !self.follow_key(a) {
+            return Page {
+                messages: Vec::new(),
+                missing: Some(u64::MAX),
+            };
+        }
+        let Some(p) = self.privates.get(a) else {
+            return Page::default();
+        };
+        let below = before.unwrap_or(u64::MAX);
+        let between: Vec<&PrivateCached> = p
+            .cache
+            .iter()
+            .filter(|c| c.0 < below && ((c.1 == a && c.2 == b) || (c.1 == b && c.2 == a)))
+            .collect();
+        let from = between.len().saturating_sub(limit);
+        let missing = match p.cache.front() {
+            Some(first) if !p.whole && between.len() < limit => Some(first.0),
+            _ => None,
+        };
+        Page {
+            messages: between[from..].iter().map(|c| c.3.clone()).collect(),
+            missing,
+        }
     }
 
-    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
-        self.inner.private_peers(me, read)
+    /// From `me`'s cache of private messages: a conversation older than
+    /// what is cached ([`CACHE_PER_ROOM`] messages) is not listed.
+    fn private_peers(&mut self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+        self.follow_key(me);
+        let Some(p) = self.privates.get(me) else {
+            return Vec::new();
+        };
+        let mut peers: Vec<Conversation> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (id, from, to, json) in p.cache.iter().rev() {
+            let peer = if from == me {
+                to.as_str()
+            } else {
+                from.as_str()
+            };
+            let i = *index.entry(peer).or_insert_with(|| {
+                peers.push(Conversation {
+                    peer: peer.to_string(),
+                    last: json.clone(),
+                    unread: 0,
+                });
+                peers.len() - 1
+            });
+            if from == peer && *id > read(peer) {
+                peers[i].unread += 1;
+            }
+        }
+        peers
     }
 
     /// Room messages in Redis cannot be deleted yet (docs/cluster.md).

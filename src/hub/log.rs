@@ -142,6 +142,17 @@ pub enum Outcome {
         /// The message as stored (its id the one it is stored under).
         json: Arc<str>,
     },
+    /// A stored private message from key `from` to key `to`, to deliver to
+    /// this server's connections of both users (through
+    /// [`App::log_private`](super::App::log_private)).
+    Private {
+        /// The sender's key.
+        from: String,
+        /// The addressee's key.
+        to: String,
+        /// The message as stored (its id the one it is stored under).
+        json: Arc<str>,
+    },
     /// The log's health: `Some(why)` while it cannot write (`/healthz`
     /// answers 503 with `why`), `None` again when it can.
     Health(Option<String>),
@@ -201,6 +212,17 @@ pub trait Log: Send + Debug {
         None
     }
 
+    /// User `user` is named `name` now (created or renamed): a cluster's
+    /// store records it, so that other nodes can name the user.
+    fn user_named(&mut self, _user: u64, _name: &str) {}
+
+    /// The name of user `user` as a node of the cluster last recorded it,
+    /// for a user this node does not know (a single node's store knows
+    /// none).
+    fn user_name(&mut self, _user: u64) -> Option<String> {
+        None
+    }
+
     /// Append a record of this turn. It is indexed at once and written by
     /// the next [`Log::commit`].
     fn append(&mut self, record: Record<'_>);
@@ -255,7 +277,7 @@ pub trait Log: Send + Debug {
 
     /// The private conversations of session key `me`, newest first;
     /// `read(peer)` is the id up to which `me` has read `peer`'s messages.
-    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation>;
+    fn private_peers(&mut self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation>;
 
     /// Delete room message `id` (moderation): never served again, and a
     /// tombstone is recorded. Returns its room, or `None` when there is no
@@ -332,7 +354,7 @@ impl Log for NoLog {
         Page::default()
     }
 
-    fn private_peers(&self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+    fn private_peers(&mut self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
         Vec::new()
     }
 

@@ -131,6 +131,12 @@ pub trait App {
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &Arc<str>) {
         let _ = (ctx, room, json);
     }
+    /// A stored private message from key `from` to key `to` that the
+    /// store delivers itself ([`log::Outcome::Private`]): send it to this
+    /// server's connections of both users. Ignored unless overridden.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &Arc<str>) {
+        let _ = (ctx, from, to, json);
+    }
     /// The server is stopping: last words before every connection gets
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
@@ -638,6 +644,7 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
                 }
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
+            Outcome::Private { from, to, json } => app.log_private(ctx, &from, &to, &json),
             Outcome::Health(why) => {
                 ctx.metrics.set_store_failing(why.clone());
                 ctx.log_unhealthy = why;
