@@ -143,7 +143,11 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
     router.mount(desk_mounts, Box::new(desk));
     let log: Box<dyn Log> = match &config.redis {
         // A node of the cluster: room messages through Redis.
-        Some(url) => Box::new(crate::cluster::log::RedisLog::start(store, url)?),
+        Some(url) => Box::new(crate::cluster::log::RedisLog::start(
+            store,
+            url,
+            config.cluster,
+        )?),
         None => Box::new(store),
     };
     Ok((router, log))

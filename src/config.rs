@@ -91,6 +91,8 @@ pub struct Config {
     /// shared with the other nodes of the cluster (docs/cluster.md);
     /// `None`: the embedded log alone.
     pub redis: Option<String>,
+    /// The limits of the Redis store (with `redis`).
+    pub cluster: crate::cluster::log::Settings,
     /// Whole log segments older than this many days are deleted.
     pub retain_days: u32,
     /// Log segment size before a new one is started.
@@ -193,6 +195,7 @@ impl Default for Config {
             // What a store on disk does by default (in memory: nothing).
             durability: store.durability,
             redis: None,
+            cluster: crate::cluster::log::Settings::default(),
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,
             history_keep: store.keep_per_room,

@@ -46,19 +46,59 @@ use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record
 use crate::memory::Budget;
 use crate::store::Store;
 
-/// Messages of each followed room kept on the node for history and
-/// resume.
+/// Default messages of each followed room (and private messages of each
+/// user) kept on the node for history and resume (`--redis-cache`).
 pub const CACHE_PER_ROOM: usize = 1000;
-/// Longest the hub waits for a room's first read (when the room is first
-/// used on this node).
+/// Default longest the hub waits on Redis, each time it does
+/// (`--redis-warm-timeout`; docs/cluster.md, "Where the hub waits on
+/// Redis").
 pub const WARM_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an append whose connection failed before its reply is asked
-/// again (with its token) once the link is back, before it is refused.
+/// Default time an append whose connection failed before its reply is
+/// asked again (with its token) once the link is back, before it is
+/// refused (`--redis-retry-wait`).
 pub const RETRY_WAIT: Duration = Duration::from_secs(5);
-/// Events from the client waiting for the hub: past it, the subscriber
-/// stops reading (and Redis, past its pub/sub limit, cuts it off; the gap
-/// is filled from the stream).
+/// Default events from the client waiting for the hub: past it, the
+/// subscriber stops reading (and Redis, past its pub/sub limit, cuts it
+/// off; the gap is filled from the stream) (`--redis-events-queue`).
 pub const EVENTS_QUEUE: usize = 65_536;
+
+/// The limits of a node's Redis store, each a flag of `wschat serve`
+/// (docs/cluster.md).
+///
+/// ```
+/// let s = wschat::cluster::log::Settings::default();
+/// assert_eq!(s.cache_per_room, wschat::cluster::log::CACHE_PER_ROOM);
+/// assert_eq!(s.presence_ttl, wschat::cluster::DEFAULT_PRESENCE_TTL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Messages of each room, and private messages of each user, kept on
+    /// the node ([`CACHE_PER_ROOM`]).
+    pub cache_per_room: usize,
+    /// Longest the hub waits on Redis, each time ([`WARM_TIMEOUT`]).
+    pub warm_timeout: Duration,
+    /// How long an append whose reply was lost is asked again
+    /// ([`RETRY_WAIT`]).
+    pub retry_wait: Duration,
+    /// Events waiting for the hub ([`EVENTS_QUEUE`]).
+    pub events_queue: usize,
+    /// How long a node's members count without its heartbeat
+    /// ([`DEFAULT_PRESENCE_TTL`](super::DEFAULT_PRESENCE_TTL)): it beats
+    /// every third of it, and reaps the nodes that ran out as often.
+    pub presence_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            cache_per_room: CACHE_PER_ROOM,
+            warm_timeout: WARM_TIMEOUT,
+            retry_wait: RETRY_WAIT,
+            events_queue: EVENTS_QUEUE,
+            presence_ttl: super::DEFAULT_PRESENCE_TTL,
+        }
+    }
+}
 
 /// Ids a node reserves from the cluster's counter at a time, for its own
 /// records (private messages, desk records, users: everything but room
@@ -190,6 +230,7 @@ pub struct RedisLog {
     token_prefix: String,
     next_token: u64,
     up: bool,
+    settings: Settings,
 }
 
 impl fmt::Debug for RedisLog {
@@ -207,17 +248,17 @@ impl RedisLog {
     /// what is not a room message in `inner`. Waits at most
     /// [`WARM_TIMEOUT`] for the first connection (not the hub: this runs
     /// before it starts); a Redis that is not there yet is dialed again.
-    pub fn start(inner: Store, url: &str) -> io::Result<RedisLog> {
+    pub fn start(inner: Store, url: &str, settings: Settings) -> io::Result<RedisLog> {
         let config = ClientConfig::from_url(url).map_err(io::Error::other)?;
-        let (client_tx, client_rx) = bounded(EVENTS_QUEUE);
+        let (client_tx, client_rx) = bounded(settings.events_queue);
         let (replies, replies_rx) = unbounded();
-        let (to_self, events) = bounded::<LogEvent>(EVENTS_QUEUE);
+        let (to_self, events) = bounded::<LogEvent>(settings.events_queue);
         let forward = to_self.clone();
         std::thread::Builder::new()
             .name("redis-events".into())
             .spawn(move || forward_events(client_rx, replies_rx, forward))?;
         let client = Client::start(config, client_tx)?;
-        let up = client.wait_up(Link::Commands, WARM_TIMEOUT);
+        let up = client.wait_up(Link::Commands, settings.warm_timeout);
         if !up {
             log::warn!(target: "wschat::cluster", "Redis {url} not reachable yet: dialing again");
         }
@@ -225,7 +266,7 @@ impl RedisLog {
         // Every private message comes by this one channel: held from the
         // start, so that nothing sent to a user online here is missed.
         client.subscribe(keys.private_channel());
-        let cluster = Cluster::new(client, keys.clone(), Trim::default(), WARM_TIMEOUT);
+        let cluster = Cluster::new(client, keys.clone(), Trim::default(), settings.warm_timeout);
         let mut inner = inner;
         let id_floor = inner.take_id();
         let ids = match up {
@@ -259,6 +300,7 @@ impl RedisLog {
             token_prefix: format!("{:016x}", crate::random::random_u64()),
             next_token: 0,
             up,
+            settings,
         })
     }
 
@@ -354,12 +396,12 @@ impl RedisLog {
                     seen = true;
                     continue;
                 }
-                if at == 0 && p.cache.len() >= CACHE_PER_ROOM {
+                if at == 0 && p.cache.len() >= self.settings.cache_per_room {
                     continue; // older than anything kept
                 }
                 let cached = (entry.id, entry.from.clone(), entry.to.clone(), json.clone());
                 p.cache.insert(at, cached);
-                if p.cache.len() > CACHE_PER_ROOM {
+                if p.cache.len() > self.settings.cache_per_room {
                     p.cache.pop_front();
                     p.whole = false;
                 }
@@ -381,9 +423,10 @@ impl RedisLog {
         if key.is_empty() || self.privates.contains_key(key) {
             return !key.is_empty();
         }
-        match self.cluster.read_privates_before(key, None, CACHE_PER_ROOM) {
+        let wanted = self.settings.cache_per_room.min(MAX_RANGE);
+        match self.cluster.read_privates_before(key, None, wanted) {
             Ok(entries) => {
-                let whole = entries.len() < CACHE_PER_ROOM;
+                let whole = entries.len() < wanted;
                 let cache = entries
                     .into_iter()
                     .map(|e| (e.id, e.from, e.to, Arc::from(e.json)))
@@ -433,7 +476,7 @@ impl RedisLog {
             for entry in outcome.deliver {
                 let json: Arc<str> = entry.json.into();
                 r.cache.push_back((entry.id, entry.prev, json.clone()));
-                if r.cache.len() > CACHE_PER_ROOM {
+                if r.cache.len() > self.settings.cache_per_room {
                     r.cache.pop_front();
                 }
                 out.push(Outcome::Deliver {
@@ -460,7 +503,10 @@ impl RedisLog {
         if self.rooms.contains_key(room) {
             return true;
         }
-        match self.cluster.read_before(room, None, CACHE_PER_ROOM) {
+        match self
+            .cluster
+            .read_before(room, None, self.settings.cache_per_room)
+        {
             Ok(entries) => {
                 let last = entries.last().map_or(0, |e| e.id);
                 let cache = entries
@@ -572,7 +618,7 @@ impl RedisLog {
     fn retry_owed(&mut self) {
         for append in std::mem::take(&mut self.retry) {
             let waited = append.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
-            if waited > RETRY_WAIT {
+            if waited > self.settings.retry_wait {
                 self.answered(
                     append.turn,
                     append.provisional,
@@ -746,7 +792,7 @@ impl Log for RedisLog {
             return None;
         }
         let cmd = Cmd::new("GET").arg(self.keys.session(digest));
-        match self.cluster.client().call(cmd, WARM_TIMEOUT) {
+        match self.cluster.client().call(cmd, self.settings.warm_timeout) {
             Ok(super::resp::Value::Bulk(b)) => std::str::from_utf8(&b).ok()?.parse().ok(),
             Ok(_) => None,
             Err(e) => {
@@ -780,7 +826,7 @@ impl Log for RedisLog {
         let cmd = Cmd::new("HGET")
             .arg(self.keys.names())
             .arg(user.to_string());
-        match self.cluster.client().call(cmd, WARM_TIMEOUT) {
+        match self.cluster.client().call(cmd, self.settings.warm_timeout) {
             Ok(super::resp::Value::Bulk(b)) => String::from_utf8(b).ok(),
             Ok(_) => None,
             Err(e) => {
