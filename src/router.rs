@@ -123,6 +123,11 @@ impl App for Router {
         self.chat.log_message(ctx, room, json);
     }
 
+    /// Presence in rooms is the chat's.
+    fn log_presence(&mut self, ctx: &mut Ctx, room: &str, user: u64, name: Option<&str>) {
+        self.chat.log_presence(ctx, room, user, name);
+    }
+
     /// Private messages are the chat's too.
     fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
         self.chat.log_private(ctx, from, to, json);

@@ -796,3 +796,136 @@ fn rooms_and_private_messages_across_three_nodes_reach_every_device() {
     assert_eq!(got, [first, second], "{page}");
     assert_eq!(page["complete"], true, "{page}");
 }
+
+/// The flags of a node whose presence runs out 3 s after its last
+/// heartbeat (beating and reaping every second).
+const QUICK_PRESENCE: [&str; 2] = ["--redis-presence-ttl", "3s"];
+
+/// The ids of the users a `users` or `join`/`leave` message names.
+fn user_ids(m: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = m["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Wait until Redis lists `n` members of `room` (the nodes record their
+/// members without waiting: a client arriving elsewhere comes later).
+fn wait_members(redis: &RedisServer, room: &str, n: usize) {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cmd = Cmd::new("HLEN").arg(format!("wschat:presence:{room}"));
+        if matches!(admin.call(cmd, WAIT), Ok(wschat::cluster::resp::Value::Int(k)) if k as usize == n)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} members of {room} in Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn member_lists_and_notices_span_the_nodes_and_a_killed_node_leaves() {
+    let Some(redis) = RedisServer::start("cluster_presence") else {
+        return;
+    };
+    let flags = [SIGNED_IN.as_slice(), QUICK_PRESENCE.as_slice()].concat();
+    let mut nodes: Vec<Node> = (0..3).map(|_| node_with(&redis, &flags)).collect();
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=here&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        let users = c.until(|m| m["type"] == "users");
+        (c, w["user"]["id"].as_u64().expect("an id"), users)
+    };
+    let notice = |c: &mut Client, kind: &str, who: u64| -> Value {
+        c.until(|m| m["type"] == kind && user_ids(m) == [who])
+    };
+    let (mut ann, ann_id, users) = open(&nodes[0], "ann");
+    assert_eq!(users["count"], 1, "{users}");
+    // Bob on node 1: his list has Ann, Ann hears of him.
+    wait_members(&redis, "here", 1);
+    let (bob, bob_id, users) = open(&nodes[1], "bob");
+    assert_eq!(user_ids(&users), [ann_id, bob_id], "{users}");
+    assert_eq!(users["count"], 2);
+    assert_eq!(notice(&mut ann, "join", bob_id)["count"], 2);
+    // Cy on node 2: everyone is in everyone's list.
+    wait_members(&redis, "here", 2);
+    let (mut cy, cy_id, users) = open(&nodes[2], "cy");
+    let mut all = vec![ann_id, bob_id, cy_id];
+    all.sort_unstable();
+    assert_eq!(user_ids(&users), all, "{users}");
+    assert_eq!(users["count"], 3);
+    notice(&mut cy, "join", cy_id);
+    let mut bob = bob;
+    for c in [&mut ann, &mut bob] {
+        assert_eq!(notice(c, "join", cy_id)["count"], 3);
+        c.send(r#"{"type":"users"}"#);
+        let users = c.until(|m| m["type"] == "users");
+        assert_eq!(user_ids(&users), all, "{users}");
+    }
+    // A second device of Ann's, on node 2, comes and goes: no news to
+    // anyone (she is there all along); then Bob closes and leaves every
+    // list: the next notice Cy and Ann get is that.
+    let (ann2, _, users) = open(&nodes[2], "ann");
+    assert_eq!(user_ids(&users), all, "{users}");
+    drop(ann2);
+    drop(bob);
+    for c in [&mut ann, &mut cy] {
+        let m = c.until(|m| m["type"] == "join" || m["type"] == "leave");
+        assert_eq!(
+            (m["type"].as_str(), user_ids(&m)),
+            (Some("leave"), vec![bob_id]),
+            "{m}"
+        );
+        assert_eq!(m["count"], 2, "{m}");
+    }
+    // Node 2 is killed (-9): within the presence TTL and a reap, Cy
+    // leaves Ann's list.
+    nodes[2].child.kill().expect("kill -9");
+    let _ = nodes[2].child.wait();
+    drop(cy);
+    let leave = notice(&mut ann, "leave", cy_id);
+    assert_eq!(leave["count"], 1, "{leave}");
+    ann.send(r#"{"type":"users"}"#);
+    let users = ann.until(|m| m["type"] == "users");
+    assert_eq!(user_ids(&users), [ann_id], "{users}");
+    drop(nodes);
+}
+
+#[test]
+fn a_crowd_spread_over_two_nodes_is_counted_as_one() {
+    let Some(redis) = RedisServer::start("cluster_crowd") else {
+        return;
+    };
+    let nodes = [node(&redis), node(&redis)];
+    let (mut watchers, _): (Vec<Client>, Vec<Value>) = nodes
+        .iter()
+        .map(|n| Client::open(n, "/?room=crowd", "users"))
+        .unzip();
+    // 50 more on each node: 102 members, past CROWD_SIZE (100), half of
+    // them on the other node for each watcher.
+    let mut crowd = Vec::new();
+    for i in 0..100 {
+        crowd.push(Client::open(&nodes[i % 2], "/?room=crowd", "history").0);
+    }
+    assert_eq!(wschat::chat::CROWD_SIZE, 100);
+    for w in &mut watchers {
+        // Notices name users until the room is a crowd; then a coalesced
+        // count, which reaches every member of the cluster.
+        let m = w.until(|m| m["type"] == "presence" && m["count"] == 102);
+        assert_eq!(m["room"], "crowd", "{m}");
+        w.send(r#"{"type":"users"}"#);
+        let users = w.until(|m| m["type"] == "users");
+        assert_eq!(users["count"], 102, "{users}");
+        assert_eq!(users["more"], true, "a page of 100: {users}");
+    }
+    drop(crowd);
+}

@@ -24,7 +24,7 @@ pub mod command;
 pub mod identity;
 pub mod wire;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,12 @@ struct Room {
     /// A crowd's arrivals and departures since its last `presence`.
     arrived: usize,
     departed: usize,
+    /// Members on the cluster's other nodes (`--redis`), with their
+    /// names: a user may be one of both (devices on several nodes).
+    remote: BTreeMap<UserId, String>,
+    /// `remote` was read from the store (when the room got its first
+    /// member here).
+    remote_known: bool,
 }
 
 /// A search as [`Command::Search`] asked for it.
@@ -235,37 +241,74 @@ fn net_presence(
 impl Room {
     /// Count an arrival (a crowd) or keep it for this turn's `join` notice.
     fn arrive(&mut self, ids: &Identities, user: UserId) {
+        self.arrive_as(ids.user_ref(user));
+    }
+
+    /// [`Room::arrive`] of a user given as `{"id","name"}`.
+    fn arrive_as(&mut self, user: Value) {
         if self.crowd {
             self.arrived += 1;
         } else {
-            self.joined.push(ids.user_ref(user));
+            self.joined.push(user);
         }
     }
 
     /// Count a departure (a crowd) or keep it for this turn's `leave`
     /// notice.
     fn depart(&mut self, ids: &Identities, user: UserId) {
+        self.depart_as(ids.user_ref(user));
+    }
+
+    /// [`Room::depart`] of a user given as `{"id","name"}`.
+    fn depart_as(&mut self, user: Value) {
         if self.crowd {
             self.departed += 1;
         } else {
-            self.left.push(ids.user_ref(user));
+            self.left.push(user);
+        }
+    }
+
+    /// Every member, here or on another node, by id.
+    fn everyone(&self) -> BTreeSet<UserId> {
+        let mut all = self.members.clone();
+        all.extend(self.remote.keys().copied());
+        all
+    }
+
+    /// How many members the room has, on every node.
+    fn count(&self) -> usize {
+        self.members.len()
+            + self
+                .remote
+                .keys()
+                .filter(|u| !self.members.contains(u))
+                .count()
+    }
+
+    /// `{"id","name"}` of a member (named by this node if it knows it).
+    fn member_ref(&self, ids: &Identities, user: UserId) -> Value {
+        match self.remote.get(&user) {
+            Some(name) if !self.members.contains(&user) => {
+                serde_json::json!({"id": user, "name": name})
+            }
+            _ => ids.user_ref(user),
         }
     }
 
     /// `{"type":"users",...}`: the page of members from `offset`, with the
     /// room's count and whether more follow.
     fn users_page(&self, ids: &Identities, name: &str, offset: usize) -> String {
-        let page: Vec<Value> = self
-            .members
+        let everyone = self.everyone();
+        let page: Vec<Value> = everyone
             .iter()
             .skip(offset)
             .take(USERS_PAGE)
-            .map(|&m| ids.user_ref(m))
+            .map(|&m| self.member_ref(ids, m))
             .collect();
-        let more = offset.saturating_add(page.len()) < self.members.len();
+        let more = offset.saturating_add(page.len()) < everyone.len();
         Message::Users {
             room: name,
-            count: self.members.len(),
+            count: everyone.len(),
             offset,
             more,
             users: &page,
@@ -415,10 +458,29 @@ impl Chat {
     ) {
         self.record_membership(ctx, Membership::Joined, user, room_name);
         let conns = self.conns_of(user);
+        let known = self.rooms.get(room_name).is_some_and(|r| r.remote_known);
+        let remote = if known {
+            None
+        } else {
+            Some(ctx.log().members(room_name))
+        };
+        let name = self
+            .ids
+            .get(user)
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        ctx.log().present(room_name, user, &name);
         let room = self.rooms.entry(room_name.to_string()).or_default();
+        if let Some(remote) = remote {
+            room.remote = remote.into_iter().collect();
+            room.remote_known = true;
+        }
         room.members.insert(user);
         room.conns.extend(conns.iter().copied());
-        room.arrive(&self.ids, user);
+        // A user already here through another node is no news.
+        if !room.remote.contains_key(&user) {
+            room.arrive(&self.ids, user);
+        }
         self.mark_dirty(room_name);
         for conn in conns {
             self.send_users_of(ctx, conn, room_name, 0);
@@ -440,8 +502,12 @@ impl Chat {
             for conn in conns {
                 room.conns.remove(&conn);
             }
-            room.depart(&self.ids, user);
+            // Still here through another node: no news.
+            if !room.remote.contains_key(&user) {
+                room.depart(&self.ids, user);
+            }
             self.mark_dirty(room_name);
+            ctx.log().absent(room_name, user);
         }
         left
     }
@@ -508,7 +574,7 @@ impl Chat {
             .iter()
             .map(|(name, r)| RoomCount {
                 room: name,
-                members: r.members.len(),
+                members: r.count(),
             })
             .collect();
         public.sort_by(|a, b| b.members.cmp(&a.members).then(a.room.cmp(b.room)));
@@ -529,7 +595,7 @@ impl Chat {
                     .count();
                 MyRoom {
                     room: name,
-                    members: self.rooms.get(name).map_or(0, |r| r.members.len()),
+                    members: self.rooms.get(name).map_or(0, Room::count),
                     unread,
                     read,
                 }
@@ -583,7 +649,7 @@ impl Chat {
     fn send_presence(&mut self, ctx: &mut Ctx) {
         let time = now_ms();
         for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.crowd) {
-            let count = room.members.len();
+            let count = room.count();
             if room.arrived > 0 || room.departed > 0 {
                 let msg = Message::Presence {
                     room: name,
@@ -1803,6 +1869,38 @@ impl App for Chat {
         }
     }
 
+    /// A user came to `room` on another node, or is on none any more: the
+    /// room's members here hear of it as of a local one (once per user,
+    /// whatever node it is on; a crowd counts it).
+    fn log_presence(&mut self, _ctx: &mut Ctx, room: &str, user: UserId, name: Option<&str>) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return; // nobody here to tell; read again when someone comes
+        };
+        if !r.remote_known {
+            return;
+        }
+        let local = r.members.contains(&user);
+        let news = match name {
+            Some(name) => {
+                let new = r.remote.insert(user, name.to_string()).is_none();
+                if new && !local {
+                    r.arrive_as(serde_json::json!({"id": user, "name": name}));
+                }
+                new && !local
+            }
+            None => match r.remote.remove(&user) {
+                Some(name) if !local => {
+                    r.depart_as(serde_json::json!({"id": user, "name": name}));
+                    true
+                }
+                _ => false,
+            },
+        };
+        if news {
+            self.mark_dirty(room);
+        }
+    }
+
     /// A private message the store delivers itself (the cluster's): to
     /// this node's connections of both users, encoded once.
     fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
@@ -2015,7 +2113,7 @@ impl App for Chat {
             let Some(room) = self.rooms.get_mut(&room_name) else {
                 continue;
             };
-            let count = room.members.len();
+            let count = room.count();
             if !room.crowd && count > CROWD_SIZE {
                 // From now on a count; this turn's arrivals and departures
                 // are counted in the first `presence`.
@@ -2026,7 +2124,7 @@ impl App for Chat {
             let (joined, left) = net_presence(
                 std::mem::take(&mut room.joined),
                 std::mem::take(&mut room.left),
-                &room.members,
+                &room.everyone(),
             );
             for (join, users) in [(true, joined), (false, left)] {
                 if users.is_empty() {

@@ -29,7 +29,7 @@
 //! (a thread forwards both onto one channel), and come back to
 //! [`Log::handle`] on the hub thread.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -157,7 +157,15 @@ enum Tag {
     PrivateFill(String),
     /// A block of ids reserved ([`ID_BLOCK`]).
     Ids,
+    /// This node's heartbeat.
+    Heartbeat,
+    /// A read of a room's members (after its subscription holds).
+    Members(String),
 }
+
+/// Who is in a room on the other nodes: each user's name and the nodes it
+/// is on.
+type Remote = HashMap<u64, (String, BTreeSet<String>)>;
 
 /// A turn whose appends were sent.
 #[derive(Debug)]
@@ -231,6 +239,16 @@ pub struct RedisLog {
     next_token: u64,
     up: bool,
     settings: Settings,
+    /// This node's name in the cluster's presence.
+    node: String,
+    /// This node's members of each room, with their names.
+    mine: HashMap<String, HashMap<u64, String>>,
+    /// Each followed room's members on other nodes.
+    remote: HashMap<String, Remote>,
+    /// Departures while Redis was unreachable: sent when it is back.
+    absent_while_down: Vec<(String, u64)>,
+    /// When the node last beat its heart (and reaped).
+    last_beat: Instant,
 }
 
 impl fmt::Debug for RedisLog {
@@ -266,6 +284,7 @@ impl RedisLog {
         // Every private message comes by this one channel: held from the
         // start, so that nothing sent to a user online here is missed.
         client.subscribe(keys.private_channel());
+        client.subscribe(keys.gone_channel());
         let cluster = Cluster::new(client, keys.clone(), Trim::default(), settings.warm_timeout);
         let mut inner = inner;
         let id_floor = inner.take_id();
@@ -276,6 +295,10 @@ impl RedisLog {
             }),
             false => 0..0,
         };
+        let token_prefix = format!("{:016x}", crate::random::random_u64());
+        if up && let Err(e) = cluster.heartbeat(&token_prefix, settings.presence_ttl) {
+            log::warn!(target: "wschat::cluster", "first heartbeat: {e}");
+        }
         Ok(RedisLog {
             inner: Box::new(inner),
             cluster,
@@ -297,10 +320,15 @@ impl RedisLog {
             id_floor,
             no_id: NO_ID_BASE,
             unidentified: false,
-            token_prefix: format!("{:016x}", crate::random::random_u64()),
+            node: token_prefix.clone(),
+            token_prefix,
             next_token: 0,
             up,
             settings,
+            mine: HashMap::new(),
+            remote: HashMap::new(),
+            absent_while_down: Vec::new(),
+            last_beat: Instant::now(),
         })
     }
 
@@ -522,14 +550,189 @@ impl RedisLog {
                     },
                 );
                 // Whatever is published before the subscription holds is
-                // read from the stream when it does (`Subscribed`).
+                // read from the stream when it does (`Subscribed`), and
+                // the members are read again then.
                 self.cluster.client().subscribe(self.keys.channel(room));
+                match self.cluster.members(room) {
+                    Ok(members) => {
+                        let remote = self.remote_of(members);
+                        self.remote.insert(room.to_string(), remote);
+                    }
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "room {room}: members: {e}");
+                        self.remote.insert(room.to_string(), Remote::new());
+                    }
+                }
                 true
             }
             Err(e) => {
                 log::warn!(target: "wschat::cluster", "room {room}: reading its stream failed: {e}");
                 false
             }
+        }
+    }
+
+    /// Send a command whose reply nobody waits for.
+    fn fire(&mut self, cmd: Cmd) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let _ = self.cluster.client().send(cmd, tag, &self.replies);
+    }
+
+    /// Send a command whose reply comes back to [`Self::on_reply`] as `what`.
+    fn ask(&mut self, cmd: Cmd, what: Tag) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, what);
+        }
+    }
+
+    /// Record `user` in `room` on this node, and tell the other nodes.
+    fn send_join(&mut self, room: &str, user: u64, name: &str) {
+        let cmd = self
+            .cluster
+            .join_cmd(&self.node, room, &user.to_string(), name.as_bytes());
+        self.fire(cmd);
+        let event = serde_json::json!({"node": self.node, "user": user, "name": name});
+        let cmd = self.cluster.event_cmd(room, event.to_string().as_bytes());
+        self.fire(cmd);
+    }
+
+    /// Take `user` out of `room` on this node, and tell the other nodes.
+    fn send_leave(&mut self, room: &str, user: u64) {
+        let cmd = self.cluster.leave_cmd(&self.node, room, &user.to_string());
+        self.fire(cmd);
+        let event = serde_json::json!({"node": self.node, "user": user});
+        let cmd = self.cluster.event_cmd(room, event.to_string().as_bytes());
+        self.fire(cmd);
+    }
+
+    /// Record every member of this node again (after an outage, or after
+    /// the node was reaped for a stall).
+    fn rejoin_all(&mut self) {
+        let all: Vec<(String, u64, String)> = self
+            .mine
+            .iter()
+            .flat_map(|(room, users)| {
+                users
+                    .iter()
+                    .map(move |(user, name)| (room.clone(), *user, name.clone()))
+            })
+            .collect();
+        for (room, user, name) in all {
+            self.send_join(&room, user, &name);
+        }
+        for (room, user) in std::mem::take(&mut self.absent_while_down) {
+            if !self.mine.get(&room).is_some_and(|m| m.contains_key(&user)) {
+                self.send_leave(&room, user);
+            }
+        }
+    }
+
+    /// `room`'s members on other nodes are `now`: tell the chat who came
+    /// and who went.
+    fn set_remote(&mut self, room: &str, now: Remote, out: &mut Vec<Outcome>) {
+        let before = self.remote.insert(room.to_string(), now);
+        let before = before.unwrap_or_default();
+        let now = &self.remote[room];
+        for user in before.keys().filter(|u| !now.contains_key(u)) {
+            out.push(Outcome::Presence {
+                room: room.to_string(),
+                user: *user,
+                name: None,
+            });
+        }
+        for (user, (name, _)) in now.iter().filter(|(u, _)| !before.contains_key(u)) {
+            out.push(Outcome::Presence {
+                room: room.to_string(),
+                user: *user,
+                name: Some(name.clone()),
+            });
+        }
+    }
+
+    /// The members a [`Cluster::members_cmd`] answered, less this node's.
+    fn remote_of(&self, members: Vec<super::Member>) -> Remote {
+        let mut remote = Remote::new();
+        for m in members.into_iter().filter(|m| m.node != self.node) {
+            if let Ok(user) = m.member.parse::<u64>() {
+                let name = String::from_utf8_lossy(&m.info).into_owned();
+                remote
+                    .entry(user)
+                    .or_insert_with(|| (name, BTreeSet::new()))
+                    .1
+                    .insert(m.node);
+            }
+        }
+        remote
+    }
+
+    /// An event on `room`'s channel: another node's member came or went.
+    fn on_event(&mut self, room: &str, event: &[u8], out: &mut Vec<Outcome>) {
+        let Ok(v) = serde_json::from_slice::<Value>(event) else {
+            return;
+        };
+        let (Some(node), Some(user)) = (v["node"].as_str(), v["user"].as_u64()) else {
+            return;
+        };
+        if node == self.node {
+            return;
+        }
+        let Some(remote) = self.remote.get_mut(room) else {
+            return;
+        };
+        match v["name"].as_str() {
+            Some(name) => {
+                let entry = remote
+                    .entry(user)
+                    .or_insert_with(|| (name.to_string(), BTreeSet::new()));
+                let first = entry.1.is_empty();
+                entry.1.insert(node.to_string());
+                if first {
+                    out.push(Outcome::Presence {
+                        room: room.to_string(),
+                        user,
+                        name: Some(name.to_string()),
+                    });
+                }
+            }
+            None => {
+                if let Some(entry) = remote.get_mut(&user) {
+                    entry.1.remove(node);
+                    if entry.1.is_empty() {
+                        remote.remove(&user);
+                        out.push(Outcome::Presence {
+                            room: room.to_string(),
+                            user,
+                            name: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A node was taken out (its heartbeat ran out, or it stopped): its
+    /// members are gone from every room. This node itself, after a stall:
+    /// it records its members again.
+    fn on_gone(&mut self, node: &str, out: &mut Vec<Outcome>) {
+        if node == self.node {
+            self.rejoin_all();
+            return;
+        }
+        for (room, remote) in &mut self.remote {
+            remote.retain(|user, (_, nodes)| {
+                nodes.remove(node);
+                if nodes.is_empty() {
+                    out.push(Outcome::Presence {
+                        room: room.clone(),
+                        user: *user,
+                        name: None,
+                    });
+                }
+                !nodes.is_empty()
+            });
         }
     }
 
@@ -584,6 +787,18 @@ impl RedisLog {
                     }
                 }
             }
+            Some(Tag::Heartbeat) => match reply.result.and_then(Cluster::parse_heartbeat) {
+                Ok(beat) if beat.rejoin => self.rejoin_all(),
+                Ok(_) => {}
+                Err(e) => log::warn!(target: "wschat::cluster", "heartbeat: {e}"),
+            },
+            Some(Tag::Members(room)) => match reply.result.and_then(Cluster::parse_members) {
+                Ok(members) => {
+                    let now = self.remote_of(members);
+                    self.set_remote(&room, now, out);
+                }
+                Err(e) => log::warn!(target: "wschat::cluster", "room {room}: members: {e}"),
+            },
             Some(Tag::Ids) => {
                 self.asking_ids = false;
                 match reply
@@ -682,6 +897,18 @@ impl RedisLog {
                     refused: turn.refused,
                 },
             });
+        }
+    }
+}
+
+impl Drop for RedisLog {
+    /// A node that stops takes its members out at once (at most
+    /// `--redis-warm-timeout`); one that dies is reaped by the others.
+    fn drop(&mut self) {
+        if self.up
+            && let Err(e) = self.cluster.depart(&self.node)
+        {
+            log::warn!(target: "wschat::cluster", "departing: {e}");
         }
     }
 }
@@ -836,6 +1063,44 @@ impl Log for RedisLog {
         }
     }
 
+    /// Recorded in the room's presence hash and told the other nodes,
+    /// without waiting (again when Redis is back, if it is not there).
+    fn present(&mut self, room: &str, user: u64, name: &str) {
+        self.mine
+            .entry(room.to_string())
+            .or_default()
+            .insert(user, name.to_string());
+        if self.up {
+            self.send_join(room, user, name);
+        }
+    }
+
+    fn absent(&mut self, room: &str, user: u64) {
+        if let Some(m) = self.mine.get_mut(room) {
+            m.remove(&user);
+            if m.is_empty() {
+                self.mine.remove(room);
+            }
+        }
+        if self.up {
+            self.send_leave(room, user);
+        } else {
+            self.absent_while_down.push((room.to_string(), user));
+        }
+    }
+
+    /// From this node's mirror of the room's presence, read when the room
+    /// is followed (the room's first read), kept by the other nodes'
+    /// events and `wschat:gone`.
+    fn members(&mut self, room: &str) -> Vec<(u64, String)> {
+        self.follow(room);
+        self.remote.get(room).map_or_else(Vec::new, |r| {
+            r.iter()
+                .map(|(user, (name, _))| (*user, name.clone()))
+                .collect()
+        })
+    }
+
     fn append(&mut self, record: Record<'_>) {
         let target = match record {
             Record::Room { room, .. } => Some(Target::Room(room.to_string())),
@@ -917,6 +1182,17 @@ impl Log for RedisLog {
 
     fn tick(&mut self) {
         self.inner.tick();
+        if self.up && self.last_beat.elapsed() >= self.settings.presence_ttl / 3 {
+            self.last_beat = Instant::now();
+            let beat = self
+                .cluster
+                .heartbeat_cmd(&self.node, self.settings.presence_ttl);
+            self.ask(beat, Tag::Heartbeat);
+            // Any node may take the dead ones out; every node does, as
+            // often as it beats.
+            let reap = self.cluster.reap_cmd(None);
+            self.fire(reap);
+        }
         if !self.retry.is_empty()
             || self.rooms.values().any(|r| r.refill)
             || self.privates.values().any(|p| p.refill)
@@ -939,9 +1215,18 @@ impl Log for RedisLog {
             Inbound::Tick => self.retry_owed(),
             Inbound::Client(event) => match event {
                 client::Event::Up(Link::Commands) => {
+                    let was_down = !self.up;
                     self.up = true;
                     if self.ids.is_empty() {
                         self.ask_ids();
+                    }
+                    let beat = self
+                        .cluster
+                        .heartbeat_cmd(&self.node, self.settings.presence_ttl);
+                    self.ask(beat, Tag::Heartbeat);
+                    self.last_beat = Instant::now();
+                    if was_down {
+                        self.rejoin_all();
                     }
                     out.push(Outcome::Health(None));
                     self.retry_owed();
@@ -964,6 +1249,12 @@ impl Log for RedisLog {
                     }
                 }
                 client::Event::Message { channel, payload }
+                    if channel == self.keys.gone_channel().as_bytes() =>
+                {
+                    let node = String::from_utf8_lossy(&payload).into_owned();
+                    self.on_gone(&node, &mut out);
+                }
+                client::Event::Message { channel, payload }
                     if channel == self.keys.private_channel() =>
                 {
                     if let Some(Published::Private(entry)) = Published::parse(&payload) {
@@ -976,15 +1267,22 @@ impl Log for RedisLog {
                     {
                         let outcome = r.order.resubscribed();
                         self.apply(&room, outcome, &mut out);
+                        let cmd = self.cluster.members_cmd(&room);
+                        self.ask(cmd, Tag::Members(room));
                     }
                 }
                 client::Event::Message { channel, payload } => {
-                    if let Some(room) = self.room_of_channel(&channel)
-                        && let Some(Published::Message(entry)) = Published::parse(&payload)
-                        && let Some(r) = self.rooms.get_mut(&room)
-                    {
-                        let outcome = r.order.published(entry);
-                        self.apply(&room, outcome, &mut out);
+                    if let Some(room) = self.room_of_channel(&channel) {
+                        match Published::parse(&payload) {
+                            Some(Published::Message(entry)) => {
+                                if let Some(r) = self.rooms.get_mut(&room) {
+                                    let outcome = r.order.published(entry);
+                                    self.apply(&room, outcome, &mut out);
+                                }
+                            }
+                            Some(Published::Event(event)) => self.on_event(&room, &event, &mut out),
+                            _ => {}
+                        }
                     }
                 }
             },

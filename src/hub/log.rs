@@ -153,6 +153,19 @@ pub enum Outcome {
         /// The message as stored (its id the one it is stored under).
         json: Arc<str>,
     },
+    /// A user's presence in a room on *other* servers of the cluster
+    /// changed (through
+    /// [`App::log_presence`](super::App::log_presence)): `Some(name)`, it
+    /// is there now (it was on none before); `None`, it is on none any
+    /// more (it left, or its server died).
+    Presence {
+        /// The room.
+        room: String,
+        /// The user's id.
+        user: u64,
+        /// Its name while present; `None` once gone.
+        name: Option<String>,
+    },
     /// The log's health: `Some(why)` while it cannot write (`/healthz`
     /// answers 503 with `why`), `None` again when it can.
     Health(Option<String>),
@@ -221,6 +234,20 @@ pub trait Log: Send + Debug {
     /// none).
     fn user_name(&mut self, _user: u64) -> Option<String> {
         None
+    }
+
+    /// User `user` (named `name`) is in `room` on this server now (its
+    /// first connection there): a cluster's store tells the other nodes.
+    fn present(&mut self, _room: &str, _user: u64, _name: &str) {}
+
+    /// User `user` is no longer in `room` on this server.
+    fn absent(&mut self, _room: &str, _user: u64) {}
+
+    /// The members of `room` on the cluster's other servers, with their
+    /// names (none for a store that serves one server alone); changes
+    /// come as [`Outcome::Presence`].
+    fn members(&mut self, _room: &str) -> Vec<(u64, String)> {
+        Vec::new()
     }
 
     /// Append a record of this turn. It is indexed at once and written by

@@ -137,6 +137,12 @@ pub trait App {
     fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &Arc<str>) {
         let _ = (ctx, from, to, json);
     }
+    /// A user's presence in `room` on the cluster's other servers changed
+    /// ([`log::Outcome::Presence`]): `Some(name)`, there now; `None`, gone.
+    /// Ignored unless overridden.
+    fn log_presence(&mut self, ctx: &mut Ctx, room: &str, user: u64, name: Option<&str>) {
+        let _ = (ctx, room, user, name);
+    }
     /// The server is stopping: last words before every connection gets
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
@@ -645,6 +651,9 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
             Outcome::Private { from, to, json } => app.log_private(ctx, &from, &to, &json),
+            Outcome::Presence { room, user, name } => {
+                app.log_presence(ctx, &room, user, name.as_deref())
+            }
             Outcome::Health(why) => {
                 ctx.metrics.set_store_failing(why.clone());
                 ctx.log_unhealthy = why;
