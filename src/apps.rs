@@ -104,7 +104,7 @@ pub fn mount(builder: Builder) -> Builder {
 /// log), routed by the name of the mount, and give both: the hub owns the
 /// store.
 pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
-    let mut store = Store::open(&config.store())?;
+    let store = Store::open(&config.store())?;
     let recovery = store.recovery();
     if store.is_durable() {
         // The target this line had when the server opened the store.
@@ -129,20 +129,10 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
             },
         );
     }
-    let chat = Chat::new(config.chat(), &mut store);
-    // The webhooks' sender thread: the hub hands it the desk's events
-    // once their turn is stored.
-    let webhooks = crate::webhook::Emitter::start(config.webhook())?;
-    let desk = Desk::new(config.desk(), &mut store).with_webhooks(webhooks);
-    let mut router = Router::new(chat);
-    let desk_mounts = vec![
-        crate::desk::VISITOR_MOUNT,
-        crate::desk::AGENT_MOUNT,
-        crate::desk::API_MOUNT,
-    ];
-    router.mount(desk_mounts, Box::new(desk));
-    let log: Box<dyn Log> = match &config.redis {
-        // A node of the cluster: room messages through Redis.
+    // A node of the cluster: room and private messages through Redis. The
+    // store is the chat's and the desk's from the start (the chat reads
+    // the cluster's bans from it).
+    let mut log: Box<dyn Log> = match &config.redis {
         Some(url) => Box::new(crate::cluster::log::RedisLog::start(
             store,
             url,
@@ -150,5 +140,17 @@ pub fn standard(config: &Config) -> io::Result<(Router, Box<dyn Log>)> {
         )?),
         None => Box::new(store),
     };
+    let chat = Chat::new(config.chat(), log.as_mut());
+    // The webhooks' sender thread: the hub hands it the desk's events
+    // once their turn is stored.
+    let webhooks = crate::webhook::Emitter::start(config.webhook())?;
+    let desk = Desk::new(config.desk(), log.as_mut()).with_webhooks(webhooks);
+    let mut router = Router::new(chat);
+    let desk_mounts = vec![
+        crate::desk::VISITOR_MOUNT,
+        crate::desk::AGENT_MOUNT,
+        crate::desk::API_MOUNT,
+    ];
+    router.mount(desk_mounts, Box::new(desk));
     Ok((router, log))
 }

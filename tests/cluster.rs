@@ -85,6 +85,13 @@ fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
     node
 }
 
+impl Node {
+    /// A node started later than the others (its state read from Redis).
+    fn later(redis: &RedisServer, extra: &[&str]) -> Node {
+        node_with(redis, extra)
+    }
+}
+
 /// `GET /healthz`: the status (0 if not answered) and the body.
 fn healthz(addr: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(addr) else {
@@ -132,6 +139,15 @@ impl Client {
                 Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
                 Message::Close(c) => panic!("closed: {c:?}"),
                 _ => {}
+            }
+        }
+    }
+
+    /// Read until the server closes: the close code.
+    fn until_close(&mut self) -> u16 {
+        loop {
+            if let Message::Close(c) = self.ws.read_message().expect("a message within 20 s") {
+                return c.map_or(0, |c| c.code.0);
             }
         }
     }
@@ -928,4 +944,71 @@ fn a_crowd_spread_over_two_nodes_is_counted_as_one() {
         assert_eq!(users["more"], true, "a page of 100: {users}");
     }
     drop(crowd);
+}
+
+#[test]
+fn typing_names_and_bans_reach_every_node() {
+    let Some(redis) = RedisServer::start("cluster_events") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=t&name={sub}&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    let (mut ann, ann_id) = open(&a, "ann");
+    wait_members(&redis, "t", 1);
+    let (mut bob, _) = open(&b, "bob");
+    ann.until(|m| m["type"] == "join" && m["users"][0]["name"] == "bob");
+    // Typing on node A reaches Bob on node B.
+    ann.send(r#"{"type":"typing","active":true}"#);
+    let m = bob.until(|m| m["type"] == "typing");
+    assert_eq!(m["user"]["id"].as_u64(), Some(ann_id), "{m}");
+    assert_eq!((&m["room"], &m["active"]), (&"t".into(), &true.into()));
+    // A new name on node A: Bob is told, and his list says it.
+    ann.send(r#"{"type":"name","name":"annie"}"#);
+    let m = bob.until(|m| m["type"] == "rename");
+    assert_eq!(
+        (&m["user"]["id"], &m["user"]["name"]),
+        (&ann_id.into(), &"annie".into()),
+        "{m}"
+    );
+    assert_eq!(m["old"], "ann");
+    bob.send(r#"{"type":"users"}"#);
+    let users = bob.until(|m| m["type"] == "users");
+    let listed = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"].as_u64() == Some(ann_id))
+        .cloned();
+    assert_eq!(
+        listed.map(|u| u["name"].clone()),
+        Some("annie".into()),
+        "{users}"
+    );
+    // An administrator on node B bans Ann: her connection on node A is
+    // closed with 4003, and she cannot come back on either node, nor on
+    // a node started after the ban.
+    let admin_token = wschat::auth::sign(
+        serde_json::json!({"sub": "mod", "exp": 4_000_000_000u64, "role": "admin"})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    );
+    let (mut admin, _) = Client::open(&b, &format!("/?room=t&token={admin_token}"), "history");
+    admin.send(&serde_json::json!({"type": "ban", "user": ann_id, "minutes": 5}).to_string());
+    assert_eq!(ann.until_close(), 4003, "closed on node A");
+    let c = Node::later(&redis, &SIGNED_IN);
+    for node in [&a, &b, &c] {
+        let target = format!("ws://{}/?room=t&token={}", node.addr, token_of("ann"));
+        let ws = wschat::client::connect(&target).expect("connect");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut again = Client { ws };
+        assert_eq!(again.until_close(), 4003, "banned on {}", node.addr);
+    }
 }

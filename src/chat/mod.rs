@@ -367,7 +367,10 @@ impl Chat {
     /// the store the hub will own and lend it (through [`Ctx::log`]) for
     /// ids, records, history and resume.
     pub fn new(config: ChatConfig, log: &mut dyn Log) -> Chat {
-        let ids = Identities::load(log, config.session_ttl);
+        let mut ids = Identities::load(log, config.session_ttl);
+        for (key, until) in log.bans() {
+            ids.cluster_ban(&key, until);
+        }
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -1101,6 +1104,7 @@ impl Chat {
             if let Some(room) = self.rooms.get(room_name) {
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
+            ctx.log().publish(room_name, &msg);
         }
         Ok(())
     }
@@ -1292,6 +1296,8 @@ impl Chat {
                 &frame,
             );
         }
+        // The room's members on other nodes (`--redis`).
+        ctx.log().publish(&room_name, &msg);
         Ok(())
     }
 
@@ -1760,11 +1766,22 @@ impl Chat {
     pub fn ban(&mut self, ctx: &mut Ctx, user: UserId, minutes: u64) -> Result<(), ErrorReply> {
         let minutes = minutes.clamp(1, MAX_BAN_MINUTES);
         let until = now_ms() + minutes * 60_000;
-        if !self.ids.ban(user, until) {
+        // Another node's user (with `--redis`) is banned by its id.
+        let known = self.ids.ban(user, until);
+        if !known && ctx.log().user_name(user).is_none() {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {user}"),
             ));
+        }
+        // On every node of a cluster (a single node's store drops it).
+        let keys = self.ids.cluster_keys(user);
+        for key in &keys {
+            self.ids.cluster_ban(key, until);
+        }
+        ctx.log().ban(&keys, until);
+        if !known {
+            return Ok(());
         }
         self.kick(ctx, user, &format!("banned for {minutes} minutes"))
     }
@@ -1866,6 +1883,57 @@ impl App for Chat {
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
         if let Some(members) = self.rooms.get(room) {
             ctx.broadcast(members.conns.iter().copied(), &Ctx::json_frame(json));
+        }
+    }
+
+    /// An event another node published to `room`: a user typing (to the
+    /// room's members here but that user's own connections), or a new name
+    /// (to the room's members, and the room's list of members elsewhere
+    /// takes it).
+    fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
+        let Ok(v) = serde_json::from_str::<Value>(json) else {
+            return;
+        };
+        let user = v["user"]["id"].as_u64();
+        let mine = user.map_or_else(Vec::new, |u| self.conns_of(u));
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("typing") => {
+                let to: Vec<ConnId> = r
+                    .conns
+                    .iter()
+                    .copied()
+                    .filter(|c| !mine.contains(c))
+                    .collect();
+                ctx.broadcast(to, &Ctx::json_frame(json));
+            }
+            Some("rename") => {
+                if let (Some(user), Some(name)) = (user, v["user"]["name"].as_str())
+                    && let Some(known) = r.remote.get_mut(&user)
+                {
+                    *known = name.to_string();
+                }
+                ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(json));
+            }
+            _ => {}
+        }
+    }
+
+    /// A ban made on another node: kept, and the users it covers on this
+    /// node are closed with 4003, as a ban made here.
+    fn log_ban(&mut self, ctx: &mut Ctx, key: &str, until: u64) {
+        self.ids.cluster_ban(key, until);
+        let minutes = until.saturating_sub(now_ms()).div_ceil(60_000);
+        for user in self.ids.banned_by(key) {
+            for conn in self.conns_of(user) {
+                ctx.close(
+                    conn,
+                    CLOSE_FORBIDDEN,
+                    &format!("banned for {minutes} minutes"),
+                );
+            }
         }
     }
 

@@ -249,6 +249,10 @@ pub struct RedisLog {
     absent_while_down: Vec<(String, u64)>,
     /// When the node last beat its heart (and reaped).
     last_beat: Instant,
+    /// The bans in force on the cluster when the node started.
+    bans_at_start: Vec<(String, u64)>,
+    /// Bans made while Redis was unreachable: sent when it is back.
+    bans_owed: Vec<(String, u64)>,
 }
 
 impl fmt::Debug for RedisLog {
@@ -285,6 +289,7 @@ impl RedisLog {
         // start, so that nothing sent to a user online here is missed.
         client.subscribe(keys.private_channel());
         client.subscribe(keys.gone_channel());
+        client.subscribe(keys.bans_channel());
         let cluster = Cluster::new(client, keys.clone(), Trim::default(), settings.warm_timeout);
         let mut inner = inner;
         let id_floor = inner.take_id();
@@ -299,6 +304,13 @@ impl RedisLog {
         if up && let Err(e) = cluster.heartbeat(&token_prefix, settings.presence_ttl) {
             log::warn!(target: "wschat::cluster", "first heartbeat: {e}");
         }
+        let bans_at_start = match up {
+            true => read_bans(&cluster).unwrap_or_else(|e| {
+                log::warn!(target: "wschat::cluster", "reading the bans: {e}");
+                Vec::new()
+            }),
+            false => Vec::new(),
+        };
         Ok(RedisLog {
             inner: Box::new(inner),
             cluster,
@@ -329,6 +341,8 @@ impl RedisLog {
             remote: HashMap::new(),
             absent_while_down: Vec::new(),
             last_beat: Instant::now(),
+            bans_at_start,
+            bans_owed: Vec::new(),
         })
     }
 
@@ -668,8 +682,34 @@ impl RedisLog {
         remote
     }
 
-    /// An event on `room`'s channel: another node's member came or went.
+    /// Record a ban in Redis and announce it.
+    fn send_ban(&mut self, key: &str, until: u64) {
+        let cmd = Cmd::new("HSET")
+            .arg(self.keys.bans())
+            .arg(key)
+            .arg(until.to_string());
+        self.fire(cmd);
+        let cmd = Cmd::new("PUBLISH")
+            .arg(self.keys.bans_channel())
+            .arg(format!("{until} {} {key}", self.node));
+        self.fire(cmd);
+    }
+
+    /// An event on `room`'s channel: an app's (`a <node> <json>`), or
+    /// another node's member that came or went (JSON).
     fn on_event(&mut self, room: &str, event: &[u8], out: &mut Vec<Outcome>) {
+        if let Some(rest) = event.strip_prefix(b"a ") {
+            let text = String::from_utf8_lossy(rest);
+            if let Some((node, json)) = text.split_once(' ')
+                && node != self.node
+            {
+                out.push(Outcome::Event {
+                    room: room.to_string(),
+                    json: json.into(),
+                });
+            }
+            return;
+        }
         let Ok(v) = serde_json::from_slice::<Value>(event) else {
             return;
         };
@@ -913,6 +953,43 @@ impl Drop for RedisLog {
     }
 }
 
+/// The bans of `wschat:bans` still in force (by Redis's clock); those
+/// that ended are deleted.
+fn read_bans(cluster: &Cluster) -> Result<Vec<(String, u64)>, client::Error> {
+    let time = cluster.client().call(Cmd::new("TIME"), WARM_TIMEOUT)?;
+    let now = match time.as_array() {
+        Some([secs, micros]) => {
+            let n = |v: &super::resp::Value| {
+                v.as_bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            n(secs) * 1000 + n(micros) / 1000
+        }
+        _ => 0,
+    };
+    let all = cluster
+        .client()
+        .call(Cmd::new("HGETALL").arg(cluster.keys().bans()), WARM_TIMEOUT)?;
+    let mut bans = Vec::new();
+    for pair in all.as_array().unwrap_or(&[]).chunks(2) {
+        if let [key, until] = pair {
+            let key = String::from_utf8_lossy(key.as_bytes().unwrap_or(&[])).into_owned();
+            let until = until
+                .as_bytes()
+                .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if until > now {
+                bans.push((key, until));
+            } else {
+                let cmd = Cmd::new("HDEL").arg(cluster.keys().bans()).arg(&key);
+                cluster.client().call(cmd, WARM_TIMEOUT)?;
+            }
+        }
+    }
+    Ok(bans)
+}
+
 /// The forwarding thread: the client's events and the replies onto the
 /// one channel the hub waits on.
 fn forward_events(client: Receiver<client::Event>, replies: Receiver<Reply>, to: Sender<LogEvent>) {
@@ -1061,6 +1138,32 @@ impl Log for RedisLog {
                 None
             }
         }
+    }
+
+    /// Published on the room's channel as `a <node> <json>`, without
+    /// waiting (dropped while Redis is unreachable).
+    fn publish(&mut self, room: &str, json: &str) {
+        if self.up {
+            let event = format!("a {} {json}", self.node);
+            let cmd = self.cluster.event_cmd(room, event.as_bytes());
+            self.fire(cmd);
+        }
+    }
+
+    /// Recorded in `wschat:bans` and announced on `wschat:banned`, without
+    /// waiting (when Redis is back, if it is not there).
+    fn ban(&mut self, keys: &[String], until: u64) {
+        for key in keys {
+            if self.up {
+                self.send_ban(key, until);
+            } else {
+                self.bans_owed.push((key.clone(), until));
+            }
+        }
+    }
+
+    fn bans(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.bans_at_start)
     }
 
     /// Recorded in the room's presence hash and told the other nodes,
@@ -1228,6 +1331,9 @@ impl Log for RedisLog {
                     if was_down {
                         self.rejoin_all();
                     }
+                    for (key, until) in std::mem::take(&mut self.bans_owed) {
+                        self.send_ban(&key, until);
+                    }
                     out.push(Outcome::Health(None));
                     self.retry_owed();
                 }
@@ -1246,6 +1352,22 @@ impl Log for RedisLog {
                         .collect();
                     for (key, after) in owed {
                         self.send_private_fill(&key, after);
+                    }
+                }
+                client::Event::Message { channel, payload }
+                    if channel == self.keys.bans_channel().as_bytes() =>
+                {
+                    let text = String::from_utf8_lossy(&payload);
+                    let mut parts = text.splitn(3, ' ');
+                    if let (Some(until), Some(node), Some(key)) =
+                        (parts.next(), parts.next(), parts.next())
+                        && node != self.node
+                        && let Ok(until) = until.parse()
+                    {
+                        out.push(Outcome::Banned {
+                            key: key.to_string(),
+                            until,
+                        });
                     }
                 }
                 client::Event::Message { channel, payload }

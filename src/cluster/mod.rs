@@ -161,6 +161,18 @@ impl Keys {
         format!("{}:private", self.prefix).into_bytes()
     }
 
+    /// The hash of bans in force on every node: field what is banned
+    /// (`sub:…`, `session:…`, `user:…`), value when the ban ends (epoch
+    /// ms).
+    pub fn bans(&self) -> String {
+        format!("{}:bans", self.prefix)
+    }
+
+    /// The channel a new ban is announced on: `<until> <node> <key>`.
+    pub fn bans_channel(&self) -> String {
+        format!("{}:banned", self.prefix)
+    }
+
     /// The hash of users' names (field: the user id), so that a node can
     /// name a user it has not seen.
     pub fn names(&self) -> String {

@@ -166,6 +166,23 @@ pub enum Outcome {
         /// Its name while present; `None` once gone.
         name: Option<String>,
     },
+    /// An event another server of the cluster published to `room` (not
+    /// stored: typing, a new name), through
+    /// [`App::log_event`](super::App::log_event).
+    Event {
+        /// The room.
+        room: String,
+        /// The event, as the app published it ([`Log::publish`]).
+        json: Arc<str>,
+    },
+    /// A ban made on another server of the cluster (through
+    /// [`App::log_ban`](super::App::log_ban)).
+    Banned {
+        /// What is banned (as the app gave it to [`Log::ban`]).
+        key: String,
+        /// When the ban ends, epoch ms.
+        until: u64,
+    },
     /// The log's health: `Some(why)` while it cannot write (`/healthz`
     /// answers 503 with `why`), `None` again when it can.
     Health(Option<String>),
@@ -247,6 +264,20 @@ pub trait Log: Send + Debug {
     /// names (none for a store that serves one server alone); changes
     /// come as [`Outcome::Presence`].
     fn members(&mut self, _room: &str) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+
+    /// Publish `json` (not stored) to `room` on the cluster's other
+    /// servers ([`Outcome::Event`] there); a single server's store drops
+    /// it.
+    fn publish(&mut self, _room: &str, _json: &str) {}
+
+    /// Ban `keys` until `until` (epoch ms) on every server of the cluster
+    /// ([`Outcome::Banned`] on the others; [`Log::bans`] at their start).
+    fn ban(&mut self, _keys: &[String], _until: u64) {}
+
+    /// The bans made on the cluster (key, end), read at start.
+    fn bans(&mut self) -> Vec<(String, u64)> {
         Vec::new()
     }
 

@@ -143,6 +143,16 @@ pub trait App {
     fn log_presence(&mut self, ctx: &mut Ctx, room: &str, user: u64, name: Option<&str>) {
         let _ = (ctx, room, user, name);
     }
+    /// An event another server published to `room`
+    /// ([`log::Outcome::Event`]). Ignored unless overridden.
+    fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &Arc<str>) {
+        let _ = (ctx, room, json);
+    }
+    /// A ban made on another server ([`log::Outcome::Banned`]). Ignored
+    /// unless overridden.
+    fn log_ban(&mut self, ctx: &mut Ctx, key: &str, until: u64) {
+        let _ = (ctx, key, until);
+    }
     /// The server is stopping: last words before every connection gets
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
@@ -651,6 +661,8 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
             Outcome::Private { from, to, json } => app.log_private(ctx, &from, &to, &json),
+            Outcome::Event { room, json } => app.log_event(ctx, &room, &json),
+            Outcome::Banned { key, until } => app.log_ban(ctx, &key, until),
             Outcome::Presence { room, user, name } => {
                 app.log_presence(ctx, &room, user, name.as_deref())
             }
