@@ -1012,3 +1012,82 @@ fn typing_names_and_bans_reach_every_node() {
         assert_eq!(again.until_close(), 4003, "banned on {}", node.addr);
     }
 }
+
+#[test]
+fn edits_reactions_replies_and_deletions_of_room_messages_on_every_node() {
+    let Some(redis) = RedisServer::start("cluster_versions") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=e&name={sub}&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    let (mut ann, _) = open(&a, "ann");
+    let (mut bob, bob_id) = open(&b, "bob");
+    let chat = |c: &mut Client, body: Value| -> u64 {
+        let text = body["text"].as_str().unwrap().to_string();
+        c.send(&body.to_string());
+        c.until(|m| m["type"] == "chat" && m["text"] == text.as_str())["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let hello = chat(
+        &mut ann,
+        serde_json::json!({"type": "chat", "text": "hello"}),
+    );
+    bob.until(|m| m["type"] == "chat" && m["id"].as_u64() == Some(hello));
+    // Bob (node B) answers Ann's message (stored on node A's turn): the
+    // quote is there on both nodes.
+    let answer = chat(
+        &mut bob,
+        serde_json::json!({"type": "chat", "text": "agreed", "reply": hello}),
+    );
+    let m = ann.until(|m| m["type"] == "chat" && m["id"].as_u64() == Some(answer));
+    assert_eq!(m["reply"]["id"].as_u64(), Some(hello), "{m}");
+    assert_eq!(m["reply"]["text"], "hello", "{m}");
+    // Ann edits on A: Bob hears it; Bob reacts on B: Ann hears it.
+    ann.send(&serde_json::json!({"type": "edit", "id": hello, "text": "hello all"}).to_string());
+    let m = bob.until(|m| m["type"] == "edited");
+    assert_eq!(
+        (m["id"].as_u64(), &m["text"]),
+        (Some(hello), &"hello all".into()),
+        "{m}"
+    );
+    bob.send(&serde_json::json!({"type": "react", "id": hello, "emoji": "👍"}).to_string());
+    let m = ann.until(|m| m["type"] == "reactions");
+    assert_eq!(m["reactions"]["👍"], serde_json::json!([bob_id]), "{m}");
+    // Bob's message, retracted by him on B; gone for Ann.
+    let oops = chat(
+        &mut bob,
+        serde_json::json!({"type": "chat", "text": "oops"}),
+    );
+    bob.send(&serde_json::json!({"type": "retract", "id": oops}).to_string());
+    let m = ann.until(|m| m["type"] == "deleted");
+    assert_eq!(m["id"].as_u64(), Some(oops), "{m}");
+    // An administrator on A deletes Bob's answer; Bob hears it.
+    let admin_token = wschat::auth::sign(
+        serde_json::json!({"sub": "mod", "exp": 4_000_000_000u64, "role": "admin"})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    );
+    let (mut admin, _) = Client::open(&a, &format!("/?room=e&token={admin_token}"), "history");
+    admin.send(&serde_json::json!({"type": "delete", "id": answer}).to_string());
+    let m = bob.until(|m| m["type"] == "deleted" && m["id"].as_u64() != Some(oops));
+    assert_eq!(m["id"].as_u64(), Some(answer), "{m}");
+    // History on every node, a node started now included: the latest
+    // version, without what was deleted.
+    let c = Node::later(&redis, &SIGNED_IN);
+    for node in [&a, &b, &c] {
+        let (_c, history) = Client::open(node, "/?room=e", "history");
+        let messages = history["messages"].as_array().unwrap();
+        let ids: Vec<u64> = messages.iter().filter_map(|m| m["id"].as_u64()).collect();
+        assert_eq!(ids, [hello], "{history}");
+        assert_eq!(messages[0]["text"], "hello all", "{history}");
+        assert!(messages[0]["edited"].is_u64(), "{history}");
+        assert_eq!(messages[0]["reactions"]["👍"], serde_json::json!([bob_id]));
+    }
+}

@@ -982,6 +982,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 
@@ -1055,6 +1056,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 
@@ -1799,6 +1801,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 }
@@ -1887,9 +1890,10 @@ impl App for Chat {
     }
 
     /// An event another node published to `room`: a user typing (to the
-    /// room's members here but that user's own connections), or a new name
+    /// room's members here but that user's own connections), a new name
     /// (to the room's members, and the room's list of members elsewhere
-    /// takes it).
+    /// takes it), a message edited, reacted to or deleted (to the room's
+    /// members).
     fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
         let Ok(v) = serde_json::from_str::<Value>(json) else {
             return;
@@ -1915,6 +1919,11 @@ impl App for Chat {
                 {
                     *known = name.to_string();
                 }
+                ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(json));
+            }
+            // A room message changed on another node: the store serves
+            // the new version already.
+            Some("edited" | "reactions" | "deleted") => {
                 ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(json));
             }
             _ => {}

@@ -161,6 +161,8 @@ enum Tag {
     Heartbeat,
     /// A read of a room's members (after its subscription holds).
     Members(String),
+    /// A read of the versions of a room's cached messages.
+    Versions(String, Vec<u64>),
 }
 
 /// Who is in a room on the other nodes: each user's name and the nodes it
@@ -253,6 +255,9 @@ pub struct RedisLog {
     bans_at_start: Vec<(String, u64)>,
     /// Bans made while Redis was unreachable: sent when it is back.
     bans_owed: Vec<(String, u64)>,
+    /// New versions of messages (room, id, JSON or empty) made while Redis
+    /// was unreachable: sent when it is back.
+    versions_owed: Vec<(String, u64, String)>,
 }
 
 impl fmt::Debug for RedisLog {
@@ -343,6 +348,7 @@ impl RedisLog {
             last_beat: Instant::now(),
             bans_at_start,
             bans_owed: Vec::new(),
+            versions_owed: Vec::new(),
         })
     }
 
@@ -551,10 +557,28 @@ impl RedisLog {
         {
             Ok(entries) => {
                 let last = entries.last().map_or(0, |e| e.id);
-                let cache = entries
+                let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+                let mut cache: Cache = entries
                     .into_iter()
                     .map(|e| (e.id, e.prev, Arc::from(e.json)))
                     .collect();
+                // Later versions (edits, reactions, deletions), in the
+                // same wait.
+                if !ids.is_empty() {
+                    let cmd = self.cluster.versions_cmd(room, &ids);
+                    match self.cluster.client().call(cmd, self.settings.warm_timeout) {
+                        Ok(value) => {
+                            for (e, v) in cache.iter_mut().zip(value.as_array().unwrap_or(&[])) {
+                                if let Some(bytes) = v.as_bytes() {
+                                    e.2 = String::from_utf8_lossy(bytes).into_owned().into();
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            log::warn!(target: "wschat::cluster", "room {room}: versions: {e}");
+                        }
+                    }
+                }
                 self.rooms.insert(
                     room.to_string(),
                     Room {
@@ -682,6 +706,69 @@ impl RedisLog {
         remote
     }
 
+    /// The followed room whose cache holds message `id` (live or deleted).
+    fn room_with(&self, id: u64) -> Option<String> {
+        self.rooms.iter().find_map(|(name, r)| {
+            let at = r.cache.partition_point(|e| e.0 < id);
+            r.cache
+                .get(at)
+                .is_some_and(|e| e.0 == id)
+                .then(|| name.clone())
+        })
+    }
+
+    /// Message `id` of `room` is served as `json` from now on (empty:
+    /// deleted), if the cache holds it.
+    fn set_version(&mut self, room: &str, id: u64, json: &str) {
+        if let Some(r) = self.rooms.get_mut(room) {
+            let at = r.cache.partition_point(|e| e.0 < id);
+            if let Some(e) = r.cache.get_mut(at)
+                && e.0 == id
+                && !e.2.is_empty()
+            {
+                e.2 = json.into();
+            }
+        }
+    }
+
+    /// Send a new version (or a deletion) of message `id` of `room`.
+    fn send_version(&mut self, room: &str, id: u64, json: &str) {
+        let cmd = self.cluster.version_cmd(room, &self.node, id, json);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_err() {
+            self.versions_owed
+                .push((room.to_string(), id, json.to_string()));
+        }
+    }
+
+    /// Ask for the versions of `room`'s cached messages (after a
+    /// re-subscription: some may have been missed).
+    fn ask_versions(&mut self, room: &str) {
+        let ids: Vec<u64> = self
+            .rooms
+            .get(room)
+            .map(|r| r.cache.iter().map(|e| e.0).collect())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let cmd = self.cluster.versions_cmd(room, &ids);
+            self.ask(cmd, Tag::Versions(room.to_string(), ids));
+        }
+    }
+
+    /// Apply a versions read: one entry per id.
+    fn apply_versions(&mut self, room: &str, ids: &[u64], value: &super::resp::Value) {
+        let Some(items) = value.as_array() else {
+            return;
+        };
+        for (id, item) in ids.iter().zip(items) {
+            if let Some(bytes) = item.as_bytes() {
+                let json = String::from_utf8_lossy(bytes).into_owned();
+                self.set_version(room, *id, &json);
+            }
+        }
+    }
+
     /// Record a ban in Redis and announce it.
     fn send_ban(&mut self, key: &str, until: u64) {
         let cmd = Cmd::new("HSET")
@@ -698,6 +785,26 @@ impl RedisLog {
     /// An event on `room`'s channel: an app's (`a <node> <json>`), or
     /// another node's member that came or went (JSON).
     fn on_event(&mut self, room: &str, event: &[u8], out: &mut Vec<Outcome>) {
+        for (prefix, deleted) in [(b"r ", false), (b"d ", true)] {
+            if let Some(rest) = event.strip_prefix(prefix) {
+                let text = String::from_utf8_lossy(rest);
+                let mut parts = text.splitn(3, ' ');
+                if let (Some(node), Some(id)) = (parts.next(), parts.next())
+                    && node != self.node
+                    && let Ok(id) = id.parse::<u64>()
+                {
+                    let json = if deleted {
+                        ""
+                    } else {
+                        parts.next().unwrap_or("")
+                    };
+                    if deleted || !json.is_empty() {
+                        self.set_version(room, id, json);
+                    }
+                }
+                return;
+            }
+        }
         if let Some(rest) = event.strip_prefix(b"a ") {
             let text = String::from_utf8_lossy(rest);
             if let Some((node, json)) = text.split_once(' ')
@@ -831,6 +938,10 @@ impl RedisLog {
                 Ok(beat) if beat.rejoin => self.rejoin_all(),
                 Ok(_) => {}
                 Err(e) => log::warn!(target: "wschat::cluster", "heartbeat: {e}"),
+            },
+            Some(Tag::Versions(room, ids)) => match reply.result {
+                Ok(value) => self.apply_versions(&room, &ids, &value),
+                Err(e) => log::warn!(target: "wschat::cluster", "room {room}: versions: {e}"),
             },
             Some(Tag::Members(room)) => match reply.result.and_then(Cluster::parse_members) {
                 Ok(members) => {
@@ -1334,6 +1445,9 @@ impl Log for RedisLog {
                     for (key, until) in std::mem::take(&mut self.bans_owed) {
                         self.send_ban(&key, until);
                     }
+                    for (room, id, json) in std::mem::take(&mut self.versions_owed) {
+                        self.send_version(&room, id, &json);
+                    }
                     out.push(Outcome::Health(None));
                     self.retry_owed();
                 }
@@ -1389,6 +1503,7 @@ impl Log for RedisLog {
                     {
                         let outcome = r.order.resubscribed();
                         self.apply(&room, outcome, &mut out);
+                        self.ask_versions(&room);
                         let cmd = self.cluster.members_cmd(&room);
                         self.ask(cmd, Tag::Members(room));
                     }
@@ -1530,9 +1645,38 @@ impl Log for RedisLog {
         peers
     }
 
-    /// Room messages in Redis cannot be deleted yet (docs/cluster.md).
+    /// A message of a followed room's cache (the latest
+    /// `--redis-cache` of each): kept deleted for every node
+    /// (`wschat:room:R:versions`), announced to the nodes following the
+    /// room, without waiting (when Redis is back, if it is not there).
     fn delete(&mut self, id: u64) -> Option<String> {
-        self.inner.delete(id)
+        let room = self.room_with(id)?;
+        let live = self.message(id).is_some();
+        if !live {
+            return None;
+        }
+        self.set_version(&room, id, "");
+        self.send_version(&room, id, "");
+        Some(room)
+    }
+
+    /// From the caches of the followed rooms (the room a user is in is
+    /// followed): an older message is not found.
+    fn message(&mut self, id: u64) -> Option<Arc<str>> {
+        let room = self.room_with(id)?;
+        let r = self.rooms.get(&room)?;
+        let at = r.cache.partition_point(|e| e.0 < id);
+        let json = r.cache.get(at)?.2.clone();
+        (!json.is_empty()).then_some(json)
+    }
+
+    /// As [`Log::delete`], with the new version.
+    fn replace(&mut self, id: u64, json: &str) -> Option<String> {
+        self.message(id)?;
+        let room = self.room_with(id)?;
+        self.set_version(&room, id, json);
+        self.send_version(&room, id, json);
+        Some(room)
     }
 
     fn replay(&self, needles: &[&str], each: &mut dyn FnMut(&str, &Value)) {
@@ -1557,11 +1701,17 @@ type Cache = VecDeque<(u64, u64, Arc<str>)>;
 /// first (older ones are in the stream, or trimmed).
 fn page_before(cache: &Cache, before: Option<u64>, limit: usize) -> Page {
     let before = before.unwrap_or(u64::MAX);
-    let below = cache.iter().take_while(|e| e.0 < before).count();
-    let from = below.saturating_sub(limit);
-    let messages = cache.range(from..below).map(|e| e.2.clone()).collect();
+    // Deleted messages (an empty version) are not served.
+    let below: Vec<&Arc<str>> = cache
+        .iter()
+        .take_while(|e| e.0 < before)
+        .map(|e| &e.2)
+        .filter(|json| !json.is_empty())
+        .collect();
+    let from = below.len().saturating_sub(limit);
+    let messages = below[from..].iter().map(|&m| m.clone()).collect();
     let missing = match cache.front() {
-        Some(first) if from == 0 && below < limit && first.1 != 0 => Some(first.0),
+        Some(first) if from == 0 && below.len() < limit && first.1 != 0 => Some(first.0),
         _ => None,
     };
     Page { messages, missing }
@@ -1576,7 +1726,11 @@ fn page_after(cache: &Cache, after: u64) -> Page {
         _ => None,
     };
     Page {
-        messages: picked.into_iter().map(|e| e.2.clone()).collect(),
+        messages: picked
+            .into_iter()
+            .filter(|e| !e.2.is_empty())
+            .map(|e| e.2.clone())
+            .collect(),
         missing,
     }
 }
@@ -1637,5 +1791,13 @@ mod tests {
         assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], Some(7)));
         let p = page_after(&recent, 3);
         assert_eq!((ids(&p), p.missing), (vec![7, 9, 20], None));
+        // A deleted message (an empty version) is not served, and a page
+        // takes the live ones.
+        let mut gone = cache(&[(3, 0), (7, 3), (9, 7), (20, 9)]);
+        gone[2].2 = Arc::from("");
+        let p = page_before(&gone, None, 2);
+        assert_eq!((ids(&p), p.missing), (vec![7, 20], None));
+        let p = page_after(&gone, 3);
+        assert_eq!((ids(&p), p.missing), (vec![7, 20], None));
     }
 }

@@ -103,6 +103,12 @@ impl Keys {
         self.room_key(room, ":log")
     }
 
+    /// A room's later versions of its messages (edits, reactions): field
+    /// the message's id, value its JSON now, or empty once deleted.
+    pub fn versions(&self, room: &str) -> Vec<u8> {
+        self.room_key(room, ":versions")
+    }
+
     /// The channel a room's messages and events are published to.
     pub fn channel(&self, room: &str) -> Vec<u8> {
         self.room_key(room, "")
@@ -274,6 +280,17 @@ end
 return {ids, '0'}
 "#;
 
+/// A room message's new version (an edit, a reaction) or its deletion
+/// (an empty version): kept for every node's reads, and published to the
+/// ones following the room, in one step. KEYS: the room's versions.
+/// ARGV: the message's id, its JSON now (empty: deleted), the room's
+/// channel, the event to publish.
+pub const VERSION_LUA: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"#;
+
 /// Raise the counter to at least `ARGV[1]` (a node joining with ids of its
 /// own already given out). KEYS: counter.
 pub const FLOOR_LUA: &str = r#"
@@ -389,6 +406,7 @@ return nodes
 struct Scripts {
     append: Arc<Script>,
     private: Arc<Script>,
+    version: Arc<Script>,
     floor: Arc<Script>,
     reserve: Arc<Script>,
     identity: Arc<Script>,
@@ -403,6 +421,7 @@ fn scripts() -> &'static Scripts {
     SCRIPTS.get_or_init(|| Scripts {
         append: Arc::new(Script::new(APPEND_LUA)),
         private: Arc::new(Script::new(PRIVATE_LUA)),
+        version: Arc::new(Script::new(VERSION_LUA)),
         floor: Arc::new(Script::new(FLOOR_LUA)),
         reserve: Arc::new(Script::new(RESERVE_LUA)),
         identity: Arc::new(Script::new(IDENTITY_LUA)),
@@ -909,6 +928,37 @@ impl Cluster {
         limit: usize,
     ) -> Result<Vec<Entry>, Error> {
         self.call(self.before_cmd(room, before, limit), Cluster::parse_range)
+    }
+
+    /// The call that keeps message `id`'s version `json` in `room` (empty:
+    /// deleted) and publishes it on the room's channel as an event
+    /// (`e r <node> <id> <json>`, or `e d <node> <id>`), so every node
+    /// serves it.
+    pub fn version_cmd(&self, room: &str, node: &str, id: u64, json: &str) -> Cmd {
+        let event = match json {
+            "" => format!("e d {node} {id}"),
+            _ => format!("e r {node} {id} {json}"),
+        };
+        Cmd::eval(
+            &scripts().version,
+            &[self.keys.versions(room)],
+            &[
+                id.to_string().into_bytes(),
+                json.as_bytes().to_vec(),
+                self.keys.channel(room),
+                event.into_bytes(),
+            ],
+        )
+    }
+
+    /// The call that reads the versions of messages `ids` of `room`: an
+    /// array, one entry per id, nil for a message never changed.
+    pub fn versions_cmd(&self, room: &str, ids: &[u64]) -> Cmd {
+        let mut cmd = Cmd::new("HMGET").arg(self.keys.versions(room));
+        for id in ids {
+            cmd = cmd.arg(id.to_string());
+        }
+        cmd
     }
 
     /// The call that publishes an event (not stored) to `room`'s channel.
