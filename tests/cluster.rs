@@ -1091,3 +1091,46 @@ fn edits_reactions_replies_and_deletions_of_room_messages_on_every_node() {
         assert_eq!(messages[0]["reactions"]["👍"], serde_json::json!([bob_id]));
     }
 }
+
+#[test]
+fn history_and_resume_older_than_the_cache_come_from_the_stream() {
+    let Some(redis) = RedisServer::start("cluster_older") else {
+        return;
+    };
+    let a = node(&redis);
+    // Node B keeps 5 messages of a room.
+    let b = node_with(&redis, &["--redis-cache", "5"]);
+    let (mut ann, _) = Client::open(&a, "/?room=old", "history");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let text = format!("m{n}");
+        ann.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = ann.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        ids.push(m["id"].as_u64().unwrap());
+    }
+    // One deleted (by its author, on A): never served again.
+    ann.send(&serde_json::json!({"type": "retract", "id": ids[3]}).to_string());
+    ann.until(|m| m["type"] == "deleted");
+    let live: Vec<u64> = ids.iter().copied().filter(|&id| id != ids[3]).collect();
+    let ids_of = |m: &Value| -> Vec<u64> {
+        m["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect()
+    };
+    // On B: the first history (50) reaches back past its cache of 5.
+    let (mut bob, history) = Client::open(&b, "/?room=old", "history");
+    assert_eq!(ids_of(&history), live, "{history}");
+    assert_eq!(history["complete"], true, "{history}");
+    // A page before the 10th: the three before it, whole.
+    bob.send(&serde_json::json!({"type": "history", "before": ids[9], "limit": 3}).to_string());
+    let page = bob.until(|m| m["type"] == "history");
+    assert_eq!(ids_of(&page), &ids[6..9], "{page}");
+    assert_eq!(page["complete"], true, "{page}");
+    // A resume on B from after the 2nd: everything since, in order.
+    let (_c, resume) = Client::open(&b, &format!("/?room=old&since={}", ids[1]), "resume");
+    assert_eq!(ids_of(&resume), &live[2..], "{resume}");
+    assert_eq!(resume["complete"], true, "{resume}");
+}

@@ -41,7 +41,9 @@ use serde_json::Value;
 
 use super::client::{self, Client, ClientConfig, Cmd, Link, Reply};
 use super::order::{self, RoomOrder};
-use super::{Cluster, DEFAULT_PREFIX, Keys, MAX_RANGE, PrivateEntry, Published, Template, Trim};
+use super::{
+    Cluster, DEFAULT_PREFIX, Entry, Keys, MAX_RANGE, PrivateEntry, Published, Template, Trim,
+};
 use crate::hub::log::{Commit, Conversation, Log, LogEvent, Outcome, Page, Record};
 use crate::memory::Budget;
 use crate::store::Store;
@@ -118,6 +120,11 @@ pub const NO_ID_BASE: u64 = 1 << 52;
 /// default `--session-ttl`, 30 days): past it, `?session=` on a node that
 /// never saw it makes a new user.
 pub const SESSION_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// Ids of the private messages last delivered that a node remembers, so
+/// that one read again from a stream after a re-subscription is not
+/// delivered twice.
+const RECENT_PRIVATES: usize = 4096;
 
 /// What the forwarding thread hands the hub, and the hub hands back.
 enum Inbound {
@@ -258,6 +265,48 @@ pub struct RedisLog {
     /// New versions of messages (room, id, JSON or empty) made while Redis
     /// was unreachable: sent when it is back.
     versions_owed: Vec<(String, u64, String)>,
+    /// The highest private message id received.
+    last_private: u64,
+    /// The private messages delivered lately ([`RECENT_PRIVATES`]).
+    recent_privates: std::collections::HashSet<u64>,
+    recent_order: VecDeque<u64>,
+    /// The presence events and departures of each room received since its
+    /// members were last asked for: applied again over the answer, which
+    /// may be older than they are.
+    presence_since: HashMap<String, Vec<Change>>,
+}
+
+/// A change of a room's members on other nodes, as an event told it.
+#[derive(Debug, Clone)]
+enum Change {
+    Joined(u64, String, String),
+    Left(u64, String),
+    Gone(String),
+}
+
+/// Apply a change to a room's members on other nodes.
+fn change(remote: &mut Remote, c: &Change) {
+    match c {
+        Change::Joined(user, node, name) => {
+            remote
+                .entry(*user)
+                .or_insert_with(|| (name.clone(), BTreeSet::new()))
+                .1
+                .insert(node.clone());
+        }
+        Change::Left(user, node) => {
+            if let Some(entry) = remote.get_mut(user) {
+                entry.1.remove(node);
+                if entry.1.is_empty() {
+                    remote.remove(user);
+                }
+            }
+        }
+        Change::Gone(node) => remote.retain(|_, (_, nodes)| {
+            nodes.remove(node);
+            !nodes.is_empty()
+        }),
+    }
 }
 
 impl fmt::Debug for RedisLog {
@@ -349,6 +398,10 @@ impl RedisLog {
             bans_at_start,
             bans_owed: Vec::new(),
             versions_owed: Vec::new(),
+            last_private: 0,
+            recent_privates: std::collections::HashSet::new(),
+            recent_order: VecDeque::new(),
+            presence_since: HashMap::new(),
         })
     }
 
@@ -432,7 +485,17 @@ impl RedisLog {
     /// cache had it already (delivered before).
     fn on_private(&mut self, entry: PrivateEntry, out: &mut Vec<Outcome>) {
         let json: Arc<str> = entry.json.into();
-        let mut seen = false;
+        // Delivered already (live, then read again after a re-subscription)?
+        let mut seen = !self.recent_privates.insert(entry.id);
+        if !seen {
+            self.recent_order.push_back(entry.id);
+            if self.recent_order.len() > RECENT_PRIVATES
+                && let Some(old) = self.recent_order.pop_front()
+            {
+                self.recent_privates.remove(&old);
+            }
+        }
+        self.last_private = self.last_private.max(entry.id);
         let mut keys = vec![entry.from.clone()];
         if entry.to != entry.from {
             keys.push(entry.to.clone());
@@ -668,6 +731,23 @@ impl RedisLog {
         }
     }
 
+    /// An answer to a members read of `room`: the changes received since
+    /// it was asked for are applied over it (it may be older than they
+    /// are; applying one it holds already changes nothing).
+    fn members_answered(&mut self, room: &str, mut now: Remote, out: &mut Vec<Outcome>) {
+        for c in self.presence_since.remove(room).unwrap_or_default() {
+            change(&mut now, &c);
+        }
+        self.set_remote(room, now, out);
+    }
+
+    /// Keep a change for a members read of `room` still unanswered.
+    fn note_change(&mut self, room: &str, c: &Change) {
+        if let Some(log) = self.presence_since.get_mut(room) {
+            log.push(c.clone());
+        }
+    }
+
     /// `room`'s members on other nodes are `now`: tell the chat who came
     /// and who went.
     fn set_remote(&mut self, room: &str, now: Remote, out: &mut Vec<Outcome>) {
@@ -769,6 +849,57 @@ impl RedisLog {
         }
     }
 
+    /// A range of `room`'s stream read on the spot (the hub waits, at most
+    /// `--redis-warm-timeout`, for it and for the versions of what it
+    /// holds), oldest first, each entry in its latest version (empty when
+    /// deleted).
+    fn read_stream(&mut self, room: &str, cmd: Cmd) -> Result<Vec<Entry>, client::Error> {
+        let timeout = self.settings.warm_timeout;
+        let mut entries = Cluster::parse_range(self.cluster.client().call(cmd, timeout)?)?;
+        let ids: Vec<u64> = entries.iter().map(|e| e.id).collect();
+        if !ids.is_empty() {
+            let versions = self
+                .cluster
+                .client()
+                .call(self.cluster.versions_cmd(room, &ids), timeout)?;
+            for (e, v) in entries.iter_mut().zip(versions.as_array().unwrap_or(&[])) {
+                if let Some(bytes) = v.as_bytes() {
+                    e.json = String::from_utf8_lossy(bytes).into_owned();
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// A resume from before the cache (whose first message is
+    /// `first_cached`): the messages between, read from the stream, before
+    /// the cached `page`, when at most [`MAX_RANGE`] lie between;
+    /// otherwise `page` as it is (not whole).
+    fn since_from_stream(&mut self, room: &str, after: u64, first_cached: u64, page: Page) -> Page {
+        let cmd = self.cluster.after_cmd(room, after, MAX_RANGE);
+        match self.read_stream(room, cmd) {
+            Ok(mut entries) => {
+                let bridged = entries.iter().any(|e| e.id >= first_cached);
+                entries.retain(|e| e.id < first_cached);
+                if !bridged && entries.len() >= MAX_RANGE {
+                    return page;
+                }
+                let missing = match entries.first() {
+                    Some(first) if first.prev > after => Some(first.id),
+                    Some(_) => None,
+                    None => page.missing,
+                };
+                let mut messages = live(entries);
+                messages.extend(page.messages);
+                Page { messages, missing }
+            }
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "room {room}: reading a resume: {e}");
+                page
+            }
+        }
+    }
+
     /// Record a ban in Redis and announce it.
     fn send_ban(&mut self, key: &str, until: u64) {
         let cmd = Cmd::new("HSET")
@@ -826,6 +957,11 @@ impl RedisLog {
         if node == self.node {
             return;
         }
+        let noted = match v["name"].as_str() {
+            Some(name) => Change::Joined(user, node.to_string(), name.to_string()),
+            None => Change::Left(user, node.to_string()),
+        };
+        self.note_change(room, &noted);
         let Some(remote) = self.remote.get_mut(room) else {
             return;
         };
@@ -867,6 +1003,9 @@ impl RedisLog {
         if node == self.node {
             self.rejoin_all();
             return;
+        }
+        for log in self.presence_since.values_mut() {
+            log.push(Change::Gone(node.to_string()));
         }
         for (room, remote) in &mut self.remote {
             remote.retain(|user, (_, nodes)| {
@@ -946,9 +1085,12 @@ impl RedisLog {
             Some(Tag::Members(room)) => match reply.result.and_then(Cluster::parse_members) {
                 Ok(members) => {
                     let now = self.remote_of(members);
-                    self.set_remote(&room, now, out);
+                    self.members_answered(&room, now, out);
                 }
-                Err(e) => log::warn!(target: "wschat::cluster", "room {room}: members: {e}"),
+                Err(e) => {
+                    self.presence_since.remove(&room);
+                    log::warn!(target: "wschat::cluster", "room {room}: members: {e}");
+                }
             },
             Some(Tag::Ids) => {
                 self.asking_ids = false;
@@ -1458,12 +1600,23 @@ impl Log for RedisLog {
                 client::Event::Up(Link::Subscriber) | client::Event::Down(Link::Subscriber, _) => {}
                 client::Event::Subscribed(channel) if channel == self.keys.private_channel() => {
                     // What was published while the subscription did not
-                    // hold: read from the streams of the users followed.
-                    let owed: Vec<(String, u64)> = self
+                    // hold: read from the streams of the users followed,
+                    // and of the users here (after the last one received).
+                    let mut owed: Vec<(String, u64)> = self
                         .privates
                         .iter()
                         .map(|(key, p)| (key.clone(), p.cache.back().map_or(0, |c| c.0)))
                         .collect();
+                    if self.last_private > 0 {
+                        let here: BTreeSet<u64> =
+                            self.mine.values().flat_map(|m| m.keys().copied()).collect();
+                        for user in here {
+                            let key = format!("u{user}");
+                            if !self.privates.contains_key(&key) {
+                                owed.push((key, self.last_private));
+                            }
+                        }
+                    }
                     for (key, after) in owed {
                         self.send_private_fill(&key, after);
                     }
@@ -1505,6 +1658,7 @@ impl Log for RedisLog {
                         self.apply(&room, outcome, &mut out);
                         self.ask_versions(&room);
                         let cmd = self.cluster.members_cmd(&room);
+                        self.presence_since.entry(room.clone()).or_default();
                         self.ask(cmd, Tag::Members(room));
                     }
                 }
@@ -1535,9 +1689,38 @@ impl Log for RedisLog {
                 missing: Some(u64::MAX),
             };
         }
-        self.rooms
-            .get(room)
-            .map_or_else(Page::default, |r| page_before(&r.cache, before, limit))
+        let Some(r) = self.rooms.get(room) else {
+            return Page::default();
+        };
+        let page = page_before(&r.cache, before, limit);
+        if page.missing.is_none() {
+            return page;
+        }
+        // Older than the cache: from the stream (the hub waits, at most
+        // `--redis-warm-timeout`).
+        let first_cached = r.cache.front().map_or(u64::MAX, |e| e.0);
+        let upto = before.unwrap_or(u64::MAX).min(first_cached);
+        let want = limit.saturating_sub(page.messages.len()).min(MAX_RANGE);
+        if want == 0 {
+            return page;
+        }
+        match self.read_stream(room, self.cluster.before_cmd(room, Some(upto), want)) {
+            Ok(older) => {
+                let missing = match older.first() {
+                    _ if older.len() >= want => None,
+                    Some(first) if first.prev == 0 => None,
+                    Some(first) => Some(first.id),
+                    None => page.missing,
+                };
+                let mut messages: Vec<Arc<str>> = live(older);
+                messages.extend(page.messages);
+                Page { messages, missing }
+            }
+            Err(e) => {
+                log::warn!(target: "wschat::cluster", "room {room}: reading older messages: {e}");
+                page
+            }
+        }
     }
 
     /// The room's messages after `after` and the private messages of
@@ -1549,10 +1732,13 @@ impl Log for RedisLog {
                 missing: Some(u64::MAX),
             };
         }
-        let page = self
+        let mut page = self
             .rooms
             .get(room)
             .map_or_else(Page::default, |r| page_after(&r.cache, after));
+        if let Some(first_cached) = page.missing {
+            page = self.since_from_stream(room, after, first_cached, page);
+        }
         if key.is_empty() {
             return page;
         }
@@ -1733,6 +1919,16 @@ fn page_after(cache: &Cache, after: u64) -> Page {
             .collect(),
         missing,
     }
+}
+
+/// The messages of stream entries, deleted ones (an empty version) left
+/// out.
+fn live(entries: Vec<Entry>) -> Vec<Arc<str>> {
+    entries
+        .into_iter()
+        .filter(|e| !e.json.is_empty())
+        .map(|e| Arc::from(e.json))
+        .collect()
 }
 
 /// The `id` of a message's JSON, if it has a numeric one.
