@@ -354,6 +354,7 @@ impl RedisLog {
             }),
             false => 0..0,
         };
+        let first_id = ids.start;
         let token_prefix = format!("{:016x}", crate::random::random_u64());
         if up && let Err(e) = cluster.heartbeat(&token_prefix, settings.presence_ttl) {
             log::warn!(target: "wschat::cluster", "first heartbeat: {e}");
@@ -398,7 +399,9 @@ impl RedisLog {
             bans_at_start,
             bans_owed: Vec::new(),
             versions_owed: Vec::new(),
-            last_private: 0,
+            // Every private message published after the start has a
+            // higher id than the first block reserved (0: none yet).
+            last_private: first_id.saturating_sub(1),
             recent_privates: std::collections::HashSet::new(),
             recent_order: VecDeque::new(),
             presence_since: HashMap::new(),
