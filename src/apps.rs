@@ -109,17 +109,27 @@ pub fn mount(builder: Builder) -> Builder {
     builder
 }
 
+/// The store of one node, or of a node of the cluster.
+// One value, on the stack once while the apps are built: its size does
+// not matter.
+#[allow(clippy::large_enum_variant)]
+enum Node {
+    One(Store),
+    Cluster(crate::cluster::log::RedisLog),
+}
+
 /// Open the store of `config` (logging what recovery found), build the
 /// chat and the support desk on it (each rebuilds its own state from the
 /// log), routed by the name of the mount, and give both: the hub owns the
-/// store. With `config.redis`, the node's desk runs while the node holds
-/// the desk, and `forward` (the server's, for the desk's paths) is told
-/// where it runs otherwise.
+/// store. With `config.redis`, room and private messages go through
+/// Redis, the node's desk runs while the node holds the desk, and
+/// `forward` (the server's, for the desk's paths) is told where it runs
+/// otherwise.
 pub fn standard(
     config: &Config,
     forward: Option<crate::server::forward::Forward>,
 ) -> io::Result<(Router, Box<dyn Log>)> {
-    let mut store = Store::open(&config.store())?;
+    let store = Store::open(&config.store())?;
     let recovery = store.recovery();
     if store.is_durable() {
         // The target this line had when the server opened the store.
@@ -144,23 +154,36 @@ pub fn standard(
             },
         );
     }
-    let chat = Chat::new(config.chat(), &mut store);
+    // A node of the cluster: room and private messages through Redis. The
+    // store is the chat's and the desk's from the start (the chat reads
+    // the cluster's bans from it).
+    let budget = store.budget();
+    let mut node = match &config.redis {
+        Some(url) => Node::Cluster(crate::cluster::log::RedisLog::start(
+            store,
+            url,
+            config.cluster,
+        )?),
+        None => Node::One(store),
+    };
+    let log: &mut dyn Log = match &mut node {
+        Node::Cluster(redis) => redis,
+        Node::One(store) => store,
+    };
+    let chat = Chat::new(config.chat(), log);
     // The webhooks' sender thread: the hub hands it the desk's events
     // once their turn is stored.
     let webhooks = crate::webhook::Emitter::start(config.webhook())?;
-    let desk = Desk::new(config.desk(), &mut store).with_webhooks(webhooks);
+    let desk = Desk::new(config.desk(), log).with_webhooks(webhooks);
     let mut router = Router::new(chat);
     let desk_mounts = vec![
         crate::desk::VISITOR_MOUNT,
         crate::desk::AGENT_MOUNT,
         crate::desk::API_MOUNT,
     ];
-    let budget = store.budget();
-    let log: Box<dyn Log> = match &config.redis {
-        // A node of the cluster: room messages through Redis, and the
-        // desk on the node that holds it.
-        Some(url) => {
-            let log = crate::cluster::log::RedisLog::start(store, url)?;
+    let log: Box<dyn Log> = match node {
+        // A node of the cluster: the desk on the node that holds it.
+        Node::Cluster(redis) => {
             let me = format!(
                 "{:016x} {}",
                 crate::random::random_u64(),
@@ -169,9 +192,9 @@ pub fn standard(
             let forward = forward.unwrap_or_else(|| crate::server::forward::Forward::new(&[], &[]));
             let desk = crate::desk::cluster::ClusterDesk::new(desk, config.desk(), budget);
             router.mount(desk_mounts, Box::new(desk));
-            Box::new(log.with_desk(me, forward))
+            Box::new(redis.with_desk(me, forward))
         }
-        None => {
+        Node::One(store) => {
             router.mount(desk_mounts, Box::new(desk));
             Box::new(store)
         }

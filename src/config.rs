@@ -95,6 +95,8 @@ pub struct Config {
     /// (the desk's connections are forwarded to the node that runs it);
     /// `None`: `listen`.
     pub advertise: Option<String>,
+    /// The limits of the Redis store (with `redis`).
+    pub cluster: crate::cluster::log::Settings,
     /// Whole log segments older than this many days are deleted.
     pub retain_days: u32,
     /// Log segment size before a new one is started.
@@ -201,6 +203,7 @@ impl Default for Config {
             durability: store.durability,
             redis: None,
             advertise: None,
+            cluster: crate::cluster::log::Settings::default(),
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,
             history_keep: store.keep_per_room,

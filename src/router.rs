@@ -123,6 +123,25 @@ impl App for Router {
         self.chat.log_message(ctx, room, json);
     }
 
+    /// Events of rooms, and bans, are the chat's.
+    fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
+        self.chat.log_event(ctx, room, json);
+    }
+
+    fn log_ban(&mut self, ctx: &mut Ctx, key: &str, until: u64) {
+        self.chat.log_ban(ctx, key, until);
+    }
+
+    /// Presence in rooms is the chat's.
+    fn log_presence(&mut self, ctx: &mut Ctx, room: &str, user: u64, name: Option<&str>) {
+        self.chat.log_presence(ctx, room, user, name);
+    }
+
+    /// Private messages are the chat's too.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
+        self.chat.log_private(ctx, from, to, json);
+    }
+
     fn stored(&mut self, ctx: &mut Ctx) {
         self.chat.stored(ctx);
         for (_, app) in &mut self.mounts {

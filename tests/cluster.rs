@@ -85,6 +85,13 @@ fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
     node
 }
 
+impl Node {
+    /// A node started later than the others (its state read from Redis).
+    fn later(redis: &RedisServer, extra: &[&str]) -> Node {
+        node_with(redis, extra)
+    }
+}
+
 /// `GET /healthz`: the status (0 if not answered) and the body.
 fn healthz(addr: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect(addr) else {
@@ -132,6 +139,15 @@ impl Client {
                 Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
                 Message::Close(c) => panic!("closed: {c:?}"),
                 _ => {}
+            }
+        }
+    }
+
+    /// Read until the server closes: the close code.
+    fn until_close(&mut self) -> u16 {
+        loop {
+            if let Message::Close(c) = self.ws.read_message().expect("a message within 20 s") {
+                return c.map_or(0, |c| c.code.0);
             }
         }
     }
@@ -574,25 +590,15 @@ fn one_sub_is_one_user_id_on_every_node() {
 }
 
 #[test]
-fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_one() {
-    use wschat::cluster::log::{ID_BLOCK, NO_ID_BASE};
+fn with_redis_down_private_messages_are_refused_and_no_id_repeats() {
+    use wschat::cluster::log::NO_ID_BASE;
     let Some(mut redis) = RedisServer::start("cluster_no_ids") else {
         return;
     };
     let a = node(&redis);
     let (mut ann, _) = Client::open(&a, "/?room=down", "history");
-    let (_amy, welcome) = Client::open(&a, "/?room=down", "welcome");
+    let (mut amy, welcome) = Client::open(&a, "/?room=down", "welcome");
     let amy_id = welcome["user"]["id"].as_u64().expect("amy's id");
-    redis.kill();
-    let deadline = Instant::now() + WAIT;
-    while healthz(&a.addr).0 != 503 {
-        assert!(Instant::now() < deadline, "unhealthy without Redis");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Private messages are the node's own records: they go on with the
-    // ids it reserved (at most two blocks), then are refused; none has
-    // an id from no block.
-    let mut ids: Vec<u64> = Vec::new();
     let private = |ann: &mut Client, text: &str| -> Option<u64> {
         ann.send(&serde_json::json!({"type": "private", "to": amy_id, "text": text}).to_string());
         let m =
@@ -603,18 +609,18 @@ fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_on
         }
         Some(m["id"].as_u64().unwrap())
     };
-    let mut refused = false;
-    for n in 0..3 * ID_BLOCK {
-        match private(&mut ann, &format!("d{n}")) {
-            Some(id) => ids.push(id),
-            None => {
-                refused = true;
-                break;
-            }
-        }
+    let mut ids = vec![private(&mut ann, "before").expect("confirmed with Redis up")];
+    redis.kill();
+    let deadline = Instant::now() + WAIT;
+    while healthz(&a.addr).0 != 503 {
+        assert!(Instant::now() < deadline, "unhealthy without Redis");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(refused, "refused once the reserved ids ran out");
-    assert!(ids.len() as u64 <= 2 * ID_BLOCK, "{} confirmed", ids.len());
+    // Private messages are stored in Redis: none is confirmed while it
+    // is down.
+    for n in 0..20 {
+        assert_eq!(private(&mut ann, &format!("d{n}")), None, "refused");
+    }
     redis.restart();
     let deadline = Instant::now() + WAIT;
     while healthz(&a.addr).0 != 200 {
@@ -631,6 +637,16 @@ fn with_redis_down_a_node_gives_its_reserved_ids_then_refuses_never_repeating_on
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "an id given twice");
+    // Amy got the confirmed ones and none of the refused.
+    let got: Vec<String> = (0..2)
+        .map(|_| {
+            amy.until(|m| m["type"] == "private")["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got, ["before", "back"]);
 }
 
 #[test]
@@ -672,4 +688,449 @@ fn an_anonymous_session_resumes_on_another_node_as_the_same_user() {
         "welcome",
     );
     assert_ne!(w["user"]["id"].as_u64(), Some(id));
+}
+
+/// A token of [`SECRET`] for `sub`.
+fn token_of(sub: &str) -> String {
+    wschat::auth::sign(
+        serde_json::json!({"sub": sub, "exp": 4_000_000_000u64})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    )
+}
+
+/// Send a private message from `c` to `to` until it is confirmed (the
+/// addressee's name reaches Redis without the sender's node waiting for
+/// it, so the first try may find no such user yet); its id.
+fn private_confirmed(c: &mut Client, to: u64, text: &str) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.send(&serde_json::json!({"type": "private", "to": to, "text": text}).to_string());
+        let m = c.until(|m| (m["type"] == "private" && m["text"] == text) || m["type"] == "error");
+        if m["type"] == "private" {
+            return m["id"].as_u64().expect("an id");
+        }
+        assert_eq!(m["code"], "unknown_user", "{m}");
+        assert!(Instant::now() < deadline, "the addressee became known");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rooms_and_private_messages_across_three_nodes_reach_every_device() {
+    let Some(redis) = RedisServer::start("cluster_private") else {
+        return;
+    };
+    let nodes = [
+        node_with(&redis, &SIGNED_IN),
+        node_with(&redis, &SIGNED_IN),
+        node_with(&redis, &SIGNED_IN),
+    ];
+    let open = |n: usize, sub: &str| {
+        let (mut c, w) = Client::open(
+            &nodes[n],
+            &format!("/?room=pm&token={}", token_of(sub)),
+            "welcome",
+        );
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    // Ann on node 0 and 2, Bob on node 1 and 2, Cy (a bystander) on 0.
+    let (mut ann, ann_id) = open(0, "ann");
+    let (mut bob, bob_id) = open(1, "bob");
+    let (mut bob2, _) = open(2, "bob");
+    let (mut ann2, _) = open(2, "ann");
+    let (mut cy, _) = open(0, "cy");
+    // A room message reaches everyone, on every node.
+    ann.send(r#"{"type":"chat","text":"hello room"}"#);
+    let room_id = ann.until(|m| m["type"] == "chat" && m["text"] == "hello room")["id"]
+        .as_u64()
+        .unwrap();
+    for c in [&mut bob, &mut bob2, &mut ann2, &mut cy] {
+        let m = c.until(|m| m["type"] == "chat" && m["text"] == "hello room");
+        assert_eq!(m["id"].as_u64(), Some(room_id));
+    }
+    // Ann (node 0, where Bob never was) writes to Bob: every device of
+    // Bob's, Ann's other device, and Ann herself get it, with one id.
+    let first = private_confirmed(&mut ann, bob_id, "psst bob");
+    for c in [&mut bob, &mut bob2, &mut ann2] {
+        let m = c.until(|m| m["type"] == "private" && m["text"] == "psst bob");
+        assert_eq!(m["id"].as_u64(), Some(first), "{m}");
+        assert_eq!(m["from"]["id"].as_u64(), Some(ann_id));
+        assert_eq!(m["to"]["id"].as_u64(), Some(bob_id));
+    }
+    // Bob answers from node 2.
+    let second = private_confirmed(&mut bob2, ann_id, "hi ann");
+    assert!(second > first, "ids in the order they were stored");
+    for c in [&mut ann, &mut ann2, &mut bob] {
+        let m = c.until(|m| m["type"] == "private" && m["text"] == "hi ann");
+        assert_eq!(m["id"].as_u64(), Some(second), "{m}");
+    }
+    // The bystander got neither: the next thing it sees is a later room
+    // message.
+    bob.send(r#"{"type":"chat","text":"after"}"#);
+    let m = cy.until(|m| m["type"] == "chat" || m["type"] == "private");
+    assert_eq!(
+        (&m["type"], &m["text"]),
+        (&"chat".into(), &"after".into()),
+        "no private message for a bystander: {m}"
+    );
+    // Bob resumes on node 0 (where he never was) from before it all: the
+    // room message and both private messages, in id order.
+    let (mut back, _) = Client::open(
+        &nodes[0],
+        &format!("/?room=pm&token={}&since={}", token_of("bob"), room_id - 1),
+        "welcome",
+    );
+    let resume = back.until(|m| m["type"] == "resume");
+    assert_eq!(resume["complete"], true, "{resume}");
+    let ids: Vec<u64> = resume["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    for id in [room_id, first, second] {
+        assert!(ids.contains(&id), "{id} in the resume: {resume}");
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    // His conversations and their history, read on node 0 too.
+    back.send(r#"{"type":"privates"}"#);
+    let list = back.until(|m| m["type"] == "privates");
+    let with = &list["conversations"][0];
+    assert_eq!(with["with"]["id"].as_u64(), Some(ann_id), "{list}");
+    assert_eq!(with["last"]["id"].as_u64(), Some(second), "{list}");
+    back.send(&serde_json::json!({"type": "private_history", "with": ann_id}).to_string());
+    let page = back.until(|m| m["type"] == "private_history");
+    let got: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(got, [first, second], "{page}");
+    assert_eq!(page["complete"], true, "{page}");
+}
+
+/// The flags of a node whose presence runs out 3 s after its last
+/// heartbeat (beating and reaping every second).
+const QUICK_PRESENCE: [&str; 2] = ["--redis-presence-ttl", "3s"];
+
+/// The ids of the users a `users` or `join`/`leave` message names.
+fn user_ids(m: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = m["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Wait until Redis lists `n` members of `room` (the nodes record their
+/// members without waiting: a client arriving elsewhere comes later).
+fn wait_members(redis: &RedisServer, room: &str, n: usize) {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cmd = Cmd::new("HLEN").arg(format!("wschat:presence:{room}"));
+        if matches!(admin.call(cmd, WAIT), Ok(wschat::cluster::resp::Value::Int(k)) if k as usize == n)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} members of {room} in Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn member_lists_and_notices_span_the_nodes_and_a_killed_node_leaves() {
+    let Some(redis) = RedisServer::start("cluster_presence") else {
+        return;
+    };
+    let flags = [SIGNED_IN.as_slice(), QUICK_PRESENCE.as_slice()].concat();
+    let mut nodes: Vec<Node> = (0..3).map(|_| node_with(&redis, &flags)).collect();
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=here&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        let users = c.until(|m| m["type"] == "users");
+        (c, w["user"]["id"].as_u64().expect("an id"), users)
+    };
+    let notice = |c: &mut Client, kind: &str, who: u64| -> Value {
+        c.until(|m| m["type"] == kind && user_ids(m) == [who])
+    };
+    let (mut ann, ann_id, users) = open(&nodes[0], "ann");
+    assert_eq!(users["count"], 1, "{users}");
+    // Bob on node 1: his list has Ann, Ann hears of him.
+    wait_members(&redis, "here", 1);
+    let (bob, bob_id, users) = open(&nodes[1], "bob");
+    assert_eq!(user_ids(&users), [ann_id, bob_id], "{users}");
+    assert_eq!(users["count"], 2);
+    assert_eq!(notice(&mut ann, "join", bob_id)["count"], 2);
+    // Cy on node 2: everyone is in everyone's list.
+    wait_members(&redis, "here", 2);
+    let (mut cy, cy_id, users) = open(&nodes[2], "cy");
+    let mut all = vec![ann_id, bob_id, cy_id];
+    all.sort_unstable();
+    assert_eq!(user_ids(&users), all, "{users}");
+    assert_eq!(users["count"], 3);
+    notice(&mut cy, "join", cy_id);
+    let mut bob = bob;
+    for c in [&mut ann, &mut bob] {
+        assert_eq!(notice(c, "join", cy_id)["count"], 3);
+        c.send(r#"{"type":"users"}"#);
+        let users = c.until(|m| m["type"] == "users");
+        assert_eq!(user_ids(&users), all, "{users}");
+    }
+    // A second device of Ann's, on node 2, comes and goes: no news to
+    // anyone (she is there all along); then Bob closes and leaves every
+    // list: the next notice Cy and Ann get is that.
+    let (ann2, _, users) = open(&nodes[2], "ann");
+    assert_eq!(user_ids(&users), all, "{users}");
+    drop(ann2);
+    drop(bob);
+    for c in [&mut ann, &mut cy] {
+        let m = c.until(|m| m["type"] == "join" || m["type"] == "leave");
+        assert_eq!(
+            (m["type"].as_str(), user_ids(&m)),
+            (Some("leave"), vec![bob_id]),
+            "{m}"
+        );
+        assert_eq!(m["count"], 2, "{m}");
+    }
+    // Node 2 is killed (-9): within the presence TTL and a reap, Cy
+    // leaves Ann's list.
+    nodes[2].child.kill().expect("kill -9");
+    let _ = nodes[2].child.wait();
+    drop(cy);
+    let leave = notice(&mut ann, "leave", cy_id);
+    assert_eq!(leave["count"], 1, "{leave}");
+    ann.send(r#"{"type":"users"}"#);
+    let users = ann.until(|m| m["type"] == "users");
+    assert_eq!(user_ids(&users), [ann_id], "{users}");
+    drop(nodes);
+}
+
+#[test]
+fn a_crowd_spread_over_two_nodes_is_counted_as_one() {
+    let Some(redis) = RedisServer::start("cluster_crowd") else {
+        return;
+    };
+    let nodes = [node(&redis), node(&redis)];
+    let (mut watchers, _): (Vec<Client>, Vec<Value>) = nodes
+        .iter()
+        .map(|n| Client::open(n, "/?room=crowd", "users"))
+        .unzip();
+    // 50 more on each node: 102 members, past CROWD_SIZE (100), half of
+    // them on the other node for each watcher.
+    let mut crowd = Vec::new();
+    for i in 0..100 {
+        crowd.push(Client::open(&nodes[i % 2], "/?room=crowd", "history").0);
+    }
+    assert_eq!(wschat::chat::CROWD_SIZE, 100);
+    for w in &mut watchers {
+        // Notices name users until the room is a crowd; then a coalesced
+        // count, which reaches every member of the cluster.
+        let m = w.until(|m| m["type"] == "presence" && m["count"] == 102);
+        assert_eq!(m["room"], "crowd", "{m}");
+        w.send(r#"{"type":"users"}"#);
+        let users = w.until(|m| m["type"] == "users");
+        assert_eq!(users["count"], 102, "{users}");
+        assert_eq!(users["more"], true, "a page of 100: {users}");
+    }
+    drop(crowd);
+}
+
+#[test]
+fn typing_names_and_bans_reach_every_node() {
+    let Some(redis) = RedisServer::start("cluster_events") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=t&name={sub}&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    let (mut ann, ann_id) = open(&a, "ann");
+    wait_members(&redis, "t", 1);
+    let (mut bob, _) = open(&b, "bob");
+    ann.until(|m| m["type"] == "join" && m["users"][0]["name"] == "bob");
+    // Typing on node A reaches Bob on node B.
+    ann.send(r#"{"type":"typing","active":true}"#);
+    let m = bob.until(|m| m["type"] == "typing");
+    assert_eq!(m["user"]["id"].as_u64(), Some(ann_id), "{m}");
+    assert_eq!((&m["room"], &m["active"]), (&"t".into(), &true.into()));
+    // A new name on node A: Bob is told, and his list says it.
+    ann.send(r#"{"type":"name","name":"annie"}"#);
+    let m = bob.until(|m| m["type"] == "rename");
+    assert_eq!(
+        (&m["user"]["id"], &m["user"]["name"]),
+        (&ann_id.into(), &"annie".into()),
+        "{m}"
+    );
+    assert_eq!(m["old"], "ann");
+    bob.send(r#"{"type":"users"}"#);
+    let users = bob.until(|m| m["type"] == "users");
+    let listed = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"].as_u64() == Some(ann_id))
+        .cloned();
+    assert_eq!(
+        listed.map(|u| u["name"].clone()),
+        Some("annie".into()),
+        "{users}"
+    );
+    // An administrator on node B bans Ann: her connection on node A is
+    // closed with 4003, and she cannot come back on either node, nor on
+    // a node started after the ban.
+    let admin_token = wschat::auth::sign(
+        serde_json::json!({"sub": "mod", "exp": 4_000_000_000u64, "role": "admin"})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    );
+    let (mut admin, _) = Client::open(&b, &format!("/?room=t&token={admin_token}"), "history");
+    admin.send(&serde_json::json!({"type": "ban", "user": ann_id, "minutes": 5}).to_string());
+    assert_eq!(ann.until_close(), 4003, "closed on node A");
+    let c = Node::later(&redis, &SIGNED_IN);
+    for node in [&a, &b, &c] {
+        let target = format!("ws://{}/?room=t&token={}", node.addr, token_of("ann"));
+        let ws = wschat::client::connect(&target).expect("connect");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut again = Client { ws };
+        assert_eq!(again.until_close(), 4003, "banned on {}", node.addr);
+    }
+}
+
+#[test]
+fn edits_reactions_replies_and_deletions_of_room_messages_on_every_node() {
+    let Some(redis) = RedisServer::start("cluster_versions") else {
+        return;
+    };
+    let (a, b) = (node_with(&redis, &SIGNED_IN), node_with(&redis, &SIGNED_IN));
+    let open = |node: &Node, sub: &str| {
+        let target = format!("/?room=e&name={sub}&token={}", token_of(sub));
+        let (mut c, w) = Client::open(node, &target, "welcome");
+        c.until(|m| m["type"] == "history");
+        (c, w["user"]["id"].as_u64().expect("an id"))
+    };
+    let (mut ann, _) = open(&a, "ann");
+    let (mut bob, bob_id) = open(&b, "bob");
+    let chat = |c: &mut Client, body: Value| -> u64 {
+        let text = body["text"].as_str().unwrap().to_string();
+        c.send(&body.to_string());
+        c.until(|m| m["type"] == "chat" && m["text"] == text.as_str())["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let hello = chat(
+        &mut ann,
+        serde_json::json!({"type": "chat", "text": "hello"}),
+    );
+    bob.until(|m| m["type"] == "chat" && m["id"].as_u64() == Some(hello));
+    // Bob (node B) answers Ann's message (stored on node A's turn): the
+    // quote is there on both nodes.
+    let answer = chat(
+        &mut bob,
+        serde_json::json!({"type": "chat", "text": "agreed", "reply": hello}),
+    );
+    let m = ann.until(|m| m["type"] == "chat" && m["id"].as_u64() == Some(answer));
+    assert_eq!(m["reply"]["id"].as_u64(), Some(hello), "{m}");
+    assert_eq!(m["reply"]["text"], "hello", "{m}");
+    // Ann edits on A: Bob hears it; Bob reacts on B: Ann hears it.
+    ann.send(&serde_json::json!({"type": "edit", "id": hello, "text": "hello all"}).to_string());
+    let m = bob.until(|m| m["type"] == "edited");
+    assert_eq!(
+        (m["id"].as_u64(), &m["text"]),
+        (Some(hello), &"hello all".into()),
+        "{m}"
+    );
+    bob.send(&serde_json::json!({"type": "react", "id": hello, "emoji": "👍"}).to_string());
+    let m = ann.until(|m| m["type"] == "reactions");
+    assert_eq!(m["reactions"]["👍"], serde_json::json!([bob_id]), "{m}");
+    // Bob's message, retracted by him on B; gone for Ann.
+    let oops = chat(
+        &mut bob,
+        serde_json::json!({"type": "chat", "text": "oops"}),
+    );
+    bob.send(&serde_json::json!({"type": "retract", "id": oops}).to_string());
+    let m = ann.until(|m| m["type"] == "deleted");
+    assert_eq!(m["id"].as_u64(), Some(oops), "{m}");
+    // An administrator on A deletes Bob's answer; Bob hears it.
+    let admin_token = wschat::auth::sign(
+        serde_json::json!({"sub": "mod", "exp": 4_000_000_000u64, "role": "admin"})
+            .to_string()
+            .as_bytes(),
+        SECRET.as_bytes(),
+    );
+    let (mut admin, _) = Client::open(&a, &format!("/?room=e&token={admin_token}"), "history");
+    admin.send(&serde_json::json!({"type": "delete", "id": answer}).to_string());
+    let m = bob.until(|m| m["type"] == "deleted" && m["id"].as_u64() != Some(oops));
+    assert_eq!(m["id"].as_u64(), Some(answer), "{m}");
+    // History on every node, a node started now included: the latest
+    // version, without what was deleted.
+    let c = Node::later(&redis, &SIGNED_IN);
+    for node in [&a, &b, &c] {
+        let (_c, history) = Client::open(node, "/?room=e", "history");
+        let messages = history["messages"].as_array().unwrap();
+        let ids: Vec<u64> = messages.iter().filter_map(|m| m["id"].as_u64()).collect();
+        assert_eq!(ids, [hello], "{history}");
+        assert_eq!(messages[0]["text"], "hello all", "{history}");
+        assert!(messages[0]["edited"].is_u64(), "{history}");
+        assert_eq!(messages[0]["reactions"]["👍"], serde_json::json!([bob_id]));
+    }
+}
+
+#[test]
+fn history_and_resume_older_than_the_cache_come_from_the_stream() {
+    let Some(redis) = RedisServer::start("cluster_older") else {
+        return;
+    };
+    let a = node(&redis);
+    // Node B keeps 5 messages of a room.
+    let b = node_with(&redis, &["--redis-cache", "5"]);
+    let (mut ann, _) = Client::open(&a, "/?room=old", "history");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let text = format!("m{n}");
+        ann.send(&serde_json::json!({"type": "chat", "text": text}).to_string());
+        let m = ann.until(|m| m["type"] == "chat" && m["text"] == text.as_str());
+        ids.push(m["id"].as_u64().unwrap());
+    }
+    // One deleted (by its author, on A): never served again.
+    ann.send(&serde_json::json!({"type": "retract", "id": ids[3]}).to_string());
+    ann.until(|m| m["type"] == "deleted");
+    let live: Vec<u64> = ids.iter().copied().filter(|&id| id != ids[3]).collect();
+    let ids_of = |m: &Value| -> Vec<u64> {
+        m["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_u64())
+            .collect()
+    };
+    // On B: the first history (50) reaches back past its cache of 5.
+    let (mut bob, history) = Client::open(&b, "/?room=old", "history");
+    assert_eq!(ids_of(&history), live, "{history}");
+    assert_eq!(history["complete"], true, "{history}");
+    // A page before the 10th: the three before it, whole.
+    bob.send(&serde_json::json!({"type": "history", "before": ids[9], "limit": 3}).to_string());
+    let page = bob.until(|m| m["type"] == "history");
+    assert_eq!(ids_of(&page), &ids[6..9], "{page}");
+    assert_eq!(page["complete"], true, "{page}");
+    // A resume on B from after the 2nd: everything since, in order.
+    let (_c, resume) = Client::open(&b, &format!("/?room=old&since={}", ids[1]), "resume");
+    assert_eq!(ids_of(&resume), &live[2..], "{resume}");
+    assert_eq!(resume["complete"], true, "{resume}");
 }

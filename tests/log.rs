@@ -67,7 +67,7 @@ impl Log for FlakyLog {
         Page::default()
     }
 
-    fn private_peers(&self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+    fn private_peers(&mut self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
         Vec::new()
     }
 

@@ -181,7 +181,7 @@ impl Chat {
         let mut rooms: Vec<(&String, usize)> = self
             .rooms
             .iter()
-            .map(|(name, r)| (name, r.members.len()))
+            .map(|(name, r)| (name, r.count()))
             .collect();
         rooms.sort();
         let rooms: Vec<Value> = rooms
@@ -197,7 +197,11 @@ impl Chat {
         let Some(r) = self.rooms.get(&room) else {
             return Err(Chat::unknown_room(&room));
         };
-        let members: Vec<Value> = r.members.iter().map(|&m| self.user_ref(m)).collect();
+        let members: Vec<Value> = r
+            .everyone()
+            .iter()
+            .map(|&m| r.member_ref(&self.ids, m))
+            .collect();
         let body = Members {
             room: &room,
             count: members.len(),

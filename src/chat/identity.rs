@@ -127,6 +127,9 @@ pub struct Identities {
     names: HashMap<String, UserId>,
     /// Bans in force: by `sub:…` or `session:…`, until when (epoch ms).
     bans: HashMap<String, u64>,
+    /// Bans made anywhere in the cluster (`--redis`; `sub:…`, `session:…`
+    /// or `user:…`), until when: kept apart from `bans.json`'s.
+    cluster_bans: HashMap<String, u64>,
     seen: BTreeMap<u64, UserId>,
     seen_at: HashMap<UserId, u64>,
     clock: u64,
@@ -148,6 +151,7 @@ impl Identities {
             by_sub: HashMap::new(),
             names: HashMap::new(),
             bans: HashMap::new(),
+            cluster_bans: HashMap::new(),
             seen: BTreeMap::new(),
             seen_at: HashMap::new(),
             clock: 0,
@@ -653,16 +657,46 @@ impl Identities {
             self.forget(id);
         }
         self.bans.retain(|_, until| *until > now);
+        self.cluster_bans.retain(|_, until| *until > now);
     }
 
     /// Until when `id` is banned (epoch ms), if it is.
     pub fn banned(&self, id: UserId, now: u64) -> Option<u64> {
-        let user = self.users.get(&id)?;
-        ban_keys(user.sub.as_deref(), user.session.as_deref())
+        self.cluster_keys(id)
             .iter()
-            .filter_map(|k| self.bans.get(k).copied())
+            .filter_map(|k| {
+                let here = self.bans.get(k).copied();
+                let there = self.cluster_bans.get(k).copied();
+                here.max(there)
+            })
             .filter(|&until| until > now)
             .max()
+    }
+
+    /// What a ban of `id` is kept under on every node: its `sub`, its
+    /// session and its user id (`user:…`, the same on every node).
+    pub fn cluster_keys(&self, id: UserId) -> Vec<String> {
+        let mut keys = match self.users.get(&id) {
+            Some(user) => ban_keys(user.sub.as_deref(), user.session.as_deref()),
+            None => Vec::new(),
+        };
+        keys.push(format!("user:{id}"));
+        keys
+    }
+
+    /// A ban made on the cluster (here or on another node).
+    pub fn cluster_ban(&mut self, key: &str, until: u64) {
+        let at = self.cluster_bans.entry(key.to_string()).or_insert(0);
+        *at = (*at).max(until);
+    }
+
+    /// The users this node knows that a ban of `key` covers.
+    pub fn banned_by(&self, key: &str) -> Vec<UserId> {
+        self.users
+            .keys()
+            .copied()
+            .filter(|&id| self.cluster_keys(id).iter().any(|k| k == key))
+            .collect()
     }
 
     /// Ban `id` until `until` (epoch ms), by its `sub` or session, and

@@ -24,7 +24,7 @@ pub mod command;
 pub mod identity;
 pub mod wire;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,12 @@ struct Room {
     /// A crowd's arrivals and departures since its last `presence`.
     arrived: usize,
     departed: usize,
+    /// Members on the cluster's other nodes (`--redis`), with their
+    /// names: a user may be one of both (devices on several nodes).
+    remote: BTreeMap<UserId, String>,
+    /// `remote` was read from the store (when the room got its first
+    /// member here).
+    remote_known: bool,
 }
 
 /// A search as [`Command::Search`] asked for it.
@@ -235,37 +241,74 @@ fn net_presence(
 impl Room {
     /// Count an arrival (a crowd) or keep it for this turn's `join` notice.
     fn arrive(&mut self, ids: &Identities, user: UserId) {
+        self.arrive_as(ids.user_ref(user));
+    }
+
+    /// [`Room::arrive`] of a user given as `{"id","name"}`.
+    fn arrive_as(&mut self, user: Value) {
         if self.crowd {
             self.arrived += 1;
         } else {
-            self.joined.push(ids.user_ref(user));
+            self.joined.push(user);
         }
     }
 
     /// Count a departure (a crowd) or keep it for this turn's `leave`
     /// notice.
     fn depart(&mut self, ids: &Identities, user: UserId) {
+        self.depart_as(ids.user_ref(user));
+    }
+
+    /// [`Room::depart`] of a user given as `{"id","name"}`.
+    fn depart_as(&mut self, user: Value) {
         if self.crowd {
             self.departed += 1;
         } else {
-            self.left.push(ids.user_ref(user));
+            self.left.push(user);
+        }
+    }
+
+    /// Every member, here or on another node, by id.
+    fn everyone(&self) -> BTreeSet<UserId> {
+        let mut all = self.members.clone();
+        all.extend(self.remote.keys().copied());
+        all
+    }
+
+    /// How many members the room has, on every node.
+    fn count(&self) -> usize {
+        self.members.len()
+            + self
+                .remote
+                .keys()
+                .filter(|u| !self.members.contains(u))
+                .count()
+    }
+
+    /// `{"id","name"}` of a member (named by this node if it knows it).
+    fn member_ref(&self, ids: &Identities, user: UserId) -> Value {
+        match self.remote.get(&user) {
+            Some(name) if !self.members.contains(&user) => {
+                serde_json::json!({"id": user, "name": name})
+            }
+            _ => ids.user_ref(user),
         }
     }
 
     /// `{"type":"users",...}`: the page of members from `offset`, with the
     /// room's count and whether more follow.
     fn users_page(&self, ids: &Identities, name: &str, offset: usize) -> String {
-        let page: Vec<Value> = self
-            .members
+        let everyone = self.everyone();
+        let page: Vec<Value> = everyone
             .iter()
             .skip(offset)
             .take(USERS_PAGE)
-            .map(|&m| ids.user_ref(m))
+            .map(|&m| self.member_ref(ids, m))
             .collect();
-        let more = offset.saturating_add(page.len()) < self.members.len();
+        let more = offset.saturating_add(page.len()) < everyone.len();
         Message::Users {
             room: name,
-            count: self.members.len(),
+            count: everyone.len(),
             offset,
             more,
             users: &page,
@@ -324,7 +367,10 @@ impl Chat {
     /// the store the hub will own and lend it (through [`Ctx::log`]) for
     /// ids, records, history and resume.
     pub fn new(config: ChatConfig, log: &mut dyn Log) -> Chat {
-        let ids = Identities::load(log, config.session_ttl);
+        let mut ids = Identities::load(log, config.session_ttl);
+        for (key, until) in log.bans() {
+            ids.cluster_ban(&key, until);
+        }
         let mut rooms = HashMap::new();
         rooms.insert(LOBBY.to_string(), Room::default());
         Chat {
@@ -337,6 +383,17 @@ impl Chat {
             ticks: 0,
             last_retention: Instant::now(),
         }
+    }
+
+    /// `{"id","name"}` of a user this node knows, or (with a cluster's
+    /// store) of another node's user, named as that node recorded it;
+    /// `None` if nobody knows it.
+    fn user_ref_anywhere(&self, ctx: &mut Ctx, user: UserId) -> Option<Value> {
+        if self.ids.get(user).is_some() {
+            return Some(self.user_ref(user));
+        }
+        let name = ctx.log().user_name(user)?;
+        Some(serde_json::json!({"id": user, "name": name}))
     }
 
     fn user_ref(&self, user: UserId) -> Value {
@@ -404,10 +461,29 @@ impl Chat {
     ) {
         self.record_membership(ctx, Membership::Joined, user, room_name);
         let conns = self.conns_of(user);
+        let known = self.rooms.get(room_name).is_some_and(|r| r.remote_known);
+        let remote = if known {
+            None
+        } else {
+            Some(ctx.log().members(room_name))
+        };
+        let name = self
+            .ids
+            .get(user)
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        ctx.log().present(room_name, user, &name);
         let room = self.rooms.entry(room_name.to_string()).or_default();
+        if let Some(remote) = remote {
+            room.remote = remote.into_iter().collect();
+            room.remote_known = true;
+        }
         room.members.insert(user);
         room.conns.extend(conns.iter().copied());
-        room.arrive(&self.ids, user);
+        // A user already here through another node is no news.
+        if !room.remote.contains_key(&user) {
+            room.arrive(&self.ids, user);
+        }
         self.mark_dirty(room_name);
         for conn in conns {
             self.send_users_of(ctx, conn, room_name, 0);
@@ -429,8 +505,12 @@ impl Chat {
             for conn in conns {
                 room.conns.remove(&conn);
             }
-            room.depart(&self.ids, user);
+            // Still here through another node: no news.
+            if !room.remote.contains_key(&user) {
+                room.depart(&self.ids, user);
+            }
             self.mark_dirty(room_name);
+            ctx.log().absent(room_name, user);
         }
         left
     }
@@ -497,7 +577,7 @@ impl Chat {
             .iter()
             .map(|(name, r)| RoomCount {
                 room: name,
-                members: r.members.len(),
+                members: r.count(),
             })
             .collect();
         public.sort_by(|a, b| b.members.cmp(&a.members).then(a.room.cmp(b.room)));
@@ -518,7 +598,7 @@ impl Chat {
                     .count();
                 MyRoom {
                     room: name,
-                    members: self.rooms.get(name).map_or(0, |r| r.members.len()),
+                    members: self.rooms.get(name).map_or(0, Room::count),
                     unread,
                     read,
                 }
@@ -572,7 +652,7 @@ impl Chat {
     fn send_presence(&mut self, ctx: &mut Ctx) {
         let time = now_ms();
         for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.crowd) {
-            let count = room.members.len();
+            let count = room.count();
             if room.arrived > 0 || room.departed > 0 {
                 let msg = Message::Presence {
                     room: name,
@@ -902,6 +982,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 
@@ -975,6 +1056,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 
@@ -992,6 +1074,9 @@ impl Chat {
         let Some(old) = self.ids.rename(user, &wanted) else {
             return Ok(());
         };
+        if let Some(u) = self.ids.get(user) {
+            ctx.log().user_named(user, &u.name);
+        }
         let rooms = self
             .ids
             .get(user)
@@ -1021,6 +1106,7 @@ impl Chat {
             if let Some(room) = self.rooms.get(room_name) {
                 ctx.broadcast(room.conns.iter().copied(), &Ctx::json_frame(&msg));
             }
+            ctx.log().publish(room_name, &msg);
         }
         Ok(())
     }
@@ -1142,17 +1228,17 @@ impl Chat {
         let Some(from) = self.user_of(conn) else {
             return Ok(());
         };
-        if self.ids.get(to).is_none() {
+        let Some(to_ref) = self.user_ref_anywhere(ctx, to) else {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {to}"),
             ));
-        }
+        };
         let id = ctx.log().take_id();
         let msg = Message::Private {
             id,
             from: &self.user_ref(from),
-            to: &self.user_ref(to),
+            to: &to_ref,
             text: &text,
             time: now_ms(),
         }
@@ -1212,6 +1298,8 @@ impl Chat {
                 &frame,
             );
         }
+        // The room's members on other nodes (`--redis`).
+        ctx.log().publish(&room_name, &msg);
         Ok(())
     }
 
@@ -1242,8 +1330,14 @@ impl Chat {
                             .as_str()
                             .unwrap_or(api::DEFAULT_BOT_NAME),
                     )
-                } else {
+                } else if self.ids.get(id).is_some() {
                     self.user_ref(id)
+                } else {
+                    // Another node's user: named as its latest message
+                    // names it.
+                    let m = serde_json::from_str::<Value>(&last).ok()?;
+                    let side = if m["from"]["id"] == id { "from" } else { "to" };
+                    serde_json::json!({"id": id, "name": m[side]["name"]})
                 };
                 Some((with, unread, last))
             })
@@ -1277,19 +1371,19 @@ impl Chat {
         let with = body.get("with").and_then(Value::as_u64).ok_or_else(|| {
             ErrorReply::new("bad_command", "private_history needs \"with\", a user id")
         })?;
-        if self.ids.get(with).is_none() {
+        let Some(with_ref) = self.user_ref_anywhere(ctx, with) else {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {with}"),
             ));
-        }
+        };
         let (before, limit) = page_bounds(body)?;
         let page =
             ctx.log()
                 .private_page((&identity::key(me), &identity::key(with)), before, limit);
         let (messages, missing) = (page.messages, page.missing);
         let msg = Message::PrivateHistory {
-            with: &self.user_ref(with),
+            with: &with_ref,
             before,
             complete: missing.is_none(),
             first: missing,
@@ -1323,7 +1417,7 @@ impl Chat {
                 "read needs \"with\" (a user id) and \"upto\" (a message id)",
             ));
         };
-        if self.ids.get(with).is_none() {
+        if self.user_ref_anywhere(ctx, with).is_none() {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {with}"),
@@ -1448,6 +1542,10 @@ impl Chat {
             Chat::error(ctx, conn, ErrorReply::new("bad_name", why));
         }
         let was_online = self.ids.get(user).is_some_and(|u| !u.conns.is_empty());
+        if !was_online && let Some(u) = self.ids.get(user) {
+            // Other nodes of a cluster name the user by it.
+            ctx.log().user_named(user, &u.name);
+        }
         self.conns.insert(conn, user);
         if let Some(u) = self.ids.get_mut(user) {
             u.conns.insert(conn);
@@ -1670,11 +1768,22 @@ impl Chat {
     pub fn ban(&mut self, ctx: &mut Ctx, user: UserId, minutes: u64) -> Result<(), ErrorReply> {
         let minutes = minutes.clamp(1, MAX_BAN_MINUTES);
         let until = now_ms() + minutes * 60_000;
-        if !self.ids.ban(user, until) {
+        // Another node's user (with `--redis`) is banned by its id.
+        let known = self.ids.ban(user, until);
+        if !known && ctx.log().user_name(user).is_none() {
             return Err(ErrorReply::new(
                 "unknown_user",
                 format!("no user with id {user}"),
             ));
+        }
+        // On every node of a cluster (a single node's store drops it).
+        let keys = self.ids.cluster_keys(user);
+        for key in &keys {
+            self.ids.cluster_ban(key, until);
+        }
+        ctx.log().ban(&keys, until);
+        if !known {
+            return Ok(());
         }
         self.kick(ctx, user, &format!("banned for {minutes} minutes"))
     }
@@ -1692,6 +1801,7 @@ impl Chat {
         if let Some(r) = self.rooms.get(&room) {
             ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(&msg));
         }
+        ctx.log().publish(&room, &msg);
         Ok(())
     }
 }
@@ -1776,6 +1886,110 @@ impl App for Chat {
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
         if let Some(members) = self.rooms.get(room) {
             ctx.broadcast(members.conns.iter().copied(), &Ctx::json_frame(json));
+        }
+    }
+
+    /// An event another node published to `room`: a user typing (to the
+    /// room's members here but that user's own connections), a new name
+    /// (to the room's members, and the room's list of members elsewhere
+    /// takes it), a message edited, reacted to or deleted (to the room's
+    /// members).
+    fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &std::sync::Arc<str>) {
+        let Ok(v) = serde_json::from_str::<Value>(json) else {
+            return;
+        };
+        let user = v["user"]["id"].as_u64();
+        let mine = user.map_or_else(Vec::new, |u| self.conns_of(u));
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        match v["type"].as_str() {
+            Some("typing") => {
+                let to: Vec<ConnId> = r
+                    .conns
+                    .iter()
+                    .copied()
+                    .filter(|c| !mine.contains(c))
+                    .collect();
+                ctx.broadcast(to, &Ctx::json_frame(json));
+            }
+            Some("rename") => {
+                if let (Some(user), Some(name)) = (user, v["user"]["name"].as_str())
+                    && let Some(known) = r.remote.get_mut(&user)
+                {
+                    *known = name.to_string();
+                }
+                ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(json));
+            }
+            // A room message changed on another node: the store serves
+            // the new version already.
+            Some("edited" | "reactions" | "deleted") => {
+                ctx.broadcast(r.conns.iter().copied(), &Ctx::json_frame(json));
+            }
+            _ => {}
+        }
+    }
+
+    /// A ban made on another node: kept, and the users it covers on this
+    /// node are closed with 4003, as a ban made here.
+    fn log_ban(&mut self, ctx: &mut Ctx, key: &str, until: u64) {
+        self.ids.cluster_ban(key, until);
+        let minutes = until.saturating_sub(now_ms()).div_ceil(60_000);
+        for user in self.ids.banned_by(key) {
+            for conn in self.conns_of(user) {
+                ctx.close(
+                    conn,
+                    CLOSE_FORBIDDEN,
+                    &format!("banned for {minutes} minutes"),
+                );
+            }
+        }
+    }
+
+    /// A user came to `room` on another node, or is on none any more: the
+    /// room's members here hear of it as of a local one (once per user,
+    /// whatever node it is on; a crowd counts it).
+    fn log_presence(&mut self, _ctx: &mut Ctx, room: &str, user: UserId, name: Option<&str>) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return; // nobody here to tell; read again when someone comes
+        };
+        if !r.remote_known {
+            return;
+        }
+        let local = r.members.contains(&user);
+        let news = match name {
+            Some(name) => {
+                let new = r.remote.insert(user, name.to_string()).is_none();
+                if new && !local {
+                    r.arrive_as(serde_json::json!({"id": user, "name": name}));
+                }
+                new && !local
+            }
+            None => match r.remote.remove(&user) {
+                Some(name) if !local => {
+                    r.depart_as(serde_json::json!({"id": user, "name": name}));
+                    true
+                }
+                _ => false,
+            },
+        };
+        if news {
+            self.mark_dirty(room);
+        }
+    }
+
+    /// A private message the store delivers itself (the cluster's): to
+    /// this node's connections of both users, encoded once.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &std::sync::Arc<str>) {
+        let user = |key: &str| key.strip_prefix('u').and_then(|k| k.parse::<UserId>().ok());
+        let mut conns = user(to).map_or_else(Vec::new, |u| self.conns_of(u));
+        if from != to
+            && let Some(u) = user(from)
+        {
+            conns.extend(self.conns_of(u));
+        }
+        if !conns.is_empty() {
+            ctx.broadcast(conns, &Ctx::json_frame(json));
         }
     }
 
@@ -1976,7 +2190,7 @@ impl App for Chat {
             let Some(room) = self.rooms.get_mut(&room_name) else {
                 continue;
             };
-            let count = room.members.len();
+            let count = room.count();
             if !room.crowd && count > CROWD_SIZE {
                 // From now on a count; this turn's arrivals and departures
                 // are counted in the first `presence`.
@@ -1987,7 +2201,7 @@ impl App for Chat {
             let (joined, left) = net_presence(
                 std::mem::take(&mut room.joined),
                 std::mem::take(&mut room.left),
-                &room.members,
+                &room.everyone(),
             );
             for (join, users) in [(true, joined), (false, left)] {
                 if users.is_empty() {

@@ -136,6 +136,14 @@ fn show_duration(d: Duration) -> String {
     }
 }
 
+fn nonzero(d: Duration, what: &str) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err(format!("{what} must be above 0"))
+    } else {
+        Ok(d)
+    }
+}
+
 fn positive(n: usize, what: &str) -> Result<usize, String> {
     if n == 0 {
         Err(format!("{what} must be above 0"))
@@ -565,7 +573,7 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "redis",
         value: Some("URL"),
-        help: "redis://HOST:PORT[/DB]: join the cluster of every node on this Redis (room messages stored there)",
+        help: "redis://HOST:PORT[/DB]: join the cluster of every node on this Redis (room and private messages stored there)",
         apply: |c, v| {
             let v = v.trim();
             crate::cluster::client::ClientConfig::from_url(v)?;
@@ -589,6 +597,56 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.advertise.clone().unwrap_or_default(),
+    },
+    Flag {
+        name: "redis-cache",
+        value: Some("N"),
+        help: "with --redis: messages of each room, and private messages of each user, kept on the node for history and resume",
+        apply: |c, v| {
+            c.cluster.cache_per_room = positive(number(v)?, "redis-cache")?;
+            Ok(())
+        },
+        show: |c| c.cluster.cache_per_room.to_string(),
+    },
+    Flag {
+        name: "redis-warm-timeout",
+        value: Some("DURATION"),
+        help: "with --redis: longest the node waits on Redis, each time it does (a room's or a user's first read, an identity new to the node)",
+        apply: |c, v| {
+            c.cluster.warm_timeout = nonzero(millis(v)?, "redis-warm-timeout")?;
+            Ok(())
+        },
+        show: |c| show_duration(c.cluster.warm_timeout),
+    },
+    Flag {
+        name: "redis-retry-wait",
+        value: Some("DURATION"),
+        help: "with --redis: how long a message whose reply from Redis was lost is asked again before it is refused",
+        apply: |c, v| {
+            c.cluster.retry_wait = millis(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.cluster.retry_wait),
+    },
+    Flag {
+        name: "redis-events-queue",
+        value: Some("N"),
+        help: "with --redis: events from Redis waiting for the hub; past it the node stops reading them and fills the gap from the streams",
+        apply: |c, v| {
+            c.cluster.events_queue = positive(number(v)?, "redis-events-queue")?;
+            Ok(())
+        },
+        show: |c| c.cluster.events_queue.to_string(),
+    },
+    Flag {
+        name: "redis-presence-ttl",
+        value: Some("DURATION"),
+        help: "with --redis: how long a node's members count without its heartbeat (it beats, and reaps dead nodes, every third of it)",
+        apply: |c, v| {
+            c.cluster.presence_ttl = nonzero(millis(v)?, "redis-presence-ttl")?;
+            Ok(())
+        },
+        show: |c| show_duration(c.cluster.presence_ttl),
     },
     Flag {
         name: "memory",

@@ -581,6 +581,11 @@ struct Live {
     generation: u64,
     pending: Arc<Mutex<VecDeque<Pending>>>,
     last_write: Instant,
+    /// The scripts sent on this connection: each one's first call goes as
+    /// `EVAL`, so that the server has it before any later command (an
+    /// `EVALSHA` answered `NOSCRIPT` and sent again would come after the
+    /// commands behind it, out of order).
+    loaded: std::collections::HashSet<String>,
 }
 
 struct CommandLink {
@@ -679,6 +684,7 @@ impl CommandLink {
                     generation,
                     pending,
                     last_write: Instant::now(),
+                    loaded: std::collections::HashSet::new(),
                 });
                 self.backoff.reset();
                 self.said_down = false;
@@ -712,7 +718,15 @@ impl CommandLink {
         {
             let mut pending = live.pending.lock().unwrap_or_else(|e| e.into_inner());
             for r in batch {
-                encode_command(&mut out, &r.cmd.args);
+                let first = r
+                    .cmd
+                    .script
+                    .as_ref()
+                    .is_some_and(|s| live.loaded.insert(s.sha.clone()));
+                match r.cmd.as_eval().filter(|_| first) {
+                    Some(eval) => encode_command(&mut out, &eval.args),
+                    None => encode_command(&mut out, &r.cmd.args),
+                }
                 let keep = r.cmd.script.is_some().then_some(r.cmd);
                 pending.push_back(Pending {
                     tag: r.tag,

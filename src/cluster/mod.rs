@@ -128,6 +128,12 @@ impl Keys {
         self.room_key(room, ":log")
     }
 
+    /// A room's later versions of its messages (edits, reactions): field
+    /// the message's id, value its JSON now, or empty once deleted.
+    pub fn versions(&self, room: &str) -> Vec<u8> {
+        self.room_key(room, ":versions")
+    }
+
     /// The channel a room's messages and events are published to.
     pub fn channel(&self, room: &str) -> Vec<u8> {
         self.room_key(room, "")
@@ -171,6 +177,37 @@ impl Keys {
     /// payload).
     pub fn gone_channel(&self) -> String {
         format!("{}:gone", self.prefix)
+    }
+
+    /// The stream of one user's private messages (both ways; `key` is the
+    /// user's key, `u<id>`): entry id `<id>-0`, fields `f` (the sender's
+    /// key), `t` (the addressee's) and `m` (the JSON).
+    pub fn privates(&self, key: &str) -> Vec<u8> {
+        format!("{}:pm:{key}:log", self.prefix).into_bytes()
+    }
+
+    /// The one channel every private message is published on (every node
+    /// subscribes to it).
+    pub fn private_channel(&self) -> Vec<u8> {
+        format!("{}:private", self.prefix).into_bytes()
+    }
+
+    /// The hash of bans in force on every node: field what is banned
+    /// (`sub:…`, `session:…`, `user:…`), value when the ban ends (epoch
+    /// ms).
+    pub fn bans(&self) -> String {
+        format!("{}:bans", self.prefix)
+    }
+
+    /// The channel a new ban is announced on: `<until> <node> <key>`.
+    pub fn bans_channel(&self) -> String {
+        format!("{}:banned", self.prefix)
+    }
+
+    /// The hash of users' names (field: the user id), so that a node can
+    /// name a user it has not seen.
+    pub fn names(&self) -> String {
+        format!("{}:names", self.prefix)
     }
 }
 
@@ -229,6 +266,54 @@ if ARGV[8] ~= '' then
   redis.call('SET', KEYS[5], ids .. ' ' .. prevs, 'EX', ARGV[9])
 end
 return {ids, prevs}
+"#;
+
+/// The private message script: like [`APPEND_LUA`], one id from the
+/// counter, the message under both users' streams (once when they are the
+/// same user), and the publish on the private channel, atomically.
+///
+/// KEYS: counter, the sender's stream, the addressee's stream, the token
+/// key. ARGV: channel, text before the id, text after it, the sender's
+/// key, the addressee's key, MAXLEN (0: none), token (may be empty), how
+/// long the token is remembered in seconds. Returns `[id, 0]`. Publishes
+/// `p <id> <from> <to> <json>`.
+pub const PRIVATE_LUA: &str = r#"
+if ARGV[7] ~= '' then
+  local done = redis.call('GET', KEYS[4])
+  if done then
+    return {done, '0'}
+  end
+end
+local id = redis.call('INCR', KEYS[1])
+local ids = string.format('%d', id)
+local msg = ARGV[2] .. ids .. ARGV[3]
+local function add(key)
+  if tonumber(ARGV[6]) > 0 then
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[6], ids .. '-0', 'f', ARGV[4], 't', ARGV[5], 'm', msg)
+  else
+    redis.call('XADD', key, ids .. '-0', 'f', ARGV[4], 't', ARGV[5], 'm', msg)
+  end
+end
+add(KEYS[2])
+if KEYS[3] ~= KEYS[2] then
+  add(KEYS[3])
+end
+redis.call('PUBLISH', ARGV[1], 'p ' .. ids .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. msg)
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[4], ids, 'EX', ARGV[8])
+end
+return {ids, '0'}
+"#;
+
+/// A room message's new version (an edit, a reaction) or its deletion
+/// (an empty version): kept for every node's reads, and published to the
+/// ones following the room, in one step. KEYS: the room's versions.
+/// ARGV: the message's id, its JSON now (empty: deleted), the room's
+/// channel, the event to publish.
+pub const VERSION_LUA: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
 "#;
 
 /// Raise the counter to at least `ARGV[1]` (a node joining with ids of its
@@ -345,6 +430,8 @@ return nodes
 /// The scripts, loaded once per process.
 struct Scripts {
     append: Arc<Script>,
+    private: Arc<Script>,
+    version: Arc<Script>,
     floor: Arc<Script>,
     reserve: Arc<Script>,
     identity: Arc<Script>,
@@ -358,6 +445,8 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
         append: Arc::new(Script::new(APPEND_LUA)),
+        private: Arc::new(Script::new(PRIVATE_LUA)),
+        version: Arc::new(Script::new(VERSION_LUA)),
         floor: Arc::new(Script::new(FLOOR_LUA)),
         reserve: Arc::new(Script::new(RESERVE_LUA)),
         identity: Arc::new(Script::new(IDENTITY_LUA)),
@@ -457,6 +546,22 @@ pub enum Published {
     /// `e <bytes>`: an event a node published ([`Cluster::event_cmd`]):
     /// not stored, for whoever is there (typing, a join).
     Event(Vec<u8>),
+    /// `p <id> <from> <to> <json>`: a private message stored by
+    /// [`PRIVATE_LUA`] (on the private channel).
+    Private(PrivateEntry),
+}
+
+/// One private message of a user's stream, or as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateEntry {
+    /// Its id.
+    pub id: u64,
+    /// The sender's key (`u<id>`).
+    pub from: String,
+    /// The addressee's key.
+    pub to: String,
+    /// The message's JSON, its id inside.
+    pub json: String,
 }
 
 impl Published {
@@ -468,9 +573,23 @@ impl Published {
     /// assert_eq!(p, Published::Message(Entry { id: 7, prev: 3, json: "{\"id\":7}".into() }));
     /// assert_eq!(Published::parse(b"e typing"), Some(Published::Event(b"typing".to_vec())));
     /// assert_eq!(Published::parse(b"m x"), None);
+    /// let p = Published::parse(b"p 9 u1 u2 {\"id\":9}").unwrap();
+    /// assert!(matches!(p, Published::Private(e) if e.id == 9 && e.from == "u1" && e.to == "u2"));
     /// ```
     pub fn parse(payload: &[u8]) -> Option<Published> {
         match payload {
+            [b'p', b' ', rest @ ..] => {
+                let text = std::str::from_utf8(rest).ok()?;
+                let (id, rest) = text.split_once(' ')?;
+                let (from, rest) = rest.split_once(' ')?;
+                let (to, json) = rest.split_once(' ')?;
+                Some(Published::Private(PrivateEntry {
+                    id: id.parse().ok()?,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    json: json.to_string(),
+                }))
+            }
             [b'e', b' ', rest @ ..] => Some(Published::Event(rest.to_vec())),
             [b'm', b' ', rest @ ..] => {
                 let text = std::str::from_utf8(rest).ok()?;
@@ -596,6 +715,98 @@ impl Cluster {
                 token.as_bytes().to_vec(),
                 TOKEN_TTL_SECS.to_string().into_bytes(),
             ],
+        )
+    }
+
+    /// The private message script's call (see [`PRIVATE_LUA`]): a message
+    /// from key `from` to key `to`, with a token as
+    /// [`Cluster::append_cmd`]'s. Its reply reads with
+    /// [`Cluster::parse_appended`] (`prev` is 0).
+    pub fn private_cmd(
+        &self,
+        from: &str,
+        to: &str,
+        message: &Template,
+        token: Option<&str>,
+    ) -> Cmd {
+        let k = &self.keys;
+        let token = token.unwrap_or("");
+        Cmd::eval(
+            &scripts().private,
+            &[
+                k.counter().into_bytes(),
+                k.privates(from),
+                k.privates(to),
+                k.token(token).into_bytes(),
+            ],
+            &[
+                k.private_channel(),
+                message.before.clone().into_bytes(),
+                message.after.clone().into_bytes(),
+                from.as_bytes().to_vec(),
+                to.as_bytes().to_vec(),
+                self.trim.max_len.to_string().into_bytes(),
+                token.as_bytes().to_vec(),
+                TOKEN_TTL_SECS.to_string().into_bytes(),
+            ],
+        )
+    }
+
+    /// Store a private message from key `from` to key `to` and publish it.
+    pub fn private(&self, from: &str, to: &str, message: &Template) -> Result<Appended, Error> {
+        self.call(
+            self.private_cmd(from, to, message, None),
+            Cluster::parse_appended,
+        )
+    }
+
+    /// The read of at most `limit` (up to [`MAX_RANGE`]) private messages
+    /// of user `key` before id `before` (`None`: the newest).
+    pub fn privates_before_cmd(&self, key: &str, before: Option<u64>, limit: usize) -> Cmd {
+        let end = before.map_or("+".to_string(), |b| format!("({b}-0"));
+        Cmd::new("XREVRANGE")
+            .arg(self.keys.privates(key))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit.clamp(1, MAX_RANGE).to_string())
+    }
+
+    /// The read of at most `limit` private messages of user `key` after
+    /// id `after`, oldest first.
+    pub fn privates_after_cmd(&self, key: &str, after: u64, limit: usize) -> Cmd {
+        Cmd::new("XRANGE")
+            .arg(self.keys.privates(key))
+            .arg(format!("({after}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.clamp(1, MAX_RANGE).to_string())
+    }
+
+    /// Read a range reply of a user's private stream, oldest first.
+    pub fn parse_private_range(value: Value) -> Result<Vec<PrivateEntry>, Error> {
+        let items = value.as_array().ok_or_else(|| bad("range", &value))?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(parse_private_entry(item).ok_or_else(|| bad("private entry", item))?);
+        }
+        if out.len() > 1 && out[0].id > out[1].id {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Private messages of user `key` before `before` (`None`: the
+    /// newest), at most `limit`, oldest first.
+    pub fn read_privates_before(
+        &self,
+        key: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<PrivateEntry>, Error> {
+        self.call(
+            self.privates_before_cmd(key, before, limit),
+            Cluster::parse_private_range,
         )
     }
 
@@ -742,6 +953,37 @@ impl Cluster {
         limit: usize,
     ) -> Result<Vec<Entry>, Error> {
         self.call(self.before_cmd(room, before, limit), Cluster::parse_range)
+    }
+
+    /// The call that keeps message `id`'s version `json` in `room` (empty:
+    /// deleted) and publishes it on the room's channel as an event
+    /// (`e r <node> <id> <json>`, or `e d <node> <id>`), so every node
+    /// serves it.
+    pub fn version_cmd(&self, room: &str, node: &str, id: u64, json: &str) -> Cmd {
+        let event = match json {
+            "" => format!("e d {node} {id}"),
+            _ => format!("e r {node} {id} {json}"),
+        };
+        Cmd::eval(
+            &scripts().version,
+            &[self.keys.versions(room)],
+            &[
+                id.to_string().into_bytes(),
+                json.as_bytes().to_vec(),
+                self.keys.channel(room),
+                event.into_bytes(),
+            ],
+        )
+    }
+
+    /// The call that reads the versions of messages `ids` of `room`: an
+    /// array, one entry per id, nil for a message never changed.
+    pub fn versions_cmd(&self, room: &str, ids: &[u64]) -> Cmd {
+        let mut cmd = Cmd::new("HMGET").arg(self.keys.versions(room));
+        for id in ids {
+            cmd = cmd.arg(id.to_string());
+        }
+        cmd
     }
 
     /// The call that publishes an event (not stored) to `room`'s channel.
@@ -909,6 +1151,36 @@ pub fn complete_after(after: u64, entries: &[Entry], last: u64) -> bool {
         Some(first) => first.prev <= after,
         None => last <= after,
     }
+}
+
+/// One `[id, [f, from, t, to, m, json]]` of a private stream's range.
+fn parse_private_entry(item: &Value) -> Option<PrivateEntry> {
+    let [id, fields] = item.as_array()? else {
+        return None;
+    };
+    let id = std::str::from_utf8(id.as_bytes()?).ok()?;
+    let (ms, seq) = id.split_once('-')?;
+    if seq != "0" {
+        return None;
+    }
+    let (mut from, mut to, mut json) = (None, None, None);
+    for pair in fields.as_array()?.chunks(2) {
+        if let [name, value] = pair {
+            let text = || String::from_utf8(value.as_bytes()?.to_vec()).ok();
+            match name.as_bytes()? {
+                b"f" => from = text(),
+                b"t" => to = text(),
+                b"m" => json = text(),
+                _ => {}
+            }
+        }
+    }
+    Some(PrivateEntry {
+        id: ms.parse().ok()?,
+        from: from?,
+        to: to?,
+        json: json?,
+    })
 }
 
 /// One `[id, [field, value, …]]` of a range reply.

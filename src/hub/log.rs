@@ -142,6 +142,47 @@ pub enum Outcome {
         /// The message as stored (its id the one it is stored under).
         json: Arc<str>,
     },
+    /// A stored private message from key `from` to key `to`, to deliver to
+    /// this server's connections of both users (through
+    /// [`App::log_private`](super::App::log_private)).
+    Private {
+        /// The sender's key.
+        from: String,
+        /// The addressee's key.
+        to: String,
+        /// The message as stored (its id the one it is stored under).
+        json: Arc<str>,
+    },
+    /// A user's presence in a room on *other* servers of the cluster
+    /// changed (through
+    /// [`App::log_presence`](super::App::log_presence)): `Some(name)`, it
+    /// is there now (it was on none before); `None`, it is on none any
+    /// more (it left, or its server died).
+    Presence {
+        /// The room.
+        room: String,
+        /// The user's id.
+        user: u64,
+        /// Its name while present; `None` once gone.
+        name: Option<String>,
+    },
+    /// An event another server of the cluster published to `room` (not
+    /// stored: typing, a new name), through
+    /// [`App::log_event`](super::App::log_event).
+    Event {
+        /// The room.
+        room: String,
+        /// The event, as the app published it ([`Log::publish`]).
+        json: Arc<str>,
+    },
+    /// A ban made on another server of the cluster (through
+    /// [`App::log_ban`](super::App::log_ban)).
+    Banned {
+        /// What is banned (as the app gave it to [`Log::ban`]).
+        key: String,
+        /// When the ban ends, epoch ms.
+        until: u64,
+    },
     /// The log's health: `Some(why)` while it cannot write (`/healthz`
     /// answers 503 with `why`), `None` again when it can.
     Health(Option<String>),
@@ -238,6 +279,45 @@ pub trait Log: Send + Debug {
         None
     }
 
+    /// User `user` is named `name` now (created or renamed): a cluster's
+    /// store records it, so that other nodes can name the user.
+    fn user_named(&mut self, _user: u64, _name: &str) {}
+
+    /// The name of user `user` as a node of the cluster last recorded it,
+    /// for a user this node does not know (a single node's store knows
+    /// none).
+    fn user_name(&mut self, _user: u64) -> Option<String> {
+        None
+    }
+
+    /// User `user` (named `name`) is in `room` on this server now (its
+    /// first connection there): a cluster's store tells the other nodes.
+    fn present(&mut self, _room: &str, _user: u64, _name: &str) {}
+
+    /// User `user` is no longer in `room` on this server.
+    fn absent(&mut self, _room: &str, _user: u64) {}
+
+    /// The members of `room` on the cluster's other servers, with their
+    /// names (none for a store that serves one server alone); changes
+    /// come as [`Outcome::Presence`].
+    fn members(&mut self, _room: &str) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+
+    /// Publish `json` (not stored) to `room` on the cluster's other
+    /// servers ([`Outcome::Event`] there); a single server's store drops
+    /// it.
+    fn publish(&mut self, _room: &str, _json: &str) {}
+
+    /// Ban `keys` until `until` (epoch ms) on every server of the cluster
+    /// ([`Outcome::Banned`] on the others; [`Log::bans`] at their start).
+    fn ban(&mut self, _keys: &[String], _until: u64) {}
+
+    /// The bans made on the cluster (key, end), read at start.
+    fn bans(&mut self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
     /// Append a record of this turn. It is indexed at once and written by
     /// the next [`Log::commit`].
     fn append(&mut self, record: Record<'_>);
@@ -292,7 +372,7 @@ pub trait Log: Send + Debug {
 
     /// The private conversations of session key `me`, newest first;
     /// `read(peer)` is the id up to which `me` has read `peer`'s messages.
-    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation>;
+    fn private_peers(&mut self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation>;
 
     /// Delete room message `id` (moderation): never served again, and a
     /// tombstone is recorded. Returns its room, or `None` when there is no
@@ -369,7 +449,7 @@ impl Log for NoLog {
         Page::default()
     }
 
-    fn private_peers(&self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+    fn private_peers(&mut self, _me: &str, _read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
         Vec::new()
     }
 

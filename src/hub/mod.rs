@@ -131,6 +131,28 @@ pub trait App {
     fn log_message(&mut self, ctx: &mut Ctx, room: &str, json: &Arc<str>) {
         let _ = (ctx, room, json);
     }
+    /// A stored private message from key `from` to key `to` that the
+    /// store delivers itself ([`log::Outcome::Private`]): send it to this
+    /// server's connections of both users. Ignored unless overridden.
+    fn log_private(&mut self, ctx: &mut Ctx, from: &str, to: &str, json: &Arc<str>) {
+        let _ = (ctx, from, to, json);
+    }
+    /// A user's presence in `room` on the cluster's other servers changed
+    /// ([`log::Outcome::Presence`]): `Some(name)`, there now; `None`, gone.
+    /// Ignored unless overridden.
+    fn log_presence(&mut self, ctx: &mut Ctx, room: &str, user: u64, name: Option<&str>) {
+        let _ = (ctx, room, user, name);
+    }
+    /// An event another server published to `room`
+    /// ([`log::Outcome::Event`]). Ignored unless overridden.
+    fn log_event(&mut self, ctx: &mut Ctx, room: &str, json: &Arc<str>) {
+        let _ = (ctx, room, json);
+    }
+    /// A ban made on another server ([`log::Outcome::Banned`]). Ignored
+    /// unless overridden.
+    fn log_ban(&mut self, ctx: &mut Ctx, key: &str, until: u64) {
+        let _ = (ctx, key, until);
+    }
     /// The server is stopping: last words before every connection gets
     /// Close 1001.
     fn shutdown(&mut self, ctx: &mut Ctx) {
@@ -638,6 +660,12 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
                 }
             }
             Outcome::Deliver { room, json } => app.log_message(ctx, &room, &json),
+            Outcome::Private { from, to, json } => app.log_private(ctx, &from, &to, &json),
+            Outcome::Event { room, json } => app.log_event(ctx, &room, &json),
+            Outcome::Banned { key, until } => app.log_ban(ctx, &key, until),
+            Outcome::Presence { room, user, name } => {
+                app.log_presence(ctx, &room, user, name.as_deref())
+            }
             Outcome::Health(why) => {
                 ctx.metrics.set_store_failing(why.clone());
                 ctx.log_unhealthy = why;

@@ -1491,7 +1491,7 @@ impl Log for Store {
         Page { messages, missing }
     }
 
-    fn private_peers(&self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
+    fn private_peers(&mut self, me: &str, read: &dyn Fn(&str) -> u64) -> Vec<Conversation> {
         Store::private_peers(self, me, read)
             .into_iter()
             .map(|(peer, last, unread)| Conversation { peer, last, unread })

@@ -306,12 +306,12 @@ impl RedisLog {
     }
 }
 
-impl Drop for RedisLog {
-    /// A node that stops while it runs the desk gives the lease up, so
+impl RedisLog {
+    /// When the node stops while it runs the desk: give the lease up, so
     /// that another takes the desk at its next tick rather than after
     /// [`crate::cluster::desk::LEASE_TTL`] (waiting at most [`WARM_TIMEOUT`]: the
     /// hub has stopped).
-    fn drop(&mut self) {
+    pub(super) fn release_desk(&mut self) {
         if let Some(d) = &self.desk
             && matches!(d.role, DeskRole::Here(_) | DeskRole::Loading)
             && self.up
