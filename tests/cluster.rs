@@ -1134,3 +1134,45 @@ fn history_and_resume_older_than_the_cache_come_from_the_stream() {
     assert_eq!(ids_of(&resume), &live[2..], "{resume}");
     assert_eq!(resume["complete"], true, "{resume}");
 }
+
+/// The entries of `key`'s stream in `redis`.
+fn stream_len(redis: &RedisServer, key: &str) -> i64 {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    match admin.call(Cmd::new("XLEN").arg(key), WAIT) {
+        Ok(wschat::cluster::resp::Value::Int(n)) => n,
+        other => panic!("XLEN {key}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_rooms_stream_is_trimmed_to_redis_stream_maxlen() {
+    let Some(redis) = RedisServer::start("cluster_trim") else {
+        return;
+    };
+    // Trimming is approximate (MAXLEN ~): Redis drops whole nodes of its
+    // radix tree, 100 entries each by default, so 10 keeps at most 110.
+    let short = node_with(&redis, &["--redis-stream-maxlen", "10"]);
+    let mut c = Client::open(&short, "/?room=short", "history").0;
+    const SENT: usize = 400;
+    for n in 0..SENT {
+        c.send(&format!("m{n}"));
+    }
+    // The last confirmation: every message before it is stored.
+    c.until(|m| m["type"] == "chat" && m["text"] == format!("m{}", SENT - 1));
+    let kept = stream_len(&redis, "wschat:room:short:log");
+    assert!(
+        (10..=110).contains(&kept),
+        "{kept} of {SENT} entries kept with --redis-stream-maxlen 10"
+    );
+    // 0 keeps any number.
+    let all = node_with(&redis, &["--redis-stream-maxlen", "0"]);
+    let mut c = Client::open(&all, "/?room=all", "history").0;
+    for n in 0..SENT {
+        c.send(&format!("m{n}"));
+    }
+    c.until(|m| m["type"] == "chat" && m["text"] == format!("m{}", SENT - 1));
+    assert_eq!(stream_len(&redis, "wschat:room:all:log"), SENT as i64);
+}

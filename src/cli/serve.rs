@@ -649,6 +649,26 @@ pub const FLAGS: &[Flag] = &[
         show: |c| show_duration(c.cluster.presence_ttl),
     },
     Flag {
+        name: "redis-stream-maxlen",
+        value: Some("N"),
+        help: "with --redis: entries kept in each room's stream and each user's private messages in Redis (approximately, MAXLEN ~); 0: any number",
+        apply: |c, v| {
+            c.cluster.trim.max_len = number(v)?;
+            Ok(())
+        },
+        show: |c| c.cluster.trim.max_len.to_string(),
+    },
+    Flag {
+        name: "redis-stream-max-age",
+        value: Some("DURATION"),
+        help: "with --redis: oldest entry kept in each room's stream in Redis (trimmed as the room gets messages); 0: any age",
+        apply: |c, v| {
+            c.cluster.trim.max_age_ms = u64::try_from(millis(v)?.as_millis()).unwrap_or(u64::MAX);
+            Ok(())
+        },
+        show: |c| show_duration(Duration::from_millis(c.cluster.trim.max_age_ms)),
+    },
+    Flag {
         name: "memory",
         value: None,
         help: "keep history in memory only (no data directory)",
@@ -1200,5 +1220,19 @@ mod tests {
         assert_eq!(c.webhook().handover, 8);
         assert!(parse_args(&["--webhook-handover=0".into()], |_| None).is_err());
         assert!(help().contains("WSCHAT_WEBHOOK_HANDOVER"));
+    }
+
+    #[test]
+    fn redis_stream_trim_from_env_and_flags() {
+        let defaults = parse_args(&[], |_| None).unwrap();
+        assert_eq!(defaults.cluster.trim, crate::cluster::Trim::default());
+        let env = |name: &str| (name == "WSCHAT_REDIS_STREAM_MAXLEN").then(|| "500".to_string());
+        let c = parse_args(&["--redis-stream-max-age=7d".into()], env).unwrap();
+        assert_eq!(c.cluster.trim.max_len, 500);
+        assert_eq!(c.cluster.trim.max_age_ms, 7 * 86_400_000);
+        let c = parse_args(&["--redis-stream-maxlen=0".into()], env).unwrap();
+        assert_eq!(c.cluster.trim.max_len, 0, "0 keeps any number");
+        assert!(parse_args(&["--redis-stream-maxlen=many".into()], |_| None).is_err());
+        assert!(help().contains("WSCHAT_REDIS_STREAM_MAX_AGE"));
     }
 }

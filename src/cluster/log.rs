@@ -92,6 +92,9 @@ pub struct Settings {
     /// ([`DEFAULT_PRESENCE_TTL`](super::DEFAULT_PRESENCE_TTL)): it beats
     /// every third of it, and reaps the nodes that ran out as often.
     pub presence_ttl: Duration,
+    /// How each room's stream (and each user's private messages) is
+    /// trimmed in Redis ([`Trim::default`]: 10,000 entries, 30 days).
+    pub trim: Trim,
 }
 
 impl Default for Settings {
@@ -102,6 +105,7 @@ impl Default for Settings {
             retry_wait: RETRY_WAIT,
             events_queue: EVENTS_QUEUE,
             presence_ttl: super::DEFAULT_PRESENCE_TTL,
+            trim: Trim::default(),
         }
     }
 }
@@ -370,7 +374,7 @@ impl RedisLog {
         client.subscribe(keys.private_channel());
         client.subscribe(keys.gone_channel());
         client.subscribe(keys.bans_channel());
-        let cluster = Cluster::new(client, keys.clone(), Trim::default(), settings.warm_timeout);
+        let cluster = Cluster::new(client, keys.clone(), settings.trim, settings.warm_timeout);
         let mut inner = inner;
         let id_floor = inner.take_id();
         let ids = match up {
