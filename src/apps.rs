@@ -64,6 +64,7 @@ impl Server {
         let forward = config.redis.as_ref().map(|_| {
             let paths: Vec<&'static str> = DESK_PATHS.to_vec();
             crate::server::forward::Forward::new(&paths, &[DESK_API_PREFIX])
+                .with_connect_timeout(config.forward_connect_timeout)
         });
         if let Some(forward) = &forward {
             builder = builder.forward(forward.clone());

@@ -95,6 +95,9 @@ pub struct Config {
     /// (the desk's connections are forwarded to the node that runs it);
     /// `None`: `listen`.
     pub advertise: Option<String>,
+    /// With `redis`: how long a node waits to connect to the node that
+    /// runs the desk when it forwards a connection there.
+    pub forward_connect_timeout: std::time::Duration,
     /// The limits of the Redis store (with `redis`).
     pub cluster: crate::cluster::log::Settings,
     /// Whole log segments older than this many days are deleted.
@@ -203,6 +206,7 @@ impl Default for Config {
             durability: store.durability,
             redis: None,
             advertise: None,
+            forward_connect_timeout: crate::server::forward::FORWARD_CONNECT_TIMEOUT,
             cluster: crate::cluster::log::Settings::default(),
             retain_days: store.retain_days,
             segment_bytes: store.segment_bytes,

@@ -1176,3 +1176,30 @@ fn a_rooms_stream_is_trimmed_to_redis_stream_maxlen() {
     c.until(|m| m["type"] == "chat" && m["text"] == format!("m{}", SENT - 1));
     assert_eq!(stream_len(&redis, "wschat:room:all:log"), SENT as i64);
 }
+
+#[test]
+fn the_desk_lease_lasts_redis_desk_lease() {
+    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    let Some(redis) = RedisServer::start("cluster_lease") else {
+        return;
+    };
+    let _node = node_with(&redis, &["--redis-desk-lease", "20s"]);
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    // The node takes the lease at its first tick; the default (3 s) could
+    // never leave more than 3,000 ms.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ttl = match admin.call(Cmd::new("PTTL").arg("wschat:desk:lease"), WAIT) {
+            Ok(wschat::cluster::resp::Value::Int(ms)) => ms,
+            other => panic!("PTTL: {other:?}"),
+        };
+        if ttl > 3_000 {
+            assert!(ttl <= 20_000, "{ttl} ms");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no lease of 20 s (PTTL {ttl})");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -520,7 +520,11 @@ fn the_desk_lease_has_one_holder_and_only_the_holder_adds_records() {
     };
     let cluster = wschat::cluster::accounts::connect(&redis.url(), Duration::from_secs(5)).unwrap();
     let lease = |me: &str| {
-        let v = redis_call(&cluster, cluster.lease_cmd(me)).unwrap();
+        let v = redis_call(
+            &cluster,
+            cluster.lease_cmd(me, wschat::cluster::desk::LEASE_TTL),
+        )
+        .unwrap();
         wschat::cluster::Cluster::parse_lease(v).unwrap()
     };
     let append = |me: &str, record: &str| redis_call(&cluster, cluster.desk_append_cmd(me, record));

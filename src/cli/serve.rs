@@ -599,6 +599,33 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.advertise.clone().unwrap_or_default(),
     },
     Flag {
+        name: "forward-connect-timeout",
+        value: Some("DURATION"),
+        help: "with --redis: longest a node waits to connect to the node that runs the desk when it forwards a desk connection there (past it: 503)",
+        apply: |c, v| {
+            c.forward_connect_timeout = nonzero(millis(v)?, "forward-connect-timeout")?;
+            Ok(())
+        },
+        show: |c| show_duration(c.forward_connect_timeout),
+    },
+    Flag {
+        name: "redis-desk-lease",
+        value: Some("DURATION"),
+        help: "with --redis: how long the desk's lease outlives its holder's last renewal (every hub tick): a node that runs the desk and dies is replaced this long (and a tick) later; at least 1s",
+        apply: |c, v| {
+            let d = millis(v)?;
+            if d < 2 * crate::hub::TICK_INTERVAL {
+                return Err(format!(
+                    "redis-desk-lease must be at least {} (two hub ticks)",
+                    show_duration(2 * crate::hub::TICK_INTERVAL)
+                ));
+            }
+            c.cluster.desk_lease = d;
+            Ok(())
+        },
+        show: |c| show_duration(c.cluster.desk_lease),
+    },
+    Flag {
         name: "redis-cache",
         value: Some("N"),
         help: "with --redis: messages of each room, and private messages of each user, kept on the node for history and resume",
@@ -1234,5 +1261,22 @@ mod tests {
         assert_eq!(c.cluster.trim.max_len, 0, "0 keeps any number");
         assert!(parse_args(&["--redis-stream-maxlen=many".into()], |_| None).is_err());
         assert!(help().contains("WSCHAT_REDIS_STREAM_MAX_AGE"));
+    }
+
+    #[test]
+    fn desk_across_nodes_timings_from_env_and_flags() {
+        let defaults = parse_args(&[], |_| None).unwrap();
+        assert_eq!(defaults.cluster.desk_lease, crate::cluster::desk::LEASE_TTL);
+        assert_eq!(
+            defaults.forward_connect_timeout,
+            crate::server::forward::FORWARD_CONNECT_TIMEOUT
+        );
+        let env = |name: &str| (name == "WSCHAT_REDIS_DESK_LEASE").then(|| "10s".to_string());
+        let c = parse_args(&["--forward-connect-timeout=500ms".into()], env).unwrap();
+        assert_eq!(c.cluster.desk_lease, Duration::from_secs(10));
+        assert_eq!(c.forward_connect_timeout, Duration::from_millis(500));
+        let err = parse_args(&["--redis-desk-lease=600ms".into()], |_| None).unwrap_err();
+        assert!(err.contains("two hub ticks"), "{err}");
+        assert!(parse_args(&["--forward-connect-timeout=0".into()], |_| None).is_err());
     }
 }

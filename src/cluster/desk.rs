@@ -24,8 +24,9 @@ use super::client::{Cmd, Error, Script};
 use super::resp::Value;
 use super::{Cluster, bad};
 
-/// How long the desk's lease lasts after its holder's last renewal: a
-/// holder that stops is replaced at most this (and a tick) later.
+/// How long the desk's lease lasts after its holder's last renewal, by
+/// default (`--redis-desk-lease`): a holder that stops is replaced at most
+/// this (and a tick) later.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 
 /// Most records one read of the desk's stream brings back.
@@ -89,9 +90,9 @@ pub struct DeskRange {
 
 impl Cluster {
     /// The call that renews or takes the desk's lease for `me` (`<name>
-    /// <addr>`) and answers its holder.
-    pub fn lease_cmd(&self, me: &str) -> Cmd {
-        let ttl = LEASE_TTL.as_millis().to_string();
+    /// <addr>`), to last `ttl` after it, and answers its holder.
+    pub fn lease_cmd(&self, me: &str, ttl: Duration) -> Cmd {
+        let ttl = ttl.as_millis().max(1).to_string();
         Cmd::eval(&scripts().lease, &[self.keys.desk_lease()], &[me, &ttl])
     }
 

@@ -95,6 +95,10 @@ pub struct Settings {
     /// How each room's stream (and each user's private messages) is
     /// trimmed in Redis ([`Trim::default`]: 10,000 entries, 30 days).
     pub trim: Trim,
+    /// How long the desk's lease lasts after its holder's last renewal
+    /// ([`LEASE_TTL`](super::desk::LEASE_TTL)); the holder renews it every
+    /// hub tick.
+    pub desk_lease: Duration,
 }
 
 impl Default for Settings {
@@ -106,6 +110,7 @@ impl Default for Settings {
             events_queue: EVENTS_QUEUE,
             presence_ttl: super::DEFAULT_PRESENCE_TTL,
             trim: Trim::default(),
+            desk_lease: super::desk::LEASE_TTL,
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::ws::handshake::Request;
 /// The header a forwarded request carries.
 pub const FORWARDED_HEADER: &str = "X-Wschat-Forwarded";
 
-/// How long a forwarding server waits to connect to the other one.
+/// How long a forwarding server waits to connect to the other one, by
+/// default (`--forward-connect-timeout`).
 pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes copied at once, each direction.
@@ -42,6 +43,8 @@ pub struct Forward {
     /// last `/`.
     prefixes: Vec<&'static str>,
     target: Arc<Mutex<Option<String>>>,
+    /// How long to wait to connect to the target.
+    connect_timeout: Duration,
 }
 
 impl Forward {
@@ -52,7 +55,20 @@ impl Forward {
             paths: paths.to_vec(),
             prefixes: prefixes.to_vec(),
             target: Arc::new(Mutex::new(None)),
+            connect_timeout: FORWARD_CONNECT_TIMEOUT,
         }
+    }
+
+    /// Wait `timeout` to connect to the target instead of
+    /// [`FORWARD_CONNECT_TIMEOUT`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Forward {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long [`splice`] waits to connect to the target.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// Where the paths go from now on: another server's `host:port`, or
@@ -79,20 +95,21 @@ impl Forward {
 
 /// Write `request` (and `leftover`, what came after its head) to `target`
 /// and copy both directions between it and `client` until either closes.
-/// `Err` when `target` could not be reached (nothing was written to the
-/// client: the caller answers it).
+/// `Err` when `target` could not be reached within `connect_timeout`
+/// (nothing was written to the client: the caller answers it).
 pub fn splice(
     client: &TcpStream,
     request: &Request,
     leftover: &[u8],
     target: &str,
+    connect_timeout: Duration,
     client_ip: Option<std::net::IpAddr>,
 ) -> io::Result<()> {
     let addr = target
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::other(format!("{target}: no address")))?;
-    let mut upstream = TcpStream::connect_timeout(&addr, FORWARD_CONNECT_TIMEOUT)?;
+    let mut upstream = TcpStream::connect_timeout(&addr, connect_timeout)?;
     let _ = upstream.set_nodelay(true);
     let mut head = format!(
         "{} {} HTTP/1.{}\r\n",

@@ -123,9 +123,14 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
             request.method,
             redacted(path)
         );
-        if let Err(e) =
-            super::forward::splice(&stream, &request, &leftover, &target, client_ip(&peer))
-        {
+        if let Err(e) = super::forward::splice(
+            &stream,
+            &request,
+            &leftover,
+            &target,
+            routes.forward_connect_timeout(),
+            client_ip(&peer),
+        ) {
             let why = format!("the server that serves {path} ({target}) is unreachable: {e}");
             refuse(&mut stream, &peer, &Rejection::new(503, why), metrics);
         }

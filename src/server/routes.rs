@@ -190,6 +190,14 @@ impl Routes {
         self.forward.as_ref()?.target_for(path)
     }
 
+    /// How long a forwarded connection waits to reach its target.
+    pub fn forward_connect_timeout(&self) -> std::time::Duration {
+        self.forward.as_ref().map_or(
+            super::forward::FORWARD_CONNECT_TIMEOUT,
+            super::forward::Forward::connect_timeout,
+        )
+    }
+
     /// The mount that serves an upgrade on `path`, if any.
     pub fn socket(&self, path: &str) -> Option<Mount> {
         self.everywhere.or_else(|| {

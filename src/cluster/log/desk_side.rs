@@ -70,7 +70,10 @@ impl RedisLog {
             let holder = self
                 .cluster
                 .client()
-                .call(self.cluster.lease_cmd(&side.me), WARM_TIMEOUT)
+                .call(
+                    self.cluster.lease_cmd(&side.me, self.settings.desk_lease),
+                    WARM_TIMEOUT,
+                )
                 .and_then(Cluster::parse_lease);
             match holder {
                 Ok(holder) if holder == side.me => match self.cluster.desk_records() {
@@ -103,7 +106,7 @@ impl RedisLog {
         if d.asking_lease || !self.up {
             return;
         }
-        let cmd = self.cluster.lease_cmd(&d.me);
+        let cmd = self.cluster.lease_cmd(&d.me, self.settings.desk_lease);
         let tag = self.next_tag;
         self.next_tag += 1;
         if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
@@ -309,7 +312,7 @@ impl RedisLog {
 impl RedisLog {
     /// When the node stops while it runs the desk: give the lease up, so
     /// that another takes the desk at its next tick rather than after
-    /// [`crate::cluster::desk::LEASE_TTL`] (waiting at most [`WARM_TIMEOUT`]: the
+    /// `--redis-desk-lease` (waiting at most [`WARM_TIMEOUT`]: the
     /// hub has stopped).
     pub(super) fn release_desk(&mut self) {
         if let Some(d) = &self.desk
