@@ -1203,3 +1203,53 @@ fn the_desk_lease_lasts_redis_desk_lease() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `POST path` with `body` and the API key `key` to `node`: the status and
+/// the JSON body.
+fn api_post(node: &Node, key: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(&node.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_http_api_answers_the_id_every_node_delivers() {
+    let Some(redis) = RedisServer::start("cluster_api") else {
+        return;
+    };
+    let a = node_with(&redis, &["--api-key", "site-key"]);
+    let b = node(&redis);
+    let mut here = Client::open(&a, "/?room=news&name=reader1", "history").0;
+    let mut there = Client::open(&b, "/?room=news&name=reader2", "history").0;
+    // Ids the counter gave out before, so that a provisional id of node
+    // A's own block could not be the final one by chance.
+    for n in 0..5 {
+        there.send(&format!("before {n}"));
+        there.until(|m| m["type"] == "chat" && m["text"] == format!("before {n}"));
+    }
+    let (status, answer) = api_post(
+        &a,
+        "site-key",
+        "/api/publish",
+        r#"{"room":"news","text":"from the site"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_u64().expect("an id");
+    for c in [&mut here, &mut there] {
+        let m = c.until(|m| m["type"] == "chat" && m["text"] == "from the site");
+        assert_eq!(m["id"].as_u64(), Some(id), "the answer names the stored id");
+    }
+}

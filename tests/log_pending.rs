@@ -96,6 +96,7 @@ impl Log for DeferredLog {
                     result: Ok(true),
                     delivered_by_log: turn[1..].iter().map(|t| t.0).collect(),
                     refused: vec![turn[0].0],
+                    final_ids: Vec::new(),
                 });
                 return out;
             }
@@ -108,6 +109,7 @@ impl Log for DeferredLog {
                     result: Ok(true),
                     delivered_by_log: Vec::new(),
                     refused: turn.iter().map(|t| t.0).collect(),
+                    final_ids: Vec::new(),
                 }];
             }
         };
@@ -116,6 +118,7 @@ impl Log for DeferredLog {
                 result: Err(io::Error::other("the network is gone")),
                 delivered_by_log: Vec::new(),
                 refused: Vec::new(),
+                final_ids: Vec::new(),
             }];
         }
         let mut out = Vec::new();
@@ -135,6 +138,7 @@ impl Log for DeferredLog {
                 Vec::new()
             },
             refused: Vec::new(),
+            final_ids: Vec::new(),
         });
         out
     }

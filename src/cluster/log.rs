@@ -212,6 +212,9 @@ struct Turn {
     error: Option<String>,
     /// Provisional ids of the messages stored.
     stored: Vec<u64>,
+    /// The stored messages' ids as the script decided them: (provisional,
+    /// final).
+    final_ids: Vec<(u64, u64)>,
     /// Provisional ids of the messages refused.
     refused: Vec<u64>,
     /// Desk records stored.
@@ -1078,11 +1081,11 @@ impl RedisLog {
                     self.retry.push(append);
                 }
                 result => {
-                    let error = result
+                    let result = result
                         .and_then(Cluster::parse_appended)
-                        .err()
-                        .map(|e| e.to_string());
-                    self.answered(append.turn, append.provisional, error);
+                        .map(|appended| appended.id)
+                        .map_err(|e| e.to_string());
+                    self.answered(append.turn, append.provisional, result);
                 }
             },
             Some(Tag::Fill(room)) => {
@@ -1158,13 +1161,17 @@ impl RedisLog {
         }
     }
 
-    /// One append of turn `seq` has its answer.
-    fn answered(&mut self, seq: u64, provisional: u64, error: Option<String>) {
+    /// One append of turn `seq` has its answer: the message's final id, or
+    /// why it was not stored.
+    fn answered(&mut self, seq: u64, provisional: u64, result: Result<u64, String>) {
         if let Some(turn) = self.turns.iter_mut().find(|t| t.seq == seq) {
             turn.outstanding = turn.outstanding.saturating_sub(1);
-            match error {
-                None => turn.stored.push(provisional),
-                Some(e) => {
+            match result {
+                Ok(id) => {
+                    turn.stored.push(provisional);
+                    turn.final_ids.push((provisional, id));
+                }
+                Err(e) => {
                     turn.refused.push(provisional);
                     turn.error = Some(e);
                 }
@@ -1181,7 +1188,7 @@ impl RedisLog {
                 self.answered(
                     append.turn,
                     append.provisional,
-                    Some("Redis unreachable".into()),
+                    Err("Redis unreachable".into()),
                 );
                 continue;
             }
@@ -1234,11 +1241,13 @@ impl RedisLog {
                     result: Err(io::Error::other(e)),
                     delivered_by_log: Vec::new(),
                     refused: Vec::new(),
+                    final_ids: Vec::new(),
                 },
                 _ => Outcome::Committed {
                     result: Ok(true),
                     delivered_by_log: turn.stored,
                     refused: turn.refused,
+                    final_ids: turn.final_ids,
                 },
             });
         }
@@ -1617,6 +1626,7 @@ impl Log for RedisLog {
             outstanding: sent,
             error,
             stored: Vec::new(),
+            final_ids: Vec::new(),
             refused,
             desk_stored: 0,
         });

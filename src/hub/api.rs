@@ -46,6 +46,26 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
+    /// Name final ids: where the body is an object whose `"id"` is the
+    /// provisional id of a message that `ids` pairs with a final one (the
+    /// store decided it, as the Redis append script does), write the final
+    /// one. Every other body stays as it is.
+    pub fn rename_ids(&mut self, ids: &[(u64, u64)]) {
+        if ids.is_empty() || !self.body.contains("\"id\"") {
+            return;
+        }
+        let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str(&self.body) else {
+            return;
+        };
+        let Some(id) = body.get("id").and_then(serde_json::Value::as_u64) else {
+            return;
+        };
+        if let Some(&(_, last)) = ids.iter().find(|(provisional, _)| *provisional == id) {
+            body.insert("id".into(), last.into());
+            self.body = serde_json::Value::Object(body).to_string();
+        }
+    }
+
     /// 200 with `body`.
     pub fn ok(body: impl Into<String>) -> ApiResponse {
         ApiResponse {
@@ -227,5 +247,23 @@ pub fn exercise(method: &str, target: &str, body: &[u8]) -> ApiResponse {
             ApiResponse::ok("{}")
         }
         Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiResponse;
+
+    #[test]
+    fn rename_ids_writes_the_final_id_of_a_provisional_one_only() {
+        let mut a = ApiResponse::ok(r#"{"id":7}"#);
+        a.rename_ids(&[(6, 60), (7, 70)]);
+        assert_eq!(a.body, r#"{"id":70}"#);
+        let mut other = ApiResponse::ok(r#"{"id":8}"#);
+        other.rename_ids(&[(7, 70)]);
+        assert_eq!(other.body, r#"{"id":8}"#, "not one of the turn's");
+        let mut user = ApiResponse::ok(r#"{"user":7,"closed":1}"#);
+        user.rename_ids(&[(7, 70)]);
+        assert_eq!(user.body, r#"{"user":7,"closed":1}"#, "only \"id\"");
     }
 }

@@ -132,6 +132,10 @@ pub enum Outcome {
         /// `unavailable`, [`App::refused`](super::App::refused)), while
         /// the rest of the turn goes out.
         refused: Vec<u64>,
+        /// On success, (provisional, final) for each of the turn's
+        /// messages whose id the store decided itself (a Redis append
+        /// script): the turn's API answers name the final ids.
+        final_ids: Vec<(u64, u64)>,
     },
     /// A stored message of `room`, to deliver to this server's members of
     /// the room, in the log's order (through

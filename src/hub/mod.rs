@@ -243,6 +243,7 @@ struct Settled {
     result: std::io::Result<bool>,
     by_log: Vec<u64>,
     refused: Vec<u64>,
+    final_ids: Vec<(u64, u64)>,
 }
 
 impl Settled {
@@ -251,6 +252,7 @@ impl Settled {
             result,
             by_log: Vec::new(),
             refused: Vec::new(),
+            final_ids: Vec::new(),
         }
     }
 }
@@ -650,12 +652,14 @@ fn handle_log<A: App>(app: &mut A, ctx: &mut Ctx, event: LogEvent) {
                 result,
                 delivered_by_log,
                 refused,
+                final_ids,
             } => {
                 if let Some(turn) = ctx.waiting.iter_mut().find(|w| w.result.is_none()) {
                     turn.result = Some(Settled {
                         result,
                         by_log: delivered_by_log,
                         refused,
+                        final_ids,
                     });
                 }
             }
@@ -686,6 +690,7 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
         result,
         by_log,
         refused,
+        final_ids,
     } = settled;
     match result {
         Ok(wrote) => {
@@ -708,7 +713,8 @@ fn settle<A: App>(app: &mut A, ctx: &mut Ctx, settled: Settled, stale: bool) {
                 app.refused(ctx, &ids);
             }
             ctx.published.clear();
-            for (to, answer, _) in std::mem::take(&mut ctx.answers) {
+            for (to, mut answer, _) in std::mem::take(&mut ctx.answers) {
+                answer.rename_ids(&final_ids);
                 let _ = to.try_send(answer);
             }
             app.stored(ctx);
