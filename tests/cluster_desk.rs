@@ -391,6 +391,50 @@ fn one_queue_for_every_node_an_agent_and_visitors_on_different_nodes_talk() {
     assert_eq!(ids, [c2]);
     alice_b.send(json!({"type": "message", "conversation": c2, "text": "from B's console"}));
     v2.expect_where("desk_message", |m| m["text"] == "from B's console");
+    // The cluster's desk, reported and exported from its records in Redis
+    // (no data directory: the command runs where no node's data is).
+    let (ok, out) = desk_cli(&redis, &["export"]);
+    assert!(ok, "{out}");
+    let exported: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let first = exported
+        .iter()
+        .find(|c| c["conversation"] == c1)
+        .expect("the first conversation exported");
+    assert_eq!(first["agent"], "alice");
+    assert!(first["resolved"].is_u64(), "{first}");
+    assert_eq!(
+        texts(&first["messages"]),
+        ["hello from B", "hi, alice here", "a question"]
+    );
+    let (ok, out) = desk_cli(&redis, &["report", "--format", "json"]);
+    assert!(ok, "{out}");
+    let report: Value = serde_json::from_str(&out).expect("a JSON report");
+    assert_eq!(report["overall"]["conversations"], 2, "{report}");
+    assert_eq!(report["overall"]["resolved"], 1, "{report}");
+}
+
+/// `wschat desk ARGS --redis URL`, run in an empty directory: whether it
+/// succeeded, and its output.
+fn desk_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
+    let empty = std::env::temp_dir().join(format!("wschat-desk-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .arg("desk")
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .current_dir(&empty)
+        .env_remove("WSCHAT_DATA_DIR")
+        .output()
+        .expect("run wschat desk");
+    let _ = std::fs::remove_dir_all(&empty);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.success(),
+        text + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// The texts of a conversation's `messages`.

@@ -285,7 +285,9 @@ pub const REDIS_SET_TRIES: usize = 8;
 
 /// `--redis URL` (or `--redis=URL`) among `words`, else `$WSCHAT_REDIS`;
 /// the other words in order.
-fn redis_option<'a>(words: &[&'a str]) -> Result<(Vec<&'a str>, Option<String>), String> {
+pub(crate) fn redis_option<'a>(
+    words: &[&'a str],
+) -> Result<(Vec<&'a str>, Option<String>), String> {
     let mut rest = Vec::new();
     let mut url = std::env::var("WSCHAT_REDIS")
         .ok()

@@ -46,64 +46,101 @@ pub struct Facts {
 pub fn read(dir: &Path, since: u64, transcripts: bool) -> std::io::Result<BTreeMap<u64, Facts>> {
     let mut all: BTreeMap<u64, Facts> = BTreeMap::new();
     crate::store::scan_dir(dir, &["\"type\":\"desk_"], |v| {
-        let Some(cid) = v["conversation"].as_u64() else {
-            return;
-        };
-        let time = v["time"].as_u64().unwrap_or(0);
-        let text = |k: &str| v[k].as_str().map(str::to_string);
-        if v["type"] == "desk_opened" {
-            if time >= since {
-                all.insert(
-                    cid,
-                    Facts {
-                        id: cid,
-                        visitor: text("visitor").unwrap_or_default(),
-                        sub: text("sub"),
-                        opened: time,
-                        ..Facts::default()
-                    },
-                );
-            }
-            return;
-        }
-        let Some(f) = all.get_mut(&cid) else {
-            return;
-        };
-        match v["type"].as_str().unwrap_or("") {
-            "desk_assigned" => f.agent = text("agent"),
-            "desk_queued" => f.agent = None,
-            "desk_message" => {
-                if v["from"] == "agent" && f.first_response.is_none() {
-                    f.first_response = Some(time);
-                }
-                if transcripts {
-                    f.messages.push(v.clone());
-                }
-            }
-            "desk_resolved" => {
-                f.resolved = Some(time);
-                f.by = text("by").or_else(|| {
-                    Some(
-                        if v["agent"].is_string() {
-                            "agent"
-                        } else {
-                            "api"
-                        }
-                        .into(),
-                    )
-                });
-                if let Some(agent) = text("agent") {
-                    f.agent = Some(agent);
-                }
-            }
-            "desk_rated" => {
-                f.rating = v["rating"].as_u64();
-                f.comment = text("comment");
-            }
-            _ => {}
-        }
+        add(&mut all, v, since, transcripts)
     })?;
     Ok(all)
+}
+
+/// As [`read`], from the desk's records in the Redis of a cluster
+/// (`wschat:desk:log`, docs/cluster.md "The desk"), read in pages of
+/// [`DESK_RANGE`](crate::cluster::desk::DESK_RANGE), each waiting at most
+/// `timeout`.
+pub fn read_redis(
+    url: &str,
+    since: u64,
+    transcripts: bool,
+    timeout: std::time::Duration,
+) -> Result<BTreeMap<u64, Facts>, String> {
+    let cluster = crate::cluster::accounts::connect(url, timeout)?;
+    let mut all: BTreeMap<u64, Facts> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let cmd = cluster.desk_after_cmd(after.as_deref());
+        let page = cluster
+            .client()
+            .call(cmd, timeout)
+            .and_then(crate::cluster::Cluster::parse_desk_range)
+            .map_err(|e| format!("reading the desk's records from Redis: {e}"))?;
+        for record in &page.records {
+            if let Ok(v) = serde_json::from_str::<Value>(record) {
+                add(&mut all, &v, since, transcripts);
+            }
+        }
+        match page.more_after {
+            Some(last) => after = Some(last),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Take one desk record `v` into the conversations `all`.
+fn add(all: &mut BTreeMap<u64, Facts>, v: &Value, since: u64, transcripts: bool) {
+    let Some(cid) = v["conversation"].as_u64() else {
+        return;
+    };
+    let time = v["time"].as_u64().unwrap_or(0);
+    let text = |k: &str| v[k].as_str().map(str::to_string);
+    if v["type"] == "desk_opened" {
+        if time >= since {
+            all.insert(
+                cid,
+                Facts {
+                    id: cid,
+                    visitor: text("visitor").unwrap_or_default(),
+                    sub: text("sub"),
+                    opened: time,
+                    ..Facts::default()
+                },
+            );
+        }
+        return;
+    }
+    let Some(f) = all.get_mut(&cid) else {
+        return;
+    };
+    match v["type"].as_str().unwrap_or("") {
+        "desk_assigned" => f.agent = text("agent"),
+        "desk_queued" => f.agent = None,
+        "desk_message" => {
+            if v["from"] == "agent" && f.first_response.is_none() {
+                f.first_response = Some(time);
+            }
+            if transcripts {
+                f.messages.push(v.clone());
+            }
+        }
+        "desk_resolved" => {
+            f.resolved = Some(time);
+            f.by = text("by").or_else(|| {
+                Some(
+                    if v["agent"].is_string() {
+                        "agent"
+                    } else {
+                        "api"
+                    }
+                    .into(),
+                )
+            });
+            if let Some(agent) = text("agent") {
+                f.agent = Some(agent);
+            }
+        }
+        "desk_rated" => {
+            f.rating = v["rating"].as_u64();
+            f.comment = text("comment");
+        }
+        _ => {}
+    }
 }
 
 /// The median and 90th percentile of some durations, in seconds.
@@ -431,13 +468,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 const USAGE: &str = "Usage:
-  wschat desk report [--since DATE] [--format table|csv|json] [--data-dir DIR]
+  wschat desk report [--since DATE] [--format table|csv|json] [--data-dir DIR | --redis URL]
       per agent and overall: conversations, first-response and resolution
       times (median, p90, seconds), ratings
-  wschat desk export [--since DATE] [--data-dir DIR]
+  wschat desk export [--since DATE] [--data-dir DIR | --redis URL]
       every conversation with its transcript, as JSON lines
 DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC): conversations opened then or later.
 The data directory defaults to $WSCHAT_DATA_DIR, else ./wschat-data.
+With --redis URL (or $WSCHAT_REDIS), the desk of the cluster of every node
+on that Redis (`wschat serve --redis URL`), whose records are kept there.
 ";
 
 /// `wschat desk …`.
@@ -445,6 +484,13 @@ pub fn main(args: &[String]) -> ExitCode {
     let (dir, words) = match crate::store::admin_args("desk", args, USAGE) {
         Ok(parsed) => parsed,
         Err(status) => return status,
+    };
+    let (words, redis) = match super::agents::redis_option(&words) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("wschat desk: {e}");
+            return ExitCode::from(2);
+        }
     };
     let (mut since, mut format, mut rest) = (0, "table".to_string(), Vec::new());
     let mut iter = words.into_iter();
@@ -484,7 +530,11 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let convs = match read(&dir, since, export_them) {
+    let convs = match &redis {
+        Some(url) => read_redis(url, since, export_them, super::agents::REDIS_TIMEOUT),
+        None => read(&dir, since, export_them).map_err(|e| e.to_string()),
+    };
+    let convs = match convs {
         Ok(convs) => convs,
         Err(e) => {
             eprintln!("wschat desk: {e}");
