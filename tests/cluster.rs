@@ -16,43 +16,24 @@
 //!   after it without a gap.
 #![cfg(target_os = "linux")]
 
+#[path = "redis_support/node.rs"]
+mod node;
 #[path = "redis_support/mod.rs"]
 mod redis_support;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wschat::WebSocket;
 use wschat::ws::Message;
 
+use node::{Node, healthz, node_with};
 use redis_support::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A wschat node, killed (by its PID) when dropped.
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Start a node on `redis` and wait until it serves and says it is healthy.
 fn node(redis: &RedisServer) -> Node {
@@ -64,27 +45,6 @@ const SECRET: &str = "cluster-test-secret";
 /// The flags of a node that signs users in with tokens of [`SECRET`].
 const SIGNED_IN: [&str; 2] = ["--jwt-secret", SECRET];
 
-/// A node started with `extra` flags as well.
-fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
-        .args(["--redis", &redis.url()])
-        .args(extra)
-        .env("RUST_LOG", "wschat=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wschat");
-    let node = Node { child, addr };
-    let deadline = Instant::now() + WAIT;
-    while healthz(&node.addr).0 != 200 {
-        assert!(Instant::now() < deadline, "the node did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    node
-}
-
 impl Node {
     /// A node started later than the others (its state read from Redis).
     fn later(redis: &RedisServer, extra: &[&str]) -> Node {
@@ -92,24 +52,13 @@ impl Node {
     }
 }
 
-/// `GET /healthz`: the status (0 if not answered) and the body.
-fn healthz(addr: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
+/// A client of `redis` for the test's own commands, connected.
+pub fn admin(redis: &RedisServer) -> wschat::cluster::client::Client {
+    use wschat::cluster::client::{Client, ClientConfig, Link};
+    let (tx, _events) = crossbeam_channel::unbounded();
+    let admin = Client::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
+    assert!(admin.wait_up(Link::Commands, WAIT));
+    admin
 }
 
 /// A chat client.
@@ -832,10 +781,8 @@ fn user_ids(m: &Value) -> Vec<u64> {
 /// Wait until Redis lists `n` members of `room` (the nodes record their
 /// members without waiting: a client arriving elsewhere comes later).
 fn wait_members(redis: &RedisServer, room: &str, n: usize) {
-    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
-    let (tx, _events) = crossbeam_channel::unbounded();
-    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
-    assert!(admin.wait_up(Link::Commands, WAIT));
+    use wschat::cluster::client::Cmd;
+    let admin = admin(redis);
     let deadline = Instant::now() + WAIT;
     loop {
         let cmd = Cmd::new("HLEN").arg(format!("wschat:presence:{room}"));
@@ -1137,10 +1084,8 @@ fn history_and_resume_older_than_the_cache_come_from_the_stream() {
 
 /// The entries of `key`'s stream in `redis`.
 fn stream_len(redis: &RedisServer, key: &str) -> i64 {
-    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
-    let (tx, _events) = crossbeam_channel::unbounded();
-    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
-    assert!(admin.wait_up(Link::Commands, WAIT));
+    use wschat::cluster::client::Cmd;
+    let admin = admin(redis);
     match admin.call(Cmd::new("XLEN").arg(key), WAIT) {
         Ok(wschat::cluster::resp::Value::Int(n)) => n,
         other => panic!("XLEN {key}: {other:?}"),
@@ -1179,14 +1124,12 @@ fn a_rooms_stream_is_trimmed_to_redis_stream_maxlen() {
 
 #[test]
 fn the_desk_lease_lasts_redis_desk_lease() {
-    use wschat::cluster::client::{Client as Redis, ClientConfig, Cmd, Link};
+    use wschat::cluster::client::Cmd;
     let Some(redis) = RedisServer::start("cluster_lease") else {
         return;
     };
     let _node = node_with(&redis, &["--redis-desk-lease", "20s"]);
-    let (tx, _events) = crossbeam_channel::unbounded();
-    let admin = Redis::start(ClientConfig::from_url(&redis.url()).unwrap(), tx).unwrap();
-    assert!(admin.wait_up(Link::Commands, WAIT));
+    let admin = admin(&redis);
     // The node takes the lease at its first tick; the default (3 s) could
     // never leave more than 3,000 ms.
     let deadline = Instant::now() + WAIT;

@@ -20,18 +20,20 @@
 //!   gracefully gives the lease up.
 #![cfg(target_os = "linux")]
 
+#[path = "redis_support/node.rs"]
+mod node;
 #[path = "redis_support/mod.rs"]
 mod redis_support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wschat::WebSocket;
 use wschat::ws::Message;
 
+use node::{Node, free_port, node_with};
 use redis_support::RedisServer;
 use wschat::cluster::Keys;
 use wschat::cluster::client::Cmd;
@@ -39,62 +41,9 @@ use wschat::cluster::desk::DESK_RANGE;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A wschat node, killed (by its PID) when dropped.
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A node on `redis` with `extra` flags, once it serves and is healthy.
 fn node(redis: &RedisServer, extra: &[&str]) -> Node {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
-        .args(["--redis", &redis.url()])
-        .args(extra)
-        .env("RUST_LOG", "wschat=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wschat");
-    let node = Node { child, addr };
-    let deadline = Instant::now() + WAIT;
-    while healthz(&node.addr) != 200 {
-        assert!(Instant::now() < deadline, "the node did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    node
-}
-
-/// `GET /healthz`'s status (0 if not answered).
-fn healthz(addr: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    node_with(redis, extra)
 }
 
 /// `wschat agent ARGS --redis URL`: whether it succeeded, and its output.
