@@ -158,6 +158,16 @@ impl Client {
         }
     }
 
+    /// The next message of type `kind`, or the Close's code.
+    fn next_of(&mut self, kind: &str) -> Result<Value, u16> {
+        loop {
+            let m = self.next()?;
+            if m["type"] == kind {
+                return Ok(m);
+            }
+        }
+    }
+
     /// An agent console on `node` signed in with `token`: its `ready`.
     fn agent(node: &Node, token: &str) -> (Client, Value) {
         let mut c = Client::connect(node, "/agent");
@@ -580,4 +590,78 @@ fn the_desk_lease_has_one_holder_and_only_the_holder_adds_records() {
     let after = redis_call(&cluster, Cmd::new("GET").arg(&key)).unwrap();
     assert_eq!(after, wschat::cluster::resp::Value::Nil);
     redis.kill();
+}
+
+/// `wschat canned ARGS --redis URL`: whether it succeeded, and its output.
+fn canned_cli(redis: &RedisServer, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .arg("canned")
+        .args(args)
+        .args(["--redis", &redis.url()])
+        .env_remove("WSCHAT_DATA_DIR")
+        .output()
+        .expect("run wschat canned");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.success(),
+        text + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The shortcuts of a `canned` message.
+fn shortcuts(canned: &Value) -> Vec<String> {
+    canned["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["shortcut"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn canned_replies_in_redis_are_the_whole_clusters() {
+    let Some(redis) = RedisServer::start("cluster_desk_canned") else {
+        return;
+    };
+    let token = add_agent(&redis, "alice", &[]);
+    let (ok, out) = canned_cli(&redis, &["add", "hi", "Hello,", "how", "can", "I", "help?"]);
+    assert!(ok, "{out}");
+    // A runs the desk; the console on B is forwarded there.
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let (mut alice, _) = Client::agent(&b, &token);
+    let canned = alice.expect_where("canned", |m| shortcuts(m) == ["hi"]);
+    assert_eq!(canned["replies"][0]["text"], "Hello, how can I help?");
+    // Added from the console: kept in Redis, seen by the command line.
+    alice.send(json!({"type": "canned_add", "shortcut": "bye", "text": "Goodbye!"}));
+    alice.expect_where("canned", |m| shortcuts(m) == ["bye", "hi"]);
+    let (ok, out) = canned_cli(&redis, &["list"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("/bye\tGoodbye!") && out.contains("/hi\t"),
+        "{out}"
+    );
+    // Removed from the command line: every console is told.
+    let (ok, out) = canned_cli(&redis, &["remove", "hi"]);
+    assert!(ok, "{out}");
+    alice.expect_where("canned", |m| shortcuts(m) == ["bye"]);
+    let (ok, out) = canned_cli(&redis, &["remove", "hi"]);
+    assert!(!ok && out.contains("no canned reply /hi"), "{out}");
+    // A stops: B takes the desk, and its consoles get the cluster's list.
+    drop(alice);
+    drop(a);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // Refused (503) while B still forwards to A, until it takes over.
+        if let Some(mut again) = Client::try_connect(&b, "/agent") {
+            again.send(json!({"type": "auth", "token": token}));
+            if let Ok(canned) = again.next_of("canned")
+                && shortcuts(&canned) == ["bye"]
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "B's desk never had the list");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -14,6 +14,10 @@
 //! still what the changer read ([`REPLACE_LUA`], compare and set), removed
 //! with the version raised in the same step ([`REMOVE_LUA`]). The values
 //! are opaque bytes here; [`crate::desk::agents`] reads and writes them.
+//!
+//! The desk's canned replies are kept the same way (`{prefix}:canned`,
+//! field the shortcut, and `{prefix}:canned:v`), set whatever was there
+//! ([`SET_LUA`]): [`crate::desk::canned`] reads and writes them.
 
 use std::sync::{Arc, OnceLock};
 
@@ -53,6 +57,19 @@ redis.call('INCR', KEYS[2])
 return 1
 "#;
 
+/// Set a field whatever it held, up to `ARGV[3]` fields. KEYS: hash,
+/// version. ARGV: field, JSON, most fields. Returns 1 if set, 0 if the
+/// field is new and the hash is full.
+pub const SET_LUA: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+   and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"#;
+
 /// The accounts if their version is not `ARGV[1]`. KEYS: accounts, version.
 /// Returns `{version}` when unchanged, else `{version, {json, …}}`.
 pub const LIST_LUA: &str = r#"
@@ -68,6 +85,7 @@ struct Scripts {
     replace: Arc<Script>,
     remove: Arc<Script>,
     list: Arc<Script>,
+    set: Arc<Script>,
 }
 
 fn scripts() -> &'static Scripts {
@@ -77,6 +95,7 @@ fn scripts() -> &'static Scripts {
         replace: Arc::new(Script::new(REPLACE_LUA)),
         remove: Arc::new(Script::new(REMOVE_LUA)),
         list: Arc::new(Script::new(LIST_LUA)),
+        set: Arc::new(Script::new(SET_LUA)),
     })
 }
 
@@ -184,6 +203,58 @@ impl Cluster {
     pub fn remove_account(&self, name: &str) -> Result<bool, Error> {
         let cmd = Cmd::eval(&scripts().remove, &self.accounts_keys(), &[&field(name)]);
         self.call(cmd, |v| Ok(v.as_i64() == Some(1)))
+    }
+}
+
+impl Cluster {
+    fn canned_keys(&self) -> [String; 2] {
+        [self.keys.canned(), self.keys.canned_version()]
+    }
+
+    /// The call that reads the canned replies unless their version is
+    /// `known`; its reply reads with [`Cluster::parse_accounts`] (each
+    /// value a reply's JSON).
+    pub fn canned_cmd(&self, known: Option<&str>) -> Cmd {
+        let known = known.unwrap_or("-");
+        Cmd::eval(&scripts().list, &self.canned_keys(), &[known])
+    }
+
+    /// The call that sets canned reply `shortcut` to `json`, unless it is
+    /// new and there are `most` already (reply 0).
+    pub fn set_canned_cmd(&self, shortcut: &str, json: &str, most: usize) -> Cmd {
+        Cmd::eval(
+            &scripts().set,
+            &self.canned_keys(),
+            &[shortcut, json, &most.to_string()],
+        )
+    }
+
+    /// The call that removes canned reply `shortcut` (reply 1 if it was
+    /// there).
+    pub fn remove_canned_cmd(&self, shortcut: &str) -> Cmd {
+        Cmd::eval(&scripts().remove, &self.canned_keys(), &[shortcut])
+    }
+
+    /// Every canned reply's JSON, now (blocking: for the command line).
+    pub fn canned(&self) -> Result<Accounts, Error> {
+        self.call(self.canned_cmd(None), |v| {
+            Cluster::parse_accounts(v.clone())?.ok_or_else(|| bad("canned", &v))
+        })
+    }
+
+    /// Set canned reply `shortcut` (blocking); false when it is new and
+    /// there are `most` already.
+    pub fn set_canned(&self, shortcut: &str, json: &str, most: usize) -> Result<bool, Error> {
+        self.call(self.set_canned_cmd(shortcut, json, most), |v| {
+            Ok(v.as_i64() == Some(1))
+        })
+    }
+
+    /// Remove canned reply `shortcut` (blocking); whether it was there.
+    pub fn remove_canned(&self, shortcut: &str) -> Result<bool, Error> {
+        self.call(self.remove_canned_cmd(shortcut), |v| {
+            Ok(v.as_i64() == Some(1))
+        })
     }
 }
 

@@ -179,6 +179,8 @@ enum Tag {
     Ids,
     /// The agent accounts, if they changed.
     Accounts,
+    /// The canned replies, if they changed.
+    Canned,
     /// Who holds the desk's lease.
     Lease,
     /// A page of the desk's records, read to rebuild the desk.
@@ -283,6 +285,10 @@ pub struct RedisLog {
     accounts: Option<Accounts>,
     /// A read of the accounts is on its way.
     asking_accounts: bool,
+    /// The desk's canned replies as last read (`None`: not yet).
+    canned: Option<Accounts>,
+    /// A read of the canned replies is on its way.
+    asking_canned: bool,
     /// The desk across nodes, once [`RedisLog::with_desk`] set it up.
     desk: Option<DeskSide>,
     settings: Settings,
@@ -438,6 +444,8 @@ impl RedisLog {
             up,
             accounts: accounts.ok(),
             asking_accounts: false,
+            canned: None,
+            asking_canned: false,
             desk: None,
             settings,
             mine: HashMap::new(),
@@ -1154,7 +1162,13 @@ impl RedisLog {
                     Err(e) => log::warn!(target: "wschat::cluster", "reserving ids: {e}"),
                 }
             }
-            Some(tag @ (Tag::Lease | Tag::DeskRead | Tag::DeskAppend { .. } | Tag::Accounts)) => {
+            Some(
+                tag @ (Tag::Lease
+                | Tag::DeskRead
+                | Tag::DeskAppend { .. }
+                | Tag::Accounts
+                | Tag::Canned),
+            ) => {
                 self.on_desk_reply(tag, reply.result);
             }
             None => {}
@@ -1636,6 +1650,7 @@ impl Log for RedisLog {
     fn tick(&mut self) {
         self.inner.tick();
         self.ask_accounts();
+        self.ask_canned();
         self.ask_lease();
         if self.desk.as_ref().is_some_and(|d| d.read_owed) && self.up {
             self.send_desk_read();
@@ -1667,6 +1682,28 @@ impl Log for RedisLog {
             Some(a) => (a.version.clone(), Arc::clone(&a.json)),
             None => (String::new(), Arc::new(Vec::new())),
         })
+    }
+
+    /// As last read from Redis (every tick, answered only when they
+    /// changed); none until the first read succeeds.
+    fn canned_replies(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        Some(match &self.canned {
+            Some(c) => (c.version.clone(), Arc::clone(&c.json)),
+            None => (String::new(), Arc::new(Vec::new())),
+        })
+    }
+
+    fn change_canned(&mut self, shortcut: &str, json: Option<&str>, most: usize) -> bool {
+        if !self.up {
+            return false;
+        }
+        let cmd = match json {
+            Some(json) => self.cluster.set_canned_cmd(shortcut, json, most),
+            None => self.cluster.remove_canned_cmd(shortcut),
+        };
+        // The next read (a tick later) brings the list as Redis has it.
+        self.fire(cmd);
+        true
     }
 
     fn desk_role(&mut self) -> DeskRole {

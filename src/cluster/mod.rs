@@ -113,6 +113,17 @@ impl Keys {
         format!("{}:agents:v", self.prefix)
     }
 
+    /// The desk's canned replies: field the shortcut, value the reply's
+    /// JSON ([`accounts`]: kept as the accounts are).
+    pub fn canned(&self) -> String {
+        format!("{}:canned", self.prefix)
+    }
+
+    /// The version of the canned replies, raised by every change.
+    pub fn canned_version(&self) -> String {
+        format!("{}:canned:v", self.prefix)
+    }
+
     /// The desk's lease: who runs the desk ([`desk`]).
     pub fn desk_lease(&self) -> String {
         format!("{}:desk:lease", self.prefix)

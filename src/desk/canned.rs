@@ -91,14 +91,39 @@ pub fn valid_shortcut(shortcut: &str) -> Result<String, String> {
     }
 }
 
-/// Add (or replace) the reply `shortcut` in `dir`; returns the list.
-pub fn add(dir: &Path, shortcut: &str, text: &str, by: Option<&str>) -> Result<Vec<Reply>, String> {
+/// The reply `shortcut` → `text` by `by`, checked.
+pub fn reply(shortcut: &str, text: &str, by: Option<&str>) -> Result<Reply, String> {
     let shortcut = valid_shortcut(shortcut)?;
     if text.trim().is_empty() || text.len() > MAX_TEXT_BYTES {
         return Err(format!(
             "a canned reply is 1-{MAX_TEXT_BYTES} bytes of text"
         ));
     }
+    Ok(Reply {
+        shortcut,
+        text: text.to_string(),
+        by: by.map(str::to_string),
+    })
+}
+
+/// The replies of their JSON (as a cluster's Redis keeps them, one a
+/// value), by shortcut; unreadable ones are left out.
+pub fn from_json(json: &[String]) -> Vec<Reply> {
+    let mut replies: Vec<Reply> = json
+        .iter()
+        .filter_map(|j| {
+            serde_json::from_str(j)
+                .map_err(|e| log::error!("desk: a canned reply in Redis: {e}"))
+                .ok()
+        })
+        .collect();
+    replies.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
+    replies
+}
+
+/// Add (or replace) the reply `shortcut` in `dir`; returns the list.
+pub fn add(dir: &Path, shortcut: &str, text: &str, by: Option<&str>) -> Result<Vec<Reply>, String> {
+    let Reply { shortcut, .. } = reply(shortcut, text, by)?;
     let mut replies = load(dir).map_err(|e| e.to_string())?;
     replies.retain(|r| r.shortcut != shortcut);
     if replies.len() >= MAX_REPLIES {
@@ -128,13 +153,54 @@ pub fn remove(dir: &Path, shortcut: &str) -> Result<Option<Vec<Reply>>, String> 
 }
 
 const USAGE: &str = "Usage:
-  wschat canned add SHORTCUT TEXT… [--data-dir DIR]   add (or replace) a canned reply
-  wschat canned list [--data-dir DIR]                 list them
-  wschat canned remove SHORTCUT [--data-dir DIR]      remove one
+  wschat canned add SHORTCUT TEXT… [--data-dir DIR | --redis URL]   add (or replace) a canned reply
+  wschat canned list [--data-dir DIR | --redis URL]                 list them
+  wschat canned remove SHORTCUT [--data-dir DIR | --redis URL]      remove one
 Agents insert one by typing /SHORTCUT in the console; a running server
 sends every console the new list within a second.
 The data directory defaults to $WSCHAT_DATA_DIR, else ./wschat-data.
+With --redis URL (or $WSCHAT_REDIS), the canned replies of the cluster of
+every node on that Redis (`wschat serve --redis URL`), kept in Redis.
 ";
+
+/// The replies of a cluster, in the Redis of `url`: as [`add`], [`load`]
+/// and [`remove`] for `wschat canned … --redis URL`.
+fn redis_command(url: &str, words: &[&str]) -> Result<(), String> {
+    let cluster = crate::cluster::accounts::connect(url, super::agents::REDIS_TIMEOUT)?;
+    match words {
+        ["add", shortcut, text @ ..] if !text.is_empty() => {
+            let reply = reply(shortcut, &text.join(" "), None)?;
+            let json = serde_json::to_string(&reply).map_err(|e| e.to_string())?;
+            match cluster.set_canned(&reply.shortcut, &json, MAX_REPLIES) {
+                Ok(true) => {
+                    println!("/{} added", reply.shortcut);
+                    Ok(())
+                }
+                Ok(false) => Err(format!("there are {MAX_REPLIES} canned replies already")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        ["list"] => {
+            let listed = cluster.canned().map_err(|e| e.to_string())?;
+            for r in from_json(&listed.json) {
+                println!("/{}\t{}", r.shortcut, r.text.replace('\n', " "));
+            }
+            Ok(())
+        }
+        ["remove", shortcut] => {
+            let shortcut = shortcut.trim().trim_start_matches('/');
+            match cluster.remove_canned(shortcut) {
+                Ok(true) => {
+                    println!("/{shortcut} removed");
+                    Ok(())
+                }
+                Ok(false) => Err(format!("no canned reply /{shortcut}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        _ => Err(USAGE.trim_end().to_string()),
+    }
+}
 
 /// `wschat canned …`.
 pub fn main(args: &[String]) -> std::process::ExitCode {
@@ -143,6 +209,22 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
+    let (words, redis) = match super::agents::redis_option(&words) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("wschat canned: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(url) = redis {
+        return match redis_command(&url, &words) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wschat canned: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match words.as_slice() {
         ["add", shortcut, text @ ..] if !text.is_empty() => {
             add(&dir, shortcut, &text.join(" "), None)

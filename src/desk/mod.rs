@@ -158,6 +158,9 @@ pub struct Desk {
     accounts_changed: Option<(std::time::SystemTime, u64, u64)>,
     /// How `canned.json` looked when last read (see `check_canned`).
     canned_changed: Option<(std::time::SystemTime, u64, u64)>,
+    /// The canned replies the store keeps, when it keeps them (a
+    /// cluster's, in Redis): their version and the replies by shortcut.
+    shared_canned: Option<(String, Vec<canned::Reply>)>,
     /// The accounts the store keeps (a cluster's, in Redis), with their
     /// version, as last read; `None`: `agents.json` holds them.
     shared_accounts: Option<(String, Vec<agents::Account>)>,
@@ -202,6 +205,7 @@ impl Desk {
             told: HashMap::new(),
             accounts_changed: None,
             canned_changed: None,
+            shared_canned: None,
             shared_accounts: None,
             shared_applied: None,
             next_visitor: 1,

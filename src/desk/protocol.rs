@@ -28,6 +28,58 @@ pub(super) fn parse(text: &str) -> Result<Map<String, Value>, ErrorReply> {
     super::command::object(text)
 }
 
+/// A console's change of the canned replies a cluster keeps in Redis:
+/// checked, sent to Redis without waiting, and made in `replies` at once
+/// (the next read, a tick later, brings the list as Redis has it). The
+/// error code and text otherwise.
+fn shared_canned_change(
+    ctx: &mut Ctx,
+    replies: &mut Vec<canned::Reply>,
+    name: &str,
+    shortcut: &str,
+    text: Option<&str>,
+) -> Result<(), (&'static str, String)> {
+    match text {
+        Some(text) => {
+            let reply = canned::reply(shortcut, text, Some(name)).map_err(|e| ("bad_canned", e))?;
+            let new = !replies.iter().any(|r| r.shortcut == reply.shortcut);
+            if new && replies.len() >= canned::MAX_REPLIES {
+                return Err((
+                    "bad_canned",
+                    format!("there are {} canned replies already", canned::MAX_REPLIES),
+                ));
+            }
+            let json = serde_json::to_string(&reply).map_err(|e| ("bad_canned", e.to_string()))?;
+            if !ctx
+                .log()
+                .change_canned(&reply.shortcut, Some(&json), canned::MAX_REPLIES)
+            {
+                return Err((
+                    "unavailable",
+                    "the canned replies cannot be changed now".into(),
+                ));
+            }
+            replies.retain(|r| r.shortcut != reply.shortcut);
+            replies.push(reply);
+            replies.sort_by(|a, b| a.shortcut.cmp(&b.shortcut));
+        }
+        None => {
+            let shortcut = shortcut.trim().trim_start_matches('/');
+            if !replies.iter().any(|r| r.shortcut == shortcut) {
+                return Err(("bad_canned", "there is no such canned reply".into()));
+            }
+            if !ctx.log().change_canned(shortcut, None, canned::MAX_REPLIES) {
+                return Err((
+                    "unavailable",
+                    "the canned replies cannot be changed now".into(),
+                ));
+            }
+            replies.retain(|r| r.shortcut != shortcut);
+        }
+    }
+    Ok(())
+}
+
 impl Desk {
     /// The agent accounts: those the store keeps (a cluster's, in Redis,
     /// as last read: see `read_shared_accounts`), else `agents.json`'s
@@ -184,6 +236,15 @@ impl Desk {
     /// send every console the new list. Called every tick: one `stat`.
     pub(super) fn check_canned(&mut self, ctx: &mut Ctx) {
         use std::os::unix::fs::MetadataExt;
+        // A cluster's, in Redis: sent on when their version changed.
+        if let Some((version, json)) = ctx.log().canned_replies() {
+            if self.shared_canned.as_ref().map(|(v, _)| v) != Some(&version) {
+                self.shared_canned = Some((version, canned::from_json(&json)));
+                let list = self.canned_json();
+                ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
+            }
+            return;
+        }
         let Some(dir) = &self.config.data_dir else {
             return;
         };
@@ -202,6 +263,9 @@ impl Desk {
 
     /// The `canned` message: the team's canned replies.
     pub(super) fn canned_json(&self) -> String {
+        if let Some((_, replies)) = &self.shared_canned {
+            return Message::Canned { replies }.to_json();
+        }
         let replies = match &self.config.data_dir {
             Some(dir) => canned::load(dir).unwrap_or_else(|e| {
                 log::error!("desk: cannot read the canned replies: {e}");
@@ -223,6 +287,15 @@ impl Desk {
         shortcut: &str,
         text: Option<&str>,
     ) {
+        if let Some((_, replies)) = &mut self.shared_canned {
+            if let Err((code, why)) = shared_canned_change(ctx, replies, name, shortcut, text) {
+                return error(ctx, conn, code, why);
+            }
+            log::info!("desk: agent {name} changed the canned replies");
+            let list = self.canned_json();
+            ctx.broadcast(self.all_agent_conns(), &Ctx::json_frame(&list));
+            return;
+        }
         let Some(dir) = self.config.data_dir.clone() else {
             return error(ctx, conn, "unavailable", "there is no data directory");
         };

@@ -260,6 +260,21 @@ pub trait Log: Send + Debug {
         None
     }
 
+    /// The desk's canned replies, when the store keeps them (a cluster's):
+    /// a version that changes whenever they do, and each reply's JSON.
+    /// `None`: the store keeps none, and the desk reads `canned.json`.
+    fn canned_replies(&mut self) -> Option<(String, Arc<Vec<String>>)> {
+        None
+    }
+
+    /// Set canned reply `shortcut` to `json` (`None`: remove it) in the
+    /// store that keeps them ([`Log::canned_replies`]), unless it is new
+    /// and there are `most` already; without waiting. False: not sent
+    /// (the store keeps none, or cannot reach where it keeps them).
+    fn change_canned(&mut self, _shortcut: &str, _json: Option<&str>, _most: usize) -> bool {
+        false
+    }
+
     /// Where the desk runs: here alone (a single server's store), or, with
     /// a store several servers share (a cluster's: docs/cluster.md, "The
     /// desk"), on whichever holds it now.

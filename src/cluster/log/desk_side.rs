@@ -206,6 +206,22 @@ impl RedisLog {
         }
     }
 
+    /// Read the canned replies unless their version is the one known, as
+    /// [`Self::ask_accounts`].
+    pub(super) fn ask_canned(&mut self) {
+        if self.asking_canned || !self.up {
+            return;
+        }
+        let known = self.canned.as_ref().map(|c| c.version.as_str());
+        let cmd = self.cluster.canned_cmd(known);
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if self.cluster.client().send(cmd, tag, &self.replies).is_ok() {
+            self.tags.insert(tag, Tag::Canned);
+            self.asking_canned = true;
+        }
+    }
+
     /// The turn's desk records, after the state records owed by earlier
     /// turns.
     pub(super) fn desk_turn(&mut self) -> Vec<DeskRecord> {
@@ -292,6 +308,16 @@ impl RedisLog {
                 {
                     log::warn!(target: "wschat::cluster", "a desk record not stored ({e}): written again with the next");
                     d.owed.push(json);
+                }
+            }
+            Tag::Canned => {
+                self.asking_canned = false;
+                match result.and_then(Cluster::parse_accounts) {
+                    Ok(Some(canned)) => self.canned = Some(canned),
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!(target: "wschat::cluster", "reading the canned replies: {e}");
+                    }
                 }
             }
             Tag::Accounts => {
