@@ -372,9 +372,15 @@ test('a supervisor, a claim from the queue, the contact panel and the widget on 
   await shop.waitForFunction(() => document.querySelector('[data-wschat="badge"]').textContent === '1', null, WAIT);
   assert.equal(await shop.title(), '(1) Shop');
   await shop.screenshot({ path: path.join(OUT, 'widget-badge.png') });
+  // The frame marks the reply seen (localStorage, the server's origin, as
+  // this page's) once the page told it it is open: a message that crosses
+  // after the page cleared its badge. Wait for it before leaving the page.
+  const SEEN = 'wschat.support.seen';
+  const seenBefore = await shop.evaluate((k) => localStorage.getItem(k), SEEN);
   await shop.click('[data-wschat="bubble"]');
   await shop.waitForFunction(() => document.title === 'Shop', null, WAIT);
   assert.equal(await shop.isVisible('[data-wschat="badge"]'), false);
+  await shop.waitForFunction(([k, b]) => localStorage.getItem(k) !== b, [SEEN, seenBefore], WAIT);
 
   // The next page of the shop, never opened: with a conversation open, the
   // frame is there from the start, hidden, so a reply counts at once.
