@@ -197,11 +197,7 @@ impl Chat {
         let Some(r) = self.rooms.get(&room) else {
             return Err(Chat::unknown_room(&room));
         };
-        let members: Vec<Value> = r
-            .everyone()
-            .iter()
-            .map(|&m| r.member_ref(&self.ids, m))
-            .collect();
+        let members: Vec<Value> = r.everyone().map(|m| r.member_ref(&self.ids, m)).collect();
         let body = Members {
             room: &room,
             count: members.len(),

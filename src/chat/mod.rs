@@ -220,7 +220,7 @@ struct Search {
 fn net_presence(
     mut joined: Vec<Value>,
     mut left: Vec<Value>,
-    members: &BTreeSet<UserId>,
+    is_member: impl Fn(UserId) -> bool,
 ) -> (Vec<Value>, Vec<Value>) {
     let id = |v: &Value| v.get("id").and_then(Value::as_u64);
     let both: Vec<u64> = joined
@@ -229,7 +229,7 @@ fn net_presence(
         .filter(|i| left.iter().any(|l| id(l) == Some(*i)))
         .collect();
     for user in both {
-        if members.contains(&user) {
+        if is_member(user) {
             left.retain(|l| id(l) != Some(user));
         } else {
             joined.retain(|j| id(j) != Some(user));
@@ -268,11 +268,26 @@ impl Room {
         }
     }
 
-    /// Every member, here or on another node, by id.
-    fn everyone(&self) -> BTreeSet<UserId> {
-        let mut all = self.members.clone();
-        all.extend(self.remote.keys().copied());
-        all
+    /// Every member, here or on another node, each once, in id order: the
+    /// two sorted sets merged as they are walked, so that a page of a big
+    /// room costs its own length, not a copy of the room (issue 24).
+    fn everyone(&self) -> impl Iterator<Item = UserId> + '_ {
+        let mut here = self.members.iter().copied().peekable();
+        let mut there = self.remote.keys().copied().peekable();
+        std::iter::from_fn(move || match (here.peek(), there.peek()) {
+            (Some(a), Some(b)) if a > b => there.next(),
+            (Some(a), Some(b)) if a == b => {
+                there.next();
+                here.next()
+            }
+            (Some(_), _) => here.next(),
+            (None, _) => there.next(),
+        })
+    }
+
+    /// Whether `user` is a member, here or on another node.
+    fn has(&self, user: UserId) -> bool {
+        self.members.contains(&user) || self.remote.contains_key(&user)
     }
 
     /// How many members the room has, on every node.
@@ -298,17 +313,17 @@ impl Room {
     /// `{"type":"users",...}`: the page of members from `offset`, with the
     /// room's count and whether more follow.
     fn users_page(&self, ids: &Identities, name: &str, offset: usize) -> String {
-        let everyone = self.everyone();
-        let page: Vec<Value> = everyone
-            .iter()
+        let count = self.count();
+        let page: Vec<Value> = self
+            .everyone()
             .skip(offset)
             .take(USERS_PAGE)
-            .map(|&m| self.member_ref(ids, m))
+            .map(|m| self.member_ref(ids, m))
             .collect();
-        let more = offset.saturating_add(page.len()) < everyone.len();
+        let more = offset.saturating_add(page.len()) < count;
         Message::Users {
             room: name,
-            count: everyone.len(),
+            count,
             offset,
             more,
             users: &page,
@@ -2201,7 +2216,7 @@ impl App for Chat {
             let (joined, left) = net_presence(
                 std::mem::take(&mut room.joined),
                 std::mem::take(&mut room.left),
-                &room.everyone(),
+                |user| room.has(user),
             );
             for (join, users) in [(true, joined), (false, left)] {
                 if users.is_empty() {
@@ -2248,9 +2263,37 @@ mod tests {
         let (joined, left) = net_presence(
             vec![ann.clone(), bob.clone(), cat.clone()],
             vec![ann.clone(), bob.clone()],
-            &members,
+            |user| members.contains(&user),
         );
         assert_eq!(joined, [ann, cat]);
         assert_eq!(left, [bob]);
+    }
+
+    #[test]
+    fn everyone_merges_members_here_and_elsewhere_once_in_id_order() {
+        let room = Room {
+            members: [1, 3, 5, 9].into(),
+            remote: [
+                (2, "b".into()),
+                (3, "c".into()),
+                (6, "f".into()),
+                (10, "j".into()),
+            ]
+            .into(),
+            ..Room::default()
+        };
+        assert_eq!(room.everyone().collect::<Vec<_>>(), [1, 2, 3, 5, 6, 9, 10]);
+        assert_eq!(room.count(), 7);
+        assert!(room.has(2) && room.has(3) && room.has(9) && !room.has(4));
+        let only_here = Room {
+            members: [4, 7].into(),
+            ..Room::default()
+        };
+        assert_eq!(only_here.everyone().collect::<Vec<_>>(), [4, 7]);
+        let only_there = Room {
+            remote: [(8, "h".into())].into(),
+            ..Room::default()
+        };
+        assert_eq!(only_there.everyone().collect::<Vec<_>>(), [8]);
     }
 }
