@@ -1,7 +1,10 @@
 // The seeds' own client pages (tests/browser/seeds/, copied unchanged from
 // shared/seeds/) talk to each other through wschat. They send plain text;
 // wschat answers with JSON, which these pages show as it is, so each test
-// checks that the text one page sends shows up in another page.
+// checks that the text one page sends shows up in another page; the
+// nodejs-websocket page, which shows every message as it comes, also shows
+// the room's join and leave notices (issue 24: a small room still names
+// who comes and goes).
 //
 // wschat has permessage-deflate on (its default) and Chromium offers it: each
 // test checks, from the 101 Chromium received, that it was negotiated.
@@ -82,12 +85,43 @@ async function received(page, selector, text) {
   throw new Error(`no JSON message around ${JSON.stringify(text)} in ${JSON.stringify(raw.slice(0, 500))}`);
 }
 
-test('seed 000 (nodejs-websocket demo page): two pages exchange messages', { timeout: 60_000 }, async () => {
+/**
+ * Wait until a seed-000 page (one `div` per message, as it came) shows a
+ * wschat message of `type` naming the user `id` among its `users`.
+ */
+async function shows(page, type, id) {
+  await page.waitForFunction(([t, i]) => [...document.querySelectorAll('body > div')].some((d) => {
+    try {
+      const m = JSON.parse(d.textContent);
+      return m.type === t && (m.users || []).some((u) => u.id === i);
+    } catch (_) { return false; }
+  }), [type, id]);
+}
+
+/** The id of the user a seed-000 page was welcomed as. */
+async function welcomedAs(page) {
+  const handle = await page.waitForFunction(() => {
+    for (const d of document.querySelectorAll('body > div')) {
+      try {
+        const m = JSON.parse(d.textContent);
+        if (m.type === 'welcome') return m.user.id;
+      } catch (_) { /* not a message */ }
+    }
+    return undefined;
+  });
+  return handle.jsonValue();
+}
+
+test('seed 000 (nodejs-websocket demo page): two pages exchange messages, and see each other join and leave', { timeout: 60_000 }, async () => {
   const [a, b] = [await open('000-client.html'), await open('000-client.html')];
   for (const p of [a, b]) {
     await p.click('text=打开服务');
     await p.waitForFunction(() => document.getElementById('board').textContent === '已连接');
   }
+  // The page shows the room's notices as they come: A sees B enter.
+  const [aId, bId] = [await welcomedAs(a), await welcomedAs(b)];
+  assert.notEqual(aId, bId);
+  await shows(a, 'join', bId);
   const t = tag();
   await a.fill('#sendText', `你好，我是 A ${t}`);
   await a.click('button:text-is("发送")');
@@ -101,6 +135,8 @@ test('seed 000 (nodejs-websocket demo page): two pages exchange messages', { tim
   // Its "关闭服务" button closes the connection, and the page says so.
   await a.click('text=关闭服务');
   await a.waitForFunction(() => document.getElementById('board').textContent === '已断开');
+  // ... and B sees A leave.
+  await shows(b, 'leave', aId);
 });
 
 test('seed 003 (two-person chat page): two pages exchange messages', { timeout: 60_000 }, async () => {
