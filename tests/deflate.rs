@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{MASK, RFC_ACCEPT, read_http_reply, request, start, tcp, upgrade_lines};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
@@ -378,7 +378,7 @@ impl ChildServer {
             std::process::id(),
             wschat::random::random_u64()
         ));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
             .args(["serve", "--listen", &addr.to_string(), "--rate-limit", "0"])
             .arg("--data-dir")
             .arg(&dir)
@@ -388,13 +388,8 @@ impl ChildServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start wschat");
-        let server = ChildServer { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "wschat did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
+        common::wait_until_serving(&addr.to_string(), &mut child, Duration::from_secs(60));
+        ChildServer { child, addr }
     }
 
     /// A field of /proc/PID/status, in KiB: `VmRSS` (resident now) or

@@ -4,6 +4,8 @@
 //! `--memory-budget`, and what memory let go is still served from the log.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,7 +48,7 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
         .args(["serve", "--listen", &addr, "--rate-limit", "0"])
         .arg("--data-dir")
         .arg(dir)
@@ -56,11 +58,7 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start wschat");
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until_serving(&addr, &mut child, WAIT);
     Server { child, addr }
 }
 

@@ -6,6 +6,8 @@
 //! retention never makes ids repeat or a gap look complete.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -52,7 +54,7 @@ fn free_port() -> u16 {
 fn start(dir: &Path, extra: &[&str]) -> Server {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
         .args(["serve", "--listen", &addr, "--rate-limit", "0"])
         .arg("--data-dir")
         .arg(dir)
@@ -62,11 +64,7 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("start wschat");
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until_serving(&addr, &mut child, WAIT);
     Server { child, addr }
 }
 

@@ -2,6 +2,8 @@
 //! anyone saw, a client that reconnects with its last id misses nothing
 //! and gets nothing twice, and recovery copes with damaged logs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -73,7 +75,7 @@ fn free_port() -> u16 {
 }
 
 fn spawn_server(dir: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
         // A small memory window, so that deep history pages come from disk.
         .args([
             "serve",
@@ -91,11 +93,7 @@ fn spawn_server(dir: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start wschat");
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until_serving(&format!("127.0.0.1:{port}"), &mut child, WAIT);
     child
 }
 

@@ -43,3 +43,46 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     stream.set_nodelay(true).unwrap();
     stream
 }
+
+/// Wait until the wschat process `child` serves HTTP on `addr`: `/healthz`
+/// answers with a status line. A bare `connect` is not enough: while
+/// nothing listens on a port of the ephemeral range, a connect to it may
+/// be given that same port as its own and connect to itself (TCP's
+/// simultaneous open), and the test would go on before the server listens
+/// (seen once in CI: the test's first WebSocket refused). Fails the test
+/// if the child exits first or nothing answers within `wait` (the child
+/// then killed).
+pub fn wait_until_serving(addr: &str, child: &mut std::process::Child, wait: std::time::Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            panic!("wschat exited before it served on {addr}: {status}");
+        }
+        if answers_http(addr) {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wschat did not serve on {addr} within {wait:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether `GET /healthz` on `addr` gets an HTTP status line back (a socket
+/// connected to itself reads its own request instead).
+fn answers_http(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(READ_TIMEOUT));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 "
+}
