@@ -643,6 +643,26 @@ fn bad(what: &str, value: &Value) -> Error {
     Error::Reply(format!("{what}: {value:?}"))
 }
 
+/// Read an `XRANGE`/`XREVRANGE` reply with `parse` for each entry
+/// (`what` names an entry in the error), oldest first: an `XREVRANGE`
+/// reply comes newest first.
+fn parse_entries<T>(
+    value: &Value,
+    what: &str,
+    parse: impl Fn(&Value) -> Option<T>,
+    id: impl Fn(&T) -> u64,
+) -> Result<Vec<T>, Error> {
+    let items = value.as_array().ok_or_else(|| bad("range", value))?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(parse(item).ok_or_else(|| bad(what, item))?);
+    }
+    if out.len() > 1 && id(&out[0]) > id(&out[1]) {
+        out.reverse();
+    }
+    Ok(out)
+}
+
 fn as_u64(value: &Value) -> Option<u64> {
     u64::try_from(value.as_i64()?).ok()
 }
@@ -796,15 +816,7 @@ impl Cluster {
 
     /// Read a range reply of a user's private stream, oldest first.
     pub fn parse_private_range(value: Value) -> Result<Vec<PrivateEntry>, Error> {
-        let items = value.as_array().ok_or_else(|| bad("range", &value))?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            out.push(parse_private_entry(item).ok_or_else(|| bad("private entry", item))?);
-        }
-        if out.len() > 1 && out[0].id > out[1].id {
-            out.reverse();
-        }
-        Ok(out)
+        parse_entries(&value, "private entry", parse_private_entry, |e| e.id)
     }
 
     /// Private messages of user `key` before `before` (`None`: the
@@ -937,15 +949,7 @@ impl Cluster {
 
     /// Read an `XRANGE`/`XREVRANGE` reply as entries, oldest first.
     pub fn parse_range(value: Value) -> Result<Vec<Entry>, Error> {
-        let items = value.as_array().ok_or_else(|| bad("range", &value))?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            out.push(parse_entry(item).ok_or_else(|| bad("range entry", item))?);
-        }
-        if out.len() > 1 && out[0].id > out[1].id {
-            out.reverse();
-        }
-        Ok(out)
+        parse_entries(&value, "range entry", parse_entry, |e| e.id)
     }
 
     /// Messages of `room` after `after`, oldest first. None missing
