@@ -15,6 +15,7 @@
 //! * [`cluster`] — several nodes as one through Redis: a RESP2 client
 //!   on threads of its own, the cluster's primitives (not wired yet).
 //! * [`json`] — JSON objects written with their fields in order.
+//! * [`logging`] — the log: `RUST_LOG`'s filter, lines formatted on the stack.
 //! * [`webhook`] — the desk's events POSTed, signed, to other systems.
 //! * [`sys`] — platform code: every `libc` call and the inline assembly, and
 //!   the TLS client of https webhooks (the system's OpenSSL, loaded at run time);
@@ -37,6 +38,7 @@ pub mod desk;
 pub mod dissect;
 pub mod hub;
 pub mod json;
+pub mod logging;
 pub mod memory;
 pub mod random;
 pub mod router;

@@ -22,9 +22,7 @@ Usage:
 ";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("wschat=info"))
-        .format_timestamp_millis()
-        .init();
+    let _ = wschat::logging::Logger::from_env(wschat::logging::DEFAULT_FILTER).install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (command, rest) = match args.first().map(String::as_str) {
         None => ("serve", &args[..]),
