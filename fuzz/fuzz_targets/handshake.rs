@@ -72,8 +72,7 @@ fuzz_target!(|data: &[u8]| {
             let key = rules.assert_all_met(&request);
             assert_eq!(accept.accept_key, accept_key(key), "the accept key");
             let offered: Vec<&str> = request
-                .headers
-                .iter()
+                .headers()
                 .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
                 .flat_map(|(_, value)| value.split(','))
                 .map(ows_trim)
@@ -136,8 +135,7 @@ fn ows_trim(s: &str) -> &str {
 /// The values of header `name`, trimmed of optional whitespace.
 fn values<'a>(request: &'a Request, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     request
-        .headers
-        .iter()
+        .headers()
         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| ows_trim(v))
 }
@@ -172,7 +170,7 @@ impl Rules {
         let versions: Vec<&str> = values(request, "Sec-WebSocket-Version").collect();
         let keys: Vec<&str> = values(request, "Sec-WebSocket-Key").collect();
         Rules {
-            request_line: raw_request_line_is_get_http11(head) && request.method == "GET",
+            request_line: raw_request_line_is_get_http11(head) && request.method() == "GET",
             host: values(request, "Host").any(|h| !h.is_empty()),
             upgrade: lists_token(request, "Upgrade", "websocket"),
             connection: lists_token(request, "Connection", "Upgrade"),

@@ -163,11 +163,11 @@ fn answer(
         Err(e) => return e,
     };
     let (path, query) = request
-        .target
+        .target()
         .split_once('?')
-        .unwrap_or((&request.target, ""));
+        .unwrap_or((request.target(), ""));
     let api = ApiRequest {
-        method: request.method.clone(),
+        method: request.method().to_string(),
         path: path.to_string(),
         query: query.split('#').next().unwrap_or("").to_string(),
         body,

@@ -113,10 +113,12 @@ pub fn splice(
     let _ = upstream.set_nodelay(true);
     let mut head = format!(
         "{} {} HTTP/1.{}\r\n",
-        request.method, request.target, request.minor_version
+        request.method(),
+        request.target(),
+        request.minor_version
     );
     let mut forwarded_for = client_ip.map(|ip| ip.to_string());
-    for (name, value) in &request.headers {
+    for (name, value) in request.headers() {
         if name.eq_ignore_ascii_case("X-Forwarded-For")
             && let Some(ip) = forwarded_for.take()
         {

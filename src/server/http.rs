@@ -1,6 +1,7 @@
 //! Reading the HTTP request on a new connection, and routing it: a plain
 //! GET gets a page, an upgrade gets the RFC 6455 handshake and an endpoint.
 
+use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -120,7 +121,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
     {
         log::debug!(
             "{peer}: {} {} forwarded to {target}",
-            request.method,
+            request.method(),
             redacted(path)
         );
         if let Err(e) = super::forward::splice(
@@ -145,14 +146,18 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         // The access log: never the key (it is in a header, not logged).
         log::info!(
             "api {peer} {} {} {status} {}ms",
-            request.method,
+            request.method(),
             redacted(path),
             started.elapsed().as_millis()
         );
         return None;
     }
     if !request.is_upgrade() {
-        log::debug!("{peer}: {} {}", request.method, redacted(&request.target));
+        log::debug!(
+            "{peer}: {} {}",
+            request.method(),
+            redacted(request.target())
+        );
         let client_ip = client_ip(&peer);
         let (status, response) = plain_response(&request, shared, client_ip);
         metrics.count_response(status);
@@ -230,7 +235,12 @@ pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAdd
         return "?".to_string();
     };
     if !trusted.contains(&peer.ip()) {
-        return peer.to_string();
+        // Sized at once: this string lives as long as the connection, and
+        // growing it would leave the smaller buffers in the allocator's
+        // cache of this connection's thread.
+        let mut text = String::with_capacity(SOCKET_ADDR_TEXT);
+        let _ = write!(text, "{peer}");
+        return text;
     }
     let hops: Vec<&str> = request
         .headers_named("X-Forwarded-For")
@@ -251,6 +261,10 @@ pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAdd
         .or_else(|| request.header("X-Real-IP").map(|v| v.trim().to_string()))
         .unwrap_or_else(|| peer.to_string())
 }
+
+/// Bytes of the longest IPv6 socket address as text, scope id aside
+/// (`[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535`).
+const SOCKET_ADDR_TEXT: usize = 53;
 
 /// The origin (`scheme://host[:port]`) of a URL such as a `Referer`.
 fn origin_of(url: &str) -> &str {
@@ -283,6 +297,8 @@ fn read_request(
     timeout: std::time::Duration,
 ) -> Result<Option<(Request, Vec<u8>)>, Rejection> {
     let deadline = Instant::now() + timeout;
+    // What arrived so far, when the head takes more than one read; a head
+    // that comes in one read is parsed where it lies.
     let mut buf = Vec::new();
     // On the stack: the pages the handshake touches are given back before a
     // connection settles in (`sys::trim_stack`). A heap buffer would not
@@ -299,9 +315,9 @@ fn read_request(
         let want = chunk
             .len()
             .min(max_header_bytes + 1 - buf.len().min(max_header_bytes));
-        match stream.read(&mut chunk[..want]) {
+        let n = match stream.read(&mut chunk[..want]) {
             Ok(0) => return Ok(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Err(Rejection::new(
                     408,
@@ -310,10 +326,21 @@ fn read_request(
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return Ok(None),
+        };
+        if !buf.is_empty() {
+            buf.extend_from_slice(&chunk[..n]);
         }
-        if let Some((request, used)) = handshake::parse_request(&buf, max_header_bytes)? {
+        let head = if buf.is_empty() {
+            &chunk[..n]
+        } else {
+            &buf[..]
+        };
+        if let Some((request, used)) = handshake::parse_request(head, max_header_bytes)? {
             let _ = stream.set_read_timeout(None);
-            return Ok(Some((request, buf[used..].to_vec())));
+            return Ok(Some((request, head[used..].to_vec())));
+        }
+        if buf.is_empty() {
+            buf.extend_from_slice(&chunk[..n]);
         }
     }
 }
@@ -331,8 +358,8 @@ fn client_ip(peer: &str) -> Option<IpAddr> {
 /// `client` is the client's address (through a trusted proxy, the one the
 /// proxy reports): `/metrics` is only for `--metrics-from`.
 fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) -> (u16, Vec<u8>) {
-    if request.method != "GET" && request.method != "HEAD" {
-        let body = format!("{} is not allowed here\n", request.method);
+    if request.method() != "GET" && request.method() != "HEAD" {
+        let body = format!("{} is not allowed here\n", request.method());
         return (
             405,
             http_response(
@@ -437,7 +464,7 @@ fn plain_response(request: &Request, shared: &Shared, client: Option<IpAddr>) ->
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut response = http_response(status, content_type, &headers, body);
-    if request.method == "HEAD" {
+    if request.method() == "HEAD" {
         response.truncate(response.len() - body.len());
     }
     (status, response)

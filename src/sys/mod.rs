@@ -32,33 +32,66 @@ use std::net::{TcpListener, TcpStream};
 pub fn trim_stack() {
     const PAGE: usize = 4096;
     let sp = stack_pointer();
-    // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which
-    // we destroy after reading the stack bounds. The range passed to madvise
-    // lies inside this thread's own stack mapping, strictly below every
-    // frame live while it runs (this one, and the return address of the
-    // `madvise` system call wrapper, which `stack_pointer` leaves room for),
-    // so no live data is discarded. The calls before it (pthread_*) went
-    // deeper, but they have returned.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return;
-        }
-        let mut base: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let mut guard: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0
-            && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if !ok {
-            return;
-        }
-        let low = (base as usize + guard).div_ceil(PAGE) * PAGE;
-        let high = sp / PAGE * PAGE;
-        if high > low && sp < base as usize + size {
+    let Some((low, top)) = stack_bounds() else {
+        return;
+    };
+    let high = sp / PAGE * PAGE;
+    if high > low && sp < top {
+        // SAFETY: the range lies inside this thread's own stack mapping
+        // (above its guard, `stack_bounds`), strictly below every frame live
+        // while it runs (this one, and the return address of the `madvise`
+        // system call wrapper, which `stack_pointer` leaves room for), so no
+        // live data is discarded. The calls before it went deeper, but they
+        // have returned.
+        unsafe {
             libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED);
         }
     }
+}
+
+/// The calling thread's usable stack: its lowest page above the guard and
+/// the address just past its top. Read once per thread and kept:
+/// `pthread_getattr_np` allocates (the thread's CPU affinity set) on every
+/// call, and what a connection's thread frees stays in the allocator's
+/// cache for that thread while it is idle.
+#[cfg(target_os = "linux")]
+fn stack_bounds() -> Option<(usize, usize)> {
+    use std::cell::Cell;
+    const PAGE: usize = 4096;
+    /// (0, 0): not read yet; (1, 0): cannot be read.
+    const UNKNOWN: (usize, usize) = (0, 0);
+    const UNREADABLE: (usize, usize) = (1, 0);
+    thread_local! {
+        static BOUNDS: Cell<(usize, usize)> = const { Cell::new(UNKNOWN) };
+    }
+    let known = BOUNDS.with(Cell::get);
+    if known == UNREADABLE {
+        return None;
+    }
+    if known != UNKNOWN {
+        return Some(known);
+    }
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread, which
+    // is destroyed after the stack's address, size and guard are read.
+    let read = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            None
+        } else {
+            let mut base: *mut libc::c_void = std::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let mut guard: libc::size_t = 0;
+            let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0
+                && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            ok.then(|| {
+                let low = (base as usize + guard).div_ceil(PAGE) * PAGE;
+                (low, base as usize + size)
+            })
+        }
+    };
+    BOUNDS.with(|b| b.set(read.unwrap_or(UNREADABLE)));
+    read
 }
 
 /// Bytes kept below the estimated stack pointer by [`trim_stack`] where the

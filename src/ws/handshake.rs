@@ -23,6 +23,8 @@
 //! assert_eq!(accept.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 //! ```
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
@@ -64,34 +66,114 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// A parsed HTTP request head.
+///
+/// Its strings (method, target, every header's name and value) lie one
+/// after another in one buffer, with their places in a second: two
+/// allocations for a whole request, not one per string. What a connection's
+/// thread allocates and frees while it shakes hands stays cached by the
+/// allocator for that thread while the connection is idle
+/// (docs/performance.md).
+///
+/// ```
+/// use wschat::ws::handshake::Request;
+/// let r = Request::new("GET", "/chat?name=ann", 1, &[("Host", "a"), ("X-Two", "1"), ("x-two", "2")]);
+/// assert_eq!((r.method(), r.path(), r.header("host")), ("GET", "/chat", Some("a")));
+/// assert_eq!(r.headers_named("X-TWO").collect::<Vec<_>>(), ["1", "2"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The method, such as `GET`.
-    pub method: String,
-    /// The request target as sent: path and query (`/chat?name=ann`).
-    pub target: String,
+    /// The method, the target, then each header's name and value.
+    text: String,
+    method: Span,
+    target: Span,
     /// The HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub minor_version: u8,
-    /// Header lines in order; names as sent, values with invalid UTF-8
-    /// replaced.
-    pub headers: Vec<(String, String)>,
+    /// Each header line's name and value, in order.
+    headers: Vec<(Span, Span)>,
+}
+
+/// Append `s` to `text`; where it lies there.
+fn push_span(text: &mut String, s: &str) -> Span {
+    let start = text.len();
+    text.push_str(s);
+    Span {
+        start,
+        end: text.len(),
+    }
+}
+
+/// Where a string of a [`Request`] lies in its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
 impl Request {
+    /// A request with these parts: header names as given, values as given.
+    pub fn new(method: &str, target: &str, minor_version: u8, headers: &[(&str, &str)]) -> Request {
+        let len = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let headers = headers.iter().map(|&(n, v)| (n, Cow::Borrowed(v)));
+        Request::from_parts(method, target, minor_version, len, headers)
+    }
+
+    /// A request from its parts; `headers_len` is what the headers' names
+    /// and values add up to (a value may grow by the replacement of
+    /// invalid UTF-8).
+    fn from_parts<'a>(
+        method: &str,
+        target: &str,
+        minor_version: u8,
+        headers_len: usize,
+        headers: impl ExactSizeIterator<Item = (&'a str, Cow<'a, str>)>,
+    ) -> Request {
+        let mut text = String::with_capacity(method.len() + target.len() + headers_len);
+        let method = push_span(&mut text, method);
+        let target = push_span(&mut text, target);
+        let headers = headers
+            .map(|(n, v)| (push_span(&mut text, n), push_span(&mut text, &v)))
+            .collect();
+        Request {
+            text,
+            method,
+            target,
+            minor_version,
+            headers,
+        }
+    }
+
+    fn at(&self, span: Span) -> &str {
+        &self.text[span.start..span.end]
+    }
+
+    /// The method, such as `GET`.
+    pub fn method(&self) -> &str {
+        self.at(self.method)
+    }
+
+    /// The request target as sent: path and query (`/chat?name=ann`).
+    pub fn target(&self) -> &str {
+        self.at(self.target)
+    }
+
+    /// Header lines in order: names as sent, values with invalid UTF-8
+    /// replaced.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.headers.iter().map(|&(n, v)| (self.at(n), self.at(v)))
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
+        self.headers()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Whether some value of header `name` holds `token` in its comma list
@@ -104,12 +186,12 @@ impl Request {
 
     /// The path without the query string.
     pub fn path(&self) -> &str {
-        self.target.split(['?', '#']).next().unwrap_or("")
+        self.target().split(['?', '#']).next().unwrap_or("")
     }
 
     /// The value of query parameter `name`, percent-decoded (`+` is a space).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.target.split_once('?')?.1;
+        let query = self.target().split_once('?')?.1;
         let query = query.split('#').next().unwrap_or("");
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -525,21 +607,22 @@ pub fn parse_request(
             }
         }
         Ok(httparse::Status::Complete(used)) => {
-            let request = Request {
-                method: req.method.unwrap_or("").to_string(),
-                target: req.path.unwrap_or("").to_string(),
-                minor_version: req.version.unwrap_or(0),
-                headers: req
-                    .headers
+            // Values are bytes: invalid UTF-8 is replaced (which only a
+            // value that has some needs an allocation for).
+            let len = req
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum();
+            let request = Request::from_parts(
+                req.method.unwrap_or(""),
+                req.path.unwrap_or(""),
+                req.version.unwrap_or(0),
+                len,
+                req.headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect(),
-            };
+                    .map(|h| (h.name, String::from_utf8_lossy(h.value))),
+            );
             Ok(Some((request, used)))
         }
         Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooManyHeaders),
@@ -578,18 +661,31 @@ impl Accept {
     /// );
     /// ```
     pub fn response(&self) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
-            self.accept_key
-        );
-        if let Some(protocol) = &self.protocol {
-            out.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        // Written into a buffer of the exact size: no growing on the way.
+        const HEAD: &str =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+        let lines = [
+            ("Sec-WebSocket-Accept: ", Some(&self.accept_key)),
+            ("Sec-WebSocket-Protocol: ", self.protocol.as_ref()),
+            ("Sec-WebSocket-Extensions: ", self.extensions.as_ref()),
+        ];
+        let len = HEAD.len()
+            + lines
+                .iter()
+                .filter_map(|(name, value)| value.map(|v| name.len() + v.len() + 2))
+                .sum::<usize>()
+            + 2;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(HEAD.as_bytes());
+        for (name, value) in lines {
+            if let Some(value) = value {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
-        if let Some(extensions) = &self.extensions {
-            out.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
-        }
-        out.push_str("\r\n");
-        out.into_bytes()
+        out.extend_from_slice(b"\r\n");
+        out
     }
 }
 
@@ -603,7 +699,7 @@ impl Accept {
 /// a `Connection` without `Upgrade`, a missing version, or a key that is not
 /// base64 of 16 bytes.
 pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accept, HandshakeError> {
-    if request.method != "GET" {
+    if request.method() != "GET" {
         return Err(HandshakeError::NotGet);
     }
     if request.header("Sec-WebSocket-Key1").is_some()
@@ -614,10 +710,10 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     if request.minor_version < 1 {
         return Err(HandshakeError::OldHttp);
     }
-    match request.headers_named("Host").collect::<Vec<_>>().as_slice() {
-        [host] if !host.trim_matches(HTTP_WS).is_empty() => {}
-        [] | [_] => return Err(HandshakeError::MissingHost),
-        _ => return Err(HandshakeError::DuplicateHost),
+    match single(request.headers_named("Host")) {
+        Ok(Some(host)) if !host.trim_matches(HTTP_WS).is_empty() => {}
+        Ok(_) => return Err(HandshakeError::MissingHost),
+        Err(()) => return Err(HandshakeError::DuplicateHost),
     }
     if !request.has_token("Upgrade", "websocket") {
         return Err(HandshakeError::NoUpgradeToken);
@@ -625,17 +721,18 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     if !request.has_token("Connection", "Upgrade") {
         return Err(HandshakeError::NoConnectionToken);
     }
-    let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
-    match versions.as_slice() {
-        [] => return Err(HandshakeError::MissingVersion),
-        [v] if v.trim_matches(HTTP_WS) == VERSION => {}
-        _ => return Err(HandshakeError::UnsupportedVersion(versions.join(", "))),
+    match single(request.headers_named("Sec-WebSocket-Version")) {
+        Ok(None) => return Err(HandshakeError::MissingVersion),
+        Ok(Some(v)) if v.trim_matches(HTTP_WS) == VERSION => {}
+        _ => {
+            let versions: Vec<&str> = request.headers_named("Sec-WebSocket-Version").collect();
+            return Err(HandshakeError::UnsupportedVersion(versions.join(", ")));
+        }
     }
-    let keys: Vec<&str> = request.headers_named("Sec-WebSocket-Key").collect();
-    let key = match keys.as_slice() {
-        [key] => key.trim_matches(HTTP_WS),
-        [] => return Err(HandshakeError::MissingKey),
-        _ => return Err(HandshakeError::DuplicateKey),
+    let key = match single(request.headers_named("Sec-WebSocket-Key")) {
+        Ok(Some(key)) => key.trim_matches(HTTP_WS),
+        Ok(None) => return Err(HandshakeError::MissingKey),
+        Err(()) => return Err(HandshakeError::DuplicateKey),
     };
     if !is_valid_key(key) {
         return Err(HandshakeError::InvalidKey);
@@ -653,9 +750,22 @@ pub fn validate_upgrade(request: &Request, supported: &[String]) -> Result<Accep
     })
 }
 
+/// The one value an iterator of header values holds: `Ok(None)` when the
+/// header is absent, `Err(())` when it is repeated. Nothing is collected:
+/// an accepted handshake allocates as little as it can, since what a
+/// connection's thread frees stays cached for it while it is idle.
+fn single<'a>(mut values: impl Iterator<Item = &'a str>) -> Result<Option<&'a str>, ()> {
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        (Some(_), Some(_)) | (None, Some(_)) => Err(()),
+    }
+}
+
 /// Whether `key` is base64 of exactly 16 bytes (24 characters with `==`).
 pub fn is_valid_key(key: &str) -> bool {
-    key.len() == 24 && BASE64.decode(key).is_ok_and(|bytes| bytes.len() == 16)
+    // 24 characters decode to at most 18 bytes: room on the stack.
+    let mut bytes = [0u8; 18];
+    key.len() == 24 && BASE64.decode_slice(key, &mut bytes) == Ok(16)
 }
 
 /// A new `Sec-WebSocket-Key`: base64 of 16 random bytes (§4.1 step 7).
