@@ -301,6 +301,15 @@ impl Room {
     }
 
     /// `{"id","name"}` of a member (named by this node if it knows it).
+    /// A member's id and name, borrowed (for a page of members).
+    fn member_name<'a>(&'a self, ids: &'a Identities, user: UserId) -> wire::UserRef<'a> {
+        let name = match self.remote.get(&user) {
+            Some(name) if !self.members.contains(&user) => name.as_str(),
+            _ => ids.get(user).map_or("", |u| u.name.as_str()),
+        };
+        wire::UserRef { id: user, name }
+    }
+
     fn member_ref(&self, ids: &Identities, user: UserId) -> Value {
         match self.remote.get(&user) {
             Some(name) if !self.members.contains(&user) => {
@@ -314,11 +323,11 @@ impl Room {
     /// room's count and whether more follow.
     fn users_page(&self, ids: &Identities, name: &str, offset: usize) -> String {
         let count = self.count();
-        let page: Vec<Value> = self
+        let page: Vec<wire::UserRef<'_>> = self
             .everyone()
             .skip(offset)
             .take(USERS_PAGE)
-            .map(|m| self.member_ref(ids, m))
+            .map(|m| self.member_name(ids, m))
             .collect();
         let more = offset.saturating_add(page.len()) < count;
         Message::Users {
