@@ -12,7 +12,9 @@
 //! The log keeps a session's *digest* (SHA-1 of the token), never the
 //! token: only its holder can present it again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+
+use super::small_set::SmallSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ pub struct User {
     pub room: String,
     /// Every room it is a member of, the current one included (kept
     /// across reconnects and restarts: `memberships` records).
-    pub rooms: BTreeSet<String>,
+    pub rooms: SmallSet<String>,
     /// Whether a `memberships` record has said where it is (then `joined`
     /// records no longer move its current room).
     pub rooms_recorded: bool,
@@ -77,7 +79,7 @@ pub struct User {
     /// Its token says `"role":"admin"`.
     pub admin: bool,
     /// Its open connections.
-    pub conns: BTreeSet<ConnId>,
+    pub conns: SmallSet<ConnId>,
     /// When it last sent a typing notice.
     pub last_typing: Option<Instant>,
     /// When it was last seen (a connection opening or closing), epoch ms.
@@ -192,13 +194,13 @@ impl Identities {
                             id: uid,
                             name: String::new(),
                             room: LOBBY.to_string(),
-                            rooms: BTreeSet::new(),
+                            rooms: SmallSet::new(),
                             rooms_recorded: false,
                             session: v["session"].as_str().map(str::to_string),
                             sub: v["sub"].as_str().map(str::to_string),
                             name_fixed: false,
                             admin: false,
-                            conns: BTreeSet::new(),
+                            conns: SmallSet::new(),
                             last_typing: None,
                             last_seen: time,
                             left_at: 0,
@@ -456,13 +458,13 @@ impl Identities {
             id,
             name,
             room: LOBBY.to_string(),
-            rooms: BTreeSet::from([LOBBY.to_string()]),
+            rooms: [LOBBY.to_string()].into_iter().collect(),
             rooms_recorded: false,
             session,
             sub,
             name_fixed: false,
             admin: false,
-            conns: BTreeSet::new(),
+            conns: SmallSet::new(),
             last_typing: None,
             last_seen: now_ms(),
             left_at: 0,

@@ -22,6 +22,7 @@ pub mod api;
 pub mod bans;
 pub mod command;
 pub mod identity;
+pub mod small_set;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
