@@ -112,10 +112,14 @@ struct PendingRecord {
 /// ```
 pub fn digest_hex(token: &str) -> String {
     use sha1::Digest as _;
-    sha1::Sha1::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha1::Sha1::digest(token.as_bytes());
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hex
 }
 
 /// How often the store applies retention (on the hub's tick).
