@@ -900,15 +900,7 @@ mod tests {
                 c => safe.push(c),
             }
         }
-        let mut out = Vec::new();
-        crate::ws::frame::encode_frame(
-            &mut out,
-            true,
-            crate::ws::OpCode::Text,
-            safe.as_bytes(),
-            None,
-        );
-        out
+        Ctx::text_frame(&safe).to_vec()
     }
 
     #[test]
