@@ -16,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Ports tried before giving up on starting a redis-server.
+const START_ATTEMPTS: usize = 5;
+
 /// How long redis-server may take to say it is ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -58,20 +61,31 @@ impl RedisServer {
             );
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("wschat-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("the server's directory");
-        let mut server = RedisServer {
-            child: None,
-            program,
-            port,
-            dir,
-        };
-        server.launch();
-        Some(server)
+        // A port that was free a moment ago may be another test's by the
+        // time redis-server binds it (tests of a file run in parallel):
+        // then another port.
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir =
+                std::env::temp_dir().join(format!("wschat-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("the server's directory");
+            let mut server = RedisServer {
+                child: None,
+                program: program.clone(),
+                port,
+                dir,
+            };
+            match server.try_launch() {
+                Ok(()) => return Some(server),
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => panic!("redis-server on port {port} did not start: {log}"),
+            }
+        }
+        panic!("redis-server found no free port in {START_ATTEMPTS} attempts: {last}");
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -84,7 +98,15 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Start it on its port, and panic if it does not start.
     fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("redis-server on port {} did not start: {log}", self.port);
+        }
+    }
+
+    /// Start it on its port; its log if it does not become ready.
+    fn try_launch(&mut self) -> Result<(), String> {
         let mut child = Command::new(&self.program)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
@@ -121,14 +143,17 @@ impl RedisServer {
             let _ = ready_tx.send(Err(log.join("\n")));
         });
         match ready_rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(())) => self.child = Some(child),
+            Ok(Ok(())) => {
+                self.child = Some(child);
+                Ok(())
+            }
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "redis-server on port {} did not start: {other:?}",
-                    self.port
-                );
+                Err(match other {
+                    Ok(Err(log)) => log,
+                    other => format!("{other:?}"),
+                })
             }
         }
     }
