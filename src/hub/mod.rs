@@ -307,15 +307,29 @@ impl Ctx {
     /// (compressed at most once, for those who negotiated permessage-deflate:
     /// see [`PreparedFrame`]).
     pub fn text_frame(text: &str) -> PreparedFrame {
-        let mut out = Vec::with_capacity(text.len() + 4);
-        crate::ws::frame::encode_frame(
-            &mut out,
-            true,
-            crate::ws::OpCode::Text,
-            text.as_bytes(),
-            None,
-        );
-        out.into()
+        Ctx::frame_of(crate::ws::OpCode::Text, text.len(), |payload| {
+            payload.copy_from_slice(text.as_bytes())
+        })
+    }
+
+    /// A final unmasked frame of `opcode` whose `len` payload bytes `fill`
+    /// writes, made in one allocation of its exact size: the bytes every
+    /// recipient shares, with no buffer first and a copy into the shared
+    /// one after (`From<Vec<u8>>` for an `Arc<[u8]>` allocates and copies).
+    fn frame_of(
+        opcode: crate::ws::OpCode,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> PreparedFrame {
+        let (header, header_len) = crate::ws::frame::FrameHeader::new(opcode, len as u64).encode();
+        // `repeat_n` has an exact length, so the slice is allocated once,
+        // at its size (zeroed), and written while nobody else holds it:
+        // `make_mut` copies nothing then.
+        let mut bytes: Bytes = std::iter::repeat_n(0u8, header_len + len).collect();
+        let (head, payload) = Arc::make_mut(&mut bytes).split_at_mut(header_len);
+        head.copy_from_slice(&header[..header_len]);
+        fill(payload);
+        PreparedFrame::new(bytes)
     }
 
     /// Encode a JSON text once, as a server frame, with `<`, `>` and `&`
@@ -345,25 +359,26 @@ impl Ctx {
         // Each of `<`, `>`, `&` (one byte, and never part of a longer UTF-8
         // sequence) becomes six: the payload's length is known before it is
         // written, so the frame is written once, in a buffer of its size.
-        let len = bytes.len() + 5 * specials;
-        let (header, header_len) =
-            crate::ws::frame::FrameHeader::new(crate::ws::OpCode::Text, len as u64).encode();
-        let mut out = Vec::with_capacity(header_len + len);
-        out.extend_from_slice(&header[..header_len]);
-        let mut plain = 0;
-        for (at, &b) in bytes.iter().enumerate() {
-            let escaped: &[u8] = match b {
-                b'<' => b"\\u003c",
-                b'>' => b"\\u003e",
-                b'&' => b"\\u0026",
-                _ => continue,
+        Ctx::frame_of(crate::ws::OpCode::Text, bytes.len() + 5 * specials, |out| {
+            let mut plain = 0;
+            let mut at_out = 0;
+            let mut put = |piece: &[u8]| {
+                out[at_out..at_out + piece.len()].copy_from_slice(piece);
+                at_out += piece.len();
             };
-            out.extend_from_slice(&bytes[plain..at]);
-            out.extend_from_slice(escaped);
-            plain = at + 1;
-        }
-        out.extend_from_slice(&bytes[plain..]);
-        out.into()
+            for (at, &b) in bytes.iter().enumerate() {
+                let escaped: &[u8] = match b {
+                    b'<' => b"\\u003c",
+                    b'>' => b"\\u003e",
+                    b'&' => b"\\u0026",
+                    _ => continue,
+                };
+                put(&bytes[plain..at]);
+                put(escaped);
+                plain = at + 1;
+            }
+            put(&bytes[plain..]);
+        })
     }
 
     /// Send a JSON text to one connection (see [`Ctx::json_frame`]).
@@ -373,9 +388,9 @@ impl Ctx {
 
     /// Encode a binary message once, as a server frame.
     pub fn binary_frame(data: &[u8]) -> PreparedFrame {
-        let mut out = Vec::with_capacity(data.len() + 10);
-        crate::ws::frame::encode_frame(&mut out, true, crate::ws::OpCode::Binary, data, None);
-        out.into()
+        Ctx::frame_of(crate::ws::OpCode::Binary, data.len(), |payload| {
+            payload.copy_from_slice(data)
+        })
     }
 
     /// The open connections.
