@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
 use crate::hub::log::{Log, Record};
-use crate::hub::{App, ConnId, ConnInfo, Ctx};
+use crate::hub::{App, ConnId, ConnInfo, Ctx, Held};
 use crate::ws::CloseCode;
 use command::{Command, ErrorReply};
 use identity::{Identities, UserId};
@@ -377,6 +377,9 @@ pub struct Chat {
     ticks: u64,
     /// When identities were last expired.
     last_retention: Instant,
+    /// First pages of members due this turn: the room, and the place kept
+    /// for it in the turn's sends ([`Chat::send_first_pages`]).
+    first_pages: Vec<(String, Held)>,
 }
 
 /// How a connection says who it is.
@@ -407,6 +410,7 @@ impl Chat {
             dirty: Vec::new(),
             ticks: 0,
             last_retention: Instant::now(),
+            first_pages: Vec::new(),
         }
     }
 
@@ -655,18 +659,57 @@ impl Chat {
         self.ids.get(user).map(|u| u.room.clone())
     }
 
-    fn send_users(&self, ctx: &mut Ctx, conn: ConnId, offset: usize) {
+    fn send_users(&mut self, ctx: &mut Ctx, conn: ConnId, offset: usize) {
         let Some(room_name) = self.room_of(conn) else {
             return;
         };
         self.send_users_of(ctx, conn, &room_name, offset);
     }
 
-    fn send_users_of(&self, ctx: &mut Ctx, conn: ConnId, room_name: &str, offset: usize) {
-        let Some(room) = self.rooms.get(room_name) else {
+    /// Send `conn` the page of `room_name`'s members from `offset`. The
+    /// first page (what every newcomer gets) keeps its place in the turn's
+    /// sends but is made at the turn's end ([`Chat::send_first_pages`]),
+    /// once for every connection of the turn that is due one.
+    fn send_users_of(&mut self, ctx: &mut Ctx, conn: ConnId, room_name: &str, offset: usize) {
+        if !self.rooms.contains_key(room_name) {
             return;
-        };
-        ctx.send_json(conn, &room.users_page(&self.ids, room_name, offset));
+        }
+        if offset == 0 {
+            self.first_pages
+                .push((room_name.to_string(), ctx.hold(conn)));
+            return;
+        }
+        if let Some(room) = self.rooms.get(room_name) {
+            ctx.send_json(conn, &room.users_page(&self.ids, room_name, offset));
+        }
+    }
+
+    /// The turn is over: make each room's first page of members once and
+    /// put it in the places kept for it ([`Chat::send_users_of`]), with
+    /// the room as the turn leaves it. In a crowd that many join at once,
+    /// that is one page per turn instead of one per newcomer (a page is
+    /// 100 names, about 3 KB: it was a fifth of the hub's time while a
+    /// crowd joined, and a fresh buffer per newcomer, held until the turn
+    /// was delivered while the next newcomers' state was allocated,
+    /// fragmented the hub's heap).
+    fn send_first_pages(&mut self, ctx: &mut Ctx) {
+        let mut due = std::mem::take(&mut self.first_pages);
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        for group in due.chunk_by(|a, b| a.0 == b.0) {
+            let name = group[0].0.as_str();
+            // A room gone by the end of the turn: nothing to show.
+            let Some(room) = self.rooms.get(name) else {
+                continue;
+            };
+            let frame = Ctx::json_frame(&room.users_page(&self.ids, name, 0));
+            for (_, held) in group {
+                if !ctx.fill(*held, &frame) {
+                    ctx.send_frame(held.conn(), &frame);
+                }
+            }
+        }
+        due.clear();
+        self.first_pages = due;
     }
 
     /// A presence tick: each crowd whose members came or went since its
@@ -2210,6 +2253,7 @@ impl App for Chat {
     }
 
     fn turn_end(&mut self, ctx: &mut Ctx) {
+        self.send_first_pages(ctx);
         let time = now_ms();
         for room_name in std::mem::take(&mut self.dirty) {
             let Some(room) = self.rooms.get_mut(&room_name) else {

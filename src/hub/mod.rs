@@ -201,6 +201,28 @@ enum Out {
     One(ConnId, PreparedFrame),
     Many(Vec<ConnId>, PreparedFrame),
     Close(ConnId, CloseCode, String),
+    /// A connection's place for a frame the app gives later in the turn
+    /// ([`Ctx::hold`]); sends nothing if it never does.
+    Held(ConnId),
+}
+
+/// A connection's place in a turn's sends, kept by [`Ctx::hold`] for a
+/// frame given later in the same turn with [`Ctx::fill`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The turn it belongs to ([`Ctx::turn`]).
+    turn: u64,
+    /// Its index in that turn's queue.
+    at: usize,
+    /// The connection it is for.
+    conn: ConnId,
+}
+
+impl Held {
+    /// The connection the place is for.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
 }
 
 /// The hub's side of the connections: what an [`App`] uses to send.
@@ -233,6 +255,8 @@ pub struct Ctx {
     /// a failure of a turn parked before the latest such news is old news
     /// and does not set `/healthz`.
     health_news: u64,
+    /// Turns ended so far: a [`Held`] place is good only in its own turn.
+    turn: u64,
 }
 
 /// A turn's commit result: as [`Log::commit`]'s, with the messages the
@@ -288,6 +312,7 @@ impl Ctx {
             waiting: VecDeque::new(),
             log_unhealthy: None,
             health_news: 0,
+            turn: 0,
         }
     }
 
@@ -412,6 +437,41 @@ impl Ctx {
         self.send_frame(conn, &Ctx::text_frame(text))
     }
 
+    /// Keep `conn`'s place in this turn's sends for a frame that is made
+    /// later in the turn, at the latest in [`App::turn_end`], and given with
+    /// [`Ctx::fill`]; whatever is sent to `conn` after this call goes after
+    /// it. A place never filled sends nothing.
+    ///
+    /// What it is for: a frame many connections of one turn get, but that
+    /// is best made once, when the turn's events are all in. A crowd's
+    /// newcomers each get the room's first page of members (100 names,
+    /// about 3 KB): made once per turn for all of them instead of once per
+    /// newcomer, and with the count as the turn leaves it.
+    pub fn hold(&mut self, conn: ConnId) -> Held {
+        self.queue.push(Out::Held(conn));
+        Held {
+            turn: self.turn,
+            at: self.queue.len() - 1,
+            conn,
+        }
+    }
+
+    /// Put `frame` in the place `held` kept. Returns false, and sends
+    /// nothing, if that place is not there to fill (kept in another turn,
+    /// or filled already): the caller then sends the frame as usual.
+    pub fn fill(&mut self, held: Held, frame: &PreparedFrame) -> bool {
+        if held.turn != self.turn {
+            return false;
+        }
+        match self.queue.get_mut(held.at) {
+            Some(slot) if matches!(*slot, Out::Held(conn) if conn == held.conn) => {
+                *slot = Out::One(held.conn, frame.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Send the same encoded frame to every connection in `conns`.
     pub fn broadcast(&mut self, conns: impl IntoIterator<Item = ConnId>, frame: &PreparedFrame) {
         let conns: Vec<ConnId> = conns.into_iter().collect();
@@ -511,7 +571,7 @@ impl Ctx {
                             delivered += self.send_now(conn, &frame);
                         }
                     }
-                    Out::Close(..) => {}
+                    Out::Close(..) | Out::Held(_) => {}
                 }
             }
         } else if let Some((conns, frames)) = one_audience(&queue) {
@@ -563,6 +623,7 @@ impl Ctx {
                         }
                     }
                     Out::Close(conn, code, reason) => add(conn, Item::Close(code, reason)),
+                    Out::Held(_) => {}
                 }
             }
             let mut frames: Vec<Bytes> = Vec::new();
@@ -632,6 +693,8 @@ enum Item {
 /// ([`settle_waiting`]).
 fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
     app.turn_end(ctx);
+    // Places held this turn are filled by now ([`Ctx::hold`]).
+    ctx.turn += 1;
     settle_waiting(app, ctx);
     match ctx.log.commit_turn() {
         Commit::Done(result) if ctx.waiting.is_empty() => {
@@ -903,6 +966,62 @@ fn is_markup(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A context with one open connection over real loopback sockets: the
+    /// context, the connection's id, and the client's end.
+    fn one_peer() -> (Ctx, ConnId, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let limits = peer::OutboxLimits {
+            max_bytes: 1 << 20,
+            max_frames: 1024,
+            write_timeout: Duration::from_secs(5),
+        };
+        let peer = Peer::new(7, Arc::new(server), limits, metrics.clone());
+        let mut ctx = Ctx::new(metrics);
+        ctx.peers.insert(7, Arc::new(peer));
+        (ctx, 7, client)
+    }
+
+    /// Read exactly `len` bytes from `client` (a timeout, not a hang, if
+    /// they never come).
+    fn read_exactly(client: &mut std::net::TcpStream, len: usize) -> Vec<u8> {
+        use std::io::Read;
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = vec![0; len];
+        client.read_exact(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn a_held_place_goes_out_where_it_was_kept_with_what_filled_it() {
+        let (mut ctx, conn, mut client) = one_peer();
+        let first = ctx.hold(conn);
+        assert!(ctx.send_text(conn, "second"));
+        let never = ctx.hold(conn);
+        assert!(ctx.send_text(conn, "third"));
+        assert!(ctx.fill(first, &Ctx::text_frame("first")));
+        // Filled once only; the second place stays empty and sends nothing.
+        assert!(!ctx.fill(first, &Ctx::text_frame("again")));
+        ctx.deliver();
+        let want: Vec<u8> = ["first", "second", "third"]
+            .iter()
+            .flat_map(|t| Ctx::text_frame(t).to_vec())
+            .collect();
+        assert_eq!(read_exactly(&mut client, want.len()), want);
+        // A place of an ended turn cannot be filled into a later one.
+        ctx.turn += 1;
+        assert!(!ctx.fill(never, &Ctx::text_frame("late")));
+        let later = ctx.hold(conn);
+        assert!(ctx.fill(later, &Ctx::text_frame("fourth")));
+        ctx.deliver();
+        let fourth = Ctx::text_frame("fourth").to_vec();
+        assert_eq!(read_exactly(&mut client, fourth.len()), fourth);
+    }
 
     /// The escape as its doc says it, a character at a time.
     fn reference(json: &str) -> Vec<u8> {
