@@ -35,26 +35,45 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Starts of a node tried before giving up: a port free a moment ago may
+/// have been given meanwhile to a server another test of the same file
+/// started (seen with redis-servers, `RedisServer::start`).
+pub const START_ATTEMPTS: usize = 5;
+
 /// A node on `redis` (in memory, no rate limit) with `extra` flags, once
-/// it serves and says it is healthy.
+/// it serves and says it is healthy. A node that exits before that (its
+/// port taken since [`free_port`] found it free) is started again on
+/// another port, up to [`START_ATTEMPTS`] times.
 pub fn node_with(redis: &RedisServer, extra: &[&str]) -> Node {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
-        .args(["--redis", &redis.url()])
-        .args(extra)
-        .env("RUST_LOG", "wschat=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wschat");
-    let node = Node { child, addr };
-    let deadline = Instant::now() + NODE_WAIT;
-    while healthz(&node.addr).0 != 200 {
-        assert!(Instant::now() < deadline, "the node did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args(["serve", "--listen", &addr, "--rate-limit", "0", "--memory"])
+            .args(["--redis", &redis.url()])
+            .args(extra)
+            .env("RUST_LOG", "wschat=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wschat");
+        let mut node = Node { child, addr };
+        let deadline = Instant::now() + NODE_WAIT;
+        loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                exits.push(format!("{}: {status}", node.addr));
+                break;
+            }
+            // Healthy, and still running: the answer was this node's, not
+            // that of whatever took the port after it failed to bind.
+            if healthz(&node.addr).0 == 200 && matches!(node.child.try_wait(), Ok(None)) {
+                return node;
+            }
+            assert!(Instant::now() < deadline, "the node did not become healthy");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    node
+    panic!("the node exited before it was healthy at every start: {exits:?}");
 }
 
 /// `GET /healthz`: the status (0 if not answered) and the body.
