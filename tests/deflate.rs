@@ -361,53 +361,34 @@ fn compressed_frames_break_no_rule_unnoticed() {
 /// A `wschat serve` of its own, a child process, so that its memory can be
 /// read from /proc apart from the test's; killed and reaped when dropped.
 struct ChildServer {
-    child: std::process::Child,
+    server: common::ChildServer,
     addr: SocketAddr,
 }
 
 impl ChildServer {
     fn start(extra: &[&str]) -> ChildServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let dir = std::env::temp_dir().join(format!(
             "wschat-deflate-{}-{}",
             std::process::id(),
             wschat::random::random_u64()
         ));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
-            .args(["serve", "--listen", &addr.to_string(), "--rate-limit", "0"])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(extra)
-            .env("RUST_LOG", "wschat=warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start wschat");
-        common::wait_until_serving(&addr.to_string(), &mut child, Duration::from_secs(60));
-        ChildServer { child, addr }
+        let mut args = vec![std::ffi::OsStr::new("--data-dir"), dir.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let server = common::spawn_serve(args, Duration::from_secs(60));
+        let addr = server.addr.parse().expect("the address wschat said");
+        ChildServer { server, addr }
     }
 
     /// A field of /proc/PID/status, in KiB: `VmRSS` (resident now) or
     /// `VmHWM` (the most it was ever resident).
     fn kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let pid = self.server.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -7,9 +7,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,17 +19,7 @@ use wschat::ws::Message;
 const WAIT: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::ChildServer as Server;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -42,24 +32,9 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["serve", "--listen", &addr, "--rate-limit", "0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env("RUST_LOG", "wschat=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wschat");
-    common::wait_until_serving(&addr, &mut child, WAIT);
-    Server { child, addr }
+    let mut args = vec![std::ffi::OsStr::new("--data-dir"), dir.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    common::spawn_serve(args, WAIT)
 }
 
 /// The child's resident set, in bytes.

@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -21,17 +20,7 @@ use wschat::ws::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::ChildServer as Server;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -43,29 +32,10 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(dir: &Path, extra: &[&str]) -> Server {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["serve", "--listen", &addr, "--rate-limit", "0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env("RUST_LOG", "wschat=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wschat");
-    common::wait_until_serving(&addr, &mut child, WAIT);
-    Server { child, addr }
+    let mut args = vec![std::ffi::OsStr::new("--data-dir"), dir.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    common::spawn_serve(args, WAIT)
 }
 
 /// Set the soft file-size limit of process `pid` (the hard one stays

@@ -9,7 +9,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `server.rs` | the in-process server, `ws_url`, `tcp` |
+//! | `server.rs` | the in-process server, `ws_url`, `tcp`; `spawn_serve`: `wschat serve` as a child process |
 //! | `http.rs` | upgrade requests by hand, `read_http_reply`, `http_exchange` |
 //! | `raw.rs` | `client_frame`, `RawClient`: frames on raw TCP |
 //! | `chat.rs` | `ChatClient` on wschat's own client, `Incoming` |

@@ -86,3 +86,67 @@ fn answers_http(addr: &str) -> bool {
     let mut head = [0u8; 9];
     s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 "
 }
+
+/// `wschat serve` run by the test as a child process; killed (by its PID)
+/// and waited for when dropped.
+pub struct ChildServer {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it serves, `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's log: warnings, and the one line that says where it listens
+/// (not a line per connection).
+const CHILD_LOG: &str = "wschat=warn,wschat::server=info,wschat::server::http=warn";
+
+/// Start `wschat serve --listen 127.0.0.1:0 --rate-limit 0` followed by
+/// `args`, on a port the kernel picks as it binds, and wait until it
+/// serves ([`wait_until_serving`]). The address comes from the log line
+/// that says where it listens: no port is found free first and handed to
+/// the child, which another test's server could take in between (tests of
+/// one file run in parallel). Its log goes on being read, so the child
+/// never blocks on a full pipe. Fails the test if the child exits first or
+/// says nothing within `wait`.
+pub fn spawn_serve<I, S>(args: I, wait: std::time::Duration) -> ChildServer
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"])
+        .args(args)
+        .env("RUST_LOG", CHILD_LOG)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wschat");
+    let log = child.stderr.take().expect("the child's piped stderr");
+    let (tx, said) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(log).lines() {
+            let Ok(line) = line else { break };
+            if let Some(at) = line.split("listening on http://").nth(1) {
+                let _ = tx.try_send(at.trim().to_string());
+            }
+        }
+    });
+    let mut server = match said.recv_timeout(wait) {
+        Ok(addr) => ChildServer { child, addr },
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("wschat did not say where it listens within {wait:?} ({status:?})");
+        }
+    };
+    wait_until_serving(&server.addr.clone(), &mut server.child, wait);
+    server
+}
