@@ -122,7 +122,10 @@ impl User {
 /// by `sub` and by name, least recently seen first out.
 #[derive(Debug)]
 pub struct Identities {
-    users: HashMap<UserId, User>,
+    /// Boxed: a `User` is about 300 bytes, and a hash table keeps room for
+    /// more entries than it holds (up to twice as many just after it
+    /// grows), so unboxed that slack cost 300 bytes a slot instead of 16.
+    users: HashMap<UserId, Box<User>>,
     by_session: HashMap<String, UserId>,
     by_sub: HashMap<String, UserId>,
     /// Lower-cased names in use, for uniqueness.
@@ -309,7 +312,7 @@ impl Identities {
         if let Some(s) = &user.sub {
             self.by_sub.insert(s.clone(), user.id);
         }
-        self.users.insert(user.id, user);
+        self.users.insert(user.id, Box::new(user));
     }
 
     /// The user named `name` (ignoring case), if the chat knows one.
@@ -319,12 +322,12 @@ impl Identities {
 
     /// The user with id `id`.
     pub fn get(&self, id: UserId) -> Option<&User> {
-        self.users.get(&id)
+        self.users.get(&id).map(|u| &**u)
     }
 
     /// The user with id `id`, to change.
     pub fn get_mut(&mut self, id: UserId) -> Option<&mut User> {
-        self.users.get_mut(&id)
+        self.users.get_mut(&id).map(|u| &mut **u)
     }
 
     /// `{"id","name"}`: how messages name a user.
@@ -356,6 +359,7 @@ impl Identities {
         let mut found: Vec<&User> = self
             .users
             .values()
+            .map(|u| &**u)
             .filter(|u| !u.conns.is_empty() && u.name.to_lowercase().contains(&query))
             .collect();
         found.sort_by(|a, b| a.name.cmp(&b.name));
