@@ -16,8 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Ports tried before giving up on starting a redis-server.
-const START_ATTEMPTS: usize = 5;
+/// Ports tried before giving up on starting a server the tests run (a
+/// redis-server here, a wschat node in `node.rs`): a port free a moment
+/// ago may have been given meanwhile to a server another test of the same
+/// file started.
+pub const START_ATTEMPTS: usize = 5;
 
 /// How long redis-server may take to say it is ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::RedisServer;
+use super::redis_support::START_ATTEMPTS;
 
 /// How long a node may take to become healthy, and a Redis call to answer.
 pub const NODE_WAIT: Duration = Duration::from_secs(30);
@@ -34,11 +35,6 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
-
-/// Starts of a node tried before giving up: a port free a moment ago may
-/// have been given meanwhile to a server another test of the same file
-/// started (seen with redis-servers, `RedisServer::start`).
-pub const START_ATTEMPTS: usize = 5;
 
 /// A node on `redis` (in memory, no rate limit) with `extra` flags, once
 /// it serves and says it is healthy. A node that exits before that (its
