@@ -342,7 +342,7 @@ fn generate(name: &str, requests: &BTreeMap<String, String>) -> Option<String> {
                 .expect("the accept value is base64");
             hex(&digest)
         }
-        "rfc-accept" => handshake::accept_key(&key_of(rfc())),
+        "rfc-accept" => handshake::accept_key(&key_of(rfc())).to_string(),
         "rfc-101" => http_text(&answer(rfc(), &["chat"])),
         "chrome-101" => http_text(&answer(request("chrome"), &[])),
         "version-8-426" => http_text(&answer(

@@ -1,7 +1,6 @@
 //! Reading the HTTP request on a new connection, and routing it: a plain
 //! GET gets a page, an upgrade gets the RFC 6455 handshake and an endpoint.
 
-use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -39,7 +38,12 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         return;
     };
     let config = &shared.config;
-    let path = request.path().to_string();
+    // For the log lines. A mounted path is borrowed from the routes: a
+    // string made here would live as long as the connection.
+    let path: std::borrow::Cow<'static, str> = match shared.routes.socket_path(request.path()) {
+        Some(mounted) => mounted.into(),
+        None => request.path().to_string().into(),
+    };
     log::info!("open {peer} {path}");
     let started = Instant::now();
     let behavior = &mount.behavior;
@@ -201,7 +205,14 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         .then(|| deflate::negotiate(request.headers_named("Sec-WebSocket-Extensions")))
         .flatten();
     accept.extensions = deflate.map(|agreement| agreement.response());
-    if stream.write_all(&accept.response()).is_err() {
+    // The 101 from the stack: what this thread allocated and freed would
+    // stay cached for it while the connection is idle.
+    let mut on_stack = [0u8; RESPONSE_ON_STACK];
+    let sent = match accept.write_response(&mut on_stack) {
+        Some(len) => stream.write_all(&on_stack[..len]),
+        None => stream.write_all(&accept.response()),
+    };
+    if sent.is_err() {
         return None;
     }
     metrics.count_response(101);
@@ -235,12 +246,18 @@ pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAdd
         return "?".to_string();
     };
     if !trusted.contains(&peer.ip()) {
-        // Sized at once: this string lives as long as the connection, and
-        // growing it would leave the smaller buffers in the allocator's
-        // cache of this connection's thread.
-        let mut text = String::with_capacity(SOCKET_ADDR_TEXT);
-        let _ = write!(text, "{peer}");
-        return text;
+        // Written on the stack, then allocated at its exact size: this
+        // string lives as long as the connection (a 15-byte address in a
+        // 53-byte buffer would hold a 64-byte chunk instead of 32).
+        let mut text = [0u8; SOCKET_ADDR_TEXT];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        if std::io::Write::write_fmt(&mut cursor, format_args!("{peer}")).is_ok() {
+            let len = cursor.position() as usize;
+            if let Ok(text) = std::str::from_utf8(&text[..len]) {
+                return text.to_string();
+            }
+        }
+        return peer.to_string();
     }
     let hops: Vec<&str> = request
         .headers_named("X-Forwarded-For")
@@ -261,6 +278,10 @@ pub fn client_addr(peer: Option<SocketAddr>, request: &Request, trusted: &[IpAdd
         .or_else(|| request.header("X-Real-IP").map(|v| v.trim().to_string()))
         .unwrap_or_else(|| peer.to_string())
 }
+
+/// Room on the stack for a 101: one with a subprotocol and the
+/// permessage-deflate answer fits; a longer one is written from the heap.
+const RESPONSE_ON_STACK: usize = 384;
 
 /// Bytes of the longest IPv6 socket address as text, scope id aside
 /// (`[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535`).

@@ -208,6 +208,15 @@ impl Routes {
         })
     }
 
+    /// The path of the socket mounted at `path` as the routes hold it
+    /// (with no allocation), if one is mounted there by name.
+    pub fn socket_path(&self, path: &str) -> Option<&'static str> {
+        self.sockets
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|&(p, _)| p)
+    }
+
     /// Why an upgrade on `path` is refused when nothing is mounted there.
     pub fn no_socket(&self, path: &str) -> String {
         match &self.hint {

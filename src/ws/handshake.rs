@@ -58,11 +58,76 @@ pub const VERSION: &str = "13";
 ///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 /// );
 /// ```
-pub fn accept_key(key: &str) -> String {
+pub fn accept_key(key: &str) -> AcceptKey {
     let mut sha = Sha1::new();
     sha.update(key.as_bytes());
     sha.update(GUID.as_bytes());
-    BASE64.encode(sha.finalize())
+    let mut text = [0u8; ACCEPT_KEY_LEN];
+    // Base64 of SHA-1's 20 bytes is always 28 characters (§4.2.2): the
+    // buffer is exactly that long, so this cannot fail.
+    let written = BASE64.encode_slice(sha.finalize(), &mut text).unwrap_or(0);
+    debug_assert_eq!(written, ACCEPT_KEY_LEN);
+    AcceptKey(text)
+}
+
+/// Characters of a `Sec-WebSocket-Accept` value: base64 of 20 bytes.
+pub const ACCEPT_KEY_LEN: usize = 28;
+
+/// A `Sec-WebSocket-Accept` value, held in place (no allocation: a
+/// connection's thread keeps what it freed cached while the connection is
+/// idle, docs/performance.md). Reads as a `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptKey([u8; ACCEPT_KEY_LEN]);
+
+impl AcceptKey {
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        // Base64's alphabet is ASCII; `accept_key` is the only maker.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for AcceptKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<[u8]> for AcceptKey {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AcceptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for AcceptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for AcceptKey {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for AcceptKey {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<AcceptKey> for &str {
+    fn eq(&self, other: &AcceptKey) -> bool {
+        *self == other.as_str()
+    }
 }
 
 /// A parsed HTTP request head.
@@ -634,7 +699,7 @@ pub fn parse_request(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accept {
     /// `Sec-WebSocket-Accept`, computed by [`accept_key`].
-    pub accept_key: String,
+    pub accept_key: AcceptKey,
     /// The subprotocol chosen from the client's offers, if any.
     pub protocol: Option<String>,
     /// The extensions accepted, as the value of `Sec-WebSocket-Extensions`
@@ -648,9 +713,9 @@ impl Accept {
     /// out of `Sec-WebSocket-Extensions` (§9.1).
     ///
     /// ```
-    /// use wschat::ws::handshake::Accept;
+    /// use wschat::ws::handshake::{Accept, accept_key};
     /// let accept = Accept {
-    ///     accept_key: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into(),
+    ///     accept_key: accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
     ///     protocol: None,
     ///     extensions: None,
     /// };
@@ -661,33 +726,69 @@ impl Accept {
     /// );
     /// ```
     pub fn response(&self) -> Vec<u8> {
-        // Written into a buffer of the exact size: no growing on the way.
-        const HEAD: &str =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-        let lines = [
-            ("Sec-WebSocket-Accept: ", Some(&self.accept_key)),
-            ("Sec-WebSocket-Protocol: ", self.protocol.as_ref()),
-            ("Sec-WebSocket-Extensions: ", self.extensions.as_ref()),
-        ];
-        let len = HEAD.len()
-            + lines
+        let mut out = vec![0; self.response_len()];
+        self.write_response(&mut out);
+        out
+    }
+
+    /// The response's lines after the status line's fixed part, each a
+    /// name and its value, if it has one.
+    fn lines(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("Sec-WebSocket-Accept: ", Some(self.accept_key.as_str())),
+            ("Sec-WebSocket-Protocol: ", self.protocol.as_deref()),
+            ("Sec-WebSocket-Extensions: ", self.extensions.as_deref()),
+        ]
+    }
+
+    /// The length of [`Accept::response`] in bytes.
+    pub fn response_len(&self) -> usize {
+        RESPONSE_HEAD.len()
+            + self
+                .lines()
                 .iter()
                 .filter_map(|(name, value)| value.map(|v| name.len() + v.len() + 2))
                 .sum::<usize>()
-            + 2;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(HEAD.as_bytes());
-        for (name, value) in lines {
+            + 2
+    }
+
+    /// Write [`Accept::response`] at the start of `out` and return its
+    /// length, or `None` (nothing written) if `out` is shorter than
+    /// [`Accept::response_len`]. A server can answer from a buffer on its
+    /// stack: no allocation for the common 101.
+    ///
+    /// ```
+    /// use wschat::ws::handshake::{Accept, accept_key};
+    /// let accept = Accept { accept_key: accept_key("x3JJHMbDL1EzLkh9GBhXDw=="), protocol: None, extensions: None };
+    /// let mut buf = [0u8; 256];
+    /// let n = accept.write_response(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], &accept.response()[..]);
+    /// assert_eq!(accept.write_response(&mut [0u8; 10]), None);
+    /// ```
+    pub fn write_response(&self, out: &mut [u8]) -> Option<usize> {
+        let len = self.response_len();
+        let mut rest = out.get_mut(..len)?;
+        let mut put = |bytes: &[u8]| {
+            let (here, after) = std::mem::take(&mut rest).split_at_mut(bytes.len());
+            here.copy_from_slice(bytes);
+            rest = after;
+        };
+        put(RESPONSE_HEAD.as_bytes());
+        for (name, value) in self.lines() {
             if let Some(value) = value {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                put(name.as_bytes());
+                put(value.as_bytes());
+                put(b"\r\n");
             }
         }
-        out.extend_from_slice(b"\r\n");
-        out
+        put(b"\r\n");
+        Some(len)
     }
 }
+
+/// The fixed start of every 101 (§4.2.2 step 5, items 1-3).
+const RESPONSE_HEAD: &str =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 
 /// Apply the server's rules of RFC 6455 §4.2.1 to an upgrade request, and
 /// choose a subprotocol: the first the client offers that is in `supported`.
