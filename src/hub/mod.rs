@@ -979,7 +979,7 @@ mod tests {
             max_frames: 1024,
             write_timeout: Duration::from_secs(5),
         };
-        let peer = Peer::new(7, Arc::new(server), limits, metrics.clone());
+        let peer = Peer::new(7, server, limits, metrics.clone());
         let mut ctx = Ctx::new(metrics);
         ctx.peers.insert(7, Arc::new(peer));
         (ctx, 7, client)

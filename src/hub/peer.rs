@@ -96,7 +96,9 @@ struct Outbox {
 #[derive(Debug)]
 pub struct Peer {
     id: u64,
-    stream: Arc<TcpStream>,
+    /// The socket: written here (and by the flusher), read by the
+    /// connection's reader through [`Peer::stream`].
+    stream: TcpStream,
     limits: OutboxLimits,
     metrics: Arc<Metrics>,
     out: Mutex<Outbox>,
@@ -107,13 +109,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The write side of `stream` (the reader keeps its own `Arc`).
-    pub fn new(
-        id: u64,
-        stream: Arc<TcpStream>,
-        limits: OutboxLimits,
-        metrics: Arc<Metrics>,
-    ) -> Peer {
+    /// The write side of `stream`. The peer owns the socket (one allocation
+    /// per connection, not two); the reader borrows it to read.
+    pub fn new(id: u64, stream: TcpStream, limits: OutboxLimits, metrics: Arc<Metrics>) -> Peer {
         Peer {
             id,
             stream,
@@ -138,6 +136,11 @@ impl Peer {
     pub fn with_deflate(mut self, deflate: Option<PeerDeflate>) -> Peer {
         self.deflate = deflate;
         self
+    }
+
+    /// The socket, for the reader's side of the connection.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// What this peer negotiated of permessage-deflate, if anything.

@@ -202,18 +202,21 @@ pub fn run(
     deflate: Option<Agreement>,
 ) -> Option<CloseCode> {
     let config = &shared.config;
-    let (stream, mut hub) = match open(stream, opening, behavior, shared, deflate) {
-        Ok(opened) => opened,
+    let mut hub = match open(stream, opening, behavior, shared, deflate) {
+        Ok(hub) => hub,
         Err(code) => return code,
     };
+    // The peer owns the socket; the reader reads through it.
+    let peer = hub.peer.clone();
+    let stream = peer.stream();
     let mut conn = Connection::new(Role::Server, behavior.limits());
     if deflate.is_some() {
         // The hub compresses what it sends (once, for everyone it goes to).
         conn.set_inflate();
     }
     let timeouts = behavior.timeouts(config.close_timeout);
-    driver::drive(&stream, leftover, conn, &mut hub, timeouts);
-    let peer = hub.peer;
+    driver::drive(stream, leftover, conn, &mut hub, timeouts);
+    drop(hub);
     shared
         .metrics
         .websockets_open
@@ -223,7 +226,7 @@ pub fn run(
     // server should (RFC 6455 §7.1.1).
     peer.wait_drained(config.close_timeout);
     peer.abandon();
-    super::finish(&stream, config.close_timeout);
+    super::finish(stream, config.close_timeout);
     peer.close_code()
 }
 
@@ -239,21 +242,16 @@ fn open<'a>(
     behavior: &Behavior,
     shared: &'a Arc<Shared>,
     deflate: Option<Agreement>,
-) -> Result<(Arc<TcpStream>, Hub<'a>), Option<CloseCode>> {
+) -> Result<Hub<'a>, Option<CloseCode>> {
     let config = &shared.config;
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let stream = Arc::new(stream);
     let peer = Arc::new(
-        Peer::new(
-            id,
-            stream.clone(),
-            shared.outbox_limits(),
-            shared.metrics.clone(),
-        )
-        .with_deflate(deflate.map(|agreement| PeerDeflate {
-            agreement,
-            min_size: config.deflate_min_size,
-        })),
+        Peer::new(id, stream, shared.outbox_limits(), shared.metrics.clone()).with_deflate(
+            deflate.map(|agreement| PeerDeflate {
+                agreement,
+                min_size: config.deflate_min_size,
+            }),
+        ),
     );
     let Opening {
         mount,
@@ -290,5 +288,5 @@ fn open<'a>(
         limit: RateLimit::new(behavior.rate_limit, behavior.rate_burst),
         rate_limit: behavior.rate_limit,
     };
-    Ok((stream, hub))
+    Ok(hub)
 }
