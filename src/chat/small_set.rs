@@ -8,7 +8,8 @@
 //! memory (docs/performance.md). Here one element costs its own size, and
 //! the set grows by half of what it holds; lookups are binary searches, and
 //! inserting or removing moves the elements after it, which for a handful
-//! costs less than a B-tree's node walk.
+//! costs less than a B-tree's node walk. A set of one (most users: one
+//! room, one connection) holds its element in place, with no allocation.
 //!
 //! ```
 //! use wschat::chat::small_set::SmallSet;
@@ -23,36 +24,55 @@
 
 use std::borrow::Borrow;
 
-/// An ordered set of few elements, kept sorted in a `Vec` (see the module).
+/// An ordered set of few elements (see the module): none and one are held
+/// in place, more in a sorted `Vec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmallSet<T>(Vec<T>);
+pub struct SmallSet<T>(Repr<T>);
+
+/// Most users are in one room with one connection: a single element is
+/// kept in the set itself, which saves each of those sets an allocation
+/// (32 bytes of the allocator's for an id or a room name's `String`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repr<T> {
+    One(T),
+    /// Sorted, without repeats; never one element (that is `One`), empty
+    /// only as the empty set.
+    Many(Vec<T>),
+}
 
 impl<T> Default for SmallSet<T> {
     fn default() -> SmallSet<T> {
-        SmallSet(Vec::new())
+        SmallSet(Repr::Many(Vec::new()))
     }
 }
 
 impl<T: Ord> SmallSet<T> {
     /// An empty set (no allocation).
     pub fn new() -> SmallSet<T> {
-        SmallSet(Vec::new())
+        SmallSet::default()
     }
 
     /// Add `value`; `false` if it was there already.
     pub fn insert(&mut self, value: T) -> bool {
-        match self.0.binary_search(&value) {
-            Ok(_) => false,
-            Err(at) => {
-                if self.0.len() == self.0.capacity() {
-                    // One slot for the first, then half again: a set of
-                    // one holds exactly one.
-                    self.0.reserve_exact((self.0.len() / 2).max(1));
+        let (repr, added) = match std::mem::take(&mut self.0) {
+            Repr::Many(all) if all.is_empty() => (Repr::One(value), true),
+            Repr::One(one) if one == value => (Repr::One(one), false),
+            Repr::One(one) if one < value => (Repr::Many(vec![one, value]), true),
+            Repr::One(one) => (Repr::Many(vec![value, one]), true),
+            Repr::Many(mut all) => match all.binary_search(&value) {
+                Ok(_) => (Repr::Many(all), false),
+                Err(at) => {
+                    if all.len() == all.capacity() {
+                        // Half again of what it holds.
+                        all.reserve_exact((all.len() / 2).max(1));
+                    }
+                    all.insert(at, value);
+                    (Repr::Many(all), true)
                 }
-                self.0.insert(at, value);
-                true
-            }
-        }
+            },
+        };
+        self.0 = repr;
+        added
     }
 
     /// Take `value` out; `false` if it was not there.
@@ -60,13 +80,19 @@ impl<T: Ord> SmallSet<T> {
     where
         T: Borrow<Q>,
     {
-        match self.find(value) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
-        }
+        let (repr, removed) = match std::mem::take(&mut self.0) {
+            Repr::One(one) if one.borrow() == value => (Repr::default(), true),
+            Repr::Many(mut all) => match all.binary_search_by(|e| e.borrow().cmp(value)) {
+                Ok(at) => {
+                    all.remove(at);
+                    (Repr::from_sorted(all), true)
+                }
+                Err(_) => (Repr::Many(all), false),
+            },
+            unchanged => (unchanged, false),
+        };
+        self.0 = repr;
+        removed
     }
 
     /// Whether `value` is in the set.
@@ -74,31 +100,53 @@ impl<T: Ord> SmallSet<T> {
     where
         T: Borrow<Q>,
     {
-        self.find(value).is_ok()
+        self.as_slice()
+            .binary_search_by(|e| e.borrow().cmp(value))
+            .is_ok()
     }
+}
 
-    fn find<Q: Ord + ?Sized>(&self, value: &Q) -> Result<usize, usize>
-    where
-        T: Borrow<Q>,
-    {
-        self.0.binary_search_by(|e| e.borrow().cmp(value))
+impl<T> Default for Repr<T> {
+    fn default() -> Repr<T> {
+        Repr::Many(Vec::new())
+    }
+}
+
+impl<T> Repr<T> {
+    /// `all`, sorted and without repeats, as it is kept: one element in
+    /// place, more (or none) in the `Vec`.
+    fn from_sorted(mut all: Vec<T>) -> Repr<T> {
+        if all.len() == 1
+            && let Some(one) = all.pop()
+        {
+            return Repr::One(one);
+        }
+        Repr::Many(all)
     }
 }
 
 impl<T> SmallSet<T> {
     /// The elements, in order.
+    pub fn as_slice(&self) -> &[T] {
+        match &self.0 {
+            Repr::One(one) => std::slice::from_ref(one),
+            Repr::Many(all) => all,
+        }
+    }
+
+    /// The elements, in order.
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 
     /// How many elements it holds.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
 }
 
@@ -108,7 +156,7 @@ impl<T: Ord> FromIterator<T> for SmallSet<T> {
         all.sort();
         all.dedup();
         all.shrink_to_fit();
-        SmallSet(all)
+        SmallSet(Repr::from_sorted(all))
     }
 }
 
@@ -117,7 +165,7 @@ impl<'a, T> IntoIterator for &'a SmallSet<T> {
     type IntoIter = std::slice::Iter<'a, T>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -147,12 +195,20 @@ mod tests {
     }
 
     #[test]
-    fn one_element_takes_one_slot() {
+    fn one_element_is_held_in_place_and_more_take_their_own_slots() {
         let mut set = SmallSet::new();
         set.insert(5u64);
-        assert_eq!(set.0.capacity(), 1);
+        assert!(matches!(set.0, Repr::One(5)));
+        set.insert(2);
+        assert!(matches!(&set.0, Repr::Many(all) if all.capacity() == 2));
+        assert!(set.remove(&5));
+        assert!(matches!(set.0, Repr::One(2)));
+        assert!(set.remove(&2));
+        assert!(set.is_empty());
         let from: SmallSet<u64> = [3, 1, 3].into_iter().collect();
         assert_eq!(from.iter().copied().collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(from.0.capacity(), 2);
+        assert!(matches!(&from.0, Repr::Many(all) if all.capacity() == 2));
+        let one: SmallSet<u64> = [4, 4].into_iter().collect();
+        assert!(matches!(one.0, Repr::One(4)));
     }
 }
