@@ -615,7 +615,7 @@ impl Chat {
             .rooms
             .iter()
             .map(|name| {
-                let read = me.room_read.get(name).copied().unwrap_or(0);
+                let read = me.room_read.get(name).unwrap_or(0);
                 let latest = ctx.log().history(name, None, MAX_UNREAD_COUNT).messages;
                 let unread = latest
                     .iter()
@@ -1380,7 +1380,7 @@ impl Chat {
         let read = |peer: &str| {
             peer.strip_prefix('u')
                 .and_then(|p| p.parse::<u64>().ok())
-                .and_then(|p| me.read.get(&p).copied())
+                .and_then(|p| me.read.get(&p))
                 .unwrap_or(0)
         };
         let peers = ctx.log().private_peers(&me.key(), &read);
@@ -1500,7 +1500,7 @@ impl Chat {
                 format!("at most {MAX_READ_MARKERS} conversations keep read markers"),
             ));
         }
-        let at = user.read.entry(with).or_default();
+        let at = user.read.at(with);
         if upto <= *at {
             return Ok(());
         }
@@ -1546,7 +1546,7 @@ impl Chat {
                 format!("at most {MAX_READ_MARKERS} rooms keep read markers"),
             ));
         }
-        let at = user.room_read.entry(room.clone()).or_default();
+        let at = user.room_read.at(room.clone());
         if upto <= *at {
             return Ok(());
         }
