@@ -70,8 +70,9 @@ pub struct User {
     /// Whether a `memberships` record has said where it is (then `joined`
     /// records no longer move its current room).
     pub rooms_recorded: bool,
-    /// The digest of its session token (anonymous users).
-    pub session: Option<String>,
+    /// The digest of its session token (anonymous users), shared with the
+    /// map that finds the user by it (one copy, not two).
+    pub session: Option<Arc<str>>,
     /// The site's id for it (verified users).
     pub sub: Option<String>,
     /// Its name comes from its token and cannot be changed here.
@@ -106,7 +107,7 @@ impl User {
         self.name.len()
             + self.room.len()
             + self.rooms.iter().map(String::len).sum::<usize>()
-            + self.session.as_ref().map_or(0, String::len)
+            + self.session.as_deref().map_or(0, str::len)
             + self.sub.as_ref().map_or(0, String::len)
             + self.read.len() * READ_MARKER_OVERHEAD
             + self
@@ -181,7 +182,7 @@ pub struct Identities {
     /// more entries than it holds (up to twice as many just after it
     /// grows), so unboxed that slack cost 300 bytes a slot instead of 16.
     users: HashMap<UserId, Box<User>>,
-    by_session: HashMap<String, UserId>,
+    by_session: HashMap<Arc<str>, UserId>,
     by_sub: HashMap<String, UserId>,
     /// Lower-cased names in use, for uniqueness.
     names: HashMap<String, UserId>,
@@ -254,7 +255,7 @@ impl Identities {
                             room: LOBBY.to_string(),
                             rooms: SmallSet::new(),
                             rooms_recorded: false,
-                            session: v["session"].as_str().map(str::to_string),
+                            session: v["session"].as_str().map(Arc::from),
                             sub: v["sub"].as_str().map(str::to_string),
                             name_fixed: false,
                             admin: false,
@@ -519,7 +520,7 @@ impl Identities {
             room: LOBBY.to_string(),
             rooms: [LOBBY.to_string()].into_iter().collect(),
             rooms_recorded: false,
-            session,
+            session: session.map(Arc::from),
             sub,
             name_fixed: false,
             admin: false,
@@ -547,7 +548,7 @@ impl Identities {
         let asked = asked.and_then(|n| valid_name(n).ok());
         if let Some(token) = token {
             let digest = digest_hex(&token);
-            let id = match self.by_session.get(&digest) {
+            let id = match self.by_session.get(digest.as_str()) {
                 Some(&id) => Some(id),
                 // A session of another node's (docs/cluster.md): the same
                 // user id here, with a name of this node's.
