@@ -236,6 +236,10 @@ pub struct Ctx {
     /// The store: owned by the hub, lent to the app with the context.
     log: Box<dyn Log>,
     peers: HashMap<ConnId, Arc<Peer>>,
+    /// The connections that opened this turn: their 101s went out with
+    /// what the turn sent them, or go out alone at its end
+    /// ([`Peer::release_handshake`]).
+    opened: Vec<Arc<Peer>>,
     metrics: Arc<Metrics>,
     queue: Vec<Out>,
     /// The sends of this turn that carry a stored message: their place in
@@ -305,6 +309,7 @@ impl Ctx {
         Ctx {
             log,
             peers: HashMap::new(),
+            opened: Vec::new(),
             metrics,
             queue: Vec::new(),
             published: Vec::new(),
@@ -703,6 +708,12 @@ fn end_turn<A: App>(app: &mut A, ctx: &mut Ctx) {
         Commit::Done(result) => ctx.park(Some(Settled::now(result))),
         Commit::Pending => ctx.park(None),
     }
+    // A newcomer's 101 waits for no commit: what the turn sent it has
+    // gone out with it; if nothing did (its welcome waits for a commit,
+    // or it must sign in first), it goes now, alone.
+    for peer in ctx.opened.drain(..) {
+        peer.release_handshake();
+    }
 }
 
 impl Ctx {
@@ -932,6 +943,7 @@ fn handle<A: App>(app: &mut A, ctx: &mut Ctx, event: Event) -> bool {
     match event {
         Event::Opened(conn, info) => {
             ctx.peers.insert(conn, info.peer.clone());
+            ctx.opened.push(info.peer.clone());
             app.opened(ctx, conn, info);
         }
         Event::Text(conn, text) => {
@@ -1021,6 +1033,61 @@ mod tests {
         ctx.deliver();
         let fourth = Ctx::text_frame("fourth").to_vec();
         assert_eq!(read_exactly(&mut client, fourth.len()), fourth);
+    }
+
+    #[test]
+    fn a_held_handshake_goes_out_first_by_every_way_and_once() {
+        let response: Bytes = Arc::from(&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..]);
+        let frame = |t: &str| -> Bytes { Arc::from(Ctx::text_frame(t).to_vec()) };
+        // With the turn's frames, in front of them.
+        let (mut ctx, conn, mut client) = one_peer();
+        let peer = ctx.peers[&conn].clone();
+        peer.hold_handshake(response.clone());
+        assert!(ctx.send_text(conn, "welcome"));
+        assert!(ctx.send_text(conn, "users"));
+        ctx.deliver();
+        peer.release_handshake();
+        let mut want = response.to_vec();
+        want.extend_from_slice(&frame("welcome"));
+        want.extend_from_slice(&frame("users"));
+        assert_eq!(read_exactly(&mut client, want.len()), want);
+        // Released alone when nothing was sent, and then never again.
+        let (ctx, conn, mut client) = one_peer();
+        let peer = ctx.peers[&conn].clone();
+        peer.hold_handshake(response.clone());
+        peer.release_handshake();
+        peer.release_handshake();
+        assert!(matches!(
+            peer.send(&frame("later")),
+            Delivery::Sent | Delivery::Queued
+        ));
+        let mut want = response.to_vec();
+        want.extend_from_slice(&frame("later"));
+        assert_eq!(read_exactly(&mut client, want.len()), want);
+        // In front of a single frame, and of a Close.
+        let (ctx, conn, mut client) = one_peer();
+        let peer = ctx.peers[&conn].clone();
+        peer.hold_handshake(response.clone());
+        assert!(matches!(
+            peer.send(&frame("pong")),
+            Delivery::Sent | Delivery::Queued
+        ));
+        let mut want = response.to_vec();
+        want.extend_from_slice(&frame("pong"));
+        assert_eq!(read_exactly(&mut client, want.len()), want);
+        let (ctx, conn, mut client) = one_peer();
+        let peer = ctx.peers[&conn].clone();
+        peer.hold_handshake(response.clone());
+        peer.close(CloseCode::GOING_AWAY, "bye");
+        let mut close = Vec::new();
+        Message::Close(Some(crate::ws::CloseFrame::new(
+            CloseCode::GOING_AWAY,
+            "bye",
+        )))
+        .encode(&mut close, None);
+        let mut want = response.to_vec();
+        want.extend_from_slice(&close);
+        assert_eq!(read_exactly(&mut client, want.len()), want);
     }
 
     /// The escape as its doc says it, a character at a time.

@@ -90,6 +90,9 @@ struct Outbox {
     close_code: Option<CloseCode>,
     /// Shut the socket down once the outbox is empty (slow consumers).
     shutdown_when_empty: bool,
+    /// The handshake's `101` response, held to go out in front of the
+    /// first frames sent here ([`Peer::hold_handshake`]).
+    handshake: Option<Bytes>,
 }
 
 /// One connection's write side.
@@ -126,6 +129,7 @@ impl Peer {
                 closing_since: None,
                 close_code: None,
                 shutdown_when_empty: false,
+                handshake: None,
             }),
             drained: Condvar::new(),
             deflate: None,
@@ -159,11 +163,45 @@ impl Peer {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hold `response`, the handshake's `101`, to go out in front of the
+    /// first frames sent to this peer, in the same system call: for a chat
+    /// newcomer the 101 and the hub's welcome, member page and history
+    /// reach the client together, one wakeup of it instead of two. Every
+    /// way out sends it first ([`Peer::send`], [`Peer::send_batch`],
+    /// [`Peer::close`]), and the hub releases it at the end of the turn
+    /// that saw the connection open ([`Peer::release_handshake`]) if
+    /// nothing was sent by then.
+    pub fn hold_handshake(self: &Arc<Self>, response: Bytes) {
+        let mut out = self.lock();
+        if out.state == OutState::Open && out.queue.is_empty() && !out.flushing {
+            out.handshake = Some(response);
+        } else {
+            self.push_unbounded(&mut out, &response);
+        }
+    }
+
+    /// Send the held `101` now, if it is still held.
+    pub fn release_handshake(self: &Arc<Self>) {
+        let mut out = self.lock();
+        if let Some(response) = out.handshake.take()
+            && out.state == OutState::Open
+        {
+            self.push_unbounded(&mut out, &response);
+        }
+    }
+
     /// Deliver one encoded frame.
     pub fn send(self: &Arc<Self>, frame: &Bytes) -> Delivery {
         let mut out = self.lock();
         if out.state != OutState::Open {
             return Delivery::Closed;
+        }
+        if let Some(response) = out.handshake.take() {
+            return match self.write_batch(&mut out, &[response, frame.clone()], 1) {
+                2 => Delivery::Queued,
+                _ if out.state == OutState::Dead => Delivery::Closed,
+                _ => Delivery::Overflow,
+            };
         }
         self.push(&mut out, frame)
     }
@@ -173,17 +211,29 @@ impl Peer {
     /// non-blocking `sendmsg` hands them all over. Returns how many were
     /// accepted (sent or queued).
     pub fn send_batch(self: &Arc<Self>, frames: &[Bytes]) -> usize {
-        if let [frame] = frames {
-            return usize::from(matches!(
-                self.send(frame),
-                Delivery::Sent | Delivery::Queued
-            ));
-        }
         let mut out = self.lock();
         if out.state != OutState::Open {
             return 0;
         }
-        for frame in frames {
+        if let Some(response) = out.handshake.take() {
+            let mut all = Vec::with_capacity(frames.len() + 1);
+            all.push(response);
+            all.extend_from_slice(frames);
+            return self.write_batch(&mut out, &all, 1).saturating_sub(1);
+        }
+        if let [frame] = frames {
+            return usize::from(matches!(
+                self.push(&mut out, frame),
+                Delivery::Sent | Delivery::Queued
+            ));
+        }
+        self.write_batch(&mut out, frames, 0)
+    }
+
+    /// [`Peer::send_batch`] on the locked outbox; frames from `traced` on
+    /// are frames (before it, the held 101) for the trace log.
+    fn write_batch(self: &Arc<Self>, out: &mut Outbox, frames: &[Bytes], traced: usize) -> usize {
+        for frame in frames.iter().skip(traced) {
             trace_frame_out(self.id, frame);
         }
         let mut first_unsent = 0;
@@ -199,7 +249,7 @@ impl Peer {
                     0
                 }
                 Err(_) => {
-                    self.set_dead(&mut out);
+                    self.set_dead(out);
                     return 0;
                 }
             };
@@ -218,13 +268,13 @@ impl Peer {
             let partial = &frames[first_unsent];
             out.queue.push_back(partial.clone());
             out.head_offset = left;
-            self.add_bytes(&mut out, partial.len() - left);
+            self.add_bytes(out, partial.len() - left);
             first_unsent += 1;
-            self.start_flusher(&mut out);
+            self.start_flusher(out);
         }
         let mut accepted = first_unsent;
         for frame in &frames[first_unsent..] {
-            match self.push_queued(&mut out, frame) {
+            match self.push_queued(out, frame) {
                 Delivery::Queued => accepted += 1,
                 _ => break,
             }
@@ -251,6 +301,10 @@ impl Peer {
         let mut out = self.lock();
         if out.state != OutState::Open {
             return;
+        }
+        // The 101 before the Close (its frame needs a WebSocket to be in).
+        if let Some(response) = out.handshake.take() {
+            self.push_unbounded(&mut out, &response);
         }
         let frame = code
             .is_allowed_on_wire()

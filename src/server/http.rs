@@ -33,6 +33,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         mut leftover,
         peer,
         deflate,
+        handshake,
     }) = open(stream, tcp_peer, shared)
     else {
         return;
@@ -65,6 +66,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
                 mount: name,
                 request,
                 addr: peer.clone(),
+                handshake,
             },
             behavior,
             shared,
@@ -90,6 +92,9 @@ struct Upgraded {
     peer: String,
     /// permessage-deflate, if it was negotiated (RFC 7692).
     deflate: Option<Agreement>,
+    /// The 101, when it is not sent yet (a hub connection's goes out with
+    /// the hub's first frames).
+    handshake: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Read the request and answer it: a page or another plain answer, a
@@ -205,16 +210,31 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         .then(|| deflate::negotiate(request.headers_named("Sec-WebSocket-Extensions")))
         .flatten();
     accept.extensions = deflate.map(|agreement| agreement.response());
-    // The 101 from the stack: what this thread allocated and freed would
-    // stay cached for it while the connection is idle.
-    let mut on_stack = [0u8; RESPONSE_ON_STACK];
-    let sent = match accept.write_response(&mut on_stack) {
-        Some(len) => stream.write_all(&on_stack[..len]),
-        None => stream.write_all(&accept.response()),
+    let handshake = if let Service::Hub(_) = mount.service {
+        // The hub's connection: its 101 goes out with the first frames
+        // the hub sends it, in one system call (`Peer::hold_handshake`).
+        // Written straight into the shared buffer the peer keeps: a `Vec`
+        // turned into one would be freed here, and stay cached for this
+        // thread while the connection idles.
+        let mut response: std::sync::Arc<[u8]> =
+            std::iter::repeat_n(0, accept.response_len()).collect();
+        match std::sync::Arc::get_mut(&mut response).and_then(|buf| accept.write_response(buf)) {
+            Some(_) => Some(response),
+            None => Some(accept.response().into()),
+        }
+    } else {
+        // The 101 from the stack: what this thread allocated and freed
+        // would stay cached for it while the connection is idle.
+        let mut on_stack = [0u8; RESPONSE_ON_STACK];
+        let sent = match accept.write_response(&mut on_stack) {
+            Some(len) => stream.write_all(&on_stack[..len]),
+            None => stream.write_all(&accept.response()),
+        };
+        if sent.is_err() {
+            return None;
+        }
+        None
     };
-    if sent.is_err() {
-        return None;
-    }
     metrics.count_response(101);
     Some(Upgraded {
         stream,
@@ -223,6 +243,7 @@ fn open(mut stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<Shared>) -> Op
         leftover,
         peer,
         deflate,
+        handshake,
     })
 }
 

@@ -187,6 +187,9 @@ pub struct Opening {
     pub request: Request,
     /// The client's address.
     pub addr: String,
+    /// The handshake's 101 if it is not sent yet: the [`Peer`] holds it
+    /// to go out with the hub's first frames ([`Peer::hold_handshake`]).
+    pub handshake: Option<std::sync::Arc<[u8]>>,
 }
 
 /// Serve a hub connection whose 101 has been sent, as `behavior` allows,
@@ -257,7 +260,11 @@ fn open<'a>(
         mount,
         request,
         addr,
+        handshake,
     } = opening;
+    if let Some(response) = handshake {
+        peer.hold_handshake(response);
+    }
     let info = ConnInfo {
         mount,
         request,
