@@ -1039,45 +1039,46 @@ mod tests {
     fn a_held_handshake_goes_out_first_by_every_way_and_once() {
         let response: Bytes = Arc::from(&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..]);
         let frame = |t: &str| -> Bytes { Arc::from(Ctx::text_frame(t).to_vec()) };
+        // A peer holding the 101, and what its client must read: the 101,
+        // then `after`.
+        let held = || {
+            let (ctx, conn, client) = one_peer();
+            let peer = ctx.peers[&conn].clone();
+            peer.hold_handshake(response.clone());
+            (ctx, conn, peer, client)
+        };
+        let expect = |client: &mut std::net::TcpStream, after: &[u8]| {
+            let want = [&response[..], after].concat();
+            assert_eq!(read_exactly(client, want.len()), want);
+        };
         // With the turn's frames, in front of them.
-        let (mut ctx, conn, mut client) = one_peer();
-        let peer = ctx.peers[&conn].clone();
-        peer.hold_handshake(response.clone());
+        let (mut ctx, conn, peer, mut client) = held();
         assert!(ctx.send_text(conn, "welcome"));
         assert!(ctx.send_text(conn, "users"));
         ctx.deliver();
         peer.release_handshake();
-        let mut want = response.to_vec();
-        want.extend_from_slice(&frame("welcome"));
-        want.extend_from_slice(&frame("users"));
-        assert_eq!(read_exactly(&mut client, want.len()), want);
+        expect(
+            &mut client,
+            &[&frame("welcome")[..], &frame("users")].concat(),
+        );
         // Released alone when nothing was sent, and then never again.
-        let (ctx, conn, mut client) = one_peer();
-        let peer = ctx.peers[&conn].clone();
-        peer.hold_handshake(response.clone());
+        let (_ctx, _, peer, mut client) = held();
         peer.release_handshake();
         peer.release_handshake();
         assert!(matches!(
             peer.send(&frame("later")),
             Delivery::Sent | Delivery::Queued
         ));
-        let mut want = response.to_vec();
-        want.extend_from_slice(&frame("later"));
-        assert_eq!(read_exactly(&mut client, want.len()), want);
-        // In front of a single frame, and of a Close.
-        let (ctx, conn, mut client) = one_peer();
-        let peer = ctx.peers[&conn].clone();
-        peer.hold_handshake(response.clone());
+        expect(&mut client, &frame("later"));
+        // In front of a single frame.
+        let (_ctx, _, peer, mut client) = held();
         assert!(matches!(
             peer.send(&frame("pong")),
             Delivery::Sent | Delivery::Queued
         ));
-        let mut want = response.to_vec();
-        want.extend_from_slice(&frame("pong"));
-        assert_eq!(read_exactly(&mut client, want.len()), want);
-        let (ctx, conn, mut client) = one_peer();
-        let peer = ctx.peers[&conn].clone();
-        peer.hold_handshake(response.clone());
+        expect(&mut client, &frame("pong"));
+        // In front of a Close.
+        let (_ctx, _, peer, mut client) = held();
         peer.close(CloseCode::GOING_AWAY, "bye");
         let mut close = Vec::new();
         Message::Close(Some(crate::ws::CloseFrame::new(
@@ -1085,9 +1086,7 @@ mod tests {
             "bye",
         )))
         .encode(&mut close, None);
-        let mut want = response.to_vec();
-        want.extend_from_slice(&close);
-        assert_eq!(read_exactly(&mut client, want.len()), want);
+        expect(&mut client, &close);
     }
 
     /// The escape as its doc says it, a character at a time.
