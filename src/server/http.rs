@@ -39,12 +39,7 @@ pub fn handle_connection(stream: TcpStream, tcp_peer: SocketAddr, shared: &Arc<S
         return;
     };
     let config = &shared.config;
-    // For the log lines. A mounted path is borrowed from the routes: a
-    // string made here would live as long as the connection.
-    let path: std::borrow::Cow<'static, str> = match shared.routes.socket_path(request.path()) {
-        Some(mounted) => mounted.into(),
-        None => request.path().to_string().into(),
-    };
+    let path = log_path(shared, &request);
     log::info!("open {peer} {path}");
     let started = Instant::now();
     let behavior = &mount.behavior;
@@ -95,6 +90,18 @@ struct Upgraded {
     /// The 101, when it is not sent yet (a hub connection's goes out with
     /// the hub's first frames).
     handshake: Option<std::sync::Arc<[u8]>>,
+}
+
+/// The path for a connection's log lines: a mounted socket's path is
+/// borrowed from the routes (a string made here would live as long as the
+/// connection). A function of its own, never inlined: its temporaries stay
+/// off the frame that lives while the connection does (tests/stack.rs).
+#[inline(never)]
+fn log_path(shared: &Shared, request: &Request) -> std::borrow::Cow<'static, str> {
+    match shared.routes.socket_path(request.path()) {
+        Some(mounted) => mounted.into(),
+        None => request.path().to_string().into(),
+    }
 }
 
 /// Read the request and answer it: a page or another plain answer, a
